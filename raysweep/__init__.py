@@ -1,0 +1,28 @@
+"""raysweep: hyperparameter sweeps on Ray Tune from prebuilt recipes, tracked in MLflow.
+
+Importing :mod:`raysweep` is cheap: Ray, MLflow and scikit-learn are imported only when a
+sweep runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["Recipe", "SweepResult", "UserError", "__version__", "load_recipe", "run_sweep"]
+
+from raysweep.errors import UserError
+from raysweep.recipes import Recipe, load_recipe
+
+if TYPE_CHECKING:
+    from raysweep.runner import SweepResult, run_sweep
+
+
+def __getattr__(name: str) -> Any:
+    # The runner pulls in ray; keep `import raysweep` (and the CLI's --help) free of it.
+    if name in ("run_sweep", "SweepResult"):
+        from raysweep import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'raysweep' has no attribute {name!r}")

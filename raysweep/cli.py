@@ -1,0 +1,233 @@
+"""The ``raysweep`` command: a thin shell over the Python API.
+
+Only ``run`` (and commands that need them) import Ray or MLflow, so ``--help`` and
+``recipes list`` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from raysweep import __version__
+from raysweep.errors import SweepFailed, UserError
+
+
+class _Group(click.Group):
+    """Turns raysweep's own errors into one line on stderr and the documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except SweepFailed as exc:
+            click.echo(f"sweep failed: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="raysweep")
+def main() -> None:
+    """Hyperparameter sweeps on Ray Tune from prebuilt recipes, every trial tracked in MLflow.
+
+    \b
+    raysweep recipes list
+    raysweep run xgboost --dataset breast_cancer --scheduler asha --searcher hyperopt
+    raysweep run my_recipe.yaml --dataset data.csv --target label
+    """
+
+
+# -- recipes -------------------------------------------------------------------------------------
+@main.group()
+def recipes() -> None:
+    """List and show the prebuilt recipes."""
+
+
+@recipes.command("list")
+def recipes_list() -> None:
+    """The prebuilt recipes, with their family, tasks and default strategy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from raysweep.recipes import bundled_recipe_names, load_recipe
+
+    table = Table("recipe", "family", "tasks", "default metric", "resource", "scheduler", "searcher", "description")
+    for name in bundled_recipe_names():
+        recipe = load_recipe(name)
+        res = recipe.resource
+        table.add_row(
+            name,
+            recipe.family,
+            ", ".join(recipe.tasks),
+            ", ".join(f"{m}" for m in recipe.metric.values()),
+            f"{res.name} ({res.per_step:g}/step, max {res.max:g})",
+            recipe.scheduler,
+            recipe.searcher,
+            recipe.description,
+        )
+    Console(width=max(140, Console().width)).print(table)
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    kind = spec["type"]
+    if "values" in spec:
+        return f"tune.{'grid_search' if kind == 'grid' else 'choice'}({spec['values']!r})"
+    args = [spec["low"], spec["high"]] + ([spec["q"]] if "q" in spec else [])
+    return f"tune.{kind}({', '.join(map(str, args))})" + (f"  grid: {spec['grid']}" if "grid" in spec else "")
+
+
+@recipes.command("show")
+@click.argument("recipe")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
+def recipes_show(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Print a recipe's YAML and its resolved search space."""
+    from raysweep.recipes import load_recipe
+
+    loaded = load_recipe(recipe, list(overrides))
+    click.echo(f"# {loaded.source}")
+    click.echo(loaded.to_yaml())
+    click.echo("# resolved search space (Ray Tune domains)")
+    for name, spec in loaded.space.items():
+        click.echo(f"{name}: {_describe(spec)}")
+    if loaded.fixed:
+        click.echo("# fixed: " + ", ".join(f"{k}={v!r}" for k, v in loaded.fixed.items()))
+    res = loaded.resource
+    click.echo(f"# resource: {res.name}, {res.per_step:g} per step, {res.max_steps} steps up to {res.max:g}")
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
+def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Check a recipe file (or prebuilt recipe) without running anything."""
+    from raysweep.families import get_family
+    from raysweep.recipes import load_recipe
+    from raysweep.runner import check_family_params
+
+    loaded = load_recipe(recipe, list(overrides))
+    family = get_family(loaded.family)
+    for task in loaded.tasks:
+        check_family_params(loaded, family, task)
+    click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameters searched)")
+
+
+# -- run -----------------------------------------------------------------------------------------
+def _run_options(func: Any) -> Any:
+    options = [
+        click.option("--dataset", required=True, help="A built-in name (iris, wine, breast_cancer, digits, diabetes, make_classification[:n_samples=N,...], make_regression[:...]) or a CSV/Parquet path."),
+        click.option("--target", help="The target column of a CSV/Parquet dataset."),
+        click.option("--task", type=click.Choice(["classification", "regression"]), help="Override the task inferred from the target."),
+        click.option("--metric", help="accuracy, roc_auc, log_loss, f1_macro | rmse, mae, r2 (default: the recipe's)."),
+        click.option("--scheduler", type=click.Choice(["fifo", "asha", "hyperband", "pbt"]), help="When to stop trials (default: the recipe's)."),
+        click.option("--searcher", type=click.Choice(["random", "grid", "hyperopt"]), help="What to try next (default: the recipe's)."),
+        click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid)."),
+        click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds."),
+        click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster)."),
+        click.option("--cv", type=int, help="Score each trial by K-fold cross-validation instead of one validation split."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible."),
+        click.option("--name", help="The sweep's name (default: RECIPE-DATASET-TIMESTAMP)."),
+        click.option("--storage", help="Where Ray keeps results and checkpoints (a path or a cloud URI; default ./raysweep_results)."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. space.max_depth.high=12."),
+        click.option("--address", help="A Ray cluster to join (GCS address, 'auto' or ray://...); default: an embedded local Ray, or RAY_ADDRESS."),
+        click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+        click.option("--experiment", help="MLflow experiment (default: raysweep-RECIPE-DATASET)."),
+        click.option("--max-failures", type=int, default=0, show_default=True, help="Retry a failed trial this many times."),
+        click.option("--register-model", help="Register the refit best model in the MLflow Model Registry under this name."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout."),
+        click.option("--verbose", is_flag=True, help="Show Ray's own output instead of the live view."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("recipe")
+@_run_options
+def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
+    """Run a sweep of RECIPE (a prebuilt name or a YAML path) on a dataset."""
+    from raysweep.runner import plan_sweep
+
+    options["overrides"] = list(options["overrides"])
+    plan = plan_sweep(recipe, options.pop("dataset"), **options)
+    _execute(plan, as_json=as_json, verbose=verbose)
+
+
+def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
+    from rich.console import Console
+
+    from raysweep.runner import run_planned
+
+    err = Console(stderr=True, highlight=False)
+    for note in plan.dataset.notes:
+        err.print(f"[dim]{plan.dataset.name}: {note}[/]")
+    err.print(
+        f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
+        f"{plan.scheduler} + {plan.searcher}, {plan.num_samples} {'grid pass(es)' if plan.searcher == 'grid' else 'trials'}, "
+        f"metric {plan.metric} ({plan.mode})"
+    )
+    result = run_planned(plan, verbose=verbose, progress=True)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), default=str))
+        return
+    _print_summary(result, Console(highlight=False))
+
+
+def _print_summary(result: Any, console: Any) -> None:
+    from rich.table import Table
+
+    board = result.leaderboard
+    key = f"val_{result.metric}"
+    table = Table(title=f"leaderboard (top {min(10, len(board))} of {result.num_trials})")
+    config_columns = [c for c in board.columns if c.startswith("config/")]
+    for column in ["trial_id", key, "resource", "outcome", *config_columns]:
+        table.add_column(column.removeprefix("config/"))
+    for _, row in board.head(10).iterrows():
+        table.add_row(*[_fmt(row[c]) for c in ["trial_id", key, "resource", "outcome", *config_columns]])
+    console.print(table)
+    console.print(f"best config: {json.dumps(result.best_config, default=str)}")
+    console.print(f"validation {result.metric}: {result.best_validation_score:.5g} (at resource {result.best_resource})")
+    console.print(f"test {result.metric} of the refit model: [bold]{result.test_score:.5g}[/]")
+    console.print(
+        f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
+    )
+    if result.tracking_uri:
+        console.print(f"MLflow: {result.tracking_uri}, run {result.parent_run_id}; review with: raysweep ui --tracking-uri {result.tracking_uri}")
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return str(value)
+
+
+#: commands that live in their own modules: (module, attribute, command name). Those modules
+#: keep heavy imports inside the commands, so --help stays fast.
+_COMMANDS = (
+    ("raysweep.cluster", "cluster_group", "cluster"),
+    ("raysweep.review", "ui_command", "ui"),
+    ("raysweep.review", "report_command", "report"),
+)
+
+
+def _attach_optional_commands() -> None:
+    import importlib
+
+    for module_name, attribute, name in _COMMANDS:
+        try:
+            command = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError):
+            continue
+        main.add_command(command, name)
+
+
+_attach_optional_commands()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

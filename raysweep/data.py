@@ -1,0 +1,385 @@
+"""Datasets: load a built-in set or a user's file, infer the task, split once, encode.
+
+Everything here runs on the driver, before Ray starts, so a bad dataset is reported as one
+line naming the file or column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raysweep.errors import UserError
+from raysweep.recipes import _suggest
+
+BUILTIN_DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes", "make_classification", "make_regression")
+_SYNTHETIC_OPTIONS = ("n_samples", "n_features", "n_informative", "n_classes", "noise", "random_state")
+#: an integer target with at most this many distinct values is taken as class labels
+MAX_INFERRED_CLASSES = 50
+
+
+@dataclass
+class Dataset:
+    """A loaded table: the feature frame, the target and what the task is."""
+
+    name: str
+    X: Any  # pandas.DataFrame
+    y: Any  # pandas.Series
+    task: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the contents (features and target), to tell datasets apart in MLflow."""
+        import pandas as pd
+
+        digest = hashlib.sha256()
+        digest.update(pd.util.hash_pandas_object(self.X, index=False).values.tobytes())
+        digest.update(pd.util.hash_pandas_object(self.y, index=False).values.tobytes())
+        digest.update(",".join(map(str, self.X.columns)).encode())
+        return digest.hexdigest()[:16]
+
+
+def _parse_synthetic(spec: str) -> tuple[str, dict[str, Any]]:
+    name, _, options_text = spec.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, options_text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in _SYNTHETIC_OPTIONS:
+            raise UserError(
+                f"--dataset {spec}: unknown option {key!r}{_suggest(key, _SYNTHETIC_OPTIONS)}; "
+                f"use {name}:{'=...,'.join(_SYNTHETIC_OPTIONS)}=..."
+            )
+        try:
+            options[key] = float(value) if key == "noise" else int(value)
+        except ValueError:
+            raise UserError(f"--dataset {spec}: {key} must be a number, got {value!r}") from None
+    return name, options
+
+
+def _load_builtin(spec: str, seed: int) -> tuple[Any, Any, str, str | None]:
+    import pandas as pd
+    from sklearn import datasets
+
+    name, options = _parse_synthetic(spec)
+    if name in ("make_classification", "make_regression"):
+        n_features = options.get("n_features", 20)
+        kwargs = {
+            "n_samples": options.get("n_samples", 1000),
+            "n_features": n_features,
+            "n_informative": options.get("n_informative", max(2, n_features // 2)),
+            "random_state": options.get("random_state", seed),
+        }
+        try:
+            if name == "make_classification":
+                X, y = datasets.make_classification(n_classes=options.get("n_classes", 2), **kwargs)
+                task = "classification"
+            else:
+                X, y = datasets.make_regression(noise=options.get("noise", 10.0), **kwargs)
+                task = "regression"
+        except ValueError as exc:
+            raise UserError(f"--dataset {spec}: {exc}") from None
+        frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+        return frame, pd.Series(y, name="target"), name, task
+    if options:
+        raise UserError(f"--dataset {spec}: options are only for make_classification and make_regression")
+    loader = getattr(datasets, f"load_{name}")
+    bunch = loader(as_frame=True)
+    task = "regression" if name == "diabetes" else "classification"
+    return bunch.data, bunch.target.rename("target"), name, task
+
+
+def _read_table(path: Path) -> Any:
+    import pandas as pd
+
+    suffixes = [s.lower() for s in path.suffixes]
+    try:
+        if suffixes[-1:] in ([".parquet"], [".pq"]):
+            return pd.read_parquet(path)
+        if any(s in (".csv", ".tsv", ".txt") for s in suffixes):
+            sep = "\t" if ".tsv" in suffixes else ","
+            return pd.read_csv(path, sep=sep, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file is empty; give a CSV with a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"{path}: cannot read it as {'Parquet' if 'parquet' in str(suffixes) else 'CSV'} ({first}); check the file") from None
+    raise UserError(f"{path}: unsupported file type {''.join(path.suffixes) or '(none)'}; use .csv, .csv.gz, .tsv or .parquet")
+
+
+def _infer_task(y: Any, source: str, target: str) -> str:
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+        return "classification"
+    values = y.to_numpy(dtype=float)
+    integral = np.all(np.mod(values, 1) == 0)
+    if integral and y.nunique() <= MAX_INFERRED_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def load_dataset(spec: str, target: str | None = None, task: str | None = None, seed: int = 0) -> Dataset:
+    """Load ``spec`` (a built-in name or a CSV/Parquet path) and check it can be tuned on."""
+    import pandas as pd
+
+    notes: list[str] = []
+    base = spec.partition(":")[0]
+    if base in BUILTIN_DATASETS:
+        X, y, name, builtin_task = _load_builtin(spec, seed)
+        if target is not None and target != "target":
+            raise UserError(f"--target {target}: the built-in dataset {name} has its own target; leave --target out")
+        source = name
+        inferred = builtin_task
+    else:
+        path = Path(spec).expanduser()
+        if not path.exists():
+            raise UserError(
+                f"--dataset {spec}: no such file and not a built-in dataset{_suggest(spec, BUILTIN_DATASETS)}; "
+                f"give a CSV/Parquet path or one of {', '.join(BUILTIN_DATASETS)}"
+            )
+        if path.is_dir():
+            raise UserError(f"--dataset {spec}: is a directory; give a CSV or Parquet file")
+        frame = _read_table(path)
+        source = str(path)
+        if frame.shape[0] == 0:
+            raise UserError(f"{source}: has a header but no data rows; add rows")
+        first = frame.columns[0]
+        if isinstance(first, str) and first.startswith("Unnamed: 0") and frame[first].is_unique:
+            # A blank-headed first column is a saved index (pandas' to_csv), not a feature.
+            frame = frame.drop(columns=[first])
+            notes.append(f"dropped the unnamed index column {first!r}")
+        if target is None:
+            raise UserError(f"{source}: which column is the target? pass --target COLUMN (columns: {', '.join(map(str, frame.columns[:12]))})")
+        if target not in frame.columns:
+            columns = [str(c) for c in frame.columns]
+            raise UserError(
+                f"{source}: no column {target!r}{_suggest(target, columns)}; columns: {', '.join(columns[:30])}"
+            )
+        y = frame[target]
+        X = frame.drop(columns=[target])
+        name = path.name.split(".")[0]
+        inferred = None
+        if y.isna().all():
+            raise UserError(f"{source}: target column {target!r} is empty (all values missing); choose another --target")
+        missing = int(y.isna().sum())
+        if missing:
+            keep = y.notna().to_numpy()
+            X, y = X[keep], y[keep]
+            notes.append(f"dropped {missing} rows with no {target!r} value")
+        if y.dtype == object or pd.api.types.is_string_dtype(y):
+            y = y.astype(str).str.strip()
+        X = X.reset_index(drop=True)
+        y = y.reset_index(drop=True)
+
+    if X.shape[1] == 0:
+        raise UserError(f"{source}: no feature columns besides the target {y.name!r}; a model needs at least one")
+    chosen = task or inferred or _infer_task(y, source, str(y.name))
+    if task is None and inferred is None:
+        notes.append(f"task inferred from target {y.name!r}: {chosen} (override with --task)")
+    if chosen == "regression" and (not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y)):
+        example = y.iloc[0]
+        raise UserError(f"{source}: target {y.name!r} holds text ({example!r}) but the task is regression; use --task classification or a numeric target")
+    if chosen == "classification":
+        counts = y.value_counts()
+        if len(counts) < 2:
+            raise UserError(f"{source}: target {y.name!r} has a single class ({counts.index[0]!r}); classification needs at least two")
+    if len(y) < 10:
+        raise UserError(f"{source}: only {len(y)} rows; raysweep needs at least 10 to split into train, validation and test")
+    return Dataset(name=name, X=X, y=y, task=chosen, notes=notes)
+
+
+@dataclass
+class TrialData:
+    """What every trial sees: encoded training and validation arrays (never the test split).
+
+    With cross-validation, ``X_train``/``y_train`` hold the whole tuning pool and ``folds``
+    the (train, validation) index pairs; ``X_val``/``y_val`` are then empty.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    task: str
+    n_classes: int
+    folds: list[tuple[np.ndarray, np.ndarray]] | None = None
+    #: regression targets are standardised for families that need it; errors are scaled back
+    y_scale: float = 1.0
+
+    def splits(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """(X_fit, y_fit, X_score, y_score) for each fold (one pair without cross-validation)."""
+        if not self.folds:
+            return [(self.X_train, self.y_train, self.X_val, self.y_val)]
+        return [
+            (self.X_train[tr], self.y_train[tr], self.X_train[va], self.y_train[va]) for tr, va in self.folds
+        ]
+
+
+@dataclass
+class PreparedData:
+    """The split dataset: trial arrays, plus the raw tuning pool and test split for the refit."""
+
+    trial: TrialData
+    X_pool: Any  # train+validation rows, raw columns (DataFrame)
+    y_pool: np.ndarray
+    X_test: Any
+    y_test: np.ndarray
+    classes: np.ndarray | None
+    y_center: float
+    y_scale: float
+    numeric_columns: list[str]
+    categorical_columns: list[str]
+    sizes: dict[str, int]
+
+
+def feature_columns(X: Any) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) column names; booleans and text are categorical."""
+    import pandas as pd
+
+    numeric, categorical = [], []
+    for column in X.columns:
+        series = X[column]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            numeric.append(column)
+        else:
+            categorical.append(column)
+    return numeric, categorical
+
+
+def categories_as_text(frame: Any) -> Any:
+    """Category columns as strings (module level so a fitted pipeline pickles)."""
+    return frame.astype(str)
+
+
+def make_preprocessor(encoding: str, numeric: list[str], categorical: list[str], native_missing: bool) -> Any:
+    """A ColumnTransformer that turns raw columns into the numbers a family needs.
+
+    ``ordinal`` (tree models): categories as integer codes; missing numbers kept as NaN when
+    the family handles them, median-imputed otherwise. ``dense`` (SVM, MLP): numbers imputed
+    and standardised, categories one-hot encoded.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    from sklearn.preprocessing import FunctionTransformer
+
+    # Categories may mix types (numbers and text, or NaN): encode them all as text.
+    as_text = FunctionTransformer(categories_as_text, feature_names_out="one-to-one")
+    if encoding == "ordinal":
+        number_steps = [] if native_missing else [SimpleImputer(strategy="median")]
+        category = make_pipeline(
+            as_text,
+            OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1),
+        )
+    else:
+        number_steps = [SimpleImputer(strategy="median"), StandardScaler()]
+        category = make_pipeline(
+            as_text,
+            OneHotEncoder(handle_unknown="infrequent_if_exist", max_categories=30, sparse_output=False),
+        )
+    transformers = []
+    if numeric:
+        transformers.append(("numeric", make_pipeline(*number_steps) if number_steps else "passthrough", numeric))
+    if categorical:
+        transformers.append(("categorical", category, categorical))
+    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0, verbose_feature_names_out=False)
+
+
+def prepare(
+    dataset: Dataset,
+    family: Any,
+    *,
+    seed: int,
+    test_size: float = 0.2,
+    val_size: float = 0.2,
+    cv: int | None = None,
+) -> PreparedData:
+    """Split once into train / validation / test and encode the trial arrays.
+
+    The test split is never shown to a trial; the encoder is fitted on the rows the trials train
+    on, so no statistic of the validation or test rows leaks into training.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    X, y = dataset.X, dataset.y
+    classification = dataset.task == "classification"
+    classes = None
+    if classification:
+        labels = y.to_numpy()
+        classes, y_encoded = np.unique(labels.astype(str) if labels.dtype == object else labels, return_inverse=True)
+    else:
+        y_encoded = y.to_numpy(dtype=float)
+    n = len(y_encoded)
+
+    def split(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        labels = y_encoded[rows] if classification else None
+        try:
+            return train_test_split(rows, test_size=fraction, random_state=seed, stratify=labels)
+        except ValueError:
+            # A class too rare to stratify on: fall back to a plain shuffled split.
+            return train_test_split(rows, test_size=fraction, random_state=seed)
+
+    pool, test = split(np.arange(n), test_size)
+    if cv is not None:
+        if cv > len(pool):
+            raise UserError(f"--cv {cv}: only {len(pool)} rows remain for tuning after the test split; use fewer folds")
+        train, val = pool, pool[:0]
+    else:
+        train, val = split(pool, val_size / (1 - test_size))
+
+    numeric, categorical = feature_columns(X)
+    preprocessor = make_preprocessor(family.encoding, numeric, categorical, family.native_missing)
+    fit_rows = pool if cv is not None else train
+    preprocessor.fit(X.iloc[fit_rows], y_encoded[fit_rows])
+
+    def encode(rows: np.ndarray) -> np.ndarray:
+        if len(rows) == 0:
+            return np.empty((0, 0))
+        return np.ascontiguousarray(preprocessor.transform(X.iloc[rows]), dtype=np.float64)
+
+    y_center, y_scale = 0.0, 1.0
+    if not classification and family.scale_target:
+        # Networks and SVR fit a target in its natural units (house prices) badly; they see it
+        # standardised, and every score is reported back in the target's own units.
+        y_center = float(np.mean(y_encoded[fit_rows]))
+        y_scale = float(np.std(y_encoded[fit_rows])) or 1.0
+    y_trial = (y_encoded - y_center) / y_scale
+
+    folds = None
+    if cv is not None:
+        if classification:
+            smallest = int(np.bincount(y_encoded[pool]).min())
+            splitter: Any = StratifiedKFold(cv, shuffle=True, random_state=seed) if smallest >= cv else KFold(cv, shuffle=True, random_state=seed)
+        else:
+            splitter = KFold(cv, shuffle=True, random_state=seed)
+        folds = [(tr, va) for tr, va in splitter.split(np.zeros(len(pool)), y_encoded[pool])]
+    trial = TrialData(
+        X_train=encode(train),
+        y_train=y_trial[train],
+        X_val=encode(val),
+        y_val=y_trial[val],
+        task=dataset.task,
+        n_classes=len(classes) if classes is not None else 0,
+        folds=folds,
+        y_scale=y_scale,
+    )
+    return PreparedData(
+        trial=trial,
+        X_pool=X.iloc[pool].reset_index(drop=True),
+        y_pool=y_encoded[pool],
+        X_test=X.iloc[test].reset_index(drop=True),
+        y_test=y_encoded[test],
+        classes=classes,
+        y_center=y_center,
+        y_scale=y_scale,
+        numeric_columns=numeric,
+        categorical_columns=categorical,
+        sizes={"train": len(train), "validation": len(val), "test": len(test)},
+    )

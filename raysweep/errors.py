@@ -1,0 +1,19 @@
+"""Errors raysweep reports to its users."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with what the user asked for: a recipe, a dataset, a flag.
+
+    The message is one line that names the file, key or column, the value, the rule and the
+    fix. The CLI prints it without a traceback and exits with code 2.
+    """
+
+    exit_code = 2
+
+
+class SweepFailed(Exception):
+    """The sweep itself failed (for example every trial raised). The CLI exits with code 1."""
+
+    exit_code = 1

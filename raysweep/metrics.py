@@ -1,0 +1,82 @@
+"""Validation metrics: one function scores a fitted model on held-out rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from raysweep.recipes import METRICS
+
+_NEEDS_PROBA = {"roc_auc", "log_loss"}
+
+
+def direction(metric: str) -> str:
+    """``"max"`` or ``"min"``: which way is better for ``metric``."""
+    return METRICS[metric][1]
+
+
+def needs_proba(metric: str) -> bool:
+    return metric in _NEEDS_PROBA
+
+
+def _class_scores(model: Any, X: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-class scores (probabilities where the model has them) with one column per class."""
+    if hasattr(model, "predict_proba") and getattr(model, "probability", True):
+        proba = np.asarray(model.predict_proba(X), dtype=float)
+        seen = np.asarray(getattr(model, "classes_", np.arange(proba.shape[1])))
+        if proba.shape[1] != n_classes:
+            # A model that saw only some classes (a small row fraction) scores the rest as zero.
+            full = np.zeros((proba.shape[0], n_classes))
+            full[:, seen.astype(int)] = proba
+            proba = full
+        return proba
+    decision = np.asarray(model.decision_function(X), dtype=float)
+    if decision.ndim == 1:
+        return np.column_stack([-decision, decision])
+    return decision
+
+
+def score(metric: str, model: Any, X: np.ndarray, y: np.ndarray, n_classes: int = 0, y_scale: float = 1.0) -> float:
+    """``metric`` of ``model`` on ``(X, y)``.
+
+    Classification labels are encoded 0..n_classes-1. A regression target standardised by
+    ``y_scale`` has its errors (rmse, mae) reported back in the target's own units.
+    """
+    from sklearn import metrics as skm
+
+    if metric in ("rmse", "mae", "r2"):
+        pred = np.asarray(model.predict(X), dtype=float)
+        if not np.all(np.isfinite(pred)):
+            return float("nan")
+        if metric == "rmse":
+            return float(np.sqrt(skm.mean_squared_error(y, pred))) * y_scale
+        if metric == "mae":
+            return float(skm.mean_absolute_error(y, pred)) * y_scale
+        return float(skm.r2_score(y, pred))
+    if metric in ("accuracy", "f1_macro"):
+        pred = model.predict(X)
+        if metric == "accuracy":
+            return float(skm.accuracy_score(y, pred))
+        return float(skm.f1_score(y, pred, average="macro", labels=np.arange(n_classes), zero_division=0))
+    scores = _class_scores(model, X, n_classes)
+    if not np.all(np.isfinite(scores)):
+        return float("nan")
+    labels = np.arange(n_classes)
+    if metric == "log_loss":
+        proba = np.clip(scores, 1e-15, 1.0)
+        proba = proba / proba.sum(axis=1, keepdims=True)
+        return float(skm.log_loss(y, proba, labels=labels))
+    if metric == "roc_auc":
+        if len(np.unique(y)) < 2:
+            return float("nan")
+        if n_classes == 2:
+            return float(skm.roc_auc_score(y, scores[:, 1]))
+        proba = scores / scores.sum(axis=1, keepdims=True) if np.all(scores >= 0) else _softmax(scores)
+        return float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=labels))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

@@ -1,0 +1,409 @@
+"""Recipes: YAML files that say what to tune, checked against one schema.
+
+A recipe is data, not code. It is read with ``yaml.safe_load``, every key is checked here, and
+unknown keys are rejected with the list of allowed ones. Nothing in this module imports Ray,
+MLflow or scikit-learn, so listing and validating recipes stays fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raysweep.errors import UserError
+
+TASKS = ("classification", "regression")
+SCHEDULERS = ("fifo", "asha", "hyperband", "pbt")
+SEARCHERS = ("random", "grid", "hyperopt")
+
+#: metric name -> (task, direction). The direction follows the metric.
+METRICS: dict[str, tuple[str, str]] = {
+    "accuracy": ("classification", "max"),
+    "roc_auc": ("classification", "max"),
+    "log_loss": ("classification", "min"),
+    "f1_macro": ("classification", "max"),
+    "rmse": ("regression", "min"),
+    "mae": ("regression", "min"),
+    "r2": ("regression", "max"),
+}
+
+#: search-space type -> the keys it requires (besides ``type``).
+SPACE_TYPES: dict[str, tuple[str, ...]] = {
+    "uniform": ("low", "high"),
+    "quniform": ("low", "high", "q"),
+    "loguniform": ("low", "high"),
+    "qloguniform": ("low", "high", "q"),
+    "randint": ("low", "high"),
+    "qrandint": ("low", "high", "q"),
+    "lograndint": ("low", "high"),
+    "choice": ("values",),
+    "grid": ("values",),
+}
+_NUMERIC_TYPES = {t for t, keys in SPACE_TYPES.items() if "low" in keys}
+_INT_TYPES = {"randint", "qrandint", "lograndint"}
+_LOG_TYPES = {"loguniform", "qloguniform", "lograndint"}
+
+_TOP_KEYS = (
+    "name",
+    "description",
+    "family",
+    "tasks",
+    "metric",
+    "resource",
+    "scheduler",
+    "searcher",
+    "num_samples",
+    "max_concurrent",
+    "early_stopping",
+    "fixed",
+    "space",
+    "pbt",
+)
+_REQUIRED_TOP = ("family", "tasks", "metric", "resource", "space")
+
+
+def _fail(source: str, path: str, message: str) -> UserError:
+    where = f"{source}: {path}" if path else source
+    return UserError(f"{where}: {message}")
+
+
+def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_keys(source: str, path: str, mapping: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
+    if not isinstance(mapping, dict):
+        raise _fail(source, path, f"must be a mapping, got {type(mapping).__name__} {mapping!r}")
+    for key in mapping:
+        if not isinstance(key, str) or key not in allowed:
+            allowed_text = ", ".join(allowed)
+            raise _fail(
+                source,
+                f"{path}.{key}" if path else str(key),
+                f"unknown key{_suggest(str(key), allowed)}; allowed keys: {allowed_text}",
+            )
+    for key in required:
+        if key not in mapping:
+            raise _fail(source, f"{path}.{key}" if path else key, "is required but missing; add it")
+    return mapping
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What one training step adds to a trial (trees, boosting rounds, epochs, a row fraction)."""
+
+    name: str
+    per_step: float
+    max: float
+
+    @property
+    def max_steps(self) -> int:
+        """How many steps a trial takes to reach the maximum resource."""
+        return max(1, int(round(self.max / self.per_step)))
+
+    def at(self, steps: int) -> float:
+        """The amount of resource after ``steps`` steps."""
+        amount = steps * self.per_step
+        return int(round(amount)) if float(self.per_step).is_integer() else round(amount, 6)
+
+
+@dataclass
+class Recipe:
+    """A validated recipe. Build one with :func:`load_recipe`."""
+
+    name: str
+    family: str
+    tasks: tuple[str, ...]
+    metric: dict[str, str]
+    resource: Resource
+    space: dict[str, dict[str, Any]]
+    scheduler: str = "asha"
+    searcher: str = "random"
+    num_samples: int = 20
+    max_concurrent: int | None = None
+    description: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)
+    grace_period: int = 1
+    reduction_factor: float = 3.0
+    perturbation_interval: int = 2
+    mutations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = "<recipe>"
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def to_yaml(self) -> str:
+        """The resolved recipe (after ``--set`` overrides) as YAML."""
+        return yaml.safe_dump(self.raw, sort_keys=False)
+
+    @property
+    def content_hash(self) -> str:
+        """A short hash of the resolved recipe content, stable across key order."""
+        text = json.dumps(self.raw, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def default_metric(self, task: str) -> str:
+        return self.metric[task]
+
+
+def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
+    if not isinstance(spec, dict):
+        raise _fail(
+            source,
+            path,
+            f"must be a mapping such as {{type: uniform, low: 0.1, high: 1.0}}, got {spec!r}; "
+            "put constant parameters under 'fixed'",
+        )
+    kind = spec.get("type")
+    if kind is None:
+        raise _fail(source, f"{path}.type", f"is required; one of {', '.join(SPACE_TYPES)}")
+    if kind not in SPACE_TYPES:
+        raise _fail(
+            source, f"{path}.type", f"unknown type {kind!r}{_suggest(str(kind), tuple(SPACE_TYPES))}; use one of {', '.join(SPACE_TYPES)}"
+        )
+    required = SPACE_TYPES[kind]
+    allowed = ("type", *required) + (("grid",) if kind in _NUMERIC_TYPES else ())
+    _check_keys(source, path, spec, allowed, required)
+    if "values" in required:
+        values = spec["values"]
+        if not isinstance(values, list) or not values:
+            raise _fail(source, f"{path}.values", f"must be a non-empty list, got {values!r}; list at least one value")
+        return spec
+    low, high = spec["low"], spec["high"]
+    for key in ("low", "high") + (("q",) if "q" in spec else ()):
+        value = spec[key]
+        if not _is_number(value):
+            raise _fail(source, f"{path}.{key}", f"must be a number, got {value!r}")
+        if kind in _INT_TYPES and not float(value).is_integer():
+            raise _fail(source, f"{path}.{key}", f"must be a whole number for {kind}, got {value!r}")
+    if not low < high:
+        raise _fail(source, path, f"low < high must hold, but got (low={low}, high={high}); swap or widen the bounds")
+    if kind in _LOG_TYPES and low <= 0:
+        raise _fail(
+            source, f"{path}.low", f"must be > 0 for the log-scale type {kind}, got {low}; use a positive lower bound"
+        )
+    if "q" in spec and spec["q"] <= 0:
+        raise _fail(source, f"{path}.q", f"must be > 0, got {spec['q']}")
+    if "grid" in spec:
+        points = spec["grid"]
+        if not isinstance(points, list) or not points or not all(_is_number(p) for p in points):
+            raise _fail(source, f"{path}.grid", f"must be a non-empty list of numbers, got {points!r}")
+    return spec
+
+
+def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -> Recipe:
+    """Check raw recipe data against the schema and build a :class:`Recipe`.
+
+    Raises :class:`UserError` naming the first key that breaks a rule.
+    """
+    if data is None:
+        raise _fail(source, "", "the file is empty; a recipe needs at least: " + ", ".join(_REQUIRED_TOP))
+    if not isinstance(data, dict):
+        raise _fail(source, "", f"a recipe must be a YAML mapping of keys, got a {type(data).__name__}")
+    _check_keys(source, "", data, _TOP_KEYS, _REQUIRED_TOP)
+
+    from raysweep.families import family_names
+
+    family = data["family"]
+    families = family_names()
+    if family not in families:
+        raise _fail(source, "family", f"unknown family {family!r}{_suggest(str(family), families)}; use one of {', '.join(families)}")
+
+    tasks = data["tasks"]
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
+        raise _fail(source, "tasks", f"must be a non-empty list drawn from {list(TASKS)}, got {data['tasks']!r}")
+
+    metric = data["metric"]
+    if isinstance(metric, str):
+        metric = {t: metric for t in tasks}
+    _check_keys(source, "metric", metric, tuple(tasks))
+    for task in tasks:
+        if task not in metric:
+            raise _fail(source, f"metric.{task}", f"is missing; name the default metric for {task}")
+        name = metric[task]
+        if name not in METRICS:
+            raise _fail(source, f"metric.{task}", f"unknown metric {name!r}{_suggest(str(name), tuple(METRICS))}; use one of {', '.join(METRICS)}")
+        if METRICS[name][0] != task:
+            fitting = [m for m, (t, _) in METRICS.items() if t == task]
+            raise _fail(source, f"metric.{task}", f"{name!r} is a {METRICS[name][0]} metric; for {task} use one of {', '.join(fitting)}")
+
+    res = _check_keys(source, "resource", data["resource"], ("name", "per_step", "max"), ("name", "per_step", "max"))
+    for key in ("per_step", "max"):
+        if not _is_number(res[key]) or res[key] <= 0:
+            raise _fail(source, f"resource.{key}", f"must be a positive number, got {res[key]!r}")
+    if res["max"] < res["per_step"]:
+        raise _fail(source, "resource.max", f"must be >= resource.per_step ({res['per_step']}), got {res['max']}")
+    resource = Resource(str(res["name"]), res["per_step"], res["max"])
+
+    for key, options in (("scheduler", SCHEDULERS), ("searcher", SEARCHERS)):
+        if key in data and data[key] not in options:
+            value = data[key]
+            raise _fail(source, key, f"unknown {key} {value!r}{_suggest(str(value), options)}; use one of {', '.join(options)}")
+    for key in ("num_samples", "max_concurrent"):
+        if key in data and data[key] is not None:
+            value = data[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise _fail(source, key, f"must be a whole number >= 1, got {value!r}")
+
+    early = _check_keys(source, "early_stopping", data.get("early_stopping") or {}, ("grace_period", "reduction_factor"))
+    grace = early.get("grace_period", 1)
+    if not isinstance(grace, int) or isinstance(grace, bool) or grace < 1:
+        raise _fail(source, "early_stopping.grace_period", f"must be a whole number of steps >= 1, got {grace!r}")
+    reduction = early.get("reduction_factor", 3)
+    if not _is_number(reduction) or reduction <= 1:
+        raise _fail(source, "early_stopping.reduction_factor", f"must be a number > 1, got {reduction!r}")
+
+    fixed = data.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise _fail(source, "fixed", f"must be a mapping of parameter: value, got {fixed!r}")
+
+    space = data["space"]
+    if not isinstance(space, dict) or not space:
+        raise _fail(source, "space", "must be a non-empty mapping of parameter: {type: ..., ...}")
+    for param, spec in space.items():
+        _check_space_entry(source, f"space.{param}", spec)
+        if param in fixed:
+            raise _fail(source, f"fixed.{param}", "is also in space; a parameter is either searched or fixed, not both")
+
+    pbt = _check_keys(source, "pbt", data.get("pbt") or {}, ("perturbation_interval", "mutations"))
+    interval = pbt.get("perturbation_interval", 2)
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise _fail(source, "pbt.perturbation_interval", f"must be a whole number of steps >= 1, got {interval!r}")
+    mutations = pbt.get("mutations") or {}
+    if not isinstance(mutations, dict):
+        raise _fail(source, "pbt.mutations", f"must be a mapping of parameter: {{type: ...}}, got {mutations!r}")
+    for param, spec in mutations.items():
+        if param not in space:
+            raise _fail(
+                source, f"pbt.mutations.{param}", f"is not in space; PBT mutates searched parameters only: {', '.join(space)}"
+            )
+        _check_space_entry(source, f"pbt.mutations.{param}", spec)
+        if spec["type"] == "grid":
+            raise _fail(source, f"pbt.mutations.{param}.type", "grid cannot be mutated; use choice")
+
+    return Recipe(
+        name=str(data.get("name") or default_name),
+        description=str(data.get("description") or ""),
+        family=family,
+        tasks=tuple(tasks),
+        metric=dict(metric),
+        resource=resource,
+        space=copy.deepcopy(space),
+        scheduler=data.get("scheduler", "asha"),
+        searcher=data.get("searcher", "random"),
+        num_samples=data.get("num_samples", 20),
+        max_concurrent=data.get("max_concurrent"),
+        fixed=dict(fixed),
+        grace_period=grace,
+        reduction_factor=float(reduction),
+        perturbation_interval=interval,
+        mutations=copy.deepcopy(mutations),
+        source=source,
+        raw=copy.deepcopy(data),
+    )
+
+
+def bundled_recipes_dir() -> Path:
+    """Where the prebuilt recipes live: inside the installed wheel, or the checkout's recipes/."""
+    packaged = Path(str(resources.files("raysweep"))) / "recipes"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def bundled_recipe_names() -> list[str]:
+    return sorted(p.stem for p in bundled_recipes_dir().glob("*.yaml"))
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    """A bundled recipe name (``xgboost``) or the path of a YAML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists() or "/" in name_or_path:
+        if not candidate.is_file():
+            raise UserError(f"{name_or_path}: no such recipe file; check the path, or use a prebuilt recipe: {', '.join(bundled_recipe_names())}")
+        return candidate
+    path = bundled_recipes_dir() / f"{name_or_path}.yaml"
+    if not path.is_file():
+        names = bundled_recipe_names()
+        raise UserError(
+            f"unknown recipe {name_or_path!r}{_suggest(name_or_path, names)}; prebuilt recipes: {', '.join(names)} (or pass a path to a YAML file)"
+        )
+    return path
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise UserError(f"--set {text}: expected KEY.PATH=VALUE, e.g. --set space.max_depth.high=12")
+    key, value_text = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise UserError(f"--set {text}: the key is empty; expected KEY.PATH=VALUE, e.g. --set space.max_depth.high=12")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        value = value_text
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
+    """Apply ``--set key.path=value`` overrides to raw recipe data.
+
+    Every key on the path must already exist, except a new parameter under ``fixed``.
+    """
+    data = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = _parse_override(text)
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            path = ".".join(parts[: depth + 1])
+            if not isinstance(node, dict):
+                raise UserError(f"--set {text}: {'.'.join(parts[:depth])} in {source} is not a mapping, so it has no key {part!r}")
+            if part not in node and not (parts[0] == "fixed" and depth == 1):
+                keys = ", ".join(map(str, node)) or "(none)"
+                raise UserError(f"--set {text}: {source} has no key {path}{_suggest(part, [str(k) for k in node])}; keys there: {keys}")
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+    return data
+
+
+def read_recipe_file(path: Path) -> Any:
+    """The raw YAML content of a recipe file (one line errors for unreadable or malformed files)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the recipe ({exc.__class__.__name__}: {exc}); check the file") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: malformed YAML{where}: {problem}; fix the syntax") from None
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load a bundled recipe by name or a YAML file by path, apply overrides and validate it."""
+    path = resolve_recipe_path(str(name_or_path))
+    data = read_recipe_file(path)
+    if overrides:
+        if not isinstance(data, dict):
+            validate_recipe_data(data, str(path), path.stem)
+        data = apply_overrides(data, overrides, str(path))
+    return validate_recipe_data(data, str(path), path.stem)

@@ -1,0 +1,547 @@
+"""Run a sweep: check everything, then wire recipe, data, strategy, Ray and MLflow together."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raysweep import __version__
+from raysweep.data import Dataset, PreparedData, load_dataset, make_preprocessor, prepare
+from raysweep.errors import SweepFailed, UserError
+from raysweep.families import Family, get_family
+from raysweep.metrics import direction, needs_proba, score
+from raysweep.recipes import METRICS, Recipe, load_recipe
+from raysweep import space, strategies
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepPlan:
+    """A fully checked sweep, ready to run: every user error has been raised by now."""
+
+    recipe: Recipe
+    family: Family
+    dataset: Dataset
+    task: str
+    metric: str
+    mode: str
+    scheduler: str
+    searcher: str
+    num_samples: int
+    max_concurrent: int | None
+    time_budget: float | None
+    cv: int | None
+    seed: int
+    name: str
+    storage: str
+    experiment: str
+    tracking_uri: str | None
+    address: str | None
+    max_failures: int
+    test_size: float
+    val_size: float
+    register_model: str | None = None
+
+    @property
+    def metric_key(self) -> str:
+        return f"val_{self.metric}"
+
+    def settings(self) -> dict[str, Any]:
+        """The sweep's settings, as logged to MLflow."""
+        return {
+            "recipe": self.recipe.name,
+            "family": self.recipe.family,
+            "dataset": self.dataset.name,
+            "task": self.task,
+            "metric": self.metric,
+            "mode": self.mode,
+            "scheduler": self.scheduler,
+            "searcher": self.searcher,
+            "num_samples": self.num_samples,
+            "max_concurrent": self.max_concurrent or "auto",
+            "time_budget_s": self.time_budget or "none",
+            "cv": self.cv or "none",
+            "seed": self.seed,
+            "resource": self.recipe.resource.name,
+            "resource_per_step": self.recipe.resource.per_step,
+            "resource_max": self.recipe.resource.max,
+            "test_size": self.test_size,
+            "val_size": self.val_size,
+            "max_failures": self.max_failures,
+        }
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced: the best config, its scores, the leaderboard and the refit model."""
+
+    name: str
+    recipe: str
+    dataset: str
+    task: str
+    metric: str
+    mode: str
+    best_config: dict[str, Any]
+    best_resource: float
+    best_validation_score: float
+    test_score: float
+    num_trials: int
+    num_errors: int
+    num_stopped_early: int
+    leaderboard: Any  # pandas.DataFrame, best first
+    model: Any  # raysweep.model.RefitModel: preprocessing + the refit model, raw columns in
+    classes: np.ndarray | None
+    storage_path: str
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    elapsed_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions of the refit model, in the dataset's own labels and units."""
+        return self.model.predict(X)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary printed by ``raysweep run --json``."""
+        return {
+            "name": self.name,
+            "recipe": self.recipe,
+            "dataset": self.dataset,
+            "task": self.task,
+            "metric": self.metric,
+            "mode": self.mode,
+            "best_config": self.best_config,
+            "best_resource": self.best_resource,
+            "best_validation_score": self.best_validation_score,
+            "test_score": self.test_score,
+            "num_trials": self.num_trials,
+            "num_errors": self.num_errors,
+            "num_stopped_early": self.num_stopped_early,
+            "storage_path": self.storage_path,
+            "tracking_uri": self.tracking_uri,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_run_id,
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
+
+
+def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
+    """Every searched, fixed or mutated parameter must be one the family's model takes."""
+    valid = family.valid_params(task)
+    for section, names in (("fixed", recipe.fixed), ("space", recipe.space)):
+        for param in names:
+            if param in family.reserved:
+                raise UserError(f"{recipe.source}: {section}.{param}: raysweep sets {param} itself (it is the resource, the seed or the parallelism); remove it")
+            if param not in valid:
+                import difflib
+
+                close = difflib.get_close_matches(param, sorted(valid), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"see {family.estimator_class(task).__name__}'s parameters"
+                raise UserError(f"{recipe.source}: {section}.{param}: not a parameter of {family.estimator_class(task).__name__}; {hint}")
+    if family.integer_resource and not float(recipe.resource.per_step).is_integer():
+        raise UserError(f"{recipe.source}: resource.per_step: {recipe.family} grows in whole {recipe.resource.name}, got {recipe.resource.per_step}")
+    # Let scikit-learn's own parameter constraints speak for the fixed values and the grid ends.
+    sample = {**recipe.fixed, **{k: space.grid_points(v)[0] for k, v in recipe.space.items()}}
+    try:
+        model = family.build(sample, task, 0, False)
+        if hasattr(model, "_parameter_constraints"):
+            model._validate_params()
+    except (ValueError, TypeError) as exc:
+        message = str(exc).strip().splitlines()[0]
+        raise UserError(f"{recipe.source}: the model rejects these parameters ({message}); fix the fixed values or the space bounds") from None
+
+
+def plan_sweep(
+    recipe: str | Path | Recipe,
+    dataset: str | Dataset,
+    *,
+    target: str | None = None,
+    task: str | None = None,
+    metric: str | None = None,
+    scheduler: str | None = None,
+    searcher: str | None = None,
+    num_samples: int | None = None,
+    time_budget: float | None = None,
+    max_concurrent: int | None = None,
+    cv: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    storage: str | Path | None = None,
+    overrides: list[str] | None = None,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    max_failures: int = 0,
+    test_size: float = 0.2,
+    val_size: float = 0.2,
+    register_model: str | None = None,
+) -> SweepPlan:
+    """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem."""
+    if isinstance(recipe, Recipe):
+        if overrides:
+            raise UserError("overrides apply to a recipe name or file; pass the path instead of a Recipe object")
+    else:
+        recipe = load_recipe(recipe, overrides)
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+        raise UserError(f"--num-samples {num_samples}: must be a whole number >= 1")
+    if cv is not None and cv < 2:
+        raise UserError(f"--cv {cv}: cross-validation needs at least 2 folds; use --cv 5, or leave --cv out for one validation split")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError(f"--max-concurrent {max_concurrent}: must be >= 1")
+    if time_budget is not None and time_budget <= 0:
+        raise UserError(f"--time-budget {time_budget}: must be a positive number of seconds")
+    if max_failures < 0:
+        raise UserError(f"--max-failures {max_failures}: must be >= 0")
+    if not (0 < test_size < 0.9 and 0 < val_size < 0.9 and test_size + val_size < 0.95):
+        raise UserError(f"test_size={test_size}, val_size={val_size}: each must be in (0, 0.9) and together below 0.95")
+    if task is not None and task not in recipe.tasks:
+        raise UserError(f"--task {task}: recipe {recipe.name} supports {', '.join(recipe.tasks)}")
+    if isinstance(dataset, str):
+        dataset = load_dataset(dataset, target=target, task=task, seed=seed)
+    chosen_task = task or dataset.task
+    if chosen_task not in recipe.tasks:
+        raise UserError(f"{recipe.source}: recipe {recipe.name} supports {', '.join(recipe.tasks)}, but {dataset.name} is a {chosen_task} dataset; pick another recipe or --task")
+    metric = metric or recipe.default_metric(chosen_task)
+    if metric not in METRICS:
+        raise UserError(f"--metric {metric}: unknown metric; use one of {', '.join(m for m, (t, _) in METRICS.items() if t == chosen_task)}")
+    if METRICS[metric][0] != chosen_task:
+        fitting = ", ".join(m for m, (t, _) in METRICS.items() if t == chosen_task)
+        raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")
+    family = get_family(recipe.family)
+    scheduler = scheduler or recipe.scheduler
+    searcher = searcher or recipe.searcher
+    strategies.check(recipe, scheduler, searcher, family.supports_pbt)
+    check_family_params(recipe, family, chosen_task)
+    if cv is not None:
+        rows = int(len(dataset.y) * (1 - test_size))
+        if rows < cv:
+            raise UserError(f"--cv {cv}: only {rows} rows remain for tuning after the test split; use fewer folds")
+    if num_samples is None:
+        num_samples = 1 if searcher == "grid" else recipe.num_samples
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = name or f"{recipe.name}-{dataset.name}-{stamp}"
+    if "/" in name or name.startswith("."):
+        raise UserError(f"--name {name}: a sweep name may not contain '/' or start with '.'")
+    storage_path = str(Path(storage or "raysweep_results").expanduser().resolve()) if not _is_uri(storage) else str(storage)
+    return SweepPlan(
+        recipe=recipe,
+        family=family,
+        dataset=dataset,
+        task=chosen_task,
+        metric=metric,
+        mode=direction(metric),
+        scheduler=scheduler,
+        searcher=searcher,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent or recipe.max_concurrent,
+        time_budget=time_budget,
+        cv=cv,
+        seed=seed,
+        name=name,
+        storage=storage_path,
+        experiment=experiment or f"raysweep-{recipe.name}-{dataset.name}",
+        tracking_uri=tracking_uri,
+        address=address,
+        max_failures=max_failures,
+        test_size=test_size,
+        val_size=val_size,
+        register_model=register_model,
+    )
+
+
+def _is_uri(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
+
+
+def _quiet_environment(verbose: bool) -> None:
+    # Tune's per-trial CSV/TensorBoard loggers cost time on every result and raysweep records
+    # to MLflow instead; the JSON results stay (see the callbacks in run_planned).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if not verbose:
+        # The classic reporter is the one that stays silent at verbose=0; LiveProgress shows progress.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "0")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+
+
+def connect_ray(address: str | None, verbose: bool) -> None:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    level = logging.INFO if verbose else logging.ERROR
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, logging_level=level, log_to_driver=verbose)
+        else:
+            ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose)
+    except ConnectionError as exc:
+        raise UserError(f"--address {address}: cannot connect to a Ray cluster there ({str(exc).splitlines()[0]}); check the address, or leave --address out for a local Ray") from None
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps: int) -> tuple[Any, float]:
+    """The best config retrained on train+validation for ``steps`` steps, scored once on test."""
+    from raysweep.model import RefitModel
+
+    preprocessor = make_preprocessor(
+        plan.family.encoding, prepared.numeric_columns, prepared.categorical_columns, plan.family.native_missing
+    )
+    X_pool = np.ascontiguousarray(preprocessor.fit_transform(prepared.X_pool, prepared.y_pool), dtype=np.float64)
+    n_classes = len(prepared.classes) if prepared.classes is not None else 0
+    model = plan.family.build({**plan.recipe.fixed, **config}, plan.task, plan.seed, needs_proba(plan.metric))
+    y_pool = (prepared.y_pool - prepared.y_center) / prepared.y_scale
+    for step in range(1, steps + 1):
+        model = plan.family.train_step(model, X_pool, y_pool, step, plan.recipe.resource, n_classes, plan.seed)
+    refit_model = RefitModel(preprocessor, model, prepared.classes, prepared.y_center, prepared.y_scale)
+    y_test = (prepared.y_test - prepared.y_center) / prepared.y_scale
+    test_score = score(plan.metric, refit_model.encoded(), prepared.X_test, y_test, n_classes, prepared.y_scale)
+    return refit_model, test_score
+
+
+def _leaderboard(results: Any, plan: SweepPlan) -> Any:
+    import pandas as pd
+
+    rows = []
+    max_steps = plan.recipe.resource.max_steps
+    for result in results:
+        metrics = result.metrics or {}
+        iterations = int(metrics.get("training_iteration", 0) or 0)
+        if result.error is not None:
+            outcome = "failed"
+        elif iterations >= max_steps:
+            outcome = "completed"
+        else:
+            outcome = "stopped_early"
+        row = {
+            "trial_id": metrics.get("trial_id") or (result.path or "").rsplit("/", 1)[-1],
+            plan.metric_key: metrics.get(plan.metric_key, float("nan")),
+            "resource": metrics.get("resource", 0),
+            "steps": iterations,
+            "outcome": outcome,
+        }
+        row.update({f"config/{k}": v for k, v in (result.config or {}).items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = frame.sort_values(plan.metric_key, ascending=plan.mode == "min", na_position="last").reset_index(drop=True)
+    return frame
+
+
+def run_planned(plan: SweepPlan, *, verbose: bool = False, progress: bool = True, tracking: bool = True) -> SweepResult:
+    """Run a checked plan: start Ray, sweep, refit the best config and score it on the test split."""
+    from raysweep import tracking as tracking_module
+
+    started = time.monotonic()
+    tracking_uri = tracking_module.resolve_tracking_uri(plan.tracking_uri) if tracking else None
+    if tracking_uri:
+        tracking_module.check_reachable(tracking_uri)
+    prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv)
+
+    _quiet_environment(verbose)
+    import ray
+    from ray import tune
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
+
+    from raysweep.progress import LiveProgress
+    from raysweep.trainable import SweepTrainable, TrialSpec
+
+    connect_ray(plan.address, verbose)
+    max_concurrent = plan.max_concurrent or cluster_cpus()
+    max_steps = plan.recipe.resource.max_steps
+    spec = TrialSpec(
+        family=plan.family,
+        task=plan.task,
+        metric=plan.metric,
+        resource=plan.recipe.resource,
+        seed=plan.seed,
+        needs_proba=needs_proba(plan.metric),
+        fixed=dict(plan.recipe.fixed),
+        mutable=tuple(plan.recipe.mutations) if plan.scheduler == "pbt" else (),
+    )
+
+    tracker = None
+    callbacks: list[Any] = []
+    if progress:
+        callbacks.append(LiveProgress(plan.metric_key, plan.mode, plan.num_samples))
+    exploits: list = []
+    if tracking_uri:
+        tracker = tracking_module.SweepTracker(
+            tracking_uri,
+            plan.experiment,
+            plan.name,
+            plan.metric_key,
+            max_steps,
+            plan.family.integer_resource,
+            tags=_parent_tags(plan),
+            params=plan.settings(),
+        )
+        tracker.exploits = exploits
+        tracker.start()
+        tracker.log_text(plan.recipe.to_yaml(), "recipe.yaml")
+        tracker.log_dict(plan.recipe.space, "search_space.json")
+        callbacks.append(tracker.callback())
+
+    from ray.tune.logger import JsonLoggerCallback
+
+    callbacks.append(JsonLoggerCallback())
+    trainable = tune.with_resources(
+        tune.with_parameters(SweepTrainable, data=prepared.trial, spec=spec), {"cpu": 1}
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source),
+        tune_config=TuneConfig(
+            metric=plan.metric_key,
+            mode=plan.mode,
+            num_samples=plan.num_samples,
+            scheduler=strategies.build_scheduler(
+                plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits
+            ),
+            search_alg=strategies.build_searcher(plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent),
+            reuse_actors=True,
+            time_budget_s=plan.time_budget,
+        ),
+        run_config=RunConfig(
+            name=plan.name,
+            storage_path=plan.storage,
+            stop={"training_iteration": max_steps},
+            callbacks=callbacks,
+            verbose=2 if verbose else 0,
+            failure_config=FailureConfig(max_failures=plan.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=4 if plan.scheduler == "pbt" else 2),
+        ),
+    )
+    status = "FAILED"
+    try:
+        results = tuner.fit()
+        result = _summarise(plan, prepared, results, tracker, started, tracking_uri)
+        status = "FINISHED"
+        return result
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if tracker is not None:
+            tracker.finish(status)
+
+
+def _summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: Any, started: float, tracking_uri: str | None) -> SweepResult:
+    leaderboard = _leaderboard(results, plan)
+    errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
+    ok = [r for r in results if r.error is None and _finite(r.metrics.get(plan.metric_key))]
+    if not ok:
+        first = errors[0] if errors else "no trial reported a finite score"
+        raise SweepFailed(f"every trial failed ({len(errors)} of {len(results)}); first error: {first}")
+    best = results.get_best_result(metric=plan.metric_key, mode=plan.mode, scope="last", filter_nan_and_inf=True)
+    best_config = dict(best.config)
+    best_steps = int(best.metrics["training_iteration"])
+    model, test_score = refit(plan, prepared, best_config, best_steps)
+    result = SweepResult(
+        name=plan.name,
+        recipe=plan.recipe.name,
+        dataset=plan.dataset.name,
+        task=plan.task,
+        metric=plan.metric,
+        mode=plan.mode,
+        best_config=_plain(best_config),
+        best_resource=plan.recipe.resource.at(best_steps),
+        best_validation_score=float(best.metrics[plan.metric_key]),
+        test_score=float(test_score),
+        num_trials=len(results),
+        num_errors=len(errors),
+        num_stopped_early=int((leaderboard["outcome"] == "stopped_early").sum()) if len(leaderboard) else 0,
+        leaderboard=leaderboard,
+        model=model,
+        classes=prepared.classes,
+        storage_path=str(Path(plan.storage) / plan.name) if not _is_uri(plan.storage) else f"{plan.storage}/{plan.name}",
+        tracking_uri=tracking_uri,
+        experiment_id=tracker.experiment_id if tracker else None,
+        parent_run_id=tracker.parent_run_id if tracker else None,
+        elapsed_s=time.monotonic() - started,
+        errors=errors,
+    )
+    if tracker is not None:
+        from raysweep.reporting import log_sweep_outcome
+
+        log_sweep_outcome(tracker, plan, prepared, result)
+    return result
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _plain(config: dict[str, Any]) -> dict[str, Any]:
+    """Config values as plain Python (numpy scalars become int/float) for JSON and MLflow."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
+
+
+def _parent_tags(plan: SweepPlan) -> dict[str, str]:
+    import mlflow
+    import ray
+
+    return {
+        "raysweep.recipe": plan.recipe.name,
+        "raysweep.recipe_hash": plan.recipe.content_hash,
+        "raysweep.family": plan.recipe.family,
+        "raysweep.scheduler": plan.scheduler,
+        "raysweep.searcher": plan.searcher,
+        "raysweep.dataset": plan.dataset.name,
+        "raysweep.dataset_fingerprint": plan.dataset.fingerprint,
+        "raysweep.task": plan.task,
+        "raysweep.metric": plan.metric,
+        "raysweep.version": __version__,
+        "raysweep.ray_version": ray.__version__,
+        "raysweep.mlflow_version": mlflow.__version__,
+        "raysweep.python_version": platform.python_version(),
+        "raysweep.ray_address": _ray_address(),
+    }
+
+
+def _ray_address() -> str:
+    import ray
+
+    try:
+        return ray.get_runtime_context().gcs_address or "local"
+    except Exception:
+        return "local"
+
+
+def run_sweep(
+    recipe: str | Path | Recipe,
+    dataset: str | Dataset,
+    *,
+    verbose: bool = False,
+    progress: bool = False,
+    tracking: bool = True,
+    **options: Any,
+) -> SweepResult:
+    """Run a hyperparameter sweep of ``recipe`` on ``dataset`` and return its result.
+
+    ``options`` are those of :func:`plan_sweep` (target, task, metric, scheduler, searcher,
+    num_samples, time_budget, max_concurrent, cv, seed, name, storage, overrides, address,
+    tracking_uri, experiment, max_failures, register_model). Raises :class:`~raysweep.UserError` for bad
+    input before Ray starts, and :class:`~raysweep.errors.SweepFailed` when no trial succeeds.
+    """
+    plan = plan_sweep(recipe, dataset, **options)
+    return run_planned(plan, verbose=verbose, progress=progress, tracking=tracking)

@@ -1,0 +1,112 @@
+"""What to try (searchers) and when to stop (schedulers): Ray Tune's own, chosen by name.
+
+:func:`check` refuses a pairing that makes no sense before anything starts; it imports
+nothing heavy. The builders import Ray Tune only when called.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raysweep.errors import UserError
+from raysweep.recipes import SCHEDULERS, SEARCHERS, Recipe
+
+
+def check(recipe: Recipe, scheduler: str, searcher: str, supports_pbt: bool) -> None:
+    """Refuse a scheduler/searcher/recipe combination that cannot work, saying why."""
+    if scheduler not in SCHEDULERS:
+        raise UserError(f"--scheduler {scheduler}: unknown scheduler; use one of {', '.join(SCHEDULERS)}")
+    if searcher not in SEARCHERS:
+        raise UserError(f"--searcher {searcher}: unknown searcher; use one of {', '.join(SEARCHERS)}")
+    if scheduler == "pbt":
+        if not supports_pbt:
+            raise UserError(
+                f"--scheduler pbt: the {recipe.family} family ({recipe.source}) carries no training state from one "
+                "step to the next, so PBT has nothing to exploit; use --scheduler asha or hyperband"
+            )
+        if searcher == "hyperopt":
+            raise UserError(
+                "--scheduler pbt with --searcher hyperopt: PBT explores by mutating its own population and Ray Tune "
+                "refuses a search algorithm beside it; use --searcher random (or grid)"
+            )
+        if not recipe.mutations:
+            raise UserError(
+                f"{recipe.source}: pbt.mutations is empty, so --scheduler pbt has nothing to mutate; add "
+                "pbt.mutations (e.g. learning_rate: {type: loguniform, low: 0.01, high: 0.3})"
+            )
+    if searcher == "hyperopt":
+        for name, spec in recipe.space.items():
+            if spec["type"] == "grid":
+                raise UserError(
+                    f"{recipe.source}: space.{name}.type: grid cannot be searched by hyperopt; "
+                    "use type: choice, or --searcher grid/random"
+                )
+
+
+def build_scheduler(
+    name: str, recipe: Recipe, metric: str, mode: str, max_steps: int, seed: int, exploits: list | None = None
+) -> Any:
+    """Ray Tune's scheduler for ``name``, set up for the recipe's resource.
+
+    The metric and mode reach it through ``TuneConfig``, as Tune requires.
+    """
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler
+
+    if name == "fifo":
+        return FIFOScheduler()
+    if name == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=max_steps,
+            grace_period=min(recipe.grace_period, max_steps),
+            reduction_factor=recipe.reduction_factor,
+        )
+    if name == "hyperband":
+        return HyperBandScheduler(
+            time_attr="training_iteration",
+            max_t=max_steps,
+            reduction_factor=recipe.reduction_factor,
+        )
+    from raysweep import space
+
+    scheduler_class = _recording_pbt()
+    return scheduler_class(
+        exploits=exploits if exploits is not None else [],
+        time_attr="training_iteration",
+        perturbation_interval=recipe.perturbation_interval,
+        hyperparam_mutations=space.mutations(recipe.mutations),
+        quantile_fraction=0.25,
+        resample_probability=0.25,
+        synch=False,
+    )
+
+
+def _recording_pbt() -> type:
+    """Ray's PBT, also noting each exploit (who cloned whom, when, into what) for MLflow."""
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    class RecordingPBT(PopulationBasedTraining):
+        def __init__(self, exploits: list, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.exploits = exploits
+
+        def _exploit(self, tune_controller: Any, trial: Any, trial_to_clone: Any) -> None:
+            super()._exploit(tune_controller, trial, trial_to_clone)
+            step = int((self._trial_state[trial_to_clone].last_result or {}).get("training_iteration", 0))
+            self.exploits.append((trial.trial_id, trial_to_clone.trial_id, step, dict(trial.config)))
+
+    return RecordingPBT
+
+
+def build_searcher(name: str, metric: str, mode: str, seed: int, max_concurrent: int) -> Any:
+    """Ray Tune's search algorithm for ``name`` (``None`` means Tune's random/grid generator)."""
+    if name == "hyperopt":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.hyperopt import HyperOptSearch
+
+        return ConcurrencyLimiter(
+            HyperOptSearch(random_state_seed=seed), max_concurrent=max_concurrent
+        )
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)

@@ -1,0 +1,124 @@
+"""The Ray Tune trainable that grows one model (or one per fold) a resource step at a time."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import tune
+
+from raysweep.data import TrialData
+from raysweep.families import Family
+from raysweep.metrics import score
+from raysweep.recipes import Resource
+
+STATE_FILE = "state.pkl"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a trial needs besides its config and data; the same for the whole sweep."""
+
+    family: Family
+    task: str
+    metric: str
+    resource: Resource
+    seed: int
+    needs_proba: bool
+    fixed: dict[str, Any] = field(default_factory=dict)
+    mutable: tuple[str, ...] = ()
+
+    @property
+    def metric_key(self) -> str:
+        """The name under which the validation metric is reported to Tune and MLflow."""
+        return f"val_{self.metric}"
+
+
+def model_params(spec: TrialSpec, config: dict[str, Any]) -> dict[str, Any]:
+    """The estimator parameters for a trial: the recipe's fixed ones plus the sampled ones."""
+    return {**spec.fixed, **config}
+
+
+class SweepTrainable(tune.Trainable):
+    """Trains one config along the family's resource; each ``step`` adds one resource step.
+
+    Works with actor reuse: :meth:`reset_config` drops every trace of the previous trial.
+    """
+
+    def setup(self, config: dict[str, Any], data: TrialData | None = None, spec: TrialSpec | None = None) -> None:
+        assert data is not None and spec is not None  # supplied by tune.with_parameters, not users
+        self.data = data
+        self.spec = spec
+        self.family = spec.family
+        self._node_id = _node_id()
+        self._start(config)
+
+    def _start(self, config: dict[str, Any]) -> None:
+        params = model_params(self.spec, config)
+        self.models = [
+            self.family.build(params, self.spec.task, self.spec.seed, self.spec.needs_proba)
+            for _ in self.data.splits()
+        ]
+        self.steps = 0
+
+    def step(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.steps += 1
+        scores = []
+        for index, (X_fit, y_fit, X_score, y_score) in enumerate(self.data.splits()):
+            model = self.family.train_step(
+                self.models[index], X_fit, y_fit, self.steps, self.spec.resource, self.data.n_classes, self.spec.seed
+            )
+            self.models[index] = model
+            scores.append(score(self.spec.metric, model, X_score, y_score, self.data.n_classes, self.data.y_scale))
+        value = float(sum(scores) / len(scores))
+        if not math.isfinite(value):
+            resource = self.spec.resource
+            raise FloatingPointError(
+                f"validation {self.spec.metric} is {value} at {resource.name}={resource.at(self.steps)}: the model diverged"
+            )
+        result: dict[str, Any] = {
+            self.spec.metric_key: value,
+            "resource": self.spec.resource.at(self.steps),
+            "step_time": time.perf_counter() - started,
+            "node_id": self._node_id,
+        }
+        if self.spec.mutable:
+            effective = self.family.effective_params(self.models[0], list(self.spec.mutable))
+            result.update({f"hp/{name}": v for name, v in effective.items() if isinstance(v, (int, float))})
+        if self.steps >= self.spec.resource.max_steps:
+            result["done"] = True
+        return result
+
+    def save_checkpoint(self, checkpoint_dir: str) -> None:
+        with open(os.path.join(checkpoint_dir, STATE_FILE), "wb") as handle:
+            pickle.dump({"models": self.models, "steps": self.steps}, handle)
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        with open(os.path.join(checkpoint_dir, STATE_FILE), "rb") as handle:
+            state = pickle.load(handle)
+        self.models, self.steps = state["models"], state["steps"]
+        # Under PBT the checkpoint may be a donor's: its model continues with this trial's
+        # (mutated) config from the next step on.
+        params = {k: v for k, v in model_params(self.spec, self.config).items() if k in self.spec.mutable}
+        if params:
+            self.models = [self.family.apply_params(model, params) for model in self.models]
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        # Actor reuse: the next trial must start from nothing the previous one left behind.
+        self.config = new_config
+        self._start(new_config)
+        return True
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside a Ray worker (direct use in tests)
+        return ""

@@ -1,0 +1,96 @@
+"""Shared fixtures: one local Ray for the whole session, a real MLflow server on 127.0.0.1,
+the real datasets in ../shared/data when they are there, and a way to run the CLI as a user."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One embedded local Ray for every in-process sweep of the session."""
+    import ray
+
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """The URI of a real ``mlflow server`` over HTTP on 127.0.0.1.
+
+    ``.ci/run`` starts one and passes RAYSWEEP_TEST_MLFLOW_URI; otherwise the session starts its own.
+    """
+    given = os.environ.get("RAYSWEEP_TEST_MLFLOW_URI")
+    if given:
+        _wait_http(given.rstrip("/") + "/health", 60)
+        yield given
+        return
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = open(root / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+         "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(uri + "/health", 120)
+        yield uri
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real CSVs in ../shared/data; tests that need them skip when the folder is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``raysweep ARGS`` in a subprocess, as a user would from a shell."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "raysweep", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
