@@ -70,7 +70,8 @@ def recipes_list() -> None:
             recipe.searcher,
             recipe.description,
         )
-    Console(width=max(140, Console().width)).print(table)
+    console = Console()
+    Console(width=max(160, console.width) if not console.is_terminal else None).print(table)
 
 
 def _describe(spec: dict[str, Any]) -> str:
@@ -175,7 +176,10 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
         return
-    _print_summary(result, Console(highlight=False))
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    _print_summary(result, console)
 
 
 def _print_summary(result: Any, console: Any) -> None:
@@ -185,10 +189,11 @@ def _print_summary(result: Any, console: Any) -> None:
     key = f"val_{result.metric}"
     table = Table(title=f"leaderboard (top {min(10, len(board))} of {result.num_trials})")
     config_columns = [c for c in board.columns if c.startswith("config/")]
-    for column in ["trial_id", key, "resource", "outcome", *config_columns]:
+    columns = ["trial", key, "resource", "outcome", *config_columns]
+    for column in columns:
         table.add_column(column.removeprefix("config/"))
     for _, row in board.head(10).iterrows():
-        table.add_row(*[_fmt(row[c]) for c in ["trial_id", key, "resource", "outcome", *config_columns]])
+        table.add_row(*[_fmt(row[c]) for c in columns])
     console.print(table)
     console.print(f"best config: {json.dumps(result.best_config, default=str)}")
     console.print(f"validation {result.metric}: {result.best_validation_score:.5g} (at resource {result.best_resource})")
@@ -202,7 +207,7 @@ def _print_summary(result: Any, console: Any) -> None:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.5g}"
+        return f"{value:.4g}"
     return str(value)
 
 

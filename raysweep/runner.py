@@ -318,6 +318,12 @@ def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps
     return refit_model, test_score
 
 
+def trial_name(trial_id: str) -> str:
+    """A readable trial name, ``trial-0007``, from Tune's ``<experiment>_00007`` trial id."""
+    index = trial_id.rsplit("_", 1)[-1]
+    return f"trial-{int(index):04d}" if index.isdigit() else f"trial-{trial_id}"
+
+
 def _leaderboard(results: Any, plan: SweepPlan) -> Any:
     import pandas as pd
 
@@ -332,8 +338,10 @@ def _leaderboard(results: Any, plan: SweepPlan) -> Any:
             outcome = "completed"
         else:
             outcome = "stopped_early"
+        trial_id = str(metrics.get("trial_id") or "")
         row = {
-            "trial_id": metrics.get("trial_id") or (result.path or "").rsplit("/", 1)[-1],
+            "trial": trial_name(trial_id),
+            "trial_id": trial_id,
             plan.metric_key: metrics.get(plan.metric_key, float("nan")),
             "resource": metrics.get("resource", 0),
             "steps": iterations,

@@ -197,8 +197,9 @@ class MLflowTrialCallback(Callback):
     def _open(self, trial: Any) -> _TrialRun:
         from mlflow.entities import Param
 
-        index = trial.trial_id.rsplit("_", 1)[-1]
-        name = f"trial-{int(index):04d}" if index.isdigit() else f"trial-{trial.trial_id}"
+        from raysweep.runner import trial_name
+
+        name = trial_name(trial.trial_id)
         created = self.client.create_run(
             self.tracker.experiment_id,
             run_name=name,
