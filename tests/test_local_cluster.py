@@ -1,0 +1,301 @@
+"""A real multi-node Ray cluster on this machine, as `raysweep cluster up --local` starts it.
+
+Every check goes through a separate driver process, as a user's `raysweep run --address` would:
+this test process never calls ray.init(), and the clusters here use their own ports, temp dirs
+and state dirs, so a Ray instance the rest of the suite shares is left alone (one test checks
+exactly that).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from raysweep.cluster import LocalCluster, load_local_cluster, start_local_cluster, stop_local_cluster
+from raysweep.errors import UserError
+
+pytestmark = pytest.mark.cluster
+
+# A driver as a user would run one: connect with the given environment, report what it sees.
+DRIVER = r"""
+import json, sys, time
+import ray
+
+address, expect, timeout_s = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+
+def alive():
+    return sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+
+deadline = time.monotonic() + timeout_s
+while len(alive()) != expect and time.monotonic() < deadline:
+    time.sleep(0.5)
+report = {"alive": alive()}
+
+if "--tasks" in sys.argv:
+    @ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
+    def where(i):
+        time.sleep(0.3)
+        return ray.get_runtime_context().get_node_id()
+
+    report["task_nodes"] = ray.get([where.remote(i) for i in range(6)], timeout=60)
+print(json.dumps(report))
+"""
+
+# Another Ray instance on the same machine, like the suite's shared local ray.init(): it must
+# survive everything done to the local cluster.
+BYSTANDER = r"""
+import sys
+import ray
+
+ray.init(num_cpus=1, include_dashboard=False, _temp_dir=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+
+@ray.remote
+def square(x):
+    return x * x
+
+print("ready", flush=True)
+for line in sys.stdin:
+    print(ray.get(square.remote(int(line)), timeout=30), flush=True)
+"""
+
+
+def run_driver(
+    address: str, env: dict[str, str], *, expect: int, timeout_s: float = 5.0, tasks: bool = False
+) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-c", DRIVER, address, str(expect), str(timeout_s)] + (["--tasks"] if tasks else [])
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout_s + 120)
+
+
+def report_of(done: subprocess.CompletedProcess[str]) -> dict:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def env_without_auth(cluster: LocalCluster, home: Path) -> dict[str, str]:
+    env = cluster.driver_env()
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN"):
+        env.pop(name, None)
+    # An empty HOME: no ~/.ray/auth_token from elsewhere can stand in for the cluster's token.
+    env["HOME"] = str(home)
+    # Ray retries a refused GCS connection for ~20 s by default; the refusal is the same after 3.
+    env["RAY_NUM_REDIS_GET_RETRIES"] = "3"
+    return env
+
+
+def live(pids: list[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in ("Z", "X"):
+            alive.append(pid)
+    return alive
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline and live([int(entry.name)]):
+                found.append(f"{entry.name}: {cmdline[:200]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    state_dir = tmp_path_factory.mktemp("local-cluster-state")
+    # Registered before starting: whatever happens from here on, the cluster is stopped.
+    request.addfinalizer(lambda: stop_local_cluster(state_dir, grace_period_s=1.0))
+    started = time.monotonic()
+    cluster = start_local_cluster(workers=2, cpus_per_node=1, state_dir=state_dir)
+    print(f"local cluster up in {time.monotonic() - started:.1f}s at {cluster.address}")
+    yield cluster
+
+
+def test_a_driver_with_the_token_sees_every_node_alive(cluster: LocalCluster) -> None:
+    report = report_of(run_driver(cluster.address, cluster.driver_env(), expect=3))
+
+    assert cluster.node_count == 3
+    assert len(report["alive"]) == 3
+    assert set(report["alive"]) == {cluster.head.node_id, *(w.node_id for w in cluster.workers)}
+    assert cluster.address.startswith("127.0.0.1:")
+    assert load_local_cluster(cluster.state_dir) == cluster
+
+
+def test_a_driver_without_the_token_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:
+    env = env_without_auth(cluster, tmp_path)
+
+    done = run_driver(cluster.address, env, expect=3)
+
+    assert done.returncode != 0
+    assert re.search(r"InvalidAuthToken|[Aa]uthentication token", done.stderr), done.stderr[-2000:]
+
+
+def test_a_driver_with_a_wrong_token_is_refused(cluster: LocalCluster, tmp_path: Path) -> None:
+    env = env_without_auth(cluster, tmp_path)
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 64)
+
+    done = run_driver(cluster.address, env, expect=3)
+
+    assert done.returncode != 0
+    assert re.search(r"InvalidAuthToken|[Aa]uthentication token", done.stderr), done.stderr[-2000:]
+
+
+def test_tasks_spread_over_the_worker_nodes(cluster: LocalCluster) -> None:
+    report = report_of(run_driver(cluster.address, cluster.driver_env(), expect=3, tasks=True))
+
+    worker_ids = {w.node_id for w in cluster.workers}
+    # The head offers no CPUs (like a cloud head node): every task runs on a worker node.
+    assert set(report["task_nodes"]) <= worker_ids
+    assert len(set(report["task_nodes"])) >= 2
+
+
+def test_killing_a_worker_leaves_the_rest_running(cluster: LocalCluster) -> None:
+    victim, survivor = cluster.workers
+
+    killed = cluster.kill_worker(0)
+
+    assert killed and live(killed) == []
+    # The GCS notices the dead raylet after its health checks fail (~15 s by default).
+    report = report_of(run_driver(cluster.address, cluster.driver_env(), expect=2, timeout_s=90))
+    assert sorted(report["alive"]) == sorted([cluster.head.node_id, survivor.node_id])
+    assert victim.node_id not in report["alive"]
+
+
+def test_stop_ends_this_cluster_and_nothing_else(cluster: LocalCluster, tmp_path: Path) -> None:
+    bystander_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    bystander_env["HOME"] = str(tmp_path)
+    # Ray's socket paths must fit in 107 bytes: a short temp dir, not one under tmp_path.
+    bystander_temp = Path(tempfile.mkdtemp(prefix="rs-bystander-", dir="/tmp"))
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", BYSTANDER, str(bystander_temp)],
+        env=bystander_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert bystander.stdout is not None and bystander.stdin is not None
+        assert bystander.stdout.readline().strip() == "ready"
+        pids = cluster.pids()
+        commands = " ".join(" ".join(Path(f"/proc/{pid}/cmdline").read_text().split("\0")) for pid in live(pids))
+        assert "gcs_server" in commands and "raylet" in commands
+
+        assert stop_local_cluster(cluster.state_dir) is True
+
+        assert live(pids) == []
+        assert cluster.pids() == []
+        assert processes_mentioning(str(cluster.temp_dir)) == []
+        assert not cluster.state_path.exists() and not cluster.token_path.exists()
+        assert stop_local_cluster(cluster.state_dir) is False
+        # The other Ray instance still runs tasks.
+        bystander.stdin.write("7\n")
+        bystander.stdin.flush()
+        assert bystander.stdout.readline().strip() == "49"
+    finally:
+        if bystander.stdin:
+            bystander.stdin.close()
+        try:
+            bystander.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            bystander.kill()
+        shutil.rmtree(bystander_temp, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"workers": 0}, r"workers must be >= 1, got 0"),
+        ({"cpus_per_node": 0}, r"cpus_per_node must be >= 1, got 0"),
+        ({"port": 80}, r"port must be between 1024 and 65535, got 80"),
+        ({"object_store_mb": 10}, r"object_store_mb must be >= 100"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_starts(arguments: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=message):
+        start_local_cluster(state_dir=tmp_path, **arguments)
+
+    assert load_local_cluster(tmp_path) is None
+    assert not (tmp_path / "local-cluster.token").exists()
+
+
+def test_a_taken_port_is_refused(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(UserError, match=rf"port {port} is already in use on this machine; pass another --port"):
+            start_local_cluster(state_dir=tmp_path, port=port)
+
+    assert load_local_cluster(tmp_path) is None
+
+
+# -- the `raysweep cluster` commands --------------------------------------------------------------
+CLI = [sys.executable, "-c", "from raysweep.cluster import cluster_group; cluster_group()"]
+
+
+def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["up", "down"])
+def test_without_local_the_commands_point_to_the_cloud_configs(command: str) -> None:
+    done = cli(command)
+
+    assert done.returncode == 2
+    assert "cluster/aws.yaml" in done.stderr and "cluster/kuberay/" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cluster_up_and_down_from_the_command_line(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    try:
+        up = cli("up", "--local", "--workers", "1", "--state-dir", str(state_dir))
+        assert up.returncode == 0, up.stderr[-3000:]
+
+        address = re.search(r"--address (127\.0\.0\.1:\d+)", up.stdout)
+        export = re.search(r"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=(\S+)", up.stdout)
+        assert address and export, up.stdout
+        assert f"raysweep cluster down --local --state-dir {state_dir.resolve()}" in up.stdout
+        # Exactly what the printed instructions tell a user to set is enough to connect.
+        env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=export.group(1))
+        assert len(report_of(run_driver(address.group(1), env, expect=2))["alive"]) == 2
+
+        again = cli("up", "--local", "--workers", "1", "--state-dir", str(state_dir))
+        assert again.returncode == 2
+        assert "already running" in again.stderr and "cluster down --local" in again.stderr
+
+        recorded = load_local_cluster(state_dir)
+        assert recorded is not None
+        pids = recorded.pids()
+        down = cli("down", "--local", "--state-dir", str(state_dir))
+        assert down.returncode == 0, down.stderr
+        assert f"stopped the local Ray cluster at {address.group(1)}" in down.stdout
+        assert live(pids) == []
+
+        nothing = cli("down", "--local", "--state-dir", str(state_dir))
+        assert nothing.returncode == 0
+        assert "nothing to stop" in nothing.stdout
+    finally:
+        stop_local_cluster(state_dir, grace_period_s=1.0)
