@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from raysweep import __version__
-from raysweep.errors import SweepFailed, UserError
+from raysweep.errors import SweepFailed, SweepInterrupted, UserError
 
 
 class _Group(click.Group):
@@ -27,6 +27,9 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except SweepFailed as exc:
             click.echo(f"sweep failed: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except SweepInterrupted as exc:
+            click.echo(str(exc), err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -159,11 +162,30 @@ def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     _execute(plan, as_json=as_json, verbose=verbose)
 
 
+@main.command()
+@click.argument("sweep")
+@click.option("--storage", help="Where the sweep kept its state (default ./raysweep_results).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout.")
+@click.option("--verbose", is_flag=True, help="Show Ray's own output instead of the live view.")
+def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> None:
+    """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
+    from rich.console import Console
+
+    from raysweep.runner import resume_sweep
+
+    Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
+    result = resume_sweep(sweep, storage=storage, verbose=verbose, progress=True)
+    _report(result, as_json)
+
+
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     from rich.console import Console
 
     from raysweep.runner import run_planned
 
+    from raysweep.tracking import check_reachable, resolve_tracking_uri
+
+    check_reachable(resolve_tracking_uri(plan.tracking_uri))
     err = Console(stderr=True, highlight=False)
     for note in plan.dataset.notes:
         err.print(f"[dim]{plan.dataset.name}: {note}[/]")
@@ -173,6 +195,12 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
         f"metric {plan.metric} ({plan.mode})"
     )
     result = run_planned(plan, verbose=verbose, progress=True)
+    _report(result, as_json)
+
+
+def _report(result: Any, as_json: bool) -> None:
+    from rich.console import Console
+
     if as_json:
         click.echo(json.dumps(result.to_dict(), default=str))
         return
@@ -202,7 +230,14 @@ def _print_summary(result: Any, console: Any) -> None:
         f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
     )
     if result.tracking_uri:
-        console.print(f"MLflow: {result.tracking_uri}, run {result.parent_run_id}; review with: raysweep ui --tracking-uri {result.tracking_uri}")
+        console.print(f"MLflow: {result.tracking_uri}, parent run {result.parent_run_id}")
+        if result.tracking_uri.startswith(("http://", "https://")):
+            from raysweep.review import experiment_runs_url
+
+            console.print(f"runs: {experiment_runs_url(result.tracking_uri, result.experiment_id)}")
+        else:
+            console.print(f"review with: raysweep ui --tracking-uri {result.tracking_uri}")
+        console.print(f"in a terminal: raysweep report {result.name} --tracking-uri {result.tracking_uri}")
 
 
 def _fmt(value: Any) -> str:

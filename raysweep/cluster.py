@@ -124,7 +124,7 @@ class LocalCluster:
 
     @property
     def logs_dir(self) -> Path:
-        """Ray's log directory of this cluster's session."""
+        """Ray's log directory of the head node (worker ``i`` logs under ``temp_dir/w<i>/session_latest/logs``)."""
         return self.temp_dir / "session_latest" / "logs"
 
     def env(self) -> dict[str, str]:
@@ -273,7 +273,6 @@ def start_local_cluster(
 
     common = [
         "--node-ip-address", LOOPBACK,
-        "--temp-dir", str(temp_dir),
         "--object-store-memory", str(object_store_mb * 1024 * 1024),
         # Port 0 lets each raylet's workers and agents bind free ports: with the fixed defaults
         # (worker ports 10002-19999, agent port 52365) several raylets on one host collide.
@@ -284,6 +283,7 @@ def start_local_cluster(
     ]  # fmt: skip
     head_args = [
         "--head",
+        "--temp-dir", str(temp_dir),
         "--port", str(gcs_port),
         "--dashboard-host", LOOPBACK,
         "--dashboard-port", str(dashboard_port),
@@ -309,10 +309,16 @@ def start_local_cluster(
         )
         # Record the head before anything else can fail, so that `down` can always clean up.
         _save(cluster)
-        # One at a time: `ray start` returns once its raylet is registered, and a raylet picks its
-        # socket file names by looking at which ones exist, so parallel starts could pick the same.
+        # One at a time: `ray start` returns once its raylet is registered, so a node that does not
+        # come up is named in the error. Each worker has its own Ray temp dir (see _worker_temp_dir)
+        # and so its own sockets, logs and log monitor, which streams its output to the drivers.
         for index in range(workers):
-            worker_args = ["--address", address, "--num-cpus", str(cpus_per_node), "--include-log-monitor", "False", *common]
+            worker_args = [
+                "--address", address,
+                "--temp-dir", str(_worker_temp_dir(temp_dir, index)),
+                "--num-cpus", str(cpus_per_node),
+                *common,
+            ]  # fmt: skip
             cluster.workers.append(
                 _ray_start(worker_args, node_env, temp_dir, role="worker", index=index, num_cpus=cpus_per_node, timeout_s=timeout_s)
             )
@@ -415,9 +421,24 @@ def _write_token(path: Path) -> Path:
 
 def _make_ray_temp_dir() -> Path:
     base = tempfile.gettempdir()
-    if len(base) + len("/raysweep-ray-12345678") > _MAX_TEMP_DIR_CHARS:
+    # The longest temp dir is a worker's, <base>/raysweep-ray-XXXXXXXX/w<index>.
+    if len(base) + len("/raysweep-ray-12345678/w99") > _MAX_TEMP_DIR_CHARS:
         base = "/tmp"
     return Path(tempfile.mkdtemp(prefix="raysweep-ray-", dir=base))
+
+
+def _worker_temp_dir(temp_dir: Path, index: int) -> Path:
+    """Worker ``index``'s own Ray temp dir, inside the cluster's.
+
+    Every node needs its own: Ray keeps a session's runtime environments (a job's
+    ``--working-dir``, unpacked) under ``<temp dir>/session_*/runtime_resources``, and each
+    node's runtime-env agent deletes and re-unpacks what it finds there without knowing that
+    another node on the same host uses it. With one shared temp dir, the worker nodes' agents
+    delete the working dir a ``ray job submit`` driver on the head runs in (its cwd vanishes:
+    ``FileNotFoundError`` from ``os.getcwd()``). Inside the cluster's temp dir, so that the
+    processes are still told apart by it and ``stop`` removes it; short, for Ray's socket paths.
+    """
+    return temp_dir / f"w{index}"
 
 
 def _node_env(token_path: Path, cluster_id: str) -> dict[str, str]:

@@ -17,3 +17,9 @@ class SweepFailed(Exception):
     """The sweep itself failed (for example every trial raised). The CLI exits with code 1."""
 
     exit_code = 1
+
+
+class SweepInterrupted(Exception):
+    """The sweep was stopped (Ctrl-C) with its state saved; the message says how to resume."""
+
+    exit_code = 130

@@ -82,7 +82,12 @@ def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _check_keys(source: str, path: str, mapping: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
@@ -169,7 +174,7 @@ def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
     kind = spec.get("type")
     if kind is None:
         raise _fail(source, f"{path}.type", f"is required; one of {', '.join(SPACE_TYPES)}")
-    if kind not in SPACE_TYPES:
+    if not isinstance(kind, str) or kind not in SPACE_TYPES:
         raise _fail(
             source, f"{path}.type", f"unknown type {kind!r}{_suggest(str(kind), tuple(SPACE_TYPES))}; use one of {', '.join(SPACE_TYPES)}"
         )
@@ -235,7 +240,7 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
         if task not in metric:
             raise _fail(source, f"metric.{task}", f"is missing; name the default metric for {task}")
         name = metric[task]
-        if name not in METRICS:
+        if not isinstance(name, str) or name not in METRICS:
             raise _fail(source, f"metric.{task}", f"unknown metric {name!r}{_suggest(str(name), tuple(METRICS))}; use one of {', '.join(METRICS)}")
         if METRICS[name][0] != task:
             fitting = [m for m, (t, _) in METRICS.items() if t == task]
@@ -373,6 +378,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
             path = ".".join(parts[: depth + 1])
             if not isinstance(node, dict):
                 raise UserError(f"--set {text}: {'.'.join(parts[:depth])} in {source} is not a mapping, so it has no key {part!r}")
+            if depth == 0 and part == "fixed" and not last and node.get("fixed") is None:
+                node["fixed"] = {}  # a recipe without fixed parameters can still be given one
             if part not in node and not (parts[0] == "fixed" and depth == 1):
                 keys = ", ".join(map(str, node)) or "(none)"
                 raise UserError(f"--set {text}: {source} has no key {path}{_suggest(part, [str(k) for k in node])}; keys there: {keys}")

@@ -1,41 +1,59 @@
 """The sweep's outcome on its MLflow parent run: scores, leaderboard, plots and the refit model.
 
-Extras (plots, the model) are best-effort: a failure is logged as a warning and never fails
-the sweep.
+Extras (plots, the model, the registry) are best-effort: a failure is logged as a warning and
+never fails the sweep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 logger = logging.getLogger(__name__)
+
+#: where the refit model lives on the parent run, and the plots beside it
+MODEL_NAME = "model"
+PLOTS_DIR = "plots"
+LEADERBOARD_FILE = "leaderboard.csv"
 
 
 def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> None:
     """Record the best config, scores, leaderboard, plots and the refit model on the parent run."""
-    tracker.log_summary(
-        metrics={
-            f"best_{plan.metric_key}": result.best_validation_score,
-            f"test_{plan.metric}": result.test_score,
-            "num_trials": result.num_trials,
-            "num_errors": result.num_errors,
-            "num_stopped_early": result.num_stopped_early,
-        },
-        params={f"best.{k}": v for k, v in result.best_config.items()} | {"best.resource": result.best_resource},
-        tags={"raysweep.best_config": json.dumps(result.best_config, default=str)},
-    )
+    metrics = {
+        f"best_{plan.metric_key}": result.best_validation_score,
+        f"test_{plan.metric}": result.test_score,
+        "num_trials": result.num_trials,
+        "num_errors": result.num_errors,
+        "num_stopped_early": result.num_stopped_early,
+    }
+    tags = {"raysweep.best_config": json.dumps(result.best_config, default=str)[:5000]}
+    params = {f"best.{k}": v for k, v in result.best_config.items()} | {"best.resource": result.best_resource}
+    try:
+        tracker.log_summary(metrics=metrics, params=params, tags=tags)
+    except Exception as exc:
+        # A resumed sweep may have logged other best.* params already, and MLflow refuses to
+        # change a param: the scores and the best-config tag still go in.
+        logger.warning("raysweep: could not log the best config as params (%s); it is in the raysweep.best_config tag", exc)
+        tracker.log_summary(metrics=metrics, params={}, tags=tags)
     with tempfile.TemporaryDirectory() as folder:
-        board = Path(folder) / "leaderboard.csv"
+        board = Path(folder) / LEADERBOARD_FILE
         result.leaderboard.to_csv(board, index=False)
         tracker.log_artifact(str(board))
-        history = getattr(getattr(tracker, "trial_callback", None), "history", {})
+        if tracker.exploits:
+            exploits = [
+                {"trial_id": trial, "donor_trial_id": donor, "donor_iteration": step, "config": config}
+                for trial, donor, step, config in tracker.exploits
+            ]
+            _best_effort("log the PBT exploits", tracker.log_dict, exploits, "pbt_exploits.json")
+        callback = getattr(tracker, "trial_callback", None)
+        history = getattr(callback, "history", {}) or {}
         try:
             for path in write_plots(history, plan.metric_key, plan.mode, plan.recipe.resource.name, Path(folder)):
-                tracker.log_artifact(str(path), "plots")
+                tracker.log_artifact(str(path), PLOTS_DIR)
         except Exception as exc:  # plots are an extra
             logger.warning("raysweep: could not draw the sweep plots: %s", exc)
     try:
@@ -44,18 +62,63 @@ def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> No
         logger.warning("raysweep: could not log the refit model to MLflow: %s", exc)
         return
     if plan.register_model:
-        register_model(tracker, plan, model_uri)
+        _best_effort("register the model", register_model, tracker, plan, model_uri, result)
 
 
-def register_model(tracker: Any, plan: Any, model_uri: str) -> None:
-    """Register the logged model under ``plan.register_model``, tagged with the sweep's lineage."""
+def _best_effort(what: str, function: Any, *args: Any) -> Any:
+    try:
+        return function(*args)
+    except Exception as exc:
+        logger.warning("raysweep: could not %s in MLflow: %s", what, exc)
+        return None
+
+
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (used by log_model and register_model) at ``uri`` for a while.
+
+    The process-wide tracking URI is put back afterwards: raysweep used as a library must not
+    redirect its caller's own MLflow logging.
+    """
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):
+        yield
+
+
+def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) -> Any:
+    """Register the logged model under ``plan.register_model``, tagged with the sweep's lineage.
+
+    Returns the new model version.
+    """
     import mlflow
 
-    mlflow.set_tracking_uri(tracker.tracking_uri)
-    version = mlflow.register_model(model_uri, plan.register_model, tags={
-        "raysweep.sweep": plan.name, "raysweep.parent_run_id": tracker.parent_run_id, "raysweep.recipe": plan.recipe.name,
-    })
-    tracker.client.set_tag(tracker.parent_run_id, "raysweep.registered_model", f"{plan.register_model}/{version.version}")
+    lineage = {
+        "raysweep.sweep": plan.name,
+        "raysweep.parent_run_id": tracker.parent_run_id,
+        "raysweep.experiment_id": tracker.experiment_id,
+        "raysweep.recipe": plan.recipe.name,
+        "raysweep.recipe_hash": plan.recipe.content_hash,
+        "raysweep.family": plan.recipe.family,
+        "raysweep.dataset": plan.dataset.name,
+        "raysweep.dataset_fingerprint": plan.dataset.fingerprint,
+        "raysweep.metric": plan.metric,
+    }
+    if result is not None:
+        lineage["raysweep.best_config"] = json.dumps(result.best_config, default=str)[:5000]
+        lineage[f"raysweep.best_val_{plan.metric}"] = f"{result.best_validation_score:.6g}"
+        lineage[f"raysweep.test_{plan.metric}"] = f"{result.test_score:.6g}"
+    with _tracking_uri(tracker.tracking_uri):
+        version = mlflow.register_model(model_uri, plan.register_model, tags=lineage)
+    description = (
+        f"Best config of raysweep sweep {plan.name} ({plan.recipe.name} on {plan.dataset.name}, "
+        f"run {tracker.parent_run_id}), refit on train+validation"
+        + (f"; test {plan.metric} {result.test_score:.4g}" if result is not None else "")
+    )
+    client = tracker.client
+    client.update_model_version(plan.register_model, version.version, description=description)
+    client.set_tag(tracker.parent_run_id, "raysweep.registered_model", f"{plan.register_model}/{version.version}")
+    return version
 
 
 def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key: str, mode: str,
@@ -70,7 +133,9 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
     fig, ax = plt.subplots(figsize=(8, 5))
     for points in history.values():
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        ax.plot(xs, ys, marker=".", linewidth=1, alpha=0.7)
+        (line,) = ax.plot(xs, ys, marker=".", linewidth=1, alpha=0.7)
+        if xs:  # where each trial ended: early stops end short of the right edge
+            ax.plot(xs[-1:], ys[-1:], marker="o", markersize=5, color=line.get_color())
     ax.set_xlabel(resource_name)
     ax.set_ylabel(metric_key)
     ax.set_title(f"{metric_key} by {resource_name} for every trial (short lines stopped early)")
@@ -100,34 +165,93 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
     return paths
 
 
-def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
-    """Log the refit model on the parent run; returns its model URI.
+def uses_xgboost_flavor(plan: Any, prepared: Any) -> bool:
+    """XGBoost on all-numeric data goes out as MLflow's xgboost flavor (its preprocessing is the identity)."""
+    return plan.recipe.family == "xgboost" and not prepared.categorical_columns
 
-    XGBoost models on all-numeric data go out in MLflow's xgboost flavor (their preprocessing
-    is the identity; classes come out as their index in ``model_classes.json``); everything
-    else as raysweep's scikit-learn estimator, preprocessing included.
+
+def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
+    """Log the refit model on the parent run, with a signature and an input example; returns its URI.
+
+    XGBoost models on all-numeric data go out in MLflow's xgboost flavor: they take the numeric
+    columns and predict classes as their index in ``model_classes.json``. Everything else goes
+    out as raysweep's scikit-learn estimator, preprocessing included: raw columns in, the
+    dataset's own labels and units out.
     """
     import mlflow
     from mlflow.models import infer_signature
 
-    example = prepared.X_test.head(5)
-    predictions = result.model.predict(example)
-    if plan.recipe.family == "xgboost" and not prepared.categorical_columns:
-        predictions = result.model.model.predict(example.to_numpy(dtype=float))
-    signature = infer_signature(example, predictions)
-    mlflow.set_tracking_uri(tracker.tracking_uri)
-    with mlflow.start_run(run_id=tracker.parent_run_id):
-        if plan.recipe.family == "xgboost" and not prepared.categorical_columns:
-            info = mlflow.xgboost.log_model(
-                result.model.model, name="model", signature=signature, input_example=example,
-                model_format="ubj",
+    if uses_xgboost_flavor(plan, prepared):
+        estimator = result.model.model
+        example = prepared.X_test[list(prepared.numeric_columns)].head(5)
+        signature = infer_signature(example, estimator.predict(example.to_numpy(dtype=float)))
+        flavor = "xgboost"
+        requirements = _requirements("xgboost", "numpy", "pandas")
+        with _tracking_uri(tracker.tracking_uri):
+            info = _log_xgboost(estimator, signature, example, tracker.parent_run_id, requirements)
+    else:
+        example = prepared.X_test.head(5)
+        signature = infer_signature(example, result.model.predict(example))
+        flavor = "sklearn"
+        serialization = _sklearn_serialization(result.model)
+        # raysweep's own estimator class is part of the model, and the family's library with it.
+        libraries = {"xgboost": ["xgboost"]}.get(plan.recipe.family, [])
+        requirements = _requirements(
+            "scikit-learn", "numpy", "pandas", *libraries, serialization["serialization_format"], "raysweep"
+        )
+        with _tracking_uri(tracker.tracking_uri):
+            info = mlflow.sklearn.log_model(
+                result.model, name=MODEL_NAME, signature=signature, input_example=example,
+                run_id=tracker.parent_run_id, pip_requirements=requirements, **serialization,
             )
-            flavor = "xgboost"
-        else:
-            info = mlflow.sklearn.log_model(result.model, name="model", signature=signature, input_example=example)
-            flavor = "sklearn"
-        if result.classes is not None:
-            mlflow.log_dict({"classes": [str(c) for c in result.classes]}, "model_classes.json")
-        mlflow.set_tag("raysweep.model_flavor", flavor)
-        mlflow.set_tag("raysweep.model_uri", info.model_uri)
+    if result.classes is not None:
+        tracker.log_dict({"classes": [str(c) for c in result.classes]}, "model_classes.json")
+    tracker.client.set_tag(tracker.parent_run_id, "raysweep.model_flavor", flavor)
+    tracker.client.set_tag(tracker.parent_run_id, "raysweep.model_uri", info.model_uri)
     return info.model_uri
+
+
+def _requirements(*distributions: str) -> list[str]:
+    """The model's pip requirements, pinned to what is installed here.
+
+    Given explicitly because MLflow would otherwise infer them by loading the model in a
+    subprocess, which costs seconds at the end of every sweep.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned = []
+    for name in distributions:
+        try:
+            pinned.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pinned.append(name)
+    return pinned
+
+
+def _log_xgboost(estimator: Any, signature: Any, example: Any, run_id: str, requirements: list[str]) -> Any:
+    import mlflow
+
+    # XGBoost 2.1's scikit-learn wrapper stamps `_estimator_type` into the files it saves, and
+    # scikit-learn >= 1.6 no longer defines that attribute: saving fails, and a file carrying
+    # the stamp cannot be loaded back. The booster's own file holds the same model without the
+    # stamp, and MLflow still records (and loads back) the XGBClassifier/XGBRegressor class.
+    estimator.save_model = estimator.get_booster().save_model
+    try:
+        return mlflow.xgboost.log_model(
+            estimator, name=MODEL_NAME, signature=signature, input_example=example, model_format="ubj", run_id=run_id,
+            pip_requirements=requirements,
+        )
+    finally:
+        del estimator.save_model
+
+
+def _sklearn_serialization(model: Any) -> dict[str, Any]:
+    """skops (MLflow's safe default) trusting the types of the model raysweep itself built; else cloudpickle."""
+    try:
+        import skops.io
+
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        return {"serialization_format": "skops", "skops_trusted_types": trusted}
+    except Exception as exc:  # a model part skops cannot write
+        logger.info("raysweep: skops cannot serialise the refit model (%s); using cloudpickle", exc)
+        return {"serialization_format": "cloudpickle"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -16,7 +17,7 @@ import numpy as np
 
 from raysweep import __version__
 from raysweep.data import Dataset, PreparedData, load_dataset, make_preprocessor, prepare
-from raysweep.errors import SweepFailed, UserError
+from raysweep.errors import SweepFailed, SweepInterrupted, UserError
 from raysweep.families import Family, get_family
 from raysweep.metrics import direction, needs_proba, score
 from raysweep.recipes import METRICS, Recipe, load_recipe
@@ -51,6 +52,9 @@ class SweepPlan:
     test_size: float
     val_size: float
     register_model: str | None = None
+    #: how the dataset was named (a built-in name or a path), for resuming; None for an object
+    dataset_spec: str | None = None
+    target: str | None = None
 
     @property
     def metric_key(self) -> str:
@@ -207,6 +211,7 @@ def plan_sweep(
         raise UserError(f"test_size={test_size}, val_size={val_size}: each must be in (0, 0.9) and together below 0.95")
     if task is not None and task not in recipe.tasks:
         raise UserError(f"--task {task}: recipe {recipe.name} supports {', '.join(recipe.tasks)}")
+    dataset_spec = dataset if isinstance(dataset, str) else None
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, target=target, task=task, seed=seed)
     chosen_task = task or dataset.task
@@ -257,6 +262,8 @@ def plan_sweep(
         test_size=test_size,
         val_size=val_size,
         register_model=register_model,
+        dataset_spec=dataset_spec,
+        target=target,
     )
 
 
@@ -289,8 +296,13 @@ def connect_ray(address: str | None, verbose: bool) -> None:
             ray.init(address=address, logging_level=level, log_to_driver=verbose)
         else:
             ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose)
-    except ConnectionError as exc:
-        raise UserError(f"--address {address}: cannot connect to a Ray cluster there ({str(exc).splitlines()[0]}); check the address, or leave --address out for a local Ray") from None
+    except (ConnectionError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise UserError(
+            f"--address {address}: cannot connect to a Ray cluster there ({first}); check the address, and if the "
+            "cluster uses token authentication set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (or leave --address out "
+            "for a local Ray)"
+        ) from None
 
 
 def cluster_cpus() -> int:
@@ -310,8 +322,13 @@ def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps
     n_classes = len(prepared.classes) if prepared.classes is not None else 0
     model = plan.family.build({**plan.recipe.fixed, **config}, plan.task, plan.seed, needs_proba(plan.metric))
     y_pool = (prepared.y_pool - prepared.y_center) / prepared.y_scale
-    for step in range(1, steps + 1):
-        model = plan.family.train_step(model, X_pool, y_pool, step, plan.recipe.resource, n_classes, plan.seed)
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread, as in the trials: Ray's idle workers still hold the other core, and an
+    # oversubscribed BLAS makes an MLP refit many times slower.
+    with threadpool_limits(limits=1):
+        for step in range(1, steps + 1):
+            model = plan.family.train_step(model, X_pool, y_pool, step, plan.recipe.resource, n_classes, plan.seed)
     refit_model = RefitModel(preprocessor, model, prepared.classes, prepared.y_center, prepared.y_scale)
     y_test = (prepared.y_test - prepared.y_center) / prepared.y_scale
     test_score = score(plan.metric, refit_model.encoded(), prepared.X_test, y_test, n_classes, prepared.y_scale)
@@ -355,8 +372,22 @@ def _leaderboard(results: Any, plan: SweepPlan) -> Any:
     return frame
 
 
-def run_planned(plan: SweepPlan, *, verbose: bool = False, progress: bool = True, tracking: bool = True) -> SweepResult:
-    """Run a checked plan: start Ray, sweep, refit the best config and score it on the test split."""
+SWEEP_FILE = "raysweep_sweep.json"
+
+
+def run_planned(
+    plan: SweepPlan,
+    *,
+    verbose: bool = False,
+    progress: bool = True,
+    tracking: bool = True,
+    resume: dict[str, Any] | None = None,
+) -> SweepResult:
+    """Run a checked plan: start Ray, sweep, refit the best config and score it on the test split.
+
+    ``resume`` is the saved sweep record (see :func:`resume_sweep`): the sweep then continues
+    from Ray's saved state and logs into the same MLflow parent run.
+    """
     from raysweep import tracking as tracking_module
 
     started = time.monotonic()
@@ -366,7 +397,6 @@ def run_planned(plan: SweepPlan, *, verbose: bool = False, progress: bool = True
     prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv)
 
     _quiet_environment(verbose)
-    import ray
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
@@ -404,9 +434,12 @@ def run_planned(plan: SweepPlan, *, verbose: bool = False, progress: bool = True
             params=plan.settings(),
         )
         tracker.exploits = exploits
-        tracker.start()
-        tracker.log_text(plan.recipe.to_yaml(), "recipe.yaml")
-        tracker.log_dict(plan.recipe.space, "search_space.json")
+        if resume and resume.get("parent_run_id"):
+            tracker.reopen(resume["experiment_id"], resume["parent_run_id"])
+        else:
+            tracker.start()
+            tracker.log_text(plan.recipe.to_yaml(), "recipe.yaml")
+            tracker.log_dict(plan.recipe.space, "search_space.json")
         callbacks.append(tracker.callback())
 
     from ray.tune.logger import JsonLoggerCallback
@@ -415,33 +448,49 @@ def run_planned(plan: SweepPlan, *, verbose: bool = False, progress: bool = True
     trainable = tune.with_resources(
         tune.with_parameters(SweepTrainable, data=prepared.trial, spec=spec), {"cpu": 1}
     )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source),
-        tune_config=TuneConfig(
-            metric=plan.metric_key,
-            mode=plan.mode,
-            num_samples=plan.num_samples,
-            scheduler=strategies.build_scheduler(
-                plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits
+    param_space = space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source)
+    if resume:
+        tuner = tune.Tuner.restore(
+            resume["path"], trainable=trainable, param_space=param_space, resume_unfinished=True, resume_errored=False
+        )
+        # The restored run config carries callbacks unpickled from the first run; swap in this
+        # run's, which hold live MLflow clients and find the trial runs again by their tags.
+        tuner._local_tuner.get_run_config().callbacks = callbacks
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=TuneConfig(
+                metric=plan.metric_key,
+                mode=plan.mode,
+                num_samples=plan.num_samples,
+                scheduler=strategies.build_scheduler(
+                    plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits
+                ),
+                search_alg=strategies.build_searcher(plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent),
+                reuse_actors=True,
+                time_budget_s=plan.time_budget,
             ),
-            search_alg=strategies.build_searcher(plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent),
-            reuse_actors=True,
-            time_budget_s=plan.time_budget,
-        ),
-        run_config=RunConfig(
-            name=plan.name,
-            storage_path=plan.storage,
-            stop={"training_iteration": max_steps},
-            callbacks=callbacks,
-            verbose=2 if verbose else 0,
-            failure_config=FailureConfig(max_failures=plan.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=4 if plan.scheduler == "pbt" else 2),
-        ),
-    )
+            run_config=RunConfig(
+                name=plan.name,
+                storage_path=plan.storage,
+                stop={"training_iteration": max_steps},
+                callbacks=callbacks,
+                verbose=2 if verbose else 0,
+                failure_config=FailureConfig(max_failures=plan.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=4 if plan.scheduler == "pbt" else 2),
+            ),
+        )
+        _save_sweep_record(plan, tracker)
     status = "FAILED"
     try:
         results = tuner.fit()
+        if _interrupted(results, plan, started):
+            status = "KILLED"
+            raise SweepInterrupted(
+                f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
+                f"raysweep resume {plan.name} --storage {plan.storage}"
+            )
         result = _summarise(plan, prepared, results, tracker, started, tracking_uri)
         status = "FINISHED"
         return result
@@ -451,6 +500,99 @@ def run_planned(plan: SweepPlan, *, verbose: bool = False, progress: bool = True
     finally:
         if tracker is not None:
             tracker.finish(status)
+
+
+def _interrupted(results: Any, plan: SweepPlan, started: float) -> bool:
+    """Whether Tune came back early because of Ctrl-C (trials left unfinished, budget not spent)."""
+    if plan.time_budget and time.monotonic() - started >= plan.time_budget * 0.9:
+        return False
+    trials = getattr(getattr(results, "_experiment_analysis", None), "trials", None) or []
+    return any(trial.status in ("PENDING", "RUNNING", "PAUSED") for trial in trials)
+
+
+def _sweep_dir(plan: SweepPlan) -> str:
+    return f"{plan.storage.rstrip('/')}/{plan.name}"
+
+
+def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
+    """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
+    record = {
+        "name": plan.name,
+        "storage": plan.storage,
+        "recipe": plan.recipe.raw,
+        "recipe_source": plan.recipe.source,
+        "recipe_name": plan.recipe.name,
+        "dataset": plan.dataset_spec,
+        "dataset_fingerprint": plan.dataset.fingerprint,
+        "options": {
+            "target": plan.target, "task": plan.task, "metric": plan.metric, "scheduler": plan.scheduler,
+            "searcher": plan.searcher, "num_samples": plan.num_samples, "time_budget": plan.time_budget,
+            "max_concurrent": plan.max_concurrent, "cv": plan.cv, "seed": plan.seed, "address": plan.address,
+            "tracking_uri": plan.tracking_uri, "experiment": plan.experiment, "max_failures": plan.max_failures,
+            "test_size": plan.test_size, "val_size": plan.val_size, "register_model": plan.register_model,
+        },
+        "experiment_id": tracker.experiment_id if tracker else None,
+        "parent_run_id": tracker.parent_run_id if tracker else None,
+    }
+    _write_text(f"{_sweep_dir(plan)}/{SWEEP_FILE}", json.dumps(record, indent=2, default=str))
+
+
+def _write_text(path: str, text: str) -> None:
+    if _is_uri(path):
+        import pyarrow.fs
+
+        filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+        filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+        with filesystem.open_output_stream(inner) as stream:
+            stream.write(text.encode())
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        if _is_uri(path):
+            import pyarrow.fs
+
+            filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+            with filesystem.open_input_stream(inner) as stream:
+                return stream.read().decode()
+        return Path(path).read_text()
+    except (OSError, FileNotFoundError):
+        return None
+
+
+def resume_sweep(name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False) -> SweepResult:
+    """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
+    candidates = [name_or_path] if ("/" in name_or_path or _is_uri(name_or_path)) else []
+    base = storage or "raysweep_results"
+    base = base if _is_uri(base) else str(Path(base).expanduser().resolve())
+    candidates.append(f"{base.rstrip('/')}/{name_or_path}")
+    for candidate in candidates:
+        candidate = candidate if _is_uri(candidate) else str(Path(candidate).expanduser().resolve())
+        text = _read_text(f"{candidate.rstrip('/')}/{SWEEP_FILE}")
+        if text is not None:
+            break
+    else:
+        raise UserError(
+            f"no sweep {name_or_path!r} to resume under {base}; pass the sweep's name with --storage where it ran, or its folder"
+        )
+    record = json.loads(text)
+    from raysweep.recipes import validate_recipe_data
+
+    recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
+    if record["dataset"] is None:
+        raise UserError(f"sweep {record['name']} was given its data as a Python object; resume it from Python with the same data")
+    options = dict(record["options"])
+    plan = plan_sweep(recipe, record["dataset"], name=record["name"], storage=record["storage"], **options)
+    if plan.dataset.fingerprint != record["dataset_fingerprint"]:
+        raise UserError(
+            f"--dataset {record['dataset']}: its contents changed since sweep {record['name']} started "
+            "(fingerprint differs); resuming would mix two datasets, start a new sweep instead"
+        )
+    record["path"] = candidate
+    return run_planned(plan, verbose=verbose, progress=progress, resume=record)
 
 
 def _summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: Any, started: float, tracking_uri: str | None) -> SweepResult:

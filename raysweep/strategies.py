@@ -6,6 +6,8 @@ nothing heavy. The builders import Ray Tune only when called.
 
 from __future__ import annotations
 
+import functools
+import numbers
 from typing import Any
 
 from raysweep.errors import UserError
@@ -78,7 +80,31 @@ def build_scheduler(
         quantile_fraction=0.25,
         resample_probability=0.25,
         synch=False,
+        # Ray perturbs a range by x0.8 / x1.2 without looking at its bounds (subsample 1.04,
+        # min_samples_leaf 0): keep every explored value inside the recipe's range.
+        custom_explore_fn=functools.partial(clip_to_bounds, mutation_bounds(recipe.mutations)),
     )
+
+
+def mutation_bounds(mutations: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """The inclusive (low, high) of every numeric PBT mutation."""
+    bounds = {}
+    for name, spec in mutations.items():
+        if "low" in spec:
+            # Ray's randint and lograndint exclude their upper bound.
+            high = spec["high"] - 1 if spec["type"] in ("randint", "lograndint") else spec["high"]
+            bounds[name] = (spec["low"], high)
+    return bounds
+
+
+def clip_to_bounds(bounds: dict[str, tuple[float, float]], config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with each bounded value moved into its range, keeping int values int."""
+    for name, (low, high) in bounds.items():
+        value = config.get(name)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            clipped = min(max(value, low), high)
+            config[name] = int(round(clipped)) if isinstance(value, numbers.Integral) else float(clipped)
+    return config
 
 
 def _recording_pbt() -> type:

@@ -1,17 +1,19 @@
 """What is recorded: one MLflow parent run per sweep, one nested child run per trial.
 
 All MLflow calls happen on the driver, in a Tune callback, so workers on a remote cluster
-never need a route to the tracking server. Logging is batched with ``log_batch``.
+never need a route to the tracking server. Metrics are batched with ``log_batch``. Tracking
+never fails the sweep: a failed MLflow call is logged as a warning and the sweep goes on.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 
@@ -20,8 +22,15 @@ from raysweep.errors import UserError
 logger = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-#: the experiment tag that makes MLflow 3's UI open the model-training runs view
+#: the experiment tag that marks a model-training experiment. MLflow 3.17's UI decides the view
+#: from its ``workflowType`` instead (see :mod:`raysweep.review`); older 3.x UIs read this tag.
 EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
+#: tag on every sweep run (parent and trials): the sweep's name
+SWEEP_TAG = "raysweep.sweep"
+#: tag on every trial run: Tune's trial id
+TRIAL_ID_TAG = "raysweep.trial_id"
+#: tag on every trial run: completed, stopped_early or failed
+OUTCOME_TAG = "raysweep.outcome"
 #: result keys that are bookkeeping, not measurements
 _NOT_METRICS = {
     "done", "timestamp", "pid", "hostname", "node_ip", "node_id", "trial_id", "experiment_tag",
@@ -29,9 +38,12 @@ _NOT_METRICS = {
     "timesteps_total", "timesteps_since_restore", "episodes_total", "training_iteration",
     "should_checkpoint", "checkpoint_dir_name", "config", "resource",
 }
+OUTCOME_RUNNING = "running"
 OUTCOME_COMPLETED = "completed"
 OUTCOME_STOPPED = "stopped_early"
 OUTCOME_FAILED = "failed"
+#: MLflow takes at most 1000 metrics in one log_batch
+_BATCH_LIMIT = 900
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -64,12 +76,33 @@ def _clean_param(value: Any) -> str:
     return text[:6000]
 
 
+def trial_number(trial_id: str) -> int | None:
+    """The trial's index in the sweep (7 for ``a1b2c_00007``), or None for another id shape."""
+    index = trial_id.rsplit("_", 1)[-1]
+    return int(index) if index.isdigit() else None
+
+
+def _best_effort(hook: Callable) -> Callable:
+    """A Tune callback hook whose MLflow failures become warnings: tracking never fails a sweep."""
+
+    @functools.wraps(hook)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(self, *args, **kwargs)
+        except Exception as exc:
+            logger.warning("raysweep: MLflow logging failed in %s (the sweep goes on): %s", hook.__name__, exc)
+            return None
+
+    return guarded
+
+
 @dataclass
 class _TrialRun:
     run_id: str
-    last_step: int = -1
+    #: the step (resource units) of the trial's latest result
+    last_step: int = 0
     node_tagged: bool = False
-    last_params: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
     pending: list[Any] = field(default_factory=list)
 
 
@@ -89,6 +122,9 @@ class SweepTracker:
     ) -> None:
         from mlflow.tracking import MlflowClient
 
+        # MLflow's client prints "View run ... at" to stdout for every run it ends on a tracking
+        # server: dozens of lines per sweep, and they would corrupt `raysweep run --json`.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment = experiment
@@ -100,6 +136,13 @@ class SweepTracker:
         self.params = params or {}
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
+        #: when the sweep started (seconds since the epoch); a resumed sweep keeps its first start
+        self.started = time.time()
+        #: a resumed sweep's results from before the resume, as MLflowTrialCallback.history
+        self.resumed_history: dict[str, list[tuple[float, float, float]]] = {}
+        self.trial_callback: MLflowTrialCallback | None = None
+        #: trial runs already in MLflow when a sweep is resumed: trial id -> run id
+        self.existing_trial_runs: dict[str, str] = {}
         #: PBT exploits, appended by the scheduler: (trial_id, donor_trial_id, step, new_config)
         self.exploits: list[tuple[str, str, int, dict[str, Any]]] = []
 
@@ -115,25 +158,64 @@ class SweepTracker:
         self.__dict__.update(state)
         self.client = MlflowClient(self.tracking_uri)
 
+    def _experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            try:
+                return self.client.create_experiment(self.experiment, tags=dict([EXPERIMENT_KIND_TAG]))
+            except MlflowException:
+                found = self.client.get_experiment_by_name(self.experiment)  # another sweep created it just now
+                if found is None:
+                    raise
+        if found.lifecycle_stage == "deleted":
+            raise UserError(
+                f"--experiment {self.experiment}: that MLflow experiment is deleted; restore it "
+                "(mlflow experiments restore) or pick another name"
+            )
+        if found.tags.get(EXPERIMENT_KIND_TAG[0]) is None:
+            self.client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND_TAG)
+        return found.experiment_id
+
     def start(self) -> str:
         """Create (or reuse) the experiment and open the parent run; returns its id."""
         from mlflow.entities import Param
 
-        found = self.client.get_experiment_by_name(self.experiment)
-        if found is None:
-            self.experiment_id = self.client.create_experiment(self.experiment, tags=dict([EXPERIMENT_KIND_TAG]))
-        else:
-            self.experiment_id = found.experiment_id
-            if EXPERIMENT_KIND_TAG[0] not in found.tags:
-                self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND_TAG)
+        self.experiment_id = self._experiment()
         run = self.client.create_run(
-            self.experiment_id, run_name=self.sweep_name, tags={"raysweep.sweep": self.sweep_name, **self.tags}
+            self.experiment_id, run_name=self.sweep_name, tags={SWEEP_TAG: self.sweep_name, **self.tags}
         )
         self.parent_run_id = run.info.run_id
         self.client.log_batch(
             self.parent_run_id, params=[Param(k, _clean_param(v)) for k, v in self.params.items()]
         )
         return self.parent_run_id
+
+    def reopen(self, experiment_id: str, parent_run_id: str) -> str:
+        """Continue logging into a resumed sweep's parent run; its trial runs are found again by tag."""
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.client.update_run(parent_run_id, status="RUNNING")
+        children = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
+        )
+        self.existing_trial_runs = {
+            run.data.tags[TRIAL_ID_TAG]: run.info.run_id for run in children if TRIAL_ID_TAG in run.data.tags
+        }
+        # The plots at the end cover the whole sweep: take the results from before the resume back.
+        started = self.client.get_run(parent_run_id).info.start_time / 1000
+        self.resumed_history = {}
+        for run in children:
+            if TRIAL_ID_TAG not in run.data.tags or self.metric_key not in run.data.metrics:
+                continue
+            resources = {m.step: m.value for m in self.client.get_metric_history(run.info.run_id, "resource")}
+            self.resumed_history[run.data.tags[TRIAL_ID_TAG]] = [
+                (resources.get(m.step, float(m.step)), m.value, m.timestamp / 1000 - started)
+                for m in sorted(self.client.get_metric_history(run.info.run_id, self.metric_key), key=lambda m: m.timestamp)
+            ]
+        self.started = started
+        return parent_run_id
 
     def callback(self) -> "MLflowTrialCallback":
         self.trial_callback = MLflowTrialCallback(self)
@@ -160,12 +242,24 @@ class SweepTracker:
         )
 
     def finish(self, status: str = "FINISHED") -> None:
+        """End the sweep's runs: trials still open (an interrupted or crashed sweep), then the parent."""
+        if self.trial_callback is not None:
+            reason = "sweep_interrupted" if status == "KILLED" else "sweep_failed"
+            self.trial_callback.close_open_runs(status="FINISHED" if status == "FINISHED" else "KILLED", reason=reason)
         if self.parent_run_id:
-            self.client.set_terminated(self.parent_run_id, status=status)
+            try:
+                self.client.set_terminated(self.parent_run_id, status=status)
+            except Exception as exc:
+                logger.warning("raysweep: could not end the MLflow parent run %s: %s", self.parent_run_id, exc)
 
 
 class MLflowTrialCallback(Callback):
-    """Logs every trial as a child run of the sweep's parent run, PBT mutations included."""
+    """Logs every trial as a child run of the sweep's parent run, PBT mutations included.
+
+    A trial run holds the trial's starting config as params, every numeric result as a metric
+    whose step is the resource spent so far (trees, rounds, epochs; the step number for a
+    fractional resource), the node it ran on, and at the end its outcome and final config.
+    """
 
     def __init__(self, tracker: SweepTracker, flush_every: float = 1.0) -> None:
         self.tracker = tracker
@@ -175,8 +269,8 @@ class MLflowTrialCallback(Callback):
         self._last_flush = time.monotonic()
         self._exploits_seen = 0
         #: trial id -> [(resource, validation metric, seconds since the sweep started)]
-        self.history: dict[str, list[tuple[float, float, float]]] = {}
-        self._started = time.time()
+        self.history: dict[str, list[tuple[float, float, float]]] = {k: list(v) for k, v in tracker.resumed_history.items()}
+        self._started = tracker.started
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -199,20 +293,24 @@ class MLflowTrialCallback(Callback):
 
         from raysweep.runner import trial_name
 
-        name = trial_name(trial.trial_id)
+        existing = self.tracker.existing_trial_runs.get(trial.trial_id)
+        if existing:  # a resumed sweep: the trial keeps its run
+            self.client.update_run(existing, status="RUNNING")
+            run = self.runs[trial.trial_id] = _TrialRun(existing)
+            return run
         created = self.client.create_run(
             self.tracker.experiment_id,
-            run_name=name,
+            run_name=trial_name(trial.trial_id),
             tags={
                 "mlflow.parentRunId": self.tracker.parent_run_id,
-                "raysweep.sweep": self.tracker.sweep_name,
-                "raysweep.trial_id": trial.trial_id,
-                "raysweep.outcome": "running",
+                SWEEP_TAG: self.tracker.sweep_name,
+                TRIAL_ID_TAG: trial.trial_id,
+                OUTCOME_TAG: OUTCOME_RUNNING,
             },
         )
-        run = _TrialRun(created.info.run_id, last_params=dict(trial.config))
-        self.client.log_batch(run.run_id, params=[Param(k, _clean_param(v)) for k, v in trial.config.items()])
+        run = _TrialRun(created.info.run_id)
         self.runs[trial.trial_id] = run
+        self.client.log_batch(run.run_id, params=[Param(k, _clean_param(v)) for k, v in trial.config.items()])
         return run
 
     def _step(self, result: dict[str, Any]) -> int:
@@ -227,32 +325,64 @@ class MLflowTrialCallback(Callback):
         for run in self.runs.values():
             if run.pending:
                 batch, run.pending = run.pending, []
-                for start in range(0, len(batch), 900):  # MLflow takes at most 1000 per batch
+                for start in range(0, len(batch), _BATCH_LIMIT):
                     try:
-                        self.client.log_batch(run.run_id, metrics=batch[start : start + 900])
+                        self.client.log_batch(run.run_id, metrics=batch[start : start + _BATCH_LIMIT])
                     except Exception as exc:  # tracking must never fail the sweep
-                        logger.warning("MLflow: could not log metrics for run %s: %s", run.run_id, exc)
+                        logger.warning("raysweep: could not log metrics to MLflow run %s: %s", run.run_id, exc)
 
-    def _finish(self, trial: Any, outcome: str, status: str, error: str | None = None) -> None:
-        run = self._run_for(trial)
-        self._flush(force=True)
-        tags = {"raysweep.outcome": outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]}
-        if error:
-            tags["raysweep.error"] = error[-5000:]
+    def _finish(self, trial: Any, outcome: str, status: str, error: str | None = None, reason: str | None = None) -> None:
         from mlflow.entities import RunTag
 
+        run = self._run_for(trial)
+        self._record_exploits()
+        self._flush(force=True)
+        tags = {OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]}
+        if reason:
+            tags["raysweep.stop_reason"] = reason
+        if error:
+            tags["raysweep.error"] = error[-5000:]
         self.client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run.run_id, status=status)
+        run.finished = True
+
+    def _reached_end(self, trial: Any) -> bool:
+        last = trial.last_result or {}
+        return int(last.get("training_iteration", 0) or 0) >= self.tracker.max_steps
+
+    def close_open_runs(self, status: str, reason: str) -> None:
+        """End every trial run still open (the sweep stopped around them); never raises."""
+        try:
+            self._record_exploits()
+            self._flush(force=True)
+        except Exception as exc:
+            logger.warning("raysweep: could not flush MLflow metrics: %s", exc)
+        for run in self.runs.values():
+            if run.finished:
+                continue
+            try:
+                from mlflow.entities import RunTag
+
+                self.client.log_batch(
+                    run.run_id, tags=[RunTag(OUTCOME_TAG, OUTCOME_STOPPED), RunTag("raysweep.stop_reason", reason)]
+                )
+                self.client.set_terminated(run.run_id, status=status)
+                run.finished = True
+            except Exception as exc:
+                logger.warning("raysweep: could not end MLflow run %s: %s", run.run_id, exc)
 
     # -- Tune callback hooks -------------------------------------------------------------------
+    @_best_effort
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._run_for(trial)
 
+    @_best_effort
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         from mlflow.entities import Metric, RunTag
 
         run = self._run_for(trial)
         step = self._step(result)
+        run.last_step = step
         value = result.get(self.tracker.metric_key)
         if isinstance(value, (int, float)):
             self.history.setdefault(trial.trial_id, []).append(
@@ -263,17 +393,22 @@ class MLflowTrialCallback(Callback):
             if key in _NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             run.pending.append(Metric(key, float(value), timestamp, step))
+        if not self.tracker.integer_resource and isinstance(result.get("resource"), (int, float)):
+            # A fractional resource (a share of the rows) cannot be a step: log it beside the step.
+            run.pending.append(Metric("resource", float(result["resource"]), timestamp, step))
         if not run.node_tagged and result.get("node_id"):
             tags = [RunTag("raysweep.node_id", str(result["node_id"]))]
-            if result.get("node_ip"):
-                tags.append(RunTag("raysweep.node_ip", str(result["node_ip"])))
+            for key in ("node_ip", "hostname"):
+                if result.get(key):
+                    tags.append(RunTag(f"raysweep.{key}", str(result[key])))
             self.client.log_batch(run.run_id, tags=tags)
             run.node_tagged = True
         self._record_exploits()
         self._flush()
 
     def _record_exploits(self) -> None:
-        from mlflow.entities import RunTag
+        """Tag each PBT exploit on the exploiting trial's run, and mark it on its metric chart."""
+        from mlflow.entities import Metric, RunTag
 
         while self._exploits_seen < len(self.tracker.exploits):
             trial_id, donor_id, step, new_config = self.tracker.exploits[self._exploits_seen]
@@ -283,35 +418,56 @@ class MLflowTrialCallback(Callback):
                 continue
             donor = self.runs.get(donor_id)
             count = sum(1 for e in self.tracker.exploits[: self._exploits_seen] if e[0] == trial_id)
+            # The trial continues from the donor's checkpoint, at the donor's resource.
+            at = donor.last_step if donor is not None else step
+            donor_number = trial_number(donor_id)
+            if donor_number is not None:
+                run.pending.append(Metric("pbt/exploited_trial", float(donor_number), int(time.time() * 1000), at))
             self.client.log_batch(
                 run.run_id,
                 tags=[
                     RunTag("raysweep.pbt.last_donor", donor_id),
                     RunTag("raysweep.pbt.last_donor_run_id", donor.run_id if donor else ""),
-                    RunTag(f"raysweep.pbt.exploit.{count}", json.dumps({"step": step, "donor": donor_id, "config": new_config}, default=str)[:5000]),
+                    RunTag(
+                        f"raysweep.pbt.exploit.{count}",
+                        json.dumps(
+                            {"step": at, "donor": donor_id, "donor_iteration": step, "config": new_config}, default=str
+                        )[:5000],
+                    ),
                     RunTag("raysweep.pbt.exploits", str(count)),
                 ],
             )
 
+    @_best_effort
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        last = trial.last_result or {}
-        reached = int(last.get("training_iteration", 0)) >= self.tracker.max_steps
-        self._finish(trial, OUTCOME_COMPLETED if reached else OUTCOME_STOPPED, "FINISHED")
+        if trial.trial_id not in self.runs and not trial.last_result:
+            return  # a trial the sweep ended before it started: nothing to record
+        if self._reached_end(trial):
+            self._finish(trial, OUTCOME_COMPLETED, "FINISHED")
+        else:
+            self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="scheduler")
 
+    @_best_effort
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._finish(trial, OUTCOME_FAILED, "FAILED", error=trial_error_text(trial))
 
+    @_best_effort
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._record_exploits()
         self._flush(force=True)
         # A time budget ends running trials without a completion event: close their runs too.
+        budget = self.tracker.params.get("time_budget_s")
+        reason = "time_budget" if budget not in (None, "none") else "sweep_ended"
         for trial in trials:
             run = self.runs.get(trial.trial_id)
-            if run is None:
+            if run is None or run.finished:
                 continue
-            current = self.client.get_run(run.run_id)
-            if current.info.status == "RUNNING":
-                self._finish(trial, OUTCOME_STOPPED, "KILLED" if trial.status not in ("TERMINATED",) else "FINISHED")
+            if trial.status == "ERROR":
+                self._finish(trial, OUTCOME_FAILED, "FAILED", error=trial_error_text(trial))
+            elif self._reached_end(trial):
+                self._finish(trial, OUTCOME_COMPLETED, "FINISHED")
+            else:
+                self._finish(trial, OUTCOME_STOPPED, "FINISHED" if trial.status == "TERMINATED" else "KILLED", reason=reason)
 
 
 def trial_error_text(trial: Any) -> str:

@@ -92,6 +92,9 @@ class SweepTrainable(tune.Trainable):
             result.update({f"hp/{name}": v for name, v in effective.items() if isinstance(v, (int, float))})
         if self.steps >= self.spec.resource.max_steps:
             result["done"] = True
+        else:
+            # A checkpoint after every unfinished step: a killed sweep resumes where it was.
+            result["should_checkpoint"] = True
         return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from raysweep.families._base import Family
 
 
@@ -34,5 +36,24 @@ class XGBoostFamily(Family):
         # changed by PBT take effect for the rounds added from here on.
         params = {k: v for k, v in model.get_params().items() if k != "n_estimators"}
         grown = type(model)(**params, n_estimators=rounds)
-        grown.fit(X, y, xgb_model=previous, verbose=False)
+        X, y, weights = _every_class_present(X, y, n_classes)
+        grown.fit(X, y, sample_weight=weights, xgb_model=previous, verbose=False)
         return grown
+
+
+def _every_class_present(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(X, y, sample_weight)`` in which every class 0..n_classes-1 occurs.
+
+    XGBoost's classifier refuses labels that skip a class (a rare class the split left out of
+    these rows); each missing class gets one stand-in row of weight 0, which changes no tree
+    but keeps one output column per class.
+    """
+    if not n_classes:
+        return X, y, None
+    missing = np.setdiff1d(np.arange(n_classes), np.unique(y))
+    if not len(missing):
+        return X, y, None
+    X = np.concatenate([X, np.repeat(X[:1], len(missing), axis=0)])
+    weights = np.concatenate([np.ones(len(y)), np.zeros(len(missing))])
+    y = np.concatenate([y, missing.astype(y.dtype)])
+    return X, y, weights

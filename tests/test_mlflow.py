@@ -1,0 +1,463 @@
+"""What a sweep leaves in MLflow, checked against a real `mlflow server` on 127.0.0.1.
+
+Each sweep runs once per module (they are the slow part) and several tests read what it left:
+the parent run with its tags, params and artifacts; nested trial runs with params, metric
+histories whose steps are resource units, node and outcome tags; PBT exploits; the refit model
+loaded back with ``mlflow.pyfunc``; the Model Registry entry; and no run left RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+# Unique per session: .ci/run may hand the suite a tracking server that outlives one session.
+SESSION = uuid.uuid4().hex[:6]
+SWEEP_ASHA = f"mlflow-asha-{SESSION}"
+SWEEP_PBT = f"mlflow-pbt-{SESSION}"
+SWEEP_FAILING = f"mlflow-failing-{SESSION}"
+SWEEP_BUDGET = f"mlflow-budget-{SESSION}"
+SWEEP_ALL_FAIL = f"mlflow-all-fail-{SESSION}"
+SWEEP_CLI = f"mlflow-cli-{SESSION}"
+EXPERIMENT = "raysweep-tests-mlflow"
+REGISTERED = "raysweep-tests-xgboost"
+
+# A recipe whose second grid point passes raysweep's checks (the model is built with the first)
+# but makes scikit-learn refuse to train: that trial fails inside training, the other completes.
+FAILING_RECIPE = """\
+name: mlp_breaks
+family: mlp
+tasks: [classification]
+metric: {classification: accuracy}
+resource: {name: epochs, per_step: 5, max: 10}
+scheduler: fifo
+searcher: random
+num_samples: 1
+fixed: {solver: adam}
+space:
+  batch_size: {type: grid, values: [32, 0]}
+"""
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def client_for(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def trial_runs(client: Any, result: Any) -> list[Any]:
+    return client.search_runs(
+        [result.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'", max_results=1000
+    )
+
+
+def history(client: Any, run: Any, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+
+
+def assert_no_run_left_running(client: Any, result: Any, trials: int | None = None) -> None:
+    """The sweep's parent and its ``trials`` trial runs (default: all) all ended."""
+    runs = client.search_runs([result.experiment_id], filter_string=f"tags.`raysweep.sweep` = '{result.name}'", max_results=1000)
+    assert len(runs) == (result.num_trials if trials is None else trials) + 1
+    assert {run.info.status for run in runs} <= {"FINISHED", "FAILED", "KILLED"}, [(r.info.run_name, r.info.status) for r in runs]
+
+
+def sweep(tmp_path_factory: Any, mlflow_server: str, recipe: str, dataset: str, name: str, **options: Any) -> Any:
+    from threadpoolctl import threadpool_limits
+
+    from raysweep.runner import run_sweep
+
+    storage = tmp_path_factory.mktemp(name)
+    # The refit on the driver runs with one BLAS thread, as the trials do: on a 2-core CI machine
+    # busy with Ray, OpenBLAS spinning on two threads makes an MLP refit 25x slower.
+    with threadpool_limits(1):
+        return run_sweep(
+            recipe, dataset, name=name, storage=str(storage), tracking_uri=mlflow_server, experiment=EXPERIMENT, **options
+        )
+
+
+# -- sweeps (one each per module) -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def asha_sweep(ray_local, mlflow_server, tmp_path_factory):
+    """XGBoost under ASHA, registered in the Model Registry; metrics may only go out in batches."""
+    from mlflow.tracking import MlflowClient
+
+    def unbatched(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("raysweep must log metrics and params with log_batch")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MlflowClient, "log_metric", unbatched)
+        patch.setattr(MlflowClient, "log_param", unbatched)
+        return sweep(
+            tmp_path_factory, mlflow_server, "xgboost", "breast_cancer", SWEEP_ASHA,
+            scheduler="asha", searcher="random", num_samples=8, overrides=["resource.max=100"],
+            register_model=REGISTERED,
+        )
+
+
+@pytest.fixture(scope="module")
+def pbt_sweep(ray_local, mlflow_server, tmp_path_factory):
+    """An MLP under PBT, exploiting and exploring after every step."""
+    return sweep(
+        tmp_path_factory, mlflow_server, "mlp", "breast_cancer", SWEEP_PBT,
+        scheduler="pbt", searcher="random", num_samples=4,
+        overrides=["resource.max=30", "pbt.perturbation_interval=1", "space.hidden_layer_sizes.values=[[16]]"],
+    )
+
+
+# -- the parent run -------------------------------------------------------------------------------
+def test_parent_run_holds_the_sweep_tags_settings_and_recipe(asha_sweep, mlflow_server):
+    import mlflow
+    import ray
+
+    from raysweep import __version__
+    from raysweep.recipes import load_recipe
+
+    client = client_for(mlflow_server)
+    experiment = client.get_experiment(asha_sweep.experiment_id)
+    assert experiment.name == EXPERIMENT
+    parent = client.get_run(asha_sweep.parent_run_id)
+    assert parent.info.run_name == SWEEP_ASHA
+    assert parent.info.status == "FINISHED"
+    assert "mlflow.parentRunId" not in parent.data.tags
+    tags = parent.data.tags
+    recipe = load_recipe("xgboost", ["resource.max=100"])
+    assert tags["raysweep.sweep"] == SWEEP_ASHA
+    assert tags["raysweep.recipe"] == "xgboost"
+    assert tags["raysweep.recipe_hash"] == recipe.content_hash
+    assert tags["raysweep.family"] == "xgboost"
+    assert (tags["raysweep.scheduler"], tags["raysweep.searcher"]) == ("asha", "random")
+    assert tags["raysweep.dataset"] == "breast_cancer"
+    assert re.fullmatch(r"[0-9a-f]{16}", tags["raysweep.dataset_fingerprint"])
+    assert tags["raysweep.version"] == __version__
+    assert tags["raysweep.ray_version"] == ray.__version__
+    assert tags["raysweep.mlflow_version"] == mlflow.__version__
+    assert tags["raysweep.ray_address"] not in ("", None)
+    params = parent.data.params
+    assert params["num_samples"] == "8"
+    assert params["scheduler"] == "asha"
+    assert params["resource_max"] == "100"
+    assert params["metric"] == "accuracy"
+
+    artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
+    assert {"recipe.yaml", "search_space.json", "leaderboard.csv", "plots", "model_classes.json"} <= artifacts
+    plots = {item.path for item in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {"plots/metric_by_resource.png", "plots/best_so_far.png"}
+    folder = client.download_artifacts(parent.info.run_id, "search_space.json")
+    assert json.loads(Path(folder).read_text()) == recipe.space
+    recipe_text = Path(client.download_artifacts(parent.info.run_id, "recipe.yaml")).read_text()
+    assert "max: 100" in recipe_text
+
+
+def test_parent_run_ends_with_the_best_config_scores_and_leaderboard(asha_sweep, mlflow_server):
+    import pandas as pd
+
+    client = client_for(mlflow_server)
+    parent = client.get_run(asha_sweep.parent_run_id)
+    metrics = parent.data.metrics
+    assert metrics["best_val_accuracy"] == pytest.approx(asha_sweep.best_validation_score)
+    assert metrics["test_accuracy"] == pytest.approx(asha_sweep.test_score)
+    assert metrics["num_trials"] == 8
+    assert json.loads(parent.data.tags["raysweep.best_config"]) == pytest.approx(asha_sweep.best_config)
+    for name, value in asha_sweep.best_config.items():
+        assert float(parent.data.params[f"best.{name}"]) == pytest.approx(value)
+    board = pd.read_csv(client.download_artifacts(parent.info.run_id, "leaderboard.csv"))
+    assert len(board) == 8
+    assert board["val_accuracy"].iloc[0] == pytest.approx(asha_sweep.best_validation_score)
+
+
+# -- the trial runs -------------------------------------------------------------------------------
+def test_every_trial_is_a_nested_child_run_with_its_config_and_node(asha_sweep, mlflow_server, ray_local):
+    client = client_for(mlflow_server)
+    children = trial_runs(client, asha_sweep)
+    assert len(children) == 8
+    assert sorted(run.info.run_name for run in children) == [f"trial-{i:04d}" for i in range(8)]
+    node_ids = {node["NodeID"] for node in ray_local.nodes()}
+    board = asha_sweep.leaderboard.set_index("trial_id")
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == asha_sweep.parent_run_id
+        trial_id = run.data.tags["raysweep.trial_id"]
+        config = {k[len("config/"):]: v for k, v in board.loc[trial_id].items() if k.startswith("config/")}
+        assert set(run.data.params) == set(config)
+        for name, value in config.items():
+            assert float(run.data.params[name]) == pytest.approx(float(value))
+        assert run.data.tags["raysweep.node_id"] in node_ids
+        assert run.data.tags["raysweep.node_ip"]
+
+
+def test_metric_histories_are_stepped_in_boosting_rounds(asha_sweep, mlflow_server):
+    client = client_for(mlflow_server)
+    board = asha_sweep.leaderboard.set_index("trial_id")
+    for run in trial_runs(client, asha_sweep):
+        values = history(client, run, "val_accuracy")
+        steps = [step for step, _ in values]
+        row = board.loc[run.data.tags["raysweep.trial_id"]]
+        # one point per step of 25 rounds, up to where the trial stopped
+        assert steps == list(range(25, int(row["resource"]) + 1, 25))
+        assert values[-1][1] == pytest.approx(row["val_accuracy"])
+        assert [step for step, _ in history(client, run, "step_time")] == steps
+        assert all(value > 0 for _, value in history(client, run, "step_time"))
+
+
+def test_outcome_tags_show_which_trials_asha_stopped_early(asha_sweep, mlflow_server):
+    client = client_for(mlflow_server)
+    outcomes = {}
+    board = asha_sweep.leaderboard.set_index("trial_id")
+    for run in trial_runs(client, asha_sweep):
+        tags = run.data.tags
+        outcome = tags["raysweep.outcome"]
+        outcomes[run.info.run_name] = outcome
+        assert outcome == board.loc[tags["raysweep.trial_id"]]["outcome"]
+        last_step = history(client, run, "val_accuracy")[-1][0]
+        assert run.info.status == "FINISHED"
+        if outcome == "completed":
+            assert last_step == 100
+        else:
+            assert outcome == "stopped_early"
+            assert tags["raysweep.stop_reason"] == "scheduler"
+            assert last_step < 100
+        assert json.loads(tags["raysweep.final_config"])
+    assert "completed" in outcomes.values() and "stopped_early" in outcomes.values(), outcomes
+    assert list(outcomes.values()).count("stopped_early") == asha_sweep.num_stopped_early
+
+
+def test_no_run_is_left_running_after_asha(asha_sweep, mlflow_server):
+    assert_no_run_left_running(client_for(mlflow_server), asha_sweep)
+
+
+# -- the refit model --------------------------------------------------------------------------------
+def test_xgboost_model_round_trips_through_pyfunc_with_signature(asha_sweep, mlflow_server):
+    import mlflow
+
+    from raysweep.data import load_dataset
+
+    client = client_for(mlflow_server)
+    parent = client.get_run(asha_sweep.parent_run_id)
+    assert parent.data.tags["raysweep.model_flavor"] == "xgboost"
+    model_uri = parent.data.tags["raysweep.model_uri"]
+    mlflow.set_tracking_uri(mlflow_server)
+    try:
+        loaded = mlflow.pyfunc.load_model(model_uri)
+        info = mlflow.models.get_model_info(model_uri)
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert "xgboost" in info.flavors
+    assert info.signature is not None and len(info.signature.inputs.inputs) == 30
+    assert info.saved_input_example_info is not None
+    X = load_dataset("breast_cancer").X
+    predictions = np.asarray(loaded.predict(X))
+    assert np.array_equal(predictions, asha_sweep.model.model.predict(X.to_numpy(dtype=float)))
+    # classes come out as their index; model_classes.json names them
+    classes = json.loads(Path(client.download_artifacts(parent.info.run_id, "model_classes.json")).read_text())["classes"]
+    assert np.array_equal(np.asarray(classes)[predictions.astype(int)].astype(str), asha_sweep.predict(X).astype(str))
+
+
+def test_register_model_creates_a_version_with_the_sweep_lineage(asha_sweep, mlflow_server):
+    client = client_for(mlflow_server)
+    parent = client.get_run(asha_sweep.parent_run_id)
+    name, version = parent.data.tags["raysweep.registered_model"].rsplit("/", 1)
+    assert name == REGISTERED
+    registered = client.get_model_version(REGISTERED, version)
+    assert registered.run_id == asha_sweep.parent_run_id
+    assert registered.tags["raysweep.sweep"] == SWEEP_ASHA
+    assert registered.tags["raysweep.parent_run_id"] == asha_sweep.parent_run_id
+    assert registered.tags["raysweep.recipe"] == "xgboost"
+    assert registered.tags["raysweep.dataset"] == "breast_cancer"
+    assert float(registered.tags["raysweep.test_accuracy"]) == pytest.approx(asha_sweep.test_score, rel=1e-5)
+    assert SWEEP_ASHA in registered.description
+
+
+def test_sklearn_model_round_trips_through_pyfunc(pbt_sweep, mlflow_server):
+    import mlflow
+
+    from raysweep.data import load_dataset
+
+    parent = client_for(mlflow_server).get_run(pbt_sweep.parent_run_id)
+    assert parent.data.tags["raysweep.model_flavor"] == "sklearn"
+    mlflow.set_tracking_uri(mlflow_server)
+    try:
+        loaded = mlflow.pyfunc.load_model(parent.data.tags["raysweep.model_uri"])
+        info = mlflow.models.get_model_info(parent.data.tags["raysweep.model_uri"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert "sklearn" in info.flavors and info.signature is not None
+    X = load_dataset("breast_cancer").X
+    assert np.array_equal(np.asarray(loaded.predict(X)), pbt_sweep.predict(X))
+
+
+# -- PBT ----------------------------------------------------------------------------------------------
+def test_pbt_records_every_exploit_its_donor_and_the_hyperparameters_over_time(pbt_sweep, mlflow_server):
+    client = client_for(mlflow_server)
+    children = trial_runs(client, pbt_sweep)
+    assert len(children) == 4
+    run_ids = {run.data.tags["raysweep.trial_id"]: run.info.run_id for run in children}
+    exploited = [run for run in children if int(run.data.tags.get("raysweep.pbt.exploits", 0)) > 0]
+    assert exploited, "PBT with a perturbation after every step exploited nothing"
+    for run in exploited:
+        tags = run.data.tags
+        donor = tags["raysweep.pbt.last_donor"]
+        assert donor in run_ids and donor != tags["raysweep.trial_id"]
+        assert tags["raysweep.pbt.last_donor_run_id"] == run_ids[donor]
+        count = int(tags["raysweep.pbt.exploits"])
+        exploits = [json.loads(tags[f"raysweep.pbt.exploit.{i}"]) for i in range(1, count + 1)]
+        assert exploits[-1]["donor"] == donor
+        # the final config is the last explored one, and the trial ran with it
+        final = json.loads(tags["raysweep.final_config"])
+        assert final.keys() == exploits[-1]["config"].keys()
+        assert all(final[k] == pytest.approx(v) for k, v in exploits[-1]["config"].items() if k != "hidden_layer_sizes")
+        rates = history(client, run, "hp/learning_rate_init")
+        assert rates[-1][1] == pytest.approx(final["learning_rate_init"])
+        assert len({value for _, value in rates}) > 1, "the explored learning rate never shows in hp/learning_rate_init"
+        assert history(client, run, "pbt/exploited_trial")
+        assert run.info.status == "FINISHED" and tags["raysweep.outcome"] == "completed"
+    for run in children:
+        assert [step for step, _ in history(client, run, "hp/alpha")][-1] == 30
+    exploits = json.loads(Path(client.download_artifacts(pbt_sweep.parent_run_id, "pbt_exploits.json")).read_text())
+    assert len(exploits) == sum(int(run.data.tags.get("raysweep.pbt.exploits", 0)) for run in children)
+    assert_no_run_left_running(client, pbt_sweep)
+
+
+# -- failures and cut-off sweeps ----------------------------------------------------------------------
+def test_a_trial_failing_in_training_is_a_failed_run_with_the_error(ray_local, mlflow_server, tmp_path_factory):
+    recipe = tmp_path_factory.mktemp("recipe") / "mlp_breaks.yaml"
+    recipe.write_text(FAILING_RECIPE)
+    result = sweep(tmp_path_factory, mlflow_server, str(recipe), "iris", SWEEP_FAILING)
+    assert (result.num_trials, result.num_errors) == (2, 1)
+    client = client_for(mlflow_server)
+    runs = {run.data.params["batch_size"]: run for run in trial_runs(client, result)}
+    failed, completed = runs["0"], runs["32"]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["raysweep.outcome"] == "failed"
+    assert "batch_size" in failed.data.tags["raysweep.error"] and "Got 0" in failed.data.tags["raysweep.error"]
+    assert completed.info.status == "FINISHED"
+    assert completed.data.tags["raysweep.outcome"] == "completed"
+    assert_no_run_left_running(client, result)
+
+
+def test_a_sweep_whose_trials_all_fail_ends_every_run_and_still_reports(ray_local, mlflow_server, tmp_path_factory, tmp_path):
+    from raysweep.errors import SweepFailed
+
+    # scikit-learn accepts hidden_layer_sizes=[0] when the model is built and refuses it in fit
+    with pytest.raises(SweepFailed, match="hidden_layer_sizes"):
+        sweep(
+            tmp_path_factory, mlflow_server, "mlp", "iris", SWEEP_ALL_FAIL, scheduler="fifo", searcher="random",
+            num_samples=2, overrides=["resource.max=10", "space.hidden_layer_sizes.values=[[0]]"],
+        )
+    client = client_for(mlflow_server)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`raysweep.sweep` = '{SWEEP_ALL_FAIL}'")
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    trials = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
+    assert len(trials) == 2
+    for run in trials:
+        assert run.info.status == "FAILED" and run.data.tags["raysweep.outcome"] == "failed"
+        assert "hidden_layer_sizes must be > 0" in run.data.tags["raysweep.error"]
+
+    # no leaderboard.csv was written: the report rebuilds the leaderboard from the trial runs
+    done = run_cli("report", SWEEP_ALL_FAIL, "--tracking-uri", mlflow_server, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"trial-0000 +│ nan +│ 0 +│ failed", done.stdout), done.stdout
+    assert "the sweep did not finish (FAILED)" in done.stdout
+
+
+def test_a_time_budget_leaves_no_run_running(ray_local, mlflow_server, tmp_path_factory):
+    # Two trials of 600 epochs cannot finish in 12 s: the budget ends them mid-way.
+    result = sweep(
+        tmp_path_factory, mlflow_server, "mlp", "digits", SWEEP_BUDGET,
+        scheduler="fifo", searcher="random", num_samples=2, time_budget=12,
+        overrides=["resource.max=600", "space.hidden_layer_sizes.values=[[64]]", "space.batch_size.values=[32]"],
+    )
+    client = client_for(mlflow_server)
+    assert_no_run_left_running(client, result)
+    for run in trial_runs(client, result):
+        assert run.data.tags["raysweep.outcome"] == "stopped_early"
+        assert run.data.tags["raysweep.stop_reason"] == "time_budget"
+        assert history(client, run, "val_accuracy")[-1][0] < 600
+    assert client.get_run(result.parent_run_id).info.status == "FINISHED"
+
+
+# -- through the CLI, as a user --------------------------------------------------------------------------
+def test_unreachable_tracking_server_fails_in_one_line_before_any_trial(tmp_path):
+    done = run_cli("run", "xgboost", "--dataset", "iris", "--tracking-uri", "http://127.0.0.1:1", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "http://127.0.0.1:1" in errors[0] and "does not answer" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no store, no results folder: nothing ran
+
+
+def test_ui_without_a_store_says_so_in_one_line_and_creates_none(tmp_path):
+    done = run_cli("ui", "--no-browser", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""}, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --tracking-uri sqlite:///mlflow.db: no MLflow store at")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_run_json_stays_one_object_with_a_tracking_server(mlflow_server, tmp_path):
+    done = run_cli(
+        "run", "mlp", "--dataset", "iris", "--json", "--tracking-uri", mlflow_server, "--name", SWEEP_CLI,
+        "--scheduler", "fifo", "--searcher", "random", "--num-samples", "2", "--set", "resource.max=10",
+        "--storage", str(tmp_path / "results"), cwd=tmp_path, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads(done.stdout)  # MLflow's "View run" lines must not reach stdout
+    client = client_for(mlflow_server)
+    assert client.get_experiment(outcome["experiment_id"]).name == "raysweep-mlp-iris"
+    parent = client.get_run(outcome["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.info.run_name == SWEEP_CLI
+    children = client.search_runs(
+        [outcome["experiment_id"]], filter_string=f"tags.`mlflow.parentRunId` = '{outcome['parent_run_id']}'"
+    )
+    assert sorted(run.info.run_name for run in children) == ["trial-0000", "trial-0001"]
+    assert {run.info.status for run in children} == {"FINISHED"}
+    assert not (tmp_path / "mlflow.db").exists()  # it logged to the server, not the default store
+
+
+def test_report_prints_the_leaderboard_best_config_scores_and_plots(asha_sweep, mlflow_server, tmp_path):
+    done = run_cli("report", SWEEP_ASHA, "--tracking-uri", mlflow_server, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"sweep {SWEEP_ASHA}" in out
+    best = asha_sweep.leaderboard.iloc[0]
+    assert re.search(rf"{best['trial']} +│ {best['val_accuracy']:.4g}", out), out
+    assert all(f"trial-{i:04d}" in out for i in range(8))
+    assert f"test accuracy of the refit model: {asha_sweep.test_score:.5g}" in out
+    assert "best config: " + json.dumps(asha_sweep.best_config) in out
+    assert "plots/metric_by_resource.png" in out and "plots/best_so_far.png" in out
+    assert f"registered as {REGISTERED}/" in out
+
+
+def test_report_of_an_unknown_sweep_lists_the_recent_ones(asha_sweep, mlflow_server, tmp_path):
+    done = run_cli("report", "no-such-sweep", "--tracking-uri", mlflow_server, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no sweep named 'no-such-sweep'")
+    assert SWEEP_ASHA in lines[0]
+
+
+def test_ui_on_a_tracking_server_prints_the_runs_view_url_of_the_newest_sweep(asha_sweep, mlflow_server, tmp_path):
+    done = run_cli("ui", "--tracking-uri", mlflow_server, "--sweep", SWEEP_ASHA, "--no-browser", cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    key = f"raysweep-{SWEEP_ASHA}"
+    assert url == (
+        f"{mlflow_server}/#/experiments/{asha_sweep.experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={key}"
+    )
+    experiment = client_for(mlflow_server).get_experiment(asha_sweep.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(experiment.tags[f"mlflow.sharedViewState.{key}"])
+    assert view["searchFilter"] == f"tags.`raysweep.sweep` = '{SWEEP_ASHA}'"
+    assert "metrics.`val_accuracy`" in view["selectedColumns"]
+    assert "params.`max_depth`" in view["selectedColumns"]
