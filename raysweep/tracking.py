@@ -82,6 +82,10 @@ def trial_number(trial_id: str) -> int | None:
     return int(index) if index.isdigit() else None
 
 
+#: results kept while the tracking server is away (beyond this, the oldest go; `raysweep sync` has them)
+_BACKLOG_LIMIT = 100_000
+
+
 def _best_effort(hook: Callable) -> Callable:
     """A Tune callback hook whose MLflow failures become warnings: tracking never fails a sweep."""
 
@@ -104,6 +108,9 @@ class _TrialRun:
     node_tagged: bool = False
     finished: bool = False
     pending: list[Any] = field(default_factory=list)
+    #: on a resumed sweep, the last step already in MLflow: results up to it are not logged again
+    logged_through: int = -1
+    retries: int = 0
 
 
 class SweepTracker:
@@ -143,6 +150,7 @@ class SweepTracker:
         self.trial_callback: MLflowTrialCallback | None = None
         #: trial runs already in MLflow when a sweep is resumed: trial id -> run id
         self.existing_trial_runs: dict[str, str] = {}
+        self.logged_through: dict[str, int] = {}
         #: PBT exploits, appended by the scheduler: (trial_id, donor_trial_id, step, new_config)
         self.exploits: list[tuple[str, str, int, dict[str, Any]]] = []
 
@@ -202,6 +210,11 @@ class SweepTracker:
         )
         self.existing_trial_runs = {
             run.data.tags[TRIAL_ID_TAG]: run.info.run_id for run in children if TRIAL_ID_TAG in run.data.tags
+        }
+        self.logged_through = {
+            run.data.tags[TRIAL_ID_TAG]: max((m.step for m in self.client.get_metric_history(run.info.run_id, self.metric_key)), default=-1)
+            for run in children
+            if TRIAL_ID_TAG in run.data.tags
         }
         # The plots at the end cover the whole sweep: take the results from before the resume back.
         started = self.client.get_run(parent_run_id).info.start_time / 1000
@@ -268,6 +281,7 @@ class MLflowTrialCallback(Callback):
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
         self._exploits_seen = 0
+        self._backlog: list[tuple[Any, dict[str, Any]]] = []
         #: trial id -> [(resource, validation metric, seconds since the sweep started)]
         self.history: dict[str, list[tuple[float, float, float]]] = {k: list(v) for k, v in tracker.resumed_history.items()}
         self._started = tracker.started
@@ -296,7 +310,9 @@ class MLflowTrialCallback(Callback):
         existing = self.tracker.existing_trial_runs.get(trial.trial_id)
         if existing:  # a resumed sweep: the trial keeps its run
             self.client.update_run(existing, status="RUNNING")
-            run = self.runs[trial.trial_id] = _TrialRun(existing)
+            run = self.runs[trial.trial_id] = _TrialRun(
+                existing, logged_through=self.tracker.logged_through.get(trial.trial_id, -1)
+            )
             return run
         created = self.client.create_run(
             self.tracker.experiment_id,
@@ -323,13 +339,22 @@ class MLflowTrialCallback(Callback):
             return
         self._last_flush = time.monotonic()
         for run in self.runs.values():
-            if run.pending:
-                batch, run.pending = run.pending, []
-                for start in range(0, len(batch), _BATCH_LIMIT):
-                    try:
-                        self.client.log_batch(run.run_id, metrics=batch[start : start + _BATCH_LIMIT])
-                    except Exception as exc:  # tracking must never fail the sweep
-                        logger.warning("raysweep: could not log metrics to MLflow run %s: %s", run.run_id, exc)
+            while run.pending:
+                batch = run.pending[:_BATCH_LIMIT]
+                try:
+                    self.client.log_batch(run.run_id, metrics=batch)
+                except Exception as exc:  # tracking must never fail the sweep
+                    # Kept for the next flush: a tracking server that comes back gets them then
+                    # (and `raysweep sync` writes whatever is still missing from Ray's results).
+                    self._warn_once(f"raysweep: MLflow is not taking metrics right now ({exc}); will retry")
+                    return
+                del run.pending[: len(batch)]
+        self._warned = False
+
+    def _warn_once(self, message: str) -> None:
+        if not getattr(self, "_warned", False):
+            logger.warning(message)
+            self._warned = True
 
     def _finish(self, trial: Any, outcome: str, status: str, error: str | None = None, reason: str | None = None) -> None:
         from mlflow.entities import RunTag
@@ -376,13 +401,28 @@ class MLflowTrialCallback(Callback):
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._run_for(trial)
 
-    @_best_effort
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
+        # Results that could not be recorded (the tracking server was away) wait here, in order,
+        # and are written once it answers again.
+        self._backlog.append((trial, dict(result)))
+        while self._backlog:
+            waiting_trial, waiting_result = self._backlog[0]
+            try:
+                self._record_result(waiting_trial, waiting_result)
+            except Exception as exc:
+                self._warn_once(f"raysweep: MLflow is not answering ({exc}); results are kept and retried")
+                del self._backlog[: max(0, len(self._backlog) - _BACKLOG_LIMIT)]
+                return
+            self._backlog.pop(0)
+
+    def _record_result(self, trial: Any, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag
 
         run = self._run_for(trial)
         step = self._step(result)
         run.last_step = step
+        if step <= run.logged_through:
+            return  # a resumed trial repeating steps MLflow already has
         value = result.get(self.tracker.metric_key)
         if isinstance(value, (int, float)):
             self.history.setdefault(trial.trial_id, []).append(
@@ -446,6 +486,18 @@ class MLflowTrialCallback(Callback):
             self._finish(trial, OUTCOME_COMPLETED, "FINISHED")
         else:
             self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="scheduler")
+
+    @_best_effort
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A failed trial (its node died, or it raised) that Tune retries (``--max-failures``)."""
+        from mlflow.entities import RunTag
+
+        run = self._run_for(trial)
+        run.retries += 1
+        self.client.log_batch(
+            run.run_id,
+            tags=[RunTag("raysweep.retries", str(run.retries)), RunTag(f"raysweep.retry.{run.retries}.error", trial_error_text(trial)[-4000:] or "unknown")],
+        )
 
     @_best_effort
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
