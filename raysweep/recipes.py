@@ -205,6 +205,9 @@ def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
         points = spec["grid"]
         if not isinstance(points, list) or not points or not all(_is_number(p) for p in points):
             raise _fail(source, f"{path}.grid", f"must be a non-empty list of numbers, got {points!r}")
+        outside = [p for p in points if not low <= p <= high]
+        if outside:
+            raise _fail(source, f"{path}.grid", f"points {outside} lie outside [low={low}, high={high}]; move them inside the range")
     return spec
 
 
@@ -380,7 +383,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
                 raise UserError(f"--set {text}: {'.'.join(parts[:depth])} in {source} is not a mapping, so it has no key {part!r}")
             if depth == 0 and part == "fixed" and not last and node.get("fixed") is None:
                 node["fixed"] = {}  # a recipe without fixed parameters can still be given one
-            if part not in node and not (parts[0] == "fixed" and depth == 1):
+            if part not in node and not (parts[0] == "fixed" and depth == 1 and last):
                 keys = ", ".join(map(str, node)) or "(none)"
                 raise UserError(f"--set {text}: {source} has no key {path}{_suggest(part, [str(k) for k in node])}; keys there: {keys}")
             if last:

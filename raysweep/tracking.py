@@ -84,6 +84,22 @@ def trial_number(trial_id: str) -> int | None:
 
 #: results kept while the tracking server is away (beyond this, the oldest go; `raysweep sync` has them)
 _BACKLOG_LIMIT = 100_000
+#: MLflow's own HTTP client retries a failed call 7 times with exponential backoff (about four
+#: minutes) and waits 120 s for an answer. Every MLflow call here runs on Tune's driver loop, so
+#: a tracking server that went away would freeze every trial that long. raysweep keeps what it
+#: could not log and retries it itself, so its client gives up quickly instead; a value the user
+#: set in the environment wins.
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+def quick_failing_client_defaults() -> None:
+    """Make MLflow HTTP calls fail within seconds when the server is away (unless the user chose otherwise)."""
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 def _best_effort(hook: Callable) -> Callable:
@@ -132,6 +148,7 @@ class SweepTracker:
         # MLflow's client prints "View run ... at" to stdout for every run it ends on a tracking
         # server: dozens of lines per sweep, and they would corrupt `raysweep run --json`.
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        quick_failing_client_defaults()
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment = experiment
@@ -285,6 +302,8 @@ class MLflowTrialCallback(Callback):
         #: trial id -> [(resource, validation metric, seconds since the sweep started)]
         self.history: dict[str, list[tuple[float, float, float]]] = {k: list(v) for k, v in tracker.resumed_history.items()}
         self._started = tracker.started
+        #: when this process started the sweep (or resumed it): where a time budget counts from
+        self._session_started = time.monotonic()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -310,6 +329,10 @@ class MLflowTrialCallback(Callback):
         existing = self.tracker.existing_trial_runs.get(trial.trial_id)
         if existing:  # a resumed sweep: the trial keeps its run
             self.client.update_run(existing, status="RUNNING")
+            # An interrupted trial's run says how it was stopped; it runs again now.
+            self.client.set_tag(existing, OUTCOME_TAG, OUTCOME_RUNNING)
+            if "raysweep.stop_reason" in self.client.get_run(existing).data.tags:
+                self.client.delete_tag(existing, "raysweep.stop_reason")
             run = self.runs[trial.trial_id] = _TrialRun(
                 existing, logged_through=self.tracker.logged_through.get(trial.trial_id, -1)
             )
@@ -334,11 +357,12 @@ class MLflowTrialCallback(Callback):
             return int(result["resource"])
         return int(result.get("training_iteration", 0))
 
-    def _flush(self, force: bool = False) -> None:
+    def _flush(self, force: bool = False, runs: list[_TrialRun] | None = None) -> None:
         if not force and time.monotonic() - self._last_flush < self.flush_every:
             return
-        self._last_flush = time.monotonic()
-        for run in self.runs.values():
+        if runs is None:
+            self._last_flush = time.monotonic()
+        for run in self.runs.values() if runs is None else runs:
             while run.pending:
                 batch = run.pending[:_BATCH_LIMIT]
                 try:
@@ -479,6 +503,16 @@ class MLflowTrialCallback(Callback):
             )
 
     @_best_effort
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        # Tune is about to list this checkpoint in the experiment state that `raysweep resume`
+        # restarts from. A driver killed after that but before the next timed flush would leave
+        # MLflow without the steps up to the checkpoint, and the resumed trial, which continues
+        # after it, would never log them: a gap in its history. So they are written now.
+        run = self.runs.get(trial.trial_id)
+        if run is not None:
+            self._flush(force=True, runs=[run])
+
+    @_best_effort
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id not in self.runs and not trial.last_result:
             return  # a trial the sweep ended before it started: nothing to record
@@ -494,6 +528,8 @@ class MLflowTrialCallback(Callback):
 
         run = self._run_for(trial)
         run.retries += 1
+        # The retry may run on another node (the one it ran on may have died): tag it afresh.
+        run.node_tagged = False
         self.client.log_batch(
             run.run_id,
             tags=[RunTag("raysweep.retries", str(run.retries)), RunTag(f"raysweep.retry.{run.retries}.error", trial_error_text(trial)[-4000:] or "unknown")],
@@ -507,9 +543,12 @@ class MLflowTrialCallback(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._record_exploits()
         self._flush(force=True)
-        # A time budget ends running trials without a completion event: close their runs too.
+        # A time budget, or Ctrl-C, ends running trials without a completion event: close their
+        # runs too. Tune marks such a trial TERMINATED like one that ran to its end, but its last
+        # result is not "done" (a completed or scheduler-stopped trial's is). Without a spent time
+        # budget that can only be Ctrl-C: the run is KILLED and `raysweep resume` continues it.
         budget = self.tracker.params.get("time_budget_s")
-        reason = "time_budget" if budget not in (None, "none") else "sweep_ended"
+        budget_spent = isinstance(budget, (int, float)) and time.monotonic() - self._session_started >= 0.9 * budget
         for trial in trials:
             run = self.runs.get(trial.trial_id)
             if run is None or run.finished:
@@ -518,8 +557,12 @@ class MLflowTrialCallback(Callback):
                 self._finish(trial, OUTCOME_FAILED, "FAILED", error=trial_error_text(trial))
             elif self._reached_end(trial):
                 self._finish(trial, OUTCOME_COMPLETED, "FINISHED")
+            elif (trial.last_result or {}).get("done"):
+                self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="scheduler")
+            elif budget_spent:
+                self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="time_budget")
             else:
-                self._finish(trial, OUTCOME_STOPPED, "FINISHED" if trial.status == "TERMINATED" else "KILLED", reason=reason)
+                self._finish(trial, OUTCOME_STOPPED, "KILLED", reason="sweep_interrupted")
 
 
 def trial_error_text(trial: Any) -> str:
