@@ -298,10 +298,13 @@ def connect_ray(address: str | None, verbose: bool) -> None:
             ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose)
     except (ConnectionError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        if os.environ.get("RAY_AUTH_MODE") != "token":
+            token = "this driver sends no auth token: if the cluster uses token authentication set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH"
+        else:
+            token = "check that RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) holds the cluster's token"
         raise UserError(
-            f"--address {address}: cannot connect to a Ray cluster there ({first}); check the address, and if the "
-            "cluster uses token authentication set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (or leave --address out "
-            "for a local Ray)"
+            f"--address {address}: cannot connect to a Ray cluster there ({first}); check the address; {token} "
+            "(or leave --address out for a local Ray)"
         ) from None
 
 
