@@ -252,6 +252,7 @@ _COMMANDS = (
     ("raysweep.cluster", "cluster_group", "cluster"),
     ("raysweep.review", "ui_command", "ui"),
     ("raysweep.review", "report_command", "report"),
+    ("raysweep.sync", "sync_command", "sync"),
 )
 
 
