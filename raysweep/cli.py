@@ -117,7 +117,7 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     family = get_family(loaded.family)
     for task in loaded.tasks:
         check_family_params(loaded, family, task)
-    click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameters searched)")
+    click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameter{'s' if len(loaded.space) != 1 else ''} searched)")
 
 
 # -- run -----------------------------------------------------------------------------------------
@@ -125,10 +125,10 @@ def _run_options(func: Any) -> Any:
     options = [
         click.option("--dataset", required=True, help="A built-in name (iris, wine, breast_cancer, digits, diabetes, make_classification[:n_samples=N,...], make_regression[:...]) or a CSV/Parquet path."),
         click.option("--target", help="The target column of a CSV/Parquet dataset."),
-        click.option("--task", type=click.Choice(["classification", "regression"]), help="Override the task inferred from the target."),
+        click.option("--task", help="classification or regression: override the task inferred from the target."),
         click.option("--metric", help="accuracy, roc_auc, log_loss, f1_macro | rmse, mae, r2 (default: the recipe's)."),
-        click.option("--scheduler", type=click.Choice(["fifo", "asha", "hyperband", "pbt"]), help="When to stop trials (default: the recipe's)."),
-        click.option("--searcher", type=click.Choice(["random", "grid", "hyperopt"]), help="What to try next (default: the recipe's)."),
+        click.option("--scheduler", help="fifo, asha, hyperband or pbt: when to stop trials (default: the recipe's)."),
+        click.option("--searcher", help="random, grid or hyperopt: what to try next (default: the recipe's)."),
         click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid)."),
         click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds."),
         click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster)."),

@@ -20,7 +20,7 @@ from raysweep.data import Dataset, PreparedData, load_dataset, make_preprocessor
 from raysweep.errors import SweepFailed, SweepInterrupted, UserError
 from raysweep.families import Family, get_family
 from raysweep.metrics import direction, needs_proba, score
-from raysweep.recipes import METRICS, Recipe, load_recipe
+from raysweep.recipes import METRICS, TASKS, Recipe, load_recipe
 from raysweep import space, strategies
 
 logger = logging.getLogger(__name__)
@@ -209,6 +209,8 @@ def plan_sweep(
         raise UserError(f"--max-failures {max_failures}: must be >= 0")
     if not (0 < test_size < 0.9 and 0 < val_size < 0.9 and test_size + val_size < 0.95):
         raise UserError(f"test_size={test_size}, val_size={val_size}: each must be in (0, 0.9) and together below 0.95")
+    if task is not None and task not in TASKS:
+        raise UserError(f"--task {task}: unknown task; use one of {', '.join(TASKS)}")
     if task is not None and task not in recipe.tasks:
         raise UserError(f"--task {task}: recipe {recipe.name} supports {', '.join(recipe.tasks)}")
     dataset_spec = dataset if isinstance(dataset, str) else None
@@ -485,6 +487,11 @@ def run_planned(
             ),
         )
         _save_sweep_record(plan, tracker)
+    if plan.scheduler == "pbt":
+        import random
+
+        # Ray's PBT draws its explore/exploit decisions from Python's global random module.
+        random.seed(plan.seed)
     status = "FAILED"
     try:
         results = tuner.fit()
@@ -603,6 +610,11 @@ def _summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: A
     errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and _finite(r.metrics.get(plan.metric_key))]
     if not ok:
+        if not errors and plan.time_budget:
+            raise SweepFailed(
+                f"the time budget of {plan.time_budget:g}s ran out before any trial reported a score; "
+                "give a larger --time-budget"
+            )
         first = errors[0] if errors else "no trial reported a finite score"
         raise SweepFailed(f"every trial failed ({len(errors)} of {len(results)}); first error: {first}")
     best = results.get_best_result(metric=plan.metric_key, mode=plan.mode, scope="last", filter_nan_and_inf=True)

@@ -36,6 +36,15 @@ def check(recipe: Recipe, scheduler: str, searcher: str, supports_pbt: bool) -> 
                 f"{recipe.source}: pbt.mutations is empty, so --scheduler pbt has nothing to mutate; add "
                 "pbt.mutations (e.g. learning_rate: {type: loguniform, low: 0.01, high: 0.3})"
             )
+    if searcher == "grid":
+        for name, spec in recipe.space.items():
+            points = spec.get("grid", [])
+            outside = [p for p in points if not spec["low"] <= p <= spec["high"]]
+            if outside:
+                raise UserError(
+                    f"{recipe.source}: space.{name}.grid: points {outside} lie outside "
+                    f"[low={spec['low']}, high={spec['high']}]; move them inside the range (--set space.{name}.grid=[...])"
+                )
     if searcher == "hyperopt":
         for name, spec in recipe.space.items():
             if spec["type"] == "grid":

@@ -251,24 +251,44 @@ class SweepTracker:
         self.trial_callback = MLflowTrialCallback(self)
         return self.trial_callback
 
+    def _to_parent(self, what: str, call: Callable, *args: Any) -> None:
+        """Log to the parent run; a tracking server that stopped answering is a warning, not an error.
+
+        The sweep's own record (summary, leaderboard, plots) goes out when its trials are done. A
+        server away just then must not fail a sweep whose trials all ran: the outcome is printed,
+        and `raysweep sync` brings the trial runs up to date later. An error the server answered
+        with (a param MLflow will not change, say) still reaches the caller.
+        """
+        try:
+            call(*args)
+        except Exception as exc:
+            try:
+                check_reachable(self.tracking_uri)
+            except UserError:
+                logger.warning("raysweep: the MLflow tracking server does not answer; the sweep's %s is not recorded: %s", what, exc)
+                return
+            raise
+
     def log_dict(self, data: Any, path: str) -> None:
-        self.client.log_dict(self.parent_run_id, data, path)
+        self._to_parent(path, self.client.log_dict, self.parent_run_id, data, path)
 
     def log_text(self, text: str, path: str) -> None:
-        self.client.log_text(self.parent_run_id, text, path)
+        self._to_parent(path, self.client.log_text, self.parent_run_id, text, path)
 
     def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.parent_run_id, local_path, artifact_path)
+        self._to_parent(os.path.basename(local_path), self.client.log_artifact, self.parent_run_id, local_path, artifact_path)
 
     def log_summary(self, metrics: dict[str, float], params: dict[str, Any], tags: dict[str, str]) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         now = int(time.time() * 1000)
-        self.client.log_batch(
+        self._to_parent(
+            "summary",
+            self.client.log_batch,
             self.parent_run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
-            params=[Param(k, _clean_param(v)) for k, v in params.items()],
-            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+            [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+            [Param(k, _clean_param(v)) for k, v in params.items()],
+            [RunTag(k, str(v)) for k, v in tags.items()],
         )
 
     def finish(self, status: str = "FINISHED") -> None:
@@ -304,10 +324,13 @@ class MLflowTrialCallback(Callback):
         self._started = tracker.started
         #: when this process started the sweep (or resumed it): where a time budget counts from
         self._session_started = time.monotonic()
+        #: the sweep's trials, once it ended
+        self._trials: list[Any] = []
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("client", None)
+        state["_trials"] = []
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -402,8 +425,9 @@ class MLflowTrialCallback(Callback):
     def close_open_runs(self, status: str, reason: str) -> None:
         """End every trial run still open (the sweep stopped around them); never raises."""
         try:
-            self._record_exploits()
-            self._flush(force=True)
+            # A tracking server that came back after the last trial ended (while the best config
+            # was refit, say) gets what waited for it: the kept results and the trials' ends.
+            self._end_trials()
         except Exception as exc:
             logger.warning("raysweep: could not flush MLflow metrics: %s", exc)
         for run in self.runs.values():
@@ -429,6 +453,10 @@ class MLflowTrialCallback(Callback):
         # Results that could not be recorded (the tracking server was away) wait here, in order,
         # and are written once it answers again.
         self._backlog.append((trial, dict(result)))
+        self._drain_backlog()
+
+    def _drain_backlog(self) -> bool:
+        """Record the results kept while MLflow was away, in order; False if it still does not answer."""
         while self._backlog:
             waiting_trial, waiting_result = self._backlog[0]
             try:
@@ -436,8 +464,9 @@ class MLflowTrialCallback(Callback):
             except Exception as exc:
                 self._warn_once(f"raysweep: MLflow is not answering ({exc}); results are kept and retried")
                 del self._backlog[: max(0, len(self._backlog) - _BACKLOG_LIMIT)]
-                return
+                return False
             self._backlog.pop(0)
+        return True
 
     def _record_result(self, trial: Any, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag
@@ -541,6 +570,17 @@ class MLflowTrialCallback(Callback):
 
     @_best_effort
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._trials = list(trials)
+        self._end_trials()
+
+    def _end_trials(self) -> None:
+        """Write what waited for MLflow and end the run of every trial of the finished sweep.
+
+        Called when the experiment ends, and again when the sweep's parent run ends: a tracking
+        server that was away the first time may answer the second.
+        """
+        if not self._drain_backlog():
+            return
         self._record_exploits()
         self._flush(force=True)
         # A time budget, or Ctrl-C, ends running trials without a completion event: close their
@@ -549,8 +589,10 @@ class MLflowTrialCallback(Callback):
         # budget that can only be Ctrl-C: the run is KILLED and `raysweep resume` continues it.
         budget = self.tracker.params.get("time_budget_s")
         budget_spent = isinstance(budget, (int, float)) and time.monotonic() - self._session_started >= 0.9 * budget
-        for trial in trials:
+        for trial in self._trials:
             run = self.runs.get(trial.trial_id)
+            if run is None and trial.status == "ERROR":
+                run = self._run_for(trial)  # it failed while MLflow was away, before its run existed
             if run is None or run.finished:
                 continue
             if trial.status == "ERROR":

@@ -1,0 +1,306 @@
+"""``raysweep sync``: bring a sweep's MLflow runs up to date from Ray's own record of its trials.
+
+While a sweep runs, every trial result goes to MLflow from the driver. What could not go (the
+tracking server was away when the sweep ended, the driver was killed between two flushes) is
+still in Ray's results: each trial folder holds ``result.json``, one JSON object per reported
+result. ``raysweep sync SWEEP`` reads them and writes to MLflow whatever is missing there: the
+trial runs (found by their ``raysweep.trial_id`` tag, created when absent), the metric values
+of the steps MLflow does not have yet, and the end status of runs left open. It never writes a
+step twice, so running it again changes nothing.
+
+Run it once the sweep has stopped: a trial still open then is taken as cut off (KILLED), and
+``raysweep resume`` continues it. Ray and MLflow are imported inside the command, so
+``raysweep --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from raysweep.errors import UserError
+
+__all__ = ["SyncReport", "sync_command", "sync_sweep"]
+
+#: Tune's trial ids: the experiment's short id and the trial's index, ``e55ae_00007``
+_TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")
+
+
+@dataclass
+class SyncReport:
+    """What one sync wrote to MLflow."""
+
+    sweep: str
+    tracking_uri: str
+    parent_run_id: str
+    trials: int = 0
+    runs_created: int = 0
+    metrics_written: int = 0
+    runs_ended: dict[str, str] = field(default_factory=dict)  # run name -> the status it was given
+    parent_status: str | None = None  # the status the parent run was given, None when left alone
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sweep": self.sweep,
+            "tracking_uri": self.tracking_uri,
+            "parent_run_id": self.parent_run_id,
+            "trials": self.trials,
+            "runs_created": self.runs_created,
+            "metrics_written": self.metrics_written,
+            "runs_ended": self.runs_ended,
+            "parent_status": self.parent_status,
+        }
+
+
+@dataclass
+class _Trial:
+    """One trial as Ray recorded it."""
+
+    trial_id: str
+    folder: Path
+    results: list[dict[str, Any]]  # each step once, in step order
+    config: dict[str, Any]
+    error: str | None  # the end of error.txt, when Tune wrote one
+    status: str | None  # Tune's status in its latest saved experiment state, when there is one
+
+
+# -- reading Ray's record ------------------------------------------------------------------------
+def _sweep_folder(name_or_path: str, storage: str | None) -> tuple[Path, dict[str, Any]]:
+    from raysweep.runner import SWEEP_FILE
+
+    candidates = [Path(name_or_path)] if "/" in name_or_path else []
+    base = Path(storage or "raysweep_results").expanduser()
+    candidates.append(base / name_or_path)
+    for candidate in candidates:
+        record = candidate.expanduser().resolve() / SWEEP_FILE
+        if record.is_file():
+            return record.parent, json.loads(record.read_text())
+    if "://" in name_or_path or "://" in (storage or ""):
+        raise UserError(f"sweep {name_or_path}: raysweep sync reads Ray's results from a local folder; copy the sweep's folder here first")
+    raise UserError(
+        f"no sweep {name_or_path!r} under {base.resolve()}; pass the sweep's name with --storage where it ran, or its folder"
+    )
+
+
+def _json_lines(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a line cut short when the driver was killed while writing it
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _saved_statuses(folder: Path) -> dict[str, str]:
+    """Trial id -> status in Tune's latest experiment state; empty when it cannot be read."""
+    states = sorted(folder.glob("experiment_state-*.json"), key=lambda path: path.stat().st_mtime)
+    if not states:
+        return {}
+    try:
+        saved = json.loads(states[-1].read_text())
+        return {
+            trial["trial_id"]: trial["status"]
+            for trial in (json.loads(entry[0]) for entry in saved["trial_data"])
+        }
+    except (ValueError, KeyError, TypeError, IndexError):
+        return {}  # another Ray version's format: the results alone decide
+
+
+def _error_text(path: Path) -> str:
+    """The last lines of a trial's error.txt, as the tracker tags a failed run with them."""
+    lines = [line for line in path.read_text(errors="replace").strip().splitlines() if line.strip()]
+    return "\n".join(lines[-6:])
+
+
+def _read_trials(folder: Path) -> list[_Trial]:
+    statuses = _saved_statuses(folder)
+    trials = []
+    for trial_folder in sorted(path for path in folder.iterdir() if path.is_dir()):
+        results_file = trial_folder / "result.json"
+        if not results_file.is_file():
+            continue
+        by_step: dict[int, dict[str, Any]] = {}
+        for row in _json_lines(results_file):
+            # A restored trial reports again the steps after its checkpoint: the first report counts.
+            by_step.setdefault(int(row.get("training_iteration", 0) or 0), row)
+        results = [by_step[step] for step in sorted(by_step)]
+        found = _TRIAL_ID.search(f"_{trial_folder.name}_")
+        trial_id = str(results[0]["trial_id"]) if results else (found.group(1) if found else None)
+        if trial_id is None:
+            continue
+        config = results[-1].get("config") if results else None
+        if config is None and (trial_folder / "params.json").is_file():
+            config = json.loads((trial_folder / "params.json").read_text())
+        error_file = trial_folder / "error.txt"
+        error = _error_text(error_file) if error_file.is_file() else None
+        trials.append(_Trial(trial_id, trial_folder, results, dict(config or {}), error, statuses.get(trial_id)))
+    return trials
+
+
+# -- writing to MLflow ---------------------------------------------------------------------------
+def _metrics(result: dict[str, Any], integer_resource: bool) -> tuple[int, list[Any]]:
+    """The step and the metric values of one result, as the sweep's tracker logs them."""
+    from mlflow.entities import Metric
+
+    from raysweep.tracking import _NOT_METRICS
+
+    if integer_resource and isinstance(result.get("resource"), (int, float)):
+        step = int(result["resource"])
+    else:
+        step = int(result.get("training_iteration", 0) or 0)
+    timestamp = int(result.get("timestamp", 0) * 1000)
+    values = [
+        Metric(key, float(value), timestamp, step)
+        for key, value in result.items()
+        if key not in _NOT_METRICS and not isinstance(value, bool) and isinstance(value, (int, float))
+    ]
+    if not integer_resource and isinstance(result.get("resource"), (int, float)):
+        values.append(Metric("resource", float(result["resource"]), timestamp, step))
+    return step, values
+
+
+def _outcome(trial: _Trial, max_steps: int) -> tuple[str, str, str | None]:
+    """(MLflow status, raysweep.outcome, raysweep.stop_reason) of a trial whose run was left open."""
+    from raysweep.tracking import OUTCOME_COMPLETED, OUTCOME_FAILED, OUTCOME_STOPPED
+
+    last = trial.results[-1] if trial.results else {}
+    if int(last.get("training_iteration", 0) or 0) >= max_steps:
+        return "FINISHED", OUTCOME_COMPLETED, None
+    if trial.status == "ERROR":
+        return "FAILED", OUTCOME_FAILED, None
+    if last.get("done"):
+        return "FINISHED", OUTCOME_STOPPED, "scheduler"
+    # Still open when the sweep stopped (a killed driver, a tracking server away at the end):
+    # cut off, and `raysweep resume` continues it.
+    return "KILLED", OUTCOME_STOPPED, "sweep_interrupted"
+
+
+def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: str | None = None) -> SyncReport:
+    """Write to MLflow what Ray recorded of a sweep's trials and MLflow lacks; returns what was written."""
+    from mlflow.entities import Param, RunTag
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.families import get_family
+    from raysweep.recipes import validate_recipe_data
+    from raysweep.review import sqlite_path
+    from raysweep.runner import trial_name
+    from raysweep.tracking import (
+        _BATCH_LIMIT, OUTCOME_RUNNING, OUTCOME_TAG, SWEEP_TAG, TRIAL_ID_TAG, _clean_param, check_reachable,
+        resolve_tracking_uri,
+    )  # fmt: skip
+
+    folder, record = _sweep_folder(name_or_path, storage)
+    name = record["name"]
+    if not record.get("parent_run_id"):
+        raise UserError(f"sweep {name} ran without MLflow tracking: there is no parent run to sync to")
+    uri = resolve_tracking_uri(tracking_uri or record["options"].get("tracking_uri"))
+    check_reachable(uri)
+    database = sqlite_path(uri)
+    if database is not None and not database.is_file():
+        raise UserError(f"--tracking-uri {uri}: no MLflow store at {database}; pass the --tracking-uri sweep {name} logged to")
+    client = MlflowClient(uri)
+    parent_id, experiment_id = record["parent_run_id"], record["experiment_id"]
+    try:
+        parent = client.get_run(parent_id)
+    except Exception:
+        raise UserError(
+            f"--tracking-uri {uri}: no parent run {parent_id} of sweep {name} there; pass the --tracking-uri it logged to"
+        ) from None
+    recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
+    integer_resource = get_family(recipe.family).integer_resource
+    max_steps = recipe.resource.max_steps
+
+    children = client.search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=50000
+    )
+    runs = {run.data.tags[TRIAL_ID_TAG]: run for run in children if TRIAL_ID_TAG in run.data.tags}
+    report = SyncReport(name, uri, parent_id)
+    trials = _read_trials(folder)
+    report.trials = len(trials)
+    open_after = False
+    for trial in trials:
+        run = runs.get(trial.trial_id)
+        if run is None:
+            created = client.create_run(
+                experiment_id,
+                run_name=trial_name(trial.trial_id),
+                tags={"mlflow.parentRunId": parent_id, SWEEP_TAG: name, TRIAL_ID_TAG: trial.trial_id, OUTCOME_TAG: OUTCOME_RUNNING},
+            )
+            client.log_batch(created.info.run_id, params=[Param(k, _clean_param(v)) for k, v in trial.config.items()])
+            run = client.get_run(created.info.run_id)
+            report.runs_created += 1
+        run_id = run.info.run_id
+        # the metric values of the steps MLflow does not have yet, key by key
+        logged: dict[str, set[int]] = {}
+        missing = []
+        for result in trial.results:
+            step, values = _metrics(result, integer_resource)
+            for metric in values:
+                if metric.key not in logged:
+                    logged[metric.key] = {m.step for m in client.get_metric_history(run_id, metric.key)}
+                if step not in logged[metric.key]:
+                    missing.append(metric)
+                    logged[metric.key].add(step)
+        for start in range(0, len(missing), _BATCH_LIMIT):
+            client.log_batch(run_id, metrics=missing[start : start + _BATCH_LIMIT])
+        report.metrics_written += len(missing)
+        tags = {}
+        first = next((r for r in trial.results if r.get("node_id")), None)
+        if first is not None and "raysweep.node_id" not in run.data.tags:
+            tags.update({f"raysweep.{k}": str(first[k]) for k in ("node_id", "node_ip", "hostname") if first.get(k)})
+        if run.info.status == "RUNNING":
+            status, outcome, reason = _outcome(trial, max_steps)
+            tags.update({OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]})
+            if reason:
+                tags["raysweep.stop_reason"] = reason
+            if status == "FAILED" and trial.error:
+                tags["raysweep.error"] = trial.error[-5000:]
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            client.set_terminated(run_id, status=status)
+            report.runs_ended[run.info.run_name] = status
+            open_after = open_after or status == "KILLED"
+        elif tags:
+            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    if parent.info.status == "RUNNING":
+        # All trials there and ended: the sweep ran to its end (its summary may be missing).
+        # Otherwise it was cut off, and `raysweep resume` reopens the parent.
+        options = record["options"]
+        expected = options.get("num_samples") if options.get("searcher") != "grid" else None
+        complete = not open_after and (expected is None or len(trials) >= expected)
+        report.parent_status = "FINISHED" if complete else "KILLED"
+        client.set_terminated(parent_id, status=report.parent_status)
+    return report
+
+
+@click.command("sync", short_help="Write to MLflow what a sweep could not log, from Ray's results.")
+@click.argument("sweep")
+@click.option("--storage", help="Where the sweep kept its state (default ./raysweep_results).")
+@click.option("--tracking-uri", help="The sweep's MLflow store (default: the one it ran with).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with what was written.")
+def sync_command(sweep: str, storage: str | None, tracking_uri: str | None, as_json: bool) -> None:
+    """Bring SWEEP's MLflow runs up to date from Ray's results (by name, or the path of its folder).
+
+    Writes the trial runs, metric steps and end statuses MLflow lacks (a tracking server that
+    was away, a killed driver); never writes a step twice. Run it once the sweep has stopped.
+    """
+    import os
+
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    report = sync_sweep(sweep, storage=storage, tracking_uri=tracking_uri)
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+        return
+    ended = ", ".join(f"{name} {status}" for name, status in sorted(report.runs_ended.items())) or "none"
+    click.echo(
+        f"sweep {report.sweep}: {report.trials} trials in Ray's results; {report.runs_created} runs created, "
+        f"{report.metrics_written} metric values written, runs ended: {ended}"
+        + (f"; parent run {report.parent_status}" if report.parent_status else "")
+    )

@@ -1,0 +1,311 @@
+"""Every bad input ends as one line on stderr naming the file, key or column and the fix, with
+exit code 2, before Ray starts and before anything is written to the working directory.
+
+Every case runs through the CLI's own entry point in-process (fast); a representative dozen
+also run in a subprocess exactly as a user would meet them; and the cases the Python API can
+express run through ``plan_sweep``, which must raise the same ``UserError``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from click.testing import CliRunner
+
+from conftest import run_cli
+from raysweep.cli import main
+from raysweep.errors import UserError
+from raysweep.runner import plan_sweep
+
+RECIPE = """\
+family: random_forest
+tasks: [classification]
+metric: accuracy
+resource: {name: trees, per_step: 10, max: 30}
+space:
+  max_depth: {type: randint, low: 2, high: 8}
+"""
+
+
+def recipe_with(old: str, new: str) -> str:
+    assert old in RECIPE
+    return RECIPE.replace(old, new)
+
+
+def csv_rows(header: str, row, n: int = 30) -> str:
+    return header + "\n" + "".join(row(i) + "\n" for i in range(n))
+
+
+GOOD_CSV = csv_rows("a,b,label", lambda i: f"{i * 0.37 % 1:.3f},{i % 7},{'yes' if i % 2 else 'no'}")
+
+
+@dataclass
+class Case:
+    id: str
+    args: list[str]
+    fragments: tuple[str, ...]
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    #: the same call through the Python API (plan_sweep keyword arguments), or None for CLI-only cases
+    api: dict | None = None
+
+
+CASES = [
+    # -- recipes ---------------------------------------------------------------------------------
+    Case("unknown recipe name", ["run", "nope", "--dataset", "iris"],
+         ("unknown recipe 'nope'", "prebuilt recipes: mlp, random_forest, svm, xgboost"),
+         api={"recipe": "nope", "dataset": "iris"}),
+    Case("misspelt recipe name", ["run", "xgbost", "--dataset", "iris"], ("unknown recipe 'xgbost' (did you mean 'xgboost'?)",),
+         api={"recipe": "xgbost", "dataset": "iris"}),
+    Case("missing recipe file", ["run", "missing.yaml", "--dataset", "iris"],
+         ("missing.yaml: no such recipe file", "use a prebuilt recipe"), api={"recipe": "missing.yaml", "dataset": "iris"}),
+    Case("unknown key", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: colour: unknown key; allowed keys: name, description, family",),
+         files={"bad.yaml": RECIPE + "colour: blue\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("wrong type", ["run", "bad.yaml", "--dataset", "iris"], ("bad.yaml: space.max_depth.low: must be a number, got 'two'",),
+         files={"bad.yaml": recipe_with("low: 2", "low: two")}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("low above high", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: space.max_depth: low < high must hold, but got (low=9, high=8); swap or widen the bounds",),
+         files={"bad.yaml": recipe_with("low: 2", "low: 9")}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("log bound not positive", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: space.max_features.low: must be > 0 for the log-scale type loguniform, got 0", "use a positive lower bound"),
+         files={"bad.yaml": recipe_with("max_depth: {type: randint, low: 2, high: 8}", "max_features: {type: loguniform, low: 0, high: 1}")},
+         api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("empty choice list", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: space.max_depth.values: must be a non-empty list, got []", "list at least one value"),
+         files={"bad.yaml": recipe_with("{type: randint, low: 2, high: 8}", "{type: choice, values: []}")},
+         api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("malformed YAML", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: malformed YAML at line 2, column 4", "fix the syntax"),
+         files={"bad.yaml": "family: [unclosed\n  x: y\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("YAML that is a list", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: a recipe must be a YAML mapping of keys, got a list",),
+         files={"bad.yaml": "- family\n- space\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("empty YAML", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: the file is empty; a recipe needs at least: family, tasks, metric, resource, space",),
+         files={"bad.yaml": ""}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("unknown family", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: family: unknown family 'lightgbm'", "use one of random_forest, svm, xgboost, mlp"),
+         files={"bad.yaml": recipe_with("family: random_forest", "family: lightgbm")}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("unknown scheduler in a recipe", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: scheduler: unknown scheduler 'median'", "use one of fifo, asha, hyperband, pbt"),
+         files={"bad.yaml": RECIPE + "scheduler: median\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("unknown searcher in a recipe", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: searcher: unknown searcher 'optuna'", "use one of random, grid, hyperopt"),
+         files={"bad.yaml": RECIPE + "searcher: optuna\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("recipe metric for the other task", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: metric.classification: 'rmse' is a regression metric; for classification use one of accuracy",),
+         files={"bad.yaml": recipe_with("metric: accuracy", "metric: rmse")}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("recipe for the other task", ["run", "bad.yaml", "--dataset", "diabetes"],
+         ("bad.yaml: recipe bad supports classification, but diabetes is a regression dataset",),
+         files={"bad.yaml": RECIPE}, api={"recipe": "bad.yaml", "dataset": "diabetes"}),
+    Case("not a parameter of the model", ["run", "random_forest", "--dataset", "iris", "--set", "fixed.max_dept=3"],
+         ("random_forest.yaml: fixed.max_dept: not a parameter of RandomForestClassifier; did you mean 'max_depth'?",),
+         api={"recipe": "random_forest", "dataset": "iris", "overrides": ["fixed.max_dept=3"]}),
+    # -- strategy ----------------------------------------------------------------------------------
+    Case("unknown metric", ["run", "random_forest", "--dataset", "iris", "--metric", "foo"],
+         ("--metric foo: unknown metric; use one of accuracy, roc_auc, log_loss, f1_macro",),
+         api={"recipe": "random_forest", "dataset": "iris", "metric": "foo"}),
+    Case("metric for the other task", ["run", "random_forest", "--dataset", "iris", "--metric", "rmse"],
+         ("--metric rmse: a regression metric, but the task is classification; use one of accuracy",),
+         api={"recipe": "random_forest", "dataset": "iris", "metric": "rmse"}),
+    Case("pbt on svm", ["run", "svm", "--dataset", "iris", "--scheduler", "pbt"],
+         ("--scheduler pbt: the svm family", "use --scheduler asha or hyperband"),
+         api={"recipe": "svm", "dataset": "iris", "scheduler": "pbt"}),
+    Case("pbt with hyperopt", ["run", "xgboost", "--dataset", "iris", "--scheduler", "pbt", "--searcher", "hyperopt"],
+         ("--scheduler pbt with --searcher hyperopt", "use --searcher random (or grid)"),
+         api={"recipe": "xgboost", "dataset": "iris", "scheduler": "pbt", "searcher": "hyperopt"}),
+    Case("pbt with nothing to mutate", ["run", "bad.yaml", "--dataset", "iris", "--scheduler", "pbt"],
+         ("bad.yaml: pbt.mutations is empty, so --scheduler pbt has nothing to mutate; add pbt.mutations",),
+         files={"bad.yaml": RECIPE}, api={"recipe": "bad.yaml", "dataset": "iris", "scheduler": "pbt"}),
+    Case("grid type with hyperopt", ["run", "bad.yaml", "--dataset", "iris", "--searcher", "hyperopt"],
+         ("bad.yaml: space.max_depth.type: grid cannot be searched by hyperopt; use type: choice, or --searcher grid/random",),
+         files={"bad.yaml": recipe_with("{type: randint, low: 2, high: 8}", "{type: grid, values: [2, 4]}")},
+         api={"recipe": "bad.yaml", "dataset": "iris", "searcher": "hyperopt"}),
+    Case("unknown scheduler through the API only", [], ("--scheduler median: unknown scheduler; use one of fifo, asha",),
+         api={"recipe": "random_forest", "dataset": "iris", "scheduler": "median"}),
+    # -- data --------------------------------------------------------------------------------------
+    Case("unknown dataset name", ["run", "xgboost", "--dataset", "irs"],
+         ("--dataset irs: no such file and not a built-in dataset (did you mean 'iris'?)", "give a CSV/Parquet path or one of iris"),
+         api={"recipe": "xgboost", "dataset": "irs"}),
+    Case("missing data file", ["run", "xgboost", "--dataset", "missing.csv", "--target", "label"],
+         ("--dataset missing.csv: no such file",), api={"recipe": "xgboost", "dataset": "missing.csv", "target": "label"}),
+    Case("unsupported file type", ["run", "xgboost", "--dataset", "data.xlsx", "--target", "label"],
+         ("data.xlsx: unsupported file type .xlsx; use .csv, .csv.gz, .tsv or .parquet",),
+         files={"data.xlsx": "PK not really a spreadsheet"}, api={"recipe": "xgboost", "dataset": "data.xlsx", "target": "label"}),
+    Case("empty file", ["run", "xgboost", "--dataset", "empty.csv", "--target", "label"],
+         ("empty.csv: the file is empty; give a CSV with a header row and data rows",),
+         files={"empty.csv": ""}, api={"recipe": "xgboost", "dataset": "empty.csv", "target": "label"}),
+    Case("header only", ["run", "xgboost", "--dataset", "data.csv", "--target", "label"],
+         ("data.csv: has a header but no data rows",), files={"data.csv": "a,b,label\n"},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
+    Case("not a CSV", ["run", "xgboost", "--dataset", "data.csv", "--target", "label"],
+         ("data.csv: cannot read it as CSV", "check the file"), files={"data.csv": b"a,b,label\n\xff\xfe\x00\x81,1,2\n"},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
+    Case("no --target for a file", ["run", "xgboost", "--dataset", "data.csv"],
+         ("data.csv: which column is the target? pass --target COLUMN (columns: a, b, label)",), files={"data.csv": GOOD_CSV},
+         api={"recipe": "xgboost", "dataset": "data.csv"}),
+    Case("missing target column", ["run", "xgboost", "--dataset", "data.csv", "--target", "labl"],
+         ("data.csv: no column 'labl' (did you mean 'label'?); columns: a, b, label",), files={"data.csv": GOOD_CSV},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "labl"}),
+    Case("target with one class", ["run", "xgboost", "--dataset", "data.csv", "--target", "label"],
+         ("data.csv: target 'label' has a single class ('yes'); classification needs at least two",),
+         files={"data.csv": csv_rows("a,b,label", lambda i: f"{i},{i % 3},yes")},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
+    Case("all-null target", ["run", "xgboost", "--dataset", "data.csv", "--target", "label"],
+         ("data.csv: target column 'label' is empty (all values missing); choose another --target",),
+         files={"data.csv": csv_rows("a,b,label", lambda i: f"{i},{i % 3},")},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
+    Case("text target for regression", ["run", "xgboost", "--dataset", "data.csv", "--target", "label", "--task", "regression"],
+         ("data.csv: target 'label' holds text ('no') but the task is regression; use --task classification or a numeric target",),
+         files={"data.csv": GOOD_CSV}, api={"recipe": "xgboost", "dataset": "data.csv", "target": "label", "task": "regression"}),
+    Case("no feature columns", ["run", "xgboost", "--dataset", "data.csv", "--target", "label"],
+         ("data.csv: no feature columns besides the target 'label'; a model needs at least one",),
+         files={"data.csv": csv_rows("label", lambda i: str(i % 2))},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
+    Case("too few rows", ["run", "xgboost", "--dataset", "data.csv", "--target", "label"],
+         ("data.csv: only 4 rows; raysweep needs at least 10",), files={"data.csv": csv_rows("a,label", lambda i: f"{i},{i % 2}", 4)},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
+    Case("fewer rows than folds", ["run", "xgboost", "--dataset", "data.csv", "--target", "label", "--cv", "30"],
+         ("--cv 30: only 24 rows remain for tuning after the test split; use fewer folds",), files={"data.csv": GOOD_CSV},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label", "cv": 30}),
+    Case("synthetic option typo", ["run", "xgboost", "--dataset", "make_classification:n_sample=100"],
+         ("--dataset make_classification:n_sample=100: unknown option 'n_sample' (did you mean 'n_samples'?)",),
+         api={"recipe": "xgboost", "dataset": "make_classification:n_sample=100"}),
+    Case("target for a built-in dataset", ["run", "xgboost", "--dataset", "iris", "--target", "species"],
+         ("--target species: the built-in dataset iris has its own target; leave --target out",),
+         api={"recipe": "xgboost", "dataset": "iris", "target": "species"}),
+    # -- flags -------------------------------------------------------------------------------------
+    Case("zero samples", ["run", "xgboost", "--dataset", "iris", "--num-samples", "0"],
+         ("--num-samples 0: must be a whole number >= 1",), api={"recipe": "xgboost", "dataset": "iris", "num_samples": 0}),
+    Case("negative samples", ["run", "xgboost", "--dataset", "iris", "--num-samples", "-3"],
+         ("--num-samples -3: must be a whole number >= 1",), api={"recipe": "xgboost", "dataset": "iris", "num_samples": -3}),
+    Case("one fold", ["run", "xgboost", "--dataset", "iris", "--cv", "1"],
+         ("--cv 1: cross-validation needs at least 2 folds; use --cv 5, or leave --cv out",),
+         api={"recipe": "xgboost", "dataset": "iris", "cv": 1}),
+    Case("zero concurrency", ["run", "xgboost", "--dataset", "iris", "--max-concurrent", "0"], ("--max-concurrent 0: must be >= 1",),
+         api={"recipe": "xgboost", "dataset": "iris", "max_concurrent": 0}),
+    Case("negative time budget", ["run", "xgboost", "--dataset", "iris", "--time-budget", "-5"],
+         ("--time-budget -5.0: must be a positive number of seconds",), api={"recipe": "xgboost", "dataset": "iris", "time_budget": -5.0}),
+    Case("sweep name with a slash", ["run", "xgboost", "--dataset", "iris", "--name", "a/b"],
+         ("--name a/b: a sweep name may not contain '/'",), api={"recipe": "xgboost", "dataset": "iris", "name": "a/b"}),
+    Case("--set on a missing key", ["run", "xgboost", "--dataset", "iris", "--set", "space.nope.high=3"],
+         ("--set space.nope.high=3:", "has no key space.nope; keys there: learning_rate, max_depth"),
+         api={"recipe": "xgboost", "dataset": "iris", "overrides": ["space.nope.high=3"]}),
+    Case("--set malformed", ["run", "xgboost", "--dataset", "iris", "--set", "nonsense"],
+         ("--set nonsense: expected KEY.PATH=VALUE, e.g. --set space.max_depth.high=12",),
+         api={"recipe": "xgboost", "dataset": "iris", "overrides": ["nonsense"]}),
+    Case("--set breaking a rule", ["run", "xgboost", "--dataset", "iris", "--set", "space.max_depth.high=1"],
+         ("xgboost.yaml: space.max_depth: low < high must hold, but got (low=2, high=1)",),
+         api={"recipe": "xgboost", "dataset": "iris", "overrides": ["space.max_depth.high=1"]}),
+    Case("validate a bad recipe", ["validate", "bad.yaml"], ("bad.yaml: space.max_depth: low < high must hold",),
+         files={"bad.yaml": recipe_with("low: 2", "low: 9")}),
+    Case("show an unknown recipe", ["recipes", "show", "nope"], ("unknown recipe 'nope'",)),
+]
+
+#: the cases that also run in a subprocess: one or two of each kind (recipe, strategy, data, flags)
+SUBPROCESS = {
+    "unknown recipe name", "unknown key", "low above high", "malformed YAML", "pbt on svm", "grid type with hyperopt",
+    "unknown dataset name", "empty file", "missing target column", "target with one class", "text target for regression",
+    "fewer rows than folds", "zero samples", "--set on a missing key", "validate a bad recipe",
+}
+CLI_CASES = [case for case in CASES if case.args]
+SUBPROCESS_CASES = [case for case in CLI_CASES if case.id in SUBPROCESS]
+API_CASES = [case for case in CASES if case.api is not None]
+
+
+def write_files(folder: Path, files: dict[str, str | bytes]) -> None:
+    for name, content in files.items():
+        path = folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+def test_the_table_covers_the_issue():
+    ids = {case.id for case in CASES}
+    assert len(ids) == len(CASES), "case ids must be unique"
+    assert SUBPROCESS <= ids
+    assert len(CLI_CASES) >= 45
+
+
+def check_one_line_error(case: Case, returncode: int, stdout: str, stderr: str, cwd: Path, before: set[Path]) -> None:
+    assert returncode == 2, (stdout, stderr)
+    line = stderr.strip()
+    assert "\n" not in line, f"expected one line, got:\n{line}"
+    assert line.startswith("error: ")
+    for fragment in case.fragments:
+        assert fragment in line
+    assert "Traceback" not in stderr + stdout
+    assert stdout == ""
+    # Nothing started: no tracking store, no Ray results, nothing new in the working directory.
+    assert not (cwd / "mlflow.db").exists()
+    assert not (cwd / "raysweep_results").exists()
+    assert set(cwd.iterdir()) == before
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[case.id for case in CLI_CASES])
+def test_cli_reports_bad_input_in_one_line(case, tmp_path, monkeypatch):
+    write_files(tmp_path, case.files)
+    before = set(tmp_path.iterdir())
+    monkeypatch.chdir(tmp_path)
+    outcome = CliRunner().invoke(main, case.args, prog_name="raysweep")
+    assert not isinstance(outcome.exception, Exception) or isinstance(outcome.exception, SystemExit), outcome.exception
+    check_one_line_error(case, outcome.exit_code, outcome.stdout, outcome.stderr, tmp_path, before)
+
+
+@pytest.mark.parametrize("case", SUBPROCESS_CASES, ids=[case.id for case in SUBPROCESS_CASES])
+def test_cli_subprocess_reports_bad_input_in_one_line(case, tmp_path):
+    write_files(tmp_path, case.files)
+    before = set(tmp_path.iterdir())
+    done = run_cli(*case.args, cwd=tmp_path, timeout=120)
+    check_one_line_error(case, done.returncode, done.stdout, done.stderr, tmp_path, before)
+
+
+@pytest.mark.parametrize("case", API_CASES, ids=[case.id for case in API_CASES])
+def test_api_raises_the_same_user_error(case, tmp_path, monkeypatch):
+    write_files(tmp_path, case.files)
+    monkeypatch.chdir(tmp_path)
+    options = dict(case.api)
+    with pytest.raises(UserError) as info:
+        plan_sweep(options.pop("recipe"), options.pop("dataset"), **options)
+    message = str(info.value)
+    assert "\n" not in message
+    for fragment in case.fragments:
+        assert fragment in message
+    assert info.value.exit_code == 2
+
+
+def test_bad_input_never_imports_ray_or_mlflow(tmp_path):
+    """The checks run before Ray and MLflow are even imported, let alone started."""
+    write_files(tmp_path, {"data.csv": GOOD_CSV, "bad.yaml": recipe_with("low: 2", "low: 9")})
+    cases = [
+        ["run", "bad.yaml", "--dataset", "iris"],
+        ["run", "svm", "--dataset", "iris", "--scheduler", "pbt"],
+        ["run", "xgboost", "--dataset", "data.csv", "--target", "labl"],
+        ["run", "xgboost", "--dataset", "data.csv", "--target", "label", "--cv", "30"],
+        ["run", "xgboost", "--dataset", "iris", "--metric", "rmse"],
+    ]
+    script = (
+        "import json, sys\n"
+        "from raysweep.cli import main\n"
+        "codes = []\n"
+        f"for args in {cases!r}:\n"
+        "    try:\n"
+        "        main(args, prog_name='raysweep')\n"
+        "    except SystemExit as exc:\n"
+        "        codes.append(exc.code)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow'})\n"
+        "print(json.dumps({'codes': codes, 'heavy': heavy}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome == {"codes": [2] * len(cases), "heavy": []}
+    assert len(done.stderr.strip().splitlines()) == len(cases)

@@ -1,0 +1,185 @@
+"""The ``raysweep`` command as a user runs it: in a subprocess, reading stdout, stderr and the exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, run_cli
+from raysweep.recipes import bundled_recipes_dir
+from raysweep.runner import run_sweep
+
+JSON_KEYS = {"best_config", "best_validation_score", "test_score", "metric", "num_trials", "num_errors"}
+
+
+def heavy_modules_after(args: list[str], cwd) -> tuple[list[str], int]:
+    """Run ``raysweep ARGS`` in a fresh interpreter; which of ray/mlflow got imported, and the exit code."""
+    script = (
+        "import json, sys, io, contextlib\n"
+        "from raysweep.cli import main\n"
+        "code = 0\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        main({args!r}, prog_name='raysweep')\n"
+        "    except SystemExit as exc:\n"
+        "        code = exc.code or 0\n"
+        "print(json.dumps([sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow'}), code]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    heavy, code = json.loads(done.stdout.strip().splitlines()[-1])
+    return heavy, code
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["recipes", "list"], ["recipes", "show", "xgboost"], ["validate", "recipes/mlp.yaml"], ["run", "--help"]],
+    ids=lambda args: " ".join(args),
+)
+def test_light_commands_import_neither_ray_nor_mlflow(args):
+    heavy, code = heavy_modules_after(args, REPO)
+    assert code == 0
+    assert heavy == []
+
+
+def test_help_lists_the_commands(tmp_path):
+    done = run_cli("--help", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == ""
+    for command in ("run", "recipes", "validate"):
+        assert f"  {command} " in done.stdout
+    version = run_cli("--version", cwd=tmp_path)
+    assert version.returncode == 0 and "raysweep, version 0.1.0" in version.stdout
+
+
+def test_recipes_list_shows_the_four_recipes(tmp_path):
+    done = run_cli("recipes", "list", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("│")[1].strip() for line in done.stdout.splitlines() if line.startswith("│") and line.split("│")[1].strip()]
+    assert rows == ["mlp", "random_forest", "svm", "xgboost"]
+    assert "boosting_rounds" in done.stdout and "25/step" in done.stdout
+    assert "hyperopt" in done.stdout and "asha" in done.stdout
+
+
+def split_show_output(stdout: str) -> tuple[str, list[str], list[str]]:
+    """(the recipe YAML, the resolved-domain lines, the trailing comment lines) of ``recipes show``."""
+    lines = stdout.splitlines()
+    marker = lines.index("# resolved search space (Ray Tune domains)")
+    text = "\n".join(lines[1:marker])
+    rest = lines[marker + 1 :]
+    domains = [line for line in rest if not line.startswith("#")]
+    comments = [line for line in rest if line.startswith("#")]
+    return text, domains, comments
+
+
+def expected_domain_line(name: str, spec: dict) -> str:
+    """How ``recipes show`` should render one search-space entry of the recipe file."""
+    if "values" in spec:
+        return f"{name}: tune.{'grid_search' if spec['type'] == 'grid' else 'choice'}({spec['values']!r})"
+    bounds = ", ".join(str(spec[key]) for key in ("low", "high", "q") if key in spec)
+    return f"{name}: tune.{spec['type']}({bounds})" + (f"  grid: {spec['grid']}" if "grid" in spec else "")
+
+
+def test_recipes_show_prints_yaml_and_domains(tmp_path):
+    done = run_cli("recipes", "show", "xgboost", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == f"# {bundled_recipes_dir() / 'xgboost.yaml'}"
+    text, domains, comments = split_show_output(done.stdout)
+    raw = yaml.safe_load((bundled_recipes_dir() / "xgboost.yaml").read_text())
+    assert yaml.safe_load(text) == raw
+    assert domains == [expected_domain_line(name, spec) for name, spec in raw["space"].items()]
+    assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in domains
+    assert "# fixed: tree_method='hist'" in comments
+    resource = raw["resource"]
+    steps = round(resource["max"] / resource["per_step"])
+    assert f"# resource: {resource['name']}, {resource['per_step']} per step, {steps} steps up to {resource['max']}" in comments
+
+
+def test_set_override_takes_effect(tmp_path):
+    done = run_cli("recipes", "show", "xgboost", "--set", "space.max_depth.high=12", "--set", "resource.max=100", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text, domains, comments = split_show_output(done.stdout)
+    assert yaml.safe_load(text)["space"]["max_depth"]["high"] == 12
+    assert "max_depth: tune.randint(2, 12)  grid: [3, 6, 9]" in domains
+    assert "# resource: boosting_rounds, 25 per step, 4 steps up to 100" in comments
+    # The recipe itself is untouched.
+    again = run_cli("recipes", "show", "xgboost", cwd=tmp_path)
+    assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in split_show_output(again.stdout)[1]
+
+
+def test_validate(tmp_path):
+    done = run_cli("validate", "recipes/xgboost.yaml", cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "recipes/xgboost.yaml: ok (xgboost; classification, regression; 6 parameters searched)"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        "family: svm\ntasks: regression\nmetric: mae\nresource: {name: train_fraction, per_step: 0.5, max: 1.0}\n"
+        "space:\n  C: {type: loguniform, low: 0.1, high: 10}\n"
+    )
+    done = run_cli("validate", "mine.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "mine.yaml: ok (svm; regression; 1 parameters searched)"
+
+
+# -- sweeps through the CLI (each starts its own Ray in the subprocess) ----------------------------------------------------
+def parse_json_stdout(stdout: str) -> dict:
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, f"--json must print exactly one line on stdout, got:\n{stdout}"
+    outcome = json.loads(lines[0])
+    assert isinstance(outcome, dict)
+    return outcome
+
+
+def test_run_json_matches_the_python_api(ray_local, tmp_path):
+    options = ["--scheduler", "fifo", "--searcher", "random", "--num-samples", "2", "--seed", "0", "--metric", "log_loss",
+               "--set", "resource.max=40", "--set", "space.max_depth.low=3", "--set", "space.max_depth.high=4",
+               "--set", "space.max_depth.grid=[3]"]
+    cwd = tmp_path / "cli"
+    cwd.mkdir()
+    done = run_cli("run", "random_forest", "--dataset", "breast_cancer", *options, "--json",
+                   "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    banner = "raysweep: random_forest on breast_cancer (classification, 569 rows), fifo + random, 2 trials, metric log_loss (min)"
+    assert banner in " ".join(done.stderr.split()), "the banner (wrapped to the terminal's width) says what runs"
+    outcome = parse_json_stdout(done.stdout)
+    assert JSON_KEYS <= set(outcome)
+    assert outcome["metric"] == "log_loss" and outcome["mode"] == "min"
+    assert outcome["num_trials"] == 2 and outcome["num_errors"] == 0
+    assert outcome["best_config"]["max_depth"] == 3, "--set narrowed max_depth to [3, 4)"
+    assert 0 < outcome["test_score"] < 0.3 and 0 < outcome["best_validation_score"] < 0.3
+    assert outcome["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db" and outcome["parent_run_id"]
+    assert (tmp_path / "mlflow.db").exists()
+    assert (cwd / "raysweep_results").is_dir(), "Ray's results go to ./raysweep_results by default"
+    # The CLI is a shell over the API: the same sweep in-process finds the same config and score.
+    api = run_sweep("random_forest", "breast_cancer", scheduler="fifo", searcher="random", num_samples=2, seed=0,
+                    metric="log_loss", overrides=["resource.max=40", "space.max_depth.low=3", "space.max_depth.high=4",
+                                                  "space.max_depth.grid=[3]"],
+                    tracking=False, storage=str(tmp_path / "api"))
+    assert api.best_config == pytest.approx(outcome["best_config"])
+    assert api.best_validation_score == pytest.approx(outcome["best_validation_score"], abs=1e-12)
+    assert api.test_score == pytest.approx(outcome["test_score"], abs=1e-9)
+
+
+def test_real_dataset_through_the_cli(shared_data, tmp_path):
+    """adult.csv.gz as found: gzip, a saved index column, text with leading spaces, '<=50K' / '>50K' labels."""
+    path = shared_data / "adult.csv.gz"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    done = run_cli(
+        "run", "xgboost", "--dataset", str(path), "--target", "income", "--scheduler", "asha", "--searcher", "random",
+        "--num-samples", "4", "--set", "resource.max=75", "--seed", "0", "--json",
+        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--storage", str(tmp_path / "results"), cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    stderr = " ".join(done.stderr.split())
+    assert "dropped the unnamed index column" in stderr
+    assert "adult: task inferred from target 'income': classification" in stderr
+    outcome = parse_json_stdout(done.stdout)
+    assert outcome["dataset"] == "adult" and outcome["task"] == "classification" and outcome["metric"] == "accuracy"
+    assert outcome["num_trials"] == 4 and outcome["num_errors"] == 0
+    # Predicting the majority class gives 0.76; boosted trees reach about 0.87.
+    assert 0.83 < outcome["test_score"] <= 0.9

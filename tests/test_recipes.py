@@ -1,0 +1,475 @@
+"""Recipes: the bundled ones, the schema, ``--set`` overrides, the search-space DSL, and a fuzz
+of the loader (anything YAML can hold gives a Recipe or a UserError, never a crash)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from raysweep import space
+from raysweep.errors import UserError
+from raysweep.families import get_family
+from raysweep.recipes import (
+    METRICS,
+    SPACE_TYPES,
+    Resource,
+    apply_overrides,
+    bundled_recipe_names,
+    bundled_recipes_dir,
+    load_recipe,
+    validate_recipe_data,
+)
+from raysweep.runner import check_family_params
+
+BUNDLED = ["mlp", "random_forest", "svm", "xgboost"]
+
+
+def raw_recipe(name: str) -> dict:
+    return yaml.safe_load((bundled_recipes_dir() / f"{name}.yaml").read_text())
+
+
+# -- the bundled recipes ---------------------------------------------------------------------------
+def test_four_recipes_are_bundled():
+    assert bundled_recipe_names() == BUNDLED
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_recipe_is_valid_for_both_tasks(name):
+    recipe = load_recipe(name)
+    assert recipe.name == name
+    assert recipe.family == name
+    assert set(recipe.tasks) == {"classification", "regression"}
+    assert all(METRICS[metric][0] == task for task, metric in recipe.metric.items())
+    family = get_family(recipe.family)
+    for task in recipe.tasks:
+        check_family_params(recipe, family, task)  # raises UserError on a parameter the model lacks
+    assert recipe.resource.max_steps >= 4, "a recipe needs several steps for early stopping to act on"
+    assert set(recipe.mutations) <= set(recipe.space)
+    if family.supports_pbt:
+        assert recipe.mutations, f"{name} supports PBT but mutates nothing"
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_recipe_space_builds_for_every_searcher(name):
+    from ray.tune.search.sample import Domain
+
+    recipe = load_recipe(name)
+    random_space = space.param_space(recipe.space, "random", recipe.source)
+    assert set(random_space) == set(recipe.space)
+    assert all(isinstance(domain, Domain) for domain in random_space.values())
+    grid_space = space.param_space(recipe.space, "grid", recipe.source)
+    assert all(set(value) == {"grid_search"} for value in grid_space.values())
+    assert space.grid_size(recipe.space) == math.prod(len(v["grid_search"]) for v in grid_space.values())
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_resolved_yaml_round_trips(name):
+    recipe = load_recipe(name, ["num_samples=5", "resource.max=100"])
+    again = validate_recipe_data(yaml.safe_load(recipe.to_yaml()), recipe.source, name)
+    assert again.raw == recipe.raw
+    assert again.space == recipe.space
+    assert again.resource == recipe.resource
+    assert again.content_hash == recipe.content_hash
+
+
+def test_content_hash_ignores_key_order_but_not_content():
+    data = raw_recipe("xgboost")
+    reordered = dict(reversed(list(data.items())))
+    assert validate_recipe_data(reordered, "a.yaml").content_hash == validate_recipe_data(data, "b.yaml").content_hash
+    changed = copy.deepcopy(data)
+    changed["space"]["max_depth"]["high"] = 12
+    assert validate_recipe_data(changed, "c.yaml").content_hash != validate_recipe_data(data, "b.yaml").content_hash
+
+
+def test_recipe_defaults_when_optional_keys_are_left_out():
+    recipe = validate_recipe_data(
+        {
+            "family": "random_forest",
+            "tasks": "regression",
+            "metric": "mae",
+            "resource": {"name": "trees", "per_step": 10, "max": 50},
+            "space": {"max_depth": {"type": "randint", "low": 2, "high": 9}},
+        },
+        "mine.yaml",
+        "mine",
+    )
+    assert recipe.name == "mine"
+    assert recipe.tasks == ("regression",)
+    assert recipe.metric == {"regression": "mae"}
+    assert (recipe.scheduler, recipe.searcher, recipe.num_samples) == ("asha", "random", 20)
+    assert (recipe.grace_period, recipe.reduction_factor, recipe.perturbation_interval) == (1, 3.0, 2)
+    assert recipe.fixed == {} and recipe.mutations == {}
+
+
+def test_recipe_file_path_and_name_both_load(tmp_path):
+    path = tmp_path / "tiny.yml"
+    path.write_text((bundled_recipes_dir() / "svm.yaml").read_text().replace("name: svm", "name: tiny_svm"))
+    by_path = load_recipe(str(path))
+    assert by_path.name == "tiny_svm"
+    assert by_path.source == str(path)
+    assert by_path.space == load_recipe("svm").space
+
+
+# -- resources ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "per_step, maximum, steps, at_two",
+    [(20, 200, 10, 40), (25, 300, 12, 50), (0.1, 1.0, 10, 0.2), (5, 60, 12, 10), (7, 10, 1, 14)],
+)
+def test_resource_steps(per_step, maximum, steps, at_two):
+    resource = Resource("r", per_step, maximum)
+    assert resource.max_steps == steps
+    assert resource.at(2) == at_two
+    assert resource.at(resource.max_steps) == pytest.approx(maximum, rel=0.5)
+
+
+# -- --set overrides ------------------------------------------------------------------------------------
+def test_overrides_parse_values_as_yaml():
+    recipe = load_recipe(
+        "xgboost",
+        [
+            "space.max_depth.high=12",
+            "space.learning_rate.low=0.02",
+            "resource.max=100",
+            "searcher=random",
+            "pbt.perturbation_interval=1",
+            "fixed.max_bin=64",  # a new fixed parameter is allowed
+            "space.max_depth.grid=[3, 5]",
+        ],
+    )
+    assert recipe.space["max_depth"] == {"type": "randint", "low": 2, "high": 12, "grid": [3, 5]}
+    assert recipe.space["learning_rate"]["low"] == 0.02
+    assert recipe.resource.max == 100 and recipe.resource.max_steps == 4
+    assert recipe.searcher == "random"
+    assert recipe.perturbation_interval == 1
+    assert recipe.fixed == {"tree_method": "hist", "max_bin": 64}
+    assert load_recipe("xgboost").space["max_depth"]["high"] == 11, "overrides must not touch the recipe file"
+
+
+def test_override_adds_fixed_to_a_recipe_without_fixed():
+    assert "fixed" not in raw_recipe("random_forest")
+    recipe = load_recipe("random_forest", ["fixed.criterion=entropy"])
+    assert recipe.fixed == {"criterion": "entropy"}
+    check_family_params(recipe, get_family("random_forest"), "classification")
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("space.nope.high=3", "has no key space.nope"),
+        ("space.max_depht.high=3", "did you mean 'max_depth'?"),
+        ("spaec.max_depth.high=3", "has no key spaec"),
+        ("nonsense", "expected KEY.PATH=VALUE"),
+        ("=3", "the key is empty"),
+        ("name.first=3", "name in"),
+        ("space.max_depth.high=-1", "low < high must hold"),
+        ("space.max_depth.type=gaussian", "unknown type 'gaussian'"),
+        ("resource.per_step=0", "resource.per_step: must be a positive number"),
+    ],
+)
+def test_bad_override_names_the_key(override, fragment):
+    with pytest.raises(UserError) as info:
+        load_recipe("xgboost", [override])
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_apply_overrides_leaves_its_input_alone():
+    data = raw_recipe("svm")
+    before = copy.deepcopy(data)
+    changed = apply_overrides(data, ["space.C.high=5"], "svm.yaml")
+    assert data == before
+    assert changed["space"]["C"]["high"] == 5
+
+
+# -- the schema, rule by rule -------------------------------------------------------------------------------
+def mutate(name: str, path: str, value, delete: bool = False) -> dict:
+    data = raw_recipe(name)
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "name, path, value, fragment",
+    [
+        ("xgboost", "colour", "blue", "colour: unknown key; allowed keys: name, description, family"),
+        ("xgboost", "sapce", {}, "sapce: unknown key (did you mean 'space'?)"),
+        ("xgboost", "space", _DELETE, "space: is required but missing"),
+        ("xgboost", "family", "lightgbm", "family: unknown family 'lightgbm'; use one of random_forest, svm, xgboost, mlp"),
+        ("xgboost", "tasks", ["classification", "ranking"], "tasks: must be a non-empty list"),
+        ("xgboost", "tasks", [], "tasks: must be a non-empty list"),
+        ("xgboost", "metric.regression", "accuracy", "metric.regression: 'accuracy' is a classification metric"),
+        ("xgboost", "metric.regression", "rsme", "metric.regression: unknown metric 'rsme' (did you mean 'rmse'?)"),
+        ("xgboost", "metric.regression", _DELETE, "metric.regression: is missing"),
+        ("xgboost", "resource.per_step", -1, "resource.per_step: must be a positive number, got -1"),
+        ("xgboost", "resource.max", 10, "resource.max: must be >= resource.per_step (25), got 10"),
+        ("xgboost", "resource.unit", "trees", "resource.unit: unknown key"),
+        ("xgboost", "scheduler", "median", "scheduler: unknown scheduler 'median'"),
+        ("xgboost", "searcher", "optuna", "searcher: unknown searcher 'optuna'"),
+        ("xgboost", "num_samples", 0, "num_samples: must be a whole number >= 1, got 0"),
+        ("xgboost", "num_samples", "ten", "num_samples: must be a whole number >= 1, got 'ten'"),
+        ("xgboost", "num_samples", True, "num_samples: must be a whole number >= 1, got True"),
+        ("xgboost", "max_concurrent", 1.5, "max_concurrent: must be a whole number >= 1"),
+        ("xgboost", "early_stopping.grace_period", 0, "early_stopping.grace_period: must be a whole number of steps >= 1"),
+        ("xgboost", "early_stopping.reduction_factor", 1, "early_stopping.reduction_factor: must be a number > 1"),
+        ("xgboost", "fixed", ["hist"], "fixed: must be a mapping"),
+        ("xgboost", "fixed.max_depth", 3, "fixed.max_depth: is also in space"),
+        ("xgboost", "space", {}, "space: must be a non-empty mapping"),
+        ("xgboost", "space.max_depth", 6, "space.max_depth: must be a mapping such as {type: uniform"),
+        ("xgboost", "space.max_depth.type", _DELETE, "space.max_depth.type: is required"),
+        ("xgboost", "space.max_depth.type", "unifrom", "space.max_depth.type: unknown type 'unifrom' (did you mean 'uniform'?)"),
+        ("xgboost", "space.max_depth.low", "two", "space.max_depth.low: must be a number, got 'two'"),
+        ("xgboost", "space.max_depth.low", 2.5, "space.max_depth.low: must be a whole number for randint, got 2.5"),
+        ("xgboost", "space.max_depth.high", _DELETE, "space.max_depth.high: is required but missing"),
+        ("xgboost", "space.max_depth.low", 11, "space.max_depth: low < high must hold, but got (low=11, high=11)"),
+        ("xgboost", "space.learning_rate.low", 0, "space.learning_rate.low: must be > 0 for the log-scale type loguniform, got 0"),
+        ("xgboost", "space.learning_rate.low", -0.1, "space.learning_rate.low: must be > 0"),
+        ("xgboost", "space.learning_rate.grid", [], "space.learning_rate.grid: must be a non-empty list of numbers"),
+        ("xgboost", "space.learning_rate.step", 0.1, "space.learning_rate.step: unknown key"),
+        ("xgboost", "space.learning_rate.low", float("nan"), "space.learning_rate.low: must be a number, got nan"),
+        ("mlp", "space.batch_size.values", [], "space.batch_size.values: must be a non-empty list, got []"),
+        ("mlp", "space.batch_size.values", 32, "space.batch_size.values: must be a non-empty list, got 32"),
+        ("mlp", "space.batch_size.low", 1, "space.batch_size.low: unknown key"),
+        ("xgboost", "pbt.perturbation_interval", 0, "pbt.perturbation_interval: must be a whole number of steps >= 1"),
+        ("xgboost", "pbt.mutations.gamma", {"type": "uniform", "low": 0, "high": 1}, "pbt.mutations.gamma: is not in space"),
+        ("xgboost", "pbt.mutations.learning_rate", {"type": "grid", "values": [0.1]}, "pbt.mutations.learning_rate.type: grid cannot be mutated"),
+        ("xgboost", "pbt.mutations.learning_rate", {"type": "loguniform", "low": 0, "high": 1}, "pbt.mutations.learning_rate.low: must be > 0"),
+    ],
+)
+def test_schema_rule_names_the_key(name, path, value, fragment):
+    data = mutate(name, path, None, delete=True) if value is _DELETE else mutate(name, path, value)
+    with pytest.raises(UserError) as info:
+        validate_recipe_data(data, "my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: ")
+    assert fragment in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [
+        (None, "the file is empty"),
+        ([1, 2], "a recipe must be a YAML mapping of keys, got a list"),
+        ("family: xgboost", "a recipe must be a YAML mapping of keys, got a str"),
+        ({1: 2}, "1: unknown key"),
+    ],
+)
+def test_recipe_that_is_not_a_mapping(data, fragment):
+    with pytest.raises(UserError) as info:
+        validate_recipe_data(data, "my.yaml")
+    assert fragment in str(info.value)
+
+
+def test_family_parameter_checks():
+    family = get_family("random_forest")
+    bad_name = load_recipe("random_forest", ["space.max_depth.type=randint", "fixed.max_dept=3"])
+    with pytest.raises(UserError, match=r"fixed\.max_dept: not a parameter of RandomForestClassifier; did you mean 'max_depth'\?"):
+        check_family_params(bad_name, family, "classification")
+    reserved = load_recipe("random_forest", ["fixed.n_estimators=3"])
+    with pytest.raises(UserError, match=r"fixed\.n_estimators: raysweep sets n_estimators itself"):
+        check_family_params(reserved, family, "classification")
+    rejected = load_recipe("random_forest", ["fixed.criterion=gini_impurity"])
+    with pytest.raises(UserError, match=r"the model rejects these parameters \(.*criterion"):
+        check_family_params(rejected, family, "classification")
+    whole = load_recipe("xgboost", ["resource.per_step=2.5"])
+    with pytest.raises(UserError, match=r"resource\.per_step: xgboost grows in whole boosting_rounds, got 2\.5"):
+        check_family_params(whole, get_family("xgboost"), "regression")
+    with pytest.raises(UserError, match=r"unknown model family 'catboost'; use one of random_forest, svm, xgboost, mlp"):
+        get_family("catboost")
+
+
+# -- the search-space DSL ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "spec, domain_class, sampler",
+    [
+        ({"type": "uniform", "low": 0.1, "high": 1.0}, "Float", "Uniform"),
+        ({"type": "quniform", "low": 0, "high": 1, "q": 0.25}, "Float", "Quantized"),
+        ({"type": "loguniform", "low": 1e-4, "high": 1.0}, "Float", "LogUniform"),
+        ({"type": "qloguniform", "low": 1, "high": 100, "q": 1}, "Float", "Quantized"),
+        ({"type": "randint", "low": 2, "high": 9}, "Integer", "Uniform"),
+        ({"type": "qrandint", "low": 2, "high": 10, "q": 2}, "Integer", "Quantized"),
+        ({"type": "lograndint", "low": 1, "high": 33}, "Integer", "LogUniform"),
+        ({"type": "choice", "values": [[64], [64, 64]]}, "Categorical", "Uniform"),
+    ],
+)
+def test_every_space_type_maps_to_its_tune_domain(spec, domain_class, sampler):
+    domain = space.to_domain(spec)
+    assert type(domain).__name__ == domain_class
+    assert type(domain.get_sampler()).__name__.lstrip("_") == sampler
+    samples = domain.sample(size=200, random_state=0)
+    if "values" in spec:
+        assert all(s in spec["values"] for s in samples)
+        return
+    high_inclusive = spec["high"] - 1 if spec["type"] in ("randint", "lograndint") else spec["high"]
+    assert min(samples) >= spec["low"] and max(samples) <= high_inclusive
+    if domain_class == "Integer":
+        assert all(float(s).is_integer() for s in samples)
+    if "q" in spec:
+        assert all(abs(s / spec["q"] - round(s / spec["q"])) < 1e-9 for s in samples)
+
+
+def test_space_types_are_closed():
+    assert set(SPACE_TYPES) == {"uniform", "quniform", "loguniform", "qloguniform", "randint", "qrandint", "lograndint", "choice", "grid"}
+    assert space.param_space({"x": {"type": "grid", "values": [1, 2]}}, "random") == {"x": {"grid_search": [1, 2]}}
+
+
+@pytest.mark.parametrize(
+    "spec, points",
+    [
+        ({"type": "grid", "values": ["a", "b"]}, ["a", "b"]),
+        ({"type": "choice", "values": [32, 64, 128]}, [32, 64, 128]),
+        ({"type": "uniform", "low": 0.1, "high": 1.0, "grid": [0.2, 0.5]}, [0.2, 0.5]),
+        ({"type": "uniform", "low": 0.0, "high": 1.0}, [0.0, 0.5, 1.0]),
+        ({"type": "loguniform", "low": 1e-4, "high": 1.0}, [1e-4, 0.01, 1.0]),
+        ({"type": "randint", "low": 2, "high": 11}, [2, 6, 10]),  # the upper bound is exclusive
+        ({"type": "randint", "low": 1, "high": 2}, [1]),
+        ({"type": "lograndint", "low": 1, "high": 101}, [1, 10, 100]),
+        ({"type": "qrandint", "low": 0, "high": 10, "q": 5}, [0, 5, 10]),
+        ({"type": "quniform", "low": 0.0, "high": 1.0, "q": 0.3}, [0.0, 0.6, 0.9]),
+    ],
+)
+def test_grid_points(spec, points):
+    assert space.grid_points(spec) == pytest.approx(points)
+
+
+def test_grid_size_is_the_product_of_the_points():
+    recipe = load_recipe("svm")
+    assert space.grid_size(recipe.space) == 4 * 4
+    assert space.grid_size(load_recipe("random_forest").space) == 27
+
+
+def test_hyperopt_refuses_a_grid_parameter():
+    with pytest.raises(UserError, match=r"space\.depth\.type: grid cannot be searched by hyperopt; use type: choice"):
+        space.param_space({"depth": {"type": "grid", "values": [1, 2]}}, "hyperopt", "mine.yaml")
+
+
+def test_pbt_mutations_are_lists_for_choices_and_domains_for_ranges():
+    recipe = load_recipe("mlp")
+    mutations = space.mutations({**recipe.mutations, "batch_size": {"type": "choice", "values": [32, 64]}})
+    assert mutations["batch_size"] == [32, 64]
+    assert type(mutations["alpha"]).__name__ == "Float"
+
+
+# -- fuzzing the loader --------------------------------------------------------------------------------------------
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),  # unbounded: YAML reads 400-digit integers as Python ints
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["uniform", "loguniform", "randint", "choice", "grid", "xgboost", "mlp", "classification",
+                     "regression", "accuracy", "rmse", "asha", "pbt", "hyperopt", "low", "high", "values", "type"]),
+)
+yamlish = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.text(max_size=8), st.integers(), st.sampled_from(
+            ["family", "tasks", "metric", "resource", "space", "type", "low", "high", "values", "grid", "q", "fixed",
+             "pbt", "mutations", "name", "per_step", "max"])), children, max_size=5),
+    ),
+    max_leaves=20,
+)
+
+
+def _paths(node, prefix=()):
+    """Every key path in a nested recipe (dicts and list items)."""
+    yield prefix
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _paths(value, (*prefix, index))
+
+
+@st.composite
+def mutated_recipes(draw):
+    data = raw_recipe(draw(st.sampled_from(BUNDLED)))
+    for _ in range(draw(st.integers(1, 3))):
+        paths = [p for p in _paths(data) if p]
+        path = draw(st.sampled_from(paths))
+        parent = data
+        for part in path[:-1]:
+            parent = parent[part]
+        action = draw(st.sampled_from(["replace", "delete", "insert"]))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "insert" and isinstance(parent, dict):
+            parent[draw(st.text(max_size=6))] = draw(yamlish)
+        else:
+            parent[path[-1]] = draw(yamlish)
+    return data
+
+
+def _check_outcome(data):
+    try:
+        recipe = validate_recipe_data(data, "fuzz.yaml")
+    except UserError as exc:
+        message = str(exc)
+        assert message.startswith("fuzz.yaml"), message
+        return
+    # Whatever the schema accepts must be usable: steps, a Tune space, grid points.
+    assert recipe.resource.max_steps >= 1
+    assert recipe.to_yaml()
+    for spec in recipe.space.values():
+        assert space.grid_points(spec)
+    for searcher in ("random", "grid"):
+        space.param_space(recipe.space, searcher, recipe.source)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(yamlish)
+def test_fuzz_any_yaml_value_gives_a_recipe_or_a_user_error(data):
+    _check_outcome(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_recipes())
+def test_fuzz_mutated_recipe_gives_a_recipe_or_a_user_error(data):
+    _check_outcome(data)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=80))
+def test_fuzz_recipe_file_text(tmp_path, text):
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text)
+    try:
+        load_recipe(str(path))
+    except UserError as exc:
+        assert str(exc).startswith(str(path))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(BUNDLED),
+    st.lists(st.one_of(st.sampled_from(["space", "fixed", "pbt", "mutations", "resource", "max", "max_depth", "alpha",
+                                        "low", "high", "type", "values", "grid", "metric", "tasks", "0"]),
+                       st.text(max_size=6)), max_size=4),
+    st.one_of(st.text(max_size=20), st.sampled_from(["[]", "{}", "null", "-1", "1e400", "[1, 2]", "{type: choice}", "0.5"])),
+)
+def test_fuzz_set_overrides(name, parts, value):
+    try:
+        recipe = load_recipe(name, [".".join(parts) + "=" + value])
+    except UserError as exc:
+        # Either the override itself is wrong, or the recipe it makes breaks a rule of the schema.
+        assert str(exc).startswith(("--set ", str(bundled_recipes_dir()))), str(exc)
+        return
+    assert recipe.family == name

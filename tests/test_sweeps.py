@@ -1,0 +1,321 @@
+"""Real sweeps on the session's Ray through the Python API: every recipe under every strategy,
+early stopping, PBT, actor reuse, reproducibility, grid search, time budgets, cross-validation,
+and the refit model's test score."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from raysweep import space, strategies
+from raysweep.data import load_dataset, prepare
+from raysweep.families import get_family
+from raysweep.metrics import score
+from raysweep.recipes import load_recipe
+from raysweep.runner import run_sweep
+
+#: overrides that keep every recipe to a few quick steps
+SHORT = {
+    "random_forest": ["resource.max=60"],  # 3 steps of 20 trees
+    "xgboost": ["resource.max=75"],  # 3 steps of 25 rounds
+    "mlp": ["resource.max=20"],  # 4 steps of 5 epochs
+    "svm": ["resource.per_step=0.25"],  # 4 steps of a quarter of the rows
+}
+CLASSIFICATION = {"fifo": "breast_cancer", "hyperband": "iris"}
+REGRESSION = {"asha": "diabetes", "pbt": "diabetes"}
+
+
+def sweep(tmp_path: Path, recipe: str, dataset: str, **options: Any):
+    options.setdefault("seed", 0)
+    options.setdefault("tracking", False)
+    return run_sweep(recipe, dataset, storage=str(tmp_path / "results"), **options)
+
+
+# -- helpers that read what a user can read after a sweep ----------------------------------------------
+def trial_histories(result) -> dict[str, list[dict[str, Any]]]:
+    """Every trial's reported results, in order, from Ray's result.json files."""
+    histories: dict[str, list[dict[str, Any]]] = {}
+    for path in Path(result.storage_path).glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            histories[rows[0]["trial_id"]] = rows
+    return histories
+
+
+def configs_in_start_order(result) -> list[dict[str, Any]]:
+    """Trial configs in the order Tune created the trials (the index in each trial's folder name)."""
+    ordered = []
+    for path in Path(result.storage_path).glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        index = int(path.parent.name.split(rows[0]["trial_id"] + "_", 1)[1].split("_", 1)[0])
+        ordered.append((index, rows[0]["config"]))
+    return [config for _, config in sorted(ordered, key=lambda item: item[0])]
+
+
+def recompute_test_score(result, dataset: str, seed: int = 0, family: str | None = None, **load_options: Any) -> float:
+    """The refit model's test score computed from scratch: the same split, scikit-learn's metric.
+
+    ``family`` defaults to the recipe's name (a bundled recipe is named after its family).
+    """
+    data = load_dataset(dataset, seed=seed, **load_options)
+    prepared = prepare(data, get_family(family or result.recipe), seed=seed)
+    X_test, y_test = prepared.X_test, prepared.y_test
+    metric = result.metric
+    if result.task == "classification":
+        labels = prepared.classes[y_test]
+        if metric == "accuracy":
+            return float(np.mean(result.model.predict(X_test) == labels))
+        if metric == "f1_macro":
+            return float(skm.f1_score(labels, result.model.predict(X_test), average="macro"))
+        proba = result.model.predict_proba(X_test)
+        if metric == "roc_auc":
+            return float(skm.roc_auc_score(y_test, proba[:, 1]) if proba.shape[1] == 2 else skm.roc_auc_score(y_test, proba, multi_class="ovr"))
+        return float(skm.log_loss(y_test, proba, labels=np.arange(len(prepared.classes))))
+    predicted = result.model.predict(X_test)
+    if metric == "rmse":
+        return float(np.sqrt(np.mean((predicted - y_test) ** 2)))
+    if metric == "mae":
+        return float(np.mean(np.abs(predicted - y_test)))
+    return float(skm.r2_score(y_test, predicted))
+
+
+def check_result(result, recipe_name: str, num_samples: int, overrides: list[str]) -> None:
+    """What every finished sweep must hold, whatever the strategy."""
+    recipe = load_recipe(recipe_name, overrides)
+    board = result.leaderboard
+    key = f"val_{result.metric}"
+    assert result.num_trials == num_samples
+    assert len(board) == num_samples
+    assert result.num_errors == 0, result.errors
+    assert board[key].map(math.isfinite).all(), board
+    assert math.isfinite(result.best_validation_score) and math.isfinite(result.test_score)
+    best = board[key].max() if result.mode == "max" else board[key].min()
+    assert result.best_validation_score == pytest.approx(best, abs=1e-12)
+    assert set(result.best_config) == set(recipe.space)
+    assert board["steps"].between(1, recipe.resource.max_steps).all()
+    assert set(board["outcome"]) <= {"completed", "stopped_early"}
+    assert (board["outcome"] == "completed").sum() >= 1, "at least one trial runs to the end"
+    completed = board[board["outcome"] == "completed"]
+    assert (completed["steps"] == recipe.resource.max_steps).all()
+    assert result.num_stopped_early == (board["outcome"] == "stopped_early").sum()
+
+
+# -- 1. every recipe under every strategy -----------------------------------------------------------------
+MATRIX = [
+    (recipe, scheduler, searcher)
+    for recipe in ("random_forest", "xgboost", "mlp", "svm")
+    for scheduler, searcher in (("fifo", "random"), ("asha", "hyperopt"), ("hyperband", "random"), ("pbt", "random"))
+    if not (recipe == "svm" and scheduler == "pbt")
+]
+
+
+@pytest.mark.parametrize("recipe, scheduler, searcher", MATRIX, ids=["-".join(case) for case in MATRIX])
+def test_recipe_under_strategy(ray_local, tmp_path, recipe, scheduler, searcher):
+    dataset = CLASSIFICATION.get(scheduler) or REGRESSION[scheduler]
+    overrides = SHORT[recipe] + (["pbt.perturbation_interval=1"] if scheduler == "pbt" else [])
+    result = sweep(tmp_path, recipe, dataset, scheduler=scheduler, searcher=searcher, num_samples=3, overrides=overrides)
+    check_result(result, recipe, 3, overrides)
+    assert result.recipe == recipe and result.dataset == dataset
+    if scheduler == "fifo":
+        assert (result.leaderboard["outcome"] == "completed").all()
+    if dataset == "breast_cancer":
+        assert result.task == "classification" and result.metric == "accuracy"
+        assert 0.85 < result.test_score <= 1.0
+        assert list(result.classes) == [0, 1]
+    elif dataset == "iris":
+        assert 0.8 < result.test_score <= 1.0
+        assert list(result.classes) == [0, 1, 2]
+    else:
+        target_std = float(np.std(load_dataset("diabetes").y))
+        assert result.task == "regression" and result.metric == "rmse" and result.classes is None
+        assert 20 < result.test_score < 0.9 * target_std, "the tuned model must beat predicting the mean"
+    # 8. the reported test score is the refit model's score on the held-out rows
+    assert recompute_test_score(result, dataset) == pytest.approx(result.test_score, abs=1e-9)
+
+
+# -- 2. ASHA stops trials early -------------------------------------------------------------------------------
+def test_asha_stops_weak_trials_at_its_rungs(ray_local, tmp_path):
+    overrides = ["resource.max=120"]  # 6 steps; with grace 1 and reduction 3 the rungs are at steps 1 and 3
+    result = sweep(tmp_path, "random_forest", "breast_cancer", scheduler="asha", searcher="random", metric="log_loss",
+                   num_samples=10, overrides=overrides)
+    check_result(result, "random_forest", 10, overrides)
+    board = result.leaderboard
+    stopped = board[board["outcome"] == "stopped_early"]
+    assert len(stopped) >= 3, board[["steps", "outcome", "val_log_loss"]]
+    assert set(stopped["steps"]) <= {1, 3}
+    assert set(stopped["resource"]) <= {20, 60}
+    assert result.num_stopped_early == len(stopped)
+    assert (board["steps"] == 6).sum() >= 1
+    # Each trial's history stops where the leaderboard says it did.
+    histories = trial_histories(result)
+    for _, row in board.iterrows():
+        assert len(histories[row["trial_id"]]) == row["steps"]
+
+
+# -- 3. PBT changes hyperparameters mid-run, and the live model uses them -----------------------------------
+PBT_CASES = [("xgboost", "breast_cancer", ["resource.max=150"]), ("mlp", "breast_cancer", ["resource.max=30"])]
+
+
+@pytest.mark.parametrize("recipe_name, dataset, overrides", PBT_CASES, ids=[c[0] for c in PBT_CASES])
+def test_pbt_mutation_reaches_the_live_model(ray_local, tmp_path, recipe_name, dataset, overrides):
+    from mlflow.tracking import MlflowClient
+
+    overrides = overrides + ["pbt.perturbation_interval=1"]
+    recipe = load_recipe(recipe_name, overrides)
+    mutated = list(recipe.mutations)
+    changed: list[tuple[str, str, float, float]] = []
+    for seed in (0, 1):  # PBT decides from live results; a second seed if the first never exploited
+        tracking_uri = f"sqlite:///{tmp_path}/mlflow-{seed}.db"
+        result = sweep(tmp_path, recipe_name, dataset, scheduler="pbt", searcher="random", num_samples=4, seed=seed,
+                       overrides=overrides, tracking=True, tracking_uri=tracking_uri)
+        check_result(result, recipe_name, 4, overrides)
+        histories = trial_histories(result)
+        for trial_id, rows in histories.items():
+            for row in rows:
+                # What the model trains with is what the trial's config says, after every exploit.
+                for name in mutated:
+                    assert row[f"hp/{name}"] == pytest.approx(row["config"][name], rel=1e-9), (trial_id, row["training_iteration"])
+                    spec = recipe.mutations[name]
+                    assert spec["low"] <= row[f"hp/{name}"] <= spec["high"], "explored values stay inside the recipe's range"
+            for before, after in itertools.pairwise(rows):
+                for name in mutated:
+                    if after[f"hp/{name}"] != pytest.approx(before[f"hp/{name}"], rel=1e-9):
+                        changed.append((trial_id, name, before[f"hp/{name}"], after[f"hp/{name}"]))
+        if changed:
+            break
+    assert changed, "no trial had a hyperparameter changed by PBT"
+    board = result.leaderboard.set_index("trial_id")
+    for trial_id, name, _, _ in changed:
+        # The trial's final config (what the leaderboard reports) is what its model last trained with.
+        assert board.loc[trial_id, f"config/{name}"] == pytest.approx(histories[trial_id][-1][f"hp/{name}"], rel=1e-9)
+    # MLflow's history of the trial shows the change too.
+    trial_id, name, old, new = changed[0]
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([result.experiment_id], filter_string=f"tags.`raysweep.trial_id` = '{trial_id}'")
+    assert len(runs) == 1 and runs[0].data.tags["mlflow.parentRunId"] == result.parent_run_id
+    values = [m.value for m in client.get_metric_history(runs[0].info.run_id, f"hp/{name}")]
+    assert any(v == pytest.approx(old, rel=1e-9) for v in values) and any(v == pytest.approx(new, rel=1e-9) for v in values)
+
+
+def test_pbt_explore_stays_inside_the_recipe_bounds():
+    """Ray multiplies a range by 0.8 or 1.2 without looking at its bounds; raysweep clips."""
+    from ray.tune.schedulers.pbt import _explore
+
+    recipe = load_recipe("random_forest")
+    scheduler = strategies.build_scheduler("pbt", recipe, "val_accuracy", "max", 10, 0, [])
+    random.seed(0)
+    for config in ({"max_depth": 8, "max_features": 1.0, "min_samples_leaf": 1},
+                   {"max_depth": 8, "max_features": 0.1, "min_samples_leaf": 32}):
+        for _ in range(200):
+            explored, _ = _explore(config, scheduler._hyperparam_mutations, 0.25, (1.2, 0.8), scheduler._custom_explore_fn)
+            assert 0.1 <= explored["max_features"] <= 1.0 and isinstance(explored["max_features"], float)
+            assert 1 <= explored["min_samples_leaf"] <= 32 and isinstance(explored["min_samples_leaf"], int)
+            assert explored["max_depth"] == 8
+    assert strategies.clip_to_bounds({"x": (0, 1)}, {"x": 1.2, "y": 5}) == {"x": 1.0, "y": 5}
+
+
+# -- 4. reused actors carry nothing over; 9. grid search runs the grid --------------------------------------------
+GRID = ["resource.max=40", "space.max_depth.grid=[4, 12]", "space.min_samples_leaf.grid=[1, 8]", "space.max_features.grid=[0.3, 1.0]"]
+
+
+@pytest.fixture(scope="module")
+def rf_grid(ray_local, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grid")
+    result = sweep(folder, "random_forest", "make_classification:n_samples=300", scheduler="fifo", searcher="grid",
+                   metric="log_loss", max_concurrent=2, overrides=GRID)
+    return result
+
+
+def test_grid_search_runs_every_point_once(rf_grid):
+    recipe = load_recipe("random_forest", GRID)
+    points = {name: space.grid_points(spec) for name, spec in recipe.space.items()}
+    expected = {tuple(combo) for combo in itertools.product(*points.values())}
+    assert rf_grid.num_trials == space.grid_size(recipe.space) == len(expected) == 8
+    seen = {tuple(row[f"config/{name}"] for name in points) for _, row in rf_grid.leaderboard.iterrows()}
+    assert seen == expected
+    check_result(rf_grid, "random_forest", 8, GRID)
+
+
+def test_reused_actor_scores_like_a_fresh_model(rf_grid):
+    histories = trial_histories(rf_grid)
+    assert len(histories) == 8
+    trials_per_process = Counter(rows[0]["pid"] for rows in histories.values())
+    assert max(trials_per_process.values()) >= 2, f"no actor was reused: {trials_per_process}"
+    # Train each config from nothing, in this process, on the same split and seed.
+    recipe = load_recipe("random_forest", GRID)
+    family = get_family("random_forest")
+    trial = prepare(load_dataset("make_classification:n_samples=300", seed=0), family, seed=0).trial
+    for trial_id, rows in histories.items():
+        model = family.build(rows[0]["config"], "classification", 0, True)
+        for row in rows:
+            step = row["training_iteration"]
+            model = family.train_step(model, trial.X_train, trial.y_train, step, recipe.resource, trial.n_classes, 0)
+            fresh = score("log_loss", model, trial.X_val, trial.y_val, trial.n_classes)
+            assert row["val_log_loss"] == pytest.approx(fresh, abs=1e-12), (trial_id, step, row["pid"])
+
+
+# -- 6. the same seed gives the same configs -----------------------------------------------------------------------
+@pytest.mark.parametrize("searcher, max_concurrent", [("random", None), ("hyperopt", 1)])
+def test_seed_reproduces_the_configs(ray_local, tmp_path, searcher, max_concurrent):
+    def configs(seed: int, run: str):
+        result = sweep(tmp_path / run, "xgboost", "iris", scheduler="fifo", searcher=searcher, num_samples=4, seed=seed,
+                       max_concurrent=max_concurrent, overrides=["resource.max=25"])
+        assert result.num_trials == 4
+        return configs_in_start_order(result), result
+
+    first, result_a = configs(7, "a")
+    again, result_b = configs(7, "b")
+    other, _ = configs(8, "c")
+    assert len(first) == 4
+    assert first == again
+    assert result_a.best_config == result_b.best_config and result_a.test_score == result_b.test_score
+    assert all(a != b for a, b in zip(first, other)), "another seed must give other configs"
+
+
+# -- 9. time budget, cross-validation ----------------------------------------------------------------------------
+def test_time_budget_stops_the_sweep(ray_local, tmp_path):
+    budget = 15
+    result = sweep(tmp_path, "random_forest", "breast_cancer", scheduler="fifo", searcher="random", num_samples=500,
+                   time_budget=budget, max_concurrent=2)
+    assert result.elapsed_s < budget + 30
+    assert result.num_trials < 500
+    assert math.isfinite(result.best_validation_score) and 0.85 < result.test_score <= 1.0
+
+
+def test_cross_validation_scores_the_mean_of_the_folds(ray_local, tmp_path):
+    overrides = ["resource.max=40"]
+    result = sweep(tmp_path, "random_forest", "breast_cancer", scheduler="fifo", searcher="random", num_samples=2, cv=3,
+                   overrides=overrides)
+    check_result(result, "random_forest", 2, overrides)
+    recipe = load_recipe("random_forest", overrides)
+    family = get_family("random_forest")
+    prepared = prepare(load_dataset("breast_cancer"), family, seed=0, cv=3)
+    assert len(prepared.trial.folds) == 3 and prepared.trial.X_val.size == 0
+    fold_scores = []
+    for X_fit, y_fit, X_score, y_score in prepared.trial.splits():
+        model = family.build(result.best_config, "classification", 0, False)
+        for step in range(1, recipe.resource.max_steps + 1):
+            model = family.train_step(model, X_fit, y_fit, step, recipe.resource, 2, 0)
+        fold_scores.append(score("accuracy", model, X_score, y_score, 2))
+    assert result.best_validation_score == pytest.approx(np.mean(fold_scores), abs=1e-12)
+    assert recompute_test_score(result, "breast_cancer") == pytest.approx(result.test_score, abs=1e-9)
+
+
+# -- 8. the refit model, scored with probabilities -------------------------------------------------------------------
+def test_refit_model_test_score_with_probabilities(ray_local, tmp_path):
+    result = sweep(tmp_path, "xgboost", "breast_cancer", scheduler="fifo", searcher="random", num_samples=2,
+                   metric="roc_auc", seed=3, overrides=["resource.max=50"])
+    assert result.metric == "roc_auc" and result.mode == "max"
+    assert 0.9 < result.test_score <= 1.0
+    assert recompute_test_score(result, "breast_cancer", seed=3) == pytest.approx(result.test_score, abs=1e-9)
+    data = load_dataset("breast_cancer")
+    assert set(np.unique(result.predict(data.X.head(50)))) <= {0, 1}
