@@ -121,7 +121,7 @@ def test_validate(tmp_path):
     )
     done = run_cli("validate", "mine.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "mine.yaml: ok (svm; regression; 1 parameters searched)"
+    assert done.stdout.strip() == "mine.yaml: ok (svm; regression; 1 parameter searched)"
 
 
 # -- sweeps through the CLI (each starts its own Ray in the subprocess) ----------------------------------------------------

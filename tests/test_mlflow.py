@@ -371,18 +371,18 @@ def test_a_sweep_whose_trials_all_fail_ends_every_run_and_still_reports(ray_loca
 
 
 def test_a_time_budget_leaves_no_run_running(ray_local, mlflow_server, tmp_path_factory):
-    # Two trials of 600 epochs cannot finish in 12 s: the budget ends them mid-way.
+    # Two trials of 20,000 epochs cannot finish in 12 s: the budget ends them mid-way.
     result = sweep(
         tmp_path_factory, mlflow_server, "mlp", "digits", SWEEP_BUDGET,
         scheduler="fifo", searcher="random", num_samples=2, time_budget=12,
-        overrides=["resource.max=600", "space.hidden_layer_sizes.values=[[64]]", "space.batch_size.values=[32]"],
+        overrides=["resource.per_step=100", "resource.max=20000", "space.hidden_layer_sizes.values=[[64]]", "space.batch_size.values=[32]"],
     )
     client = client_for(mlflow_server)
     assert_no_run_left_running(client, result)
     for run in trial_runs(client, result):
         assert run.data.tags["raysweep.outcome"] == "stopped_early"
         assert run.data.tags["raysweep.stop_reason"] == "time_budget"
-        assert history(client, run, "val_accuracy")[-1][0] < 600
+        assert history(client, run, "val_accuracy")[-1][0] < 20000
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
 
 
