@@ -1,0 +1,790 @@
+"""Faults a sweep must survive, each caused for real: a trial that raises or diverges, a sweep
+whose every trial fails, the driver killed with SIGKILL (then ``raysweep sync`` and ``raysweep
+resume``) or stopped with Ctrl-C (SIGINT) and resumed, the MLflow tracking server stopped
+mid-sweep and restarted, and secrets in the environment that must never reach MLflow, Ray's
+results, Ray's logs or the output.
+
+Every sweep is a ``raysweep`` process started as a user would, in its own temporary folder and
+its own process session (so whatever Ray leaves behind when the driver is killed can be found
+and ended), logging to a sqlite store there unless the test is about the tracking server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+RF_EXPERIMENT = "raysweep-random_forest-make_classification"
+#: the background sweeps: random forests grown 10 trees a step, 20 steps to 200 trees
+RF_STEPS = list(range(10, 201, 10))
+
+# Three trials in one grid: 0.1 trains; 100 makes XGBoost's predictions overflow to NaN (raysweep
+# fails the trial as diverged); -1 passes raysweep's checks (the model is built with the first
+# grid point) and makes XGBoost raise when it trains.
+FAULTY_RECIPE = """\
+name: xgboost_faults
+family: xgboost
+tasks: [regression]
+metric: {regression: rmse}
+resource: {name: boosting_rounds, per_step: 10, max: 30}
+scheduler: fifo
+searcher: random
+num_samples: 1
+fixed: {tree_method: hist, max_depth: 3}
+space:
+  learning_rate: {type: grid, values: [0.1, 100.0, -1.0]}
+"""
+
+#: distinctive values for every secret a user may have in the environment of a sweep
+#: (MLFLOW_TRACKING_USERNAME is left out: it names who logged, and MLflow records it as mlflow.user)
+SECRETS = {
+    "MLFLOW_TRACKING_TOKEN": "rs-secret-mlflow-token-7f3a9c",
+    "MLFLOW_TRACKING_PASSWORD": "rs-secret-mlflow-password-51be2d",
+    "AWS_ACCESS_KEY_ID": "AKIARSSECRET7Q2W9E4R",
+    "AWS_SECRET_ACCESS_KEY": "rs-secret-aws-key-wJalrXUtnFEMIK7MDENGbPxRfiCY",
+    "AWS_SESSION_TOKEN": "rs-secret-aws-session-9d81e0",
+    "RAY_AUTH_TOKEN": "rs-secret-ray-token-3c4d5e6f",
+}
+
+
+# -- processes ------------------------------------------------------------------------------------
+def raysweep_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "raysweep", *args]
+
+
+def session_processes(session_id: int) -> dict[int, str]:
+    """Live processes of a process session (a driver started with start_new_session and all that
+    it started, Ray's processes included): pid -> command line."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] in ("Z", "X") or int(fields[3]) != session_id:
+                continue
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        found[int(entry.name)] = cmdline.strip()[:120]
+    return found
+
+
+def end_session(session_id: int) -> dict[int, str]:
+    """SIGKILL whatever is left of a session; returns what was left."""
+    left = session_processes(session_id)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 20
+    while session_processes(session_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+    #: processes of its session still alive when it exited (then killed)
+    left_behind: dict[int, str]
+
+
+class Sweep:
+    """A ``raysweep`` process in the background, in its own session, output kept in files."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None, label: str = "sweep") -> None:
+        self.cwd = cwd
+        self.out = cwd / f"{label}.stdout"
+        self.err = cwd / f"{label}.stderr"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.process = subprocess.Popen(
+                raysweep_command(*args), cwd=cwd, env={**os.environ, **(env or {})},
+                stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float) -> Finished:
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            end_session(self.pid)
+            raise AssertionError(f"raysweep did not finish within {timeout}s:\n{self.err.read_text()[-3000:]}") from None
+        time.sleep(0.5)  # let Ray's own processes notice their driver is gone
+        left = end_session(self.pid)
+        return Finished(self.process.returncode, self.out.read_text(), self.err.read_text(), left)
+
+    def stop(self) -> None:
+        if self.running():
+            self.process.kill()
+            self.process.wait()
+        end_session(self.pid)
+
+
+def raysweep(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> Finished:
+    """``raysweep ARGS`` to the end, as a user runs it from a shell."""
+    return Sweep(list(args), cwd, env, label=args[0]).wait(timeout)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def summary_of(stdout: str) -> dict[str, Any]:
+    """The one JSON object ``--json`` prints on stdout."""
+    lines = [line for line in stdout.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"stdout is not one JSON object:\n{stdout[-3000:]}"
+    return json.loads(lines[0])
+
+
+# -- MLflow -----------------------------------------------------------------------------------------
+def sqlite_uri(folder: Path) -> str:
+    return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def client_for(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def sweep_runs(client: Any, experiment: str) -> tuple[list[Any], list[Any]]:
+    """The parent runs and the trial runs of an experiment that holds one sweep."""
+    from mlflow.entities import ViewType
+
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return [], []
+    runs = client.search_runs([found.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    return parents, [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+
+
+def steps_of(client: Any, run: Any, key: str = "val_accuracy") -> list[int]:
+    """The steps of a run's metric history, in step order, duplicates kept."""
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+
+
+def trial_steps(client: Any, experiment: str) -> dict[str, list[int]]:
+    """Trial run name -> the steps of its val_accuracy history, as MLflow has them now."""
+    _, children = sweep_runs(client, experiment)
+    return {run.info.run_name: steps_of(client, run) for run in children}
+
+
+def started(cwd: Path, name: str) -> bool:
+    """The sweep has opened its MLflow parent run (only then may this process open the sqlite
+    store: opening it while raysweep creates the tables races the schema migration)."""
+    return (cwd / "raysweep_results" / name / "raysweep_sweep.json").exists()
+
+
+def ray_results(cwd: Path, name: str) -> dict[str, list[dict[str, Any]]]:
+    """Trial id -> every result Ray recorded for it (result.json), in order."""
+    found = {}
+    for path in (cwd / "raysweep_results" / name).glob("*/result.json"):
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass  # the line a killed driver was writing
+        if rows:
+            found[rows[0]["trial_id"]] = rows
+    return found
+
+
+def ray_trial_ids(cwd: Path, name: str) -> set[str]:
+    """The trials Ray made a folder for (some may not have reported yet)."""
+    folders = (cwd / "raysweep_results" / name).glob("*/result.json")
+    return {re.search(r"_([0-9a-f]{5}_\d{5})_", path.parent.name).group(1) for path in folders}
+
+
+def background_rf_sweep(
+    cwd: Path, name: str, tracking_uri: str, num_samples: int, n_samples: int = 3000, concurrent: int = 2,
+    extra: list[str] | None = None,
+) -> Sweep:
+    return Sweep(
+        ["run", "random_forest", "--dataset", f"make_classification:n_samples={n_samples}",
+         "--num-samples", str(num_samples), "--scheduler", "fifo", "--searcher", "random", "--name", name,
+         "--set", "resource.per_step=10", "--max-concurrent", str(concurrent), "--tracking-uri", tracking_uri,
+         "--json", *(extra or [])],
+        cwd,
+    )  # fmt: skip
+
+
+def assert_complete_histories(client: Any, children: list[Any], steps: list[int] = RF_STEPS) -> None:
+    """Every trial ran to its last step (200 trees) and MLflow has each of its steps exactly once."""
+    for run in children:
+        assert steps_of(client, run) == steps, (run.info.run_name, steps_of(client, run))
+        assert run.info.status == "FINISHED", (run.info.run_name, run.info.status)
+        assert run.data.tags["raysweep.outcome"] == "completed", run.data.tags
+        assert "raysweep.stop_reason" not in run.data.tags, run.data.tags
+
+
+# -- a trial that raises, a trial that diverges, secrets in the environment ------------------------
+@pytest.fixture(scope="module")
+def faulty_sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One sweep of three trials (one trains, one diverges, one raises), each failing trial
+    retried twice, run with secrets in its environment and Ray's files in a folder of its own."""
+    cwd = tmp_path_factory.mktemp("faulty")
+    (cwd / "faults.yaml").write_text(FAULTY_RECIPE)
+    ray_tmp = tempfile.mkdtemp(prefix="rsr-")  # short: Ray's socket paths must stay < 108 bytes
+    try:
+        done = raysweep(
+            "run", "faults.yaml", "--dataset", "diabetes", "--name", "faulty", "--max-failures", "2", "--json",
+            "--tracking-uri", sqlite_uri(cwd), cwd=cwd, env={**SECRETS, "RAY_TMPDIR": ray_tmp},
+        )  # fmt: skip
+        yield {"cwd": cwd, "done": done, "ray_tmp": Path(ray_tmp)}
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def faulty_runs(faulty_sweep: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    client = client_for(sqlite_uri(faulty_sweep["cwd"]))
+    parents, children = sweep_runs(client, "raysweep-xgboost_faults-diabetes")
+    assert len(parents) == 1 and len(children) == 3, [r.info.run_name for r in parents + children]
+    return client, parents[0], {run.data.params["learning_rate"]: run for run in children}
+
+
+def test_a_trial_raising_in_training_fails_alone_is_retried_and_counted(faulty_sweep):
+    done = faulty_sweep["done"]
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert (summary["num_trials"], summary["num_errors"]) == (3, 2), summary
+    assert summary["best_config"] == {"learning_rate": 0.1}
+    # the live view's last line counts them too
+    assert re.search(r"trials: 1 done, 0 running, 0 waiting, 2 failed", done.stderr), done.stderr[-2000:]
+
+    client, parent, runs = faulty_runs(faulty_sweep)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["num_errors"] == 2
+    raised = runs["-1.0"]
+    assert raised.info.status == "FAILED"
+    assert raised.data.tags["raysweep.outcome"] == "failed"
+    assert "value -1 for Parameter learning_rate should be greater equal to 0" in raised.data.tags["raysweep.error"]
+    # --max-failures 2: Tune ran the trial three times in all, and the run says it was retried twice
+    assert raised.data.tags["raysweep.retries"] == "2"
+    for attempt in ("1", "2"):
+        assert "learning_rate should be greater equal to 0" in raised.data.tags[f"raysweep.retry.{attempt}.error"]
+    trained = runs["0.1"]
+    assert trained.info.status == "FINISHED" and trained.data.tags["raysweep.outcome"] == "completed"
+    assert "raysweep.retries" not in trained.data.tags
+    assert steps_of(client, trained, "val_rmse") == [10, 20, 30]
+    # Ray recorded the failure too: the trial's error.txt holds XGBoost's message
+    errors = list((faulty_sweep["cwd"] / "raysweep_results" / "faulty").glob("*/error.txt"))
+    assert len(errors) == 2, errors
+    assert any("learning_rate should be greater equal to 0" in path.read_text() for path in errors)
+
+
+def test_a_trial_whose_score_turns_nan_fails_as_diverged_and_the_sweep_goes_on(faulty_sweep):
+    done = faulty_sweep["done"]
+    assert done.returncode == 0, done.stderr[-4000:]
+    client, parent, runs = faulty_runs(faulty_sweep)
+    diverged = runs["100.0"]
+    assert diverged.info.status == "FAILED"
+    assert diverged.data.tags["raysweep.outcome"] == "failed"
+    error = diverged.data.tags["raysweep.error"]
+    assert re.search(r"FloatingPointError: validation rmse is nan at boosting_rounds=\d+: the model diverged", error), error
+    assert diverged.data.tags["raysweep.retries"] == "2"  # retried from its last checkpoint, diverged each time
+    # the scores before it diverged are logged, the NaN is not
+    logged = client.get_metric_history(diverged.info.run_id, "val_rmse")
+    assert all(math.isfinite(m.value) for m in logged) and max((m.step for m in logged), default=0) < 30, logged
+    # the sweep went on to refit the trial that trained
+    assert summary_of(done.stdout)["test_score"] > 0
+    assert parent.data.tags["raysweep.best_config"] == '{"learning_rate": 0.1}'
+
+
+def leaks_in(paths: list[Path]) -> list[str]:
+    """Which of these files hold a secret's value, anywhere in their bytes."""
+    leaks = []
+    for path in paths:
+        if path.is_file() and not path.is_symlink() and not path.is_socket():
+            data = path.read_bytes()
+            leaks += [f"{path}: {name}" for name, secret in SECRETS.items() if secret.encode() in data]
+    return leaks
+
+
+def test_secrets_in_the_environment_reach_no_param_tag_metric_artifact_output_or_result(faulty_sweep):
+    done = faulty_sweep["done"]
+    assert done.returncode == 0, done.stderr[-4000:]  # RAY_AUTH_TOKEN set leaves the embedded Ray working
+    client, parent, runs = faulty_runs(faulty_sweep)
+    texts: dict[str, str] = {"stdout": done.stdout, "stderr": done.stderr}
+    downloads = faulty_sweep["cwd"] / "downloaded"
+    for run in [parent, *runs.values()]:
+        name = run.info.run_name
+        for key, value in {**run.data.params, **run.data.tags}.items():
+            texts[f"{name} param/tag {key}"] = f"{key}={value}"
+        texts[f"{name} metric keys"] = " ".join(run.data.metrics)
+        folder = downloads / run.info.run_id
+        folder.mkdir(parents=True)
+        client.download_artifacts(run.info.run_id, "", str(folder))
+    # the refit model is a logged model of its own in MLflow 3
+    import mlflow
+
+    mlflow.set_tracking_uri(sqlite_uri(faulty_sweep["cwd"]))
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=parent.data.tags["raysweep.model_uri"], dst_path=str(downloads / "model"))
+    finally:
+        mlflow.set_tracking_uri(None)
+    downloaded = [path for path in downloads.rglob("*") if path.is_file()]
+    assert {"leaderboard.csv", "recipe.yaml", "MLmodel"} <= {path.name for path in downloaded}
+    leaks = [f"{where}: {name}" for where, text in texts.items() for name, secret in SECRETS.items() if secret in text]
+    # Then every byte the sweep left in its folder: the sqlite store with every run, the artifacts,
+    # and Ray's results (result.json, params, experiment state, checkpoints).
+    everything = list(faulty_sweep["cwd"].rglob("*"))
+    assert any(path.name == "result.json" for path in everything) and any(path.name == "mlflow.db" for path in everything)
+    leaks += leaks_in(everything)
+    assert not leaks, leaks
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Ray Tune copies AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN from the driver into "
+    "every trial actor's runtime_env (ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE), and Ray's runtime "
+    "env agent logs that runtime_env in clear at INFO (runtime_env_agent.log); see the report",
+)
+def test_secrets_in_the_environment_reach_no_ray_log(faulty_sweep):
+    logs = [path for path in faulty_sweep["ray_tmp"].rglob("*") if "logs" in path.parts]
+    assert any(path.name == "raylet.out" for path in logs), logs[:20]
+    leaks = leaks_in(logs)
+    assert not leaks, leaks
+
+
+# -- every trial fails ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def all_failed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """scikit-learn accepts hidden_layer_sizes=[0] when the model is built and refuses it in fit."""
+    cwd = tmp_path_factory.mktemp("all-failed")
+    done = raysweep(
+        "run", "mlp", "--dataset", "iris", "--scheduler", "fifo", "--searcher", "random", "--num-samples", "2",
+        "--set", "resource.max=10", "--set", "space.hidden_layer_sizes.values=[[0]]", "--name", "all-failed",
+        "--tracking-uri", sqlite_uri(cwd), cwd=cwd,
+    )  # fmt: skip
+    return {"cwd": cwd, "done": done}
+
+
+def test_a_sweep_whose_every_trial_fails_exits_1_with_the_first_error(all_failed):
+    done = all_failed["done"]
+    assert done.returncode == 1, done.stderr[-4000:]
+    assert done.stdout.strip() == ""
+    failed = [line for line in done.stderr.splitlines() if line.startswith("sweep failed:")]
+    assert failed == [
+        "sweep failed: every trial failed (2 of 2); first error: ValueError: hidden_layer_sizes must be > 0, got [0]."
+    ]
+    assert done.stderr.strip().splitlines()[-1] == failed[0]
+    client = client_for(sqlite_uri(all_failed["cwd"]))
+    parents, children = sweep_runs(client, "raysweep-mlp-iris")
+    assert [run.info.status for run in parents] == ["FAILED"]
+    assert len(children) == 2
+    for run in children:
+        assert run.info.status == "FAILED" and run.data.tags["raysweep.outcome"] == "failed"
+        assert "hidden_layer_sizes must be > 0" in run.data.tags["raysweep.error"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="runner.py: Ray Tune logs each failed trial's traceback ('Trial task failed for trial ...') and "
+    "'Trials did not complete' at ERROR on stderr; raysweep records the errors itself, so outside --verbose "
+    "those records should be filtered out (see the report)",
+)
+def test_a_sweep_whose_every_trial_fails_prints_no_traceback(all_failed):
+    stderr = all_failed["done"].stderr
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert "ERROR" not in stderr, stderr[-3000:]
+
+
+# -- the driver killed ------------------------------------------------------------------------------
+def test_a_sweep_killed_with_sigkill_resumes_to_the_end_with_every_step_logged_once(tmp_path):
+    name = "killed"
+    uri = sqlite_uri(tmp_path)
+    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=6)
+    try:
+        wait_for(lambda: started(tmp_path, name) or not sweep.running(), 240, "the sweep to start")
+        client = client_for(uri)
+
+        def mid_sweep() -> dict[str, list[int]] | None:
+            assert sweep.running(), sweep.err.read_text()[-3000:]
+            steps = trial_steps(client, RF_EXPERIMENT)
+            return steps if any(len(s) >= 3 for s in steps.values()) else None
+
+        seen = wait_for(mid_sweep, 180, "a trial with 3 steps in MLflow")
+        assert len(seen) < 6 or any(len(s) < 20 for s in seen.values()), "the sweep ended before the kill"
+        os.kill(sweep.pid, signal.SIGKILL)
+        sweep.process.wait(30)
+    finally:
+        sweep.stop()
+    left = end_session(sweep.pid)
+    print(f"left behind by the killed driver (now ended): {left}")
+
+    # What the killed driver left: runs still RUNNING, trials part-way
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert [run.info.status for run in parents] == ["RUNNING"]
+    logged = {run.data.tags["raysweep.trial_id"]: steps_of(client, run) for run in children}
+    cut = {run.data.tags["raysweep.trial_id"] for run in children if run.info.status == "RUNNING"}
+    cut = {trial for trial in cut if 0 < len(logged[trial]) < 20}
+    assert cut, "no trial was caught part-way"
+
+    # `raysweep sync` writes what Ray recorded and MLflow lacks, and ends the runs left open
+    results = ray_results(tmp_path, name)
+    missing = sum(len({row["resource"] for row in rows} - set(logged.get(trial, []))) for trial, rows in results.items())
+    synced = raysweep("sync", name, "--json", cwd=tmp_path, timeout=120)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    report = summary_of(synced.stdout)
+    started_trials = ray_trial_ids(tmp_path, name)
+    assert set(results) <= started_trials
+    assert report["trials"] == len(started_trials) and report["parent_status"] == "KILLED", report
+    assert report["runs_created"] == len(started_trials - set(logged)), (report, logged)
+    assert report["metrics_written"] == 2 * missing, (report, missing)  # val_accuracy and step_time
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert [run.info.status for run in parents] == ["KILLED"]
+    assert {run.info.status for run in children} <= TERMINAL
+    by_trial = {run.data.tags["raysweep.trial_id"]: run for run in children}
+    assert set(by_trial) == started_trials | set(logged)
+    for trial, rows in results.items():
+        steps = steps_of(client, by_trial[trial])
+        assert len(steps) == len(set(steps)) and {row["resource"] for row in rows} <= set(steps), (trial, steps)
+    for trial in cut:
+        tags = by_trial[trial].data.tags
+        assert by_trial[trial].info.status == "KILLED", trial
+        assert (tags["raysweep.outcome"], tags["raysweep.stop_reason"]) == ("stopped_early", "sweep_interrupted")
+
+    # ... and `raysweep resume` continues the sweep from Ray's saved state, into the same runs
+    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert (summary["num_trials"], summary["num_errors"]) == (6, 0), summary
+    assert not done.left_behind, done.left_behind
+
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert summary["parent_run_id"] == parents[0].info.run_id
+    assert len(children) == 6
+    trial_ids = [run.data.tags["raysweep.trial_id"] for run in children]
+    assert len(set(trial_ids)) == 6
+    assert_complete_histories(client, children)
+    # The trials caught part-way continued from their last checkpoint (Ray's saved state), not
+    # from scratch: Ray's results for them hold the first step once.
+    for trial in cut:
+        iterations = [row["training_iteration"] for row in ray_results(tmp_path, name)[trial]]
+        assert iterations.count(1) == 1, f"{trial} started over: {iterations}"
+        assert sorted(set(iterations)) == list(range(1, 21)), iterations
+
+
+# -- Ctrl-C -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A sweep stopped with one Ctrl-C (SIGINT to its process group) part-way, then resumed."""
+    cwd = tmp_path_factory.mktemp("interrupted")
+    name = "interrupted"
+    uri = sqlite_uri(cwd)
+    sweep = background_rf_sweep(cwd, name, uri, num_samples=4, n_samples=2000, extra=["--set", "resource.max=100"])
+    try:
+        wait_for(lambda: started(cwd, name) or not sweep.running(), 240, "the sweep to start")
+        client = client_for(uri)
+
+        def mid_sweep() -> bool:
+            assert sweep.running(), sweep.err.read_text()[-3000:]
+            return any(len(steps) >= 2 for steps in trial_steps(client, RF_EXPERIMENT).values())
+
+        wait_for(mid_sweep, 180, "a trial with 2 steps in MLflow")
+        os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        stopped = sweep.wait(180)
+    finally:
+        sweep.stop()
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    at_stop = {
+        "parent": parents[0].info.status if len(parents) == 1 else [r.info.status for r in parents],
+        "children": {run.info.run_name: (run.info.status, run.data.tags.get("raysweep.outcome"), steps_of(client, run)) for run in children},
+    }
+    resumed = raysweep("resume", name, "--json", cwd=cwd, timeout=400)
+    return {"cwd": cwd, "name": name, "client": client, "stopped": stopped, "at_stop": at_stop, "resumed": resumed}
+
+
+def test_ctrl_c_ends_the_open_trial_runs_as_killed(interrupted):
+    children = interrupted["at_stop"]["children"]
+    assert children, "no trial run was open at the Ctrl-C"
+    statuses = {status for status, _, _ in children.values()}
+    assert statuses <= TERMINAL, children
+    cut = {name: state for name, state in children.items() if len(state[2]) < 10}
+    assert cut, f"every trial had finished before the Ctrl-C: {children}"
+    for name, (status, outcome, _) in cut.items():
+        assert (status, outcome) == ("KILLED", "stopped_early"), (name, status, outcome)
+    assert not interrupted["stopped"].left_behind, interrupted["stopped"].left_behind
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="runner._interrupted misses Ctrl-C: Tune marks the trials it stops TERMINATED and creates no "
+    "more, so the sweep 'succeeds' with fewer trials (exit 0, parent FINISHED, no resume hint); see the report",
+)
+def test_ctrl_c_exits_130_marks_the_parent_killed_and_says_how_to_resume(interrupted):
+    stopped = interrupted["stopped"]
+    assert stopped.returncode == 130, (stopped.returncode, stopped.stdout[-2000:], stopped.stderr[-3000:])
+    assert f"raysweep resume {interrupted['name']}" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert interrupted["at_stop"]["parent"] == "KILLED"
+
+
+def test_a_sweep_stopped_with_ctrl_c_resumes_to_the_requested_number_of_trials(interrupted):
+    done = interrupted["resumed"]
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert (summary["num_trials"], summary["num_errors"]) == (4, 0), summary
+    client = interrupted["client"]
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 4
+    assert len({run.data.tags["raysweep.trial_id"] for run in children}) == 4
+    assert_complete_histories(client, children, steps=list(range(10, 101, 10)))
+    assert not done.left_behind, done.left_behind
+
+
+# -- the tracking server goes away ----------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` of this test's own, stopped and started again on the same port
+    with the same store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        #: how long its first start took (seconds), once it answered
+        self.startup_s: float | None = None
+
+    def start(self) -> None:
+        with open(self.root / "server.log", "a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+                 "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root, start_new_session=True,
+            )  # fmt: skip
+        if self.startup_s is None:
+            threading.Thread(target=self._time_startup, args=(self.process, time.monotonic()), daemon=True).start()
+
+    def _time_startup(self, process: subprocess.Popen, began: float) -> None:
+        while process.poll() is None and not self.answers():
+            time.sleep(0.5)
+        self.startup_s = time.monotonic() - began
+
+    def answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.uri + "/health", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def wait_up(self) -> None:
+        def up() -> bool:
+            assert self.process is not None and self.process.poll() is None, (self.root / "server.log").read_text()[-3000:]
+            return self.answers()
+
+        wait_for(up, 180, f"mlflow server on port {self.port}", every=0.5)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        end_session(self.process.pid)
+        self.process = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """Started with the module's first test, so that its start-up (10-40 s) overlaps the other
+    sweeps; the test that needs it waits until it answers."""
+    server = MlflowServer(tmp_path_factory.mktemp("own-mlflow"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+
+
+def test_mlflow_server_stopped_mid_sweep_and_restarted_loses_and_duplicates_nothing(own_mlflow_server, tmp_path):
+    server = own_mlflow_server
+    server.wait_up()
+    # The sweep runs this long whatever the machine's speed (a time budget, more trials than fit
+    # in it): through the outage, which lasts as long as the server takes to start again (10 s on
+    # a quiet machine, 50 s on a busy one), and on after it. One trial at a time leaves the
+    # server's restart a core.
+    budget = round(max(45.0, 20 + 3 * wait_for(lambda: server.startup_s, 60, "the server's start-up time")))
+    name = experiment = "outage"
+    sweep = background_rf_sweep(
+        tmp_path, name, server.uri, num_samples=40, concurrent=1,
+        extra=["--time-budget", str(budget), "--seed", "1", "--experiment", experiment],
+    )  # fmt: skip
+    try:
+        client = client_for(server.uri)
+
+        def metrics_logged() -> bool:
+            assert sweep.running(), sweep.err.read_text()[-3000:]
+            return any(steps for steps in trial_steps(client, experiment).values())
+
+        wait_for(metrics_logged, 240, "the first trial metrics on the server")
+        began = time.monotonic()
+        server.stop()
+        assert not server.answers()
+        # Trials keep running while MLflow is away: Ray keeps recording their results. The
+        # server is away for the pause plus the time it takes to start again.
+        before = sum(len(rows) for rows in ray_results(tmp_path, name).values())
+        time.sleep(4)
+        server.start()
+        server.wait_up()
+        outage = time.monotonic() - began
+        during = sum(len(rows) for rows in ray_results(tmp_path, name).values()) - before
+        print(f"MLflow was away {outage:.1f}s (its first start took {server.startup_s:.1f}s, the sweep {budget}s); "
+              f"Ray recorded {during} results meanwhile")
+        assert sweep.running(), f"the sweep ({budget}s) ended during the {outage:.0f}s outage"
+        done = sweep.wait(400)
+    finally:
+        sweep.stop()
+    assert during >= outage / 4, f"only {during} results in {outage:.0f}s without MLflow: the sweep stalled on it"
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert summary["num_errors"] == 0, summary
+    assert "MLflow is not taking metrics right now" in done.stderr or "MLflow is not answering" in done.stderr
+
+    # MLflow has every result Ray recorded, each step once, and no run left open
+    parents, children = sweep_runs(client, experiment)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert summary["parent_run_id"] == parents[0].info.run_id
+    results = ray_results(tmp_path, name)
+    by_trial = {run.data.tags["raysweep.trial_id"]: run for run in children}
+    assert len(by_trial) == len(children), "two runs for one trial"
+    assert set(results) <= set(by_trial) <= set(results) | {t for t in by_trial if not steps_of(client, by_trial[t])}
+    assert sum(len(rows) == 20 for rows in results.values()) >= 1, "no trial ran to the end"
+    for trial_id, rows in results.items():
+        run = by_trial[trial_id]
+        assert run.info.status in ("FINISHED", "KILLED"), (run.info.run_name, run.info.status)
+        history = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert sorted(m.step for m in history) == [row["resource"] for row in rows], run.info.run_name
+        assert {m.step: m.value for m in history} == pytest.approx({row["resource"]: row["val_accuracy"] for row in rows})
+        assert len(run.data.params) == 3, run.data.params
+
+    # With nothing missing, `raysweep sync` writes nothing
+    synced = raysweep("sync", name, "--json", cwd=tmp_path, timeout=120)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert summary_of(synced.stdout) | {"tracking_uri": None} == {
+        "sweep": name, "tracking_uri": None, "parent_run_id": parents[0].info.run_id, "trials": len(results),
+        "runs_created": 0, "metrics_written": 0, "runs_ended": {}, "parent_status": None,
+    }  # fmt: skip
+
+
+def test_mlflow_server_away_when_the_sweep_ends_then_raysweep_sync_writes_the_rest(own_mlflow_server, tmp_path):
+    server = own_mlflow_server
+    server.wait_up()
+    name = experiment = "away-at-end"
+    sweep = background_rf_sweep(
+        tmp_path, name, server.uri, num_samples=3, n_samples=2000,
+        extra=["--experiment", experiment, "--set", "resource.max=100"],
+    )  # fmt: skip
+    try:
+        client = client_for(server.uri)
+
+        def metrics_logged() -> bool:
+            assert sweep.running(), sweep.err.read_text()[-3000:]
+            return any(steps for steps in trial_steps(client, experiment).values())
+
+        wait_for(metrics_logged, 240, "the first trial metrics on the server")
+        server.stop()
+        done = sweep.wait(400)  # ... and stays away until the sweep has ended
+    finally:
+        sweep.stop()
+    # The sweep does not fail for want of its tracking server: it reports its outcome and says
+    # what it could not record.
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert (summary["num_trials"], summary["num_errors"]) == (3, 0), summary
+    assert "the MLflow tracking server does not answer; the sweep's summary is not recorded" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+
+    server.start()
+    server.wait_up()
+    results = ray_results(tmp_path, name)
+    assert len(results) == 3 and all(len(rows) == 10 for rows in results.values())
+    logged = trial_steps(client, experiment)
+    lacking = sum(10 - len(logged.get(f"trial-{i:04d}", [])) for i in range(3))  # steps MLflow lacks
+    assert lacking > 0, logged
+    synced = raysweep("sync", name, "--json", cwd=tmp_path, timeout=120)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    report = summary_of(synced.stdout)
+    assert report["trials"] == 3 and report["runs_created"] == 3 - len(logged), (report, logged)
+    assert report["metrics_written"] == 2 * lacking, (report, logged)  # val_accuracy and step_time
+    assert report["parent_status"] == "FINISHED", report
+
+    parents, children = sweep_runs(client, experiment)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(children) == 3 and {run.data.tags["raysweep.trial_id"] for run in children} == set(results)
+    assert_complete_histories(client, children, steps=list(range(10, 101, 10)))
+    for run in children:
+        rows = results[run.data.tags["raysweep.trial_id"]]
+        logged_values = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_accuracy")}
+        assert logged_values == pytest.approx({row["resource"]: row["val_accuracy"] for row in rows})
+        assert {k: float(v) for k, v in run.data.params.items()} == pytest.approx(rows[0]["config"])
+        assert run.data.tags["raysweep.node_id"] == rows[0]["node_id"]
+
+    # A second sync finds nothing left to write
+    again = raysweep("sync", name, "--json", cwd=tmp_path, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    report = summary_of(again.stdout)
+    assert (report["runs_created"], report["metrics_written"], report["runs_ended"], report["parent_status"]) == (0, 0, {}, None)
+
+
+def test_sync_of_an_unknown_sweep_says_so_in_one_line(tmp_path):
+    done = raysweep("sync", "no-such-sweep", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: no sweep 'no-such-sweep' under "), done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sync.stderr", "sync.stdout"]  # no store made
