@@ -285,6 +285,36 @@ def _quiet_environment(verbose: bool) -> None:
         os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 
+class _TuneTrialErrors(logging.Filter):
+    """Drops Tune's per-trial tracebacks: raysweep records each error itself (summary, MLflow)."""
+
+    PREFIXES = ("Trial task failed for trial", "Trials did not complete")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.PREFIXES)
+
+
+_TUNE_ERROR_FILTER = _TuneTrialErrors()
+# Credentials Tune would copy from the driver into every trial actor's runtime_env, which
+# Ray's runtime-env agent then writes to its log; trials read data from the object store.
+_CREDENTIALS_NOT_PROPAGATED = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
+
+
+def _quiet_tune(verbose: bool, storage: str) -> None:
+    from ray.tune.execution import class_cache
+
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        tune_logger = logging.getLogger(name)
+        if verbose:
+            tune_logger.removeFilter(_TUNE_ERROR_FILTER)
+        else:
+            tune_logger.addFilter(_TUNE_ERROR_FILTER)
+    # Results going to a local folder: trials have no use for cloud credentials.
+    wanted = _CREDENTIALS_NOT_PROPAGATED if _is_uri(storage) else set()
+    others = set(class_cache.ENV_VARS_TO_PROPAGATE) - _CREDENTIALS_NOT_PROPAGATED
+    class_cache.ENV_VARS_TO_PROPAGATE = others | wanted
+
+
 def connect_ray(address: str | None, verbose: bool) -> None:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray."""
     import ray
@@ -409,6 +439,7 @@ def run_planned(
     from raysweep.trainable import SweepTrainable, TrialSpec
 
     connect_ray(plan.address, verbose)
+    _quiet_tune(verbose, plan.storage)
     max_concurrent = plan.max_concurrent or cluster_cpus()
     max_steps = plan.recipe.resource.max_steps
     spec = TrialSpec(
@@ -517,7 +548,13 @@ def _interrupted(results: Any, plan: SweepPlan, started: float) -> bool:
     if plan.time_budget and time.monotonic() - started >= plan.time_budget * 0.9:
         return False
     trials = getattr(getattr(results, "_experiment_analysis", None), "trials", None) or []
-    return any(trial.status in ("PENDING", "RUNNING", "PAUSED") for trial in trials)
+    if any(trial.status in ("PENDING", "RUNNING", "PAUSED") for trial in trials):
+        return True
+    # On Ctrl-C Tune stops the running trials and marks them TERMINATED, but their last result
+    # lacks the `done` that a finished or scheduler-stopped trial carries, and no more are created.
+    if any(trial.status == "TERMINATED" and not (trial.last_result or {}).get("done") for trial in trials):
+        return True
+    return plan.searcher != "grid" and len(trials) < plan.num_samples
 
 
 def _sweep_dir(plan: SweepPlan) -> str:
@@ -526,6 +563,8 @@ def _sweep_dir(plan: SweepPlan) -> str:
 
 def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
     """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
+    from raysweep.tracking import absolute_tracking_uri
+
     record = {
         "name": plan.name,
         "storage": plan.storage,
@@ -538,7 +577,7 @@ def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
             "target": plan.target, "task": plan.task, "metric": plan.metric, "scheduler": plan.scheduler,
             "searcher": plan.searcher, "num_samples": plan.num_samples, "time_budget": plan.time_budget,
             "max_concurrent": plan.max_concurrent, "cv": plan.cv, "seed": plan.seed, "address": plan.address,
-            "tracking_uri": plan.tracking_uri, "experiment": plan.experiment, "max_failures": plan.max_failures,
+            "tracking_uri": absolute_tracking_uri(tracker.tracking_uri) if tracker else plan.tracking_uri, "experiment": plan.experiment, "max_failures": plan.max_failures,
             "test_size": plan.test_size, "val_size": plan.val_size, "register_model": plan.register_model,
         },
         "experiment_id": tracker.experiment_id if tracker else None,

@@ -124,15 +124,15 @@ def _read_trials(folder: Path) -> list[_Trial]:
     statuses = _saved_statuses(folder)
     trials = []
     for trial_folder in sorted(path for path in folder.iterdir() if path.is_dir()):
+        found = _TRIAL_ID.search(f"_{trial_folder.name}_")
         results_file = trial_folder / "result.json"
-        if not results_file.is_file():
-            continue
+        if found is None and not results_file.is_file():
+            continue  # not a trial's folder
         by_step: dict[int, dict[str, Any]] = {}
-        for row in _json_lines(results_file):
+        for row in _json_lines(results_file) if results_file.is_file() else []:
             # A restored trial reports again the steps after its checkpoint: the first report counts.
             by_step.setdefault(int(row.get("training_iteration", 0) or 0), row)
         results = [by_step[step] for step in sorted(by_step)]
-        found = _TRIAL_ID.search(f"_{trial_folder.name}_")
         trial_id = str(results[0]["trial_id"]) if results else (found.group(1) if found else None)
         if trial_id is None:
             continue
@@ -193,8 +193,8 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
     from raysweep.review import sqlite_path
     from raysweep.runner import trial_name
     from raysweep.tracking import (
-        _BATCH_LIMIT, OUTCOME_RUNNING, OUTCOME_TAG, SWEEP_TAG, TRIAL_ID_TAG, _clean_param, check_reachable,
-        resolve_tracking_uri,
+        _BATCH_LIMIT, OUTCOME_RUNNING, OUTCOME_STOPPED, OUTCOME_TAG, SWEEP_TAG, TRIAL_ID_TAG, _clean_param,
+        check_reachable, resolve_tracking_uri,
     )  # fmt: skip
 
     folder, record = _sweep_folder(name_or_path, storage)
@@ -269,6 +269,17 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
             open_after = open_after or status == "KILLED"
         elif tags:
             client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    seen = {trial.trial_id for trial in trials}
+    for trial_id, run in runs.items():
+        if trial_id not in seen and run.info.status == "RUNNING":
+            # A run opened for a trial that never got as far as Ray's record of it.
+            client.log_batch(
+                run.info.run_id,
+                tags=[RunTag(OUTCOME_TAG, OUTCOME_STOPPED), RunTag("raysweep.stop_reason", "sweep_interrupted")],
+            )
+            client.set_terminated(run.info.run_id, status="KILLED")
+            report.runs_ended[run.info.run_name] = "KILLED"
+            open_after = True
     if parent.info.status == "RUNNING":
         # All trials there and ended: the sweep ran to its end (its summary may be missing).
         # Otherwise it was cut off, and `raysweep resume` reopens the parent.
