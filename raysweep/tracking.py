@@ -11,8 +11,11 @@ import functools
 import json
 import logging
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from ray.tune import Callback
@@ -42,13 +45,27 @@ OUTCOME_RUNNING = "running"
 OUTCOME_COMPLETED = "completed"
 OUTCOME_STOPPED = "stopped_early"
 OUTCOME_FAILED = "failed"
-#: MLflow takes at most 1000 metrics in one log_batch
+#: MLflow takes at most 1000 metrics, 100 params, 100 tags and 1000 of them in all in one log_batch
 _BATCH_LIMIT = 900
+_PARAMS_LIMIT = 100
+_TAGS_LIMIT = 100
+_ENTITIES_LIMIT = 1000
+#: how long Tune's loop waits, at a checkpoint, for the trial's steps to be in MLflow
+_CHECKPOINT_WAIT_S = 60.0
+#: how long the end of a sweep waits for the MLflow writer to catch up
+_DRAIN_WAIT_S = 600.0
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
     """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded sqlite store."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """``uri`` with a relative sqlite path made absolute, so it means the same from any folder."""
+    if not uri.startswith("sqlite:///"):
+        return uri
+    return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
 
 
 def check_reachable(uri: str) -> None:
@@ -123,10 +140,36 @@ class _TrialRun:
     last_step: int = 0
     node_tagged: bool = False
     finished: bool = False
+    #: metrics, params and tags not yet in MLflow: they go out together, in one log_batch
     pending: list[Any] = field(default_factory=list)
+    pending_params: list[Any] = field(default_factory=list)
+    pending_tags: dict[str, str] = field(default_factory=dict)
     #: on a resumed sweep, the last step already in MLflow: results up to it are not logged again
     logged_through: int = -1
     retries: int = 0
+
+
+@dataclass
+class _TrialView:
+    """What the MLflow writer needs of a Tune trial, taken when Tune raised the event."""
+
+    trial_id: str
+    config: dict[str, Any]
+    last_result: dict[str, Any]
+    status: str
+    error_file: str | None = None
+    error_msg: str | None = None
+
+    @classmethod
+    def of(cls, trial: Any) -> "_TrialView":
+        return cls(
+            trial_id=trial.trial_id,
+            config=dict(trial.config),
+            last_result=dict(trial.last_result or {}),
+            status=trial.status,
+            error_file=getattr(trial, "error_file", None),
+            error_msg=getattr(trial, "error_msg", None),
+        )
 
 
 class SweepTracker:
@@ -175,6 +218,7 @@ class SweepTracker:
         # Ray Tune pickles its callbacks with the experiment state; a client is rebuilt on load.
         state = self.__dict__.copy()
         state.pop("client", None)
+        state.pop("trial_callback", None)  # a restored sweep makes a new one
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -313,29 +357,38 @@ class MLflowTrialCallback(Callback):
 
     def __init__(self, tracker: SweepTracker, flush_every: float = 1.0) -> None:
         self.tracker = tracker
-        self.client = tracker.client
         self.runs: dict[str, _TrialRun] = {}
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
         self._exploits_seen = 0
-        self._backlog: list[tuple[Any, dict[str, Any]]] = []
+        self._backlog: list[tuple[Any, dict[str, Any], float]] = []
         #: trial id -> [(resource, validation metric, seconds since the sweep started)]
-        self.history: dict[str, list[tuple[float, float, float]]] = {k: list(v) for k, v in tracker.resumed_history.items()}
-        self._started = tracker.started
+        self.history: dict[str, list[tuple[float, float, float]]] = {
+            k: list(v) for k, v in getattr(tracker, "resumed_history", {}).items()
+        }
+        self._started = getattr(tracker, "started", time.time())
         #: when this process started the sweep (or resumed it): where a time budget counts from
         self._session_started = time.monotonic()
         #: the sweep's trials, once it ended
         self._trials: list[Any] = []
+        #: Tune's events, in order, for the writer thread (started with the first event)
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queued = 0
+        self._writer: threading.Thread | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("client", None)
-        state["_trials"] = []
-        return state
+        # Tune pickles its callbacks into the experiment state while the writer works; what a
+        # restored sweep needs is rebuilt from MLflow (see SweepTracker.reopen).
+        return {"tracker": self.tracker, "flush_every": self.flush_every}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.client = self.tracker.client
+        self.__init__(state["tracker"], state["flush_every"])
+
+    @property
+    def client(self) -> Any:
+        return self.tracker.client
 
     # -- helpers -----------------------------------------------------------------------------
     def _run_for(self, trial: Any) -> _TrialRun:
@@ -370,9 +423,8 @@ class MLflowTrialCallback(Callback):
                 OUTCOME_TAG: OUTCOME_RUNNING,
             },
         )
-        run = _TrialRun(created.info.run_id)
+        run = _TrialRun(created.info.run_id, pending_params=[Param(k, _clean_param(v)) for k, v in trial.config.items()])
         self.runs[trial.trial_id] = run
-        self.client.log_batch(run.run_id, params=[Param(k, _clean_param(v)) for k, v in trial.config.items()])
         return run
 
     def _step(self, result: dict[str, Any]) -> int:
@@ -380,23 +432,32 @@ class MLflowTrialCallback(Callback):
             return int(result["resource"])
         return int(result.get("training_iteration", 0))
 
-    def _flush(self, force: bool = False, runs: list[_TrialRun] | None = None) -> None:
+    def _flush(self, force: bool = False, runs: list[_TrialRun] | None = None) -> bool:
+        """Write the runs' pending metrics, params and tags; False if MLflow did not take them."""
+        from mlflow.entities import RunTag
+
         if not force and time.monotonic() - self._last_flush < self.flush_every:
-            return
+            return True
         if runs is None:
             self._last_flush = time.monotonic()
-        for run in self.runs.values() if runs is None else runs:
-            while run.pending:
-                batch = run.pending[:_BATCH_LIMIT]
+        for run in list(self.runs.values()) if runs is None else runs:
+            while run.pending or run.pending_params or run.pending_tags:
+                params = run.pending_params[:_PARAMS_LIMIT]
+                tags = [RunTag(k, v) for k, v in list(run.pending_tags.items())[:_TAGS_LIMIT]]
+                metrics = run.pending[: min(_BATCH_LIMIT, _ENTITIES_LIMIT - len(params) - len(tags))]
                 try:
-                    self.client.log_batch(run.run_id, metrics=batch)
+                    self.client.log_batch(run.run_id, metrics=metrics, params=params, tags=tags)
                 except Exception as exc:  # tracking must never fail the sweep
                     # Kept for the next flush: a tracking server that comes back gets them then
                     # (and `raysweep sync` writes whatever is still missing from Ray's results).
                     self._warn_once(f"raysweep: MLflow is not taking metrics right now ({exc}); will retry")
-                    return
-                del run.pending[: len(batch)]
+                    return False
+                del run.pending[: len(metrics)]
+                del run.pending_params[: len(params)]
+                for tag in tags:
+                    run.pending_tags.pop(tag.key, None)
         self._warned = False
+        return True
 
     def _warn_once(self, message: str) -> None:
         if not getattr(self, "_warned", False):
@@ -404,17 +465,15 @@ class MLflowTrialCallback(Callback):
             self._warned = True
 
     def _finish(self, trial: Any, outcome: str, status: str, error: str | None = None, reason: str | None = None) -> None:
-        from mlflow.entities import RunTag
-
         run = self._run_for(trial)
         self._record_exploits()
-        self._flush(force=True)
-        tags = {OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]}
+        run.pending_tags.update({OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]})
         if reason:
-            tags["raysweep.stop_reason"] = reason
+            run.pending_tags["raysweep.stop_reason"] = reason
         if error:
-            tags["raysweep.error"] = error[-5000:]
-        self.client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            run.pending_tags["raysweep.error"] = error[-5000:]
+        if not self._flush(force=True, runs=[run]):
+            raise RuntimeError("the MLflow tracking server does not answer; the run is ended later")
         self.client.set_terminated(run.run_id, status=status)
         run.finished = True
 
@@ -424,6 +483,8 @@ class MLflowTrialCallback(Callback):
 
     def close_open_runs(self, status: str, reason: str) -> None:
         """End every trial run still open (the sweep stopped around them); never raises."""
+        if not self.wait_idle(_DRAIN_WAIT_S):
+            logger.warning("raysweep: MLflow is still behind the sweep after %.0f s; `raysweep sync` writes the rest", _DRAIN_WAIT_S)
         try:
             # A tracking server that came back after the last trial ended (while the best config
             # was refit, say) gets what waited for it: the kept results and the trials' ends.
@@ -434,33 +495,128 @@ class MLflowTrialCallback(Callback):
             if run.finished:
                 continue
             try:
-                from mlflow.entities import RunTag
-
-                self.client.log_batch(
-                    run.run_id, tags=[RunTag(OUTCOME_TAG, OUTCOME_STOPPED), RunTag("raysweep.stop_reason", reason)]
-                )
+                run.pending_tags.update({OUTCOME_TAG: OUTCOME_STOPPED, "raysweep.stop_reason": reason})
+                if not self._flush(force=True, runs=[run]):
+                    raise RuntimeError("the MLflow tracking server does not answer")
                 self.client.set_terminated(run.run_id, status=status)
                 run.finished = True
             except Exception as exc:
                 logger.warning("raysweep: could not end MLflow run %s: %s", run.run_id, exc)
 
     # -- Tune callback hooks -------------------------------------------------------------------
-    @_best_effort
+    # Each hook hands a snapshot of the trial to the writer thread and returns at once: MLflow's
+    # round trips (a database write, or an HTTP call) stay off Tune's event loop. The writer
+    # handles the events one at a time, in the order Tune raised them.
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._run_for(trial)
+        self._submit(self._trial_started, _TrialView.of(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
+        self._submit(self._trial_result, _TrialView.of(trial), dict(result), time.time())
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        # Tune is about to list this checkpoint in the experiment state that `raysweep resume`
+        # restarts from. A driver killed after that but before the steps up to the checkpoint
+        # reach MLflow would leave a gap in the resumed trial's history (it continues after the
+        # checkpoint), so this one waits until the writer has written them.
+        self._submit(self._checkpointed, _TrialView.of(trial), wait=_CHECKPOINT_WAIT_S)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._submit(self._trial_completed, _TrialView.of(trial))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._submit(self._trial_recovered, _TrialView.of(trial))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._submit(self._trial_errored, _TrialView.of(trial))
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._submit(self._experiment_ended, [_TrialView.of(trial) for trial in trials])
+        self.wait_idle()
+
+    # -- the writer thread ---------------------------------------------------------------------
+    def _submit(self, handler: Callable, *args: Any, wait: float | None = None) -> None:
+        with self._lock:
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_events, name="raysweep-mlflow", daemon=True)
+                self._writer.start()
+            done = threading.Event() if wait is not None else None
+            self._queued += 1
+            self._events.put((handler, args, done))
+        if done is not None:
+            done.wait(wait)
+
+    def _write_events(self) -> None:
+        while True:
+            handler, args, done = self._events.get()
+            try:
+                handler(*args)
+            except Exception as exc:  # the handlers are best effort; this is the last guard
+                logger.warning("raysweep: MLflow logging failed (the sweep goes on): %s", exc)
+            finally:
+                with self._lock:
+                    self._queued -= 1
+                    if self._queued == 0:
+                        self._idle.notify_all()
+                if done is not None:
+                    done.set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until the writer has handled every event so far; False if ``timeout`` came first."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self._queued == 0, timeout)
+
+    # -- what the writer does for each event ---------------------------------------------------
+    @_best_effort
+    def _trial_started(self, trial: "_TrialView") -> None:
+        self._run_for(trial)
+
+    def _trial_result(self, trial: "_TrialView", result: dict[str, Any], seen: float) -> None:
         # Results that could not be recorded (the tracking server was away) wait here, in order,
         # and are written once it answers again.
-        self._backlog.append((trial, dict(result)))
+        self._backlog.append((trial, result, seen))
         self._drain_backlog()
+
+    @_best_effort
+    def _checkpointed(self, trial: "_TrialView") -> None:
+        run = self.runs.get(trial.trial_id)
+        if run is not None:
+            self._flush(force=True, runs=[run])
+
+    @_best_effort
+    def _trial_completed(self, trial: "_TrialView") -> None:
+        if trial.trial_id not in self.runs and not trial.last_result:
+            return  # a trial the sweep ended before it started: nothing to record
+        if self._reached_end(trial):
+            self._finish(trial, OUTCOME_COMPLETED, "FINISHED")
+        else:
+            self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="scheduler")
+
+    @_best_effort
+    def _trial_recovered(self, trial: "_TrialView") -> None:
+        """A failed trial (its node died, or it raised) that Tune retries (``--max-failures``)."""
+        run = self._run_for(trial)
+        run.retries += 1
+        # The retry may run on another node (the one it ran on may have died): tag it afresh.
+        run.node_tagged = False
+        run.pending_tags["raysweep.retries"] = str(run.retries)
+        run.pending_tags[f"raysweep.retry.{run.retries}.error"] = trial_error_text(trial)[-4000:] or "unknown"
+        self._flush(force=True, runs=[run])
+
+    @_best_effort
+    def _trial_errored(self, trial: "_TrialView") -> None:
+        self._finish(trial, OUTCOME_FAILED, "FAILED", error=trial_error_text(trial))
+
+    @_best_effort
+    def _experiment_ended(self, trials: list["_TrialView"]) -> None:
+        self._trials = list(trials)
+        self._end_trials()
 
     def _drain_backlog(self) -> bool:
         """Record the results kept while MLflow was away, in order; False if it still does not answer."""
         while self._backlog:
-            waiting_trial, waiting_result = self._backlog[0]
+            waiting_trial, waiting_result, seen = self._backlog[0]
             try:
-                self._record_result(waiting_trial, waiting_result)
+                self._record_result(waiting_trial, waiting_result, seen)
             except Exception as exc:
                 self._warn_once(f"raysweep: MLflow is not answering ({exc}); results are kept and retried")
                 del self._backlog[: max(0, len(self._backlog) - _BACKLOG_LIMIT)]
@@ -468,8 +624,9 @@ class MLflowTrialCallback(Callback):
             self._backlog.pop(0)
         return True
 
-    def _record_result(self, trial: Any, result: dict[str, Any]) -> None:
-        from mlflow.entities import Metric, RunTag
+    def _record_result(self, trial: Any, result: dict[str, Any], seen: float) -> None:
+        """Queue one result's metrics on its trial's run; ``seen``: when Tune handed it over."""
+        from mlflow.entities import Metric
 
         run = self._run_for(trial)
         step = self._step(result)
@@ -479,7 +636,7 @@ class MLflowTrialCallback(Callback):
         value = result.get(self.tracker.metric_key)
         if isinstance(value, (int, float)):
             self.history.setdefault(trial.trial_id, []).append(
-                (float(result.get("resource", step)), float(value), time.time() - self._started)
+                (float(result.get("resource", step)), float(value), seen - self._started)
             )
         timestamp = int(result.get("timestamp", time.time()) * 1000)
         for key, value in result.items():
@@ -490,18 +647,17 @@ class MLflowTrialCallback(Callback):
             # A fractional resource (a share of the rows) cannot be a step: log it beside the step.
             run.pending.append(Metric("resource", float(result["resource"]), timestamp, step))
         if not run.node_tagged and result.get("node_id"):
-            tags = [RunTag("raysweep.node_id", str(result["node_id"]))]
+            run.pending_tags["raysweep.node_id"] = str(result["node_id"])
             for key in ("node_ip", "hostname"):
                 if result.get(key):
-                    tags.append(RunTag(f"raysweep.{key}", str(result[key])))
-            self.client.log_batch(run.run_id, tags=tags)
+                    run.pending_tags[f"raysweep.{key}"] = str(result[key])
             run.node_tagged = True
         self._record_exploits()
         self._flush()
 
     def _record_exploits(self) -> None:
         """Tag each PBT exploit on the exploiting trial's run, and mark it on its metric chart."""
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric
 
         while self._exploits_seen < len(self.tracker.exploits):
             trial_id, donor_id, step, new_config = self.tracker.exploits[self._exploits_seen]
@@ -516,62 +672,16 @@ class MLflowTrialCallback(Callback):
             donor_number = trial_number(donor_id)
             if donor_number is not None:
                 run.pending.append(Metric("pbt/exploited_trial", float(donor_number), int(time.time() * 1000), at))
-            self.client.log_batch(
-                run.run_id,
-                tags=[
-                    RunTag("raysweep.pbt.last_donor", donor_id),
-                    RunTag("raysweep.pbt.last_donor_run_id", donor.run_id if donor else ""),
-                    RunTag(
-                        f"raysweep.pbt.exploit.{count}",
-                        json.dumps(
-                            {"step": at, "donor": donor_id, "donor_iteration": step, "config": new_config}, default=str
-                        )[:5000],
-                    ),
-                    RunTag("raysweep.pbt.exploits", str(count)),
-                ],
+            run.pending_tags.update(
+                {
+                    "raysweep.pbt.last_donor": donor_id,
+                    "raysweep.pbt.last_donor_run_id": donor.run_id if donor else "",
+                    f"raysweep.pbt.exploit.{count}": json.dumps(
+                        {"step": at, "donor": donor_id, "donor_iteration": step, "config": new_config}, default=str
+                    )[:5000],
+                    "raysweep.pbt.exploits": str(count),
+                }
             )
-
-    @_best_effort
-    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        # Tune is about to list this checkpoint in the experiment state that `raysweep resume`
-        # restarts from. A driver killed after that but before the next timed flush would leave
-        # MLflow without the steps up to the checkpoint, and the resumed trial, which continues
-        # after it, would never log them: a gap in its history. So they are written now.
-        run = self.runs.get(trial.trial_id)
-        if run is not None:
-            self._flush(force=True, runs=[run])
-
-    @_best_effort
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id not in self.runs and not trial.last_result:
-            return  # a trial the sweep ended before it started: nothing to record
-        if self._reached_end(trial):
-            self._finish(trial, OUTCOME_COMPLETED, "FINISHED")
-        else:
-            self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="scheduler")
-
-    @_best_effort
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        """A failed trial (its node died, or it raised) that Tune retries (``--max-failures``)."""
-        from mlflow.entities import RunTag
-
-        run = self._run_for(trial)
-        run.retries += 1
-        # The retry may run on another node (the one it ran on may have died): tag it afresh.
-        run.node_tagged = False
-        self.client.log_batch(
-            run.run_id,
-            tags=[RunTag("raysweep.retries", str(run.retries)), RunTag(f"raysweep.retry.{run.retries}.error", trial_error_text(trial)[-4000:] or "unknown")],
-        )
-
-    @_best_effort
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._finish(trial, OUTCOME_FAILED, "FAILED", error=trial_error_text(trial))
-
-    @_best_effort
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._trials = list(trials)
-        self._end_trials()
 
     def _end_trials(self) -> None:
         """Write what waited for MLflow and end the run of every trial of the finished sweep.
