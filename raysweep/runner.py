@@ -22,6 +22,7 @@ from raysweep.families import Family, get_family
 from raysweep.metrics import direction, needs_proba, score
 from raysweep.recipes import METRICS, TASKS, Recipe, load_recipe
 from raysweep import space, strategies
+from raysweep.tracking import trial_name
 
 logger = logging.getLogger(__name__)
 
@@ -370,12 +371,6 @@ def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps
     return refit_model, test_score
 
 
-def trial_name(trial_id: str) -> str:
-    """A readable trial name, ``trial-0007``, from Tune's ``<experiment>_00007`` trial id."""
-    index = trial_id.rsplit("_", 1)[-1]
-    return f"trial-{int(index):04d}" if index.isdigit() else f"trial-{trial_id}"
-
-
 def _leaderboard(results: Any, plan: SweepPlan) -> Any:
     import pandas as pd
 
@@ -514,7 +509,8 @@ def run_planned(
                 callbacks=callbacks,
                 verbose=2 if verbose else 0,
                 failure_config=FailureConfig(max_failures=plan.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=4 if plan.scheduler == "pbt" else 2),
+                # A finished trial is never restored (the best config is refit): no checkpoint at its end.
+                checkpoint_config=CheckpointConfig(num_to_keep=4 if plan.scheduler == "pbt" else 2, checkpoint_at_end=False),
             ),
         )
         _save_sweep_record(plan, tracker)
@@ -641,6 +637,12 @@ def resume_sweep(name_or_path: str, *, storage: str | None = None, verbose: bool
             "(fingerprint differs); resuming would mix two datasets, start a new sweep instead"
         )
     record["path"] = candidate
+    if record.get("parent_run_id"):
+        from raysweep.sync import sync_sweep
+
+        # What the killed driver had not written to MLflow yet (it writes from a queue) goes in
+        # first, from Ray's results: the resumed trials then continue each run at the right step.
+        sync_sweep(candidate)
     return run_planned(plan, verbose=verbose, progress=progress, resume=record)
 
 

@@ -1,8 +1,12 @@
 """What is recorded: one MLflow parent run per sweep, one nested child run per trial.
 
-All MLflow calls happen on the driver, in a Tune callback, so workers on a remote cluster
-never need a route to the tracking server. Metrics are batched with ``log_batch``. Tracking
-never fails the sweep: a failed MLflow call is logged as a warning and the sweep goes on.
+All MLflow calls happen on the driver's machine, so workers on a remote cluster never need a
+route to the tracking server. The trial runs are written by :class:`TrialWriter` in a process
+of its own (see :mod:`raysweep.trial_logging`), which Tune's callback feeds: MLflow's round
+trips stay off Tune's event loop. Metrics, params and tags go out together with ``log_batch``.
+Tracking never fails the sweep: a failed MLflow call is logged as a warning and the sweep goes on.
+
+This module does not import Ray: the writer process starts quickly.
 """
 
 from __future__ import annotations
@@ -11,14 +15,10 @@ import functools
 import json
 import logging
 import os
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-
-from ray.tune import Callback
 
 from raysweep.errors import UserError
 
@@ -50,8 +50,6 @@ _BATCH_LIMIT = 900
 _PARAMS_LIMIT = 100
 _TAGS_LIMIT = 100
 _ENTITIES_LIMIT = 1000
-#: how long Tune's loop waits, at a checkpoint, for the trial's steps to be in MLflow
-_CHECKPOINT_WAIT_S = 60.0
 #: how long the end of a sweep waits for the MLflow writer to catch up
 _DRAIN_WAIT_S = 600.0
 
@@ -91,6 +89,12 @@ def check_reachable(uri: str) -> None:
 def _clean_param(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]
+
+
+def trial_name(trial_id: str) -> str:
+    """A readable trial name, ``trial-0007``, from Tune's ``<experiment>_00007`` trial id."""
+    index = trial_id.rsplit("_", 1)[-1]
+    return f"trial-{int(index):04d}" if index.isdigit() else f"trial-{trial_id}"
 
 
 def trial_number(trial_id: str) -> int | None:
@@ -161,15 +165,16 @@ class _TrialView:
     error_msg: str | None = None
 
     @classmethod
-    def of(cls, trial: Any) -> "_TrialView":
-        return cls(
-            trial_id=trial.trial_id,
-            config=dict(trial.config),
-            last_result=dict(trial.last_result or {}),
-            status=trial.status,
-            error_file=getattr(trial, "error_file", None),
-            error_msg=getattr(trial, "error_msg", None),
-        )
+    def of(cls, trial: Any, errors: bool = False) -> "_TrialView":
+        # The recorded result, not Trial.last_result: before a trial's first report that one waits
+        # on a remote call for Ray's default result.
+        metadata = getattr(trial, "run_metadata", None)
+        last = metadata.last_result if metadata is not None else trial.last_result
+        view = cls(trial.trial_id, dict(trial.config), dict(last or {}), trial.status)
+        if errors or trial.status == "ERROR":
+            view.error_file = getattr(trial, "error_file", None)
+            view.error_msg = getattr(trial, "error_msg", None)
+        return view
 
 
 class SweepTracker:
@@ -205,9 +210,9 @@ class SweepTracker:
         self.parent_run_id: str | None = None
         #: when the sweep started (seconds since the epoch); a resumed sweep keeps its first start
         self.started = time.time()
-        #: a resumed sweep's results from before the resume, as MLflowTrialCallback.history
+        #: a resumed sweep's results from before the resume, as the trial callback's history
         self.resumed_history: dict[str, list[tuple[float, float, float]]] = {}
-        self.trial_callback: MLflowTrialCallback | None = None
+        self.trial_callback: Any = None
         #: trial runs already in MLflow when a sweep is resumed: trial id -> run id
         self.existing_trial_runs: dict[str, str] = {}
         self.logged_through: dict[str, int] = {}
@@ -219,6 +224,7 @@ class SweepTracker:
         state = self.__dict__.copy()
         state.pop("client", None)
         state.pop("trial_callback", None)  # a restored sweep makes a new one
+        state.pop("resumed_history", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -291,8 +297,12 @@ class SweepTracker:
         self.started = started
         return parent_run_id
 
-    def callback(self) -> "MLflowTrialCallback":
+    def callback(self) -> Any:
+        """The Tune callback that logs the trials (it starts the writer process)."""
+        from raysweep.trial_logging import MLflowTrialCallback
+
         self.trial_callback = MLflowTrialCallback(self)
+        self.trial_callback.start()
         return self.trial_callback
 
     def _to_parent(self, what: str, call: Callable, *args: Any) -> None:
@@ -347,44 +357,27 @@ class SweepTracker:
                 logger.warning("raysweep: could not end the MLflow parent run %s: %s", self.parent_run_id, exc)
 
 
-class MLflowTrialCallback(Callback):
+class TrialWriter:
     """Logs every trial as a child run of the sweep's parent run, PBT mutations included.
 
     A trial run holds the trial's starting config as params, every numeric result as a metric
     whose step is the resource spent so far (trees, rounds, epochs; the step number for a
     fractional resource), the node it ran on, and at the end its outcome and final config.
+    It takes Tune's events in the order Tune raised them (see :mod:`raysweep.trial_logging`).
     """
 
-    def __init__(self, tracker: SweepTracker, flush_every: float = 1.0) -> None:
+    def __init__(self, tracker: SweepTracker, session_started: float, flush_every: float = 1.0) -> None:
         self.tracker = tracker
         self.runs: dict[str, _TrialRun] = {}
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
         self._exploits_seen = 0
-        self._backlog: list[tuple[Any, dict[str, Any], float]] = []
-        #: trial id -> [(resource, validation metric, seconds since the sweep started)]
-        self.history: dict[str, list[tuple[float, float, float]]] = {
-            k: list(v) for k, v in getattr(tracker, "resumed_history", {}).items()
-        }
-        self._started = getattr(tracker, "started", time.time())
-        #: when this process started the sweep (or resumed it): where a time budget counts from
-        self._session_started = time.monotonic()
+        self._backlog: list[tuple[Any, dict[str, Any]]] = []
+        #: when this process started the sweep (or resumed it), seconds since the epoch: where a
+        #: time budget counts from
+        self._session_started = session_started
         #: the sweep's trials, once it ended
         self._trials: list[Any] = []
-        #: Tune's events, in order, for the writer thread (started with the first event)
-        self._events: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._queued = 0
-        self._writer: threading.Thread | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks into the experiment state while the writer works; what a
-        # restored sweep needs is rebuilt from MLflow (see SweepTracker.reopen).
-        return {"tracker": self.tracker, "flush_every": self.flush_every}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["tracker"], state["flush_every"])
 
     @property
     def client(self) -> Any:
@@ -399,8 +392,6 @@ class MLflowTrialCallback(Callback):
 
     def _open(self, trial: Any) -> _TrialRun:
         from mlflow.entities import Param
-
-        from raysweep.runner import trial_name
 
         existing = self.tracker.existing_trial_runs.get(trial.trial_id)
         if existing:  # a resumed sweep: the trial keeps its run
@@ -428,9 +419,7 @@ class MLflowTrialCallback(Callback):
         return run
 
     def _step(self, result: dict[str, Any]) -> int:
-        if self.tracker.integer_resource and "resource" in result:
-            return int(result["resource"])
-        return int(result.get("training_iteration", 0))
+        return result_step(result, self.tracker.integer_resource)
 
     def _flush(self, force: bool = False, runs: list[_TrialRun] | None = None) -> bool:
         """Write the runs' pending metrics, params and tags; False if MLflow did not take them."""
@@ -459,6 +448,14 @@ class MLflowTrialCallback(Callback):
         self._warned = False
         return True
 
+    def flush_all(self) -> None:
+        """Write every pending metric, param and tag now (the sweep's process is gone)."""
+        try:
+            self._drain_backlog()
+            self._flush(force=True)
+        except Exception as exc:
+            logger.warning("raysweep: could not write the last trial results to MLflow: %s", exc)
+
     def _warn_once(self, message: str) -> None:
         if not getattr(self, "_warned", False):
             logger.warning(message)
@@ -483,8 +480,6 @@ class MLflowTrialCallback(Callback):
 
     def close_open_runs(self, status: str, reason: str) -> None:
         """End every trial run still open (the sweep stopped around them); never raises."""
-        if not self.wait_idle(_DRAIN_WAIT_S):
-            logger.warning("raysweep: MLflow is still behind the sweep after %.0f s; `raysweep sync` writes the rest", _DRAIN_WAIT_S)
         try:
             # A tracking server that came back after the last trial ended (while the best config
             # was refit, say) gets what waited for it: the kept results and the trials' ends.
@@ -503,87 +498,19 @@ class MLflowTrialCallback(Callback):
             except Exception as exc:
                 logger.warning("raysweep: could not end MLflow run %s: %s", run.run_id, exc)
 
-    # -- Tune callback hooks -------------------------------------------------------------------
-    # Each hook hands a snapshot of the trial to the writer thread and returns at once: MLflow's
-    # round trips (a database write, or an HTTP call) stay off Tune's event loop. The writer
-    # handles the events one at a time, in the order Tune raised them.
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._submit(self._trial_started, _TrialView.of(trial))
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
-        self._submit(self._trial_result, _TrialView.of(trial), dict(result), time.time())
-
-    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
-        # Tune is about to list this checkpoint in the experiment state that `raysweep resume`
-        # restarts from. A driver killed after that but before the steps up to the checkpoint
-        # reach MLflow would leave a gap in the resumed trial's history (it continues after the
-        # checkpoint), so this one waits until the writer has written them.
-        self._submit(self._checkpointed, _TrialView.of(trial), wait=_CHECKPOINT_WAIT_S)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._submit(self._trial_completed, _TrialView.of(trial))
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._submit(self._trial_recovered, _TrialView.of(trial))
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._submit(self._trial_errored, _TrialView.of(trial))
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._submit(self._experiment_ended, [_TrialView.of(trial) for trial in trials])
-        self.wait_idle()
-
-    # -- the writer thread ---------------------------------------------------------------------
-    def _submit(self, handler: Callable, *args: Any, wait: float | None = None) -> None:
-        with self._lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._write_events, name="raysweep-mlflow", daemon=True)
-                self._writer.start()
-            done = threading.Event() if wait is not None else None
-            self._queued += 1
-            self._events.put((handler, args, done))
-        if done is not None:
-            done.wait(wait)
-
-    def _write_events(self) -> None:
-        while True:
-            handler, args, done = self._events.get()
-            try:
-                handler(*args)
-            except Exception as exc:  # the handlers are best effort; this is the last guard
-                logger.warning("raysweep: MLflow logging failed (the sweep goes on): %s", exc)
-            finally:
-                with self._lock:
-                    self._queued -= 1
-                    if self._queued == 0:
-                        self._idle.notify_all()
-                if done is not None:
-                    done.set()
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until the writer has handled every event so far; False if ``timeout`` came first."""
-        with self._lock:
-            return self._idle.wait_for(lambda: self._queued == 0, timeout)
-
-    # -- what the writer does for each event ---------------------------------------------------
+    # -- Tune's events, in order ----------------------------------------------------------------
     @_best_effort
-    def _trial_started(self, trial: "_TrialView") -> None:
+    def trial_started(self, trial: "_TrialView") -> None:
         self._run_for(trial)
 
-    def _trial_result(self, trial: "_TrialView", result: dict[str, Any], seen: float) -> None:
+    def trial_result(self, trial: "_TrialView", result: dict[str, Any]) -> None:
         # Results that could not be recorded (the tracking server was away) wait here, in order,
         # and are written once it answers again.
-        self._backlog.append((trial, result, seen))
+        self._backlog.append((trial, result))
         self._drain_backlog()
 
     @_best_effort
-    def _checkpointed(self, trial: "_TrialView") -> None:
-        run = self.runs.get(trial.trial_id)
-        if run is not None:
-            self._flush(force=True, runs=[run])
-
-    @_best_effort
-    def _trial_completed(self, trial: "_TrialView") -> None:
+    def trial_completed(self, trial: "_TrialView") -> None:
         if trial.trial_id not in self.runs and not trial.last_result:
             return  # a trial the sweep ended before it started: nothing to record
         if self._reached_end(trial):
@@ -592,7 +519,7 @@ class MLflowTrialCallback(Callback):
             self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="scheduler")
 
     @_best_effort
-    def _trial_recovered(self, trial: "_TrialView") -> None:
+    def trial_recovered(self, trial: "_TrialView") -> None:
         """A failed trial (its node died, or it raised) that Tune retries (``--max-failures``)."""
         run = self._run_for(trial)
         run.retries += 1
@@ -603,20 +530,24 @@ class MLflowTrialCallback(Callback):
         self._flush(force=True, runs=[run])
 
     @_best_effort
-    def _trial_errored(self, trial: "_TrialView") -> None:
+    def trial_errored(self, trial: "_TrialView") -> None:
         self._finish(trial, OUTCOME_FAILED, "FAILED", error=trial_error_text(trial))
 
     @_best_effort
-    def _experiment_ended(self, trials: list["_TrialView"]) -> None:
+    def experiment_ended(self, trials: list["_TrialView"]) -> None:
         self._trials = list(trials)
         self._end_trials()
+
+    def add_exploit(self, exploit: tuple[str, str, int, dict[str, Any]]) -> None:
+        """A PBT exploit, as the scheduler recorded it: (trial, donor, donor's step, new config)."""
+        self.tracker.exploits.append(exploit)
 
     def _drain_backlog(self) -> bool:
         """Record the results kept while MLflow was away, in order; False if it still does not answer."""
         while self._backlog:
-            waiting_trial, waiting_result, seen = self._backlog[0]
+            waiting_trial, waiting_result = self._backlog[0]
             try:
-                self._record_result(waiting_trial, waiting_result, seen)
+                self._record_result(waiting_trial, waiting_result)
             except Exception as exc:
                 self._warn_once(f"raysweep: MLflow is not answering ({exc}); results are kept and retried")
                 del self._backlog[: max(0, len(self._backlog) - _BACKLOG_LIMIT)]
@@ -624,8 +555,7 @@ class MLflowTrialCallback(Callback):
             self._backlog.pop(0)
         return True
 
-    def _record_result(self, trial: Any, result: dict[str, Any], seen: float) -> None:
-        """Queue one result's metrics on its trial's run; ``seen``: when Tune handed it over."""
+    def _record_result(self, trial: Any, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric
 
         run = self._run_for(trial)
@@ -633,11 +563,6 @@ class MLflowTrialCallback(Callback):
         run.last_step = step
         if step <= run.logged_through:
             return  # a resumed trial repeating steps MLflow already has
-        value = result.get(self.tracker.metric_key)
-        if isinstance(value, (int, float)):
-            self.history.setdefault(trial.trial_id, []).append(
-                (float(result.get("resource", step)), float(value), seen - self._started)
-            )
         timestamp = int(result.get("timestamp", time.time()) * 1000)
         for key, value in result.items():
             if key in _NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -698,7 +623,7 @@ class MLflowTrialCallback(Callback):
         # result is not "done" (a completed or scheduler-stopped trial's is). Without a spent time
         # budget that can only be Ctrl-C: the run is KILLED and `raysweep resume` continues it.
         budget = self.tracker.params.get("time_budget_s")
-        budget_spent = isinstance(budget, (int, float)) and time.monotonic() - self._session_started >= 0.9 * budget
+        budget_spent = isinstance(budget, (int, float)) and time.time() - self._session_started >= 0.9 * budget
         for trial in self._trials:
             run = self.runs.get(trial.trial_id)
             if run is None and trial.status == "ERROR":
@@ -715,6 +640,13 @@ class MLflowTrialCallback(Callback):
                 self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="time_budget")
             else:
                 self._finish(trial, OUTCOME_STOPPED, "KILLED", reason="sweep_interrupted")
+
+
+def result_step(result: dict[str, Any], integer_resource: bool) -> int:
+    """The MLflow step of a result: the resource spent (trees, rounds, epochs), else Tune's step."""
+    if integer_resource and "resource" in result:
+        return int(result["resource"])
+    return int(result.get("training_iteration", 0))
 
 
 def trial_error_text(trial: Any) -> str:

@@ -1,0 +1,56 @@
+"""The process that writes a sweep's trial runs to MLflow: ``python -m raysweep._writer_process``.
+
+It reads pickled messages from stdin, in order: first ``("init", tracker, session_started,
+flush_every)``, then Tune's events as ``(method, *args)`` of :class:`raysweep.tracking.TrialWriter`,
+``("ping", token)`` (answered on stdout once everything before it is written) and ``("stop",)``.
+It runs in a session of its own, so a Ctrl-C meant for the sweep does not stop it halfway; when
+the sweep's process dies (its end of the pipe closes), it writes what it holds and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import sys
+
+logger = logging.getLogger("raysweep.tracking")
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # the pipe carries answers only
+
+    from raysweep.tracking import TrialWriter
+
+    writer = None
+    while True:
+        try:
+            message = pickle.load(inbox)
+        except EOFError:
+            # The sweep's process is gone: what it sent is written, the runs stay open for
+            # `raysweep resume` (or `raysweep sync`) to end.
+            if writer is not None:
+                writer.flush_all()
+            return 0
+        kind, args = message[0], message[1:]
+        if kind == "init":
+            writer = TrialWriter(*args)
+        elif kind == "ping":
+            pickle.dump(args[0], outbox)
+            outbox.flush()
+        elif kind == "stop":
+            # Everything is written (the sweep waited for the last ping): skip the slow teardown.
+            sys.stderr.flush()
+            os._exit(0)
+        elif writer is not None:
+            try:
+                getattr(writer, kind)(*args)
+            except Exception as exc:  # tracking never fails the sweep
+                logger.warning("raysweep: MLflow logging failed in %s (the sweep goes on): %s", kind, exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
