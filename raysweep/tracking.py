@@ -163,6 +163,8 @@ class _TrialView:
     status: str
     error_file: str | None = None
     error_msg: str | None = None
+    #: when Tune raised the event (seconds since the epoch): the run's start or end time
+    seen: float = 0.0
 
     @classmethod
     def of(cls, trial: Any, errors: bool = False) -> "_TrialView":
@@ -170,7 +172,7 @@ class _TrialView:
         # on a remote call for Ray's default result.
         metadata = getattr(trial, "run_metadata", None)
         last = metadata.last_result if metadata is not None else trial.last_result
-        view = cls(trial.trial_id, dict(trial.config), dict(last or {}), trial.status)
+        view = cls(trial.trial_id, dict(trial.config), dict(last or {}), trial.status, seen=time.time())
         if errors or trial.status == "ERROR":
             view.error_file = getattr(trial, "error_file", None)
             view.error_msg = getattr(trial, "error_msg", None)
@@ -406,6 +408,8 @@ class TrialWriter:
             return run
         created = self.client.create_run(
             self.tracker.experiment_id,
+            # The writer may write a little after the trial started: the run keeps the trial's times.
+            start_time=_millis(getattr(trial, "seen", None)),
             run_name=trial_name(trial.trial_id),
             tags={
                 "mlflow.parentRunId": self.tracker.parent_run_id,
@@ -471,7 +475,7 @@ class TrialWriter:
             run.pending_tags["raysweep.error"] = error[-5000:]
         if not self._flush(force=True, runs=[run]):
             raise RuntimeError("the MLflow tracking server does not answer; the run is ended later")
-        self.client.set_terminated(run.run_id, status=status)
+        self.client.set_terminated(run.run_id, status=status, end_time=_millis(getattr(trial, "seen", None)))
         run.finished = True
 
     def _reached_end(self, trial: Any) -> bool:
@@ -640,6 +644,10 @@ class TrialWriter:
                 self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="time_budget")
             else:
                 self._finish(trial, OUTCOME_STOPPED, "KILLED", reason="sweep_interrupted")
+
+
+def _millis(seconds: float | None) -> int | None:
+    return int(seconds * 1000) if seconds else None
 
 
 def result_step(result: dict[str, Any], integer_resource: bool) -> int:
