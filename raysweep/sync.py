@@ -234,10 +234,14 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
                 run_name=trial_name(trial.trial_id),
                 tags={"mlflow.parentRunId": parent_id, SWEEP_TAG: name, TRIAL_ID_TAG: trial.trial_id, OUTCOME_TAG: OUTCOME_RUNNING},
             )
-            client.log_batch(created.info.run_id, params=[Param(k, _clean_param(v)) for k, v in trial.config.items()])
             run = client.get_run(created.info.run_id)
             report.runs_created += 1
         run_id = run.info.run_id
+        # A new run, or one opened just before the server went away, lacks its params (they go
+        # out with the trial's first metrics).
+        params = [Param(k, _clean_param(v)) for k, v in trial.config.items() if k not in run.data.params]
+        if params:
+            client.log_batch(run_id, params=params)
         # the metric values of the steps MLflow does not have yet, key by key
         logged: dict[str, set[int]] = {}
         missing = []
