@@ -28,14 +28,14 @@ from benchmarks._common import BENCHMARKS_DIR, REPO
 
 TOOLS = ("raysweep_mlflow", "ray_class_reuse")
 WORKLOAD = "branin"
-PAGE_MB = 1 / 1024  # /proc reports kB
+MB_PER_KB = 1 / 1024  # /proc reports kB
 
 
 def _rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * PAGE_MB
+                return int(line.split()[1]) * MB_PER_KB
     except (OSError, ValueError):
         return None
     return None

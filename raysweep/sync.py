@@ -191,10 +191,9 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
     from raysweep.families import get_family
     from raysweep.recipes import validate_recipe_data
     from raysweep.review import sqlite_path
-    from raysweep.runner import trial_name
     from raysweep.tracking import (
         _BATCH_LIMIT, OUTCOME_RUNNING, OUTCOME_STOPPED, OUTCOME_TAG, SWEEP_TAG, TRIAL_ID_TAG, _clean_param,
-        check_reachable, resolve_tracking_uri,
+        check_reachable, resolve_tracking_uri, trial_name,
     )  # fmt: skip
 
     folder, record = _sweep_folder(name_or_path, storage)

@@ -50,8 +50,6 @@ _BATCH_LIMIT = 900
 _PARAMS_LIMIT = 100
 _TAGS_LIMIT = 100
 _ENTITIES_LIMIT = 1000
-#: how long the end of a sweep waits for the MLflow writer to catch up
-_DRAIN_WAIT_S = 600.0
 
 
 def resolve_tracking_uri(uri: str | None) -> str:

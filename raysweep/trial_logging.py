@@ -101,7 +101,7 @@ class MLflowTrialCallback(Callback):
         self._send("trial_errored", _TrialView.of(trial, errors=True))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._send("experiment_ended", [_TrialView.of(trial, errors=trial.status == "ERROR") for trial in trials])
+        self._send("experiment_ended", [_TrialView.of(trial) for trial in trials])
         self.wait_idle(DRAIN_WAIT_S)
 
     # -- for the sweep's end -------------------------------------------------------------------

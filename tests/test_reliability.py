@@ -235,6 +235,16 @@ def ray_trial_ids(cwd: Path, name: str) -> set[str]:
     return {match.group(1) for match in found if match}
 
 
+def wait_for_first_metrics(sweep: Any, client: Any, experiment: str) -> None:
+    """Wait until the running sweep's first trial metrics are on the tracking server."""
+
+    def metrics_logged() -> bool:
+        assert sweep.running(), sweep.err.read_text()[-3000:]
+        return any(steps for steps in trial_steps(client, experiment).values())
+
+    wait_for(metrics_logged, 240, "the first trial metrics on the server")
+
+
 def background_rf_sweep(
     cwd: Path, name: str, tracking_uri: str, num_samples: int, n_samples: int = 3000, concurrent: int = 2,
     extra: list[str] | None = None,
@@ -652,11 +662,7 @@ def test_mlflow_server_stopped_mid_sweep_and_restarted_loses_and_duplicates_noth
     try:
         client = client_for(server.uri)
 
-        def metrics_logged() -> bool:
-            assert sweep.running(), sweep.err.read_text()[-3000:]
-            return any(steps for steps in trial_steps(client, experiment).values())
-
-        wait_for(metrics_logged, 240, "the first trial metrics on the server")
+        wait_for_first_metrics(sweep, client, experiment)
         began = time.monotonic()
         server.stop()
         assert not server.answers()
@@ -717,11 +723,7 @@ def test_mlflow_server_away_when_the_sweep_ends_then_raysweep_sync_writes_the_re
     try:
         client = client_for(server.uri)
 
-        def metrics_logged() -> bool:
-            assert sweep.running(), sweep.err.read_text()[-3000:]
-            return any(steps for steps in trial_steps(client, experiment).values())
-
-        wait_for(metrics_logged, 240, "the first trial metrics on the server")
+        wait_for_first_metrics(sweep, client, experiment)
         server.stop()
         done = sweep.wait(400)  # ... and stays away until the sweep has ended
     finally:
