@@ -26,6 +26,9 @@ from raysweep.tracking import trial_name
 
 logger = logging.getLogger(__name__)
 
+#: seconds between a running trial's checkpoints, unless --checkpoint-every says otherwise
+DEFAULT_CHECKPOINT_EVERY = 10.0
+
 
 @dataclass
 class SweepPlan:
@@ -50,6 +53,7 @@ class SweepPlan:
     tracking_uri: str | None
     address: str | None
     max_failures: int
+    checkpoint_every: float
     test_size: float
     val_size: float
     register_model: str | None = None
@@ -83,6 +87,7 @@ class SweepPlan:
             "test_size": self.test_size,
             "val_size": self.val_size,
             "max_failures": self.max_failures,
+            "checkpoint_every_s": self.checkpoint_every,
         }
 
 
@@ -188,6 +193,7 @@ def plan_sweep(
     tracking_uri: str | None = None,
     experiment: str | None = None,
     max_failures: int = 0,
+    checkpoint_every: float | None = None,
     test_size: float = 0.2,
     val_size: float = 0.2,
     register_model: str | None = None,
@@ -208,6 +214,10 @@ def plan_sweep(
         raise UserError(f"--time-budget {time_budget}: must be a positive number of seconds")
     if max_failures < 0:
         raise UserError(f"--max-failures {max_failures}: must be >= 0")
+    if checkpoint_every is None:
+        checkpoint_every = DEFAULT_CHECKPOINT_EVERY
+    if not checkpoint_every >= 0:  # also refuses NaN
+        raise UserError(f"--checkpoint-every {checkpoint_every}: must be a number of seconds >= 0 (0 checkpoints after every step)")
     if not (0 < test_size < 0.9 and 0 < val_size < 0.9 and test_size + val_size < 0.95):
         raise UserError(f"test_size={test_size}, val_size={val_size}: each must be in (0, 0.9) and together below 0.95")
     if task is not None and task not in TASKS:
@@ -262,6 +272,7 @@ def plan_sweep(
         tracking_uri=tracking_uri,
         address=address,
         max_failures=max_failures,
+        checkpoint_every=checkpoint_every,
         test_size=test_size,
         val_size=val_size,
         register_model=register_model,
@@ -446,6 +457,7 @@ def run_planned(
         needs_proba=needs_proba(plan.metric),
         fixed=dict(plan.recipe.fixed),
         mutable=tuple(plan.recipe.mutations) if plan.scheduler == "pbt" else (),
+        checkpoint_every=plan.checkpoint_every,
     )
 
     tracker = None
@@ -574,7 +586,7 @@ def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
             "searcher": plan.searcher, "num_samples": plan.num_samples, "time_budget": plan.time_budget,
             "max_concurrent": plan.max_concurrent, "cv": plan.cv, "seed": plan.seed, "address": plan.address,
             "tracking_uri": absolute_tracking_uri(tracker.tracking_uri) if tracker else plan.tracking_uri, "experiment": plan.experiment, "max_failures": plan.max_failures,
-            "test_size": plan.test_size, "val_size": plan.val_size, "register_model": plan.register_model,
+            "checkpoint_every": plan.checkpoint_every, "test_size": plan.test_size, "val_size": plan.val_size, "register_model": plan.register_model,
         },
         "experiment_id": tracker.experiment_id if tracker else None,
         "parent_run_id": tracker.parent_run_id if tracker else None,
@@ -746,7 +758,7 @@ def run_sweep(
 
     ``options`` are those of :func:`plan_sweep` (target, task, metric, scheduler, searcher,
     num_samples, time_budget, max_concurrent, cv, seed, name, storage, overrides, address,
-    tracking_uri, experiment, max_failures, register_model). Raises :class:`~raysweep.UserError` for bad
+    tracking_uri, experiment, max_failures, checkpoint_every, register_model). Raises :class:`~raysweep.UserError` for bad
     input before Ray starts, and :class:`~raysweep.errors.SweepFailed` when no trial succeeds.
     """
     plan = plan_sweep(recipe, dataset, **options)

@@ -525,6 +525,10 @@ class TrialWriter:
         """A failed trial (its node died, or it raised) that Tune retries (``--max-failures``)."""
         run = self._run_for(trial)
         run.retries += 1
+        # The retry starts again from the trial's last checkpoint, or from scratch: the steps it
+        # repeats are in MLflow already (or waiting to be written).
+        reported = self._step(trial.last_result) if trial.last_result else -1
+        run.logged_through = max(run.logged_through, run.last_step, reported)
         # The retry may run on another node (the one it ran on may have died): tag it afresh.
         run.node_tagged = False
         run.pending_tags["raysweep.retries"] = str(run.retries)

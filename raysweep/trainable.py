@@ -31,6 +31,8 @@ class TrialSpec:
     needs_proba: bool
     fixed: dict[str, Any] = field(default_factory=dict)
     mutable: tuple[str, ...] = ()
+    #: seconds between a trial's checkpoints (0: after every step); see :meth:`SweepTrainable.step`
+    checkpoint_every: float = 0.0
 
     @property
     def metric_key(self) -> str:
@@ -64,6 +66,7 @@ class SweepTrainable(tune.Trainable):
             for _ in self.data.splits()
         ]
         self.steps = 0
+        self._last_checkpoint = time.monotonic()
 
     def step(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -92,12 +95,16 @@ class SweepTrainable(tune.Trainable):
             result.update({f"hp/{name}": v for name, v in effective.items() if isinstance(v, (int, float))})
         if self.steps >= self.spec.resource.max_steps:
             result["done"] = True
-        else:
-            # A checkpoint after every unfinished step: a killed sweep resumes where it was.
+        elif time.monotonic() - self._last_checkpoint >= self.spec.checkpoint_every:
+            # A resumed sweep, or a retried trial, continues from the last checkpoint. Each one
+            # is a save round trip through Tune's controller, as long as a short step, so a trial
+            # is checkpointed once checkpoint_every seconds have passed since its last one.
+            # (HyperBand saves the trials it pauses, PBT the ones it copies from.)
             result["should_checkpoint"] = True
         return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
+        self._last_checkpoint = time.monotonic()
         with open(os.path.join(checkpoint_dir, STATE_FILE), "wb") as handle:
             pickle.dump({"models": self.models, "steps": self.steps}, handle)
 
@@ -105,6 +112,9 @@ class SweepTrainable(tune.Trainable):
         with open(os.path.join(checkpoint_dir, STATE_FILE), "rb") as handle:
             state = pickle.load(handle)
         self.models, self.steps = state["models"], state["steps"]
+        # Checkpoint after the next step: under PBT the state may be a donor's, whose checkpoint
+        # the donor deletes when it has saved a few newer ones.
+        self._last_checkpoint = -math.inf
         # Under PBT the checkpoint may be a donor's: its model continues with this trial's
         # (mutated) config from the next step on.
         params = {k: v for k, v in model_params(self.spec, self.config).items() if k in self.spec.mutable}

@@ -95,7 +95,12 @@ class MLflowTrialCallback(Callback):
         self._send("trial_completed", _TrialView.of(trial))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._send("trial_recovered", _TrialView.of(trial, errors=True))
+        view = _TrialView.of(trial, errors=True)
+        if view.last_result:
+            # The retry repeats the steps since its last checkpoint: they are in the history already.
+            logged, step = self.tracker.logged_through, result_step(view.last_result, self.tracker.integer_resource)
+            logged[trial.trial_id] = max(logged.get(trial.trial_id, -1), step)
+        self._send("trial_recovered", view)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._send("trial_errored", _TrialView.of(trial, errors=True))

@@ -335,10 +335,11 @@ def test_a_sweep_survives_a_worker_node_dying(
         tags = by_id[run_id].data.tags
         assert tags.get("raysweep.retries") == "1", tags
         assert lost_actor.search(tags.get("raysweep.retry.1.error", "")), tags
-        # ... and the run went on to the end: the retry resumed from the trial's last checkpoint
-        # (written after every step to the shared storage), so no step is missing.
+        # ... and the run went on to the end. The retry continued from the trial's last checkpoint,
+        # or started over if it had none yet (these trials are shorter than the default interval):
+        # every step is there, once, although some ran twice.
         history = mlflow_client.get_metric_history(run_id, "val_accuracy")
-        assert sorted({m.step for m in history}) == steps_expected, [m.step for m in history]
+        assert sorted(m.step for m in history) == steps_expected, [m.step for m in history]
         assert by_id[run_id].info.status == "FINISHED"
     # The trials that did not lose their node were not retried.
     assert all("raysweep.retries" not in run.data.tags for run in children if run.info.run_id not in victims)

@@ -331,10 +331,12 @@ def test_a_trial_whose_score_turns_nan_fails_as_diverged_and_the_sweep_goes_on(f
     assert diverged.data.tags["raysweep.outcome"] == "failed"
     error = diverged.data.tags["raysweep.error"]
     assert re.search(r"FloatingPointError: validation rmse is nan at boosting_rounds=\d+: the model diverged", error), error
-    assert diverged.data.tags["raysweep.retries"] == "2"  # retried from its last checkpoint, diverged each time
-    # the scores before it diverged are logged, the NaN is not
+    assert diverged.data.tags["raysweep.retries"] == "2"  # retried (from scratch: it had no checkpoint), diverged each time
+    # the scores before it diverged are logged, once each although every retry repeated them; the NaN is not
     logged = client.get_metric_history(diverged.info.run_id, "val_rmse")
     assert all(math.isfinite(m.value) for m in logged) and max((m.step for m in logged), default=0) < 30, logged
+    steps = [m.step for m in logged]
+    assert len(steps) == len(set(steps)), steps
     # the sweep went on to refit the trial that trained
     assert summary_of(done.stdout)["test_score"] > 0
     assert parent.data.tags["raysweep.best_config"] == '{"learning_rate": 0.1}'
@@ -431,7 +433,9 @@ def test_a_sweep_whose_every_trial_fails_prints_no_traceback(all_failed):
 def test_a_sweep_killed_with_sigkill_resumes_to_the_end_with_every_step_logged_once(tmp_path):
     name = "killed"
     uri = sqlite_uri(tmp_path)
-    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=6)
+    # A checkpoint after every step (the default is every 10 s, longer than these trials), so that
+    # the trials caught part-way have one to continue from.
+    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=6, extra=["--checkpoint-every", "0"])
     try:
         wait_for(lambda: started(tmp_path, name) or not sweep.running(), 240, "the sweep to start")
         client = client_for(uri)

@@ -319,3 +319,23 @@ def test_refit_model_test_score_with_probabilities(ray_local, tmp_path):
     assert recompute_test_score(result, "breast_cancer", seed=3) == pytest.approx(result.test_score, abs=1e-9)
     data = load_dataset("breast_cancer")
     assert set(np.unique(result.predict(data.X.head(50)))) <= {0, 1}
+
+
+# -- checkpoints: every step on request, otherwise at most every checkpoint_every seconds ----------------------------
+def test_checkpoint_every_sets_how_often_a_running_trial_is_checkpointed(ray_local, tmp_path):
+    overrides = ["resource.max=80"]  # 4 steps of 20 trees, a fraction of a second each
+
+    def checkpoints(every: float | None) -> dict[str, int]:
+        options = {} if every is None else {"checkpoint_every": every}
+        result = sweep(tmp_path / str(every), "random_forest", "breast_cancer", scheduler="fifo", searcher="random",
+                       num_samples=2, max_concurrent=2, overrides=overrides, **options)
+        check_result(result, "random_forest", 2, overrides)
+        trials = [path.parent for path in Path(result.storage_path).glob("*/result.json")]
+        return {trial.name: len(list(trial.glob("checkpoint_*"))) for trial in trials}
+
+    # After every unfinished step (steps 1-3); Ray keeps the last two of each trial.
+    every_step = checkpoints(0)
+    assert len(every_step) == 2 and set(every_step.values()) == {2}, every_step
+    # The default, 10 s, is longer than these trials: none is checkpointed, and none is needed.
+    by_default = checkpoints(None)
+    assert len(by_default) == 2 and set(by_default.values()) == {0}, by_default
