@@ -278,7 +278,7 @@ def test_a_sweep_survives_a_worker_node_dying(
 
     victim_node, survivor_node = (w.node_id for w in cluster.workers)
     experiment = unique_experiment("node-failure")
-    per_step, max_trees = 20, 160  # 8 steps a trial: long enough to be caught mid-trial
+    per_step, max_trees = 20, 400  # 20 steps a trial: long enough to be caught mid-trial
     driver = subprocess.Popen(
         [sys.executable, "-m", "raysweep", "run", "random_forest",
          "--dataset", "make_classification:n_samples=2000,n_features=20", "--address", cluster.address,
@@ -288,7 +288,8 @@ def test_a_sweep_survives_a_worker_node_dying(
         cwd=tmp_path, env=cluster.driver_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        # Wait until a trial has reported from worker 0 and is still running there, then kill the node.
+        # Wait until a trial has reported from worker 0 and is still running there, with at least half
+        # its steps to go (MLflow hears of a trial's progress a moment late), then kill the node.
         victims: dict[str, str] = {}
         deadline = time.monotonic() + 180
         while not victims and driver.poll() is None and time.monotonic() < deadline:
@@ -299,7 +300,10 @@ def test_a_sweep_survives_a_worker_node_dying(
                     filter_string=f"tags.`raysweep.node_id` = '{victim_node}' and tags.`raysweep.outcome` = 'running'",
                     run_view_type=ViewType.ACTIVE_ONLY,
                 )
-                victims = {run.info.run_id: run.data.tags["raysweep.trial_id"] for run in running}
+                victims = {
+                    run.info.run_id: run.data.tags["raysweep.trial_id"] for run in running
+                    if max((m.step for m in mlflow_client.get_metric_history(run.info.run_id, "val_accuracy")), default=0) <= max_trees // 2
+                }
             if not victims:
                 time.sleep(0.3)
         assert victims, f"no trial was seen running on worker 0 (driver exit {driver.poll()})"
