@@ -459,7 +459,7 @@ def _diagnose(runs: list[dict[str, Any]], problem: str) -> list[str]:
             logscale = spec["type"].startswith(("log", "qlog"))
             position = ((math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
                         if logscale and value > 0 else (value - low) / (high - low))
-            if position <= 0.05:
+            if position <= 0.05 and not (spec["type"].endswith("randint") and low <= 1):  # no count below 1
                 edges.append("low")
             elif position >= 0.95:
                 edges.append("high")
