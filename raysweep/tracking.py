@@ -50,6 +50,8 @@ _BATCH_LIMIT = 900
 _PARAMS_LIMIT = 100
 _TAGS_LIMIT = 100
 _ENTITIES_LIMIT = 1000
+#: a backlog entry that is no result: a retried trial repeats its steps up to this one
+_REPEATS_THROUGH = "raysweep/repeats_through"
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -525,10 +527,12 @@ class TrialWriter:
         """A failed trial (its node died, or it raised) that Tune retries (``--max-failures``)."""
         run = self._run_for(trial)
         run.retries += 1
-        # The retry starts again from the trial's last checkpoint, or from scratch: the steps it
-        # repeats are in MLflow already (or waiting to be written).
-        reported = self._step(trial.last_result) if trial.last_result else -1
-        run.logged_through = max(run.logged_through, run.last_step, reported)
+        if trial.last_result:
+            # The retry starts again from the trial's last checkpoint, or from scratch: the steps
+            # it repeats are skipped, once the results reported before it (which may still wait
+            # for MLflow) are written.
+            self._backlog.append((trial, {_REPEATS_THROUGH: self._step(trial.last_result)}))
+            self._drain_backlog()
         # The retry may run on another node (the one it ran on may have died): tag it afresh.
         run.node_tagged = False
         run.pending_tags["raysweep.retries"] = str(run.retries)
@@ -565,6 +569,9 @@ class TrialWriter:
         from mlflow.entities import Metric
 
         run = self._run_for(trial)
+        if _REPEATS_THROUGH in result:
+            run.logged_through = max(run.logged_through, result[_REPEATS_THROUGH])
+            return
         step = self._step(result)
         run.last_step = step
         if step <= run.logged_through:

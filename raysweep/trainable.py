@@ -29,10 +29,10 @@ class TrialSpec:
     resource: Resource
     seed: int
     needs_proba: bool
+    #: seconds between a trial's checkpoints (0: after every step); see :meth:`SweepTrainable.step`
+    checkpoint_every: float
     fixed: dict[str, Any] = field(default_factory=dict)
     mutable: tuple[str, ...] = ()
-    #: seconds between a trial's checkpoints (0: after every step); see :meth:`SweepTrainable.step`
-    checkpoint_every: float = 0.0
 
     @property
     def metric_key(self) -> str:
@@ -112,11 +112,10 @@ class SweepTrainable(tune.Trainable):
         with open(os.path.join(checkpoint_dir, STATE_FILE), "rb") as handle:
             state = pickle.load(handle)
         self.models, self.steps = state["models"], state["steps"]
-        # Checkpoint after the next step: under PBT the state may be a donor's, whose checkpoint
-        # the donor deletes when it has saved a few newer ones.
-        self._last_checkpoint = -math.inf
         # Under PBT the checkpoint may be a donor's: its model continues with this trial's
-        # (mutated) config from the next step on.
+        # (mutated) config from the next step on, and the trial checkpoints after that step, for
+        # the donor deletes its checkpoint once it has saved a few newer ones.
+        self._last_checkpoint = -math.inf
         params = {k: v for k, v in model_params(self.spec, self.config).items() if k in self.spec.mutable}
         if params:
             self.models = [self.family.apply_params(model, params) for model in self.models]
