@@ -181,6 +181,7 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
 
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     from raysweep.runner import run_planned
 
@@ -188,8 +189,8 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
 
     check_reachable(resolve_tracking_uri(plan.tracking_uri))
     err = Console(stderr=True, highlight=False)
-    for note in plan.dataset.notes:
-        err.print(f"[dim]{plan.dataset.name}: {note}[/]")
+    for where, note in [(plan.recipe.source, n) for n in plan.recipe.notes] + [(plan.dataset.name, n) for n in plan.dataset.notes]:
+        err.print(f"[dim]{escape(f'{where}: {note}')}[/]")
     err.print(
         f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
         f"{plan.scheduler} + {plan.searcher}, {plan.num_samples} {'grid pass(es)' if plan.searcher == 'grid' else 'trials'}, "

@@ -66,6 +66,7 @@ _TOP_KEYS = (
     "early_stopping",
     "fixed",
     "space",
+    "points_to_evaluate",
     "pbt",
 )
 _REQUIRED_TOP = ("family", "tasks", "metric", "resource", "space")
@@ -146,6 +147,10 @@ class Recipe:
     reduction_factor: float = 3.0
     perturbation_interval: int = 2
     mutations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: configs the searcher tries first (random and hyperopt; grid search tries its grid)
+    points_to_evaluate: list[dict[str, Any]] = field(default_factory=list)
+    #: what validation changed, for the user to see (a starting point moved into a narrowed range)
+    notes: list[str] = field(default_factory=list)
     source: str = "<recipe>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -207,6 +212,39 @@ def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
             raise _fail(source, f"{path}.grid", f"must be a non-empty list of numbers, got {points!r}")
 
     return spec
+
+
+def _check_point(source: str, path: str, point: Any, space: dict[str, dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    """One starting point: a value for every searched parameter, moved inside its range if need be."""
+    _check_keys(source, path, point, tuple(space))
+    missing = [name for name in space if name not in point]
+    if missing:
+        raise _fail(source, path, f"gives no value for {', '.join(missing)}; a starting point names every parameter in space")
+    for name, value in point.items():
+        spec = space[name]
+        where = f"{path}.{name}"
+        if "values" in spec:
+            if isinstance(value, (list, dict)):
+                # Ray Tune reads a list or mapping in a config as nested keys, not as one value.
+                raise _fail(source, where, f"{value!r}: a starting point can only name a plain value (a number or a "
+                            "string), not a list or mapping; leave this point out, or search the parameter with plain values")
+            if value not in spec["values"]:
+                raise _fail(source, where, f"{value!r} is not one of space.{name}.values {spec['values']!r}; pick one of them")
+            continue
+        if not _is_number(value):
+            raise _fail(source, where, f"must be a number, got {value!r}")
+        if spec["type"] in _INT_TYPES and not float(value).is_integer():
+            raise _fail(source, where, f"must be a whole number for {spec['type']}, got {value!r}")
+        # randint and lograndint exclude high, as in Ray Tune.
+        top = spec["high"] - 1 if spec["type"] in ("randint", "lograndint") else spec["high"]
+        inside = min(max(value, spec["low"]), top)
+        if inside != value:
+            # A narrowed range (``--set space.NAME.high=...``) moves a starting point, not the other way round.
+            notes.append(
+                f"{where}: {value} lies outside space.{name} [low={spec['low']}, high={spec['high']}]; starting from {inside}"
+            )
+            point[name] = inside
+    return point
 
 
 def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -> Recipe:
@@ -285,6 +323,13 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
         if param in fixed:
             raise _fail(source, f"fixed.{param}", "is also in space; a parameter is either searched or fixed, not both")
 
+    notes: list[str] = []
+    points = copy.deepcopy(data.get("points_to_evaluate") or [])
+    if not isinstance(points, list):
+        raise _fail(source, "points_to_evaluate", f"must be a list of {{parameter: value}} mappings, got {points!r}")
+    for index, point in enumerate(points):
+        _check_point(source, f"points_to_evaluate.{index}", point, space, notes)
+
     pbt = _check_keys(source, "pbt", data.get("pbt") or {}, ("perturbation_interval", "mutations"))
     interval = pbt.get("perturbation_interval", 2)
     if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
@@ -318,8 +363,11 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
         reduction_factor=float(reduction),
         perturbation_interval=interval,
         mutations=copy.deepcopy(mutations),
+        points_to_evaluate=points,
+        notes=notes,
         source=source,
-        raw=copy.deepcopy(data),
+        # What is really tried: a starting point moved into a narrowed range, as moved.
+        raw={**copy.deepcopy(data), **({"points_to_evaluate": copy.deepcopy(points)} if points else {})},
     )
 
 
@@ -381,7 +429,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
                 raise UserError(f"--set {text}: {'.'.join(parts[:depth])} in {source} is not a mapping, so it has no key {part!r}")
             if depth == 0 and part == "fixed" and not last and node.get("fixed") is None:
                 node["fixed"] = {}  # a recipe without fixed parameters can still be given one
-            if part not in node and not (parts[0] == "fixed" and depth == 1 and last):
+            # New keys: a parameter under fixed, or an optional top-level key the recipe left out.
+            new_ok = (parts[0] == "fixed" and depth == 1 and last) or (depth == 0 and last and part in _TOP_KEYS)
+            if part not in node and not new_ok:
                 keys = ", ".join(map(str, node)) or "(none)"
                 raise UserError(f"--set {text}: {source} has no key {path}{_suggest(part, [str(k) for k in node])}; keys there: {keys}")
             if last:

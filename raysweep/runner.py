@@ -510,7 +510,9 @@ def run_planned(
                 scheduler=strategies.build_scheduler(
                     plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits
                 ),
-                search_alg=strategies.build_searcher(plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent),
+                search_alg=strategies.build_searcher(
+                    plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate
+                ),
                 reuse_actors=True,
                 time_budget_s=plan.time_budget,
             ),

@@ -133,15 +133,22 @@ def _recording_pbt() -> type:
     return RecordingPBT
 
 
-def build_searcher(name: str, metric: str, mode: str, seed: int, max_concurrent: int) -> Any:
-    """Ray Tune's search algorithm for ``name`` (``None`` means Tune's random/grid generator)."""
+def build_searcher(name: str, metric: str, mode: str, seed: int, max_concurrent: int,
+                   points_to_evaluate: list[dict[str, Any]] | None = None) -> Any:
+    """Ray Tune's search algorithm for ``name``, trying ``points_to_evaluate`` first.
+
+    Grid search tries its grid and nothing else, so it takes no starting points.
+    """
+    points = [dict(p) for p in points_to_evaluate or []] or None
     if name == "hyperopt":
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.hyperopt import HyperOptSearch
 
         return ConcurrencyLimiter(
-            HyperOptSearch(random_state_seed=seed), max_concurrent=max_concurrent
+            HyperOptSearch(random_state_seed=seed, points_to_evaluate=points), max_concurrent=max_concurrent
         )
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)
+    if name == "grid":
+        points = None
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent, points_to_evaluate=points)

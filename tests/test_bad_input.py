@@ -206,6 +206,12 @@ CASES = [
     Case("--set breaking a rule", ["run", "xgboost", "--dataset", "iris", "--set", "space.max_depth.high=1"],
          ("xgboost.yaml: space.max_depth: low < high must hold, but got (low=2, high=1)",),
          api={"recipe": "xgboost", "dataset": "iris", "overrides": ["space.max_depth.high=1"]}),
+    Case("--set a partial starting point", ["run", "xgboost", "--dataset", "iris", "--set", "points_to_evaluate=[{max_depth: 4}]"],
+         ("xgboost.yaml: points_to_evaluate.0: gives no value for learning_rate, min_child_weight",),
+         api={"recipe": "xgboost", "dataset": "iris", "overrides": ["points_to_evaluate=[{max_depth: 4}]"]}),
+    Case("starting point not a number", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: points_to_evaluate.0.max_depth: must be a number, got 'deep'",),
+         files={"bad.yaml": RECIPE + "points_to_evaluate: [{max_depth: deep}]\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
     Case("validate a bad recipe", ["validate", "bad.yaml"], ("bad.yaml: space.max_depth: low < high must hold",),
          files={"bad.yaml": recipe_with("low: 2", "low: 9")}),
     Case("show an unknown recipe", ["recipes", "show", "nope"], ("unknown recipe 'nope'",)),
@@ -215,7 +221,7 @@ CASES = [
 SUBPROCESS = {
     "unknown recipe name", "unknown key", "low above high", "malformed YAML", "pbt on svm", "grid type with hyperopt",
     "unknown dataset name", "empty file", "missing target column", "target with one class", "text target for regression",
-    "fewer rows than folds", "zero samples", "--set on a missing key", "validate a bad recipe",
+    "fewer rows than folds", "zero samples", "--set on a missing key", "validate a bad recipe", "--set a partial starting point",
 }
 CLI_CASES = [case for case in CASES if case.args]
 SUBPROCESS_CASES = [case for case in CLI_CASES if case.id in SUBPROCESS]

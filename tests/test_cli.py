@@ -61,7 +61,7 @@ def test_recipes_list_shows_the_four_recipes(tmp_path):
     assert done.returncode == 0, done.stderr
     rows = [line.split("│")[1].strip() for line in done.stdout.splitlines() if line.startswith("│") and line.split("│")[1].strip()]
     assert rows == ["mlp", "random_forest", "svm", "xgboost"]
-    assert "boosting_rounds" in done.stdout and "25/step" in done.stdout
+    assert "boosting_rounds" in done.stdout and "50/step" in done.stdout
     assert "hyperopt" in done.stdout and "asha" in done.stdout
 
 
@@ -108,7 +108,7 @@ def test_set_override_takes_effect(tmp_path):
     text, domains, comments = split_show_output(done.stdout)
     assert yaml.safe_load(text)["space"]["max_depth"]["high"] == 12
     assert "max_depth: tune.randint(2, 12)  grid: [3, 6, 9]" in domains
-    assert "# resource: boosting_rounds, 25 per step, 4 steps up to 100" in comments
+    assert "# resource: boosting_rounds, 50 per step, 2 steps up to 100" in comments
     # The recipe itself is untouched.
     again = run_cli("recipes", "show", "xgboost", cwd=tmp_path)
     assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in split_show_output(again.stdout)[1]
@@ -175,13 +175,16 @@ def test_real_dataset_through_the_cli(shared_data, tmp_path):
         pytest.skip(f"{path} not found")
     done = run_cli(
         "run", "xgboost", "--dataset", str(path), "--target", "income", "--scheduler", "asha", "--searcher", "random",
-        "--num-samples", "4", "--set", "resource.max=75", "--seed", "0", "--json",
+        "--num-samples", "4", "--set", "resource.per_step=25", "--set", "resource.max=75", "--set", "space.max_depth.high=6",
+        "--seed", "0", "--json",
         "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--storage", str(tmp_path / "results"), cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     stderr = " ".join(done.stderr.split())
     assert "dropped the unnamed index column" in stderr
     assert "adult: task inferred from target 'income': classification" in stderr
+    # The recipe starts from XGBoost's defaults; max_depth 6 no longer fits the narrowed range.
+    assert "points_to_evaluate.0.max_depth: 6 lies outside space.max_depth [low=2, high=6]; starting from 5" in stderr
     outcome = parse_json_stdout(done.stdout)
     assert outcome["dataset"] == "adult" and outcome["task"] == "classification" and outcome["metric"] == "accuracy"
     assert outcome["num_trials"] == 4 and outcome["num_errors"] == 0

@@ -211,7 +211,7 @@ def test_prepare_refuses_more_folds_than_rows():
 # -- end to end on a user's CSV -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("recipe", ["xgboost", "mlp"])
 def test_sweep_on_a_messy_csv(ray_local, tmp_path, messy_csv, recipe):
-    overrides = {"xgboost": ["resource.max=50"], "mlp": ["resource.max=20"]}[recipe]
+    overrides = {"xgboost": ["resource.per_step=25", "resource.max=50"], "mlp": ["resource.max=20"]}[recipe]
     result = run_sweep(recipe, str(messy_csv), target="label", scheduler="asha", searcher="random", num_samples=3, seed=0,
                        tracking=False, storage=str(tmp_path / "results"), overrides=overrides)
     assert result.num_trials == 3 and result.num_errors == 0
@@ -239,7 +239,7 @@ def test_class_missing_from_the_training_rows(ray_local, tmp_path):
     rare = list(prepare(data, family, seed=0).classes).index("sideways")
     seed = next(s for s in range(50) if rare not in prepare(data, family, seed=s).trial.y_train)
     result = run_sweep("xgboost", str(path), target="label", scheduler="fifo", searcher="random", num_samples=2, seed=seed,
-                       tracking=False, storage=str(tmp_path / "results"), overrides=["resource.max=50"])
+                       tracking=False, storage=str(tmp_path / "results"), overrides=["resource.per_step=25", "resource.max=50"])
     assert result.num_errors == 0, result.errors
     assert list(result.classes) == ["down", "sideways", "up"]
     assert math.isfinite(result.best_validation_score) and 0.7 < result.test_score <= 1.0

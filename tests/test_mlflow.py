@@ -99,7 +99,7 @@ def asha_sweep(ray_local, mlflow_server, tmp_path_factory):
         patch.setattr(MlflowClient, "log_param", unbatched)
         return sweep(
             tmp_path_factory, mlflow_server, "xgboost", "breast_cancer", SWEEP_ASHA,
-            scheduler="asha", searcher="random", num_samples=8, overrides=["resource.max=100"],
+            scheduler="asha", searcher="random", num_samples=8, overrides=["resource.per_step=25", "resource.max=100"],
             register_model=REGISTERED,
         )
 
@@ -130,7 +130,7 @@ def test_parent_run_holds_the_sweep_tags_settings_and_recipe(asha_sweep, mlflow_
     assert parent.info.status == "FINISHED"
     assert "mlflow.parentRunId" not in parent.data.tags
     tags = parent.data.tags
-    recipe = load_recipe("xgboost", ["resource.max=100"])
+    recipe = load_recipe("xgboost", ["resource.per_step=25", "resource.max=100"])
     assert tags["raysweep.sweep"] == SWEEP_ASHA
     assert tags["raysweep.recipe"] == "xgboost"
     assert tags["raysweep.recipe_hash"] == recipe.content_hash

@@ -4,6 +4,7 @@ of the loader (anything YAML can hold gives a Recipe or a UserError, never a cra
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -143,7 +144,7 @@ def test_overrides_parse_values_as_yaml():
     )
     assert recipe.space["max_depth"] == {"type": "randint", "low": 2, "high": 12, "grid": [3, 5]}
     assert recipe.space["learning_rate"]["low"] == 0.02
-    assert recipe.resource.max == 100 and recipe.resource.max_steps == 4
+    assert recipe.resource.max == 100 and recipe.resource.max_steps == 2
     assert recipe.searcher == "random"
     assert recipe.perturbation_interval == 1
     assert recipe.fixed == {"tree_method": "hist", "max_bin": 64}
@@ -187,6 +188,73 @@ def test_apply_overrides_leaves_its_input_alone():
     assert changed["space"]["C"]["high"] == 5
 
 
+# -- starting points ------------------------------------------------------------------------------------------------
+XGBOOST_DEFAULTS = {"learning_rate": 0.3, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0,
+                    "colsample_bytree": 1.0, "reg_lambda": 1.0}
+
+
+def test_tree_recipes_start_from_the_library_defaults():
+    from xgboost import XGBClassifier
+
+    booster = json.loads(XGBClassifier(n_estimators=1).fit([[0.0], [1.0]], [0, 1]).get_booster().save_config())
+    train = booster["learner"]["gradient_booster"]["tree_train_param"]
+    library = {name: float(train[{"learning_rate": "eta"}.get(name, name)]) for name in XGBOOST_DEFAULTS}
+    assert library == pytest.approx(XGBOOST_DEFAULTS)
+    assert load_recipe("xgboost").points_to_evaluate == [XGBOOST_DEFAULTS]
+    # scikit-learn grows trees out, to one-sample leaves, with sqrt(n_features) features per split:
+    # 4 of letter's 16 features.
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier().get_params()
+    assert (forest["max_depth"], forest["min_samples_leaf"], forest["max_features"]) == (None, 1, "sqrt")
+    assert load_recipe("random_forest").points_to_evaluate == [{"max_depth": 32, "min_samples_leaf": 1, "max_features": 0.25}]
+    assert load_recipe("svm").points_to_evaluate == [] and load_recipe("mlp").points_to_evaluate == []
+
+
+def test_a_narrowed_range_moves_the_starting_point_and_says_so():
+    recipe = load_recipe("random_forest", ["space.max_depth.high=12", "space.max_features.low=0.5"])
+    assert recipe.points_to_evaluate == [{"max_depth": 11, "min_samples_leaf": 1, "max_features": 0.5}]
+    assert recipe.notes == [
+        "points_to_evaluate.0.max_depth: 32 lies outside space.max_depth [low=4, high=12]; starting from 11",
+        "points_to_evaluate.0.max_features: 0.25 lies outside space.max_features [low=0.5, high=1.0]; starting from 0.5",
+    ]
+    assert yaml.safe_load(recipe.to_yaml())["points_to_evaluate"] == recipe.points_to_evaluate
+    assert load_recipe("random_forest").points_to_evaluate[0]["max_depth"] == 32, "the recipe itself is untouched"
+    assert load_recipe("random_forest").notes == []
+
+
+def test_starting_points_can_be_set_or_dropped_from_the_command_line():
+    assert load_recipe("xgboost", ["points_to_evaluate=[]"]).points_to_evaluate == []
+    # svm.yaml has no points_to_evaluate; an optional top-level key may still be set.
+    recipe = load_recipe("svm", ["points_to_evaluate=[{C: 1.0, gamma: 0.1}, {C: 10, gamma: 0.01}]"])
+    assert recipe.points_to_evaluate == [{"C": 1.0, "gamma": 0.1}, {"C": 10, "gamma": 0.01}]
+
+
+@pytest.mark.parametrize(
+    "recipe, points, fragment",
+    [
+        ("xgboost", {"learning_rate": 0.3}, "points_to_evaluate: must be a list of {parameter: value} mappings"),
+        ("xgboost", [{"learning_rate": 0.3}], "points_to_evaluate.0: gives no value for max_depth, min_child_weight, "
+                                              "subsample, colsample_bytree, reg_lambda; a starting point names every parameter"),
+        ("xgboost", [{**XGBOOST_DEFAULTS, "gamma": 0.0}], "points_to_evaluate.0.gamma: unknown key; allowed keys: learning_rate"),
+        ("xgboost", [XGBOOST_DEFAULTS, {**XGBOOST_DEFAULTS, "max_depth": "six"}], "points_to_evaluate.1.max_depth: must be a number, got 'six'"),
+        ("xgboost", [{**XGBOOST_DEFAULTS, "max_depth": 6.5}], "points_to_evaluate.0.max_depth: must be a whole number for randint, got 6.5"),
+        ("xgboost", ["defaults"], "points_to_evaluate.0: must be a mapping, got str 'defaults'"),
+        ("mlp", [{"batch_size": 100, "hidden_layer_sizes": [64], "alpha": 1e-4, "learning_rate_init": 1e-3}],
+         "points_to_evaluate.0.batch_size: 100 is not one of space.batch_size.values [32, 64, 128, 256]; pick one of them"),
+        ("mlp", [{"hidden_layer_sizes": [64], "alpha": 1e-4, "learning_rate_init": 1e-3, "batch_size": 64}],
+         "points_to_evaluate.0.hidden_layer_sizes: [64]: a starting point can only name a plain value"),
+    ],
+)
+def test_bad_starting_point_names_the_key(recipe, points, fragment):
+    data = mutate(recipe, "points_to_evaluate", points)
+    with pytest.raises(UserError) as info:
+        validate_recipe_data(data, "my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: ") and fragment in message, message
+    assert "\n" not in message
+
+
 # -- the schema, rule by rule -------------------------------------------------------------------------------
 def mutate(name: str, path: str, value, delete: bool = False) -> dict:
     data = raw_recipe(name)
@@ -217,7 +285,7 @@ _DELETE = object()
         ("xgboost", "metric.regression", "rsme", "metric.regression: unknown metric 'rsme' (did you mean 'rmse'?)"),
         ("xgboost", "metric.regression", _DELETE, "metric.regression: is missing"),
         ("xgboost", "resource.per_step", -1, "resource.per_step: must be a positive number, got -1"),
-        ("xgboost", "resource.max", 10, "resource.max: must be >= resource.per_step (25), got 10"),
+        ("xgboost", "resource.max", 10, "resource.max: must be >= resource.per_step (50), got 10"),
         ("xgboost", "resource.unit", "trees", "resource.unit: unknown key"),
         ("xgboost", "scheduler", "median", "scheduler: unknown scheduler 'median'"),
         ("xgboost", "searcher", "optuna", "searcher: unknown searcher 'optuna'"),
@@ -382,7 +450,7 @@ yamlish = st.recursive(
         st.lists(children, max_size=4),
         st.dictionaries(st.one_of(st.text(max_size=8), st.integers(), st.sampled_from(
             ["family", "tasks", "metric", "resource", "space", "type", "low", "high", "values", "grid", "q", "fixed",
-             "pbt", "mutations", "name", "per_step", "max"])), children, max_size=5),
+             "pbt", "mutations", "name", "per_step", "max", "points_to_evaluate"])), children, max_size=5),
     ),
     max_leaves=20,
 )

@@ -26,7 +26,7 @@ from raysweep.runner import run_sweep
 #: overrides that keep every recipe to a few quick steps
 SHORT = {
     "random_forest": ["resource.max=60"],  # 3 steps of 20 trees
-    "xgboost": ["resource.max=75"],  # 3 steps of 25 rounds
+    "xgboost": ["resource.per_step=25", "resource.max=75"],  # 3 steps of 25 rounds
     "mlp": ["resource.max=20"],  # 4 steps of 5 epochs
     "svm": ["resource.per_step=0.25"],  # 4 steps of a quarter of the rows
 }
@@ -162,7 +162,7 @@ def test_asha_stops_weak_trials_at_its_rungs(ray_local, tmp_path):
 
 
 # -- 3. PBT changes hyperparameters mid-run, and the live model uses them -----------------------------------
-PBT_CASES = [("xgboost", "breast_cancer", ["resource.max=150"]), ("mlp", "breast_cancer", ["resource.max=30"])]
+PBT_CASES = [("xgboost", "breast_cancer", ["resource.per_step=25", "resource.max=150"]), ("mlp", "breast_cancer", ["resource.max=30"])]
 
 
 @pytest.mark.parametrize("recipe_name, dataset, overrides", PBT_CASES, ids=[c[0] for c in PBT_CASES])
@@ -263,12 +263,12 @@ def test_reused_actor_scores_like_a_fresh_model(rf_grid):
             assert row["val_log_loss"] == pytest.approx(fresh, abs=1e-12), (trial_id, step, row["pid"])
 
 
-# -- 6. the same seed gives the same configs -----------------------------------------------------------------------
+# -- 6. the same seed gives the same configs, after the recipe's starting point -----------------------------------------------------------------------
 @pytest.mark.parametrize("searcher, max_concurrent", [("random", None), ("hyperopt", 1)])
 def test_seed_reproduces_the_configs(ray_local, tmp_path, searcher, max_concurrent):
     def configs(seed: int, run: str):
         result = sweep(tmp_path / run, "xgboost", "iris", scheduler="fifo", searcher=searcher, num_samples=4, seed=seed,
-                       max_concurrent=max_concurrent, overrides=["resource.max=25"])
+                       max_concurrent=max_concurrent, overrides=["resource.per_step=25", "resource.max=25"])
         assert result.num_trials == 4
         return configs_in_start_order(result), result
 
@@ -278,7 +278,12 @@ def test_seed_reproduces_the_configs(ray_local, tmp_path, searcher, max_concurre
     assert len(first) == 4
     assert first == again
     assert result_a.best_config == result_b.best_config and result_a.test_score == result_b.test_score
-    assert all(a != b for a, b in zip(first, other)), "another seed must give other configs"
+    # Every seed starts from the recipe's points_to_evaluate (XGBoost's defaults), then samples.
+    start = load_recipe("xgboost").points_to_evaluate
+    assert start == [{"learning_rate": 0.3, "max_depth": 6, "min_child_weight": 1.0, "subsample": 1.0,
+                      "colsample_bytree": 1.0, "reg_lambda": 1.0}]
+    assert first[:1] == other[:1] == start
+    assert all(a != b for a, b in zip(first[1:], other[1:])), "another seed must give other configs"
 
 
 # -- 9. time budget, cross-validation ----------------------------------------------------------------------------
@@ -313,7 +318,7 @@ def test_cross_validation_scores_the_mean_of_the_folds(ray_local, tmp_path):
 # -- 8. the refit model, scored with probabilities -------------------------------------------------------------------
 def test_refit_model_test_score_with_probabilities(ray_local, tmp_path):
     result = sweep(tmp_path, "xgboost", "breast_cancer", scheduler="fifo", searcher="random", num_samples=2,
-                   metric="roc_auc", seed=3, overrides=["resource.max=50"])
+                   metric="roc_auc", seed=3, overrides=["resource.per_step=25", "resource.max=50"])
     assert result.metric == "roc_auc" and result.mode == "max"
     assert 0.9 < result.test_score <= 1.0
     assert recompute_test_score(result, "breast_cancer", seed=3) == pytest.approx(result.test_score, abs=1e-9)
