@@ -117,6 +117,8 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     family = get_family(loaded.family)
     for task in loaded.tasks:
         check_family_params(loaded, family, task)
+    for note in loaded.notes:
+        click.echo(f"{loaded.source}: {note}", err=True)
     click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameter{'s' if len(loaded.space) != 1 else ''} searched)")
 
 

@@ -168,6 +168,11 @@ class Recipe:
         return self.metric[task]
 
 
+def highest(spec: dict[str, Any]) -> float:
+    """The largest value a numeric space entry can take: Ray's randint and lograndint exclude ``high``."""
+    return spec["high"] - 1 if spec["type"] in ("randint", "lograndint") else spec["high"]
+
+
 def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise _fail(
@@ -235,9 +240,7 @@ def _check_point(source: str, path: str, point: Any, space: dict[str, dict[str, 
             raise _fail(source, where, f"must be a number, got {value!r}")
         if spec["type"] in _INT_TYPES and not float(value).is_integer():
             raise _fail(source, where, f"must be a whole number for {spec['type']}, got {value!r}")
-        # randint and lograndint exclude high, as in Ray Tune.
-        top = spec["high"] - 1 if spec["type"] in ("randint", "lograndint") else spec["high"]
-        inside = min(max(value, spec["low"]), top)
+        inside = min(max(value, spec["low"]), highest(spec))
         if inside != value:
             # A narrowed range (``--set space.NAME.high=...``) moves a starting point, not the other way round.
             notes.append(

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from raysweep.errors import UserError
+from raysweep.recipes import highest
 
 #: how many points a numeric parameter without explicit ``grid`` points gets under grid search
 GRID_POINTS = 3
@@ -48,9 +49,7 @@ def grid_points(spec: dict[str, Any]) -> list[Any]:
         return list(spec["values"])
     if "grid" in spec:
         return list(spec["grid"])
-    low, high = spec["low"], spec["high"]
-    if kind in ("randint", "lograndint"):
-        high = high - 1  # Ray's randint excludes its upper bound
+    low, high = spec["low"], highest(spec)
     if kind.startswith("log") or kind.startswith("qlog"):
         points = [low * (high / low) ** (i / (GRID_POINTS - 1)) for i in range(GRID_POINTS)]
     else:

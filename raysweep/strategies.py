@@ -11,7 +11,7 @@ import numbers
 from typing import Any
 
 from raysweep.errors import UserError
-from raysweep.recipes import SCHEDULERS, SEARCHERS, Recipe
+from raysweep.recipes import SCHEDULERS, SEARCHERS, Recipe, highest
 
 
 def check(recipe: Recipe, scheduler: str, searcher: str, supports_pbt: bool) -> None:
@@ -100,9 +100,7 @@ def mutation_bounds(mutations: dict[str, dict[str, Any]]) -> dict[str, tuple[flo
     bounds = {}
     for name, spec in mutations.items():
         if "low" in spec:
-            # Ray's randint and lograndint exclude their upper bound.
-            high = spec["high"] - 1 if spec["type"] in ("randint", "lograndint") else spec["high"]
-            bounds[name] = (spec["low"], high)
+            bounds[name] = (spec["low"], highest(spec))
     return bounds
 
 
@@ -139,7 +137,7 @@ def build_searcher(name: str, metric: str, mode: str, seed: int, max_concurrent:
 
     Grid search tries its grid and nothing else, so it takes no starting points.
     """
-    points = [dict(p) for p in points_to_evaluate or []] or None
+    points = None if name == "grid" else [dict(p) for p in points_to_evaluate or []] or None
     if name == "hyperopt":
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.hyperopt import HyperOptSearch
@@ -149,6 +147,4 @@ def build_searcher(name: str, metric: str, mode: str, seed: int, max_concurrent:
         )
     from ray.tune.search import BasicVariantGenerator
 
-    if name == "grid":
-        points = None
     return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent, points_to_evaluate=points)

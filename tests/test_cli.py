@@ -114,6 +114,13 @@ def test_set_override_takes_effect(tmp_path):
     assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in split_show_output(again.stdout)[1]
 
 
+def test_validate_says_where_a_narrowed_range_moves_the_starting_point(tmp_path):
+    done = run_cli("validate", "random_forest", "--set", "space.max_depth.high=12", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("random_forest.yaml: ok (random_forest; classification, regression; 3 parameters searched)")
+    assert "points_to_evaluate.0.max_depth: 32 lies outside space.max_depth [low=4, high=12]; starting from 11" in done.stderr
+
+
 def test_validate(tmp_path):
     done = run_cli("validate", "recipes/xgboost.yaml", cwd=REPO)
     assert done.returncode == 0, done.stderr
