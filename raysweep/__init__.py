@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from raysweep._version import __version__
 
 __all__ = ["Recipe", "SweepResult", "UserError", "__version__", "load_recipe", "run_sweep"]
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # The runner pulls in ray; keep `import raysweep` (and the CLI's --help) free of it.
     if name in ("run_sweep", "SweepResult"):
-        from raysweep import runner
+        import importlib
 
-        return getattr(runner, name)
+        return getattr(importlib.import_module("raysweep.runner"), name)
     raise AttributeError(f"module 'raysweep' has no attribute {name!r}")

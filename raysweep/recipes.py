@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from raysweep.errors import UserError
+from raysweep.families._resource import Resource
 
 TASKS = ("classification", "regression")
 SCHEDULERS = ("fifo", "asha", "hyperband", "pbt")
@@ -106,25 +107,6 @@ def _check_keys(source: str, path: str, mapping: Any, allowed: tuple[str, ...], 
         if key not in mapping:
             raise _fail(source, f"{path}.{key}" if path else key, "is required but missing; add it")
     return mapping
-
-
-@dataclass(frozen=True)
-class Resource:
-    """What one training step adds to a trial (trees, boosting rounds, epochs, a row fraction)."""
-
-    name: str
-    per_step: float
-    max: float
-
-    @property
-    def max_steps(self) -> int:
-        """How many steps a trial takes to reach the maximum resource."""
-        return max(1, int(round(self.max / self.per_step)))
-
-    def at(self, steps: int) -> float:
-        """The amount of resource after ``steps`` steps."""
-        amount = steps * self.per_step
-        return int(round(amount)) if float(self.per_step).is_integer() else round(amount, 6)
 
 
 @dataclass

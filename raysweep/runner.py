@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from raysweep import __version__
+from raysweep._version import __version__
 from raysweep.data import Dataset, PreparedData, load_dataset, make_preprocessor, prepare
 from raysweep.errors import SweepFailed, SweepInterrupted, UserError
 from raysweep.families import Family, get_family
 from raysweep.metrics import direction, needs_proba, score
 from raysweep.recipes import METRICS, TASKS, Recipe, load_recipe
 from raysweep import space, strategies
+from raysweep.sweep import record as sweep_record
 from raysweep.tracking import trial_name
 
 logger = logging.getLogger(__name__)
@@ -281,8 +282,7 @@ def plan_sweep(
     )
 
 
-def _is_uri(value: Any) -> bool:
-    return isinstance(value, str) and "://" in value
+_is_uri = sweep_record.is_uri
 
 
 def _quiet_environment(verbose: bool) -> None:
@@ -411,9 +411,6 @@ def _leaderboard(results: Any, plan: SweepPlan) -> Any:
     if len(frame):
         frame = frame.sort_values(plan.metric_key, ascending=plan.mode == "min", na_position="last").reset_index(drop=True)
     return frame
-
-
-SWEEP_FILE = "raysweep_sweep.json"
 
 
 def run_planned(
@@ -593,51 +590,17 @@ def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
         "experiment_id": tracker.experiment_id if tracker else None,
         "parent_run_id": tracker.parent_run_id if tracker else None,
     }
-    _write_text(f"{_sweep_dir(plan)}/{SWEEP_FILE}", json.dumps(record, indent=2, default=str))
-
-
-def _write_text(path: str, text: str) -> None:
-    if _is_uri(path):
-        import pyarrow.fs
-
-        filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
-        filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
-        with filesystem.open_output_stream(inner) as stream:
-            stream.write(text.encode())
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        if _is_uri(path):
-            import pyarrow.fs
-
-            filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
-            with filesystem.open_input_stream(inner) as stream:
-                return stream.read().decode()
-        return Path(path).read_text()
-    except (OSError, FileNotFoundError):
-        return None
+    sweep_record.save(_sweep_dir(plan), record)
 
 
 def resume_sweep(name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False) -> SweepResult:
     """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
-    candidates = [name_or_path] if ("/" in name_or_path or _is_uri(name_or_path)) else []
-    base = storage or "raysweep_results"
-    base = base if _is_uri(base) else str(Path(base).expanduser().resolve())
-    candidates.append(f"{base.rstrip('/')}/{name_or_path}")
-    for candidate in candidates:
-        candidate = candidate if _is_uri(candidate) else str(Path(candidate).expanduser().resolve())
-        text = _read_text(f"{candidate.rstrip('/')}/{SWEEP_FILE}")
-        if text is not None:
-            break
-    else:
+    found = sweep_record.find(name_or_path, storage)
+    if found is None:
         raise UserError(
-            f"no sweep {name_or_path!r} to resume under {base}; pass the sweep's name with --storage where it ran, or its folder"
+            f"no sweep {name_or_path!r} to resume under {sweep_record.storage_base(storage)}; pass the sweep's name with --storage where it ran, or its folder"
         )
-    record = json.loads(text)
+    candidate, record = found
     from raysweep.recipes import validate_recipe_data
 
     recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])

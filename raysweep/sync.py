@@ -71,20 +71,16 @@ class _Trial:
 
 # -- reading Ray's record ------------------------------------------------------------------------
 def _sweep_folder(name_or_path: str, storage: str | None) -> tuple[Path, dict[str, Any]]:
-    from raysweep.runner import SWEEP_FILE
+    from raysweep.sweep import record as sweep_record
 
-    candidates = [Path(name_or_path)] if "/" in name_or_path else []
-    base = Path(storage or "raysweep_results").expanduser()
-    candidates.append(base / name_or_path)
-    for candidate in candidates:
-        record = candidate.expanduser().resolve() / SWEEP_FILE
-        if record.is_file():
-            return record.parent, json.loads(record.read_text())
-    if "://" in name_or_path or "://" in (storage or ""):
+    if sweep_record.is_uri(name_or_path) or sweep_record.is_uri(storage):
         raise UserError(f"sweep {name_or_path}: raysweep sync reads Ray's results from a local folder; copy the sweep's folder here first")
-    raise UserError(
-        f"no sweep {name_or_path!r} under {base.resolve()}; pass the sweep's name with --storage where it ran, or its folder"
-    )
+    found = sweep_record.find(name_or_path, storage)
+    if found is None:
+        raise UserError(
+            f"no sweep {name_or_path!r} under {sweep_record.storage_base(storage)}; pass the sweep's name with --storage where it ran, or its folder"
+        )
+    return Path(found[0]), found[1]
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:

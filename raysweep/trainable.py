@@ -14,7 +14,7 @@ from ray import tune
 from raysweep.data import TrialData
 from raysweep.families import Family
 from raysweep.metrics import score
-from raysweep.recipes import Resource
+from raysweep.families._resource import Resource
 
 STATE_FILE = "state.pkl"
 

@@ -17,6 +17,30 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+#: fixtures that start something real: a test that uses one is end to end
+E2E_FIXTURES = {"ray_local", "mlflow_server", "shared_data"}
+#: test modules whose every test runs a sweep, a cluster or a browser
+E2E_MODULES = {"test_sweeps", "test_mlflow", "test_reliability", "test_cluster_sweeps", "test_ui_browser", "test_benchmarks_smoke"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``e2e`` every test that starts Ray, an MLflow server, a cluster or a browser.
+
+    ``python -m pytest -m "not e2e"`` is then the fast tier: raysweep's own code on synthetic
+    inputs, in seconds. A test that starts one of these some other way is marked by hand.
+    """
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        starts_something = (
+            E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or module in E2E_MODULES
+            or item.get_closest_marker("cluster")
+            or item.get_closest_marker("browser")
+        )
+        if starts_something and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

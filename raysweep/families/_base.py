@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.recipes import Resource
+from raysweep.families._resource import Resource
 
 
 class Family:

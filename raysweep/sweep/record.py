@@ -1,0 +1,69 @@
+"""The sweep record: what ``raysweep resume`` and ``raysweep sync`` need, saved beside Ray's state.
+
+``raysweep_sweep.json`` in the sweep's folder holds the recipe as resolved, how the dataset was
+named and its fingerprint, the sweep's options and its MLflow parent run. The folder may be a
+local path or a cloud URI (read and written through pyarrow's filesystems).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+SWEEP_FILE = "raysweep_sweep.json"
+
+
+def is_uri(value: Any) -> bool:
+    """Whether ``value`` names a cloud location (``s3://...``) rather than a local path."""
+    return isinstance(value, str) and "://" in value
+
+
+def write_text(path: str, text: str) -> None:
+    if is_uri(path):
+        import pyarrow.fs
+
+        filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+        filesystem.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+        with filesystem.open_output_stream(inner) as stream:
+            stream.write(text.encode())
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def read_text(path: str) -> str | None:
+    """The file's text, or None when it cannot be read."""
+    try:
+        if is_uri(path):
+            import pyarrow.fs
+
+            filesystem, inner = pyarrow.fs.FileSystem.from_uri(path)
+            with filesystem.open_input_stream(inner) as stream:
+                return stream.read().decode()
+        return Path(path).read_text()
+    except (OSError, FileNotFoundError):
+        return None
+
+
+def save(folder: str, record: dict[str, Any]) -> None:
+    """Write ``record`` as the sweep record of the sweep whose folder is ``folder``."""
+    write_text(f"{folder.rstrip('/')}/{SWEEP_FILE}", json.dumps(record, indent=2, default=str))
+
+
+def storage_base(storage: str | None) -> str:
+    """Where sweeps are kept: ``storage`` (a path made absolute, or a URI), else ./raysweep_results."""
+    base = storage or "raysweep_results"
+    return base if is_uri(base) else str(Path(base).expanduser().resolve())
+
+
+def find(name_or_path: str, storage: str | None = None) -> tuple[str, dict[str, Any]] | None:
+    """The folder and record of a sweep given by name (under ``storage``) or by its folder; None if absent."""
+    candidates = [name_or_path] if ("/" in name_or_path or is_uri(name_or_path)) else []
+    candidates.append(f"{storage_base(storage).rstrip('/')}/{name_or_path}")
+    for candidate in candidates:
+        candidate = candidate if is_uri(candidate) else str(Path(candidate).expanduser().resolve())
+        text = read_text(f"{candidate.rstrip('/')}/{SWEEP_FILE}")
+        if text is not None:
+            return candidate, json.loads(text)
+    return None
