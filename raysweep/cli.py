@@ -78,6 +78,7 @@ def recipes_list() -> None:
 
 
 def _describe(spec: dict[str, Any]) -> str:
+    """One search-space entry as the Ray Tune domain it becomes."""
     kind = spec["type"]
     if "values" in spec:
         return f"tune.{'grid_search' if kind == 'grid' else 'choice'}({spec['values']!r})"
@@ -89,34 +90,38 @@ def _describe(spec: dict[str, Any]) -> str:
 @click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
 def recipes_show(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Print a recipe's YAML and its resolved search space."""
+    """Print a recipe's YAML, with its resolved search space as comments.
+
+    The output is a recipe of its own: `raysweep recipes show mlp > my_mlp.yaml` starts one.
+    """
     from raysweep.recipes import load_recipe
 
     loaded = load_recipe(recipe, list(overrides))
+    comments = ["resolved search space (Ray Tune domains)"]
+    comments += [f"{name}: {_describe(spec)}" for name, spec in loaded.space.items()]
+    if loaded.fixed:
+        comments.append("fixed: " + ", ".join(f"{k}={v!r}" for k, v in loaded.fixed.items()))
+    res = loaded.resource
+    comments.append(f"resource: {res.name}, {res.per_step:g} per step, {res.max_steps} steps up to {res.max:g}")
     click.echo(f"# {loaded.source}")
     click.echo(loaded.to_yaml())
-    click.echo("# resolved search space (Ray Tune domains)")
-    for name, spec in loaded.space.items():
-        click.echo(f"{name}: {_describe(spec)}")
-    if loaded.fixed:
-        click.echo("# fixed: " + ", ".join(f"{k}={v!r}" for k, v in loaded.fixed.items()))
-    res = loaded.resource
-    click.echo(f"# resource: {res.name}, {res.per_step:g} per step, {res.max_steps} steps up to {res.max:g}")
+    # Comments, so that the output loads as the recipe it shows (one comment line per line).
+    click.echo("\n".join(f"# {line}" for text in comments for line in text.splitlines()))
 
 
 @main.command()
 @click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
 def validate(recipe: str, overrides: tuple[str, ...]) -> None:
-    """Check a recipe file (or prebuilt recipe) without running anything."""
-    from raysweep.families import get_family
+    """Check a recipe file (or prebuilt recipe) without running anything.
+
+    It runs every check of `raysweep run` that needs no data, for every task of the recipe.
+    """
     from raysweep.recipes import load_recipe
-    from raysweep.runner import check_family_params
+    from raysweep.runner import check_recipe
 
     loaded = load_recipe(recipe, list(overrides))
-    family = get_family(loaded.family)
-    for task in loaded.tasks:
-        check_family_params(loaded, family, task)
+    check_recipe(loaded)
     for note in loaded.notes:
         click.echo(f"{loaded.source}: {note}", err=True)
     click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameter{'s' if len(loaded.space) != 1 else ''} searched)")

@@ -73,9 +73,30 @@ _TOP_KEYS = (
 _REQUIRED_TOP = ("family", "tasks", "metric", "resource", "space")
 
 
+class _KeyProblem(UserError):
+    """A schema rule broken at one key path, kept apart so that a ``--set`` behind it can be named."""
+
+    def __init__(self, source: str, path: str, problem: str) -> None:
+        super().__init__(f"{source}: {path}: {problem}" if path else f"{source}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
 def _fail(source: str, path: str, message: str) -> UserError:
-    where = f"{source}: {path}" if path else source
-    return UserError(f"{where}: {message}")
+    return _KeyProblem(source, path, message)
+
+
+def _related(key: str, path: str) -> bool:
+    """Whether setting ``key`` sets ``path``, a part of it, or a mapping that holds it."""
+    return key == path or key.startswith(f"{path}.") or path.startswith(f"{key}.")
+
+
+def _where(source: str, overridden: dict[str, str], paths: tuple[str, ...]) -> str:
+    """Who gave the value at ``paths``: the ``--set`` flags behind it, else the recipe file."""
+    named = " ".join(f"--set {text}" for key, text in overridden.items() if any(_related(key, p) for p in paths))
+    if not named:
+        return f"{source}: {paths[0]}" if len(paths) == 1 and paths[0] else source
+    return f"{named}: {paths[0]}" if len(paths) == 1 and paths[0] not in overridden else named
 
 
 def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
@@ -135,6 +156,15 @@ class Recipe:
     notes: list[str] = field(default_factory=list)
     source: str = "<recipe>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: key path -> the ``--set KEY=VALUE`` text that gave it
+    overridden: dict[str, str] = field(default_factory=dict)
+
+    def where(self, *paths: str) -> str:
+        """What an error about the keys at ``paths`` names: the ``--set`` that gave them, or the file and key.
+
+        With no paths, or several, only the flags or the file are named.
+        """
+        return _where(self.source, self.overridden, paths or ("",))
 
     def to_yaml(self) -> str:
         """The resolved recipe (after ``--set`` overrides) as YAML."""
@@ -242,6 +272,10 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     if not isinstance(data, dict):
         raise _fail(source, "", f"a recipe must be a YAML mapping of keys, got a {type(data).__name__}")
     _check_keys(source, "", data, _TOP_KEYS, _REQUIRED_TOP)
+    name = data.get("name")
+    if name is not None and (not isinstance(name, (str, int)) or isinstance(name, bool) or "/" in str(name) or str(name).startswith(".")):
+        raise _fail(source, "name", f"{name!r}: sweeps and MLflow experiments are named after it, so it must be a word "
+                    "without '/' that does not start with '.'; use letters, digits, '-' and '_'")
 
     from raysweep.families import family_names
 
@@ -442,11 +476,50 @@ def read_recipe_file(path: Path) -> Any:
 
 
 def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Load a bundled recipe by name or a YAML file by path, apply overrides and validate it."""
+    """Load a bundled recipe by name or a YAML file by path, apply overrides and validate it.
+
+    An error that a ``--set`` caused names that ``--set``, not the recipe file.
+    """
     path = resolve_recipe_path(str(name_or_path))
+    source = str(path)
     data = read_recipe_file(path)
-    if overrides:
+    if not overrides:
+        recipe = validate_recipe_data(data, source, path.stem)
+    else:
         if not isinstance(data, dict):
-            validate_recipe_data(data, str(path), path.stem)
-        data = apply_overrides(data, overrides, str(path))
-    return validate_recipe_data(data, str(path), path.stem)
+            validate_recipe_data(data, source, path.stem)
+        bundled = path.parent == bundled_recipes_dir() and path.stem in bundled_recipe_names()
+        changed = apply_overrides(data, overrides, f"recipe {path.stem}" if bundled else source)
+        overridden = {".".join(_parse_override(text)[0]): text for text in overrides}
+        try:
+            recipe = validate_recipe_data(changed, source, path.stem)
+        except _KeyProblem as exc:
+            if any(_related(key, exc.path) for key in overridden) or not _is_valid(data, source, path.stem):
+                where = _where(source, overridden, (exc.path,))
+            else:
+                # No --set gave this key, but the file alone passes: the flags together broke it.
+                flags = " ".join(f"--set {text}" for text in overrides)
+                where = f"{flags}: {exc.path}" if exc.path else flags
+            raise UserError(f"{where}: {exc.problem}") from None
+        recipe.overridden = overridden
+    _note_a_borrowed_name(recipe, data, path)
+    return recipe
+
+
+def _is_valid(data: Any, source: str, default_name: str) -> bool:
+    try:
+        validate_recipe_data(data, source, default_name)
+    except UserError:
+        return False
+    return True
+
+
+def _note_a_borrowed_name(recipe: Recipe, data: Any, path: Path) -> None:
+    """A changed copy of a prebuilt recipe that keeps its name would file its sweeps with the prebuilt's."""
+    if recipe.name not in bundled_recipe_names() or path.resolve() == (bundled_recipes_dir() / f"{recipe.name}.yaml").resolve():
+        return
+    if data != read_recipe_file(bundled_recipes_dir() / f"{recipe.name}.yaml"):
+        recipe.notes.append(
+            f"name: {recipe.name} is also the prebuilt recipe's name, so this changed copy's sweeps would be named after "
+            f"it and filed with its runs (MLflow experiment raysweep-{recipe.name}-DATASET); give it a name of its own"
+        )

@@ -153,15 +153,15 @@ def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
     for section, names in (("fixed", recipe.fixed), ("space", recipe.space)):
         for param in names:
             if param in family.reserved:
-                raise UserError(f"{recipe.source}: {section}.{param}: raysweep sets {param} itself (it is the resource, the seed or the parallelism); remove it")
+                raise UserError(f"{recipe.where(f'{section}.{param}')}: raysweep sets {param} itself (it is the resource, the seed or the parallelism); remove it")
             if param not in valid:
                 import difflib
 
                 close = difflib.get_close_matches(param, sorted(valid), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"see {family.estimator_class(task).__name__}'s parameters"
-                raise UserError(f"{recipe.source}: {section}.{param}: not a parameter of {family.estimator_class(task).__name__}; {hint}")
+                raise UserError(f"{recipe.where(f'{section}.{param}')}: not a parameter of {family.estimator_class(task).__name__}; {hint}")
     if family.integer_resource and not float(recipe.resource.per_step).is_integer():
-        raise UserError(f"{recipe.source}: resource.per_step: {recipe.family} grows in whole {recipe.resource.name}, got {recipe.resource.per_step}")
+        raise UserError(f"{recipe.where('resource.per_step')}: {recipe.family} grows in whole {recipe.resource.name}, got {recipe.resource.per_step}")
     # Let scikit-learn's own parameter constraints speak for the fixed values and the grid ends.
     sample = {**recipe.fixed, **{k: space.grid_points(v)[0] for k, v in recipe.space.items()}}
     try:
@@ -170,7 +170,22 @@ def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
             model._validate_params()
     except (ValueError, TypeError) as exc:
         message = str(exc).strip().splitlines()[0]
-        raise UserError(f"{recipe.source}: the model rejects these parameters ({message}); fix the fixed values or the space bounds") from None
+        raise UserError(f"{recipe.where('fixed', 'space')}: the model rejects these parameters ({message}); fix the fixed values or the space bounds") from None
+
+
+def check_recipe(
+    recipe: Recipe, *, scheduler: str | None = None, searcher: str | None = None, tasks: tuple[str, ...] | None = None
+) -> Family:
+    """Every check of a sweep that needs no data; raises :class:`UserError` on the first problem.
+
+    ``scheduler`` and ``searcher`` are the flags (None: the recipe's own); ``tasks`` defaults to
+    every task of the recipe. ``raysweep validate`` and :func:`plan_sweep` both refuse through it.
+    """
+    family = get_family(recipe.family)
+    strategies.check(recipe, scheduler, searcher, family.supports_pbt)
+    for task in tasks or recipe.tasks:
+        check_family_params(recipe, family, task)
+    return family
 
 
 def plan_sweep(
@@ -237,11 +252,9 @@ def plan_sweep(
     if METRICS[metric][0] != chosen_task:
         fitting = ", ".join(m for m, (t, _) in METRICS.items() if t == chosen_task)
         raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")
-    family = get_family(recipe.family)
+    family = check_recipe(recipe, scheduler=scheduler, searcher=searcher, tasks=(chosen_task,))
     scheduler = scheduler or recipe.scheduler
     searcher = searcher or recipe.searcher
-    strategies.check(recipe, scheduler, searcher, family.supports_pbt)
-    check_family_params(recipe, family, chosen_task)
     if cv is not None:
         rows = int(len(dataset.y) * (1 - test_size))
         if rows < cv:

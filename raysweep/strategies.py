@@ -14,26 +14,34 @@ from raysweep.errors import UserError
 from raysweep.recipes import SCHEDULERS, SEARCHERS, Recipe, highest
 
 
-def check(recipe: Recipe, scheduler: str, searcher: str, supports_pbt: bool) -> None:
-    """Refuse a scheduler/searcher/recipe combination that cannot work, saying why."""
-    if scheduler not in SCHEDULERS:
+def check(recipe: Recipe, scheduler: str | None, searcher: str | None, supports_pbt: bool) -> None:
+    """Refuse a scheduler/searcher/recipe combination that cannot work, saying why.
+
+    ``scheduler`` and ``searcher`` are the flags; None (or empty) means the recipe's own, and an
+    error then names the recipe key, or the ``--set`` that gave it.
+    """
+    if scheduler and scheduler not in SCHEDULERS:
         raise UserError(f"--scheduler {scheduler}: unknown scheduler; use one of {', '.join(SCHEDULERS)}")
-    if searcher not in SEARCHERS:
+    if searcher and searcher not in SEARCHERS:
         raise UserError(f"--searcher {searcher}: unknown searcher; use one of {', '.join(SEARCHERS)}")
+    scheduler_named = _chosen(recipe, "scheduler", scheduler)
+    searcher_named = _chosen(recipe, "searcher", searcher)
+    scheduler = scheduler or recipe.scheduler
+    searcher = searcher or recipe.searcher
     if scheduler == "pbt":
         if not supports_pbt:
             raise UserError(
-                f"--scheduler pbt: the {recipe.family} family ({recipe.source}) carries no training state from one "
+                f"{scheduler_named}: the {recipe.family} family carries no training state from one "
                 "step to the next, so PBT has nothing to exploit; use --scheduler asha or hyperband"
             )
         if searcher == "hyperopt":
             raise UserError(
-                "--scheduler pbt with --searcher hyperopt: PBT explores by mutating its own population and Ray Tune "
+                f"{scheduler_named} with {searcher_named}: PBT explores by mutating its own population and Ray Tune "
                 "refuses a search algorithm beside it; use --searcher random (or grid)"
             )
         if not recipe.mutations:
             raise UserError(
-                f"{recipe.source}: pbt.mutations is empty, so --scheduler pbt has nothing to mutate; add "
+                f"{recipe.where('pbt.mutations')} is empty, so {scheduler_named} has nothing to mutate; add "
                 "pbt.mutations (e.g. learning_rate: {type: loguniform, low: 0.01, high: 0.3})"
             )
     if searcher == "grid":
@@ -42,16 +50,25 @@ def check(recipe: Recipe, scheduler: str, searcher: str, supports_pbt: bool) -> 
             outside = [p for p in points if not spec["low"] <= p <= spec["high"]]
             if outside:
                 raise UserError(
-                    f"{recipe.source}: space.{name}.grid: points {outside} lie outside "
+                    f"{recipe.where(f'space.{name}')}: grid points {outside} lie outside "
                     f"[low={spec['low']}, high={spec['high']}]; move them inside the range (--set space.{name}.grid=[...])"
                 )
     if searcher == "hyperopt":
         for name, spec in recipe.space.items():
             if spec["type"] == "grid":
                 raise UserError(
-                    f"{recipe.source}: space.{name}.type: grid cannot be searched by hyperopt; "
+                    f"{recipe.where(f'space.{name}.type')}: grid cannot be searched by hyperopt; "
                     "use type: choice, or --searcher grid/random"
                 )
+
+
+def _chosen(recipe: Recipe, key: str, flag: str | None) -> str:
+    """Who chose the scheduler or searcher: its flag, a ``--set`` of the recipe key, or the recipe file."""
+    if flag:
+        return f"--{key} {flag}"
+    if key in recipe.overridden:
+        return recipe.where(key)
+    return f"{recipe.where(key)}: {getattr(recipe, key)}"
 
 
 def build_scheduler(

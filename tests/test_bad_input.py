@@ -105,7 +105,7 @@ CASES = [
          ("bad.yaml: recipe bad supports classification, but diabetes is a regression dataset",),
          files={"bad.yaml": RECIPE}, api={"recipe": "bad.yaml", "dataset": "diabetes"}),
     Case("not a parameter of the model", ["run", "random_forest", "--dataset", "iris", "--set", "fixed.max_dept=3"],
-         ("random_forest.yaml: fixed.max_dept: not a parameter of RandomForestClassifier; did you mean 'max_depth'?",),
+         ("--set fixed.max_dept=3: not a parameter of RandomForestClassifier; did you mean 'max_depth'?",),
          api={"recipe": "random_forest", "dataset": "iris", "overrides": ["fixed.max_dept=3"]}),
     # -- strategy ----------------------------------------------------------------------------------
     Case("unknown metric", ["run", "random_forest", "--dataset", "iris", "--metric", "foo"],
@@ -204,10 +204,10 @@ CASES = [
          ("--set nonsense: expected KEY.PATH=VALUE, e.g. --set space.max_depth.high=12",),
          api={"recipe": "xgboost", "dataset": "iris", "overrides": ["nonsense"]}),
     Case("--set breaking a rule", ["run", "xgboost", "--dataset", "iris", "--set", "space.max_depth.high=1"],
-         ("xgboost.yaml: space.max_depth: low < high must hold, but got (low=2, high=1)",),
+         ("--set space.max_depth.high=1: space.max_depth: low < high must hold, but got (low=2, high=1)",),
          api={"recipe": "xgboost", "dataset": "iris", "overrides": ["space.max_depth.high=1"]}),
     Case("--set a partial starting point", ["run", "xgboost", "--dataset", "iris", "--set", "points_to_evaluate=[{max_depth: 4}]"],
-         ("xgboost.yaml: points_to_evaluate.0: gives no value for learning_rate, min_child_weight",),
+         ("--set points_to_evaluate=[{max_depth: 4}]: points_to_evaluate.0: gives no value for learning_rate, min_child_weight",),
          api={"recipe": "xgboost", "dataset": "iris", "overrides": ["points_to_evaluate=[{max_depth: 4}]"]}),
     Case("starting point not a number", ["run", "bad.yaml", "--dataset", "iris"],
          ("bad.yaml: points_to_evaluate.0.max_depth: must be a number, got 'deep'",),
@@ -215,6 +215,22 @@ CASES = [
     Case("validate a bad recipe", ["validate", "bad.yaml"], ("bad.yaml: space.max_depth: low < high must hold",),
          files={"bad.yaml": recipe_with("low: 2", "low: 9")}),
     Case("show an unknown recipe", ["recipes", "show", "nope"], ("unknown recipe 'nope'",)),
+    Case("--set a value of the wrong type", ["validate", "xgboost", "--set", "space.max_depth.high=abc"],
+         ("--set space.max_depth.high=abc: must be a number, got 'abc'",)),
+    Case("--set that breaks a sibling key", ["validate", "xgboost", "--set", "space.max_depth.type=choice"],
+         ("--set space.max_depth.type=choice: space.max_depth.low: unknown key; allowed keys: type, values",)),
+    Case("--set a fixed value the model rejects", ["run", "svm", "--dataset", "iris", "--set", "fixed.kernel=nope"],
+         ("--set fixed.kernel=nope: the model rejects these parameters (The 'kernel' parameter of SVC",),
+         api={"recipe": "svm", "dataset": "iris", "overrides": ["fixed.kernel=nope"]}),
+    Case("--set a scheduler the family refuses", ["validate", "svm", "--set", "scheduler=pbt"],
+         ("--set scheduler=pbt: the svm family carries no training state", "use --scheduler asha or hyperband")),
+    Case("validate pbt with nothing to mutate", ["validate", "bad.yaml"],
+         ("bad.yaml: pbt.mutations is empty, so bad.yaml: scheduler: pbt has nothing to mutate",),
+         files={"bad.yaml": RECIPE + "scheduler: pbt\n"}),
+    Case("validate grid points outside the range", ["validate", "xgboost", "--set", "searcher=grid", "--set", "space.max_depth.high=5"],
+         ("--set space.max_depth.high=5: space.max_depth: grid points [6, 9] lie outside [low=2, high=5]",)),
+    Case("recipe name with a slash", ["validate", "bad.yaml"], ("bad.yaml: name: 'a/b': sweeps and MLflow experiments are named after it",),
+         files={"bad.yaml": RECIPE + "name: a/b\n"}),
 ]
 
 #: the cases that also run in a subprocess: one or two of each kind (recipe, strategy, data, flags)
@@ -222,6 +238,7 @@ SUBPROCESS = {
     "unknown recipe name", "unknown key", "low above high", "malformed YAML", "pbt on svm", "grid type with hyperopt",
     "unknown dataset name", "empty file", "missing target column", "target with one class", "text target for regression",
     "fewer rows than folds", "zero samples", "--set on a missing key", "validate a bad recipe", "--set a partial starting point",
+    "--set a value of the wrong type", "--set a scheduler the family refuses",
 }
 CLI_CASES = [case for case in CASES if case.args]
 SUBPROCESS_CASES = [case for case in CLI_CASES if case.id in SUBPROCESS]

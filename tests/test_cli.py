@@ -66,13 +66,15 @@ def test_recipes_list_shows_the_four_recipes(tmp_path):
 
 
 def split_show_output(stdout: str) -> tuple[str, list[str], list[str]]:
-    """(the recipe YAML, the resolved-domain lines, the trailing comment lines) of ``recipes show``."""
+    """(the recipe YAML, the resolved-domain lines, the other trailing lines) of ``recipes show``, comment marks removed."""
     lines = stdout.splitlines()
     marker = lines.index("# resolved search space (Ray Tune domains)")
     text = "\n".join(lines[1:marker])
     rest = lines[marker + 1 :]
-    domains = [line for line in rest if not line.startswith("#")]
-    comments = [line for line in rest if line.startswith("#")]
+    assert all(line.startswith("# ") for line in rest), rest
+    rest = [line[2:] for line in rest]
+    domains = [line for line in rest if ": tune." in line]
+    comments = [line for line in rest if ": tune." not in line]
     return text, domains, comments
 
 
@@ -96,10 +98,10 @@ def test_recipes_show_prints_yaml_and_domains(tmp_path):
     assert yaml.safe_load(text) == raw
     assert domains == [expected_domain_line(name, spec) for name, spec in raw["space"].items()]
     assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in domains
-    assert "# fixed: tree_method='hist'" in comments
+    assert "fixed: tree_method='hist'" in comments
     resource = raw["resource"]
     steps = round(resource["max"] / resource["per_step"])
-    assert f"# resource: {resource['name']}, {resource['per_step']} per step, {steps} steps up to {resource['max']}" in comments
+    assert f"resource: {resource['name']}, {resource['per_step']} per step, {steps} steps up to {resource['max']}" in comments
 
 
 def test_set_override_takes_effect(tmp_path):
@@ -108,7 +110,7 @@ def test_set_override_takes_effect(tmp_path):
     text, domains, comments = split_show_output(done.stdout)
     assert yaml.safe_load(text)["space"]["max_depth"]["high"] == 12
     assert "max_depth: tune.randint(2, 12)  grid: [3, 6, 9]" in domains
-    assert "# resource: boosting_rounds, 50 per step, 2 steps up to 100" in comments
+    assert "resource: boosting_rounds, 50 per step, 2 steps up to 100" in comments
     # The recipe itself is untouched.
     again = run_cli("recipes", "show", "xgboost", cwd=tmp_path)
     assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in split_show_output(again.stdout)[1]
@@ -119,6 +121,46 @@ def test_validate_says_where_a_narrowed_range_moves_the_starting_point(tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("random_forest.yaml: ok (random_forest; classification, regression; 3 parameters searched)")
     assert "points_to_evaluate.0.max_depth: 32 lies outside space.max_depth [low=4, high=12]; starting from 11" in done.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in bundled_recipes_dir().glob("*.yaml")))
+def test_a_shown_recipe_is_a_recipe_of_its_own(name, tmp_path):
+    """The README's way to start a recipe: ``recipes show NAME > my.yaml``, then ``validate my.yaml``."""
+    done = run_cli("recipes", "show", name, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    mine = tmp_path / f"my_{name}.yaml"
+    mine.write_text(done.stdout)
+    assert yaml.safe_load(done.stdout) == yaml.safe_load((bundled_recipes_dir() / f"{name}.yaml").read_text())
+    checked = run_cli("validate", mine.name, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr == ""  # an unchanged copy shares the prebuilt recipe's name without a note
+    assert checked.stdout.startswith(f"{mine.name}: ok ({name};")
+    # A changed copy that keeps the prebuilt name is told that its sweeps would be filed with the prebuilt's.
+    mine.write_text(done.stdout.replace("num_samples: 20", "num_samples: 7"))
+    checked = run_cli("validate", mine.name, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.strip() == (
+        f"{mine.name}: name: {name} is also the prebuilt recipe's name, so this changed copy's sweeps would be named "
+        f"after it and filed with its runs (MLflow experiment raysweep-{name}-DATASET); give it a name of its own"
+    )
+
+
+@pytest.mark.parametrize(
+    "recipe, overrides",
+    [
+        ("svm", ["--set", "scheduler=pbt"]),
+        ("xgboost", ["--set", "scheduler=pbt", "--set", "searcher=hyperopt"]),
+        ("xgboost", ["--set", "searcher=grid", "--set", "space.max_depth.high=5"]),
+        ("random_forest", ["--set", "fixed.max_dept=3"]),
+    ],
+)
+def test_validate_refuses_what_run_refuses(recipe, overrides, tmp_path):
+    checked = run_cli("validate", recipe, *overrides, cwd=tmp_path)
+    ran = run_cli("run", recipe, "--dataset", "iris", *overrides, cwd=tmp_path)
+    assert (checked.returncode, ran.returncode) == (2, 2), (checked.stderr, ran.stderr)
+    assert checked.stdout == ""
+    assert checked.stderr.startswith("error: --set ") and checked.stderr.count("\n") == 1, checked.stderr
+    assert checked.stderr == ran.stderr
 
 
 def test_validate(tmp_path):

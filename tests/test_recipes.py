@@ -25,7 +25,7 @@ from raysweep.recipes import (
     load_recipe,
     validate_recipe_data,
 )
-from raysweep.runner import check_family_params
+from raysweep.runner import check_family_params, check_recipe
 
 BUNDLED = ["mlp", "random_forest", "svm", "xgboost"]
 
@@ -169,7 +169,7 @@ def test_override_adds_fixed_to_a_recipe_without_fixed():
         ("name.first=3", "name in"),
         ("space.max_depth.high=-1", "low < high must hold"),
         ("space.max_depth.type=gaussian", "unknown type 'gaussian'"),
-        ("resource.per_step=0", "resource.per_step: must be a positive number"),
+        ("resource.per_step=0", "--set resource.per_step=0: must be a positive number"),
     ],
 )
 def test_bad_override_names_the_key(override, fragment):
@@ -178,6 +178,59 @@ def test_bad_override_names_the_key(override, fragment):
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["space.max_depth.high=abc"], "--set space.max_depth.high=abc: must be a number, got 'abc'"),
+        (["space.max_depth.high=2"], "--set space.max_depth.high=2: space.max_depth: low < high must hold, but got (low=2, high=2); swap or widen the bounds"),
+        (["space.max_depth.low=9", "space.max_depth.high=3"],
+         "--set space.max_depth.low=9 --set space.max_depth.high=3: space.max_depth: low < high must hold, but got (low=9, high=3); swap or widen the bounds"),
+        (["space.max_depth={type: randint, low: 2}"], "--set space.max_depth={type: randint, low: 2}: space.max_depth.high: is required but missing; add it"),
+        (["space.max_depth.type=choice"], "--set space.max_depth.type=choice: space.max_depth.low: unknown key; allowed keys: type, values"),
+        (["num_samples=0"], "--set num_samples=0: must be a whole number >= 1, got 0"),
+        (["spaec.max_depth.high=3"], "--set spaec.max_depth.high=3: recipe xgboost has no key spaec (did you mean 'space'?)"),
+    ],
+)
+def test_an_error_a_set_caused_names_the_set_not_the_recipe_file(overrides, message):
+    with pytest.raises(UserError) as info:
+        load_recipe("xgboost", overrides)
+    assert str(info.value).startswith(message)
+    assert "xgboost.yaml" not in str(info.value)
+
+
+def test_an_error_in_the_file_still_names_the_file(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text((bundled_recipes_dir() / "xgboost.yaml").read_text().replace("num_samples: 20", "num_samples: 0"))
+    with pytest.raises(UserError, match=r"^\S*mine\.yaml: num_samples: must be a whole number >= 1, got 0$"):
+        load_recipe(mine, ["space.max_depth.high=12"])
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["scheduler=pbt"], "--set scheduler=pbt: the svm family carries no training state"),
+        (["fixed.kernel=nope"], "--set fixed.kernel=nope: the model rejects these parameters"),
+        (["searcher=grid", "space.C.high=50"], "--set space.C.high=50: space.C: grid points [100.0] lie outside [low=0.01, high=50]"),
+    ],
+)
+def test_check_recipe_refuses_what_a_sweep_would(overrides, message):
+    recipe = load_recipe("svm", overrides)
+    with pytest.raises(UserError) as info:
+        check_recipe(recipe)
+    assert str(info.value).startswith(message)
+    # The flag a sweep was given wins over the recipe's choice, and is what the error names.
+    check_recipe(load_recipe("svm"), scheduler="asha")
+    with pytest.raises(UserError, match=r"^--scheduler pbt: the svm family"):
+        check_recipe(load_recipe("svm"), scheduler="pbt")
+
+
+def test_recipe_name_must_make_a_sweep_name():
+    data = raw_recipe("svm")
+    for name in ("a/b", ".hidden", ["x"]):
+        with pytest.raises(UserError, match=r"^my\.yaml: name: .*must be a word without '/' that does not start with '\.'"):
+            validate_recipe_data({**data, "name": name}, "my.yaml")
 
 
 def test_apply_overrides_leaves_its_input_alone():
@@ -347,16 +400,16 @@ def test_recipe_that_is_not_a_mapping(data, fragment):
 def test_family_parameter_checks():
     family = get_family("random_forest")
     bad_name = load_recipe("random_forest", ["space.max_depth.type=randint", "fixed.max_dept=3"])
-    with pytest.raises(UserError, match=r"fixed\.max_dept: not a parameter of RandomForestClassifier; did you mean 'max_depth'\?"):
+    with pytest.raises(UserError, match=r"^--set fixed\.max_dept=3: not a parameter of RandomForestClassifier; did you mean 'max_depth'\?"):
         check_family_params(bad_name, family, "classification")
     reserved = load_recipe("random_forest", ["fixed.n_estimators=3"])
-    with pytest.raises(UserError, match=r"fixed\.n_estimators: raysweep sets n_estimators itself"):
+    with pytest.raises(UserError, match=r"^--set fixed\.n_estimators=3: raysweep sets n_estimators itself"):
         check_family_params(reserved, family, "classification")
     rejected = load_recipe("random_forest", ["fixed.criterion=gini_impurity"])
-    with pytest.raises(UserError, match=r"the model rejects these parameters \(.*criterion"):
+    with pytest.raises(UserError, match=r"^--set fixed\.criterion=gini_impurity: the model rejects these parameters \(.*criterion"):
         check_family_params(rejected, family, "classification")
     whole = load_recipe("xgboost", ["resource.per_step=2.5"])
-    with pytest.raises(UserError, match=r"resource\.per_step: xgboost grows in whole boosting_rounds, got 2\.5"):
+    with pytest.raises(UserError, match=r"^--set resource\.per_step=2\.5: xgboost grows in whole boosting_rounds, got 2\.5"):
         check_family_params(whole, get_family("xgboost"), "regression")
     with pytest.raises(UserError, match=r"unknown model family 'catboost'; use one of random_forest, svm, xgboost, mlp"):
         get_family("catboost")
