@@ -21,10 +21,9 @@ import yaml
 
 from raysweep.errors import UserError
 from raysweep.families._resource import Resource
+from raysweep.strategies.registry import SCHEDULERS, SEARCHERS
 
 TASKS = ("classification", "regression")
-SCHEDULERS = ("fifo", "asha", "hyperband", "pbt")
-SEARCHERS = ("random", "grid", "hyperopt")
 
 #: metric name -> (task, direction). The direction follows the metric.
 METRICS: dict[str, tuple[str, str]] = {
@@ -312,7 +311,7 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
         raise _fail(source, "resource.max", f"must be >= resource.per_step ({res['per_step']}), got {res['max']}")
     resource = Resource(str(res["name"]), res["per_step"], res["max"])
 
-    for key, options in (("scheduler", SCHEDULERS), ("searcher", SEARCHERS)):
+    for key, options in (("scheduler", tuple(SCHEDULERS)), ("searcher", tuple(SEARCHERS))):
         if key in data and data[key] not in options:
             value = data[key]
             raise _fail(source, key, f"unknown {key} {value!r}{_suggest(str(value), options)}; use one of {', '.join(options)}")

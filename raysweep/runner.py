@@ -21,7 +21,8 @@ from raysweep.errors import SweepFailed, SweepInterrupted, UserError
 from raysweep.families import Family, get_family
 from raysweep.metrics import direction, needs_proba, score
 from raysweep.recipes import METRICS, TASKS, Recipe, load_recipe
-from raysweep import space, strategies
+from raysweep import space
+from raysweep.strategies import registry as strategies
 from raysweep.sweep import record as sweep_record
 from raysweep.tracking import trial_name
 
@@ -260,7 +261,7 @@ def plan_sweep(
         if rows < cv:
             raise UserError(f"--cv {cv}: only {rows} rows remain for tuning after the test split; use fewer folds")
     if num_samples is None:
-        num_samples = 1 if searcher == "grid" else recipe.num_samples
+        num_samples = 1 if strategies.get_searcher(searcher).exhaustive else recipe.num_samples
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = name or f"{recipe.name}-{dataset.name}-{stamp}"
     if "/" in name or name.startswith("."):
@@ -466,7 +467,7 @@ def run_planned(
         seed=plan.seed,
         needs_proba=needs_proba(plan.metric),
         fixed=dict(plan.recipe.fixed),
-        mutable=tuple(plan.recipe.mutations) if plan.scheduler == "pbt" else (),
+        mutable=tuple(plan.recipe.mutations) if strategies.get_scheduler(plan.scheduler).population else (),
         checkpoint_every=plan.checkpoint_every,
     )
 
@@ -534,11 +535,11 @@ def run_planned(
                 verbose=2 if verbose else 0,
                 failure_config=FailureConfig(max_failures=plan.max_failures),
                 # A finished trial is never restored (the best config is refit): no checkpoint at its end.
-                checkpoint_config=CheckpointConfig(num_to_keep=4 if plan.scheduler == "pbt" else 2, checkpoint_at_end=False),
+                checkpoint_config=CheckpointConfig(num_to_keep=4 if strategies.get_scheduler(plan.scheduler).population else 2, checkpoint_at_end=False),
             ),
         )
         _save_sweep_record(plan, tracker)
-    if plan.scheduler == "pbt":
+    if strategies.get_scheduler(plan.scheduler).population:
         import random
 
         # Ray's PBT draws its explore/exploit decisions from Python's global random module.
@@ -574,7 +575,7 @@ def _interrupted(results: Any, plan: SweepPlan, started: float) -> bool:
     # lacks the `done` that a finished or scheduler-stopped trial carries, and no more are created.
     if any(trial.status == "TERMINATED" and not (trial.last_result or {}).get("done") for trial in trials):
         return True
-    return plan.searcher != "grid" and len(trials) < plan.num_samples
+    return not strategies.get_searcher(plan.searcher).exhaustive and len(trials) < plan.num_samples
 
 
 def _sweep_dir(plan: SweepPlan) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 
 from raysweep.errors import UserError
 from raysweep.recipes import highest
+from raysweep.strategies.registry import get_searcher
 
 #: how many points a numeric parameter without explicit ``grid`` points gets under grid search
 GRID_POINTS = 3
@@ -65,13 +66,14 @@ def param_space(space: dict[str, dict[str, Any]], searcher: str, source: str = "
     """The recipe's ``space`` as a Ray Tune ``param_space`` for the given searcher."""
     from ray import tune
 
-    if searcher == "grid":
+    strategy = get_searcher(searcher)
+    if strategy.exhaustive:
         return {name: tune.grid_search(grid_points(spec)) for name, spec in space.items()}
-    if searcher == "hyperopt":
+    if strategy.refuses_grid_type:
         for name, spec in space.items():
             if spec["type"] == "grid":
                 raise UserError(
-                    f"{source}: space.{name}.type: grid cannot be searched by hyperopt; use type: choice, or --searcher grid/random"
+                    f"{source}: space.{name}.type: grid cannot be searched by {searcher}; use type: choice, or --searcher grid/random"
                 )
     return {name: to_domain(spec) for name, spec in space.items()}
 

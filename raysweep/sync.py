@@ -283,7 +283,9 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         # All trials there and ended: the sweep ran to its end (its summary may be missing).
         # Otherwise it was cut off, and `raysweep resume` reopens the parent.
         options = record["options"]
-        expected = options.get("num_samples") if options.get("searcher") != "grid" else None
+        from raysweep.strategies.registry import get_searcher
+
+        expected = None if get_searcher(options.get("searcher") or "random").exhaustive else options.get("num_samples")
         complete = not open_after and (expected is None or len(trials) >= expected)
         report.parent_status = "FINISHED" if complete else "KILLED"
         client.set_terminated(parent_id, status=report.parent_status)

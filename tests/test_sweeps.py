@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from raysweep import space, strategies
+from raysweep import space
+from raysweep.strategies import _pbt, registry as strategies
 from raysweep.data import load_dataset, prepare
 from raysweep.families import get_family
 from raysweep.metrics import score
@@ -220,7 +221,7 @@ def test_pbt_explore_stays_inside_the_recipe_bounds():
             assert 0.1 <= explored["max_features"] <= 1.0 and isinstance(explored["max_features"], float)
             assert 1 <= explored["min_samples_leaf"] <= 32 and isinstance(explored["min_samples_leaf"], int)
             assert explored["max_depth"] == 8
-    assert strategies.clip_to_bounds({"x": (0, 1)}, {"x": 1.2, "y": 5}) == {"x": 1.0, "y": 5}
+    assert _pbt.clip_to_bounds({"x": (0, 1)}, {"x": 1.2, "y": 5}) == {"x": 1.0, "y": 5}
 
 
 # -- 4. reused actors carry nothing over; 9. grid search runs the grid --------------------------------------------

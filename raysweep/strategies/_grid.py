@@ -1,0 +1,14 @@
+"""Grid search: Ray Tune's ``BasicVariantGenerator`` over ``tune.grid_search`` domains.
+
+It tries its grid and nothing else, so it takes no starting points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[dict[str, Any]] | None) -> Any:
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)

@@ -1,0 +1,115 @@
+"""The schedulers and searchers raysweep offers, by name, and the pairings it refuses.
+
+Like Ray Tune's own registries, each name maps to a record whose builder is imported only when
+a sweep uses it: checking a recipe imports no Ray. Adding a strategy is one module in this
+package and one entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raysweep.errors import UserError
+from raysweep.strategies._base import Strategy
+
+_HERE = "raysweep.strategies"
+
+#: when to stop a trial
+SCHEDULERS: dict[str, Strategy] = {
+    "fifo": Strategy("fifo", f"{_HERE}._fifo:build"),
+    "asha": Strategy("asha", f"{_HERE}._asha:build"),
+    "hyperband": Strategy("hyperband", f"{_HERE}._hyperband:build"),
+    "pbt": Strategy("pbt", f"{_HERE}._pbt:build", population=True),
+}
+#: what to try next
+SEARCHERS: dict[str, Strategy] = {
+    "random": Strategy("random", f"{_HERE}._random:build"),
+    "grid": Strategy("grid", f"{_HERE}._grid:build", exhaustive=True),
+    "hyperopt": Strategy("hyperopt", f"{_HERE}._hyperopt:build", learns=True, refuses_grid_type=True),
+}
+
+
+def get_scheduler(name: str) -> Strategy:
+    """The scheduler registered as ``name``; an unknown name lists the valid ones."""
+    try:
+        return SCHEDULERS[name]
+    except KeyError:
+        raise UserError(f"--scheduler {name}: unknown scheduler; use one of {', '.join(SCHEDULERS)}") from None
+
+
+def get_searcher(name: str) -> Strategy:
+    """The searcher registered as ``name``; an unknown name lists the valid ones."""
+    try:
+        return SEARCHERS[name]
+    except KeyError:
+        raise UserError(f"--searcher {name}: unknown searcher; use one of {', '.join(SEARCHERS)}") from None
+
+
+def check(recipe: Any, scheduler: str | None, searcher: str | None, supports_pbt: bool) -> None:
+    """Refuse a scheduler/searcher/recipe combination that cannot work, saying why.
+
+    ``scheduler`` and ``searcher`` are the flags; None (or empty) means the recipe's own, and an
+    error then names the recipe key, or the ``--set`` that gave it.
+    """
+    if scheduler:
+        get_scheduler(scheduler)
+    if searcher:
+        get_searcher(searcher)
+    scheduler_named = _chosen(recipe, "scheduler", scheduler)
+    searcher_named = _chosen(recipe, "searcher", searcher)
+    chosen_scheduler = get_scheduler(scheduler or recipe.scheduler)
+    chosen_searcher = get_searcher(searcher or recipe.searcher)
+    if chosen_scheduler.population:
+        if not supports_pbt:
+            raise UserError(
+                f"{scheduler_named}: the {recipe.family} family carries no training state from one "
+                "step to the next, so PBT has nothing to exploit; use --scheduler asha or hyperband"
+            )
+        if chosen_searcher.learns:
+            raise UserError(
+                f"{scheduler_named} with {searcher_named}: PBT explores by mutating its own population and Ray Tune "
+                "refuses a search algorithm beside it; use --searcher random (or grid)"
+            )
+        if not recipe.mutations:
+            raise UserError(
+                f"{recipe.where('pbt.mutations')} is empty, so {scheduler_named} has nothing to mutate; add "
+                "pbt.mutations (e.g. learning_rate: {type: loguniform, low: 0.01, high: 0.3})"
+            )
+    if chosen_searcher.exhaustive:
+        for name, spec in recipe.space.items():
+            points = spec.get("grid", [])
+            outside = [p for p in points if not spec["low"] <= p <= spec["high"]]
+            if outside:
+                raise UserError(
+                    f"{recipe.where(f'space.{name}')}: grid points {outside} lie outside "
+                    f"[low={spec['low']}, high={spec['high']}]; move them inside the range (--set space.{name}.grid=[...])"
+                )
+    if chosen_searcher.refuses_grid_type:
+        for name, spec in recipe.space.items():
+            if spec["type"] == "grid":
+                raise UserError(
+                    f"{recipe.where(f'space.{name}.type')}: grid cannot be searched by {chosen_searcher.name}; "
+                    "use type: choice, or --searcher grid/random"
+                )
+
+
+def _chosen(recipe: Any, key: str, flag: str | None) -> str:
+    """Who chose the scheduler or searcher: its flag, a ``--set`` of the recipe key, or the recipe file."""
+    if flag:
+        return f"--{key} {flag}"
+    if key in recipe.overridden:
+        return recipe.where(key)
+    return f"{recipe.where(key)}: {getattr(recipe, key)}"
+
+
+def build_scheduler(name: str, recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploits: list | None = None) -> Any:
+    """Ray Tune's scheduler ``name``, set up for the recipe's resource (its steps)."""
+    return get_scheduler(name).builder()(recipe, metric, mode, max_steps, seed, exploits if exploits is not None else [])
+
+
+def build_searcher(name: str, metric: str, mode: str, seed: int, max_concurrent: int,
+                   points_to_evaluate: list[dict[str, Any]] | None = None) -> Any:
+    """Ray Tune's search algorithm ``name``, trying ``points_to_evaluate`` first where it takes them."""
+    strategy = get_searcher(name)
+    points = None if strategy.exhaustive else [dict(p) for p in points_to_evaluate or []] or None
+    return strategy.builder()(metric, mode, seed, max_concurrent, points)
