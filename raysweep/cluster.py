@@ -723,6 +723,14 @@ def down(local: bool, state_dir: Path | None) -> None:
     click.echo(f"stopped the local Ray cluster at {cluster.address}")
 
 
+#: What of a local cluster Ray cannot be told to bind to loopback: ``ray start`` turns a
+#: ``--node-ip-address`` of 127.0.0.1 into the machine's own address, and its gRPC servers and
+#: agents then listen on every interface. Only the dashboard takes a host (``--dashboard-host``).
+EXPOSED = (
+    "the dashboard listens on 127.0.0.1 only; Ray's GCS, raylets, Ray Client server and agents listen on "
+    "every interface (Ray offers no loopback-only setting for them): the token protects them"
+)
+
 _NO_DASHBOARD = 'none: no dashboard serves HTTP (it needs pip install "ray[default]"; so does `ray job submit`)'
 
 
@@ -736,16 +744,27 @@ def _describe(cluster: LocalCluster, *, custom_state_dir: bool) -> str:
         f"  dashboard: {cluster.dashboard_url or _NO_DASHBOARD}",
         f"  token:     {cluster.token_path}",
         f"  logs:      {cluster.logs_dir}",
+        f"  network:   {EXPOSED}",
         "",
-        "every driver needs the token; in your shell:",
-        f"  export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_path}",
-        "  unset RAY_AUTH_TOKEN",
-        "then:",
+    ]
+    if custom_state_dir:
+        # raysweep finds the token by itself only in the default state dir.
+        lines += [
+            "every driver needs the token; in your shell:",
+            f"  export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_path}",
+            "  unset RAY_AUTH_TOKEN",
+            "then:",
+        ]
+    else:
+        lines.append(f"raysweep sends the token to {cluster.address} by itself (and to no other address):")
+    lines += [
         f"  raysweep run xgboost --dataset breast_cancer --address {cluster.address}",
     ]
     if cluster.dashboard_url:
+        # Ray's own CLI needs the token given; inline, so that nothing stale stays in the shell.
+        token_env = "" if custom_state_dir else f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_path} "
         lines.append(
-            f"  ray job submit --address {cluster.dashboard_url} --working-dir . -- raysweep run mlp --dataset breast_cancer"
+            f"  {token_env}ray job submit --address {cluster.dashboard_url} --working-dir . -- raysweep run mlp --dataset breast_cancer"
         )
     lines += ["stop it with:", f"  raysweep cluster down --local{state_flag}"]
     return "\n".join(lines)

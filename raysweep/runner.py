@@ -342,28 +342,29 @@ def _quiet_tune(verbose: bool, storage: str) -> None:
 
 
 def connect_ray(address: str | None, verbose: bool) -> None:
-    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray."""
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray.
+
+    An address that refuses, does not answer or rejects the token is a ``UserError`` within
+    seconds (see :mod:`raysweep.ray_connect`), before Ray's own connect would retry for minutes.
+    """
     import ray
+
+    from raysweep.ray_connect import cannot_connect, prepare_connection
 
     if ray.is_initialized():
         return
     level = logging.INFO if verbose else logging.ERROR
-    address = address or os.environ.get("RAY_ADDRESS")
+    target = prepare_connection(address)
     try:
-        if address:
-            ray.init(address=address, logging_level=level, log_to_driver=verbose)
+        if target is not None:
+            ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
         else:
             ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose)
     except (ConnectionError, RuntimeError) as exc:
+        if target is None:
+            raise
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
-        if os.environ.get("RAY_AUTH_MODE") != "token":
-            token = "this driver sends no auth token: if the cluster uses token authentication set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH"
-        else:
-            token = "check that RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) holds the cluster's token"
-        raise UserError(
-            f"--address {address}: cannot connect to a Ray cluster there ({first}); check the address; {token} "
-            "(or leave --address out for a local Ray)"
-        ) from None
+        raise cannot_connect(target, first) from None
 
 
 def cluster_cpus() -> int:

@@ -299,3 +299,85 @@ def test_cluster_up_and_down_from_the_command_line(tmp_path: Path) -> None:
         assert "nothing to stop" in nothing.stdout
     finally:
         stop_local_cluster(state_dir, grace_period_s=1.0)
+
+
+# A driver exactly as `raysweep run --address` / `raysweep resume` connects (raysweep.runner.connect_ray).
+RAYSWEEP_DRIVER = r"""
+import json, sys
+from raysweep.errors import UserError
+from raysweep.runner import connect_ray
+try:
+    connect_ray(sys.argv[1], verbose=False)
+except UserError as exc:
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
+import ray
+print(json.dumps({"alive": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])}))
+"""
+
+
+def listening_sockets(pids: list[int]) -> list[tuple[str, int, str]]:
+    """``(local address, port, process name)`` of every TCP socket the processes ``pids`` listen on (``ss -ltnp``)."""
+    done = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True)
+    found = []
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        local, processes = fields[3], " ".join(fields[5:])
+        for name, pid in re.findall(r'\("([^"]+)",pid=(\d+)', processes):
+            if int(pid) in pids:
+                host, _, port = local.rpartition(":")
+                found.append((host.strip("[]"), int(port), name))
+    return sorted(set(found))
+
+
+def test_a_cluster_up_in_the_default_state_dir_needs_no_exports(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    # A user's new shell: nothing about Ray exported, a home of its own (so ~/.raysweep is fresh).
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    shell["HOME"] = str(home)
+
+    def driver(address: str, **extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", RAYSWEEP_DRIVER, address], env={**shell, **extra}, capture_output=True, text=True, timeout=300
+        )
+        return done, time.monotonic() - started
+
+    up = subprocess.run([*CLI, "up", "--local", "--workers", "1"], env=shell, capture_output=True, text=True, timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        assert "export" not in up.stdout and "raysweep sends the token to" in up.stdout
+        cluster = load_local_cluster(home / ".raysweep")
+        assert cluster is not None
+
+        # The recorded address: the token goes along, with nothing exported.
+        done, _ = driver(cluster.address)
+        assert len(report_of(done)["alive"]) == 2
+        # The same cluster reached under another name (or from another home) is not the recorded
+        # address: no token is sent, and the refusal is one line within seconds, without Ray's C++ lines.
+        port = cluster.address.rsplit(":", 1)[1]
+        for extra in ({}, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}):
+            done, elapsed = driver(f"localhost:{port}", **extra, HOME=str(tmp_path))
+            assert done.returncode == 2, done.stderr[-3000:]
+            assert elapsed < 30
+            assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+            reason = "rejected this driver's auth token" if extra else "the cluster requires an auth token"
+            assert reason in done.stderr and "gcs_client" not in done.stderr
+
+        # What listens: the dashboard on loopback only; everything else on all interfaces is
+        # what `cluster up` names as such (Ray's GCS, raylets, Ray Client server, agents).
+        sockets = listening_sockets(cluster.pids())
+        assert sockets
+        dashboard_port = int(cluster.dashboard_url.rsplit(":", 1)[1]) if cluster.dashboard_url else None
+        for host, port_number, name in sockets:
+            if port_number == dashboard_port:
+                assert host == "127.0.0.1", sockets
+        exposed = {name for host, _, name in sockets if not host.startswith(("127.", "::ffff:127.", "::1"))}
+        assert exposed, sockets
+        named = ("gcs_server", "raylet", "python", "ray::", "Dashboard", "RuntimeEnv")
+        assert all(name.startswith(named) for name in exposed), exposed
+        assert "GCS, raylets, Ray Client server and agents listen on every interface" in up.stdout
+        assert "the token protects them" in up.stdout
+    finally:
+        stop_local_cluster(home / ".raysweep", grace_period_s=1.0)

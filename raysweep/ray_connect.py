@@ -1,0 +1,183 @@
+"""Joining a Ray cluster: which auth token a driver sends where, and a quick check that the address answers.
+
+A driver joins the cluster at ``--address`` (or ``RAY_ADDRESS``). Before Ray's own connect, which
+retries for minutes and prints its C++ log lines on the way, :func:`prepare_connection`
+
+* uses the token of a local cluster that ``raysweep cluster up --local`` recorded for exactly
+  that address (no environment variables needed); a token is never sent to any other address;
+* refuses a ``RAY_AUTH_TOKEN_PATH`` that names no readable token (a cluster stopped since);
+* asks the GCS there for its cluster id, with a deadline of a few seconds: an address that refuses
+  the connection, does not answer or rejects the token is a one-line error.
+
+Ray is imported only inside the functions.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from raysweep.errors import UserError
+
+__all__ = ["PROBE_TIMEOUT_S", "Target", "check_token_path", "prepare_connection", "probe", "recorded_token", "resolve_target"]
+
+#: How long the check before Ray's connect waits for the GCS to answer. A GCS answers its
+#: cluster id in milliseconds even when busy; a driver that is slow to be accepted after that is
+#: left to Ray's own timeouts.
+PROBE_TIMEOUT_S = 3.0
+
+_TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The cluster a driver is to join: its address and where the address came from."""
+
+    address: str
+    flag: str
+    """How the user gave it, for error messages: ``--address`` or ``RAY_ADDRESS``."""
+
+    @property
+    def label(self) -> str:
+        return f"--address {self.address}" if self.flag == "--address" else f"RAY_ADDRESS={self.address}"
+
+    @property
+    def host_port(self) -> tuple[str, int] | None:
+        """``(host, port)`` of a plain GCS address; ``None`` for ``auto``, ``ray://`` and the like."""
+        host, sep, port = self.address.rpartition(":")
+        if not sep or "://" in self.address or not port.isdigit() or not host:
+            return None
+        return host.strip("[]"), int(port)
+
+
+def resolve_target(address: str | None) -> Target | None:
+    """The cluster to join: ``address``, else ``RAY_ADDRESS``; ``None`` for an embedded local Ray."""
+    if address:
+        return Target(address, "--address")
+    from_env = os.environ.get("RAY_ADDRESS", "").strip()
+    return Target(from_env, "RAY_ADDRESS") if from_env else None
+
+
+def recorded_token(target: Target, state_dir: Path | None = None) -> Path | None:
+    """The token file of the running local cluster recorded (by ``cluster up --local``) for this very address."""
+    from raysweep.cluster import LOOPBACK, _node_pids, load_local_cluster
+
+    host_port = target.host_port
+    if host_port is None or host_port[0] not in (LOOPBACK, "localhost"):
+        return None
+    try:
+        cluster = load_local_cluster(state_dir)
+    except UserError:
+        return None
+    if cluster is None or cluster.address != f"{LOOPBACK}:{host_port[1]}":
+        return None
+    # A cluster that died since may have left its port to some other Ray: its token is not for that one.
+    if not cluster.token_path.is_file() or not _node_pids(cluster.head, cluster):
+        return None
+    return cluster.token_path
+
+
+def check_token_path() -> None:
+    """Refuse a ``RAY_AUTH_TOKEN_PATH`` that Ray would read but that holds no token."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if not path or os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        return
+    try:
+        empty = not Path(path).expanduser().read_text().strip()
+        problem = "the file is empty" if empty else ""
+    except FileNotFoundError:
+        problem = "no such file (`raysweep cluster down --local` removes a local cluster's token)"
+    except OSError as exc:
+        problem = f"cannot read it ({exc.strerror or exc.__class__.__name__})"
+    if problem:
+        raise UserError(
+            f"RAY_AUTH_TOKEN_PATH={path}: {problem}; `unset RAY_AUTH_TOKEN_PATH RAY_AUTH_MODE` "
+            "(raysweep finds the token of a cluster `raysweep cluster up --local` started by itself) "
+            "or point it at the cluster's token file"
+        )
+
+
+def _use_token(token_path: Path) -> None:
+    """Send the token in ``token_path`` from this process on (and from the Ray workers it starts)."""
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+    _reload_ray_auth()
+
+
+def _reload_ray_auth() -> None:
+    # Ray reads the auth mode into its cached config and the token into a cached loader; both
+    # may have been read already when ray was imported.
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def _token_hint() -> str:
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return (
+            "this driver sends no auth token: if the cluster uses token authentication set "
+            "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH"
+        )
+    return "check that RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) holds the cluster's token"
+
+
+def cannot_connect(target: Target, reason: str) -> UserError:
+    """The one line a driver prints when it cannot join ``target``."""
+    return UserError(
+        f"{target.label}: cannot connect to a Ray cluster there ({reason}); check the address; {_token_hint()} "
+        f"(or {'leave --address out' if target.flag == '--address' else 'unset RAY_ADDRESS'} for a local Ray)"
+    )
+
+
+def probe(target: Target, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Ask the GCS at ``target`` for its cluster id, sending the token Ray would send; ``UserError`` if that fails.
+
+    Addresses that are not ``host:port`` (``auto``, ``ray://...``) are left to Ray.
+    """
+    host_port = target.host_port
+    if host_port is None:
+        return
+    try:
+        socket.create_connection(host_port, timeout=timeout_s).close()
+    except TimeoutError:
+        raise cannot_connect(target, f"no answer within {timeout_s:g}s") from None
+    except OSError as exc:
+        raise cannot_connect(target, exc.strerror or exc.__class__.__name__) from None
+
+    import grpc
+    from ray._raylet import AuthenticationTokenLoader
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    _reload_ray_auth()
+    metadata = tuple(AuthenticationTokenLoader.instance().get_token_for_http_header().items())
+    # No proxy: Ray's own gRPC channels do not use one either.
+    with grpc.insecure_channel(target.address, options=[("grpc.enable_http_proxy", 0)]) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s, metadata=metadata)
+        except grpc.RpcError as exc:
+            code = exc.code() if callable(getattr(exc, "code", None)) else None
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                reason = "the cluster rejected this driver's auth token" if metadata else "the cluster requires an auth token"
+            elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                reason = f"something listens there but no Ray GCS answered within {timeout_s:g}s"
+            else:
+                reason = f"no Ray GCS answers there: {code.name if code else exc.__class__.__name__}"
+            raise cannot_connect(target, reason) from None
+
+
+def prepare_connection(address: str | None, state_dir: Path | None = None) -> Target | None:
+    """Everything before ``ray.init``: the target (``None``: an embedded Ray), its token, and the quick check."""
+    target = resolve_target(address)
+    token = recorded_token(target, state_dir) if target is not None else None
+    if token is not None:
+        _use_token(token)
+    else:
+        check_token_path()
+    if target is not None:
+        probe(target)
+    return target
