@@ -26,6 +26,7 @@ __all__ = ["empty_store", "store_uri"]  # fixtures
 A, B, C, D, E = (f"e55ae_0000{i}" for i in range(5))
 CONFIG = {"max_depth": 32, "min_samples_leaf": 1, "max_features": 0.25}
 OTHER_CONFIG = {"max_depth": 8, "min_samples_leaf": 4, "max_features": 0.5}
+ACTOR_DIED = "ray.exceptions.ActorDiedError: The actor died unexpectedly"
 
 
 def make_tracker(uri: str, *, max_steps: int = 3, integer_resource: bool = True, params: dict | None = None) -> SweepTracker:
@@ -180,7 +181,8 @@ def test_experiment_end_decides_every_open_trial(store_uri: str, tmp_path: Path)
 
     runs = trial_runs(store_uri, tracker.parent_run_id)
     assert sorted(runs) == ["trial-0000", "trial-0001", "trial-0002", "trial-0003"]
-    ended = {name: (run.info.status, run.data.tags["raysweep.outcome"], run.data.tags.get("raysweep.stop_reason")) for name, run in runs.items()}
+    tags = {name: run.data.tags for name, run in runs.items()}
+    ended = {name: (runs[name].info.status, tags[name]["raysweep.outcome"], tags[name].get("raysweep.stop_reason")) for name in runs}
     assert ended == {
         "trial-0000": ("FINISHED", "completed", None),
         "trial-0001": ("FINISHED", "stopped_early", "scheduler"),
@@ -315,7 +317,7 @@ def test_second_retry_is_counted_and_keeps_both_errors(store_uri: str) -> None:
     run = only_run(store_uri, tracker)
     assert history(store_uri, run.info.run_id) == [(20, 0.9), (40, 0.91), (60, 0.92), (80, 0.93)]
     tags = run.data.tags
-    assert (tags["raysweep.retries"], tags["raysweep.retry.1.error"], tags["raysweep.retry.2.error"]) == ("2", "first failure", "second failure")
+    assert [tags[f"raysweep.{key}"] for key in ("retries", "retry.1.error", "retry.2.error")] == ["2", "first failure", "second failure"]
 
 
 def test_resumed_sweep_continues_the_same_runs_without_repeating_steps(store_uri: str) -> None:
@@ -523,7 +525,7 @@ def _play_sweep(tracker: SweepTracker, callback: Any, error_file: Path) -> list[
     trials[C].status, trials[C].error_file = "ERROR", str(error_file)
     callback.on_trial_error(0, everyone, trials[C])
     results(trials[D], [0.7, 0.71])
-    trials[D].error_msg = "ray.exceptions.ActorDiedError: The actor died unexpectedly"
+    trials[D].error_msg = ACTOR_DIED
     callback.on_trial_recover(0, everyone, trials[D])
     trials[D].error_msg = None
     results(trials[D], [0.1, 0.2, 0.75], node=OTHER_NODE)
@@ -558,11 +560,13 @@ def _reference_snapshot(uri: str, error_file: Path) -> dict[str, Any]:
     last[C] = report(writer, C, CONFIG, [0.6])
     writer.trial_errored(view(C, CONFIG, last[C], "ERROR", error_file=str(error_file)))
     last[D] = report(writer, D, OTHER_CONFIG, [0.7, 0.71])
-    writer.trial_recovered(view(D, OTHER_CONFIG, last[D], "RUNNING", error_msg="ray.exceptions.ActorDiedError: The actor died unexpectedly"))
+    writer.trial_recovered(view(D, OTHER_CONFIG, last[D], "RUNNING", error_msg=ACTOR_DIED))
     last[D] = report(writer, D, OTHER_CONFIG, [0.1, 0.2, 0.75], node=OTHER_NODE)
     writer.trial_completed(view(D, OTHER_CONFIG, last[D], "TERMINATED"))
     last[E] = report(writer, E, CONFIG, [0.8])
-    writer.experiment_ended([view(tid, CONFIG if tid in (A, C, E) else OTHER_CONFIG, last[tid], "ERROR" if tid == C else "TERMINATED") for tid in (A, B, C, D, E)])
+    writer.experiment_ended([
+        view(tid, CONFIG if tid in (A, C, E) else OTHER_CONFIG, last[tid], "ERROR" if tid == C else "TERMINATED") for tid in (A, B, C, D, E)
+    ])  # fmt: skip
     writer.close_open_runs("KILLED", "sweep_interrupted")
     return snapshot(uri, tracker.parent_run_id)
 
@@ -600,7 +604,7 @@ def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
     assert ends == EXPECTED_ENDS
     assert written["trial-0002"]["tags"]["raysweep.error"] == last_lines(error_file)
     assert written["trial-0003"]["tags"]["raysweep.retries"] == "1"
-    assert written["trial-0003"]["tags"]["raysweep.retry.1.error"] == "ray.exceptions.ActorDiedError: The actor died unexpectedly"
+    assert written["trial-0003"]["tags"]["raysweep.retry.1.error"] == ACTOR_DIED
     assert written == _reference_snapshot(uris["reference"], error_file)
     # the driver's own history (for the sweep's plots) skips the retry's repeated steps too
     assert {trial_id: len(points) for trial_id, points in callback.history.items()} == {A: 3, B: 1, C: 1, D: 3, E: 1}
