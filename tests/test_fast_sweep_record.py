@@ -15,7 +15,9 @@ import pytest
 
 from fast_support import EXPERIMENT, SWEEP, empty_store, store_uri
 from raysweep.errors import UserError
-from raysweep.runner import SWEEP_FILE, _read_text, _save_sweep_record, plan_sweep, resume_sweep
+from raysweep.runner import _save_sweep_record, plan_sweep, resume_sweep
+from raysweep.sweep.record import SWEEP_FILE
+from raysweep.sweep.record import read_text as _read_text
 from raysweep.sync import _sweep_folder
 from raysweep.tracking import SweepTracker
 
