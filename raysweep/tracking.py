@@ -435,7 +435,11 @@ class TrialWriter:
                 integer_resource=self.tracker.integer_resource,
             )  # fmt: skip
         except Exception as exc:
-            self._replay_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            try:
+                check_reachable(self.tracker.tracking_uri)
+                self._replay_error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            except UserError:
+                self._replay_error = f"the tracking server {self.tracker.tracking_uri} does not answer"
             self._warn_once(f"raysweep: cannot write the trial runs again from Ray's results ({self._replay_error}); will retry")
             return False
         self._replay_folders = None

@@ -868,12 +868,14 @@ def test_a_writer_killed_while_the_tracking_server_is_away_exits_1_and_names_ray
     assert last.startswith("raysweep: the MLflow writer process was killed by SIGKILL, and the one started in its place "
                            "could not complete the tracking: "), last
     assert last.endswith(f"MLflow lacks part of sweep {name}. Write the rest from Ray's results with: "
-                         f"raysweep sync {name} --storage raysweep_results"), last
+                         f"raysweep sync {name} --storage {tmp_path / 'raysweep_results'}"), last
+    assert f"could not complete the tracking: the trial results could not be written again from Ray's results " \
+           f"(the tracking server {server.uri} does not answer)" in last, last
 
     # ... and that command completes it
     server.start()
     server.wait_up()
-    synced = raysweep("sync", name, "--storage", "raysweep_results", "--json", cwd=tmp_path, timeout=120)
+    synced = raysweep("sync", name, "--storage", str(tmp_path / "raysweep_results"), "--json", cwd=tmp_path, timeout=120)
     assert synced.returncode == 0, synced.stderr[-3000:]
     assert summary_of(synced.stdout)["parent_status"] == "FINISHED"
     parents, children = sweep_runs(client, experiment)
