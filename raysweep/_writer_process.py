@@ -1,8 +1,10 @@
 """The process that writes a sweep's trial runs to MLflow: ``python -m raysweep._writer_process``.
 
 It reads pickled messages from stdin, in order: first ``("init", tracker, session_started,
-flush_every)``, then Tune's events as ``(method, *args)`` of :class:`raysweep.tracking.TrialWriter`,
-``("ping", token)`` (answered on stdout once everything before it is written) and ``("stop",)``.
+flush_every)``, then Tune's events as ``(method, *args)`` of :class:`raysweep.tracking.TrialWriter`
+(``("replay", trial_folders)`` first when it takes over from a writer that died), ``("ping",
+token)`` (answered on stdout with ``(token, what is not written yet or None)`` once everything
+before it is handled) and ``("stop",)``.
 It runs in a session of its own, so a Ctrl-C meant for the sweep does not stop it halfway; when
 the sweep's process dies (its end of the pipe closes), it writes what it holds and exits.
 """
@@ -39,15 +41,19 @@ def main() -> int:
         if kind == "init":
             writer = TrialWriter(*args)
         elif kind == "ping":
-            pickle.dump(args[0], outbox)
+            pickle.dump((args[0], writer.unwritten() if writer is not None else None), outbox)
             outbox.flush()
+        elif kind == "replay" and writer is not None:
+            from raysweep.sync import replay_trial_folders
+
+            writer.replay(*args, replay_trial_folders)
         elif kind == "stop":
             # Everything is written (the sweep waited for the last ping): skip the slow teardown.
             sys.stderr.flush()
             os._exit(0)
         elif writer is not None:
             try:
-                getattr(writer, kind)(*args)
+                writer.take(kind, *args)
             except Exception as exc:  # tracking never fails the sweep
                 logger.warning("raysweep: MLflow logging failed in %s (the sweep goes on): %s", kind, exc)
 

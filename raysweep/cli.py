@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from raysweep import __version__
-from raysweep.errors import SweepFailed, SweepInterrupted, UserError
+from raysweep.errors import SweepFailed, SweepInterrupted, TrackingIncomplete, UserError
 
 
 class _Group(click.Group):
@@ -30,6 +30,9 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except SweepInterrupted as exc:
             click.echo(str(exc), err=True)
+            ctx.exit(exc.exit_code)
+        except TrackingIncomplete as exc:
+            click.echo(f"raysweep: {exc}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -182,8 +185,7 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
     from raysweep.runner import resume_sweep
 
     Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
-    result = resume_sweep(sweep, storage=storage, verbose=verbose, progress=True)
-    _report(result, as_json)
+    _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True), as_json)
 
 
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
@@ -203,7 +205,16 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
         f"{plan.scheduler} + {plan.searcher}, {plan.num_samples} {'grid pass(es)' if plan.searcher == 'grid' else 'trials'}, "
         f"metric {plan.metric} ({plan.mode})"
     )
-    result = run_planned(plan, verbose=verbose, progress=True)
+    _report_when_done(lambda: run_planned(plan, verbose=verbose, progress=True), as_json)
+
+
+def _report_when_done(sweep: Any, as_json: bool) -> None:
+    """Run the sweep and print its result, also when MLflow lacks part of it (then exit 1)."""
+    try:
+        result = sweep()
+    except TrackingIncomplete as exc:
+        _report(exc.result, as_json)
+        raise
     _report(result, as_json)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class UserError(Exception):
     """A problem with what the user asked for: a recipe, a dataset, a flag.
@@ -17,6 +19,17 @@ class SweepFailed(Exception):
     """The sweep itself failed (for example every trial raised). The CLI exits with code 1."""
 
     exit_code = 1
+
+
+class TrackingIncomplete(Exception):
+    """The sweep ran, but MLflow lacks part of it; the message says what happened and how to
+    write the rest. ``result`` is the sweep's outcome all the same. The CLI exits with code 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class SweepInterrupted(Exception):

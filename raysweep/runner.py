@@ -17,7 +17,7 @@ import numpy as np
 
 from raysweep._version import __version__
 from raysweep.data import Dataset, PreparedData, load_dataset, make_preprocessor, prepare
-from raysweep.errors import SweepFailed, SweepInterrupted, UserError
+from raysweep.errors import SweepFailed, SweepInterrupted, TrackingIncomplete, UserError
 from raysweep.families import Family, get_family
 from raysweep.metrics import direction, needs_proba, score
 from raysweep.recipes import METRICS, TASKS, Recipe, load_recipe
@@ -556,13 +556,18 @@ def run_planned(
             )
         result = _summarise(plan, prepared, results, tracker, started, tracking_uri)
         status = "FINISHED"
-        return result
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        if tracker is not None:
-            tracker.finish(status)
+        lacking = tracker.finish(status) if tracker is not None else None
+    if lacking:
+        raise TrackingIncomplete(
+            f"{lacking}; MLflow lacks part of sweep {plan.name}. Write the rest from Ray's results with: "
+            f"raysweep sync {plan.name} --storage {plan.storage}",
+            result,
+        )
+    return result
 
 
 def _interrupted(results: Any, plan: SweepPlan, started: float) -> bool:
@@ -739,7 +744,9 @@ def run_sweep(
     ``options`` are those of :func:`plan_sweep` (target, task, metric, scheduler, searcher,
     num_samples, time_budget, max_concurrent, cv, seed, name, storage, overrides, address,
     tracking_uri, experiment, max_failures, checkpoint_every, register_model). Raises :class:`~raysweep.UserError` for bad
-    input before Ray starts, and :class:`~raysweep.errors.SweepFailed` when no trial succeeds.
+    input before Ray starts, :class:`~raysweep.errors.SweepFailed` when no trial succeeds, and
+    :class:`~raysweep.errors.TrackingIncomplete` (its ``result`` is the sweep's result) when MLflow
+    lacks part of the sweep because the process that writes the trial runs died.
     """
     plan = plan_sweep(recipe, dataset, **options)
     return run_planned(plan, verbose=verbose, progress=progress, tracking=tracking)

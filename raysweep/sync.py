@@ -25,7 +25,7 @@ import click
 
 from raysweep.errors import UserError
 
-__all__ = ["SyncReport", "sync_command", "sync_sweep"]
+__all__ = ["ReplayedRun", "SyncReport", "replay_trial_folders", "sync_command", "sync_sweep"]
 
 #: Tune's trial ids: the experiment's short id and the trial's index, ``e55ae_00007``
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")
@@ -118,27 +118,30 @@ def _error_text(path: Path) -> str:
 
 def _read_trials(folder: Path) -> list[_Trial]:
     statuses = _saved_statuses(folder)
-    trials = []
-    for trial_folder in sorted(path for path in folder.iterdir() if path.is_dir()):
-        found = _TRIAL_ID.search(f"_{trial_folder.name}_")
-        results_file = trial_folder / "result.json"
-        if found is None and not results_file.is_file():
-            continue  # not a trial's folder
-        by_step: dict[int, dict[str, Any]] = {}
-        for row in _json_lines(results_file) if results_file.is_file() else []:
-            # A restored trial reports again the steps after its checkpoint: the first report counts.
-            by_step.setdefault(int(row.get("training_iteration", 0) or 0), row)
-        results = [by_step[step] for step in sorted(by_step)]
-        trial_id = str(results[0]["trial_id"]) if results else (found.group(1) if found else None)
-        if trial_id is None:
-            continue
-        config = results[-1].get("config") if results else None
-        if config is None and (trial_folder / "params.json").is_file():
-            config = json.loads((trial_folder / "params.json").read_text())
-        error_file = trial_folder / "error.txt"
-        error = _error_text(error_file) if error_file.is_file() else None
-        trials.append(_Trial(trial_id, trial_folder, results, dict(config or {}), error, statuses.get(trial_id)))
-    return trials
+    found = (_read_trial(path, statuses) for path in sorted(path for path in folder.iterdir() if path.is_dir()))
+    return [trial for trial in found if trial is not None]
+
+
+def _read_trial(trial_folder: Path, statuses: dict[str, str]) -> _Trial | None:
+    """One trial as Ray recorded it in its folder; None for a folder that is not a trial's."""
+    found = _TRIAL_ID.search(f"_{trial_folder.name}_")
+    results_file = trial_folder / "result.json"
+    if found is None and not results_file.is_file():
+        return None
+    by_step: dict[int, dict[str, Any]] = {}
+    for row in _json_lines(results_file) if results_file.is_file() else []:
+        # A restored trial reports again the steps after its checkpoint: the first report counts.
+        by_step.setdefault(int(row.get("training_iteration", 0) or 0), row)
+    results = [by_step[step] for step in sorted(by_step)]
+    trial_id = str(results[0]["trial_id"]) if results else (found.group(1) if found else None)
+    if trial_id is None:
+        return None
+    config = results[-1].get("config") if results else None
+    if config is None and (trial_folder / "params.json").is_file():
+        config = json.loads((trial_folder / "params.json").read_text())
+    error_file = trial_folder / "error.txt"
+    error = _error_text(error_file) if error_file.is_file() else None
+    return _Trial(trial_id, trial_folder, results, dict(config or {}), error, statuses.get(trial_id))
 
 
 # -- writing to MLflow ---------------------------------------------------------------------------
@@ -179,18 +182,106 @@ def _outcome(trial: _Trial, max_steps: int) -> tuple[str, str, str | None]:
     return "KILLED", OUTCOME_STOPPED, "sweep_interrupted"
 
 
+@dataclass
+class ReplayedRun:
+    """A trial run as MLflow holds it once Ray's results for it are written."""
+
+    run_id: str
+    status: str  # MLflow's status of the run
+    last_step: int  # the latest step MLflow has of the trial; -1 when it has none
+    tags: dict[str, str]
+
+
+def _trial_runs(client: Any, experiment_id: str, parent_id: str) -> dict[str, Any]:
+    """The sweep's trial runs in MLflow, by trial id (their ``raysweep.trial_id`` tag)."""
+    from raysweep.tracking import TRIAL_ID_TAG
+
+    children = client.search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=50000
+    )
+    return {run.data.tags[TRIAL_ID_TAG]: run for run in children if TRIAL_ID_TAG in run.data.tags}
+
+
+def _replay_trial(
+    client: Any, trial: _Trial, run: Any, *, experiment_id: str, parent_id: str, sweep: str, integer_resource: bool
+) -> tuple[Any, int, int]:
+    """Write to a trial's run (``run``, or a new one when None) what Ray recorded and MLflow lacks:
+    params, the steps MLflow does not have, the node tags. Never writes a step twice, never
+    changes the run's status. Returns (the run as it was read, metric values written, the latest
+    step MLflow now has)."""
+    from mlflow.entities import Param, RunTag
+
+    from raysweep.tracking import _BATCH_LIMIT, OUTCOME_RUNNING, OUTCOME_TAG, SWEEP_TAG, TRIAL_ID_TAG, _clean_param, trial_name
+
+    if run is None:
+        created = client.create_run(
+            experiment_id,
+            run_name=trial_name(trial.trial_id),
+            tags={"mlflow.parentRunId": parent_id, SWEEP_TAG: sweep, TRIAL_ID_TAG: trial.trial_id, OUTCOME_TAG: OUTCOME_RUNNING},
+        )
+        run = client.get_run(created.info.run_id)
+    run_id = run.info.run_id
+    # A new run, or one opened just before the server went away, lacks its params (they go
+    # out with the trial's first metrics).
+    params = [Param(k, _clean_param(v)) for k, v in trial.config.items() if k not in run.data.params]
+    if params:
+        client.log_batch(run_id, params=params)
+    # the metric values of the steps MLflow does not have yet, key by key
+    logged: dict[str, set[int]] = {}
+    missing = []
+    for result in trial.results:
+        step, values = _metrics(result, integer_resource)
+        for metric in values:
+            if metric.key not in logged:
+                logged[metric.key] = {m.step for m in client.get_metric_history(run_id, metric.key)}
+            if step not in logged[metric.key]:
+                missing.append(metric)
+                logged[metric.key].add(step)
+    for start in range(0, len(missing), _BATCH_LIMIT):
+        client.log_batch(run_id, metrics=missing[start : start + _BATCH_LIMIT])
+    first = next((r for r in trial.results if r.get("node_id")), None)
+    if first is not None and "raysweep.node_id" not in run.data.tags:
+        tags = {f"raysweep.{k}": str(first[k]) for k in ("node_id", "node_ip", "hostname") if first.get(k)}
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        run.data.tags.update(tags)
+    return run, len(missing), max((max(steps, default=-1) for steps in logged.values()), default=-1)
+
+
+def replay_trial_folders(
+    client: Any, folders: list[str], *, experiment_id: str, parent_run_id: str, sweep: str, integer_resource: bool
+) -> dict[str, ReplayedRun]:
+    """Write to a running sweep's trial runs what Ray recorded in these trial folders and MLflow lacks.
+
+    The same replay as ``raysweep sync`` and ``raysweep resume``, minus the ending: runs are
+    found by their trial-id tag (created when absent), steps MLflow has are not written again,
+    and no run's status changes (their trials may still be running). Returns every trial run
+    of the sweep, by trial id, as MLflow now holds it.
+    """
+    runs = _trial_runs(client, experiment_id, parent_run_id)
+    replayed = {
+        trial_id: ReplayedRun(run.info.run_id, run.info.status, -1, dict(run.data.tags)) for trial_id, run in runs.items()
+    }
+    for folder in folders:
+        trial = _read_trial(Path(folder), {}) if Path(folder).is_dir() else None
+        if trial is None:
+            continue
+        run, _, last_step = _replay_trial(
+            client, trial, runs.get(trial.trial_id), experiment_id=experiment_id, parent_id=parent_run_id,
+            sweep=sweep, integer_resource=integer_resource,
+        )  # fmt: skip
+        replayed[trial.trial_id] = ReplayedRun(run.info.run_id, run.info.status, last_step, dict(run.data.tags))
+    return replayed
+
+
 def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: str | None = None) -> SyncReport:
     """Write to MLflow what Ray recorded of a sweep's trials and MLflow lacks; returns what was written."""
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
     from raysweep.families import get_family
     from raysweep.recipes import validate_recipe_data
     from raysweep.review import sqlite_path
-    from raysweep.tracking import (
-        _BATCH_LIMIT, OUTCOME_RUNNING, OUTCOME_STOPPED, OUTCOME_TAG, SWEEP_TAG, TRIAL_ID_TAG, _clean_param,
-        check_reachable, resolve_tracking_uri, trial_name,
-    )  # fmt: skip
+    from raysweep.tracking import OUTCOME_STOPPED, OUTCOME_TAG, check_reachable, resolve_tracking_uri
 
     folder, record = _sweep_folder(name_or_path, storage)
     name = record["name"]
@@ -213,61 +304,29 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
     integer_resource = get_family(recipe.family).integer_resource
     max_steps = recipe.resource.max_steps
 
-    children = client.search_runs(
-        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=50000
-    )
-    runs = {run.data.tags[TRIAL_ID_TAG]: run for run in children if TRIAL_ID_TAG in run.data.tags}
+    runs = _trial_runs(client, experiment_id, parent_id)
     report = SyncReport(name, uri, parent_id)
     trials = _read_trials(folder)
     report.trials = len(trials)
     open_after = False
     for trial in trials:
-        run = runs.get(trial.trial_id)
-        if run is None:
-            created = client.create_run(
-                experiment_id,
-                run_name=trial_name(trial.trial_id),
-                tags={"mlflow.parentRunId": parent_id, SWEEP_TAG: name, TRIAL_ID_TAG: trial.trial_id, OUTCOME_TAG: OUTCOME_RUNNING},
-            )
-            run = client.get_run(created.info.run_id)
-            report.runs_created += 1
-        run_id = run.info.run_id
-        # A new run, or one opened just before the server went away, lacks its params (they go
-        # out with the trial's first metrics).
-        params = [Param(k, _clean_param(v)) for k, v in trial.config.items() if k not in run.data.params]
-        if params:
-            client.log_batch(run_id, params=params)
-        # the metric values of the steps MLflow does not have yet, key by key
-        logged: dict[str, set[int]] = {}
-        missing = []
-        for result in trial.results:
-            step, values = _metrics(result, integer_resource)
-            for metric in values:
-                if metric.key not in logged:
-                    logged[metric.key] = {m.step for m in client.get_metric_history(run_id, metric.key)}
-                if step not in logged[metric.key]:
-                    missing.append(metric)
-                    logged[metric.key].add(step)
-        for start in range(0, len(missing), _BATCH_LIMIT):
-            client.log_batch(run_id, metrics=missing[start : start + _BATCH_LIMIT])
-        report.metrics_written += len(missing)
-        tags = {}
-        first = next((r for r in trial.results if r.get("node_id")), None)
-        if first is not None and "raysweep.node_id" not in run.data.tags:
-            tags.update({f"raysweep.{k}": str(first[k]) for k in ("node_id", "node_ip", "hostname") if first.get(k)})
+        report.runs_created += trial.trial_id not in runs
+        run, written, _ = _replay_trial(
+            client, trial, runs.get(trial.trial_id), experiment_id=experiment_id, parent_id=parent_id, sweep=name,
+            integer_resource=integer_resource,
+        )  # fmt: skip
+        report.metrics_written += written
         if run.info.status == "RUNNING":
             status, outcome, reason = _outcome(trial, max_steps)
-            tags.update({OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]})
+            tags = {OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]}
             if reason:
                 tags["raysweep.stop_reason"] = reason
             if status == "FAILED" and trial.error:
                 tags["raysweep.error"] = trial.error[-5000:]
-            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
-            client.set_terminated(run_id, status=status)
+            client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            client.set_terminated(run.info.run_id, status=status)
             report.runs_ended[run.info.run_name] = status
             open_after = open_after or status == "KILLED"
-        elif tags:
-            client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     seen = {trial.trial_id for trial in trials}
     for trial_id, run in runs.items():
         if trial_id not in seen and run.info.status == "RUNNING":

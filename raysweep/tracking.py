@@ -52,6 +52,8 @@ _TAGS_LIMIT = 100
 _ENTITIES_LIMIT = 1000
 #: a backlog entry that is no result: a retried trial repeats its steps up to this one
 _REPEATS_THROUGH = "raysweep/repeats_through"
+#: a writer taking over from one that died retries its replay at most this often (seconds)
+_REPLAY_RETRY_S = 5.0
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -151,6 +153,8 @@ class _TrialRun:
     #: on a resumed sweep, the last step already in MLflow: results up to it are not logged again
     logged_through: int = -1
     retries: int = 0
+    #: PBT exploits of the trial already tagged on the run (by a writer that died since)
+    exploits_logged: int = 0
 
 
 @dataclass
@@ -347,16 +351,22 @@ class SweepTracker:
             [RunTag(k, str(v)) for k, v in tags.items()],
         )
 
-    def finish(self, status: str = "FINISHED") -> None:
-        """End the sweep's runs: trials still open (an interrupted or crashed sweep), then the parent."""
+    def finish(self, status: str = "FINISHED") -> str | None:
+        """End the sweep's runs: trials still open (an interrupted or crashed sweep), then the parent.
+
+        Returns what went wrong when MLflow still lacks part of the sweep's trials because the
+        writer process died (and the one started in its place could not write them), else None.
+        """
+        lacking = None
         if self.trial_callback is not None:
             reason = "sweep_interrupted" if status == "KILLED" else "sweep_failed"
-            self.trial_callback.close_open_runs(status="FINISHED" if status == "FINISHED" else "KILLED", reason=reason)
+            lacking = self.trial_callback.close_open_runs(status="FINISHED" if status == "FINISHED" else "KILLED", reason=reason)
         if self.parent_run_id:
             try:
                 self.client.set_terminated(self.parent_run_id, status=status)
             except Exception as exc:
                 logger.warning("raysweep: could not end the MLflow parent run %s: %s", self.parent_run_id, exc)
+        return lacking
 
 
 class TrialWriter:
@@ -380,10 +390,85 @@ class TrialWriter:
         self._session_started = session_started
         #: the sweep's trials, once it ended
         self._trials: list[Any] = []
+        #: a writer that took over from one that died: the trial folders it replays from Ray's
+        #: results before anything else, and the events that wait for that replay
+        self._replay_folders: list[str] | None = None
+        self._replay_error = ""
+        self._replay_tried = 0.0
+        self._replayer: Callable[..., dict[str, Any]] | None = None
+        self._held: list[tuple[str, tuple[Any, ...]]] = []
 
     @property
     def client(self) -> Any:
         return self.tracker.client
+
+    # -- taking over from a writer that died ----------------------------------------------------
+    def take(self, kind: str, *args: Any) -> None:
+        """Handle one of Tune's events (the name of one of the methods below), in Tune's order."""
+        if kind != "add_exploit" and not self._caught_up(force=kind in ("experiment_ended", "close_open_runs")):
+            # Until the replay has found the trial runs again, no run may be opened or written
+            # (it would be a second run for a trial). A result is in Ray's results, which the
+            # replay reads when it runs; an end waits for it.
+            if kind not in ("trial_started", "trial_result"):
+                self._held.append((kind, args))
+            return
+        getattr(self, kind)(*args)
+
+    def replay(self, trial_folders: list[str], replay_trial_folders: Callable[..., dict[str, Any]]) -> None:
+        """Take over from a writer that died: write what Ray recorded in these trial folders and
+        MLflow lacks (with :func:`raysweep.sync.replay_trial_folders`), then go on with the runs."""
+        self._replay_folders = list(trial_folders)
+        self._replayer = replay_trial_folders
+        self._caught_up(force=True)
+
+    def _caught_up(self, force: bool = False) -> bool:
+        """Whether the replay is done (tried again here, at most every few seconds unless forced)."""
+        if self._replay_folders is None:
+            return True
+        if not force and time.monotonic() - self._replay_tried < _REPLAY_RETRY_S:
+            return False
+        self._replay_tried = time.monotonic()
+        try:
+            replayed = self._replayer(
+                self.client, self._replay_folders, experiment_id=self.tracker.experiment_id,
+                parent_run_id=self.tracker.parent_run_id, sweep=self.tracker.sweep_name,
+                integer_resource=self.tracker.integer_resource,
+            )  # fmt: skip
+        except Exception as exc:
+            try:
+                check_reachable(self.tracker.tracking_uri)
+                self._replay_error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            except UserError:
+                self._replay_error = f"the tracking server {self.tracker.tracking_uri} does not answer"
+            self._warn_once(f"raysweep: cannot write the trial runs again from Ray's results ({self._replay_error}); will retry")
+            return False
+        self._replay_folders = None
+        for trial_id, found in replayed.items():
+            if found.status != "RUNNING" and trial_id in self.tracker.existing_trial_runs:
+                continue  # a resumed sweep's run that its trial reopens when it runs again
+            self.runs.setdefault(
+                trial_id,
+                _TrialRun(
+                    found.run_id, last_step=max(found.last_step, 0), node_tagged="raysweep.node_id" in found.tags,
+                    finished=found.status != "RUNNING", logged_through=found.last_step,
+                    exploits_logged=int(found.tags.get("raysweep.pbt.exploits", 0)),
+                ),
+            )  # fmt: skip
+        held, self._held = self._held, []
+        for kind, args in held:
+            getattr(self, kind)(*args)
+        return True
+
+    def unwritten(self) -> str | None:
+        """What this writer has not written to MLflow (None when MLflow has it all)."""
+        if self._replay_folders is not None:
+            return f"the trial results could not be written again from Ray's results ({self._replay_error})"
+        if self._backlog:
+            return f"{len(self._backlog)} trial results are not written"
+        if any(run.pending or run.pending_params or run.pending_tags for run in self.runs.values()):
+            return "some trial metrics are not written"
+        still_open = sum(not run.finished for run in self.runs.values())
+        return f"{still_open} trial runs are still open" if still_open else None
 
     # -- helpers -----------------------------------------------------------------------------
     def _run_for(self, trial: Any) -> _TrialRun:
@@ -455,6 +540,8 @@ class TrialWriter:
     def flush_all(self) -> None:
         """Write every pending metric, param and tag now (the sweep's process is gone)."""
         try:
+            if not self._caught_up(force=True):
+                return
             self._drain_backlog()
             self._flush(force=True)
         except Exception as exc:
@@ -467,6 +554,8 @@ class TrialWriter:
 
     def _finish(self, trial: Any, outcome: str, status: str, error: str | None = None, reason: str | None = None) -> None:
         run = self._run_for(trial)
+        if run.finished:
+            return  # ended already (by a writer that died since)
         self._record_exploits()
         run.pending_tags.update({OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]})
         if reason:
@@ -605,6 +694,8 @@ class TrialWriter:
                 continue
             donor = self.runs.get(donor_id)
             count = sum(1 for e in self.tracker.exploits[: self._exploits_seen] if e[0] == trial_id)
+            if count <= run.exploits_logged:
+                continue  # tagged by a writer that died since
             # The trial continues from the donor's checkpoint, at the donor's resource.
             at = donor.last_step if donor is not None else step
             donor_number = trial_number(donor_id)

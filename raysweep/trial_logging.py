@@ -8,15 +8,19 @@ writing in a process of its own (``raysweep._writer_process``), in the order Tun
 events. ``RAYSWEEP_MLFLOW_WRITER=inline`` writes on Tune's loop instead.
 
 What the writer has not written when the driver is killed, `raysweep resume` (or
-`raysweep sync`) writes from Ray's result files.
+`raysweep sync`) writes from Ray's result files. When the writer dies and the sweep goes on
+(killed, out of memory), the sweep starts a new one that writes first, from the same files, what
+the dead one had not (see :meth:`MLflowTrialCallback._replace_dead_writer`).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -32,6 +36,8 @@ logger = logging.getLogger("raysweep.tracking")
 #: how long the end of a sweep waits for the writer to catch up
 DRAIN_WAIT_S = 600.0
 WRITER_ENV = "RAYSWEEP_MLFLOW_WRITER"
+#: how many writers a sweep starts after the first, each when the one before it died
+WRITER_RESTARTS = 3
 
 
 class MLflowTrialCallback(Callback):
@@ -48,6 +54,15 @@ class MLflowTrialCallback(Callback):
         self._session_started = time.time()
         self._exploits_sent = 0
         self._channel: Any = None
+        #: Tune's trials (the list it passes to every hook), for a writer that takes over
+        self._trials: list = []
+        #: the trials that ended in this session: trial id -> the event that ended it
+        self._ended: dict[str, tuple[str, _TrialView]] = {}
+        #: the sweep's end as sent to the writer: experiment_ended, then close_open_runs
+        self._final: list[tuple[Any, ...]] = []
+        #: how each writer that died ended ("was killed by SIGKILL")
+        self._deaths: list[str] = []
+        self._stopped = False
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment; a restored sweep makes a new one.
@@ -71,6 +86,8 @@ class MLflowTrialCallback(Callback):
 
     def _send(self, kind: str, *args: Any) -> None:
         self.start()
+        if getattr(self._channel, "dead", False):
+            self._replace_dead_writer()
         # PBT's exploits happen in the scheduler, before Tune tells the callbacks of the result.
         exploits = self.tracker.exploits
         while self._exploits_sent < len(exploits):
@@ -78,8 +95,53 @@ class MLflowTrialCallback(Callback):
             self._exploits_sent += 1
         self._channel.send(kind, *args)
 
+    def _replace_dead_writer(self) -> bool:
+        """Start a writer in place of one that died; False when no new one runs.
+
+        The new writer starts at once, not at the sweep's end: MLflow stays current while the
+        sweep goes on (a writer lost in the first minutes would otherwise leave it stale for the
+        rest of a long sweep), and the trials still running go on logging to it. Its first job
+        is the replay that `raysweep sync` does, from Ray's result files, minus the ending of
+        runs: it finds the dead writer's runs again by their trial-id tag (no second run for a
+        trial) and writes only the steps MLflow lacks. That covers every result sent to the dead
+        writer: Tune's JSON logger writes (and flushes) each result right after this callback
+        saw it, before Tune raises its next event, so by the time the death is noticed here,
+        all of them are in the files. The results sent from now on follow the replay in order
+        and are skipped up to the last step it wrote, so no step is written twice. Ends of
+        trials the dead writer may have missed are sent again (a run ended already stays as it
+        is), then the sweep's end, if it came.
+        """
+        if self._stopped or len(self._deaths) > WRITER_RESTARTS:
+            return False
+        dead = self._channel
+        self._deaths.append(dead.how_it_ended())
+        dead.stop(timeout=5.0)
+        if len(self._deaths) > WRITER_RESTARTS:
+            logger.warning("raysweep: the MLflow writer process %s, for the %d. time; no new one is started", self._deaths[-1], len(self._deaths))
+            return False
+        logger.warning(
+            "raysweep: the MLflow writer process %s; a new one writes what it had not, from Ray's results", self._deaths[-1]
+        )
+        tracker = copy.copy(self.tracker)
+        tracker.exploits = list(self.tracker.exploits)  # the new writer is told of these already
+        try:
+            channel = _ProcessChannel(tracker, self._session_started, self.flush_every)
+        except OSError as exc:
+            self._deaths.append(f"could not be started again ({exc})")
+            self._deaths.extend([self._deaths[-1]] * WRITER_RESTARTS)  # no more tries
+            return False
+        self._channel = channel
+        self._exploits_sent = len(tracker.exploits)
+        channel.send("replay", [str(trial.local_path) for trial in self._trials if getattr(trial, "local_path", None)])
+        for message in self._ended.values():
+            channel.send(*message)
+        for message in self._final:
+            channel.send(*message)
+        return True
+
     # -- Tune callback hooks -------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._trials = trials
         self._send("trial_started", _TrialView.of(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
@@ -89,10 +151,13 @@ class MLflowTrialCallback(Callback):
             self.history.setdefault(trial.trial_id, []).append(
                 (float(result.get("resource", step)), float(value), time.time() - self._started)
             )
+        self._trials = trials
         self._send("trial_result", _TrialView.of(trial), dict(result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._send("trial_completed", _TrialView.of(trial))
+        self._trials = trials
+        self._ended[trial.trial_id] = ("trial_completed", _TrialView.of(trial))
+        self._send(*self._ended[trial.trial_id])
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         view = _TrialView.of(trial, errors=True)
@@ -103,28 +168,58 @@ class MLflowTrialCallback(Callback):
         self._send("trial_recovered", view)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._send("trial_errored", _TrialView.of(trial, errors=True))
+        self._trials = trials
+        self._ended[trial.trial_id] = ("trial_errored", _TrialView.of(trial, errors=True))
+        self._send(*self._ended[trial.trial_id])
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._send("experiment_ended", [_TrialView.of(trial) for trial in trials])
+        self._trials = trials
+        self._final.append(("experiment_ended", [_TrialView.of(trial) for trial in trials]))
+        self._send(*self._final[-1])
         self.wait_idle(DRAIN_WAIT_S)
 
     # -- for the sweep's end -------------------------------------------------------------------
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until the writer has written every event so far; False if it could not in time."""
-        return self._channel is None or self._channel.wait(timeout)
-
-    def close_open_runs(self, status: str, reason: str) -> None:
-        """End every trial run still open (the sweep stopped around them), then stop the writer."""
+        """Wait until the writer has handled every event so far (a writer that died is replaced
+        first); False if that could not be done in time."""
         if self._channel is None:
-            return
-        self._send("close_open_runs", status, reason)
-        if not self.wait_idle(DRAIN_WAIT_S):
-            logger.warning(
-                "raysweep: the MLflow writer did not finish within %.0f s; `raysweep sync %s` writes the rest",
-                DRAIN_WAIT_S, self.tracker.sweep_name,
-            )  # fmt: skip
+            return True
+        deadline = time.monotonic() + timeout
+        while not self._channel.wait(max(0.0, deadline - time.monotonic())):
+            if not getattr(self._channel, "dead", False) or time.monotonic() >= deadline or not self._replace_dead_writer():
+                return False
+        return True
+
+    def close_open_runs(self, status: str, reason: str) -> str | None:
+        """End every trial run still open (the sweep stopped around them), then stop the writer.
+
+        Returns what went wrong when a writer died and MLflow still lacks part of the sweep
+        (None when it has it all, or when no writer died).
+        """
+        if self._channel is None:
+            return None
+        self._final.append(("close_open_runs", status, reason))
+        self._send(*self._final[-1])
+        handled = self.wait_idle(DRAIN_WAIT_S)
+        lacking = getattr(self._channel, "unwritten", None) if handled else None
+        dead = getattr(self._channel, "dead", False)
+        self._stopped = True
         self._channel.stop()
+        if not self._deaths:
+            if not handled:
+                logger.warning(
+                    "raysweep: the MLflow writer did not finish within %.0f s; `raysweep sync %s` writes the rest",
+                    DRAIN_WAIT_S, self.tracker.sweep_name,
+                )  # fmt: skip
+            return None
+        if handled and lacking is None:
+            return None
+        what = f"the MLflow writer process {self._deaths[0]}"
+        if handled:
+            return f"{what}, and the one started in its place could not complete the tracking: {lacking}"
+        if dead:
+            return f"{what}, and so did the {len(self._deaths) - 1} started in its place"
+        return f"{what}, and the one started in its place did not finish within {DRAIN_WAIT_S:.0f} s"
 
 
 class _InlineChannel:
@@ -134,12 +229,12 @@ class _InlineChannel:
         self.writer = TrialWriter(tracker, session_started, flush_every)
 
     def send(self, kind: str, *args: Any) -> None:
-        getattr(self.writer, kind)(*args)
+        self.writer.take(kind, *args)
 
     def wait(self, timeout: float) -> bool:
         return True
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0.0) -> None:
         pass
 
 
@@ -162,6 +257,8 @@ class _ProcessChannel:
         self._answers: dict[int, threading.Event] = {}
         self._tokens = 0
         self.dead = False
+        #: what the writer had not written to MLflow when it last answered (None: nothing)
+        self.unwritten: str | None = None
         self._outbox.put(("init", tracker, session_started, flush_every))
         threading.Thread(target=self._feed, name="raysweep-mlflow-feed", daemon=True).start()
         threading.Thread(target=self._read, name="raysweep-mlflow-read", daemon=True).start()
@@ -179,6 +276,19 @@ class _ProcessChannel:
             self._answers[token] = answered
         self._outbox.put(("ping", token))
         return answered.wait(timeout) and not self.dead
+
+    def how_it_ended(self) -> str:
+        """How the writer process ended, in words ("was killed by SIGKILL")."""
+        try:
+            code = self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            return "stopped answering"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
 
     def stop(self, timeout: float = 30.0) -> None:
         self._outbox.put(("stop",))
@@ -210,8 +320,8 @@ class _ProcessChannel:
         stream = self.process.stdout
         while True:
             try:
-                token = pickle.load(stream)
-            except (EOFError, OSError, pickle.UnpicklingError):
+                token, self.unwritten = pickle.load(stream)
+            except (EOFError, OSError, pickle.UnpicklingError, TypeError, ValueError):
                 break
             with self._lock:
                 answered = self._answers.pop(token, None)
@@ -220,9 +330,8 @@ class _ProcessChannel:
         self._died()
 
     def _died(self) -> None:
+        # The sweep's callback notices (``dead``), says so and starts another writer.
         with self._lock:
-            if not self.dead and self.process.poll() not in (None, 0):
-                logger.warning("raysweep: the MLflow writer process stopped; `raysweep sync` writes what it missed")
             self.dead = True
             answers, self._answers = list(self._answers.values()), {}
         for answered in answers:

@@ -508,6 +508,71 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_end_with_every_step_logged_o
         assert sorted(set(iterations)) == list(range(1, 21)), iterations
 
 
+
+# -- the MLflow writer process killed -----------------------------------------------------------------
+def writer_processes(driver_pid: int) -> list[int]:
+    """The MLflow writer processes a sweep's driver started (their command line names raysweep
+    and writer; they run in a session of their own)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if fields[0] not in ("Z", "X") and int(fields[1]) == driver_pid and "raysweep" in cmdline and "writer" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_the_writer(sweep: Sweep) -> int:
+    """SIGKILL the running sweep's MLflow writer process; returns its pid."""
+    writers = wait_for(lambda: writer_processes(sweep.pid), 60, "the MLflow writer process")
+    assert len(writers) == 1, writers
+    assert sweep.running(), sweep.err.read_text()[-3000:]
+    os.kill(writers[0], signal.SIGKILL)
+    return writers[0]
+
+
+def test_a_writer_killed_mid_sweep_is_replaced_and_mlflow_ends_complete(tmp_path):
+    name = "writer-killed"
+    uri = sqlite_uri(tmp_path)
+    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=12, n_samples=2000)
+    try:
+        wait_for(lambda: started(tmp_path, name) or not sweep.running(), 240, "the sweep to start")
+        client = client_for(uri)
+        wait_for_first_metrics(sweep, client, RF_EXPERIMENT)
+        kill_the_writer(sweep)
+        assert len(ray_trial_ids(tmp_path, name)) < 12, "the sweep was near its end before the kill"
+        done = sweep.wait(600)
+    finally:
+        sweep.stop()
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert (summary["num_trials"], summary["num_errors"]) == (12, 0), summary
+    assert "the MLflow writer process was killed by SIGKILL; a new one writes what it had not" in done.stderr
+    assert "raysweep sync" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+    # MLflow has every trial once, every step once, and nothing left open
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert summary["parent_run_id"] == parents[0].info.run_id
+    trial_ids = [run.data.tags["raysweep.trial_id"] for run in children]
+    assert sorted(trial_ids) == sorted(ray_results(tmp_path, name)), trial_ids
+    assert len(children) == 12
+    assert_complete_histories(client, children)
+    for run in children:
+        assert len(run.data.params) == 3, run.data.params
+
+    # ... so `raysweep sync` finds nothing left to write
+    synced = raysweep("sync", name, "--json", cwd=tmp_path, timeout=120)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    report = summary_of(synced.stdout)
+    assert (report["runs_created"], report["metrics_written"], report["runs_ended"], report["parent_status"]) == (0, 0, {}, None)
+
 # -- Ctrl-C -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -778,3 +843,42 @@ def test_sync_of_an_unknown_sweep_says_so_in_one_line(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no sweep 'no-such-sweep' under "), done.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["sync.stderr", "sync.stdout"]  # no store made
+
+
+def test_a_writer_killed_while_the_tracking_server_is_away_exits_1_and_names_raysweep_sync(own_mlflow_server, tmp_path):
+    server = own_mlflow_server
+    server.wait_up()
+    name = experiment = "writer-and-server-away"
+    sweep = background_rf_sweep(tmp_path, name, server.uri, num_samples=4, n_samples=2000, extra=["--experiment", experiment])
+    try:
+        client = client_for(server.uri)
+        wait_for_first_metrics(sweep, client, experiment)
+        # The writer started in place of the killed one cannot reach MLflow: it stays away
+        # until the sweep has ended.
+        server.stop()
+        kill_the_writer(sweep)
+        done = sweep.wait(600)
+    finally:
+        sweep.stop()
+    assert done.returncode == 1, done.stderr[-4000:]
+    summary = summary_of(done.stdout)  # the sweep's result is printed all the same
+    assert (summary["num_trials"], summary["num_errors"]) == (4, 0), summary
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("raysweep: the MLflow writer process was killed by SIGKILL, and the one started in its place "
+                           "could not complete the tracking: "), last
+    assert last.endswith(f"MLflow lacks part of sweep {name}. Write the rest from Ray's results with: "
+                         f"raysweep sync {name} --storage {tmp_path / 'raysweep_results'}"), last
+    assert f"could not complete the tracking: the trial results could not be written again from Ray's results " \
+           f"(the tracking server {server.uri} does not answer)" in last, last
+
+    # ... and that command completes it
+    server.start()
+    server.wait_up()
+    synced = raysweep("sync", name, "--storage", str(tmp_path / "raysweep_results"), "--json", cwd=tmp_path, timeout=120)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    assert summary_of(synced.stdout)["parent_status"] == "FINISHED"
+    parents, children = sweep_runs(client, experiment)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(run.data.tags["raysweep.trial_id"] for run in children) == sorted(ray_results(tmp_path, name))
+    assert_complete_histories(client, children)
