@@ -251,6 +251,8 @@ def _print_summary(result: Any, console: Any) -> None:
     )
     if result.tracking_uri:
         console.print(f"MLflow: {result.tracking_uri}, parent run {result.parent_run_id}")
+        if result.model_uri:
+            console.print(f"model: {result.model_uri}")
         if result.tracking_uri.startswith(("http://", "https://")):
             from raysweep.review import experiment_runs_url
 

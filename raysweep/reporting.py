@@ -9,20 +9,24 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 logger = logging.getLogger(__name__)
 
-#: where the refit model lives on the parent run, and the plots beside it
-MODEL_NAME = "model"
+#: where the plots live on the parent run
 PLOTS_DIR = "plots"
 LEADERBOARD_FILE = "leaderboard.csv"
 
 
-def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> None:
-    """Record the best config, scores, leaderboard, plots and the refit model on the parent run."""
+def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> str | None:
+    """Record the best config, scores, leaderboard, plots and the refit model on the parent run.
+
+    Returns the refit model's URI (``models:/m-...``), or None when it could not be logged.
+    """
     metrics = {
         f"best_{plan.metric_key}": result.best_validation_score,
         f"test_{plan.metric}": result.test_score,
@@ -60,9 +64,10 @@ def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> No
         model_uri = log_model(tracker, plan, prepared, result)
     except Exception as exc:  # the sweep's numbers are recorded already; the model is an extra
         logger.warning("raysweep: could not log the refit model to MLflow: %s", exc)
-        return
+        return None
     if plan.register_model:
         _best_effort("register the model", register_model, tracker, plan, model_uri, result)
+    return model_uri
 
 
 def _best_effort(what: str, function: Any, *args: Any) -> Any:
@@ -77,13 +82,21 @@ def _best_effort(what: str, function: Any, *args: Any) -> Any:
 def _tracking_uri(uri: str) -> Iterator[None]:
     """Point MLflow's fluent API (used by log_model and register_model) at ``uri`` for a while.
 
-    The process-wide tracking URI is put back afterwards: raysweep used as a library must not
-    redirect its caller's own MLflow logging.
+    The process-wide tracking URI is put back afterwards, and so is ``MLFLOW_TRACKING_URI``
+    (MLflow's own helper unsets that variable when no URI had been set in code): raysweep used
+    as a library must not redirect its caller's own MLflow logging.
     """
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    with _use_tracking_uri(uri):
-        yield
+    variable = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if variable is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
 def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) -> Any:
@@ -170,17 +183,46 @@ def uses_xgboost_flavor(plan: Any, prepared: Any) -> bool:
     return plan.recipe.family == "xgboost" and not prepared.categorical_columns
 
 
+def model_name(sweep_name: str) -> str:
+    """The refit model's name in MLflow: the sweep's name, with the characters MLflow refuses made ``-``."""
+    return _REFUSED_IN_MODEL_NAMES.sub("-", sweep_name) or "model"
+
+
+#: MLflow refuses these in a logged model's name (mlflow.utils.validation._validate_logged_model_name)
+_REFUSED_IN_MODEL_NAMES = re.compile(r"[/:.%\"']")
+
+
+def _new_logged_model(tracker: Any, plan: Any) -> Any:
+    """An empty LoggedModel in the sweep's experiment, produced by the parent run.
+
+    Created here because MLflow's ``log_model`` files a new model under the caller's *active*
+    experiment (Default when none is set), whatever run it is given.
+    """
+    from raysweep.tracking import SWEEP_TAG
+
+    client = tracker.client
+    params = client.get_run(tracker.parent_run_id).data.params  # what log_model would copy from the run
+    return client.create_logged_model(
+        experiment_id=tracker.experiment_id,
+        name=model_name(plan.name),
+        source_run_id=tracker.parent_run_id,
+        params=params,
+        tags={SWEEP_TAG: plan.name},
+    )
+
+
 def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
     """Log the refit model on the parent run, with a signature and an input example; returns its URI.
 
-    XGBoost models on all-numeric data go out in MLflow's xgboost flavor: they take the numeric
-    columns and predict classes as their index in ``model_classes.json``. Everything else goes
-    out as raysweep's scikit-learn estimator, preprocessing included: raw columns in, the
-    dataset's own labels and units out.
+    The model is in the sweep's experiment, named after the sweep. XGBoost models on all-numeric
+    data go out in MLflow's xgboost flavor: they take the numeric columns and predict classes as
+    their index in ``model_classes.json``. Everything else goes out as raysweep's scikit-learn
+    estimator, preprocessing included: raw columns in, the dataset's own labels and units out.
     """
     import mlflow
     from mlflow.models import infer_signature
 
+    logged = _new_logged_model(tracker, plan)
     if uses_xgboost_flavor(plan, prepared):
         estimator = result.model.model
         example = prepared.X_test[list(prepared.numeric_columns)].head(5)
@@ -188,7 +230,7 @@ def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
         flavor = "xgboost"
         requirements = _requirements("xgboost", "numpy", "pandas")
         with _tracking_uri(tracker.tracking_uri):
-            info = _log_xgboost(estimator, signature, example, tracker.parent_run_id, requirements)
+            info = _log_xgboost(estimator, logged, signature, example, tracker.parent_run_id, requirements)
     else:
         example = prepared.X_test.head(5)
         signature = infer_signature(example, result.model.predict(example))
@@ -201,7 +243,7 @@ def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
         )
         with _tracking_uri(tracker.tracking_uri):
             info = mlflow.sklearn.log_model(
-                result.model, name=MODEL_NAME, signature=signature, input_example=example,
+                result.model, name=logged.name, model_id=logged.model_id, signature=signature, input_example=example,
                 run_id=tracker.parent_run_id, pip_requirements=requirements, **serialization,
             )
     if result.classes is not None:
@@ -228,7 +270,7 @@ def _requirements(*distributions: str) -> list[str]:
     return pinned
 
 
-def _log_xgboost(estimator: Any, signature: Any, example: Any, run_id: str, requirements: list[str]) -> Any:
+def _log_xgboost(estimator: Any, logged: Any, signature: Any, example: Any, run_id: str, requirements: list[str]) -> Any:
     import mlflow
 
     # XGBoost 2.1's scikit-learn wrapper stamps `_estimator_type` into the files it saves, and
@@ -238,8 +280,8 @@ def _log_xgboost(estimator: Any, signature: Any, example: Any, run_id: str, requ
     estimator.save_model = estimator.get_booster().save_model
     try:
         return mlflow.xgboost.log_model(
-            estimator, name=MODEL_NAME, signature=signature, input_example=example, model_format="ubj", run_id=run_id,
-            pip_requirements=requirements,
+            estimator, name=logged.name, model_id=logged.model_id, signature=signature, input_example=example,
+            model_format="ubj", run_id=run_id, pip_requirements=requirements,
         )
     finally:
         del estimator.save_model

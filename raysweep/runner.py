@@ -117,6 +117,8 @@ class SweepResult:
     tracking_uri: str | None = None
     experiment_id: str | None = None
     parent_run_id: str | None = None
+    #: the refit model in MLflow (``models:/m-...``); None when the sweep was not tracked or logging it failed
+    model_uri: str | None = None
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
@@ -144,6 +146,7 @@ class SweepResult:
             "tracking_uri": self.tracking_uri,
             "experiment_id": self.experiment_id,
             "parent_run_id": self.parent_run_id,
+            "model_uri": self.model_uri,
             "elapsed_s": round(self.elapsed_s, 2),
         }
 
@@ -309,6 +312,33 @@ def _quiet_environment(verbose: bool) -> None:
         os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "0")
         os.environ.setdefault("RAY_DEDUP_LOGS", "1")
         os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    _quiet_libraries(verbose)
+
+
+#: library loggers whose INFO lines are chatter in a sweep's output (MLflow creating or
+#: migrating its sqlite tables, alembic's migration steps); they stay under --verbose
+_CHATTY_LOGGERS = ("mlflow.store.db", "alembic")
+#: MLflow's six-line hint when a model signature has integer columns: a note to whoever writes
+#: the signature (raysweep), nothing the user of a sweep acts on
+_SCHEMA_HINT = r"Hint: Inferred schema contains integer column"
+#: levels the loggers had before raysweep quietened them, put back under --verbose
+_replaced_levels: dict[str, int] = {}
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    import warnings
+
+    if verbose:
+        for name, level in _replaced_levels.items():
+            logging.getLogger(name).setLevel(level)
+        _replaced_levels.clear()
+        warnings.filters[:] = [f for f in warnings.filters if f[1] is None or f[1].pattern != _SCHEMA_HINT]
+        return
+    for name in _CHATTY_LOGGERS:
+        library_logger = logging.getLogger(name)
+        _replaced_levels.setdefault(name, library_logger.level)
+        library_logger.setLevel(max(library_logger.level, logging.WARNING))
+    warnings.filterwarnings("ignore", message=_SCHEMA_HINT, category=UserWarning)
 
 
 class _TuneTrialErrors(logging.Filter):
@@ -686,7 +716,7 @@ def _summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: A
     if tracker is not None:
         from raysweep.reporting import log_sweep_outcome
 
-        log_sweep_outcome(tracker, plan, prepared, result)
+        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result)
     return result
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 import subprocess
 import sys
@@ -239,3 +240,38 @@ def test_real_dataset_through_the_cli(shared_data, tmp_path):
     assert outcome["num_trials"] == 4 and outcome["num_errors"] == 0
     # Predicting the majority class gives 0.76; boosted trees reach about 0.87.
     assert 0.83 < outcome["test_score"] <= 0.9
+
+
+def test_a_first_sweep_prints_only_raysweeps_own_lines(tmp_path):
+    """A fresh folder, a fresh sqlite store, integer columns: no MLflow table creation, no schema hint, no INFO lines."""
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame
+    frame[["magnesium", "proline"]] = frame[["magnesium", "proline"]].astype(int)  # MLflow hints about integer columns
+    frame.to_csv(tmp_path / "wine.csv", index=False)
+    done = run_cli(
+        "run", "xgboost", "--dataset", "wine.csv", "--target", "target", "--task", "classification",
+        "--scheduler", "fifo", "--searcher", "random", "--num-samples", "2", "--set", "resource.max=100",
+        cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "mlflow.db").exists(), "the sweep logged to a store it created"
+    for noise in ("Creating initial MLflow database tables", "Updating database tables", "alembic",
+                  "Inferred schema contains integer", "Warning", " INFO ", "Traceback"):
+        assert noise not in done.stderr, done.stderr
+    # What is left is raysweep's own: the header (wrapped to the terminal's width) and the progress line.
+    header = "raysweep: xgboost on wine (classification, 178 rows), fifo + random, 2 trials, metric accuracy (max)"
+    others = [line for line in done.stderr.splitlines() if not line.startswith("trials: ")]
+    assert " ".join(" ".join(others).split()) == header, done.stderr
+    # The summary names the refit model: the one in the sweep's experiment.
+    model_uri = re.search(r"^model: (models:/m-\w+)$", done.stdout, re.MULTILINE)
+    assert model_uri, done.stdout
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("raysweep-xgboost-wine")
+    models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
+    assert [f"models:/{m.model_id}" for m in models] == [model_uri.group(1)]
+    assert models[0].name.startswith("xgboost-wine-")  # the sweep's default name
+    parent = client.get_run(models[0].source_run_id)
+    assert parent.info.run_name == models[0].name and parent.data.tags["raysweep.model_flavor"] == "xgboost"

@@ -9,6 +9,7 @@ loaded back with ``mlflow.pyfunc``; the Model Registry entry; and no run left RU
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from pathlib import Path
@@ -69,6 +70,25 @@ def assert_no_run_left_running(client: Any, result: Any, trials: int | None = No
     runs = client.search_runs([result.experiment_id], filter_string=f"tags.`raysweep.sweep` = '{result.name}'", max_results=1000)
     assert len(runs) == (result.num_trials if trials is None else trials) + 1
     assert {run.info.status for run in runs} <= {"FINISHED", "FAILED", "KILLED"}, [(r.info.run_name, r.info.status) for r in runs]
+
+
+def assert_model_filed_with_the_sweep(uri: str, experiment_id: str, parent_run_id: str, model_uri: str, name: str) -> None:
+    """The refit model ``model_uri`` is in the sweep's experiment, named ``name``, the one model of the parent run."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        found = mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
+    finally:
+        mlflow.set_tracking_uri(None)
+    mine = [model for model in found if model.source_run_id == parent_run_id]
+    assert [f"models:/{model.model_id}" for model in mine] == [model_uri]
+    assert mine[0].name == name and mine[0].experiment_id == experiment_id
+    assert str(mine[0].status) == "READY"
+    parent = client_for(uri).get_run(parent_run_id)
+    # the parent run's "Logged models": this one, once
+    assert [output.model_id for output in parent.outputs.model_outputs] == [mine[0].model_id]
+    assert parent.data.tags["raysweep.model_uri"] == model_uri
 
 
 def sweep(tmp_path_factory: Any, mlflow_server: str, recipe: str, dataset: str, name: str, **options: Any) -> Any:
@@ -261,6 +281,14 @@ def test_xgboost_model_round_trips_through_pyfunc_with_signature(asha_sweep, mlf
     assert np.array_equal(np.asarray(classes)[predictions.astype(int)].astype(str), asha_sweep.predict(X).astype(str))
 
 
+@pytest.mark.parametrize(("sweep_fixture", "name"), [("asha_sweep", SWEEP_ASHA), ("pbt_sweep", SWEEP_PBT)], ids=["xgboost", "sklearn"])
+def test_the_refit_model_is_in_the_sweeps_experiment_named_after_the_sweep(sweep_fixture, name, mlflow_server, request):
+    result = request.getfixturevalue(sweep_fixture)
+    assert result.model_uri and result.model_uri.startswith("models:/m-")
+    assert result.to_dict()["model_uri"] == result.model_uri
+    assert_model_filed_with_the_sweep(mlflow_server, result.experiment_id, result.parent_run_id, result.model_uri, name)
+
+
 def test_register_model_creates_a_version_with_the_sweep_lineage(asha_sweep, mlflow_server):
     client = client_for(mlflow_server)
     parent = client.get_run(asha_sweep.parent_run_id)
@@ -268,6 +296,7 @@ def test_register_model_creates_a_version_with_the_sweep_lineage(asha_sweep, mlf
     assert name == REGISTERED
     registered = client.get_model_version(REGISTERED, version)
     assert registered.run_id == asha_sweep.parent_run_id
+    assert f"models:/{registered.model_id}" == asha_sweep.model_uri
     assert registered.tags["raysweep.sweep"] == SWEEP_ASHA
     assert registered.tags["raysweep.parent_run_id"] == asha_sweep.parent_run_id
     assert registered.tags["raysweep.recipe"] == "xgboost"
@@ -292,6 +321,40 @@ def test_sklearn_model_round_trips_through_pyfunc(pbt_sweep, mlflow_server):
     assert "sklearn" in info.flavors and info.signature is not None
     X = load_dataset("breast_cancer").X
     assert np.array_equal(np.asarray(loaded.predict(X)), pbt_sweep.predict(X))
+
+
+def test_a_sweep_from_python_files_its_model_in_its_store_and_leaves_the_callers_mlflow_alone(ray_local, tmp_path, monkeypatch):
+    """scikit-learn flavor on a sqlite store, registered, run by a program that is itself inside an MLflow run."""
+    import mlflow
+    from mlflow.tracking import fluent
+    from threadpoolctl import threadpool_limits
+
+    from raysweep.runner import run_sweep
+
+    callers, sweeps = f"sqlite:///{tmp_path / 'callers.db'}", f"sqlite:///{tmp_path / 'sweeps.db'}"
+    # The caller's own MLflow: its store from the environment, its active experiment and run.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", callers)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_ID", "")
+    monkeypatch.setattr(fluent, "_active_experiment_id", None)  # put back after the test
+    experiment_id = mlflow.set_experiment("callers-own").experiment_id
+    name = f"mlflow-sqlite-{SESSION}.v1"
+    with mlflow.start_run() as callers_run, threadpool_limits(1):
+        result = run_sweep(
+            "random_forest", "iris", name=name, storage=str(tmp_path / "results"), tracking_uri=sweeps,
+            scheduler="fifo", searcher="random", num_samples=2, overrides=["resource.max=20"], register_model=REGISTERED,
+        )
+        assert mlflow.active_run().info.run_id == callers_run.info.run_id
+        assert (mlflow.get_tracking_uri(), fluent._get_experiment_id()) == (callers, experiment_id)
+    assert_model_filed_with_the_sweep(sweeps, result.experiment_id, result.parent_run_id, result.model_uri, f"mlflow-sqlite-{SESSION}-v1")
+    sweeps_client = client_for(sweeps)
+    assert sweeps_client.get_run(result.parent_run_id).data.tags["raysweep.model_flavor"] == "sklearn"
+    assert f"models:/{sweeps_client.get_model_version(REGISTERED, '1').model_id}" == result.model_uri
+    # Nothing of the sweep went to the caller's store, and the caller's settings are as they were.
+    callers_client = client_for(callers)
+    assert list(callers_client.search_logged_models(experiment_ids=[experiment_id, "0"])) == []
+    assert callers_client.get_run(callers_run.info.run_id).outputs.model_outputs == []
+    assert os.environ["MLFLOW_TRACKING_URI"] == callers and mlflow.get_tracking_uri() == callers
+    assert fluent._get_experiment_id() == experiment_id
 
 
 # -- PBT ----------------------------------------------------------------------------------------------
@@ -386,6 +449,33 @@ def test_a_time_budget_leaves_no_run_running(ray_local, mlflow_server, tmp_path_
     assert client.get_run(result.parent_run_id).info.status == "FINISHED"
 
 
+def test_mlflow_chatter_is_left_out_of_a_sweep_and_kept_under_verbose(tmp_path, capsys):
+    """MLflow creating its sqlite tables and its integer-schema hint: silent in a sweep, shown with --verbose."""
+    import warnings
+
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.runner import _quiet_libraries
+
+    integers = pd.DataFrame({"count": [1, 2, 3]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _quiet_libraries(verbose=False)
+        MlflowClient(f"sqlite:///{tmp_path / 'quiet.db'}").search_experiments()
+        infer_signature(integers)
+        quiet = capsys.readouterr().err, [str(w.message) for w in caught]
+        _quiet_libraries(verbose=True)
+        MlflowClient(f"sqlite:///{tmp_path / 'verbose.db'}").search_experiments()
+        infer_signature(integers)
+        verbose = capsys.readouterr().err, [str(w.message) for w in caught]
+    assert "Creating initial MLflow database tables" not in quiet[0]
+    assert not any("Inferred schema contains integer" in message for message in quiet[1])
+    assert "INFO mlflow.store.db.utils: Creating initial MLflow database tables" in verbose[0]
+    assert any("Inferred schema contains integer" in message for message in verbose[1])
+
+
 # -- through the CLI, as a user --------------------------------------------------------------------------
 def test_unreachable_tracking_server_fails_in_one_line_before_any_trial(tmp_path):
     done = run_cli("run", "xgboost", "--dataset", "iris", "--tracking-uri", "http://127.0.0.1:1", cwd=tmp_path, timeout=120)
@@ -422,6 +512,9 @@ def test_cli_run_json_stays_one_object_with_a_tracking_server(mlflow_server, tmp
     assert sorted(run.info.run_name for run in children) == ["trial-0000", "trial-0001"]
     assert {run.info.status for run in children} == {"FINISHED"}
     assert not (tmp_path / "mlflow.db").exists()  # it logged to the server, not the default store
+    assert_model_filed_with_the_sweep(
+        mlflow_server, outcome["experiment_id"], outcome["parent_run_id"], outcome["model_uri"], SWEEP_CLI
+    )
 
 
 def test_report_prints_the_leaderboard_best_config_scores_and_plots(asha_sweep, mlflow_server, tmp_path):
