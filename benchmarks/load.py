@@ -52,7 +52,7 @@ def _children(pid: int) -> list[int]:
 def _writer_pid(driver: int) -> int | None:
     for child in _children(driver):
         try:
-            if b"raysweep._writer_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"raysweep.tracking._writer_process" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return child
         except OSError:
             continue

@@ -194,7 +194,7 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
 
     from raysweep.runner import run_planned
 
-    from raysweep.tracking import check_reachable, resolve_tracking_uri
+    from raysweep.tracking.store import check_reachable, resolve_tracking_uri
 
     check_reachable(resolve_tracking_uri(plan.tracking_uri))
     err = Console(stderr=True, highlight=False)
@@ -274,7 +274,7 @@ _COMMANDS = (
     ("raysweep.cluster", "cluster_group", "cluster"),
     ("raysweep.review", "ui_command", "ui"),
     ("raysweep.review", "report_command", "report"),
-    ("raysweep.sync", "sync_command", "sync"),
+    ("raysweep.tracking.sync", "sync_command", "sync"),
 )
 
 

@@ -50,7 +50,7 @@ def _client(uri: str) -> Any:
     """An MLflow client for an existing store: a missing sqlite file is an error, not a new store."""
     from mlflow.tracking import MlflowClient
 
-    from raysweep.tracking import check_reachable
+    from raysweep.tracking.store import check_reachable
 
     database = sqlite_path(uri)
     if database is not None and not database.is_file():
@@ -243,7 +243,7 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
     With an http(s) tracking URI the server is already running: the URL is printed and nothing
     is started. Otherwise the UI serves until Ctrl-C.
     """
-    from raysweep.tracking import resolve_tracking_uri
+    from raysweep.tracking.store import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     remote = uri.startswith(("http://", "https://"))
@@ -366,7 +366,7 @@ def report_command(sweep: str, tracking_uri: str | None, top: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from raysweep.tracking import resolve_tracking_uri
+    from raysweep.tracking.store import resolve_tracking_uri
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_tracking_uri(tracking_uri)

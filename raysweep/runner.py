@@ -24,7 +24,7 @@ from raysweep.recipes import METRICS, TASKS, Recipe, load_recipe
 from raysweep import space
 from raysweep.strategies import registry as strategies
 from raysweep.sweep import record as sweep_record
-from raysweep.tracking import trial_name
+from raysweep.tracking import schema
 
 logger = logging.getLogger(__name__)
 
@@ -443,7 +443,7 @@ def _leaderboard(results: Any, plan: SweepPlan) -> Any:
             outcome = "stopped_early"
         trial_id = str(metrics.get("trial_id") or "")
         row = {
-            "trial": trial_name(trial_id),
+            "trial": schema.trial_name(trial_id),
             "trial_id": trial_id,
             plan.metric_key: metrics.get(plan.metric_key, float("nan")),
             "resource": metrics.get("resource", 0),
@@ -471,7 +471,7 @@ def run_planned(
     ``resume`` is the saved sweep record (see :func:`resume_sweep`): the sweep then continues
     from Ray's saved state and logs into the same MLflow parent run.
     """
-    from raysweep import tracking as tracking_module
+    from raysweep.tracking import store as tracking_module
 
     started = time.monotonic()
     tracking_uri = tracking_module.resolve_tracking_uri(plan.tracking_uri) if tracking else None
@@ -523,9 +523,11 @@ def run_planned(
             tracker.reopen(resume["experiment_id"], resume["parent_run_id"])
         else:
             tracker.start()
-            tracker.log_text(plan.recipe.to_yaml(), "recipe.yaml")
-            tracker.log_dict(plan.recipe.space, "search_space.json")
-        callbacks.append(tracker.callback())
+            tracker.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
+            tracker.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
+        from raysweep.tracking.callback import start_trial_logging
+
+        callbacks.append(start_trial_logging(tracker))
 
     from ray.tune.logger import JsonLoggerCallback
 
@@ -620,7 +622,7 @@ def _sweep_dir(plan: SweepPlan) -> str:
 
 def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
     """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
-    from raysweep.tracking import absolute_tracking_uri
+    from raysweep.tracking.store import absolute_tracking_uri
 
     record = {
         "name": plan.name,
@@ -665,7 +667,7 @@ def resume_sweep(name_or_path: str, *, storage: str | None = None, verbose: bool
         )
     record["path"] = candidate
     if record.get("parent_run_id"):
-        from raysweep.sync import sync_sweep
+        from raysweep.tracking.sync import sync_sweep
 
         # What the killed driver had not written to MLflow yet (it writes from a queue) goes in
         # first, from Ray's results: the resumed trials then continue each run at the right step.
@@ -714,7 +716,7 @@ def _summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: A
         errors=errors,
     )
     if tracker is not None:
-        from raysweep.reporting import log_sweep_outcome
+        from raysweep.tracking.outcome import log_sweep_outcome
 
         result.model_uri = log_sweep_outcome(tracker, plan, prepared, result)
     return result
@@ -734,20 +736,20 @@ def _parent_tags(plan: SweepPlan) -> dict[str, str]:
     import ray
 
     return {
-        "raysweep.recipe": plan.recipe.name,
-        "raysweep.recipe_hash": plan.recipe.content_hash,
-        "raysweep.family": plan.recipe.family,
-        "raysweep.scheduler": plan.scheduler,
-        "raysweep.searcher": plan.searcher,
-        "raysweep.dataset": plan.dataset.name,
-        "raysweep.dataset_fingerprint": plan.dataset.fingerprint,
-        "raysweep.task": plan.task,
-        "raysweep.metric": plan.metric,
-        "raysweep.version": __version__,
-        "raysweep.ray_version": ray.__version__,
-        "raysweep.mlflow_version": mlflow.__version__,
-        "raysweep.python_version": platform.python_version(),
-        "raysweep.ray_address": _ray_address(),
+        schema.RECIPE: plan.recipe.name,
+        schema.RECIPE_HASH: plan.recipe.content_hash,
+        schema.FAMILY: plan.recipe.family,
+        schema.SCHEDULER: plan.scheduler,
+        schema.SEARCHER: plan.searcher,
+        schema.DATASET: plan.dataset.name,
+        schema.DATASET_FINGERPRINT: plan.dataset.fingerprint,
+        schema.TASK: plan.task,
+        schema.METRIC: plan.metric,
+        schema.VERSION: __version__,
+        schema.RAY_VERSION: ray.__version__,
+        schema.MLFLOW_VERSION: mlflow.__version__,
+        schema.PYTHON_VERSION: platform.python_version(),
+        schema.RAY_ADDRESS: _ray_address(),
     }
 
 

@@ -18,8 +18,8 @@ from raysweep.errors import UserError
 from raysweep.runner import _save_sweep_record, plan_sweep, resume_sweep
 from raysweep.sweep.record import SWEEP_FILE
 from raysweep.sweep.record import read_text as _read_text
-from raysweep.sync import _sweep_folder
-from raysweep.tracking import SweepTracker
+from raysweep.tracking.sync import _sweep_folder
+from raysweep.tracking.store import SweepTracker
 
 __all__ = ["empty_store", "store_uri"]  # fixtures
 

@@ -21,8 +21,9 @@ from fast_support import (
     store_uri, trial_runs, tune_result, write_error_file,
 )  # fmt: skip
 from raysweep.errors import UserError
-from raysweep.sync import sync_sweep
-from raysweep.tracking import SweepTracker, TrialWriter, _TrialView
+from raysweep.tracking.sync import sync_sweep
+from raysweep.tracking.store import SweepTracker
+from raysweep.tracking.writer import TrialWriter, _TrialView
 
 __all__ = ["empty_store", "store_uri"]  # fixtures
 

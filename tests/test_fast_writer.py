@@ -19,7 +19,9 @@ from fast_support import (
     EXPERIMENT, METRIC, NODE, OTHER_NODE, SWEEP, client_for, empty_store, fake_trial, history, last_lines,
     raysweep_tags, snapshot, steps, store_uri, trial_runs, tune_result, write_error_file,
 )  # fmt: skip
-from raysweep.tracking import SweepTracker, TrialWriter, _TrialView
+from raysweep.tracking.callback import start_trial_logging
+from raysweep.tracking.store import SweepTracker
+from raysweep.tracking.writer import TrialWriter, _TrialView
 
 __all__ = ["empty_store", "store_uri"]  # fixtures
 
@@ -577,7 +579,7 @@ def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
 ) -> None:
     import shutil
 
-    from raysweep.trial_logging import WRITER_ENV, _InlineChannel, _ProcessChannel
+    from raysweep.tracking.callback import WRITER_ENV, _InlineChannel, _ProcessChannel
 
     if transport == "inline":
         monkeypatch.setenv(WRITER_ENV, "inline")
@@ -591,7 +593,7 @@ def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
     error_file = write_error_file(tmp_path, "ValueError: Input contains NaN.")
 
     tracker = make_tracker(uris["callback"])
-    callback = tracker.callback()
+    callback = start_trial_logging(tracker)
     assert isinstance(callback._channel, _InlineChannel if transport == "inline" else _ProcessChannel)
     _play_sweep(tracker, callback, error_file)
 
@@ -613,11 +615,11 @@ def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
 
 
 def test_writer_process_records_pbt_exploits(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from raysweep.trial_logging import WRITER_ENV
+    from raysweep.tracking.callback import WRITER_ENV
 
     monkeypatch.delenv(WRITER_ENV, raising=False)
     tracker = make_tracker(store_uri, max_steps=4)
-    callback = tracker.callback()
+    callback = start_trial_logging(tracker)
     a, b = fake_trial(A, CONFIG), fake_trial(B, OTHER_CONFIG)
     for trial in (a, b):
         callback.on_trial_start(0, [a, b], trial)
@@ -654,12 +656,12 @@ class _BoundedExploits(list):
     "MLflowTrialCallback._send walks, so the first PBT exploit is re-sent forever",
 )  # fmt: skip
 def test_inline_writer_records_a_pbt_exploit_once(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from raysweep.trial_logging import WRITER_ENV
+    from raysweep.tracking.callback import WRITER_ENV
 
     monkeypatch.setenv(WRITER_ENV, "inline")
     tracker = make_tracker(store_uri, max_steps=4)
     tracker.exploits = _BoundedExploits()
-    callback = tracker.callback()
+    callback = start_trial_logging(tracker)
     a, b = fake_trial(A, CONFIG), fake_trial(B, OTHER_CONFIG)
     b.last_result = tune_result(B, 2, 0.85, config=b.config)
     callback.on_trial_result(0, [a, b], b, dict(b.last_result))

@@ -67,12 +67,13 @@ def kill_writer(callback: Any) -> None:
 def test_a_killed_writer_is_replaced_and_mlflow_ends_complete(tmp_path, caplog):
     from mlflow.tracking import MlflowClient
 
-    from raysweep.tracking import SweepTracker
+    from raysweep.tracking.callback import start_trial_logging
+    from raysweep.tracking.store import SweepTracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = SweepTracker(uri, "exp", "takeover", "val_accuracy", MAX_STEPS, integer_resource=True)
     tracker.start()
-    callback = tracker.callback()
+    callback = start_trial_logging(tracker)
     trials = [
         FakeTrial(f"abcde_{i:05d}", str(tmp_path / "ray" / f"train_abcde_{i:05d}_{i}"), {"x": i}) for i in range(4)
     ]

@@ -1,7 +1,7 @@
-"""The process that writes a sweep's trial runs to MLflow: ``python -m raysweep._writer_process``.
+"""The process that writes a sweep's trial runs to MLflow: ``python -m raysweep.tracking._writer_process``.
 
 It reads pickled messages from stdin, in order: first ``("init", tracker, session_started,
-flush_every)``, then Tune's events as ``(method, *args)`` of :class:`raysweep.tracking.TrialWriter`
+flush_every)``, then Tune's events as ``(method, *args)`` of :class:`raysweep.tracking.writer.TrialWriter`
 (``("replay", trial_folders)`` first when it takes over from a writer that died), ``("ping",
 token)`` (answered on stdout with ``(token, what is not written yet or None)`` once everything
 before it is handled) and ``("stop",)``.
@@ -25,7 +25,7 @@ def main() -> int:
     inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries answers only
 
-    from raysweep.tracking import TrialWriter
+    from raysweep.tracking.writer import TrialWriter
 
     writer = None
     while True:
@@ -44,7 +44,7 @@ def main() -> int:
             pickle.dump((args[0], writer.unwritten() if writer is not None else None), outbox)
             outbox.flush()
         elif kind == "replay" and writer is not None:
-            from raysweep.sync import replay_trial_folders
+            from raysweep.tracking.sync import replay_trial_folders
 
             writer.replay(*args, replay_trial_folders)
         elif kind == "stop":

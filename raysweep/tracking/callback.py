@@ -3,8 +3,8 @@
 Writing a trial run costs a few MLflow calls (a database transaction each, or an HTTP round
 trip). Made on Tune's event loop they would slow every trial; made on a thread of the driver
 they would still take the driver's interpreter lock from Tune. So the callback only takes a
-snapshot of the trial and passes it on, and :class:`raysweep.tracking.TrialWriter` does the
-writing in a process of its own (``raysweep._writer_process``), in the order Tune raised the
+snapshot of the trial and passes it on, and :class:`raysweep.tracking.writer.TrialWriter` does the
+writing in a process of its own (``raysweep.tracking._writer_process``), in the order Tune raised the
 events. ``RAYSWEEP_MLFLOW_WRITER=inline`` writes on Tune's loop instead.
 
 What the writer has not written when the driver is killed, `raysweep resume` (or
@@ -29,7 +29,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from raysweep.tracking import SweepTracker, TrialWriter, _TrialView, result_step
+from raysweep.tracking import schema
+from raysweep.tracking.store import SweepTracker
+from raysweep.tracking.writer import TrialWriter, _TrialView
 
 logger = logging.getLogger("raysweep.tracking")
 
@@ -146,7 +148,7 @@ class MLflowTrialCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         value = result.get(self.tracker.metric_key)
-        step = result_step(result, self.tracker.integer_resource)
+        step = schema.result_step(result, self.tracker.integer_resource)
         if isinstance(value, (int, float)) and step > self.tracker.logged_through.get(trial.trial_id, -1):
             self.history.setdefault(trial.trial_id, []).append(
                 (float(result.get("resource", step)), float(value), time.time() - self._started)
@@ -163,7 +165,7 @@ class MLflowTrialCallback(Callback):
         view = _TrialView.of(trial, errors=True)
         if view.last_result:
             # The retry repeats the steps since its last checkpoint: they are in the history already.
-            logged, step = self.tracker.logged_through, result_step(view.last_result, self.tracker.integer_resource)
+            logged, step = self.tracker.logged_through, schema.result_step(view.last_result, self.tracker.integer_resource)
             logged[trial.trial_id] = max(logged.get(trial.trial_id, -1), step)
         self._send("trial_recovered", view)
 
@@ -246,7 +248,7 @@ class _ProcessChannel:
         # The writer imports raysweep as this process does (a source checkout included).
         env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "raysweep._writer_process"],
+            [sys.executable, "-m", "raysweep.tracking._writer_process"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -336,3 +338,10 @@ class _ProcessChannel:
             answers, self._answers = list(self._answers.values()), {}
         for answered in answers:
             answered.set()
+
+
+def start_trial_logging(tracker: SweepTracker) -> MLflowTrialCallback:
+    """The Tune callback that logs the sweep's trials, its writer started (before Tune starts)."""
+    callback = tracker.trial_callback = MLflowTrialCallback(tracker)
+    callback.start()
+    return callback

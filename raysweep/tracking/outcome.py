@@ -15,11 +15,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from raysweep.tracking import schema
+
 logger = logging.getLogger(__name__)
 
-#: where the plots live on the parent run
-PLOTS_DIR = "plots"
-LEADERBOARD_FILE = "leaderboard.csv"
+PLOTS_DIR = schema.PLOTS_DIR
+LEADERBOARD_FILE = schema.LEADERBOARD_FILE
 
 
 def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> str | None:
@@ -28,14 +29,14 @@ def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> st
     Returns the refit model's URI (``models:/m-...``), or None when it could not be logged.
     """
     metrics = {
-        f"best_{plan.metric_key}": result.best_validation_score,
-        f"test_{plan.metric}": result.test_score,
-        "num_trials": result.num_trials,
-        "num_errors": result.num_errors,
-        "num_stopped_early": result.num_stopped_early,
+        schema.best_metric(plan.metric): result.best_validation_score,
+        schema.test_metric(plan.metric): result.test_score,
+        schema.NUM_TRIALS: result.num_trials,
+        schema.NUM_ERRORS: result.num_errors,
+        schema.NUM_STOPPED_EARLY: result.num_stopped_early,
     }
-    tags = {"raysweep.best_config": json.dumps(result.best_config, default=str)[:5000]}
-    params = {f"best.{k}": v for k, v in result.best_config.items()} | {"best.resource": result.best_resource}
+    tags = {schema.BEST_CONFIG: json.dumps(result.best_config, default=str)[:5000]}
+    params = {schema.best_param(k): v for k, v in result.best_config.items()} | {schema.best_param("resource"): result.best_resource}
     try:
         tracker.log_summary(metrics=metrics, params=params, tags=tags)
     except Exception as exc:
@@ -52,7 +53,7 @@ def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> st
                 {"trial_id": trial, "donor_trial_id": donor, "donor_iteration": step, "config": config}
                 for trial, donor, step, config in tracker.exploits
             ]
-            _best_effort("log the PBT exploits", tracker.log_dict, exploits, "pbt_exploits.json")
+            _best_effort("log the PBT exploits", tracker.log_dict, exploits, schema.PBT_EXPLOITS_FILE)
         callback = getattr(tracker, "trial_callback", None)
         history = getattr(callback, "history", {}) or {}
         try:
@@ -107,20 +108,20 @@ def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) 
     import mlflow
 
     lineage = {
-        "raysweep.sweep": plan.name,
-        "raysweep.parent_run_id": tracker.parent_run_id,
-        "raysweep.experiment_id": tracker.experiment_id,
-        "raysweep.recipe": plan.recipe.name,
-        "raysweep.recipe_hash": plan.recipe.content_hash,
-        "raysweep.family": plan.recipe.family,
-        "raysweep.dataset": plan.dataset.name,
-        "raysweep.dataset_fingerprint": plan.dataset.fingerprint,
-        "raysweep.metric": plan.metric,
+        schema.SWEEP: plan.name,
+        schema.LINEAGE_PARENT_RUN_ID: tracker.parent_run_id,
+        schema.LINEAGE_EXPERIMENT_ID: tracker.experiment_id,
+        schema.RECIPE: plan.recipe.name,
+        schema.RECIPE_HASH: plan.recipe.content_hash,
+        schema.FAMILY: plan.recipe.family,
+        schema.DATASET: plan.dataset.name,
+        schema.DATASET_FINGERPRINT: plan.dataset.fingerprint,
+        schema.METRIC: plan.metric,
     }
     if result is not None:
-        lineage["raysweep.best_config"] = json.dumps(result.best_config, default=str)[:5000]
-        lineage[f"raysweep.best_val_{plan.metric}"] = f"{result.best_validation_score:.6g}"
-        lineage[f"raysweep.test_{plan.metric}"] = f"{result.test_score:.6g}"
+        lineage[schema.BEST_CONFIG] = json.dumps(result.best_config, default=str)[:5000]
+        lineage[schema.lineage_tag(schema.best_metric(plan.metric))] = f"{result.best_validation_score:.6g}"
+        lineage[schema.lineage_tag(schema.test_metric(plan.metric))] = f"{result.test_score:.6g}"
     with _tracking_uri(tracker.tracking_uri):
         version = mlflow.register_model(model_uri, plan.register_model, tags=lineage)
     description = (
@@ -130,7 +131,7 @@ def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) 
     )
     client = tracker.client
     client.update_model_version(plan.register_model, version.version, description=description)
-    client.set_tag(tracker.parent_run_id, "raysweep.registered_model", f"{plan.register_model}/{version.version}")
+    client.set_tag(tracker.parent_run_id, schema.REGISTERED_MODEL, f"{plan.register_model}/{version.version}")
     return version
 
 
@@ -198,8 +199,6 @@ def _new_logged_model(tracker: Any, plan: Any) -> Any:
     Created here because MLflow's ``log_model`` files a new model under the caller's *active*
     experiment (Default when none is set), whatever run it is given.
     """
-    from raysweep.tracking import SWEEP_TAG
-
     client = tracker.client
     params = client.get_run(tracker.parent_run_id).data.params  # what log_model would copy from the run
     return client.create_logged_model(
@@ -207,7 +206,7 @@ def _new_logged_model(tracker: Any, plan: Any) -> Any:
         name=model_name(plan.name),
         source_run_id=tracker.parent_run_id,
         params=params,
-        tags={SWEEP_TAG: plan.name},
+        tags={schema.SWEEP: plan.name},
     )
 
 
@@ -247,9 +246,9 @@ def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
                 run_id=tracker.parent_run_id, pip_requirements=requirements, **serialization,
             )
     if result.classes is not None:
-        tracker.log_dict({"classes": [str(c) for c in result.classes]}, "model_classes.json")
-    tracker.client.set_tag(tracker.parent_run_id, "raysweep.model_flavor", flavor)
-    tracker.client.set_tag(tracker.parent_run_id, "raysweep.model_uri", info.model_uri)
+        tracker.log_dict({"classes": [str(c) for c in result.classes]}, schema.MODEL_CLASSES_FILE)
+    tracker.client.set_tag(tracker.parent_run_id, schema.MODEL_FLAVOR, flavor)
+    tracker.client.set_tag(tracker.parent_run_id, schema.MODEL_URI, info.model_uri)
     return info.model_uri
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from raysweep.errors import UserError
+from raysweep.tracking import schema
 
 __all__ = ["ReplayedRun", "SyncReport", "replay_trial_folders", "sync_command", "sync_sweep"]
 
@@ -146,40 +147,23 @@ def _read_trial(trial_folder: Path, statuses: dict[str, str]) -> _Trial | None:
 
 # -- writing to MLflow ---------------------------------------------------------------------------
 def _metrics(result: dict[str, Any], integer_resource: bool) -> tuple[int, list[Any]]:
-    """The step and the metric values of one result, as the sweep's tracker logs them."""
+    """The step and the metric values of one result, as the trial writer logs them."""
     from mlflow.entities import Metric
 
-    from raysweep.tracking import _NOT_METRICS
-
-    if integer_resource and isinstance(result.get("resource"), (int, float)):
-        step = int(result["resource"])
-    else:
-        step = int(result.get("training_iteration", 0) or 0)
+    step, values = schema.result_metrics(result, integer_resource)
     timestamp = int(result.get("timestamp", 0) * 1000)
-    values = [
-        Metric(key, float(value), timestamp, step)
-        for key, value in result.items()
-        if key not in _NOT_METRICS and not isinstance(value, bool) and isinstance(value, (int, float))
-    ]
-    if not integer_resource and isinstance(result.get("resource"), (int, float)):
-        values.append(Metric("resource", float(result["resource"]), timestamp, step))
-    return step, values
+    return step, [Metric(key, value, timestamp, step) for key, value in values]
 
 
-def _outcome(trial: _Trial, max_steps: int) -> tuple[str, str, str | None]:
-    """(MLflow status, raysweep.outcome, raysweep.stop_reason) of a trial whose run was left open."""
-    from raysweep.tracking import OUTCOME_COMPLETED, OUTCOME_FAILED, OUTCOME_STOPPED
+def _outcome(trial: _Trial, max_steps: int) -> schema.Outcome:
+    """How a trial whose run was left open ended, as Ray recorded it.
 
+    Still open and neither done nor failed when the sweep stopped (a killed driver, a tracking
+    server away at the end): cut off, and `raysweep resume` continues it.
+    """
     last = trial.results[-1] if trial.results else {}
-    if int(last.get("training_iteration", 0) or 0) >= max_steps:
-        return "FINISHED", OUTCOME_COMPLETED, None
-    if trial.status == "ERROR":
-        return "FAILED", OUTCOME_FAILED, None
-    if last.get("done"):
-        return "FINISHED", OUTCOME_STOPPED, "scheduler"
-    # Still open when the sweep stopped (a killed driver, a tracking server away at the end):
-    # cut off, and `raysweep resume` continues it.
-    return "KILLED", OUTCOME_STOPPED, "sweep_interrupted"
+    steps = int(last.get("training_iteration", 0) or 0)
+    return schema.trial_outcome(steps=steps, max_steps=max_steps, errored=trial.status == "ERROR", done=bool(last.get("done")))
 
 
 @dataclass
@@ -194,12 +178,10 @@ class ReplayedRun:
 
 def _trial_runs(client: Any, experiment_id: str, parent_id: str) -> dict[str, Any]:
     """The sweep's trial runs in MLflow, by trial id (their ``raysweep.trial_id`` tag)."""
-    from raysweep.tracking import TRIAL_ID_TAG
-
     children = client.search_runs(
-        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=50000
+        [experiment_id], filter_string=f"tags.`{schema.PARENT_RUN_ID}` = '{parent_id}'", max_results=50000
     )
-    return {run.data.tags[TRIAL_ID_TAG]: run for run in children if TRIAL_ID_TAG in run.data.tags}
+    return {run.data.tags[schema.TRIAL_ID]: run for run in children if schema.TRIAL_ID in run.data.tags}
 
 
 def _replay_trial(
@@ -211,19 +193,20 @@ def _replay_trial(
     step MLflow now has)."""
     from mlflow.entities import Param, RunTag
 
-    from raysweep.tracking import _BATCH_LIMIT, OUTCOME_RUNNING, OUTCOME_TAG, SWEEP_TAG, TRIAL_ID_TAG, _clean_param, trial_name
+    from raysweep.tracking.store import clean_param
+    from raysweep.tracking.writer import BATCH_LIMIT as _BATCH_LIMIT
 
     if run is None:
         created = client.create_run(
             experiment_id,
-            run_name=trial_name(trial.trial_id),
-            tags={"mlflow.parentRunId": parent_id, SWEEP_TAG: sweep, TRIAL_ID_TAG: trial.trial_id, OUTCOME_TAG: OUTCOME_RUNNING},
+            run_name=schema.trial_name(trial.trial_id),
+            tags={schema.PARENT_RUN_ID: parent_id, schema.SWEEP: sweep, schema.TRIAL_ID: trial.trial_id, schema.OUTCOME: schema.OUTCOME_RUNNING},
         )
         run = client.get_run(created.info.run_id)
     run_id = run.info.run_id
     # A new run, or one opened just before the server went away, lacks its params (they go
     # out with the trial's first metrics).
-    params = [Param(k, _clean_param(v)) for k, v in trial.config.items() if k not in run.data.params]
+    params = [Param(k, clean_param(v)) for k, v in trial.config.items() if k not in run.data.params]
     if params:
         client.log_batch(run_id, params=params)
     # the metric values of the steps MLflow does not have yet, key by key
@@ -240,8 +223,8 @@ def _replay_trial(
     for start in range(0, len(missing), _BATCH_LIMIT):
         client.log_batch(run_id, metrics=missing[start : start + _BATCH_LIMIT])
     first = next((r for r in trial.results if r.get("node_id")), None)
-    if first is not None and "raysweep.node_id" not in run.data.tags:
-        tags = {f"raysweep.{k}": str(first[k]) for k in ("node_id", "node_ip", "hostname") if first.get(k)}
+    if first is not None and schema.NODE_ID not in run.data.tags:
+        tags = {schema.node_tag(k): str(first[k]) for k in schema.NODE_KEYS if first.get(k)}
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         run.data.tags.update(tags)
     return run, len(missing), max((max(steps, default=-1) for steps in logged.values()), default=-1)
@@ -280,8 +263,7 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
 
     from raysweep.families import get_family
     from raysweep.recipes import validate_recipe_data
-    from raysweep.review import sqlite_path
-    from raysweep.tracking import OUTCOME_STOPPED, OUTCOME_TAG, check_reachable, resolve_tracking_uri
+    from raysweep.tracking.store import check_reachable, resolve_tracking_uri, sqlite_path
 
     folder, record = _sweep_folder(name_or_path, storage)
     name = record["name"]
@@ -318,11 +300,11 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         report.metrics_written += written
         if run.info.status == "RUNNING":
             status, outcome, reason = _outcome(trial, max_steps)
-            tags = {OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]}
+            tags = {schema.OUTCOME: outcome, schema.FINAL_CONFIG: json.dumps(trial.config, default=str)[:5000]}
             if reason:
-                tags["raysweep.stop_reason"] = reason
+                tags[schema.STOP_REASON] = reason
             if status == "FAILED" and trial.error:
-                tags["raysweep.error"] = trial.error[-5000:]
+                tags[schema.ERROR] = trial.error[-5000:]
             client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             client.set_terminated(run.info.run_id, status=status)
             report.runs_ended[run.info.run_name] = status
@@ -333,7 +315,7 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
             # A run opened for a trial that never got as far as Ray's record of it.
             client.log_batch(
                 run.info.run_id,
-                tags=[RunTag(OUTCOME_TAG, OUTCOME_STOPPED), RunTag("raysweep.stop_reason", "sweep_interrupted")],
+                tags=[RunTag(schema.OUTCOME, schema.OUTCOME_STOPPED), RunTag(schema.STOP_REASON, schema.REASON_INTERRUPTED)],
             )
             client.set_terminated(run.info.run_id, status="KILLED")
             report.runs_ended[run.info.run_name] = "KILLED"

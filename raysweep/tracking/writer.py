@@ -1,12 +1,9 @@
-"""What is recorded: one MLflow parent run per sweep, one nested child run per trial.
+"""The trial writer: every trial of a sweep as a child run of its parent run.
 
-All MLflow calls happen on the driver's machine, so workers on a remote cluster never need a
-route to the tracking server. The trial runs are written by :class:`TrialWriter` in a process
-of its own (see :mod:`raysweep.trial_logging`), which Tune's callback feeds: MLflow's round
-trips stay off Tune's event loop. Metrics, params and tags go out together with ``log_batch``.
-Tracking never fails the sweep: a failed MLflow call is logged as a warning and the sweep goes on.
-
-This module does not import Ray: the writer process starts quickly.
+It takes Tune's events in the order Tune raised them (see :mod:`raysweep.tracking.callback`,
+which runs it in a process of its own). Metrics, params and tags go out together with
+``log_batch``. Tracking never fails the sweep: a failed MLflow call is logged as a warning and
+the sweep goes on. This module does not import Ray: the writer process starts quickly.
 """
 
 from __future__ import annotations
@@ -14,39 +11,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
-from raysweep.errors import UserError
+from raysweep.tracking import schema
+from raysweep.tracking.store import SweepTracker, clean_param
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("raysweep.tracking")
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-#: the experiment tag that marks a model-training experiment. MLflow 3.17's UI decides the view
-#: from its ``workflowType`` instead (see :mod:`raysweep.review`); older 3.x UIs read this tag.
-EXPERIMENT_KIND_TAG = ("mlflow.experimentKind", "custom_model_development")
-#: tag on every sweep run (parent and trials): the sweep's name
-SWEEP_TAG = "raysweep.sweep"
-#: tag on every trial run: Tune's trial id
-TRIAL_ID_TAG = "raysweep.trial_id"
-#: tag on every trial run: completed, stopped_early or failed
-OUTCOME_TAG = "raysweep.outcome"
-#: result keys that are bookkeeping, not measurements
-_NOT_METRICS = {
-    "done", "timestamp", "pid", "hostname", "node_ip", "node_id", "trial_id", "experiment_tag",
-    "date", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
-    "timesteps_total", "timesteps_since_restore", "episodes_total", "training_iteration",
-    "should_checkpoint", "checkpoint_dir_name", "config", "resource",
-}
-OUTCOME_RUNNING = "running"
-OUTCOME_COMPLETED = "completed"
-OUTCOME_STOPPED = "stopped_early"
-OUTCOME_FAILED = "failed"
 #: MLflow takes at most 1000 metrics, 100 params, 100 tags and 1000 of them in all in one log_batch
-_BATCH_LIMIT = 900
+BATCH_LIMIT = 900
 _PARAMS_LIMIT = 100
 _TAGS_LIMIT = 100
 _ENTITIES_LIMIT = 1000
@@ -54,75 +29,8 @@ _ENTITIES_LIMIT = 1000
 _REPEATS_THROUGH = "raysweep/repeats_through"
 #: a writer taking over from one that died retries its replay at most this often (seconds)
 _REPLAY_RETRY_S = 5.0
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded sqlite store."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """``uri`` with a relative sqlite path made absolute, so it means the same from any folder."""
-    if not uri.startswith("sqlite:///"):
-        return uri
-    return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
-
-
-def check_reachable(uri: str) -> None:
-    """Fail with one line, before any trial runs, when the tracking server does not answer."""
-    if not uri.startswith(("http://", "https://")):
-        return
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
-            response.read()
-    except urllib.error.HTTPError:
-        return  # it answered: a server behind a proxy may not expose /health
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise UserError(
-            f"--tracking-uri {uri}: the MLflow tracking server does not answer ({reason}); start it, fix the URI, "
-            "or leave --tracking-uri out to log to sqlite:///mlflow.db"
-        ) from None
-
-
-def _clean_param(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text[:6000]
-
-
-def trial_name(trial_id: str) -> str:
-    """A readable trial name, ``trial-0007``, from Tune's ``<experiment>_00007`` trial id."""
-    index = trial_id.rsplit("_", 1)[-1]
-    return f"trial-{int(index):04d}" if index.isdigit() else f"trial-{trial_id}"
-
-
-def trial_number(trial_id: str) -> int | None:
-    """The trial's index in the sweep (7 for ``a1b2c_00007``), or None for another id shape."""
-    index = trial_id.rsplit("_", 1)[-1]
-    return int(index) if index.isdigit() else None
-
-
 #: results kept while the tracking server is away (beyond this, the oldest go; `raysweep sync` has them)
 _BACKLOG_LIMIT = 100_000
-#: MLflow's own HTTP client retries a failed call 7 times with exponential backoff (about four
-#: minutes) and waits 120 s for an answer. Every MLflow call here runs on Tune's driver loop, so
-#: a tracking server that went away would freeze every trial that long. raysweep keeps what it
-#: could not log and retries it itself, so its client gives up quickly instead; a value the user
-#: set in the environment wins.
-_HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-}
-
-
-def quick_failing_client_defaults() -> None:
-    """Make MLflow HTTP calls fail within seconds when the server is away (unless the user chose otherwise)."""
-    for name, value in _HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
 
 
 def _best_effort(hook: Callable) -> Callable:
@@ -183,199 +91,13 @@ class _TrialView:
         return view
 
 
-class SweepTracker:
-    """Owns the sweep's parent run and hands out the Tune callback that logs the trials."""
-
-    def __init__(
-        self,
-        tracking_uri: str,
-        experiment: str,
-        sweep_name: str,
-        metric_key: str,
-        max_steps: int,
-        integer_resource: bool,
-        tags: dict[str, str] | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        from mlflow.tracking import MlflowClient
-
-        # MLflow's client prints "View run ... at" to stdout for every run it ends on a tracking
-        # server: dozens of lines per sweep, and they would corrupt `raysweep run --json`.
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        quick_failing_client_defaults()
-        self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
-        self.experiment = experiment
-        self.sweep_name = sweep_name
-        self.metric_key = metric_key
-        self.max_steps = max_steps
-        self.integer_resource = integer_resource
-        self.tags = tags or {}
-        self.params = params or {}
-        self.experiment_id: str | None = None
-        self.parent_run_id: str | None = None
-        #: when the sweep started (seconds since the epoch); a resumed sweep keeps its first start
-        self.started = time.time()
-        #: a resumed sweep's results from before the resume, as the trial callback's history
-        self.resumed_history: dict[str, list[tuple[float, float, float]]] = {}
-        self.trial_callback: Any = None
-        #: trial runs already in MLflow when a sweep is resumed: trial id -> run id
-        self.existing_trial_runs: dict[str, str] = {}
-        self.logged_through: dict[str, int] = {}
-        #: PBT exploits, appended by the scheduler: (trial_id, donor_trial_id, step, new_config)
-        self.exploits: list[tuple[str, str, int, dict[str, Any]]] = []
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Ray Tune pickles its callbacks with the experiment state; a client is rebuilt on load.
-        state = self.__dict__.copy()
-        state.pop("client", None)
-        state.pop("trial_callback", None)  # a restored sweep makes a new one
-        state.pop("resumed_history", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        from mlflow.tracking import MlflowClient
-
-        self.__dict__.update(state)
-        self.client = MlflowClient(self.tracking_uri)
-
-    def _experiment(self) -> str:
-        from mlflow.exceptions import MlflowException
-
-        found = self.client.get_experiment_by_name(self.experiment)
-        if found is None:
-            try:
-                return self.client.create_experiment(self.experiment, tags=dict([EXPERIMENT_KIND_TAG]))
-            except MlflowException:
-                found = self.client.get_experiment_by_name(self.experiment)  # another sweep created it just now
-                if found is None:
-                    raise
-        if found.lifecycle_stage == "deleted":
-            raise UserError(
-                f"--experiment {self.experiment}: that MLflow experiment is deleted; restore it "
-                "(mlflow experiments restore) or pick another name"
-            )
-        if found.tags.get(EXPERIMENT_KIND_TAG[0]) is None:
-            self.client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND_TAG)
-        return found.experiment_id
-
-    def start(self) -> str:
-        """Create (or reuse) the experiment and open the parent run; returns its id."""
-        from mlflow.entities import Param
-
-        self.experiment_id = self._experiment()
-        run = self.client.create_run(
-            self.experiment_id, run_name=self.sweep_name, tags={SWEEP_TAG: self.sweep_name, **self.tags}
-        )
-        self.parent_run_id = run.info.run_id
-        self.client.log_batch(
-            self.parent_run_id, params=[Param(k, _clean_param(v)) for k, v in self.params.items()]
-        )
-        return self.parent_run_id
-
-    def reopen(self, experiment_id: str, parent_run_id: str) -> str:
-        """Continue logging into a resumed sweep's parent run; its trial runs are found again by tag."""
-        self.experiment_id = experiment_id
-        self.parent_run_id = parent_run_id
-        self.client.update_run(parent_run_id, status="RUNNING")
-        children = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
-        )
-        self.existing_trial_runs = {
-            run.data.tags[TRIAL_ID_TAG]: run.info.run_id for run in children if TRIAL_ID_TAG in run.data.tags
-        }
-        self.logged_through = {
-            run.data.tags[TRIAL_ID_TAG]: max((m.step for m in self.client.get_metric_history(run.info.run_id, self.metric_key)), default=-1)
-            for run in children
-            if TRIAL_ID_TAG in run.data.tags
-        }
-        # The plots at the end cover the whole sweep: take the results from before the resume back.
-        started = self.client.get_run(parent_run_id).info.start_time / 1000
-        self.resumed_history = {}
-        for run in children:
-            if TRIAL_ID_TAG not in run.data.tags or self.metric_key not in run.data.metrics:
-                continue
-            resources = {m.step: m.value for m in self.client.get_metric_history(run.info.run_id, "resource")}
-            self.resumed_history[run.data.tags[TRIAL_ID_TAG]] = [
-                (resources.get(m.step, float(m.step)), m.value, m.timestamp / 1000 - started)
-                for m in sorted(self.client.get_metric_history(run.info.run_id, self.metric_key), key=lambda m: m.timestamp)
-            ]
-        self.started = started
-        return parent_run_id
-
-    def callback(self) -> Any:
-        """The Tune callback that logs the trials (it starts the writer process)."""
-        from raysweep.trial_logging import MLflowTrialCallback
-
-        self.trial_callback = MLflowTrialCallback(self)
-        self.trial_callback.start()
-        return self.trial_callback
-
-    def _to_parent(self, what: str, call: Callable, *args: Any) -> None:
-        """Log to the parent run; a tracking server that stopped answering is a warning, not an error.
-
-        The sweep's own record (summary, leaderboard, plots) goes out when its trials are done. A
-        server away just then must not fail a sweep whose trials all ran: the outcome is printed,
-        and `raysweep sync` brings the trial runs up to date later. An error the server answered
-        with (a param MLflow will not change, say) still reaches the caller.
-        """
-        try:
-            call(*args)
-        except Exception as exc:
-            try:
-                check_reachable(self.tracking_uri)
-            except UserError:
-                logger.warning("raysweep: the MLflow tracking server does not answer; the sweep's %s is not recorded: %s", what, exc)
-                return
-            raise
-
-    def log_dict(self, data: Any, path: str) -> None:
-        self._to_parent(path, self.client.log_dict, self.parent_run_id, data, path)
-
-    def log_text(self, text: str, path: str) -> None:
-        self._to_parent(path, self.client.log_text, self.parent_run_id, text, path)
-
-    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
-        self._to_parent(os.path.basename(local_path), self.client.log_artifact, self.parent_run_id, local_path, artifact_path)
-
-    def log_summary(self, metrics: dict[str, float], params: dict[str, Any], tags: dict[str, str]) -> None:
-        from mlflow.entities import Metric, Param, RunTag
-
-        now = int(time.time() * 1000)
-        self._to_parent(
-            "summary",
-            self.client.log_batch,
-            self.parent_run_id,
-            [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
-            [Param(k, _clean_param(v)) for k, v in params.items()],
-            [RunTag(k, str(v)) for k, v in tags.items()],
-        )
-
-    def finish(self, status: str = "FINISHED") -> str | None:
-        """End the sweep's runs: trials still open (an interrupted or crashed sweep), then the parent.
-
-        Returns what went wrong when MLflow still lacks part of the sweep's trials because the
-        writer process died (and the one started in its place could not write them), else None.
-        """
-        lacking = None
-        if self.trial_callback is not None:
-            reason = "sweep_interrupted" if status == "KILLED" else "sweep_failed"
-            lacking = self.trial_callback.close_open_runs(status="FINISHED" if status == "FINISHED" else "KILLED", reason=reason)
-        if self.parent_run_id:
-            try:
-                self.client.set_terminated(self.parent_run_id, status=status)
-            except Exception as exc:
-                logger.warning("raysweep: could not end the MLflow parent run %s: %s", self.parent_run_id, exc)
-        return lacking
-
-
 class TrialWriter:
     """Logs every trial as a child run of the sweep's parent run, PBT mutations included.
 
     A trial run holds the trial's starting config as params, every numeric result as a metric
     whose step is the resource spent so far (trees, rounds, epochs; the step number for a
     fractional resource), the node it ran on, and at the end its outcome and final config.
-    It takes Tune's events in the order Tune raised them (see :mod:`raysweep.trial_logging`).
+    It takes Tune's events in the order Tune raised them (see :mod:`raysweep.tracking.callback`).
     """
 
     def __init__(self, tracker: SweepTracker, session_started: float, flush_every: float = 1.0) -> None:
@@ -416,7 +138,7 @@ class TrialWriter:
 
     def replay(self, trial_folders: list[str], replay_trial_folders: Callable[..., dict[str, Any]]) -> None:
         """Take over from a writer that died: write what Ray recorded in these trial folders and
-        MLflow lacks (with :func:`raysweep.sync.replay_trial_folders`), then go on with the runs."""
+        MLflow lacks (with :func:`raysweep.tracking.sync.replay_trial_folders`), then go on with the runs."""
         self._replay_folders = list(trial_folders)
         self._replayer = replay_trial_folders
         self._caught_up(force=True)
@@ -449,9 +171,9 @@ class TrialWriter:
             self.runs.setdefault(
                 trial_id,
                 _TrialRun(
-                    found.run_id, last_step=max(found.last_step, 0), node_tagged="raysweep.node_id" in found.tags,
+                    found.run_id, last_step=max(found.last_step, 0), node_tagged=schema.NODE_ID in found.tags,
                     finished=found.status != "RUNNING", logged_through=found.last_step,
-                    exploits_logged=int(found.tags.get("raysweep.pbt.exploits", 0)),
+                    exploits_logged=int(found.tags.get(schema.PBT_EXPLOITS, 0)),
                 ),
             )  # fmt: skip
         held, self._held = self._held, []
@@ -484,9 +206,9 @@ class TrialWriter:
         if existing:  # a resumed sweep: the trial keeps its run
             self.client.update_run(existing, status="RUNNING")
             # An interrupted trial's run says how it was stopped; it runs again now.
-            self.client.set_tag(existing, OUTCOME_TAG, OUTCOME_RUNNING)
-            if "raysweep.stop_reason" in self.client.get_run(existing).data.tags:
-                self.client.delete_tag(existing, "raysweep.stop_reason")
+            self.client.set_tag(existing, schema.OUTCOME, schema.OUTCOME_RUNNING)
+            if schema.STOP_REASON in self.client.get_run(existing).data.tags:
+                self.client.delete_tag(existing, schema.STOP_REASON)
             run = self.runs[trial.trial_id] = _TrialRun(
                 existing, logged_through=self.tracker.logged_through.get(trial.trial_id, -1)
             )
@@ -495,20 +217,20 @@ class TrialWriter:
             self.tracker.experiment_id,
             # The writer may write a little after the trial started: the run keeps the trial's times.
             start_time=_millis(getattr(trial, "seen", None)),
-            run_name=trial_name(trial.trial_id),
+            run_name=schema.trial_name(trial.trial_id),
             tags={
-                "mlflow.parentRunId": self.tracker.parent_run_id,
-                SWEEP_TAG: self.tracker.sweep_name,
-                TRIAL_ID_TAG: trial.trial_id,
-                OUTCOME_TAG: OUTCOME_RUNNING,
+                schema.PARENT_RUN_ID: self.tracker.parent_run_id,
+                schema.SWEEP: self.tracker.sweep_name,
+                schema.TRIAL_ID: trial.trial_id,
+                schema.OUTCOME: schema.OUTCOME_RUNNING,
             },
         )
-        run = _TrialRun(created.info.run_id, pending_params=[Param(k, _clean_param(v)) for k, v in trial.config.items()])
+        run = _TrialRun(created.info.run_id, pending_params=[Param(k, clean_param(v)) for k, v in trial.config.items()])
         self.runs[trial.trial_id] = run
         return run
 
     def _step(self, result: dict[str, Any]) -> int:
-        return result_step(result, self.tracker.integer_resource)
+        return schema.result_step(result, self.tracker.integer_resource)
 
     def _flush(self, force: bool = False, runs: list[_TrialRun] | None = None) -> bool:
         """Write the runs' pending metrics, params and tags; False if MLflow did not take them."""
@@ -522,7 +244,7 @@ class TrialWriter:
             while run.pending or run.pending_params or run.pending_tags:
                 params = run.pending_params[:_PARAMS_LIMIT]
                 tags = [RunTag(k, v) for k, v in list(run.pending_tags.items())[:_TAGS_LIMIT]]
-                metrics = run.pending[: min(_BATCH_LIMIT, _ENTITIES_LIMIT - len(params) - len(tags))]
+                metrics = run.pending[: min(BATCH_LIMIT, _ENTITIES_LIMIT - len(params) - len(tags))]
                 try:
                     self.client.log_batch(run.run_id, metrics=metrics, params=params, tags=tags)
                 except Exception as exc:  # tracking must never fail the sweep
@@ -552,24 +274,28 @@ class TrialWriter:
             logger.warning(message)
             self._warned = True
 
-    def _finish(self, trial: Any, outcome: str, status: str, error: str | None = None, reason: str | None = None) -> None:
+    def _finish(self, trial: Any, ended: schema.Outcome, error: str | None = None) -> None:
         run = self._run_for(trial)
         if run.finished:
             return  # ended already (by a writer that died since)
         self._record_exploits()
-        run.pending_tags.update({OUTCOME_TAG: outcome, "raysweep.final_config": json.dumps(trial.config, default=str)[:5000]})
-        if reason:
-            run.pending_tags["raysweep.stop_reason"] = reason
+        run.pending_tags.update({schema.OUTCOME: ended.outcome, schema.FINAL_CONFIG: json.dumps(trial.config, default=str)[:5000]})
+        if ended.reason:
+            run.pending_tags[schema.STOP_REASON] = ended.reason
         if error:
-            run.pending_tags["raysweep.error"] = error[-5000:]
+            run.pending_tags[schema.ERROR] = error[-5000:]
         if not self._flush(force=True, runs=[run]):
             raise RuntimeError("the MLflow tracking server does not answer; the run is ended later")
-        self.client.set_terminated(run.run_id, status=status, end_time=_millis(getattr(trial, "seen", None)))
+        self.client.set_terminated(run.run_id, status=ended.status, end_time=_millis(getattr(trial, "seen", None)))
         run.finished = True
 
-    def _reached_end(self, trial: Any) -> bool:
+    def _ended(self, trial: Any, *, done: bool, budget_spent: bool = False) -> schema.Outcome:
+        """How ``trial`` ended (see :func:`raysweep.tracking.schema.trial_outcome`)."""
         last = trial.last_result or {}
-        return int(last.get("training_iteration", 0) or 0) >= self.tracker.max_steps
+        return schema.trial_outcome(
+            steps=int(last.get("training_iteration", 0) or 0), max_steps=self.tracker.max_steps,
+            errored=trial.status == "ERROR", done=done, budget_spent=budget_spent,
+        )  # fmt: skip
 
     def close_open_runs(self, status: str, reason: str) -> None:
         """End every trial run still open (the sweep stopped around them); never raises."""
@@ -583,7 +309,7 @@ class TrialWriter:
             if run.finished:
                 continue
             try:
-                run.pending_tags.update({OUTCOME_TAG: OUTCOME_STOPPED, "raysweep.stop_reason": reason})
+                run.pending_tags.update({schema.OUTCOME: schema.OUTCOME_STOPPED, schema.STOP_REASON: reason})
                 if not self._flush(force=True, runs=[run]):
                     raise RuntimeError("the MLflow tracking server does not answer")
                 self.client.set_terminated(run.run_id, status=status)
@@ -606,10 +332,7 @@ class TrialWriter:
     def trial_completed(self, trial: "_TrialView") -> None:
         if trial.trial_id not in self.runs and not trial.last_result:
             return  # a trial the sweep ended before it started: nothing to record
-        if self._reached_end(trial):
-            self._finish(trial, OUTCOME_COMPLETED, "FINISHED")
-        else:
-            self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="scheduler")
+        self._finish(trial, self._ended(trial, done=True))
 
     @_best_effort
     def trial_recovered(self, trial: "_TrialView") -> None:
@@ -624,13 +347,13 @@ class TrialWriter:
             self._drain_backlog()
         # The retry may run on another node (the one it ran on may have died): tag it afresh.
         run.node_tagged = False
-        run.pending_tags["raysweep.retries"] = str(run.retries)
-        run.pending_tags[f"raysweep.retry.{run.retries}.error"] = trial_error_text(trial)[-4000:] or "unknown"
+        run.pending_tags[schema.RETRIES] = str(run.retries)
+        run.pending_tags[schema.retry_error_tag(run.retries)] = _error_of(trial)[-4000:] or "unknown"
         self._flush(force=True, runs=[run])
 
     @_best_effort
     def trial_errored(self, trial: "_TrialView") -> None:
-        self._finish(trial, OUTCOME_FAILED, "FAILED", error=trial_error_text(trial))
+        self._finish(trial, schema.Outcome("FAILED", schema.OUTCOME_FAILED), error=_error_of(trial))
 
     @_best_effort
     def experiment_ended(self, trials: list["_TrialView"]) -> None:
@@ -667,14 +390,14 @@ class TrialWriter:
             return  # a resumed trial repeating steps MLflow already has
         timestamp = int(result.get("timestamp", time.time()) * 1000)
         for key, value in result.items():
-            if key in _NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if key in schema.NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             run.pending.append(Metric(key, float(value), timestamp, step))
         if not self.tracker.integer_resource and isinstance(result.get("resource"), (int, float)):
             # A fractional resource (a share of the rows) cannot be a step: log it beside the step.
             run.pending.append(Metric("resource", float(result["resource"]), timestamp, step))
         if not run.node_tagged and result.get("node_id"):
-            run.pending_tags["raysweep.node_id"] = str(result["node_id"])
+            run.pending_tags[schema.NODE_ID] = str(result["node_id"])
             for key in ("node_ip", "hostname"):
                 if result.get(key):
                     run.pending_tags[f"raysweep.{key}"] = str(result[key])
@@ -698,17 +421,17 @@ class TrialWriter:
                 continue  # tagged by a writer that died since
             # The trial continues from the donor's checkpoint, at the donor's resource.
             at = donor.last_step if donor is not None else step
-            donor_number = trial_number(donor_id)
+            donor_number = schema.trial_number(donor_id)
             if donor_number is not None:
-                run.pending.append(Metric("pbt/exploited_trial", float(donor_number), int(time.time() * 1000), at))
+                run.pending.append(Metric(schema.PBT_EXPLOITED_TRIAL, float(donor_number), int(time.time() * 1000), at))
             run.pending_tags.update(
                 {
-                    "raysweep.pbt.last_donor": donor_id,
-                    "raysweep.pbt.last_donor_run_id": donor.run_id if donor else "",
-                    f"raysweep.pbt.exploit.{count}": json.dumps(
+                    schema.PBT_LAST_DONOR: donor_id,
+                    schema.PBT_LAST_DONOR_RUN_ID: donor.run_id if donor else "",
+                    schema.pbt_exploit_tag(count): json.dumps(
                         {"step": at, "donor": donor_id, "donor_iteration": step, "config": new_config}, default=str
                     )[:5000],
-                    "raysweep.pbt.exploits": str(count),
+                    schema.PBT_EXPLOITS: str(count),
                 }
             )
 
@@ -734,37 +457,14 @@ class TrialWriter:
                 run = self._run_for(trial)  # it failed while MLflow was away, before its run existed
             if run is None or run.finished:
                 continue
-            if trial.status == "ERROR":
-                self._finish(trial, OUTCOME_FAILED, "FAILED", error=trial_error_text(trial))
-            elif self._reached_end(trial):
-                self._finish(trial, OUTCOME_COMPLETED, "FINISHED")
-            elif (trial.last_result or {}).get("done"):
-                self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="scheduler")
-            elif budget_spent:
-                self._finish(trial, OUTCOME_STOPPED, "FINISHED", reason="time_budget")
-            else:
-                self._finish(trial, OUTCOME_STOPPED, "KILLED", reason="sweep_interrupted")
+            ended = self._ended(trial, done=bool((trial.last_result or {}).get("done")), budget_spent=budget_spent)
+            self._finish(trial, ended, error=_error_of(trial) if ended.outcome == schema.OUTCOME_FAILED else None)
 
 
 def _millis(seconds: float | None) -> int | None:
     return int(seconds * 1000) if seconds else None
 
 
-def result_step(result: dict[str, Any], integer_resource: bool) -> int:
-    """The MLflow step of a result: the resource spent (trees, rounds, epochs), else Tune's step."""
-    if integer_resource and "resource" in result:
-        return int(result["resource"])
-    return int(result.get("training_iteration", 0))
-
-
-def trial_error_text(trial: Any) -> str:
-    """The last lines of a failed trial's error, for humans."""
-    path = getattr(trial, "error_file", None)
-    text = ""
-    if path and os.path.exists(path):
-        with open(path) as handle:
-            text = handle.read()
-    if not text:
-        text = str(getattr(trial, "error_msg", "") or "")
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[-6:])
+def _error_of(trial: Any) -> str:
+    """The end of a failed trial's error, as its run's tags hold it."""
+    return schema.error_text(getattr(trial, "error_file", None), getattr(trial, "error_msg", None))

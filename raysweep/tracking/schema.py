@@ -1,0 +1,214 @@
+"""Every MLflow name raysweep writes or reads, and the decisions about what goes under them.
+
+A sweep is one parent run with one nested child run per trial. Each tag, param and metric name
+below is written and read through this module only (the writer, sync, the sweep's outcome, and
+the readers: ``report``, ``ui``); each decision (how a trial ended, which step a result is) is
+one function here. Nothing here imports MLflow or Ray.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+# -- MLflow's own names ----------------------------------------------------------------------
+#: the tag that nests a trial run under its sweep's parent run
+PARENT_RUN_ID = "mlflow.parentRunId"
+#: the experiment tag that marks a model-training experiment (MLflow 3.x's UI reads it)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+#: experiment tags holding the UI's shared views (one per sweep)
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+
+# -- on every run of a sweep -----------------------------------------------------------------
+SWEEP = "raysweep.sweep"
+
+# -- on the parent run -----------------------------------------------------------------------
+RECIPE = "raysweep.recipe"
+RECIPE_HASH = "raysweep.recipe_hash"
+FAMILY = "raysweep.family"
+SCHEDULER = "raysweep.scheduler"
+SEARCHER = "raysweep.searcher"
+DATASET = "raysweep.dataset"
+DATASET_FINGERPRINT = "raysweep.dataset_fingerprint"
+TASK = "raysweep.task"
+METRIC = "raysweep.metric"
+VERSION = "raysweep.version"
+RAY_VERSION = "raysweep.ray_version"
+MLFLOW_VERSION = "raysweep.mlflow_version"
+PYTHON_VERSION = "raysweep.python_version"
+RAY_ADDRESS = "raysweep.ray_address"
+BEST_CONFIG = "raysweep.best_config"
+MODEL_URI = "raysweep.model_uri"
+MODEL_FLAVOR = "raysweep.model_flavor"
+REGISTERED_MODEL = "raysweep.registered_model"
+#: a registered model version's lineage: its sweep's parent run and experiment
+LINEAGE_PARENT_RUN_ID = "raysweep.parent_run_id"
+LINEAGE_EXPERIMENT_ID = "raysweep.experiment_id"
+#: the filter that finds sweeps (parent runs) among an experiment's runs
+SWEEP_RUN_FILTER = f"tags.`{RECIPE}` LIKE '%'"
+NUM_TRIALS = "num_trials"
+NUM_ERRORS = "num_errors"
+NUM_STOPPED_EARLY = "num_stopped_early"
+#: artifacts of the parent run
+LEADERBOARD_FILE = "leaderboard.csv"
+PLOTS_DIR = "plots"
+RECIPE_FILE = "recipe.yaml"
+SEARCH_SPACE_FILE = "search_space.json"
+PBT_EXPLOITS_FILE = "pbt_exploits.json"
+MODEL_CLASSES_FILE = "model_classes.json"
+
+
+def validation_metric(metric: str) -> str:
+    """The metric a trial reports: ``val_accuracy``."""
+    return f"val_{metric}"
+
+
+def best_metric(metric: str) -> str:
+    """The parent run's best validation score: ``best_val_accuracy``."""
+    return f"best_{validation_metric(metric)}"
+
+
+def test_metric(metric: str) -> str:
+    """The parent run's test score of the refit model: ``test_accuracy``."""
+    return f"test_{metric}"
+
+
+def best_param(name: str) -> str:
+    """The parent run's param holding one value of the best config: ``best.max_depth``."""
+    return f"best.{name}"
+
+
+def lineage_tag(name: str) -> str:
+    """A registered model version's tag: ``raysweep.<name>``."""
+    return f"raysweep.{name}"
+
+
+# -- on every trial run ------------------------------------------------------------------------
+TRIAL_ID = "raysweep.trial_id"
+OUTCOME = "raysweep.outcome"
+STOP_REASON = "raysweep.stop_reason"
+ERROR = "raysweep.error"
+FINAL_CONFIG = "raysweep.final_config"
+NODE_KEYS = ("node_id", "node_ip", "hostname")
+RETRIES = "raysweep.retries"
+PBT_LAST_DONOR = "raysweep.pbt.last_donor"
+PBT_LAST_DONOR_RUN_ID = "raysweep.pbt.last_donor_run_id"
+PBT_EXPLOITS = "raysweep.pbt.exploits"
+#: metrics of a trial run besides the result's own numbers
+RESOURCE = "resource"
+STEP_TIME = "step_time"
+PBT_EXPLOITED_TRIAL = "pbt/exploited_trial"
+
+
+def node_tag(key: str) -> str:
+    """Where a trial ran: ``raysweep.node_id``, ``raysweep.node_ip``, ``raysweep.hostname``."""
+    return f"raysweep.{key}"
+
+
+NODE_ID = node_tag("node_id")
+
+
+def retry_error_tag(retry: int) -> str:
+    return f"raysweep.retry.{retry}.error"
+
+
+def pbt_exploit_tag(count: int) -> str:
+    return f"raysweep.pbt.exploit.{count}"
+
+
+def hyperparameter_metric(name: str) -> str:
+    """A PBT trial's live hyperparameter, logged by step: ``hp/learning_rate``."""
+    return f"hp/{name}"
+
+
+# -- how a trial ended ---------------------------------------------------------------------------
+OUTCOME_RUNNING = "running"
+OUTCOME_COMPLETED = "completed"
+OUTCOME_STOPPED = "stopped_early"
+OUTCOME_FAILED = "failed"
+REASON_SCHEDULER = "scheduler"
+REASON_TIME_BUDGET = "time_budget"
+REASON_INTERRUPTED = "sweep_interrupted"
+REASON_FAILED = "sweep_failed"
+
+
+class Outcome(NamedTuple):
+    """How a trial ended: its run's MLflow status, the ``raysweep.outcome`` tag and the stop reason."""
+
+    status: str
+    outcome: str
+    reason: str | None = None
+
+
+def trial_outcome(*, steps: int, max_steps: int, errored: bool, done: bool, budget_spent: bool = False) -> Outcome:
+    """The one decision of how a trial ended, from what Ray recorded of it.
+
+    ``steps`` is its last ``training_iteration``; ``done`` whether Tune ended it (a completed or
+    scheduler-stopped trial's last result carries it). A trial that is neither done nor failed
+    was cut off: by a spent time budget, else by the sweep's interruption (``raysweep resume``
+    continues it).
+    """
+    if errored:
+        return Outcome("FAILED", OUTCOME_FAILED)
+    if steps >= max_steps:
+        return Outcome("FINISHED", OUTCOME_COMPLETED)
+    if done:
+        return Outcome("FINISHED", OUTCOME_STOPPED, REASON_SCHEDULER)
+    if budget_spent:
+        return Outcome("FINISHED", OUTCOME_STOPPED, REASON_TIME_BUDGET)
+    return Outcome("KILLED", OUTCOME_STOPPED, REASON_INTERRUPTED)
+
+
+# -- what a result becomes -------------------------------------------------------------------------
+#: result keys that are Tune's bookkeeping, not measurements
+NOT_METRICS = frozenset({
+    "done", "timestamp", "pid", "hostname", "node_ip", "node_id", "trial_id", "experiment_tag",
+    "date", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
+    "timesteps_total", "timesteps_since_restore", "episodes_total", "training_iteration",
+    "should_checkpoint", "checkpoint_dir_name", "config", "resource",
+})
+
+
+def result_step(result: dict[str, Any], integer_resource: bool) -> int:
+    """The MLflow step of a result: the resource spent (trees, rounds, epochs), else Tune's step."""
+    if integer_resource and isinstance(result.get("resource"), (int, float)):
+        return int(result["resource"])
+    return int(result.get("training_iteration", 0) or 0)
+
+
+def result_metrics(result: dict[str, Any], integer_resource: bool) -> tuple[int, list[tuple[str, float]]]:
+    """The step of one result and the (name, value) metrics a trial run gets for it."""
+    step = result_step(result, integer_resource)
+    values = [
+        (key, float(value))
+        for key, value in result.items()
+        if key not in NOT_METRICS and not isinstance(value, bool) and isinstance(value, (int, float))
+    ]
+    if not integer_resource and isinstance(result.get("resource"), (int, float)):
+        # A fractional resource (a share of the rows) cannot be a step: it goes beside the step.
+        values.append((RESOURCE, float(result["resource"])))
+    return step, values
+
+
+def trial_name(trial_id: str) -> str:
+    """A readable trial name, ``trial-0007``, from Tune's ``<experiment>_00007`` trial id."""
+    index = trial_id.rsplit("_", 1)[-1]
+    return f"trial-{int(index):04d}" if index.isdigit() else f"trial-{trial_id}"
+
+
+def trial_number(trial_id: str) -> int | None:
+    """The trial's index in the sweep (7 for ``a1b2c_00007``), or None for another id shape."""
+    index = trial_id.rsplit("_", 1)[-1]
+    return int(index) if index.isdigit() else None
+
+
+def error_text(error_file: str | None, error_msg: str | None = None) -> str:
+    """The last lines of a failed trial's error, as its run's ``raysweep.error`` tag holds them."""
+    text = ""
+    if error_file and os.path.exists(error_file):
+        with open(error_file, errors="replace") as handle:
+            text = handle.read()
+    if not text:
+        text = str(error_msg or "")
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-6:])

@@ -1,0 +1,261 @@
+"""The MLflow store: its URI, whether it answers, and the sweep's experiment and parent run.
+
+All MLflow calls happen on the driver's machine, so workers on a remote cluster never need a
+route to the tracking server. This module does not import Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from raysweep.errors import UserError
+from raysweep.tracking import schema
+
+logger = logging.getLogger("raysweep.tracking")
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded sqlite store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """``uri`` with a relative sqlite path made absolute, so it means the same from any folder."""
+    if not uri.startswith("sqlite:///"):
+        return uri
+    return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
+
+
+def check_reachable(uri: str) -> None:
+    """Fail with one line, before any trial runs, when the tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+            response.read()
+    except urllib.error.HTTPError:
+        return  # it answered: a server behind a proxy may not expose /health
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(
+            f"--tracking-uri {uri}: the MLflow tracking server does not answer ({reason}); start it, fix the URI, "
+            "or leave --tracking-uri out to log to sqlite:///mlflow.db"
+        ) from None
+
+
+def clean_param(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]
+
+
+#: MLflow's own HTTP client retries a failed call 7 times with exponential backoff (about four
+#: minutes) and waits 120 s for an answer. Every MLflow call here runs on Tune's driver loop, so
+#: a tracking server that went away would freeze every trial that long. raysweep keeps what it
+#: could not log and retries it itself, so its client gives up quickly instead; a value the user
+#: set in the environment wins.
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+def quick_failing_client_defaults() -> None:
+    """Make MLflow HTTP calls fail within seconds when the server is away (unless the user chose otherwise)."""
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working folder), else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):]).expanduser()
+
+
+class SweepTracker:
+    """Owns the sweep's parent run and hands out the Tune callback that logs the trials."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        sweep_name: str,
+        metric_key: str,
+        max_steps: int,
+        integer_resource: bool,
+        tags: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        from mlflow.tracking import MlflowClient
+
+        # MLflow's client prints "View run ... at" to stdout for every run it ends on a tracking
+        # server: dozens of lines per sweep, and they would corrupt `raysweep run --json`.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        quick_failing_client_defaults()
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.experiment = experiment
+        self.sweep_name = sweep_name
+        self.metric_key = metric_key
+        self.max_steps = max_steps
+        self.integer_resource = integer_resource
+        self.tags = tags or {}
+        self.params = params or {}
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        #: when the sweep started (seconds since the epoch); a resumed sweep keeps its first start
+        self.started = time.time()
+        #: a resumed sweep's results from before the resume, as the trial callback's history
+        self.resumed_history: dict[str, list[tuple[float, float, float]]] = {}
+        self.trial_callback: Any = None
+        #: trial runs already in MLflow when a sweep is resumed: trial id -> run id
+        self.existing_trial_runs: dict[str, str] = {}
+        self.logged_through: dict[str, int] = {}
+        #: PBT exploits, appended by the scheduler: (trial_id, donor_trial_id, step, new_config)
+        self.exploits: list[tuple[str, str, int, dict[str, Any]]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray Tune pickles its callbacks with the experiment state; a client is rebuilt on load.
+        state = self.__dict__.copy()
+        state.pop("client", None)
+        state.pop("trial_callback", None)  # a restored sweep makes a new one
+        state.pop("resumed_history", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.__dict__.update(state)
+        self.client = MlflowClient(self.tracking_uri)
+
+    def _experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            try:
+                return self.client.create_experiment(self.experiment, tags=dict([schema.EXPERIMENT_KIND]))
+            except MlflowException:
+                found = self.client.get_experiment_by_name(self.experiment)  # another sweep created it just now
+                if found is None:
+                    raise
+        if found.lifecycle_stage == "deleted":
+            raise UserError(
+                f"--experiment {self.experiment}: that MLflow experiment is deleted; restore it "
+                "(mlflow experiments restore) or pick another name"
+            )
+        if found.tags.get(schema.EXPERIMENT_KIND[0]) is None:
+            self.client.set_experiment_tag(found.experiment_id, *schema.EXPERIMENT_KIND)
+        return found.experiment_id
+
+    def start(self) -> str:
+        """Create (or reuse) the experiment and open the parent run; returns its id."""
+        from mlflow.entities import Param
+
+        self.experiment_id = self._experiment()
+        run = self.client.create_run(
+            self.experiment_id, run_name=self.sweep_name, tags={schema.SWEEP: self.sweep_name, **self.tags}
+        )
+        self.parent_run_id = run.info.run_id
+        self.client.log_batch(
+            self.parent_run_id, params=[Param(k, clean_param(v)) for k, v in self.params.items()]
+        )
+        return self.parent_run_id
+
+    def reopen(self, experiment_id: str, parent_run_id: str) -> str:
+        """Continue logging into a resumed sweep's parent run; its trial runs are found again by tag."""
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.client.update_run(parent_run_id, status="RUNNING")
+        children = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
+        )
+        self.existing_trial_runs = {
+            run.data.tags[schema.TRIAL_ID]: run.info.run_id for run in children if schema.TRIAL_ID in run.data.tags
+        }
+        self.logged_through = {
+            run.data.tags[schema.TRIAL_ID]: max((m.step for m in self.client.get_metric_history(run.info.run_id, self.metric_key)), default=-1)
+            for run in children
+            if schema.TRIAL_ID in run.data.tags
+        }
+        # The plots at the end cover the whole sweep: take the results from before the resume back.
+        started = self.client.get_run(parent_run_id).info.start_time / 1000
+        self.resumed_history = {}
+        for run in children:
+            if schema.TRIAL_ID not in run.data.tags or self.metric_key not in run.data.metrics:
+                continue
+            resources = {m.step: m.value for m in self.client.get_metric_history(run.info.run_id, "resource")}
+            self.resumed_history[run.data.tags[schema.TRIAL_ID]] = [
+                (resources.get(m.step, float(m.step)), m.value, m.timestamp / 1000 - started)
+                for m in sorted(self.client.get_metric_history(run.info.run_id, self.metric_key), key=lambda m: m.timestamp)
+            ]
+        self.started = started
+        return parent_run_id
+
+    def _to_parent(self, what: str, call: Callable, *args: Any) -> None:
+        """Log to the parent run; a tracking server that stopped answering is a warning, not an error.
+
+        The sweep's own record (summary, leaderboard, plots) goes out when its trials are done. A
+        server away just then must not fail a sweep whose trials all ran: the outcome is printed,
+        and `raysweep sync` brings the trial runs up to date later. An error the server answered
+        with (a param MLflow will not change, say) still reaches the caller.
+        """
+        try:
+            call(*args)
+        except Exception as exc:
+            try:
+                check_reachable(self.tracking_uri)
+            except UserError:
+                logger.warning("raysweep: the MLflow tracking server does not answer; the sweep's %s is not recorded: %s", what, exc)
+                return
+            raise
+
+    def log_dict(self, data: Any, path: str) -> None:
+        self._to_parent(path, self.client.log_dict, self.parent_run_id, data, path)
+
+    def log_text(self, text: str, path: str) -> None:
+        self._to_parent(path, self.client.log_text, self.parent_run_id, text, path)
+
+    def log_artifact(self, local_path: str, artifact_path: str | None = None) -> None:
+        self._to_parent(os.path.basename(local_path), self.client.log_artifact, self.parent_run_id, local_path, artifact_path)
+
+    def log_summary(self, metrics: dict[str, float], params: dict[str, Any], tags: dict[str, str]) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        self._to_parent(
+            "summary",
+            self.client.log_batch,
+            self.parent_run_id,
+            [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+            [Param(k, clean_param(v)) for k, v in params.items()],
+            [RunTag(k, str(v)) for k, v in tags.items()],
+        )
+
+    def finish(self, status: str = "FINISHED") -> str | None:
+        """End the sweep's runs: trials still open (an interrupted or crashed sweep), then the parent.
+
+        Returns what went wrong when MLflow still lacks part of the sweep's trials because the
+        writer process died (and the one started in its place could not write them), else None.
+        """
+        lacking = None
+        if self.trial_callback is not None:
+            reason = schema.REASON_INTERRUPTED if status == "KILLED" else schema.REASON_FAILED
+            lacking = self.trial_callback.close_open_runs(status="FINISHED" if status == "FINISHED" else "KILLED", reason=reason)
+        if self.parent_run_id:
+            try:
+                self.client.set_terminated(self.parent_run_id, status=status)
+            except Exception as exc:
+                logger.warning("raysweep: could not end the MLflow parent run %s: %s", self.parent_run_id, exc)
+        return lacking
