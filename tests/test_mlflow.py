@@ -296,7 +296,7 @@ def test_register_model_creates_a_version_with_the_sweep_lineage(asha_sweep, mlf
     assert name == REGISTERED
     registered = client.get_model_version(REGISTERED, version)
     assert registered.run_id == asha_sweep.parent_run_id
-    assert f"models:/{registered.model_id}" == asha_sweep.model_uri
+    assert registered.source == asha_sweep.model_uri
     assert registered.tags["raysweep.sweep"] == SWEEP_ASHA
     assert registered.tags["raysweep.parent_run_id"] == asha_sweep.parent_run_id
     assert registered.tags["raysweep.recipe"] == "xgboost"
@@ -343,18 +343,18 @@ def test_a_sweep_from_python_files_its_model_in_its_store_and_leaves_the_callers
             "random_forest", "iris", name=name, storage=str(tmp_path / "results"), tracking_uri=sweeps,
             scheduler="fifo", searcher="random", num_samples=2, overrides=["resource.max=20"], register_model=REGISTERED,
         )
+        # The caller's settings are as they were.
         assert mlflow.active_run().info.run_id == callers_run.info.run_id
-        assert (mlflow.get_tracking_uri(), fluent._get_experiment_id()) == (callers, experiment_id)
+        assert os.environ["MLFLOW_TRACKING_URI"] == callers and mlflow.get_tracking_uri() == callers
+        assert fluent._get_experiment_id() == experiment_id
     assert_model_filed_with_the_sweep(sweeps, result.experiment_id, result.parent_run_id, result.model_uri, f"mlflow-sqlite-{SESSION}-v1")
     sweeps_client = client_for(sweeps)
     assert sweeps_client.get_run(result.parent_run_id).data.tags["raysweep.model_flavor"] == "sklearn"
-    assert f"models:/{sweeps_client.get_model_version(REGISTERED, '1').model_id}" == result.model_uri
-    # Nothing of the sweep went to the caller's store, and the caller's settings are as they were.
+    assert sweeps_client.get_model_version(REGISTERED, "1").source == result.model_uri
+    # Nothing of the sweep went to the caller's store.
     callers_client = client_for(callers)
     assert list(callers_client.search_logged_models(experiment_ids=[experiment_id, "0"])) == []
     assert callers_client.get_run(callers_run.info.run_id).outputs.model_outputs == []
-    assert os.environ["MLFLOW_TRACKING_URI"] == callers and mlflow.get_tracking_uri() == callers
-    assert fluent._get_experiment_id() == experiment_id
 
 
 # -- PBT ----------------------------------------------------------------------------------------------

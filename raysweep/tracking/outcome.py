@@ -184,13 +184,13 @@ def uses_xgboost_flavor(plan: Any, prepared: Any) -> bool:
     return plan.recipe.family == "xgboost" and not prepared.categorical_columns
 
 
+#: MLflow refuses these in a logged model's name (mlflow.utils.validation._validate_logged_model_name)
+_REFUSED_IN_MODEL_NAMES = re.compile(r"[/:.%\"']")
+
+
 def model_name(sweep_name: str) -> str:
     """The refit model's name in MLflow: the sweep's name, with the characters MLflow refuses made ``-``."""
     return _REFUSED_IN_MODEL_NAMES.sub("-", sweep_name) or "model"
-
-
-#: MLflow refuses these in a logged model's name (mlflow.utils.validation._validate_logged_model_name)
-_REFUSED_IN_MODEL_NAMES = re.compile(r"[/:.%\"']")
 
 
 def _new_logged_model(tracker: Any, plan: Any) -> Any:
