@@ -6,8 +6,16 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.recipes import METRICS
-
+#: metric name -> (task, direction). The direction follows the metric.
+METRICS: dict[str, tuple[str, str]] = {
+    "accuracy": ("classification", "max"),
+    "roc_auc": ("classification", "max"),
+    "log_loss": ("classification", "min"),
+    "f1_macro": ("classification", "max"),
+    "rmse": ("regression", "min"),
+    "mae": ("regression", "min"),
+    "r2": ("regression", "max"),
+}
 _NEEDS_PROBA = {"roc_auc", "log_loss"}
 
 
