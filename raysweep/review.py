@@ -1,4 +1,4 @@
-"""Reviewing sweeps after they ran: the MLflow UI opened on a sweep's runs, and a terminal report.
+"""Reviewing sweeps after they ran: the MLflow UI opened on a sweep's trials, and a terminal report.
 
 ``raysweep ui`` serves the MLflow UI on 127.0.0.1 for the sweep's store and prints the links
 of the newest sweep: its trials, its trials compared, its parent run; ``raysweep report SWEEP``
@@ -286,20 +286,19 @@ def _target_sweep(client: Any, uri: str, experiment: str | None, sweep: str | No
     return (ids[0] if ids else None), None
 
 
-@click.command("ui", short_help="Open a sweep's runs in the MLflow UI, served on 127.0.0.1.")
+@click.command("ui", short_help="Open a sweep's trials in the MLflow UI, served on 127.0.0.1.")
 @click.option("--tracking-uri", help="The sweep's MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
 @click.option("--port", type=int, default=DEFAULT_UI_PORT, show_default=True, help="Port of the UI on 127.0.0.1.")
 @click.option("--experiment", help="Open this experiment (default: the one of the newest sweep).")
-@click.option("--sweep", help="Open this sweep's runs (default: the newest sweep).")
+@click.option("--sweep", help="Open this sweep's trials (default: the newest sweep).")
 @click.option("--no-browser", is_flag=True, help="Only print the links; do not open a browser.")
 def ui_command(tracking_uri: str | None, port: int, experiment: str | None, sweep: str | None, no_browser: bool) -> None:
     """Serve the MLflow UI for the sweep's store on 127.0.0.1 and print the sweep's links.
 
-    ``trials:`` (opened in the browser) lists the sweep's trial runs sorted by the validation
-    metric, with the metric and the searched parameters as columns; ``compare:`` shows the best
-    trials side by side with plots; ``sweep:`` is the sweep's own run. With an http(s) tracking
-    URI the server is already running: the links are printed and nothing is started. Otherwise
-    the UI serves until Ctrl-C.
+    trials: (opened in the browser) the sweep's trial runs sorted by the validation metric, with
+    the metric and the searched parameters as columns; compare: the best trials side by side
+    with plots; sweep: the sweep's own run. With an http(s) tracking URI the server is already
+    running: the links are printed and nothing is started. Otherwise the UI serves until Ctrl-C.
     """
     from raysweep.tracking import resolve_tracking_uri
 
