@@ -1,15 +1,23 @@
-"""Reviewing sweeps after they ran: the MLflow UI opened on a sweep's runs, and a terminal report.
+"""Reviewing sweeps after they ran: the MLflow UI opened on a sweep's trials, and a terminal report.
 
-``raysweep ui`` serves the MLflow UI on 127.0.0.1 for the sweep's store and prints the URL of
-the newest sweep's runs table; ``raysweep report SWEEP`` prints a sweep's leaderboard, best
-config, scores and where its plots are.
+``raysweep ui`` serves the MLflow UI on 127.0.0.1 for the sweep's store and prints the links
+of the newest sweep: its trials, its trials compared, its parent run; ``raysweep report SWEEP``
+prints a sweep's leaderboard, best config, scores and where its plots are.
 
 MLflow 3.17's UI opens an experiment in its GenAI views (an overview of traces, no runs) unless
 the page says otherwise: it reads the ``workflowType`` query parameter (else the browser's
 saved choice, GenAI by default) and ignores the ``mlflow.experimentKind`` experiment tag. The
-URLs printed here carry ``workflowType=machine_learning`` and open ``#/experiments/<id>/runs``,
-with a shared view (the UI's own "share" mechanism, an experiment tag) that filters the table
-to the sweep and shows its metric and parameter columns.
+runs-table URLs printed here carry ``workflowType=machine_learning``.
+
+The runs table picks its columns only from a shared view (the UI's own "share" mechanism: an
+experiment tag ``mlflow.sharedViewState.<key>`` holding the view as JSON, opened by
+``viewStateShareKey=<key>``) or from the browser's storage. A shared view cannot expand a
+parent run (the UI drops ``runsExpanded``) and is ignored when the URL carries search
+parameters of its own, so raysweep's view selects the trial runs themselves (by their
+``mlflow.parentRunId`` tag), sorts them by the validation metric and picks the metric, the
+outcome and the searched parameters as columns. The UI shows its "You're viewing a shared
+view" banner above it. The compare-runs page (no banner) puts the trials' parameters and
+metrics side by side with parallel-coordinates, scatter and contour plots.
 
 Ray and MLflow are imported inside the commands, so ``raysweep --help`` stays fast.
 """
@@ -33,7 +41,10 @@ import click
 
 from raysweep.errors import UserError
 
-__all__ = ["experiment_runs_url", "find_sweep", "publish_sweep_view", "recent_sweeps", "report_command", "ui_command"]
+__all__ = [
+    "compare_runs_url", "experiment_runs_url", "find_sweep", "publish_sweep_view", "recent_sweeps", "report_command",
+    "run_url", "sweep_links", "ui_command",
+]
 
 #: the query that makes MLflow 3.17's UI show the model-training views of an experiment
 ML_WORKFLOW_QUERY = "workflowType=machine_learning"
@@ -41,6 +52,8 @@ ML_WORKFLOW_QUERY = "workflowType=machine_learning"
 SHARED_VIEW_TAG_PREFIX = "mlflow.sharedViewState."
 #: only parent (sweep) runs carry this tag; trial runs do not
 _SWEEP_RUN_FILTER = "tags.`raysweep.recipe` LIKE '%'"
+#: the compare-runs link holds at most this many trials (the best ones): its URL lists their ids
+COMPARE_MAX_RUNS = 50
 DEFAULT_UI_PORT = 5000
 LOOPBACK = "127.0.0.1"
 
@@ -108,14 +121,23 @@ def _unknown_sweep(client: Any, name: str, uri: str) -> UserError:
     return UserError(f"no sweep named {name!r} in {uri}; recent sweeps: {', '.join(names)}")
 
 
-def _child_runs(client: Any, sweep_run: Any) -> list[Any]:
+def _trials_filter(sweep_run: Any) -> str:
+    """The search filter that selects a sweep's trial runs (and not the sweep's own run)."""
+    return f"tags.`mlflow.parentRunId` = '{sweep_run.info.run_id}'"
+
+
+def _child_runs(client: Any, sweep_run: Any, order_by: list[str] | None = None, max_results: int = 50000) -> list[Any]:
     return list(
         client.search_runs(
-            [sweep_run.info.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{sweep_run.info.run_id}'",
-            max_results=50000,
+            [sweep_run.info.experiment_id], filter_string=_trials_filter(sweep_run), order_by=order_by, max_results=max_results
         )
     )
+
+
+def _metric_and_mode(sweep_run: Any) -> tuple[str, str]:
+    """The sweep's validation metric key (``val_<metric>``) and its mode (``max`` or ``min``)."""
+    tags, params = sweep_run.data.tags, sweep_run.data.params
+    return f"val_{tags.get('raysweep.metric') or params.get('metric', '')}", params.get("mode", "max")
 
 
 # -- the UI --------------------------------------------------------------------------------------
@@ -125,6 +147,18 @@ def experiment_runs_url(base_url: str, experiment_id: str, share_key: str | None
     if share_key:
         url += "&viewStateShareKey=" + urllib.parse.quote(share_key, safe="")
     return url
+
+
+def compare_runs_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
+    """The MLflow UI URL of the compare-runs page of ``run_ids`` (parameters, metrics and plots)."""
+    runs = urllib.parse.quote(json.dumps(run_ids, separators=(",", ":")), safe="")
+    experiments = urllib.parse.quote(json.dumps([experiment_id]), safe="")
+    return f"{base_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={experiments}&{ML_WORKFLOW_QUERY}"
+
+
+def run_url(base_url: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI URL of one run's page (its parameters, metrics, artifacts and logged models)."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW_QUERY}"
 
 
 def _share_key(sweep_name: str) -> str:
@@ -137,36 +171,57 @@ def _share_key(sweep_name: str) -> str:
 
 
 def _column(kind: str, key: str) -> str:
+    """A runs-table column id, also the form of an ``orderByKey``: ``metrics.`val_accuracy```."""
     return f"{kind}.`{key}`"
 
 
 def publish_sweep_view(client: Any, sweep_run: Any) -> str:
-    """Store a shared runs-table view of the sweep on its experiment; returns its share key.
+    """Store a shared runs-table view of the sweep's trials on its experiment; returns its share key.
 
-    The view filters the table to the sweep's runs (the parent with its trials nested under
-    it) and shows the validation metric, the scores, the outcome and the searched parameters.
+    The view lists the sweep's trial runs as rows, best validation score first, with the
+    validation metric, each trial's outcome and duration and the searched parameters as columns.
     """
-    tags, params = sweep_run.data.tags, sweep_run.data.params
-    metric = tags.get("raysweep.metric") or params.get("metric", "")
+    params = sweep_run.data.params
+    metric_key, mode = _metric_and_mode(sweep_run)
     searched = sorted(k.removeprefix("best.") for k in params if k.startswith("best.") and k != "best.resource")
     if not searched:  # a sweep that ended before its summary: take a trial's params
-        children = _child_runs(client, sweep_run)
+        children = _child_runs(client, sweep_run, max_results=1)
         searched = sorted(children[0].data.params) if children else []
-    columns = [_column("attributes", "Duration")]
-    columns += [_column("metrics", key) for key in (f"val_{metric}", f"best_val_{metric}", f"test_{metric}")]
-    columns += [_column("tags", "raysweep.outcome")]
+    columns = [_column("metrics", metric_key), _column("tags", "raysweep.outcome")]
     columns += [_column("params", name) for name in searched]
-    sweep_name = tags.get("raysweep.sweep", sweep_run.info.run_name)
+    columns += [_column("attributes", "Duration")]
+    # Keys the UI reads from a shared view (MLflow 3.17): the search facets searchFilter,
+    # orderByKey, orderByAsc, startTime, lifecycleFilter, datasetsFilter, modelVersionFilter, and
+    # the table state selectedColumns, runsHiddenMode, ... (runsExpanded, runsPinned and
+    # runsHidden are dropped). Sorting by a metric also stops the table nesting runs.
     view = {
-        "searchFilter": f"tags.`raysweep.sweep` = {_quoted(sweep_name)}",
-        "orderByKey": "attributes.start_time",
-        "orderByAsc": False,
+        "searchFilter": _trials_filter(sweep_run),
+        "orderByKey": _column("metrics", metric_key),
+        "orderByAsc": mode == "min",
         "selectedColumns": columns,
         "runsHiddenMode": "SHOW_ALL",
     }
-    key = _share_key(sweep_name)
+    key = _share_key(sweep_run.data.tags.get("raysweep.sweep", sweep_run.info.run_name))
     client.set_experiment_tag(sweep_run.info.experiment_id, SHARED_VIEW_TAG_PREFIX + key, json.dumps(view))
     return key
+
+
+def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, str]]:
+    """The UI links of a sweep, most useful first, as (label, URL); publishes its shared view.
+
+    ``trials``: the trial runs as rows sorted by the validation metric, with the metric and the
+    searched parameters as columns; ``compare``: the best trials' parameters and metrics side by
+    side with plots; ``sweep``: the sweep's own run (best config, test score, model, plots).
+    """
+    experiment_id, run_id = sweep_run.info.experiment_id, sweep_run.info.run_id
+    links = [("trials", experiment_runs_url(base_url, experiment_id, publish_sweep_view(client, sweep_run)))]
+    metric_key, mode = _metric_and_mode(sweep_run)
+    order = f"metrics.`{metric_key}` {'ASC' if mode == 'min' else 'DESC'}"
+    best = [run.info.run_id for run in _child_runs(client, sweep_run, order_by=[order], max_results=COMPARE_MAX_RUNS)]
+    if best:
+        links.append(("compare", compare_runs_url(base_url, experiment_id, best)))
+    links.append(("sweep", run_url(base_url, experiment_id, run_id)))
+    return links
 
 
 def _port_free(port: int) -> bool:
@@ -231,17 +286,19 @@ def _target_sweep(client: Any, uri: str, experiment: str | None, sweep: str | No
     return (ids[0] if ids else None), None
 
 
-@click.command("ui", short_help="Open a sweep's runs in the MLflow UI, served on 127.0.0.1.")
+@click.command("ui", short_help="Open a sweep's trials in the MLflow UI, served on 127.0.0.1.")
 @click.option("--tracking-uri", help="The sweep's MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
 @click.option("--port", type=int, default=DEFAULT_UI_PORT, show_default=True, help="Port of the UI on 127.0.0.1.")
 @click.option("--experiment", help="Open this experiment (default: the one of the newest sweep).")
-@click.option("--sweep", help="Open this sweep's runs (default: the newest sweep).")
-@click.option("--no-browser", is_flag=True, help="Only print the URL; do not open a browser.")
+@click.option("--sweep", help="Open this sweep's trials (default: the newest sweep).")
+@click.option("--no-browser", is_flag=True, help="Only print the links; do not open a browser.")
 def ui_command(tracking_uri: str | None, port: int, experiment: str | None, sweep: str | None, no_browser: bool) -> None:
-    """Serve the MLflow UI for the sweep's store on 127.0.0.1 and print the URL of its runs table.
+    """Serve the MLflow UI for the sweep's store on 127.0.0.1 and print the sweep's links.
 
-    With an http(s) tracking URI the server is already running: the URL is printed and nothing
-    is started. Otherwise the UI serves until Ctrl-C.
+    trials: (opened in the browser) the sweep's trial runs sorted by the validation metric, with
+    the metric and the searched parameters as columns; compare: the best trials side by side
+    with plots; sweep: the sweep's own run. With an http(s) tracking URI the server is already
+    running: the links are printed and nothing is started. Otherwise the UI serves until Ctrl-C.
     """
     from raysweep.tracking.store import resolve_tracking_uri
 
@@ -251,19 +308,18 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
         raise UserError(f"--port {port}: must be between 1 and 65535")
     client = _client(uri)
     experiment_id, sweep_run = _target_sweep(client, uri, experiment, sweep)
-    share_key = publish_sweep_view(client, sweep_run) if sweep_run is not None else None
     database = sqlite_path(uri)
     backend = f"sqlite:///{database}" if database is not None else uri
 
     if remote:
-        base_url = uri.rstrip("/")
-        _announce(base_url, experiment_id, sweep_run, share_key, no_browser)
+        _announce(_links(client, uri.rstrip("/"), experiment_id, sweep_run), experiment_id, sweep_run, no_browser)
         return
 
     if not _port_free(port):
         raise UserError(f"--port {port}: {LOOPBACK}:{port} is already in use; pass another --port")
     log_path = Path(tempfile.gettempdir()) / f"raysweep-ui-{port}.log"
     base_url = f"http://{LOOPBACK}:{port}"
+    links = _links(client, base_url, experiment_id, sweep_run)  # publishes the view before the server reads the store
     # Relative artifact locations in the store are relative to where the sweep ran: the folder
     # of the database for the default store.
     workdir = database.parent if database is not None else Path.cwd()
@@ -278,7 +334,7 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
     try:
         click.echo(f"raysweep: starting the MLflow UI for {backend} (log: {log_path}) ...", err=True)
         _wait_until_up(base_url, process, log_path, timeout=120)
-        _announce(base_url, experiment_id, sweep_run, share_key, no_browser)
+        _announce(links, experiment_id, sweep_run, no_browser)
         click.echo("raysweep: serving until Ctrl-C", err=True)
         code = process.wait()
         if code:
@@ -290,20 +346,29 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
         signal.signal(signal.SIGTERM, previous)
 
 
-def _announce(base_url: str, experiment_id: str | None, sweep_run: Any, share_key: str | None, no_browser: bool) -> None:
+def _links(client: Any, base_url: str, experiment_id: str | None, sweep_run: Any) -> list[tuple[str, str]]:
     if experiment_id is None:
-        url = f"{base_url}/#/experiments?{ML_WORKFLOW_QUERY}"
+        return [("experiments", f"{base_url}/#/experiments?{ML_WORKFLOW_QUERY}")]
+    if sweep_run is None:
+        return [("runs", experiment_runs_url(base_url, experiment_id))]
+    return sweep_links(client, base_url, sweep_run)
+
+
+def _announce(links: list[tuple[str, str]], experiment_id: str | None, sweep_run: Any, no_browser: bool) -> None:
+    """Print the links (``label: URL`` on stdout) and open the first one in a browser."""
+    if experiment_id is None:
         click.echo("raysweep: no sweep in this store yet; opening the experiments list", err=True)
-    else:
-        url = experiment_runs_url(base_url, experiment_id, share_key)
-        if sweep_run is not None:
-            click.echo(f"raysweep: sweep {sweep_run.data.tags.get('raysweep.sweep', sweep_run.info.run_name)} "
-                       f"(experiment {experiment_id}); expand its row to see the trials", err=True)
-    click.echo(url)
+    elif sweep_run is not None:
+        metric_key, mode = _metric_and_mode(sweep_run)
+        click.echo(f"raysweep: sweep {sweep_run.data.tags.get('raysweep.sweep', sweep_run.info.run_name)} "
+                   f"(experiment {experiment_id}): its trials, {'lowest' if mode == 'min' else 'highest'} {metric_key} first", err=True)
+    width = max(len(label) for label, _ in links) + 1
+    for label, url in links:
+        click.echo(f"{label + ':':<{width}} {url}")
     if not no_browser:
         import webbrowser
 
-        webbrowser.open(url)
+        webbrowser.open(links[0][1])
 
 
 # -- the terminal report ------------------------------------------------------------------------
@@ -432,6 +497,7 @@ def report_command(sweep: str, tracking_uri: str | None, top: int) -> None:
     console.print(f"leaderboard CSV: {_artifact_location(run, 'leaderboard.csv', uri)}", soft_wrap=True)
     console.print(f"artifacts: {run.info.artifact_uri}", soft_wrap=True)
     if uri.startswith(("http://", "https://")):
-        console.print(f"in the MLflow UI: {experiment_runs_url(uri, run.info.experiment_id)}", soft_wrap=True)
+        for label, url in sweep_links(client, uri, run):
+            console.print(f"in the MLflow UI ({label}): {url}", soft_wrap=True)
     else:
         console.print(f"in the MLflow UI: raysweep ui --tracking-uri {uri} --sweep {sweep}", soft_wrap=True)

@@ -539,18 +539,31 @@ def test_report_of_an_unknown_sweep_lists_the_recent_ones(asha_sweep, mlflow_ser
     assert SWEEP_ASHA in lines[0]
 
 
-def test_ui_on_a_tracking_server_prints_the_runs_view_url_of_the_newest_sweep(asha_sweep, mlflow_server, tmp_path):
+def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(asha_sweep, mlflow_server, tmp_path):
     done = run_cli("ui", "--tracking-uri", mlflow_server, "--sweep", SWEEP_ASHA, "--no-browser", cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
-    url = done.stdout.strip()
+    links = dict(line.split(None, 1) for line in done.stdout.strip().splitlines())
+    assert list(links) == ["trials:", "compare:", "sweep:"], done.stdout
     key = f"raysweep-{SWEEP_ASHA}"
-    assert url == (
-        f"{mlflow_server}/#/experiments/{asha_sweep.experiment_id}/runs"
-        f"?workflowType=machine_learning&viewStateShareKey={key}"
-    )
-    experiment = client_for(mlflow_server).get_experiment(asha_sweep.experiment_id)
+    runs_page = f"{mlflow_server}/#/experiments/{asha_sweep.experiment_id}/runs"
+    assert links["trials:"] == f"{runs_page}?workflowType=machine_learning&viewStateShareKey={key}"
+    assert links["sweep:"] == f"{runs_page}/{asha_sweep.parent_run_id}?workflowType=machine_learning"
+    client = client_for(mlflow_server)
+    experiment = client.get_experiment(asha_sweep.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the shared view: the trial runs only (the UI cannot expand a parent in a shared view),
+    # best validation accuracy first, with the metric and the searched parameters as columns
     view = json.loads(experiment.tags[f"mlflow.sharedViewState.{key}"])
-    assert view["searchFilter"] == f"tags.`raysweep.sweep` = '{SWEEP_ASHA}'"
+    assert view["searchFilter"] == f"tags.`mlflow.parentRunId` = '{asha_sweep.parent_run_id}'"
+    assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`val_accuracy`", False)
     assert "metrics.`val_accuracy`" in view["selectedColumns"]
-    assert "params.`max_depth`" in view["selectedColumns"]
+    assert {f"params.`{name}`" for name in asha_sweep.best_config} <= set(view["selectedColumns"])
+    # the compare page of every trial, best first
+    import urllib.parse
+
+    query = urllib.parse.parse_qs(links["compare:"].split("/#/compare-runs?", 1)[1])
+    assert json.loads(query["experiments"][0]) == [asha_sweep.experiment_id]
+    compared = json.loads(query["runs"][0])
+    accuracy = {run.info.run_id: run.data.metrics["val_accuracy"] for run in trial_runs(client, asha_sweep)}
+    assert sorted(compared) == sorted(accuracy)
+    assert [accuracy[run_id] for run_id in compared] == sorted(accuracy.values(), reverse=True)

@@ -1,27 +1,29 @@
-"""`raysweep ui` as a user meets it: the printed URL opened in a real headless Chromium.
+"""`raysweep ui` as a user meets it: the printed links opened in a real headless Chromium.
 
-A small sweep logs to a sqlite store; ``raysweep ui`` serves the MLflow UI for that store and
-prints a URL; the page must show the model-training runs table (not MLflow 3's GenAI
-overview), the sweep's parent run with its trial runs nested under it, and the validation
-metric column with the trials' scores. A screenshot is saved with the test's output and copied
-to /tmp/raysweep-ui.png.
+A small sweep logs to a real `mlflow server`; ``raysweep ui`` prints the sweep's links. The
+``trials:`` link must show the model-training runs table (not MLflow 3's GenAI overview) with
+the sweep's trial runs as rows, without a click, sorted by the validation metric, with the
+metric and the searched parameters as columns; the ``compare:`` link shows the trials side by
+side with plots. A second sweep in a sqlite store checks the same through the UI server that
+``raysweep ui`` starts itself (and stops on SIGTERM). Screenshots stay in the test's tmp dir.
 """
 
 from __future__ import annotations
 
 import queue
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, run_cli
 
 pytestmark = pytest.mark.browser
 
@@ -31,11 +33,153 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run",
 ]
 SWEEP = "ui-sweep"
-SHARED_SCREENSHOT = Path("/tmp/raysweep-ui.png")
+SERVER_SWEEP = f"ui-server-{uuid.uuid4().hex[:6]}"
+SEARCHED = ["colsample_bytree", "learning_rate", "max_depth", "min_child_weight", "reg_lambda", "subsample"]
+SHARED_VIEW_BANNER = "You're viewing a shared view"
+
+# Per row of the runs table: its run name and its metric cell. The grid draws a row in parts
+# (the pinned run-name column and the rest) that share an aria-rowindex.
+_TABLE_ROWS_JS = """(metricColumn) => {
+    const rows = {};
+    for (const row of document.querySelectorAll('.ag-row')) {
+        const index = Number(row.getAttribute('aria-rowindex'));
+        rows[index] = rows[index] || {};
+        const name = row.querySelector("[col-id='attributes.`Run Name`']");
+        if (name) rows[index].name = (name.querySelector("a") || name).innerText.trim();
+        const metric = row.querySelector(`[col-id='${metricColumn}']`);
+        if (metric) rows[index].metric = metric.innerText.trim();
+    }
+    return Object.keys(rows).map(Number).sort((a, b) => a - b).map(index => rows[index]);
+}"""
 
 
-def _read_url(process: subprocess.Popen, timeout: float) -> str:
-    """The first line of ``raysweep ui``'s stdout that is a URL."""
+def _links(stdout: str) -> dict[str, str]:
+    """``raysweep ui``'s ``label: URL`` lines as {label: URL}."""
+    return {label.rstrip(":"): url for label, url in (line.split(None, 1) for line in stdout.strip().splitlines())}
+
+
+def _chromium(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def _skip_without_browser() -> Any:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium) to run the browser tests")
+    return pytest.importorskip("playwright.sync_api")
+
+
+def _trial_rows(page: Any, metric_key: str, trials: int) -> list[dict[str, str]]:
+    """The runs table's rows as the page shows them once the ``trials`` trial rows are drawn."""
+    metric_column = f"metrics.`{metric_key}`"
+    page.wait_for_function(
+        f"(column) => ({_TABLE_ROWS_JS})(column).filter(r => r.name && r.metric).length >= {trials}",
+        arg=metric_column, timeout=120_000,
+    )
+    return page.evaluate(_TABLE_ROWS_JS, metric_column)
+
+
+def _check_trials_view(page: Any, result: Any, sweep: str, descending: bool) -> None:
+    """The page shows exactly the sweep's trials, best first, with the metric and param columns."""
+    metric_key = f"val_{result.metric}"
+    rows = _trial_rows(page, metric_key, result.num_trials)
+    # the model-training runs table, not the GenAI overview
+    assert "workflowType=machine_learning" in page.url
+    assert page.get_by_role("heading", name="Runs", exact=True).is_visible()
+    assert page.locator("text=Usage").count() == 0  # the GenAI overview's first tab
+
+    # every trial is a row on screen, without a click; the sweep's own run is not among them
+    board = result.leaderboard.set_index("trial")
+    names = [row["name"] for row in rows]
+    assert sorted(names) == sorted(board.index), names
+    assert sweep not in names
+    assert page.get_by_text(f"{result.num_trials} matching runs").is_visible()
+    for row in rows:
+        assert page.locator(".ag-row").filter(has_text=row["name"]).first.is_visible()
+        assert float(row["metric"]) == pytest.approx(board.loc[row["name"], metric_key], abs=1e-6)
+    # best first
+    values = [float(row["metric"]) for row in rows]
+    assert values == sorted(values, reverse=descending), values
+
+    # the metric and the searched parameters are columns
+    assert page.locator(f".ag-header-cell[col-id='metrics.`{metric_key}`']").is_visible()
+    for name in ("learning_rate", "max_depth"):
+        assert page.locator(f".ag-header-cell[col-id='params.`{name}`']").is_visible()
+    assert page.locator(".ag-header-cell[col-id='tags.`raysweep.outcome`']").count() == 1
+    # the price of chosen columns, explained in the README
+    assert page.get_by_text(SHARED_VIEW_BANNER).is_visible()
+
+
+# -- a sweep on a tracking server -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server_sweep(ray_local, mlflow_server, tmp_path_factory):
+    """A five-trial regression sweep (rmse: lower is better) on the tracking server."""
+    from threadpoolctl import threadpool_limits
+
+    from raysweep.runner import run_sweep
+
+    with threadpool_limits(1):
+        return run_sweep(
+            "xgboost", "diabetes", name=SERVER_SWEEP, scheduler="fifo", searcher="random", num_samples=5,
+            storage=str(tmp_path_factory.mktemp("ui-results")), tracking_uri=mlflow_server,
+            experiment=f"raysweep-tests-ui-{SERVER_SWEEP}", overrides=["resource.max=100"],
+        )
+
+
+@pytest.fixture(scope="module")
+def server_links(server_sweep, mlflow_server, tmp_path_factory):
+    done = run_cli(
+        "ui", "--tracking-uri", mlflow_server, "--sweep", SERVER_SWEEP, "--no-browser",
+        cwd=tmp_path_factory.mktemp("ui-cwd"), timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    links = _links(done.stdout)
+    assert list(links) == ["trials", "compare", "sweep"], done.stdout
+    return links
+
+
+def test_trials_link_shows_every_trial_as_a_row_sorted_by_the_metric_with_param_columns(
+    server_sweep, server_links, tmp_path
+):
+    sync_api = _skip_without_browser()
+    assert server_sweep.metric == "rmse"
+    with sync_api.sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 1000})
+            page.goto(server_links["trials"])
+            _check_trials_view(page, server_sweep, SERVER_SWEEP, descending=False)
+            page.screenshot(path=str(tmp_path / "trials.png"))
+        finally:
+            browser.close()
+    assert (tmp_path / "trials.png").stat().st_size > 10_000
+
+
+def test_compare_link_shows_the_trials_side_by_side_with_plots(server_sweep, server_links, tmp_path):
+    sync_api = _skip_without_browser()
+    trials = server_sweep.num_trials
+    with sync_api.sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 1000})
+            page.goto(server_links["compare"])
+            page.get_by_text(f"Comparing {trials} Runs from 1 Experiment").wait_for(timeout=120_000)
+            assert page.get_by_text("Parallel Coordinates Plot").is_visible()
+            # the best trial first, as in the leaderboard
+            best = server_sweep.leaderboard.iloc[0]["trial"]
+            names = page.locator("tr", has_text="Run Name:").first.inner_text().split()[2:]
+            assert names[0] == best and sorted(names) == sorted(server_sweep.leaderboard["trial"]), names
+            for name in SEARCHED:
+                page.locator("tr", has_text=name).first.wait_for(timeout=30_000)
+            assert page.get_by_text(SHARED_VIEW_BANNER).count() == 0
+            page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "compare.png").stat().st_size > 10_000
+
+
+# -- `raysweep ui` serving a sqlite store itself --------------------------------------------------
+def _read_links(process: subprocess.Popen, timeout: float) -> dict[str, str]:
+    """``raysweep ui``'s links, read from its stdout up to the ``sweep:`` line."""
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump() -> None:
@@ -44,6 +188,7 @@ def _read_url(process: subprocess.Popen, timeout: float) -> str:
         lines.put(None)
 
     threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -52,9 +197,10 @@ def _read_url(process: subprocess.Popen, timeout: float) -> str:
             continue
         if line is None:
             break
-        if line.startswith("http://"):
-            return line.strip()
-    raise AssertionError(f"raysweep ui printed no URL within {timeout:.0f}s (exit code {process.poll()})")
+        seen.append(line)
+        if line.startswith("sweep:"):
+            return _links("".join(seen))
+    raise AssertionError(f"raysweep ui printed no links within {timeout:.0f}s (exit code {process.poll()}): {seen}")
 
 
 def _port_open(port: int) -> bool:
@@ -80,8 +226,8 @@ def swept_store(ray_local, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def ui_url(swept_store, tmp_path, request):
-    """The URL `raysweep ui --no-browser` prints for the store; the UI is stopped afterwards."""
+def ui_links(swept_store, tmp_path, request):
+    """The links `raysweep ui --no-browser` prints for the store; the UI is stopped afterwards."""
     uri, _ = swept_store
     port = free_port()
     log = open(tmp_path / "raysweep-ui.err", "w")
@@ -105,55 +251,22 @@ def ui_url(swept_store, tmp_path, request):
         assert not _port_open(port), f"the MLflow UI server still listens on {port} after raysweep ui stopped"
 
     request.addfinalizer(stop)
-    url = _read_url(process, timeout=180)
-    assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/")
-    return url
+    links = _read_links(process, timeout=240)
+    assert all(url.startswith(f"http://127.0.0.1:{port}/#/") for url in links.values()), links
+    return links
 
 
-def test_ui_url_opens_the_sweep_runs_table_with_nested_trials_and_metric(swept_store, ui_url, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser test")
-    sync_api = pytest.importorskip("playwright.sync_api")
+def test_ui_serves_a_sqlite_store_and_opens_on_its_trials(swept_store, ui_links, tmp_path):
+    sync_api = _skip_without_browser()
     _, result = swept_store
-    assert "/runs?workflowType=machine_learning" in ui_url
-
+    assert "/runs?workflowType=machine_learning&viewStateShareKey=" in ui_links["trials"]
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = _chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1800, "height": 1000})
-            page.goto(ui_url)
-            parent = page.locator(".ag-row").filter(has_text=SWEEP).first
-            parent.wait_for(timeout=90_000)
-            # the model-training runs table, not the GenAI overview
-            assert "workflowType=machine_learning" in page.url
-            assert page.get_by_role("heading", name="Runs", exact=True).is_visible()
-            assert page.locator("text=Usage").count() == 0  # the GenAI overview's first tab
-
-            # trials sit under the parent run, shown once it is expanded
-            assert page.locator(".ag-row").filter(has_text="trial-0000").count() == 0
-            parent.locator("button[data-component-id*='runnamecellrenderer']").first.click()
-            for index in range(3):
-                page.locator(".ag-row").filter(has_text=f"trial-{index:04d}").first.wait_for(timeout=30_000)
-
-            # the validation metric column, with each trial's last score in it
-            header = page.locator(".ag-header-cell[col-id='metrics.`val_accuracy`']")
-            header.wait_for(timeout=30_000)
-            assert header.is_visible()
-            board = result.leaderboard.set_index("trial")
-            for index in range(3):
-                name = f"trial-{index:04d}"
-                # the grid renders a row in two parts (the pinned run-name column and the rest)
-                # that share an aria-rowindex
-                row_index = page.locator(".ag-row").filter(has_text=name).first.get_attribute("aria-rowindex")
-                cell = page.locator(f".ag-row[aria-rowindex='{row_index}'] [col-id='metrics.`val_accuracy`']")
-                assert float(cell.inner_text()) == pytest.approx(board.loc[name, "val_accuracy"], abs=1e-6)
-
-            screenshot = tmp_path / "raysweep-ui.png"
-            page.screenshot(path=str(screenshot))
+            page.goto(ui_links["trials"])
+            _check_trials_view(page, result, SWEEP, descending=True)
+            page.screenshot(path=str(tmp_path / "raysweep-ui.png"))
         finally:
             browser.close()
-    assert screenshot.stat().st_size > 10_000
-    try:
-        shutil.copyfile(screenshot, SHARED_SCREENSHOT)
-    except OSError:
-        pass  # only a convenience for looking at it
+    assert (tmp_path / "raysweep-ui.png").stat().st_size > 10_000
