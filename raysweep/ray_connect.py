@@ -62,7 +62,8 @@ def resolve_target(address: str | None) -> Target | None:
 
 def recorded_token(target: Target, state_dir: Path | None = None) -> Path | None:
     """The token file of the running local cluster recorded (by ``cluster up --local``) for this very address."""
-    from raysweep.cluster import LOOPBACK, _node_pids, load_local_cluster
+    from raysweep.cluster import LOOPBACK, load_local_cluster
+    from raysweep.cluster._processes import _node_pids
 
     host_port = target.host_port
     if host_port is None or host_port[0] not in (LOOPBACK, "localhost"):

@@ -411,7 +411,8 @@ def test_kuberay_check_rejects_a_broken_manifest(breakage: str, name: str, kind:
 # -- the docs point at files that exist ----------------------------------------------------------
 def test_every_config_the_docs_and_cli_mention_exists() -> None:
     texts = [(CLUSTER_DIR / "README.md").read_text(), (CLUSTER_DIR / "mlflow-server.md").read_text()]
-    texts.append((ROOT / "raysweep" / "cluster.py").read_text())
+    texts += [path.read_text() for path in (ROOT / "raysweep" / "cluster").glob("*.py")]
+    texts.append((ROOT / "raysweep" / "cli" / "cluster.py").read_text())
     mentioned = {m for text in texts for m in re.findall(r"cluster/[\w/.-]+\.(?:yaml|md)", text)}
 
     assert {"cluster/aws.yaml", "cluster/gcp.yaml", "cluster/kuberay/raycluster.yaml"} <= mentioned

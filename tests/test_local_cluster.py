@@ -251,7 +251,7 @@ def test_a_taken_port_is_refused(tmp_path: Path) -> None:
 
 
 # -- the `raysweep cluster` commands --------------------------------------------------------------
-CLI = [sys.executable, "-c", "from raysweep.cluster import cluster_group; cluster_group()"]
+CLI = [sys.executable, "-c", "from raysweep.cli.cluster import cluster_group; cluster_group()"]
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

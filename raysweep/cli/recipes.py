@@ -1,0 +1,90 @@
+"""``raysweep recipes list|show`` and ``raysweep validate``: recipes, without Ray or MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from raysweep.cli._group import RaysweepGroup
+
+
+@click.group(cls=RaysweepGroup)
+def recipes() -> None:
+    """List and show the prebuilt recipes."""
+
+
+@recipes.command("list")
+def recipes_list() -> None:
+    """The prebuilt recipes, with their family, tasks and default strategy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from raysweep.recipes import bundled_recipe_names, load_recipe
+
+    table = Table("recipe", "family", "tasks", "default metric", "resource", "scheduler", "searcher", "description")
+    for name in bundled_recipe_names():
+        recipe = load_recipe(name)
+        res = recipe.resource
+        table.add_row(
+            name,
+            recipe.family,
+            ", ".join(recipe.tasks),
+            ", ".join(f"{m}" for m in recipe.metric.values()),
+            f"{res.name} ({res.per_step:g}/step, max {res.max:g})",
+            recipe.scheduler,
+            recipe.searcher,
+            recipe.description,
+        )
+    console = Console()
+    Console(width=max(160, console.width) if not console.is_terminal else None).print(table)
+
+
+def _describe(spec: dict[str, Any]) -> str:
+    """One search-space entry as the Ray Tune domain it becomes."""
+    kind = spec["type"]
+    if "values" in spec:
+        return f"tune.{'grid_search' if kind == 'grid' else 'choice'}({spec['values']!r})"
+    args = [spec["low"], spec["high"]] + ([spec["q"]] if "q" in spec else [])
+    return f"tune.{kind}({', '.join(map(str, args))})" + (f"  grid: {spec['grid']}" if "grid" in spec else "")
+
+
+@recipes.command("show")
+@click.argument("recipe")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
+def recipes_show(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Print a recipe's YAML, with its resolved search space as comments.
+
+    The output is a recipe of its own: `raysweep recipes show mlp > my_mlp.yaml` starts one.
+    """
+    from raysweep.recipes import load_recipe
+
+    loaded = load_recipe(recipe, list(overrides))
+    comments = ["resolved search space (Ray Tune domains)"]
+    comments += [f"{name}: {_describe(spec)}" for name, spec in loaded.space.items()]
+    if loaded.fixed:
+        comments.append("fixed: " + ", ".join(f"{k}={v!r}" for k, v in loaded.fixed.items()))
+    res = loaded.resource
+    comments.append(f"resource: {res.name}, {res.per_step:g} per step, {res.max_steps} steps up to {res.max:g}")
+    click.echo(f"# {loaded.source}")
+    click.echo(loaded.to_yaml())
+    # Comments, so that the output loads as the recipe it shows (one comment line per line).
+    click.echo("\n".join(f"# {line}" for text in comments for line in text.splitlines()))
+
+
+@click.command()
+@click.argument("recipe")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
+def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+    """Check a recipe file (or prebuilt recipe) without running anything.
+
+    It runs every check of `raysweep run` that needs no data, for every task of the recipe.
+    """
+    from raysweep.recipes import load_recipe
+    from raysweep.runner import check_recipe
+
+    loaded = load_recipe(recipe, list(overrides))
+    check_recipe(loaded)
+    for note in loaded.notes:
+        click.echo(f"{loaded.source}: {note}", err=True)
+    click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameter{'s' if len(loaded.space) != 1 else ''} searched)")

@@ -1,0 +1,98 @@
+"""``raysweep run`` and ``raysweep resume``: a sweep from the command line, its result printed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from raysweep.cli.summary import report
+from raysweep.errors import TrackingIncomplete
+
+
+def _run_options(func: Any) -> Any:
+    options = [
+        click.option("--dataset", required=True, help="A built-in name (iris, wine, breast_cancer, digits, diabetes, make_classification[:n_samples=N,...], make_regression[:...]) or a CSV/Parquet path."),
+        click.option("--target", help="The target column of a CSV/Parquet dataset."),
+        click.option("--task", help="classification or regression: override the task inferred from the target."),
+        click.option("--metric", help="accuracy, roc_auc, log_loss, f1_macro | rmse, mae, r2 (default: the recipe's)."),
+        click.option("--scheduler", help="fifo, asha, hyperband or pbt: when to stop trials (default: the recipe's)."),
+        click.option("--searcher", help="random, grid or hyperopt: what to try next (default: the recipe's)."),
+        click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid)."),
+        click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds."),
+        click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster)."),
+        click.option("--cv", type=int, help="Score each trial by K-fold cross-validation instead of one validation split."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible."),
+        click.option("--name", help="The sweep's name (default: RECIPE-DATASET-TIMESTAMP)."),
+        click.option("--storage", help="Where Ray keeps results and checkpoints (a path or a cloud URI; default ./raysweep_results)."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. space.max_depth.high=12."),
+        click.option("--address", help="A Ray cluster to join (GCS address, 'auto' or ray://...); default: an embedded local Ray, or RAY_ADDRESS."),
+        click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+        click.option("--experiment", help="MLflow experiment (default: raysweep-RECIPE-DATASET)."),
+        click.option("--max-failures", type=int, default=0, show_default=True, help="Retry a failed trial this many times."),
+        click.option("--checkpoint-every", type=float, metavar="SECONDS", help="Checkpoint a running trial at most this often, for resume and retries; 0: after every step (default 10)."),
+        click.option("--register-model", help="Register the refit best model in the MLflow Model Registry under this name."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout."),
+        click.option("--verbose", is_flag=True, help="Show Ray's own output instead of the live view."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.command()
+@click.argument("recipe")
+@_run_options
+def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
+    """Run a sweep of RECIPE (a prebuilt name or a YAML path) on a dataset."""
+    from raysweep.runner import plan_sweep
+
+    options["overrides"] = list(options["overrides"])
+    plan = plan_sweep(recipe, options.pop("dataset"), **options)
+    _execute(plan, as_json=as_json, verbose=verbose)
+
+
+@click.command()
+@click.argument("sweep")
+@click.option("--storage", help="Where the sweep kept its state (default ./raysweep_results).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout.")
+@click.option("--verbose", is_flag=True, help="Show Ray's own output instead of the live view.")
+def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> None:
+    """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
+    from rich.console import Console
+
+    from raysweep.runner import resume_sweep
+
+    Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
+    _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True), as_json)
+
+
+def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from raysweep.runner import run_planned
+    from raysweep.strategies.registry import get_searcher
+
+    from raysweep.tracking.store import check_reachable, resolve_tracking_uri
+
+    check_reachable(resolve_tracking_uri(plan.tracking_uri))
+    err = Console(stderr=True, highlight=False)
+    for where, note in [(plan.recipe.source, n) for n in plan.recipe.notes] + [(plan.dataset.name, n) for n in plan.dataset.notes]:
+        err.print(f"[dim]{escape(f'{where}: {note}')}[/]")
+    err.print(
+        f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
+        f"{plan.scheduler} + {plan.searcher}, {plan.num_samples} {'grid pass(es)' if get_searcher(plan.searcher).exhaustive else 'trials'}, "
+        f"metric {plan.metric} ({plan.mode})"
+    )
+    _report_when_done(lambda: run_planned(plan, verbose=verbose, progress=True), as_json)
+
+
+def _report_when_done(sweep: Any, as_json: bool) -> None:
+    """Run the sweep and print its result, also when MLflow lacks part of it (then exit 1)."""
+    try:
+        result = sweep()
+    except TrackingIncomplete as exc:
+        report(exc.result, as_json)
+        raise
+    report(result, as_json)
