@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from ray.tune import Callback
+
+from raysweep.best import better
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -14,6 +16,9 @@ from rich.table import Table
 
 class LiveProgress(Callback):
     """Shows trials done / running / pending / failed, the best score so far and the elapsed time.
+
+    The best score is the best validation score at any step of any trial so far: the one the
+    sweep's result, leaderboard and refit end up with (see :mod:`raysweep.best`).
 
     On a terminal it redraws in place; elsewhere (a CI log, a pipe) it prints a line every
     ``log_every`` seconds.
@@ -43,14 +48,9 @@ class LiveProgress(Callback):
         self.__dict__.update(state)
         self.console = Console(stderr=True)
 
-    def _better(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best if self.mode == "max" else value < self.best
-
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         value = result.get(self.metric_key)
-        if isinstance(value, (int, float)) and math.isfinite(value) and self._better(float(value)):
+        if isinstance(value, (int, float)) and math.isfinite(value) and better(float(value), self.best, self.mode):
             self.best = float(value)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:

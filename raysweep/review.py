@@ -25,6 +25,7 @@ Ray and MLflow are imported inside the commands, so ``raysweep --help`` stays fa
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -373,7 +374,10 @@ def _announce(links: list[tuple[str, str]], experiment_id: str | None, sweep_run
 
 # -- the terminal report ------------------------------------------------------------------------
 def _leaderboard(client: Any, sweep_run: Any) -> Any:
-    """The sweep's leaderboard: its leaderboard.csv artifact, else rebuilt from the trial runs."""
+    """The sweep's leaderboard: its leaderboard.csv artifact, else rebuilt from the trial runs.
+
+    Either way a trial's score is its best step's (:mod:`raysweep.best`), with the resource at it.
+    """
     import pandas as pd
 
     with tempfile.TemporaryDirectory() as folder:
@@ -382,17 +386,32 @@ def _leaderboard(client: Any, sweep_run: Any) -> Any:
             return pd.read_csv(path)
         except Exception:
             pass  # an interrupted or failed sweep has none: rebuild it from the trials
+    return leaderboard_from_trials(client, sweep_run)
+
+
+def leaderboard_from_trials(client: Any, sweep_run: Any) -> Any:
+    """The leaderboard rebuilt from the sweep's trial runs: each trial at its best step, best first."""
+    import pandas as pd
+
+    from raysweep.best import better
+
     params = sweep_run.data.params
     metric_key = f"val_{sweep_run.data.tags.get('raysweep.metric') or params.get('metric', '')}"
+    mode = params.get("mode", "max")
     rows = []
     for child in _child_runs(client, sweep_run):
         history = client.get_metric_history(child.info.run_id, metric_key) if metric_key in child.data.metrics else []
-        last = max(history, key=lambda m: (m.step, m.timestamp)) if history else None
+        best = None
+        for point in sorted(history, key=lambda m: (m.step, m.timestamp)):
+            if math.isfinite(point.value) and better(point.value, best.value if best else None, mode):
+                best = point
+        # The step is the resource for whole-unit resources, else Tune's step: the resource metric says.
+        resources = {m.step: m.value for m in client.get_metric_history(child.info.run_id, "resource")} if best else {}
         row = {
             "trial": child.info.run_name,
             "trial_id": child.data.tags.get("raysweep.trial_id", ""),
-            metric_key: last.value if last else float("nan"),
-            "resource": last.step if last else 0,
+            metric_key: best.value if best else float("nan"),
+            "resource": resources.get(best.step, best.step) if best else 0,
             "outcome": child.data.tags.get("raysweep.outcome", child.info.status.lower()),
         }
         row.update({f"config/{k}": v for k, v in child.data.params.items()})

@@ -404,7 +404,7 @@ def cluster_cpus() -> int:
 
 
 def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps: int) -> tuple[Any, float]:
-    """The best config retrained on train+validation for ``steps`` steps, scored once on test."""
+    """The best config retrained on train+validation for ``steps`` steps (its best step's), scored once on test."""
     from raysweep.model import RefitModel
 
     preprocessor = make_preprocessor(
@@ -427,12 +427,27 @@ def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps
     return refit_model, test_score
 
 
-def _leaderboard(results: Any, plan: SweepPlan) -> Any:
+def _trial_bests(results: Any, plan: SweepPlan) -> list[Any]:
+    """Each trial's best step (see :mod:`raysweep.best`), in the order of ``results``."""
+    from raysweep.best import trial_best
+
+    bests = []
+    for result in results:
+        frame = getattr(result, "metrics_dataframe", None)
+        # Every step's result, with the config in force at it; else only the last one is known.
+        rows = frame.to_dict("records") if frame is not None and len(frame) else [result.metrics or {}]
+        bests.append(trial_best(rows, plan.metric_key, plan.mode, result.config or {}))
+    return bests
+
+
+def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) -> Any:
+    """One row per trial, best first: its best step's score, the resource at it and its config then."""
     import pandas as pd
 
+    bests = _trial_bests(results, plan) if bests is None else bests
     rows = []
     max_steps = plan.recipe.resource.max_steps
-    for result in results:
+    for result, best in zip(results, bests):
         metrics = result.metrics or {}
         iterations = int(metrics.get("training_iteration", 0) or 0)
         if result.error is not None:
@@ -445,16 +460,16 @@ def _leaderboard(results: Any, plan: SweepPlan) -> Any:
         row = {
             "trial": schema.trial_name(trial_id),
             "trial_id": trial_id,
-            plan.metric_key: metrics.get(plan.metric_key, float("nan")),
-            "resource": metrics.get("resource", 0),
+            plan.metric_key: best.value if best else float("nan"),
+            "resource": plan.recipe.resource.at(best.steps) if best else 0,
             "steps": iterations,
             "outcome": outcome,
         }
-        row.update({f"config/{k}": v for k, v in (result.config or {}).items()})
+        row.update({f"config/{k}": v for k, v in (best.config if best else result.config or {}).items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):
-        frame = frame.sort_values(plan.metric_key, ascending=plan.mode == "min", na_position="last").reset_index(drop=True)
+        frame = frame.sort_values(plan.metric_key, ascending=plan.mode == "min", na_position="last", kind="stable").reset_index(drop=True)
     return frame
 
 
@@ -676,7 +691,8 @@ def resume_sweep(name_or_path: str, *, storage: str | None = None, verbose: bool
 
 
 def _summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: Any, started: float, tracking_uri: str | None) -> SweepResult:
-    leaderboard = _leaderboard(results, plan)
+    bests = _trial_bests(results, plan)
+    leaderboard = _leaderboard(results, plan, bests)
     errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and _finite(r.metrics.get(plan.metric_key))]
     if not ok:
@@ -687,9 +703,12 @@ def _summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: A
             )
         first = errors[0] if errors else "no trial reported a finite score"
         raise SweepFailed(f"every trial failed ({len(errors)} of {len(results)}); first error: {first}")
-    best = results.get_best_result(metric=plan.metric_key, mode=plan.mode, scope="last", filter_nan_and_inf=True)
+    from raysweep.best import sweep_best
+
+    # The best step of any trial: its config then, refit for as many steps (raysweep.best).
+    best = bests[sweep_best(bests, plan.mode)]
     best_config = dict(best.config)
-    best_steps = int(best.metrics["training_iteration"])
+    best_steps = best.steps
     model, test_score = refit(plan, prepared, best_config, best_steps)
     result = SweepResult(
         name=plan.name,
@@ -700,7 +719,7 @@ def _summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: A
         mode=plan.mode,
         best_config=_plain(best_config),
         best_resource=plan.recipe.resource.at(best_steps),
-        best_validation_score=float(best.metrics[plan.metric_key]),
+        best_validation_score=float(best.value),
         test_score=float(test_score),
         num_trials=len(results),
         num_errors=len(errors),

@@ -222,8 +222,11 @@ def test_metric_histories_are_stepped_in_boosting_rounds(asha_sweep, mlflow_serv
         steps = [step for step, _ in values]
         row = board.loc[run.data.tags["raysweep.trial_id"]]
         # one point per step of 25 rounds, up to where the trial stopped
-        assert steps == list(range(25, int(row["resource"]) + 1, 25))
-        assert values[-1][1] == pytest.approx(row["val_accuracy"])
+        assert steps == list(range(25, int(row["steps"]) * 25 + 1, 25))
+        # the leaderboard holds the trial's best step: the first to reach its best score
+        best = max(value for _, value in values)
+        assert row["val_accuracy"] == pytest.approx(best)
+        assert row["resource"] == next(step for step, value in values if value == pytest.approx(best))
         assert [step for step, _ in history(client, run, "step_time")] == steps
         assert all(value > 0 for _, value in history(client, run, "step_time"))
 

@@ -153,7 +153,8 @@ def test_asha_stops_weak_trials_at_its_rungs(ray_local, tmp_path):
     stopped = board[board["outcome"] == "stopped_early"]
     assert len(stopped) >= 3, board[["steps", "outcome", "val_log_loss"]]
     assert set(stopped["steps"]) <= {1, 3}
-    assert set(stopped["resource"]) <= {20, 60}
+    # A trial's resource is the one at its best step: at most what it ran (20 trees a step).
+    assert (board["resource"] <= board["steps"] * 20).all() and set(board["resource"]) <= {20, 40, 60, 80, 100, 120}
     assert result.num_stopped_early == len(stopped)
     assert (board["steps"] == 6).sum() >= 1
     # Each trial's history stops where the leaderboard says it did.
@@ -345,3 +346,92 @@ def test_checkpoint_every_sets_how_often_a_running_trial_is_checkpointed(ray_loc
     # The default, 10 s, is longer than these trials: none is checkpointed, and none is needed.
     by_default = checkpoints(None)
     assert len(by_default) == 2 and set(by_default.values()) == {0}, by_default
+
+
+# -- "best" is the best step: the live line, the result, the leaderboard, MLflow and the refit agree --------------------
+def test_best_step_is_the_best_score_at_any_step_with_the_config_then():
+    import pandas as pd
+    from ray.tune import Result
+
+    from raysweep.best import sweep_best, trial_best
+    from raysweep.runner import _leaderboard, _trial_bests, plan_sweep
+
+    config = {"learning_rate": 0.5, "max_depth": 9}
+    # Peaks at its 2nd step, then declines: its last score is the worst of the sweep's last scores.
+    peaked = [{"training_iteration": i, "val_accuracy": v, "config/learning_rate": 0.5, "config/max_depth": 9}
+              for i, v in enumerate([0.80, 0.95, 0.90, 0.85], start=1)]
+    # PBT changed this trial's learning rate after step 1; its best (a tie, the first one kept) is at step 2.
+    steady = [{"training_iteration": 1, "val_accuracy": 0.86, "config/learning_rate": 0.1, "config/max_depth": 3},
+              {"training_iteration": 2, "val_accuracy": 0.91, "config/learning_rate": 0.2, "config/max_depth": 3},
+              {"training_iteration": 3, "val_accuracy": 0.91, "config/learning_rate": 0.3, "config/max_depth": 3}]
+    assert trial_best(peaked, "val_accuracy", "max", config).steps == 2
+    best = trial_best(steady, "val_accuracy", "max", {"learning_rate": 0.3, "max_depth": 3})
+    assert (best.value, best.steps, best.config) == (0.91, 2, {"learning_rate": 0.2, "max_depth": 3})
+    # Lower is better for rmse; non-finite scores never count; a trial with none has no best.
+    rmse = [{"training_iteration": 1, "val_rmse": 3.0}, {"training_iteration": 2, "val_rmse": float("nan")},
+            {"training_iteration": 3, "val_rmse": 2.5}, {"training_iteration": 4, "val_rmse": 2.7}]
+    assert trial_best(rmse, "val_rmse", "min", {}).steps == 3
+    assert trial_best([{"training_iteration": 1, "val_rmse": float("inf")}], "val_rmse", "min", {}) is None
+    # Tune's own nested results carry the config as a dict.
+    nested = [{"training_iteration": 1, "val_rmse": 1.0, "config": {"max_depth": 4}}]
+    assert trial_best(nested, "val_rmse", "min", {"max_depth": 8}).config == {"max_depth": 4}
+    assert sweep_best([None, trial_best(steady, "val_accuracy", "max", {}), trial_best(peaked, "val_accuracy", "max", config)], "max") == 2
+
+    # The leaderboard ranks trials by their best step and shows the resource at it.
+    plan = plan_sweep("xgboost", "breast_cancer", overrides=["resource.per_step=10", "resource.max=40"])
+    results = [
+        Result(metrics={**rows[-1], "trial_id": trial_id, "done": True, "config": {k[7:]: v for k, v in rows[-1].items() if k.startswith("config/")}},
+               checkpoint=None, error=None, path="", metrics_dataframe=pd.DataFrame(rows))
+        for trial_id, rows in (("a_00000", steady), ("a_00001", peaked))
+    ]
+    board = _leaderboard(results, plan, _trial_bests(results, plan))
+    assert board["trial_id"].tolist() == ["a_00001", "a_00000"]
+    assert board["val_accuracy"].tolist() == [0.95, 0.91]
+    assert board["resource"].tolist() == [20, 20] and board["steps"].tolist() == [4, 3]
+    assert board.loc[1, "config/learning_rate"] == 0.2
+
+
+def test_best_means_the_best_step_everywhere(ray_local, tmp_path, mlflow_server, capsys):
+    """A sweep whose best score comes before its trial's last step: every "best" is that score."""
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.review import leaderboard_from_trials
+
+    from conftest import run_cli
+
+    # Deep trees at a high learning rate on a small, noisy regression: validation rmse bottoms out
+    # early and rises again.
+    overrides = ["resource.per_step=5", "resource.max=40", "space.learning_rate={type: uniform, low: 0.3, high: 0.6}",
+                 "space.max_depth={type: randint, low: 8, high: 11}", "space.min_child_weight={type: uniform, low: 0.5, high: 1}"]
+    result = sweep(tmp_path, "xgboost", "make_regression:n_samples=300,noise=100", scheduler="fifo", searcher="random",
+                   num_samples=3, overrides=overrides, tracking=True, tracking_uri=mlflow_server, progress=True,
+                   name="best-step", experiment="best-step")
+    client = MlflowClient(mlflow_server)
+    trials = client.search_runs([result.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    histories = {run.info.run_name: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_rmse"))
+                 for run in trials}
+    assert len(histories) == 3 and all(len(h) == 8 for h in histories.values()), histories
+    best_value, best_resource = min((value, step) for history in histories.values() for step, value in history)
+    # The premise: the best score is not a last step's, and it beats every trial's last score.
+    assert best_resource < 40 and best_value < min(history[-1][1] for history in histories.values()), histories
+
+    assert result.best_validation_score == pytest.approx(best_value, abs=1e-9)
+    assert result.best_resource == best_resource
+    # The refit trained the best config for the best step's boosting rounds.
+    assert result.model.model.get_booster().num_boosted_rounds() == best_resource
+    # The live progress line's last "best".
+    live = [line for line in capsys.readouterr().err.splitlines() if "best val_rmse" in line][-1]
+    assert f"best val_rmse {result.best_validation_score:.5g} |" in live, live
+    # The leaderboard, in the result, in MLflow, and rebuilt from the trial runs.
+    assert result.leaderboard["val_rmse"].iloc[0] == pytest.approx(best_value, abs=1e-9)
+    assert result.leaderboard["resource"].iloc[0] == best_resource
+    parent = client.get_run(result.parent_run_id)
+    assert parent.data.metrics["best_val_rmse"] == pytest.approx(best_value, abs=1e-9)
+    assert parent.data.params["best.resource"] == str(best_resource)
+    rebuilt = leaderboard_from_trials(client, parent)
+    assert rebuilt["val_rmse"].iloc[0] == pytest.approx(best_value, abs=1e-9) and rebuilt["resource"].iloc[0] == best_resource
+    report = run_cli("report", "best-step", "--tracking-uri", mlflow_server, cwd=tmp_path, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert f"best validation rmse: {best_value:.5g} (at resource {best_resource})" in report.stdout, report.stdout
+    top = next(line for line in report.stdout.splitlines() if "trial-" in line)
+    assert f"{best_value:.4g}" in top and f" {best_resource} " in top, report.stdout

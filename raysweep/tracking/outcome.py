@@ -137,19 +137,34 @@ def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) 
 
 def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key: str, mode: str,
                 resource_name: str, folder: Path) -> list[Path]:
-    """Two PNGs: the metric against the resource for every trial, and best-so-far against time."""
+    """Two PNGs: the metric against the resource for every trial, and best-so-far against time.
+
+    "Best" is the best validation score at any step of any trial (:mod:`raysweep.best`): the
+    best-so-far curve ends at the sweep's best validation score, which the first plot marks
+    with a star at the resource the refit trains for.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from raysweep.best import better
+
     paths = []
     fig, ax = plt.subplots(figsize=(8, 5))
+    best_point: tuple[float, float] | None = None
     for points in history.values():
         xs, ys = [p[0] for p in points], [p[1] for p in points]
         (line,) = ax.plot(xs, ys, marker=".", linewidth=1, alpha=0.7)
         if xs:  # where each trial ended: early stops end short of the right edge
             ax.plot(xs[-1:], ys[-1:], marker="o", markersize=5, color=line.get_color())
+        for x, y, _ in points:
+            if better(y, best_point[1] if best_point else None, mode):
+                best_point = (x, y)
+    if best_point is not None:
+        ax.plot([best_point[0]], [best_point[1]], marker="*", markersize=14, color="black", linestyle="none",
+                label=f"best step: {metric_key} {best_point[1]:.5g} at {resource_name} {best_point[0]:g}")
+        ax.legend(loc="best")
     ax.set_xlabel(resource_name)
     ax.set_ylabel(metric_key)
     ax.set_title(f"{metric_key} by {resource_name} for every trial (short lines stopped early)")
@@ -162,7 +177,7 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
     events = sorted((p[2], p[1]) for points in history.values() for p in points)
     best, xs, ys = None, [], []
     for when, value in events:
-        if best is None or (value > best if mode == "max" else value < best):
+        if better(value, best, mode):
             best = value
         xs.append(when)
         ys.append(best)

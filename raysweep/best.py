@@ -1,0 +1,89 @@
+"""What "best" means in a sweep: the best validation score at any step of any trial.
+
+A trial's best is its best step: the validation score there, the number of resource steps it
+had trained, and the config in force at that step (under PBT a trial's config changes along
+the way). The sweep's best is the best of its trials' bests, and the refit trains that config
+for that many steps, as XGBoost's own early stopping keeps its best iteration
+(``benchmarks/best_step.py`` measured this against each trial's last step). The progress line,
+the best-so-far plot, the leaderboard, the summary, the refit, the MLflow parent run and
+``raysweep report`` all use this one meaning.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["TrialBest", "better", "sweep_best", "trial_best"]
+
+CONFIG_PREFIX = "config/"
+
+
+def better(value: float, than: float | None, mode: str) -> bool:
+    """Whether ``value`` beats ``than`` (None: nothing yet) for a metric of direction ``mode``.
+
+    Ties are not better: the first step to reach a score keeps it (the shorter refit).
+    """
+    if than is None:
+        return True
+    return value > than if mode == "max" else value < than
+
+
+@dataclass(frozen=True)
+class TrialBest:
+    """One trial's best step: its validation score, the steps trained by then and the config then."""
+
+    value: float
+    steps: int
+    config: dict[str, Any]
+
+
+def trial_best(rows: Iterable[Mapping[str, Any]], metric_key: str, mode: str, config: Mapping[str, Any]) -> TrialBest | None:
+    """The best step among a trial's results (in the order reported), or None if none has a finite score.
+
+    ``rows`` are Tune results, flat (``config/<name>`` columns, as in ``Result.metrics_dataframe``)
+    or nested (a ``config`` dict); ``config`` is the trial's config, for what a row does not carry.
+    """
+    best: TrialBest | None = None
+    for row in rows:
+        value = _number(row.get(metric_key))
+        if value is None or not better(value, best.value if best else None, mode):
+            continue
+        best = TrialBest(value, int(row.get("training_iteration") or 0), _config_at(row, config))
+    return best
+
+
+def sweep_best(bests: Sequence[TrialBest | None], mode: str) -> int | None:
+    """The position of the best trial (the first of equals), or None if no trial has a score."""
+    chosen: int | None = None
+    for index, best in enumerate(bests):
+        if best is not None and (chosen is None or better(best.value, bests[chosen].value, mode)):  # type: ignore[union-attr]
+            chosen = index
+    return chosen
+
+
+def _config_at(row: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    nested = row.get("config")
+    at_step = nested if isinstance(nested, Mapping) else {}
+    out = {}
+    for name, value in config.items():
+        found = at_step.get(name, row.get(CONFIG_PREFIX + name))
+        missing = found is None or (isinstance(found, float) and math.isnan(found))
+        out[name] = value if missing else _plain(found)
+    return out
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays (from a results table) as plain Python."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value.item() if hasattr(value, "item") else value
