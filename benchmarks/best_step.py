@@ -103,7 +103,9 @@ def run_cell(pair: str, seed: int, settings: Settings, scratch: Path) -> dict[st
     from ray.tune import ExperimentAnalysis
 
     from raysweep.data import prepare
-    from raysweep.runner import plan_sweep, refit, run_planned
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.result import refit
+    from raysweep.sweep.run import run_planned
 
     recipe, dataset, source, num_samples, _ = PAIRS[pair]
     spec = dataset if source is None else str(Path(settings.data_dir or DEFAULT_DATA_DIR) / source[0])

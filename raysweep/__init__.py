@@ -16,13 +16,17 @@ from raysweep.errors import UserError
 from raysweep.recipes import Recipe, load_recipe
 
 if TYPE_CHECKING:
-    from raysweep.runner import SweepResult, run_sweep
+    from raysweep.sweep.result import SweepResult
+    from raysweep.sweep.run import run_sweep
+
+#: the public names that pull in Ray, imported when first used
+_LAZY = {"run_sweep": "raysweep.sweep.run", "SweepResult": "raysweep.sweep.result"}
 
 
 def __getattr__(name: str) -> Any:
     # The runner pulls in ray; keep `import raysweep` (and the CLI's --help) free of it.
-    if name in ("run_sweep", "SweepResult"):
+    if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module("raysweep.runner"), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'raysweep' has no attribute {name!r}")

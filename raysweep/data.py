@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from raysweep.errors import UserError
-from raysweep.recipes import _suggest
+from raysweep.recipes.schema import _suggest
 
 BUILTIN_DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes", "make_classification", "make_regression")
 _SYNTHETIC_OPTIONS = ("n_samples", "n_features", "n_informative", "n_classes", "noise", "random_state")

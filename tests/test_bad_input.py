@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from conftest import run_cli
 from raysweep.cli import main
 from raysweep.errors import UserError
-from raysweep.runner import plan_sweep
+from raysweep.sweep.options import plan_sweep
 
 RECIPE = """\
 family: random_forest

@@ -13,7 +13,7 @@ import yaml
 
 from conftest import REPO, run_cli
 from raysweep.recipes import bundled_recipes_dir
-from raysweep.runner import run_sweep
+from raysweep.sweep.run import run_sweep
 
 JSON_KEYS = {"best_config", "best_validation_score", "test_score", "metric", "num_trials", "num_errors"}
 

@@ -13,7 +13,7 @@ import pytest
 from raysweep.data import feature_columns, load_dataset, prepare
 from raysweep.errors import UserError
 from raysweep.families import get_family
-from raysweep.runner import run_sweep
+from raysweep.sweep.run import run_sweep
 
 
 def messy_frame(rows: int = 240, seed: int = 0) -> pd.DataFrame:

@@ -6,6 +6,7 @@ the way ``raysweep resume`` and ``raysweep sync`` find it. No Ray is started.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 
 from fast_support import EXPERIMENT, SWEEP, empty_store, store_uri
 from raysweep.errors import UserError
-from raysweep.runner import _save_sweep_record, plan_sweep, resume_sweep
+from raysweep.sweep.options import plan_sweep
+from raysweep.sweep.run import _save_sweep_record, resume_sweep
 from raysweep.sweep.record import SWEEP_FILE
 from raysweep.sweep.record import read_text as _read_text
 from raysweep.tracking.sync import _sweep_folder
@@ -44,7 +46,10 @@ def test_defaults_come_from_the_recipe(tmp_path: Path, monkeypatch: pytest.Monke
     assert plan.experiment == "raysweep-random_forest-iris"
     assert re.fullmatch(r"random_forest-iris-\d{8}-\d{6}", plan.name)
     assert plan.storage == str(tmp_path.resolve() / "raysweep_results")
-    assert (plan.tracking_uri, plan.checkpoint_every, plan.max_failures, plan.seed) == (None, 10.0, 0, 0)
+    # the tracking URI is resolved once, here: MLFLOW_TRACKING_URI, else the embedded sqlite store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    plan = plan_sweep("random_forest", "iris")
+    assert (plan.tracking_uri, plan.checkpoint_every, plan.max_failures, plan.seed) == ("sqlite:///mlflow.db", 10.0, 0, 0)
     assert (plan.test_size, plan.val_size, plan.dataset_spec) == (0.2, 0.2, "iris")
 
 
@@ -138,8 +143,10 @@ def test_record_holds_what_resume_needs(tmp_path: Path, store_uri: str) -> None:
         "target": None, "task": "classification", "metric": "accuracy", "scheduler": "asha", "searcher": "random",
         "num_samples": 4, "time_budget": 60, "max_concurrent": None, "cv": None, "seed": 2, "address": None,
         "tracking_uri": store_uri, "experiment": EXPERIMENT, "max_failures": 0, "checkpoint_every": 10.0,
-        "test_size": 0.2, "val_size": 0.2, "register_model": None,
+        "test_size": 0.2, "val_size": 0.2, "register_model": None, "name": SWEEP,
+        "storage": str((tmp_path / "raysweep_results").resolve()),
     }  # fmt: skip
+    assert record["options"] == {**asdict(plan.options), "tracking_uri": store_uri}  # the options object, as it is
     assert (record["experiment_id"], record["parent_run_id"]) == (tracker.experiment_id, tracker.parent_run_id)
 
 
@@ -175,7 +182,7 @@ def test_record_rebuilds_the_same_plan(tmp_path: Path, store_uri: str) -> None:
     record = json.loads(path.read_text())
     # what `raysweep resume` does with it
     recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
-    again = plan_sweep(recipe, record["dataset"], name=record["name"], storage=record["storage"], **record["options"])
+    again = plan_sweep(recipe, record["dataset"], **record["options"])
     assert recipe.content_hash == plan.recipe.content_hash
     assert again.settings() == plan.settings()
     assert again.dataset.fingerprint == record["dataset_fingerprint"]

@@ -107,7 +107,8 @@ def make_sweep(
     state: bool = True,
 ) -> tuple[Path, SweepTracker]:
     """A sweep folder as ``raysweep run`` leaves it, with its parent run opened in MLflow."""
-    from raysweep.runner import _save_sweep_record, plan_sweep
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.run import _save_sweep_record
 
     plan = plan_sweep(
         recipe, "iris", overrides=list(overrides), name=SWEEP, storage=tmp_path / "raysweep_results",

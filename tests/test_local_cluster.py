@@ -301,11 +301,11 @@ def test_cluster_up_and_down_from_the_command_line(tmp_path: Path) -> None:
         stop_local_cluster(state_dir, grace_period_s=1.0)
 
 
-# A driver exactly as `raysweep run --address` / `raysweep resume` connects (raysweep.runner.connect_ray).
+# A driver exactly as `raysweep run --address` / `raysweep resume` connects (raysweep.sweep.connect.connect_ray).
 RAYSWEEP_DRIVER = r"""
 import json, sys
 from raysweep.errors import UserError
-from raysweep.runner import connect_ray
+from raysweep.sweep.connect import connect_ray
 try:
     connect_ray(sys.argv[1], verbose=False)
 except UserError as exc:

@@ -94,7 +94,7 @@ def assert_model_filed_with_the_sweep(uri: str, experiment_id: str, parent_run_i
 def sweep(tmp_path_factory: Any, mlflow_server: str, recipe: str, dataset: str, name: str, **options: Any) -> Any:
     from threadpoolctl import threadpool_limits
 
-    from raysweep.runner import run_sweep
+    from raysweep.sweep.run import run_sweep
 
     storage = tmp_path_factory.mktemp(name)
     # The refit on the driver runs with one BLAS thread, as the trials do: on a 2-core CI machine
@@ -332,7 +332,7 @@ def test_a_sweep_from_python_files_its_model_in_its_store_and_leaves_the_callers
     from mlflow.tracking import fluent
     from threadpoolctl import threadpool_limits
 
-    from raysweep.runner import run_sweep
+    from raysweep.sweep.run import run_sweep
 
     callers, sweeps = f"sqlite:///{tmp_path / 'callers.db'}", f"sqlite:///{tmp_path / 'sweeps.db'}"
     # The caller's own MLflow: its store from the environment, its active experiment and run.
@@ -460,7 +460,7 @@ def test_mlflow_chatter_is_left_out_of_a_sweep_and_kept_under_verbose(tmp_path, 
     from mlflow.models import infer_signature
     from mlflow.tracking import MlflowClient
 
-    from raysweep.runner import _quiet_libraries
+    from raysweep.sweep.environment import _quiet_libraries
 
     integers = pd.DataFrame({"count": [1, 2, 3]})
     with warnings.catch_warnings(record=True) as caught:

@@ -90,7 +90,8 @@ def test_ray_address_from_the_environment_fails_fast_too(silent_listener: str, t
 
 
 def test_resume_of_a_sweep_on_an_address_gone_fails_fast(refused: str, tmp_path: Path) -> None:
-    from raysweep.runner import _save_sweep_record, plan_sweep
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.run import _save_sweep_record
 
     storage = tmp_path / "results"
     plan = plan_sweep("random_forest", "wine", name="gone", storage=storage, address=refused, num_samples=2)
@@ -115,7 +116,7 @@ def test_a_stale_token_path_is_one_line_naming_the_variable(mode: str | None, tm
 
 def test_an_unreadable_token_path_is_refused(tmp_path: Path) -> None:
     from raysweep.errors import UserError
-    from raysweep.ray_connect import check_token_path
+    from raysweep.sweep.connect import check_token_path
 
     empty = tmp_path / "token"
     empty.write_text("")

@@ -25,7 +25,7 @@ from raysweep.recipes import (
     load_recipe,
     validate_recipe_data,
 )
-from raysweep.runner import check_family_params, check_recipe
+from raysweep.sweep.options import check_family_params, check_recipe
 
 BUNDLED = ["mlp", "random_forest", "svm", "xgboost"]
 

@@ -22,7 +22,7 @@ from raysweep.data import load_dataset, prepare
 from raysweep.families import get_family
 from raysweep.metrics import score
 from raysweep.recipes import load_recipe
-from raysweep.runner import run_sweep
+from raysweep.sweep.run import run_sweep
 
 #: overrides that keep every recipe to a few quick steps
 SHORT = {
@@ -354,7 +354,8 @@ def test_best_step_is_the_best_score_at_any_step_with_the_config_then():
     from ray.tune import Result
 
     from raysweep.best import sweep_best, trial_best
-    from raysweep.runner import _leaderboard, _trial_bests, plan_sweep
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.result import _leaderboard, _trial_bests
 
     config = {"learning_rate": 0.5, "max_depth": 9}
     # Peaks at its 2nd step, then declines: its last score is the worst of the sweep's last scores.

@@ -115,7 +115,7 @@ def server_sweep(ray_local, mlflow_server, tmp_path_factory):
     """A five-trial regression sweep (rmse: lower is better) on the tracking server."""
     from threadpoolctl import threadpool_limits
 
-    from raysweep.runner import run_sweep
+    from raysweep.sweep.run import run_sweep
 
     with threadpool_limits(1):
         return run_sweep(
@@ -213,7 +213,7 @@ def swept_store(ray_local, tmp_path, monkeypatch):
     """A sqlite MLflow store in tmp holding one finished three-trial sweep; returns (uri, result)."""
     from threadpoolctl import threadpool_limits
 
-    from raysweep.runner import run_sweep
+    from raysweep.sweep.run import run_sweep
 
     monkeypatch.chdir(tmp_path)  # the embedded store keeps its artifacts under ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -81,7 +81,7 @@ def validate(recipe: str, overrides: tuple[str, ...]) -> None:
     It runs every check of `raysweep run` that needs no data, for every task of the recipe.
     """
     from raysweep.recipes import load_recipe
-    from raysweep.runner import check_recipe
+    from raysweep.sweep.options import check_recipe
 
     loaded = load_recipe(recipe, list(overrides))
     check_recipe(loaded)

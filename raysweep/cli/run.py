@@ -45,7 +45,7 @@ def _run_options(func: Any) -> Any:
 @_run_options
 def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     """Run a sweep of RECIPE (a prebuilt name or a YAML path) on a dataset."""
-    from raysweep.runner import plan_sweep
+    from raysweep.sweep.options import plan_sweep
 
     options["overrides"] = list(options["overrides"])
     plan = plan_sweep(recipe, options.pop("dataset"), **options)
@@ -61,7 +61,7 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
     """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
     from rich.console import Console
 
-    from raysweep.runner import resume_sweep
+    from raysweep.sweep.run import resume_sweep
 
     Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
     _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True), as_json)
@@ -71,7 +71,7 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from raysweep.runner import run_planned
+    from raysweep.sweep.run import run_planned
     from raysweep.strategies.registry import get_searcher
 
     from raysweep.tracking.store import check_reachable, resolve_tracking_uri

@@ -10,7 +10,7 @@ from raysweep.recipes.files import (
     read_recipe_file,
     resolve_recipe_path,
 )
-from raysweep.recipes.schema import SPACE_TYPES, TASKS, Recipe, _suggest, highest, validate_recipe_data
+from raysweep.recipes.schema import SPACE_TYPES, TASKS, Recipe, highest, validate_recipe_data
 
 __all__ = [
     "METRICS", "SPACE_TYPES", "TASKS", "Recipe", "Resource", "apply_overrides", "bundled_recipe_names",

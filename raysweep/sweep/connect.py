@@ -19,6 +19,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
+
 from raysweep.errors import UserError
 
 __all__ = ["PROBE_TIMEOUT_S", "Target", "check_token_path", "prepare_connection", "probe", "recorded_token", "resolve_target"]
@@ -182,3 +184,34 @@ def prepare_connection(address: str | None, state_dir: Path | None = None) -> Ta
     if target is not None:
         probe(target)
     return target
+
+
+def connect_ray(address: str | None, verbose: bool) -> None:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray.
+
+    An address that refuses, does not answer or rejects the token is a ``UserError`` within
+    seconds (see :func:`prepare_connection`), before Ray's own connect would retry for minutes.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    level = logging.INFO if verbose else logging.ERROR
+    target = prepare_connection(address)
+    try:
+        if target is not None:
+            ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
+        else:
+            ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose)
+    except (ConnectionError, RuntimeError) as exc:
+        if target is None:
+            raise
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise cannot_connect(target, first) from None
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from raysweep.tracking import schema
-from raysweep.tracking.store import SweepTracker, clean_param
+from raysweep.errors import UserError
+from raysweep.tracking.store import SweepTracker, check_reachable, clean_param
 
 logger = logging.getLogger("raysweep.tracking")
 

@@ -1,0 +1,81 @@
+"""Ray's and the libraries' environment for a sweep: their own output quietened outside --verbose.
+
+raysweep prints its own header, progress line and summary; Tune's per-trial tracebacks (raysweep
+records each error itself), its loggers' files, MLflow's table-creation lines and its schema hint
+stay out of that unless ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from raysweep.sweep.record import is_uri
+
+def _quiet_environment(verbose: bool) -> None:
+    # Tune's per-trial CSV/TensorBoard loggers cost time on every result and raysweep records
+    # to MLflow instead; the JSON results stay (see the callbacks in run_planned).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if not verbose:
+        # The classic reporter is the one that stays silent at verbose=0; LiveProgress shows progress.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "0")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    _quiet_libraries(verbose)
+
+
+#: library loggers whose INFO lines are chatter in a sweep's output (MLflow creating or
+#: migrating its sqlite tables, alembic's migration steps); they stay under --verbose
+_CHATTY_LOGGERS = ("mlflow.store.db", "alembic")
+#: MLflow's six-line hint when a model signature has integer columns: a note to whoever writes
+#: the signature (raysweep), nothing the user of a sweep acts on
+_SCHEMA_HINT = r"Hint: Inferred schema contains integer column"
+#: levels the loggers had before raysweep quietened them, put back under --verbose
+_replaced_levels: dict[str, int] = {}
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    import warnings
+
+    if verbose:
+        for name, level in _replaced_levels.items():
+            logging.getLogger(name).setLevel(level)
+        _replaced_levels.clear()
+        warnings.filters[:] = [f for f in warnings.filters if f[1] is None or f[1].pattern != _SCHEMA_HINT]
+        return
+    for name in _CHATTY_LOGGERS:
+        library_logger = logging.getLogger(name)
+        _replaced_levels.setdefault(name, library_logger.level)
+        library_logger.setLevel(max(library_logger.level, logging.WARNING))
+    warnings.filterwarnings("ignore", message=_SCHEMA_HINT, category=UserWarning)
+
+
+class _TuneTrialErrors(logging.Filter):
+    """Drops Tune's per-trial tracebacks: raysweep records each error itself (summary, MLflow)."""
+
+    PREFIXES = ("Trial task failed for trial", "Trials did not complete")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.PREFIXES)
+
+
+_TUNE_ERROR_FILTER = _TuneTrialErrors()
+# Credentials Tune would copy from the driver into every trial actor's runtime_env, which
+# Ray's runtime-env agent then writes to its log; trials read data from the object store.
+_CREDENTIALS_NOT_PROPAGATED = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
+
+
+def _quiet_tune(verbose: bool, storage: str) -> None:
+    from ray.tune.execution import class_cache
+
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        tune_logger = logging.getLogger(name)
+        if verbose:
+            tune_logger.removeFilter(_TUNE_ERROR_FILTER)
+        else:
+            tune_logger.addFilter(_TUNE_ERROR_FILTER)
+    # Results going to a local folder: trials have no use for cloud credentials.
+    wanted = _CREDENTIALS_NOT_PROPAGATED if is_uri(storage) else set()
+    others = set(class_cache.ENV_VARS_TO_PROPAGATE) - _CREDENTIALS_NOT_PROPAGATED
+    class_cache.ENV_VARS_TO_PROPAGATE = others | wanted

@@ -1,0 +1,263 @@
+"""A sweep's options, checked before anything starts, and the plan that holds them.
+
+:class:`SweepOptions` is the one place a sweep's options live: resolved (defaults filled in from
+the recipe, the tracking URI chosen once), frozen, and saved as it is (``dataclasses.asdict``) in
+the sweep record that ``raysweep resume`` rebuilds the sweep from. :func:`plan_sweep` raises
+every user error before Ray starts; :func:`check_recipe` holds the checks that need no data,
+shared with ``raysweep validate``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from raysweep import space
+from raysweep.data import Dataset, load_dataset
+from raysweep.errors import UserError
+from raysweep.families import Family, get_family
+from raysweep.metrics import METRICS, direction
+from raysweep.recipes import TASKS, Recipe, load_recipe
+from raysweep.strategies import registry as strategies
+from raysweep.sweep.record import is_uri
+from raysweep.tracking.store import resolve_tracking_uri
+
+#: seconds between a running trial's checkpoints, unless --checkpoint-every says otherwise
+DEFAULT_CHECKPOINT_EVERY = 10.0
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Every option of a sweep, checked and resolved: what the sweep record saves and resume reads back."""
+
+    task: str
+    metric: str
+    scheduler: str
+    searcher: str
+    num_samples: int
+    name: str
+    storage: str
+    experiment: str
+    #: ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the embedded sqlite store: chosen once
+    tracking_uri: str
+    target: str | None = None
+    time_budget: float | None = None
+    max_concurrent: int | None = None
+    cv: int | None = None
+    seed: int = 0
+    address: str | None = None
+    max_failures: int = 0
+    checkpoint_every: float = DEFAULT_CHECKPOINT_EVERY
+    test_size: float = 0.2
+    val_size: float = 0.2
+    register_model: str | None = None
+
+    @property
+    def mode(self) -> str:
+        """``"max"`` or ``"min"``: the metric's direction."""
+        return direction(self.metric)
+
+    @property
+    def metric_key(self) -> str:
+        """The validation metric each trial reports: ``val_<metric>``."""
+        return f"val_{self.metric}"
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A fully checked sweep, ready to run: every user error has been raised by now.
+
+    Its options read as its own attributes (``plan.metric`` is ``plan.options.metric``).
+    """
+
+    recipe: Recipe
+    family: Family
+    dataset: Dataset
+    options: SweepOptions
+    #: how the dataset was named (a built-in name or a path), for resuming; None for an object
+    dataset_spec: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "options":  # not set yet (unpickling): no options to look into
+            raise AttributeError(name)
+        return getattr(self.options, name)
+
+    def settings(self) -> dict[str, Any]:
+        """The sweep's settings, as logged to MLflow."""
+        options = self.options
+        return {
+            "recipe": self.recipe.name,
+            "family": self.recipe.family,
+            "dataset": self.dataset.name,
+            "task": options.task,
+            "metric": options.metric,
+            "mode": options.mode,
+            "scheduler": options.scheduler,
+            "searcher": options.searcher,
+            "num_samples": options.num_samples,
+            "max_concurrent": options.max_concurrent or "auto",
+            "time_budget_s": options.time_budget or "none",
+            "cv": options.cv or "none",
+            "seed": options.seed,
+            "resource": self.recipe.resource.name,
+            "resource_per_step": self.recipe.resource.per_step,
+            "resource_max": self.recipe.resource.max,
+            "test_size": options.test_size,
+            "val_size": options.val_size,
+            "max_failures": options.max_failures,
+            "checkpoint_every_s": options.checkpoint_every,
+        }
+
+
+def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
+    """Every searched, fixed or mutated parameter must be one the family's model takes."""
+    valid = family.valid_params(task)
+    for section, names in (("fixed", recipe.fixed), ("space", recipe.space)):
+        for param in names:
+            if param in family.reserved:
+                raise UserError(f"{recipe.where(f'{section}.{param}')}: raysweep sets {param} itself (it is the resource, the seed or the parallelism); remove it")
+            if param not in valid:
+                close = difflib.get_close_matches(param, sorted(valid), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"see {family.estimator_class(task).__name__}'s parameters"
+                raise UserError(f"{recipe.where(f'{section}.{param}')}: not a parameter of {family.estimator_class(task).__name__}; {hint}")
+    if family.integer_resource and not float(recipe.resource.per_step).is_integer():
+        raise UserError(f"{recipe.where('resource.per_step')}: {recipe.family} grows in whole {recipe.resource.name}, got {recipe.resource.per_step}")
+    # Let scikit-learn's own parameter constraints speak for the fixed values and the grid ends.
+    sample = {**recipe.fixed, **{k: space.grid_points(v)[0] for k, v in recipe.space.items()}}
+    try:
+        _validate_model_params(family.build(sample, task, 0, False))
+    except (ValueError, TypeError) as exc:
+        message = str(exc).strip().splitlines()[0]
+        raise UserError(f"{recipe.where('fixed', 'space')}: the model rejects these parameters ({message}); fix the fixed values or the space bounds") from None
+
+
+def _validate_model_params(model: Any) -> None:
+    """Run scikit-learn's own parameter checks on an unfitted model (a ValueError names the bad one).
+
+    Private API: scikit-learn checks parameters only inside ``fit``; ``_validate_params`` is the
+    check itself, without data. Checked on scikit-learn 1.9. A model without it (XGBoost's) is
+    left to its first fit.
+    """
+    if hasattr(model, "_parameter_constraints") and hasattr(model, "_validate_params"):
+        model._validate_params()
+
+
+def check_recipe(
+    recipe: Recipe, *, scheduler: str | None = None, searcher: str | None = None, tasks: tuple[str, ...] | None = None
+) -> Family:
+    """Every check of a sweep that needs no data; raises :class:`UserError` on the first problem.
+
+    ``scheduler`` and ``searcher`` are the flags (None: the recipe's own); ``tasks`` defaults to
+    every task of the recipe. ``raysweep validate`` and :func:`plan_sweep` both refuse through it.
+    """
+    family = get_family(recipe.family)
+    strategies.check(recipe, scheduler, searcher, family.supports_pbt)
+    for task in tasks or recipe.tasks:
+        check_family_params(recipe, family, task)
+    return family
+
+
+def plan_sweep(
+    recipe: str | Path | Recipe,
+    dataset: str | Dataset,
+    *,
+    target: str | None = None,
+    task: str | None = None,
+    metric: str | None = None,
+    scheduler: str | None = None,
+    searcher: str | None = None,
+    num_samples: int | None = None,
+    time_budget: float | None = None,
+    max_concurrent: int | None = None,
+    cv: int | None = None,
+    seed: int = 0,
+    name: str | None = None,
+    storage: str | Path | None = None,
+    overrides: list[str] | None = None,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    max_failures: int = 0,
+    checkpoint_every: float | None = None,
+    test_size: float = 0.2,
+    val_size: float = 0.2,
+    register_model: str | None = None,
+) -> SweepPlan:
+    """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem."""
+    if isinstance(recipe, Recipe):
+        if overrides:
+            raise UserError("overrides apply to a recipe name or file; pass the path instead of a Recipe object")
+    else:
+        recipe = load_recipe(recipe, overrides)
+    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+        raise UserError(f"--num-samples {num_samples}: must be a whole number >= 1")
+    if cv is not None and cv < 2:
+        raise UserError(f"--cv {cv}: cross-validation needs at least 2 folds; use --cv 5, or leave --cv out for one validation split")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError(f"--max-concurrent {max_concurrent}: must be >= 1")
+    if time_budget is not None and time_budget <= 0:
+        raise UserError(f"--time-budget {time_budget}: must be a positive number of seconds")
+    if max_failures < 0:
+        raise UserError(f"--max-failures {max_failures}: must be >= 0")
+    if checkpoint_every is None:
+        checkpoint_every = DEFAULT_CHECKPOINT_EVERY
+    if not checkpoint_every >= 0:  # also refuses NaN
+        raise UserError(f"--checkpoint-every {checkpoint_every}: must be a number of seconds >= 0 (0 checkpoints after every step)")
+    if not (0 < test_size < 0.9 and 0 < val_size < 0.9 and test_size + val_size < 0.95):
+        raise UserError(f"test_size={test_size}, val_size={val_size}: each must be in (0, 0.9) and together below 0.95")
+    if task is not None and task not in TASKS:
+        raise UserError(f"--task {task}: unknown task; use one of {', '.join(TASKS)}")
+    if task is not None and task not in recipe.tasks:
+        raise UserError(f"--task {task}: recipe {recipe.name} supports {', '.join(recipe.tasks)}")
+    dataset_spec = dataset if isinstance(dataset, str) else None
+    if isinstance(dataset, str):
+        dataset = load_dataset(dataset, target=target, task=task, seed=seed)
+    chosen_task = task or dataset.task
+    if chosen_task not in recipe.tasks:
+        raise UserError(f"{recipe.source}: recipe {recipe.name} supports {', '.join(recipe.tasks)}, but {dataset.name} is a {chosen_task} dataset; pick another recipe or --task")
+    metric = metric or recipe.default_metric(chosen_task)
+    if metric not in METRICS:
+        raise UserError(f"--metric {metric}: unknown metric; use one of {', '.join(m for m, (t, _) in METRICS.items() if t == chosen_task)}")
+    if METRICS[metric][0] != chosen_task:
+        fitting = ", ".join(m for m, (t, _) in METRICS.items() if t == chosen_task)
+        raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")
+    family = check_recipe(recipe, scheduler=scheduler, searcher=searcher, tasks=(chosen_task,))
+    scheduler = scheduler or recipe.scheduler
+    searcher = searcher or recipe.searcher
+    if cv is not None:
+        rows = int(len(dataset.y) * (1 - test_size))
+        if rows < cv:
+            raise UserError(f"--cv {cv}: only {rows} rows remain for tuning after the test split; use fewer folds")
+    if num_samples is None:
+        num_samples = 1 if strategies.get_searcher(searcher).exhaustive else recipe.num_samples
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = name or f"{recipe.name}-{dataset.name}-{stamp}"
+    if "/" in name or name.startswith("."):
+        raise UserError(f"--name {name}: a sweep name may not contain '/' or start with '.'")
+    storage_path = str(storage) if is_uri(storage) else str(Path(storage or "raysweep_results").expanduser().resolve())
+    options = SweepOptions(
+        task=chosen_task,
+        metric=metric,
+        scheduler=scheduler,
+        searcher=searcher,
+        num_samples=num_samples,
+        name=name,
+        storage=storage_path,
+        experiment=experiment or f"raysweep-{recipe.name}-{dataset.name}",
+        tracking_uri=resolve_tracking_uri(tracking_uri),
+        target=target,
+        time_budget=time_budget,
+        max_concurrent=max_concurrent or recipe.max_concurrent,
+        cv=cv,
+        seed=seed,
+        address=address,
+        max_failures=max_failures,
+        checkpoint_every=checkpoint_every,
+        test_size=test_size,
+        val_size=val_size,
+        register_model=register_model,
+    )
+    return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec)

@@ -1,0 +1,206 @@
+"""What a sweep produced: each trial's best step, the leaderboard, the refit model and its test score."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raysweep.data import PreparedData, make_preprocessor
+from raysweep.errors import SweepFailed
+from raysweep.metrics import needs_proba, score
+from raysweep.sweep.options import SweepPlan
+from raysweep.sweep.record import is_uri
+from raysweep.tracking import schema
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced: the best config, its scores, the leaderboard and the refit model."""
+
+    name: str
+    recipe: str
+    dataset: str
+    task: str
+    metric: str
+    mode: str
+    best_config: dict[str, Any]
+    best_resource: float
+    best_validation_score: float
+    test_score: float
+    num_trials: int
+    num_errors: int
+    num_stopped_early: int
+    leaderboard: Any  # pandas.DataFrame, best first
+    model: Any  # raysweep.model.RefitModel: preprocessing + the refit model, raw columns in
+    classes: np.ndarray | None
+    storage_path: str
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    #: the refit model in MLflow (``models:/m-...``); None when the sweep was not tracked or logging it failed
+    model_uri: str | None = None
+    elapsed_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions of the refit model, in the dataset's own labels and units."""
+        return self.model.predict(X)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary printed by ``raysweep run --json``."""
+        return {
+            "name": self.name,
+            "recipe": self.recipe,
+            "dataset": self.dataset,
+            "task": self.task,
+            "metric": self.metric,
+            "mode": self.mode,
+            "best_config": self.best_config,
+            "best_resource": self.best_resource,
+            "best_validation_score": self.best_validation_score,
+            "test_score": self.test_score,
+            "num_trials": self.num_trials,
+            "num_errors": self.num_errors,
+            "num_stopped_early": self.num_stopped_early,
+            "storage_path": self.storage_path,
+            "tracking_uri": self.tracking_uri,
+            "experiment_id": self.experiment_id,
+            "parent_run_id": self.parent_run_id,
+            "model_uri": self.model_uri,
+            "elapsed_s": round(self.elapsed_s, 2),
+        }
+
+
+def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps: int) -> tuple[Any, float]:
+    """The best config retrained on train+validation for ``steps`` steps (its best step's), scored once on test."""
+    from raysweep.model import RefitModel
+
+    preprocessor = make_preprocessor(
+        plan.family.encoding, prepared.numeric_columns, prepared.categorical_columns, plan.family.native_missing
+    )
+    X_pool = np.ascontiguousarray(preprocessor.fit_transform(prepared.X_pool, prepared.y_pool), dtype=np.float64)
+    n_classes = len(prepared.classes) if prepared.classes is not None else 0
+    model = plan.family.build({**plan.recipe.fixed, **config}, plan.task, plan.seed, needs_proba(plan.metric))
+    y_pool = (prepared.y_pool - prepared.y_center) / prepared.y_scale
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread, as in the trials: Ray's idle workers still hold the other core, and an
+    # oversubscribed BLAS makes an MLP refit many times slower.
+    with threadpool_limits(limits=1):
+        for step in range(1, steps + 1):
+            model = plan.family.train_step(model, X_pool, y_pool, step, plan.recipe.resource, n_classes, plan.seed)
+    refit_model = RefitModel(preprocessor, model, prepared.classes, prepared.y_center, prepared.y_scale)
+    y_test = (prepared.y_test - prepared.y_center) / prepared.y_scale
+    test_score = score(plan.metric, refit_model.encoded(), prepared.X_test, y_test, n_classes, prepared.y_scale)
+    return refit_model, test_score
+
+
+def _trial_bests(results: Any, plan: SweepPlan) -> list[Any]:
+    """Each trial's best step (see :mod:`raysweep.best`), in the order of ``results``."""
+    from raysweep.best import trial_best
+
+    bests = []
+    for result in results:
+        frame = getattr(result, "metrics_dataframe", None)
+        # Every step's result, with the config in force at it; else only the last one is known.
+        rows = frame.to_dict("records") if frame is not None and len(frame) else [result.metrics or {}]
+        bests.append(trial_best(rows, plan.metric_key, plan.mode, result.config or {}))
+    return bests
+
+
+def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) -> Any:
+    """One row per trial, best first: its best step's score, the resource at it and its config then."""
+    import pandas as pd
+
+    bests = _trial_bests(results, plan) if bests is None else bests
+    rows = []
+    max_steps = plan.recipe.resource.max_steps
+    for result, best in zip(results, bests):
+        metrics = result.metrics or {}
+        iterations = int(metrics.get("training_iteration", 0) or 0)
+        if result.error is not None:
+            outcome = "failed"
+        elif iterations >= max_steps:
+            outcome = "completed"
+        else:
+            outcome = "stopped_early"
+        trial_id = str(metrics.get("trial_id") or "")
+        row = {
+            "trial": schema.trial_name(trial_id),
+            "trial_id": trial_id,
+            plan.metric_key: best.value if best else float("nan"),
+            "resource": plan.recipe.resource.at(best.steps) if best else 0,
+            "steps": iterations,
+            "outcome": outcome,
+        }
+        row.update({f"config/{k}": v for k, v in (best.config if best else result.config or {}).items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = frame.sort_values(plan.metric_key, ascending=plan.mode == "min", na_position="last", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: Any, started: float, tracking_uri: str | None) -> SweepResult:
+    bests = _trial_bests(results, plan)
+    leaderboard = _leaderboard(results, plan, bests)
+    errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
+    ok = [r for r in results if r.error is None and _finite(r.metrics.get(plan.metric_key))]
+    if not ok:
+        if not errors and plan.time_budget:
+            raise SweepFailed(
+                f"the time budget of {plan.time_budget:g}s ran out before any trial reported a score; "
+                "give a larger --time-budget"
+            )
+        first = errors[0] if errors else "no trial reported a finite score"
+        raise SweepFailed(f"every trial failed ({len(errors)} of {len(results)}); first error: {first}")
+    from raysweep.best import sweep_best
+
+    # The best step of any trial: its config then, refit for as many steps (raysweep.best).
+    best = bests[sweep_best(bests, plan.mode)]
+    best_config = dict(best.config)
+    best_steps = best.steps
+    model, test_score = refit(plan, prepared, best_config, best_steps)
+    result = SweepResult(
+        name=plan.name,
+        recipe=plan.recipe.name,
+        dataset=plan.dataset.name,
+        task=plan.task,
+        metric=plan.metric,
+        mode=plan.mode,
+        best_config=_plain(best_config),
+        best_resource=plan.recipe.resource.at(best_steps),
+        best_validation_score=float(best.value),
+        test_score=float(test_score),
+        num_trials=len(results),
+        num_errors=len(errors),
+        num_stopped_early=int((leaderboard["outcome"] == "stopped_early").sum()) if len(leaderboard) else 0,
+        leaderboard=leaderboard,
+        model=model,
+        classes=prepared.classes,
+        storage_path=str(Path(plan.storage) / plan.name) if not is_uri(plan.storage) else f"{plan.storage}/{plan.name}",
+        tracking_uri=tracking_uri,
+        experiment_id=tracker.experiment_id if tracker else None,
+        parent_run_id=tracker.parent_run_id if tracker else None,
+        elapsed_s=time.monotonic() - started,
+        errors=errors,
+    )
+    if tracker is not None:
+        from raysweep.tracking.outcome import log_sweep_outcome
+
+        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result)
+    return result
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _plain(config: dict[str, Any]) -> dict[str, Any]:
+    """Config values as plain Python (numpy scalars become int/float) for JSON and MLflow."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in config.items()}
