@@ -396,7 +396,7 @@ def test_best_means_the_best_step_everywhere(ray_local, tmp_path, mlflow_server,
     """A sweep whose best score comes before its trial's last step: every "best" is that score."""
     from mlflow.tracking import MlflowClient
 
-    from raysweep.review import leaderboard_from_trials
+    from raysweep.tracking.queries import leaderboard_from_trials
 
     from conftest import run_cli
 

@@ -16,8 +16,8 @@ from raysweep.cli._group import RaysweepGroup
 from raysweep.cli.cluster import cluster_group
 from raysweep.cli.recipes import recipes, validate
 from raysweep.cli.run import resume, run
-from raysweep.review import report_command, ui_command
-from raysweep.tracking.sync import sync_command
+from raysweep.cli.review import report_command, ui_command
+from raysweep.cli.sync import sync_command
 
 
 @click.group(cls=RaysweepGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -20,19 +20,24 @@ def report(result: Any, as_json: bool) -> None:
     _print_summary(result, console)
 
 
-def _print_summary(result: Any, console: Any) -> None:
+def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, total: int | None = None) -> None:
+    """The leaderboard's ``top`` rows as a table: trial, score, resource, outcome, then the config."""
     from rich.table import Table
 
-    board = result.leaderboard
-    key = f"val_{result.metric}"
-    table = Table(title=f"leaderboard (top {min(10, len(board))} of {result.num_trials})")
+    total = len(board) if total is None else total
+    table = Table(title=f"leaderboard (top {min(top, len(board))} of {total})")
+    name_column = "trial" if "trial" in board.columns else "trial_id"  # sweeps before readable names
     config_columns = [c for c in board.columns if c.startswith("config/")]
-    columns = ["trial", key, "resource", "outcome", *config_columns]
+    columns = [c for c in [name_column, metric_key, "resource", "outcome"] if c in board.columns] + config_columns
     for column in columns:
         table.add_column(column.removeprefix("config/"))
-    for _, row in board.head(10).iterrows():
+    for _, row in board.head(top).iterrows():
         table.add_row(*[_fmt(row[c]) for c in columns])
     console.print(table)
+
+
+def _print_summary(result: Any, console: Any) -> None:
+    print_leaderboard(console, result.leaderboard, f"val_{result.metric}", top=10, total=result.num_trials)
     console.print(f"best config: {json.dumps(result.best_config, default=str)}")
     console.print(f"validation {result.metric}: {result.best_validation_score:.5g} (at resource {result.best_resource})")
     console.print(f"test {result.metric} of the refit model: [bold]{result.test_score:.5g}[/]")
@@ -44,9 +49,8 @@ def _print_summary(result: Any, console: Any) -> None:
         if result.model_uri:
             console.print(f"model: {result.model_uri}")
         if result.tracking_uri.startswith(("http://", "https://")):
-            from raysweep.review import experiment_runs_url
-
-            console.print(f"runs: {experiment_runs_url(result.tracking_uri, result.experiment_id)}")
+            for label, url in _ui_links(result):
+                console.print(f"{label}: {url}", soft_wrap=True)
         else:
             console.print(f"review with: raysweep ui --tracking-uri {result.tracking_uri}")
         console.print(f"in a terminal: raysweep report {result.name} --tracking-uri {result.tracking_uri}")
@@ -56,3 +60,18 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _ui_links(result: Any) -> list[tuple[str, str]]:
+    """The sweep's links into the MLflow UI of a tracking server (see :func:`raysweep.tracking.views.sweep_links`)."""
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.tracking.views import sweep_links
+
+    client = MlflowClient(result.tracking_uri)
+    try:
+        return sweep_links(client, result.tracking_uri.rstrip("/"), client.get_run(result.parent_run_id))
+    except Exception:  # links are an extra: a server gone away at the very end costs them, not the summary
+        from raysweep.tracking.views import experiment_runs_url
+
+        return [("runs", experiment_runs_url(result.tracking_uri, result.experiment_id))]

@@ -80,7 +80,7 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (relative to the working folder), else None."""
     if not uri.startswith("sqlite:///"):
         return None
-    return Path(uri[len("sqlite:///"):]).expanduser()
+    return Path(uri[len("sqlite:///"):]).expanduser().resolve()
 
 
 class SweepTracker:

@@ -1,0 +1,233 @@
+"""``raysweep ui`` and ``raysweep report``: a sweep reviewed in the MLflow UI, or in the terminal.
+
+``raysweep ui`` serves the MLflow UI on 127.0.0.1 for the sweep's store and prints the links
+of the newest sweep: its trials, its trials compared, its parent run; ``raysweep report SWEEP``
+prints a sweep's leaderboard, best config, scores and where its plots are. Ray and MLflow are
+imported inside the commands, so ``raysweep --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from raysweep.cli.summary import print_leaderboard
+from raysweep.errors import UserError
+from raysweep.tracking import schema
+from raysweep.tracking.queries import (
+    artifact_location, find_sweep, leaderboard, metric_and_mode, open_store, target_sweep, unknown_sweep,
+)  # fmt: skip
+from raysweep.tracking.store import sqlite_path
+from raysweep.tracking.views import ML_WORKFLOW_QUERY, experiment_runs_url, sweep_links
+
+DEFAULT_UI_PORT = 5000
+LOOPBACK = "127.0.0.1"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+            last = lines[-1] if lines else f"exit code {process.returncode}"
+            raise UserError(f"the MLflow UI server stopped while starting ({last}); its log: {log_path}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    _stop(process)
+    raise UserError(f"the MLflow UI server did not answer at {url} within {timeout:.0f}s; its log: {log_path}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the server and the workers it started (its own process group)."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
+@click.command("ui", short_help="Open a sweep's trials in the MLflow UI, served on 127.0.0.1.")
+@click.option("--tracking-uri", help="The sweep's MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
+@click.option("--port", type=int, default=DEFAULT_UI_PORT, show_default=True, help="Port of the UI on 127.0.0.1.")
+@click.option("--experiment", help="Open this experiment (default: the one of the newest sweep).")
+@click.option("--sweep", help="Open this sweep's trials (default: the newest sweep).")
+@click.option("--no-browser", is_flag=True, help="Only print the links; do not open a browser.")
+def ui_command(tracking_uri: str | None, port: int, experiment: str | None, sweep: str | None, no_browser: bool) -> None:
+    """Serve the MLflow UI for the sweep's store on 127.0.0.1 and print the sweep's links.
+
+    trials: (opened in the browser) the sweep's trial runs sorted by the validation metric, with
+    the metric and the searched parameters as columns; compare: the best trials side by side
+    with plots; sweep: the sweep's own run. With an http(s) tracking URI the server is already
+    running: the links are printed and nothing is started. Otherwise the UI serves until Ctrl-C.
+    """
+    from raysweep.tracking.store import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    remote = uri.startswith(("http://", "https://"))
+    if not remote and not 1 <= port <= 65535:
+        raise UserError(f"--port {port}: must be between 1 and 65535")
+    client = open_store(uri)
+    experiment_id, sweep_run = target_sweep(client, uri, experiment, sweep)
+    database = sqlite_path(uri)
+    backend = f"sqlite:///{database}" if database is not None else uri
+
+    if remote:
+        _announce(_links(client, uri.rstrip("/"), experiment_id, sweep_run), experiment_id, sweep_run, no_browser)
+        return
+
+    if not _port_free(port):
+        raise UserError(f"--port {port}: {LOOPBACK}:{port} is already in use; pass another --port")
+    log_path = Path(tempfile.gettempdir()) / f"raysweep-ui-{port}.log"
+    base_url = f"http://{LOOPBACK}:{port}"
+    links = _links(client, base_url, experiment_id, sweep_run)  # publishes the view before the server reads the store
+    # Relative artifact locations in the store are relative to where the sweep ran: the folder
+    # of the database for the default store.
+    workdir = database.parent if database is not None else Path.cwd()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK, "--port", str(port),
+             "--backend-store-uri", backend, "--workers", "1"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
+        )
+    # `kill` (SIGTERM) must stop the server too, not only Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        click.echo(f"raysweep: starting the MLflow UI for {backend} (log: {log_path}) ...", err=True)
+        _wait_until_up(base_url, process, log_path, timeout=120)
+        _announce(links, experiment_id, sweep_run, no_browser)
+        click.echo("raysweep: serving until Ctrl-C", err=True)
+        code = process.wait()
+        if code:
+            raise UserError(f"the MLflow UI server stopped (exit code {code}); its log: {log_path}")
+    except KeyboardInterrupt:
+        click.echo("raysweep: stopping the MLflow UI", err=True)
+    finally:
+        _stop(process)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _links(client: Any, base_url: str, experiment_id: str | None, sweep_run: Any) -> list[tuple[str, str]]:
+    if experiment_id is None:
+        return [("experiments", f"{base_url}/#/experiments?{ML_WORKFLOW_QUERY}")]
+    if sweep_run is None:
+        return [("runs", experiment_runs_url(base_url, experiment_id))]
+    return sweep_links(client, base_url, sweep_run)
+
+
+def _announce(links: list[tuple[str, str]], experiment_id: str | None, sweep_run: Any, no_browser: bool) -> None:
+    """Print the links (``label: URL`` on stdout) and open the first one in a browser."""
+    if experiment_id is None:
+        click.echo("raysweep: no sweep in this store yet; opening the experiments list", err=True)
+    elif sweep_run is not None:
+        metric_key, mode = metric_and_mode(sweep_run)
+        click.echo(f"raysweep: sweep {sweep_run.data.tags.get(schema.SWEEP, sweep_run.info.run_name)} "
+                   f"(experiment {experiment_id}): its trials, {'lowest' if mode == 'min' else 'highest'} {metric_key} first", err=True)
+    width = max(len(label) for label, _ in links) + 1
+    for label, url in links:
+        click.echo(f"{label + ':':<{width}} {url}")
+    if not no_browser:
+        import webbrowser
+
+        webbrowser.open(links[0][1])
+
+
+@click.command("report", short_help="Print a sweep's leaderboard, best config, scores and plots.")
+@click.argument("sweep")
+@click.option("--tracking-uri", help="The sweep's MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
+@click.option("--top", type=int, default=20, show_default=True, help="How many trials of the leaderboard to show.")
+def report_command(sweep: str, tracking_uri: str | None, top: int) -> None:
+    """Print SWEEP's leaderboard, best config, scores and where its plots are."""
+    from rich.console import Console
+
+    from raysweep.tracking.store import resolve_tracking_uri
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = resolve_tracking_uri(tracking_uri)
+    client = open_store(uri)
+    run = find_sweep(client, sweep)
+    if run is None:
+        raise unknown_sweep(client, sweep, uri)
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    metric = tags.get(schema.METRIC) or params.get("metric", "")
+    metric_key = schema.validation_metric(metric)
+    # Sweep names and configs hold brackets: print them as they are, not as rich markup.
+    console = Console(highlight=False, markup=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, markup=False, width=160)
+
+    experiment = client.get_experiment(run.info.experiment_id)
+    console.print(f"sweep {sweep} ({run.info.status}), experiment {experiment.name} (id {run.info.experiment_id}), run {run.info.run_id}")
+    console.print(
+        f"{tags.get(schema.RECIPE, '?')} on {tags.get(schema.DATASET, '?')} ({tags.get(schema.TASK, '?')}), "
+        f"{tags.get(schema.SCHEDULER, '?')} + {tags.get(schema.SEARCHER, '?')}, metric {metric} ({params.get('mode', '?')})"
+    )
+    board = leaderboard(client, run)
+    print_leaderboard(console, board, metric_key, top=top)
+
+    best_key, test_key = schema.best_metric(metric), schema.test_metric(metric)
+    if schema.BEST_CONFIG in tags:
+        console.print(f"best config: {tags[schema.BEST_CONFIG]}", soft_wrap=True)
+    if best_key in metrics:
+        console.print(f"best validation {metric}: {metrics[best_key]:.5g} (at resource {params.get(schema.best_param('resource'), '?')})")
+    if test_key in metrics:
+        console.print(f"test {metric} of the refit model: {metrics[test_key]:.5g}")
+    if schema.NUM_TRIALS in metrics:
+        console.print(
+            f"trials: {int(metrics[schema.NUM_TRIALS])} ({int(metrics.get(schema.NUM_STOPPED_EARLY, 0))} stopped early, "
+            f"{int(metrics.get(schema.NUM_ERRORS, 0))} failed)"
+        )
+    elif run.info.status != "FINISHED":
+        console.print(f"the sweep did not finish ({run.info.status}): the leaderboard is rebuilt from its trial runs")
+    if schema.MODEL_URI in tags:
+        registered = tags.get(schema.REGISTERED_MODEL)
+        console.print(
+            f"model: {tags[schema.MODEL_URI]} ({tags.get(schema.MODEL_FLAVOR, '?')} flavor)"
+            + (f", registered as {registered}" if registered else "")
+        )
+
+    try:
+        plots = [item.path for item in client.list_artifacts(run.info.run_id, schema.PLOTS_DIR)]
+    except Exception:
+        plots = []
+    if plots:
+        console.print("plots:")
+        for path in plots:
+            console.print(f"  {artifact_location(run, path, uri)}", soft_wrap=True)
+    else:
+        console.print("plots: none recorded")
+    console.print(f"leaderboard CSV: {artifact_location(run, schema.LEADERBOARD_FILE, uri)}", soft_wrap=True)
+    console.print(f"artifacts: {run.info.artifact_uri}", soft_wrap=True)
+    if uri.startswith(("http://", "https://")):
+        for label, url in sweep_links(client, uri, run):
+            console.print(f"in the MLflow UI ({label}): {url}", soft_wrap=True)
+    else:
+        console.print(f"in the MLflow UI: raysweep ui --tracking-uri {uri} --sweep {sweep}", soft_wrap=True)

@@ -1,0 +1,170 @@
+"""Reading a sweep back from MLflow: finding sweeps, their trial runs and their leaderboard.
+
+Every name read here comes from :mod:`raysweep.tracking.schema`. MLflow is imported by the caller
+(the client it passes in), so this module stays light.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from raysweep.errors import UserError
+from raysweep.tracking import schema
+from raysweep.tracking.store import check_reachable, sqlite_path
+
+
+def open_store(uri: str) -> Any:
+    """An MLflow client for an existing store: a missing sqlite file is an error, not a new store."""
+    from mlflow.tracking import MlflowClient
+
+    database = sqlite_path(uri)
+    if database is not None and not database.is_file():
+        raise UserError(
+            f"--tracking-uri {uri}: no MLflow store at {database}; run a sweep here first, "
+            "or pass the --tracking-uri the sweep logged to (or set MLFLOW_TRACKING_URI)"
+        )
+    check_reachable(uri)
+    return MlflowClient(uri)
+
+
+def experiment_ids(client: Any) -> list[str]:
+    return [experiment.experiment_id for experiment in client.search_experiments(max_results=50000)]
+
+
+def recent_sweeps(client: Any, limit: int = 10, experiment_ids: list[str] | None = None) -> list[Any]:
+    """The newest sweep (parent) runs in the store, newest first."""
+    ids = experiment_ids if experiment_ids is not None else experiment_ids(client)
+    if not ids:
+        return []
+    return list(
+        client.search_runs(ids, filter_string=schema.SWEEP_RUN_FILTER, order_by=["attributes.start_time DESC"], max_results=limit)
+    )
+
+
+def _quoted(value: str) -> str:
+    return f'"{value}"' if "'" in value else f"'{value}'"
+
+
+def find_sweep(client: Any, name: str, experiment_ids: list[str] | None = None) -> Any | None:
+    """The newest sweep run named ``name`` (tag ``raysweep.sweep``), or None."""
+    ids = experiment_ids if experiment_ids is not None else experiment_ids(client)
+    if not ids:
+        return None
+    runs = client.search_runs(
+        ids,
+        filter_string=f"tags.`{schema.SWEEP}` = {_quoted(name)} AND {schema.SWEEP_RUN_FILTER}",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def unknown_sweep(client: Any, name: str, uri: str) -> UserError:
+    names = [run.data.tags.get(schema.SWEEP, run.info.run_name) for run in recent_sweeps(client)]
+    if not names:
+        return UserError(f"no sweep named {name!r} in {uri}: it holds no raysweep sweeps yet; run one with `raysweep run`")
+    return UserError(f"no sweep named {name!r} in {uri}; recent sweeps: {', '.join(names)}")
+
+
+def trials_filter(sweep_run: Any) -> str:
+    """The search filter that selects a sweep's trial runs (and not the sweep's own run)."""
+    return f"tags.`{schema.PARENT_RUN_ID}` = '{sweep_run.info.run_id}'"
+
+
+def child_runs(client: Any, sweep_run: Any, order_by: list[str] | None = None, max_results: int = 50000) -> list[Any]:
+    return list(
+        client.search_runs(
+            [sweep_run.info.experiment_id], filter_string=trials_filter(sweep_run), order_by=order_by, max_results=max_results
+        )
+    )
+
+
+def metric_and_mode(sweep_run: Any) -> tuple[str, str]:
+    """The sweep's validation metric key (``val_<metric>``) and its mode (``max`` or ``min``)."""
+    tags, params = sweep_run.data.tags, sweep_run.data.params
+    return schema.validation_metric(tags.get(schema.METRIC) or params.get("metric", "")), params.get("mode", "max")
+
+
+def target_sweep(client: Any, uri: str, experiment: str | None, sweep: str | None) -> tuple[str | None, Any | None]:
+    """The experiment id and sweep run the UI should open (None, None for an empty store)."""
+    ids = None
+    if experiment:
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            names = [e.name for e in client.search_experiments(max_results=20, order_by=["last_update_time DESC"])]
+            raise UserError(f"--experiment {experiment}: no such experiment in {uri}; experiments there: {', '.join(names) or '(none)'}")
+        ids = [found.experiment_id]
+    if sweep:
+        run = find_sweep(client, sweep, ids)
+        if run is None:
+            raise unknown_sweep(client, sweep, uri)
+        return run.info.experiment_id, run
+    newest = recent_sweeps(client, 1, ids)
+    if newest:
+        return newest[0].info.experiment_id, newest[0]
+    return (ids[0] if ids else None), None
+
+
+def leaderboard(client: Any, sweep_run: Any) -> Any:
+    """The sweep's leaderboard: its leaderboard.csv artifact, else rebuilt from the trial runs.
+
+    Either way a trial's score is its best step's (:mod:`raysweep.best`), with the resource at it.
+    """
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(sweep_run.info.run_id, schema.LEADERBOARD_FILE, folder)
+            return pd.read_csv(path)
+        except Exception:
+            pass  # an interrupted or failed sweep has none: rebuild it from the trials
+    return leaderboard_from_trials(client, sweep_run)
+
+
+def leaderboard_from_trials(client: Any, sweep_run: Any) -> Any:
+    """The leaderboard rebuilt from the sweep's trial runs: each trial at its best step, best first."""
+    import pandas as pd
+
+    from raysweep.best import better
+
+    params = sweep_run.data.params
+    metric_key, mode = metric_and_mode(sweep_run)
+    rows = []
+    for child in child_runs(client, sweep_run):
+        history = client.get_metric_history(child.info.run_id, metric_key) if metric_key in child.data.metrics else []
+        best = None
+        for point in sorted(history, key=lambda m: (m.step, m.timestamp)):
+            if math.isfinite(point.value) and better(point.value, best.value if best else None, mode):
+                best = point
+        # The step is the resource for whole-unit resources, else Tune's step: the resource metric says.
+        resources = {m.step: m.value for m in client.get_metric_history(child.info.run_id, schema.RESOURCE)} if best else {}
+        row = {
+            "trial": child.info.run_name,
+            "trial_id": child.data.tags.get(schema.TRIAL_ID, ""),
+            metric_key: best.value if best else float("nan"),
+            "resource": resources.get(best.step, best.step) if best else 0,
+            "outcome": child.data.tags.get(schema.OUTCOME, child.info.status.lower()),
+        }
+        row.update({f"config/{k}": v for k, v in child.data.params.items()})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame = frame.sort_values(metric_key, ascending=params.get("mode") == "min", na_position="last").reset_index(drop=True)
+    return frame
+
+
+def artifact_location(run: Any, path: str, uri: str) -> str:
+    """Where a user finds an artifact: a local path, a download URL on a server, else its URI."""
+    base = run.info.artifact_uri.rstrip("/")
+    if base.startswith("file://"):
+        base = urllib.parse.urlparse(base).path
+    if base.startswith("/"):
+        return str(Path(base) / path)
+    if uri.startswith(("http://", "https://")):
+        query = urllib.parse.urlencode({"path": path, "run_uuid": run.info.run_id}, safe="/")
+        return f"{uri.rstrip('/')}/get-artifact?{query}"
+    return f"{base}/{path}"

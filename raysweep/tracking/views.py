@@ -1,0 +1,115 @@
+"""Links into MLflow's UI for a sweep: its trials as rows with chosen columns, compared, and its own run.
+
+MLflow 3.17's UI opens an experiment in its GenAI views (an overview of traces, no runs) unless
+the page says otherwise: it reads the ``workflowType`` query parameter (else the browser's
+saved choice, GenAI by default) and ignores the ``mlflow.experimentKind`` experiment tag. The
+runs-table URLs here carry ``workflowType=machine_learning``.
+
+The runs table picks its columns only from a shared view (the UI's own "share" mechanism: an
+experiment tag ``mlflow.sharedViewState.<key>`` holding the view as JSON, opened by
+``viewStateShareKey=<key>``) or from the browser's storage. A shared view cannot expand a
+parent run (the UI drops ``runsExpanded``) and is ignored when the URL carries search
+parameters of its own, so raysweep's view selects the trial runs themselves (by their
+``mlflow.parentRunId`` tag), sorts them by the validation metric and picks the metric, the
+outcome and the searched parameters as columns. The UI shows its "You're viewing a shared
+view" banner above it. The compare-runs page (no banner) puts the trials' parameters and
+metrics side by side with parallel-coordinates, scatter and contour plots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import urllib.parse
+from typing import Any
+
+from raysweep.tracking import schema
+from raysweep.tracking.queries import child_runs, metric_and_mode, trials_filter
+
+#: the query that makes MLflow 3.17's UI show the model-training views of an experiment
+ML_WORKFLOW_QUERY = "workflowType=machine_learning"
+#: the compare-runs link holds at most this many trials (the best ones): its URL lists their ids
+COMPARE_MAX_RUNS = 50
+
+
+def experiment_runs_url(base_url: str, experiment_id: str, share_key: str | None = None) -> str:
+    """The MLflow 3.17 UI URL of an experiment's model-training runs table (optionally a shared view)."""
+    url = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW_QUERY}"
+    if share_key:
+        url += "&viewStateShareKey=" + urllib.parse.quote(share_key, safe="")
+    return url
+
+
+def compare_runs_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
+    """The MLflow UI URL of the compare-runs page of ``run_ids`` (parameters, metrics and plots)."""
+    runs = urllib.parse.quote(json.dumps(run_ids, separators=(",", ":")), safe="")
+    experiments = urllib.parse.quote(json.dumps([experiment_id]), safe="")
+    return f"{base_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={experiments}&{ML_WORKFLOW_QUERY}"
+
+
+def run_url(base_url: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI URL of one run's page (its parameters, metrics, artifacts and logged models)."""
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{ML_WORKFLOW_QUERY}"
+
+
+def _share_key(sweep_name: str) -> str:
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "-", sweep_name)[:200]
+    if readable != sweep_name:
+        readable += "-" + hashlib.sha1(sweep_name.encode()).hexdigest()[:8]
+    return f"raysweep-{readable}"
+
+
+def _column(kind: str, key: str) -> str:
+    """A runs-table column id, also the form of an ``orderByKey``: ``metrics.`val_accuracy```."""
+    return f"{kind}.`{key}`"
+
+
+def publish_sweep_view(client: Any, sweep_run: Any) -> str:
+    """Store a shared runs-table view of the sweep's trials on its experiment; returns its share key.
+
+    The view lists the sweep's trial runs as rows, best validation score first, with the
+    validation metric, each trial's outcome and duration and the searched parameters as columns.
+    """
+    params = sweep_run.data.params
+    metric_key, mode = metric_and_mode(sweep_run)
+    prefix = schema.best_param("")
+    searched = sorted(k.removeprefix(prefix) for k in params if k.startswith(prefix) and k != schema.best_param("resource"))
+    if not searched:  # a sweep that ended before its summary: take a trial's params
+        children = child_runs(client, sweep_run, max_results=1)
+        searched = sorted(children[0].data.params) if children else []
+    columns = [_column("metrics", metric_key), _column("tags", schema.OUTCOME)]
+    columns += [_column("params", name) for name in searched]
+    columns += [_column("attributes", "Duration")]
+    # Keys the UI reads from a shared view (MLflow 3.17): the search facets searchFilter,
+    # orderByKey, orderByAsc, startTime, lifecycleFilter, datasetsFilter, modelVersionFilter, and
+    # the table state selectedColumns, runsHiddenMode, ... (runsExpanded, runsPinned and
+    # runsHidden are dropped). Sorting by a metric also stops the table nesting runs.
+    view = {
+        "searchFilter": trials_filter(sweep_run),
+        "orderByKey": _column("metrics", metric_key),
+        "orderByAsc": mode == "min",
+        "selectedColumns": columns,
+        "runsHiddenMode": "SHOW_ALL",
+    }
+    key = _share_key(sweep_run.data.tags.get(schema.SWEEP, sweep_run.info.run_name))
+    client.set_experiment_tag(sweep_run.info.experiment_id, schema.SHARED_VIEW_PREFIX + key, json.dumps(view))
+    return key
+
+
+def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, str]]:
+    """The UI links of a sweep, most useful first, as (label, URL); publishes its shared view.
+
+    ``trials``: the trial runs as rows sorted by the validation metric, with the metric and the
+    searched parameters as columns; ``compare``: the best trials' parameters and metrics side by
+    side with plots; ``sweep``: the sweep's own run (best config, test score, model, plots).
+    """
+    experiment_id, run_id = sweep_run.info.experiment_id, sweep_run.info.run_id
+    links = [("trials", experiment_runs_url(base_url, experiment_id, publish_sweep_view(client, sweep_run)))]
+    metric_key, mode = metric_and_mode(sweep_run)
+    order = f"metrics.`{metric_key}` {'ASC' if mode == 'min' else 'DESC'}"
+    best = [run.info.run_id for run in child_runs(client, sweep_run, order_by=[order], max_results=COMPARE_MAX_RUNS)]
+    if best:
+        links.append(("compare", compare_runs_url(base_url, experiment_id, best)))
+    links.append(("sweep", run_url(base_url, experiment_id, run_id)))
+    return links
