@@ -23,7 +23,8 @@ from fast_support import (
 from raysweep.errors import UserError
 from raysweep.tracking.sync import sync_sweep
 from raysweep.tracking.store import SweepTracker
-from raysweep.tracking.writer import TrialWriter, _TrialView
+from raysweep.tracking.callback import _TrialView
+from raysweep.tracking.writer import TrialWriter
 
 __all__ = ["empty_store", "store_uri"]  # fixtures
 

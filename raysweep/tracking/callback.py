@@ -16,6 +16,7 @@ the dead one had not (see :meth:`MLflowTrialCallback._replace_dead_writer`).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 import logging
 import os
 import pickle
@@ -31,7 +32,7 @@ from ray.tune import Callback
 
 from raysweep.tracking import schema
 from raysweep.tracking.store import SweepTracker
-from raysweep.tracking.writer import TrialWriter, _TrialView
+from raysweep.tracking.writer import TrialWriter
 
 logger = logging.getLogger("raysweep.tracking")
 
@@ -40,6 +41,32 @@ DRAIN_WAIT_S = 600.0
 WRITER_ENV = "RAYSWEEP_MLFLOW_WRITER"
 #: how many writers a sweep starts after the first, each when the one before it died
 WRITER_RESTARTS = 3
+
+
+@dataclass
+class _TrialView:
+    """What the MLflow writer needs of a Tune trial, taken when Tune raised the event."""
+
+    trial_id: str
+    config: dict[str, Any]
+    last_result: dict[str, Any]
+    status: str
+    error_file: str | None = None
+    error_msg: str | None = None
+    #: when Tune raised the event (seconds since the epoch): the run's start or end time
+    seen: float = 0.0
+
+    @classmethod
+    def of(cls, trial: Any, errors: bool = False) -> "_TrialView":
+        # The recorded result, not Trial.last_result: before a trial's first report that one waits
+        # on a remote call for Ray's default result.
+        metadata = getattr(trial, "run_metadata", None)
+        last = metadata.last_result if metadata is not None else trial.last_result
+        view = cls(trial.trial_id, dict(trial.config), dict(last or {}), trial.status, seen=time.time())
+        if errors or trial.status == "ERROR":
+            view.error_file = getattr(trial, "error_file", None)
+            view.error_msg = getattr(trial, "error_msg", None)
+        return view
 
 
 class MLflowTrialCallback(Callback):
@@ -231,6 +258,10 @@ class _InlineChannel:
         self.writer = TrialWriter(tracker, session_started, flush_every)
 
     def send(self, kind: str, *args: Any) -> None:
+        if kind == "add_exploit":
+            # The writer shares the callback's tracker, and so its list of exploits: it reads the
+            # exploit there already (appending it again would feed the callback's loop forever).
+            return
         self.writer.take(kind, *args)
 
     def wait(self, timeout: float) -> bool:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from raysweep.tracking import schema
-from raysweep.errors import UserError
-from raysweep.tracking.store import SweepTracker, check_reachable, clean_param
+from raysweep.tracking.exploits import exploit_record
+from raysweep.tracking.store import SweepTracker, clean_param
+from raysweep.tracking.takeover import Takeover
 
 logger = logging.getLogger("raysweep.tracking")
 
@@ -28,8 +29,6 @@ _TAGS_LIMIT = 100
 _ENTITIES_LIMIT = 1000
 #: a backlog entry that is no result: a retried trial repeats its steps up to this one
 _REPEATS_THROUGH = "raysweep/repeats_through"
-#: a writer taking over from one that died retries its replay at most this often (seconds)
-_REPLAY_RETRY_S = 5.0
 #: results kept while the tracking server is away (beyond this, the oldest go; `raysweep sync` has them)
 _BACKLOG_LIMIT = 100_000
 
@@ -66,32 +65,6 @@ class _TrialRun:
     exploits_logged: int = 0
 
 
-@dataclass
-class _TrialView:
-    """What the MLflow writer needs of a Tune trial, taken when Tune raised the event."""
-
-    trial_id: str
-    config: dict[str, Any]
-    last_result: dict[str, Any]
-    status: str
-    error_file: str | None = None
-    error_msg: str | None = None
-    #: when Tune raised the event (seconds since the epoch): the run's start or end time
-    seen: float = 0.0
-
-    @classmethod
-    def of(cls, trial: Any, errors: bool = False) -> "_TrialView":
-        # The recorded result, not Trial.last_result: before a trial's first report that one waits
-        # on a remote call for Ray's default result.
-        metadata = getattr(trial, "run_metadata", None)
-        last = metadata.last_result if metadata is not None else trial.last_result
-        view = cls(trial.trial_id, dict(trial.config), dict(last or {}), trial.status, seen=time.time())
-        if errors or trial.status == "ERROR":
-            view.error_file = getattr(trial, "error_file", None)
-            view.error_msg = getattr(trial, "error_msg", None)
-        return view
-
-
 class TrialWriter:
     """Logs every trial as a child run of the sweep's parent run, PBT mutations included.
 
@@ -113,13 +86,8 @@ class TrialWriter:
         self._session_started = session_started
         #: the sweep's trials, once it ended
         self._trials: list[Any] = []
-        #: a writer that took over from one that died: the trial folders it replays from Ray's
-        #: results before anything else, and the events that wait for that replay
-        self._replay_folders: list[str] | None = None
-        self._replay_error = ""
-        self._replay_tried = 0.0
-        self._replayer: Callable[..., dict[str, Any]] | None = None
-        self._held: list[tuple[str, tuple[Any, ...]]] = []
+        #: set when this writer took over from one that died (see :mod:`raysweep.tracking.takeover`)
+        self.takeover: Takeover | None = None
 
     @property
     def client(self) -> Any:
@@ -128,44 +96,24 @@ class TrialWriter:
     # -- taking over from a writer that died ----------------------------------------------------
     def take(self, kind: str, *args: Any) -> None:
         """Handle one of Tune's events (the name of one of the methods below), in Tune's order."""
-        if kind != "add_exploit" and not self._caught_up(force=kind in ("experiment_ended", "close_open_runs")):
-            # Until the replay has found the trial runs again, no run may be opened or written
-            # (it would be a second run for a trial). A result is in Ray's results, which the
-            # replay reads when it runs; an end waits for it.
-            if kind not in ("trial_started", "trial_result"):
-                self._held.append((kind, args))
-            return
+        if self.takeover is not None and kind != "add_exploit":
+            if not self.takeover.ready(self, force=kind in ("experiment_ended", "close_open_runs")):
+                # Until the replay has found the trial runs again, no run may be opened or written
+                # (it would be a second run for a trial). A result is in Ray's results, which the
+                # replay reads when it runs; an end waits for it.
+                if kind not in ("trial_started", "trial_result"):
+                    self.takeover.held.append((kind, args))
+                return
         getattr(self, kind)(*args)
 
     def replay(self, trial_folders: list[str], replay_trial_folders: Callable[..., dict[str, Any]]) -> None:
         """Take over from a writer that died: write what Ray recorded in these trial folders and
         MLflow lacks (with :func:`raysweep.tracking.sync.replay_trial_folders`), then go on with the runs."""
-        self._replay_folders = list(trial_folders)
-        self._replayer = replay_trial_folders
-        self._caught_up(force=True)
+        self.takeover = Takeover(trial_folders, replay_trial_folders)
+        self.takeover.ready(self, force=True)
 
-    def _caught_up(self, force: bool = False) -> bool:
-        """Whether the replay is done (tried again here, at most every few seconds unless forced)."""
-        if self._replay_folders is None:
-            return True
-        if not force and time.monotonic() - self._replay_tried < _REPLAY_RETRY_S:
-            return False
-        self._replay_tried = time.monotonic()
-        try:
-            replayed = self._replayer(
-                self.client, self._replay_folders, experiment_id=self.tracker.experiment_id,
-                parent_run_id=self.tracker.parent_run_id, sweep=self.tracker.sweep_name,
-                integer_resource=self.tracker.integer_resource,
-            )  # fmt: skip
-        except Exception as exc:
-            try:
-                check_reachable(self.tracker.tracking_uri)
-                self._replay_error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            except UserError:
-                self._replay_error = f"the tracking server {self.tracker.tracking_uri} does not answer"
-            self._warn_once(f"raysweep: cannot write the trial runs again from Ray's results ({self._replay_error}); will retry")
-            return False
-        self._replay_folders = None
+    def adopt(self, replayed: dict[str, Any]) -> None:
+        """Continue the trial runs a replay found (or made) in MLflow, from the steps they have."""
         for trial_id, found in replayed.items():
             if found.status != "RUNNING" and trial_id in self.tracker.existing_trial_runs:
                 continue  # a resumed sweep's run that its trial reopens when it runs again
@@ -177,15 +125,11 @@ class TrialWriter:
                     exploits_logged=int(found.tags.get(schema.PBT_EXPLOITS, 0)),
                 ),
             )  # fmt: skip
-        held, self._held = self._held, []
-        for kind, args in held:
-            getattr(self, kind)(*args)
-        return True
 
     def unwritten(self) -> str | None:
         """What this writer has not written to MLflow (None when MLflow has it all)."""
-        if self._replay_folders is not None:
-            return f"the trial results could not be written again from Ray's results ({self._replay_error})"
+        if self.takeover is not None and not self.takeover.done:
+            return f"the trial results could not be written again from Ray's results ({self.takeover.error})"
         if self._backlog:
             return f"{len(self._backlog)} trial results are not written"
         if any(run.pending or run.pending_params or run.pending_tags for run in self.runs.values()):
@@ -263,7 +207,7 @@ class TrialWriter:
     def flush_all(self) -> None:
         """Write every pending metric, param and tag now (the sweep's process is gone)."""
         try:
-            if not self._caught_up(force=True):
+            if self.takeover is not None and not self.takeover.ready(self, force=True):
                 return
             self._drain_backlog()
             self._flush(force=True)
@@ -320,23 +264,23 @@ class TrialWriter:
 
     # -- Tune's events, in order ----------------------------------------------------------------
     @_best_effort
-    def trial_started(self, trial: "_TrialView") -> None:
+    def trial_started(self, trial: Any) -> None:
         self._run_for(trial)
 
-    def trial_result(self, trial: "_TrialView", result: dict[str, Any]) -> None:
+    def trial_result(self, trial: Any, result: dict[str, Any]) -> None:
         # Results that could not be recorded (the tracking server was away) wait here, in order,
         # and are written once it answers again.
         self._backlog.append((trial, result))
         self._drain_backlog()
 
     @_best_effort
-    def trial_completed(self, trial: "_TrialView") -> None:
+    def trial_completed(self, trial: Any) -> None:
         if trial.trial_id not in self.runs and not trial.last_result:
             return  # a trial the sweep ended before it started: nothing to record
         self._finish(trial, self._ended(trial, done=True))
 
     @_best_effort
-    def trial_recovered(self, trial: "_TrialView") -> None:
+    def trial_recovered(self, trial: Any) -> None:
         """A failed trial (its node died, or it raised) that Tune retries (``--max-failures``)."""
         run = self._run_for(trial)
         run.retries += 1
@@ -353,11 +297,11 @@ class TrialWriter:
         self._flush(force=True, runs=[run])
 
     @_best_effort
-    def trial_errored(self, trial: "_TrialView") -> None:
+    def trial_errored(self, trial: Any) -> None:
         self._finish(trial, schema.Outcome("FAILED", schema.OUTCOME_FAILED), error=_error_of(trial))
 
     @_best_effort
-    def experiment_ended(self, trials: list["_TrialView"]) -> None:
+    def experiment_ended(self, trials: list[Any]) -> None:
         self._trials = list(trials)
         self._end_trials()
 
@@ -408,33 +352,18 @@ class TrialWriter:
 
     def _record_exploits(self) -> None:
         """Tag each PBT exploit on the exploiting trial's run, and mark it on its metric chart."""
-        from mlflow.entities import Metric
-
         while self._exploits_seen < len(self.tracker.exploits):
             trial_id, donor_id, step, new_config = self.tracker.exploits[self._exploits_seen]
             self._exploits_seen += 1
-            run = self.runs.get(trial_id)
-            if run is None:
-                continue
-            donor = self.runs.get(donor_id)
+            run, donor = self.runs.get(trial_id), self.runs.get(donor_id)
             count = sum(1 for e in self.tracker.exploits[: self._exploits_seen] if e[0] == trial_id)
-            if count <= run.exploits_logged:
-                continue  # tagged by a writer that died since
+            if run is None or count <= run.exploits_logged:
+                continue  # no run yet, or tagged by a writer that died since
             # The trial continues from the donor's checkpoint, at the donor's resource.
             at = donor.last_step if donor is not None else step
-            donor_number = schema.trial_number(donor_id)
-            if donor_number is not None:
-                run.pending.append(Metric(schema.PBT_EXPLOITED_TRIAL, float(donor_number), int(time.time() * 1000), at))
-            run.pending_tags.update(
-                {
-                    schema.PBT_LAST_DONOR: donor_id,
-                    schema.PBT_LAST_DONOR_RUN_ID: donor.run_id if donor else "",
-                    schema.pbt_exploit_tag(count): json.dumps(
-                        {"step": at, "donor": donor_id, "donor_iteration": step, "config": new_config}, default=str
-                    )[:5000],
-                    schema.PBT_EXPLOITS: str(count),
-                }
-            )
+            metrics, tags = exploit_record(count, donor_id, donor.run_id if donor else "", at, step, new_config)
+            run.pending += metrics
+            run.pending_tags.update(tags)
 
     def _end_trials(self) -> None:
         """Write what waited for MLflow and end the run of every trial of the finished sweep.
