@@ -254,13 +254,6 @@ def write_files(folder: Path, files: dict[str, str | bytes]) -> None:
             path.write_text(content)
 
 
-def test_the_table_covers_the_issue():
-    ids = {case.id for case in CASES}
-    assert len(ids) == len(CASES), "case ids must be unique"
-    assert SUBPROCESS <= ids
-    assert len(CLI_CASES) >= 45
-
-
 def check_one_line_error(case: Case, returncode: int, stdout: str, stderr: str, cwd: Path, before: set[Path]) -> None:
     assert returncode == 2, (stdout, stderr)
     line = stderr.strip()

@@ -156,35 +156,6 @@ def test_ray_rejects_a_broken_launcher_config(name: str, breakage: str, mutate: 
     assert re.search(message, "\n".join(errors)), errors
 
 
-RAYSWEEP_BREAKAGES = [
-    (
-        "dashboard on all interfaces",
-        lambda c: c.update(head_start_ray_commands=[cmd.replace("127.0.0.1", "0.0.0.0") for cmd in c["head_start_ray_commands"]]),
-        "127.0.0.1",
-    ),
-    (
-        "workers without token mode",
-        lambda c: c.update(worker_start_ray_commands=[cmd.replace("RAY_AUTH_MODE=token ", "") for cmd in c["worker_start_ray_commands"]]),
-        "worker_start_ray_commands",
-    ),
-    ("token not copied", _set({}, "file_mounts"), "auth_token"),
-    ("raysweep not installed", _set(["pip install -U xgboost"], "setup_commands"), "raysweep"),
-    ("another Ray image", _set("rayproject/ray:latest", "docker", "image"), RAY_IMAGE),
-    ("head offers CPUs", lambda c: c["available_node_types"][c["head_node_type"]].update(resources={}), "no CPUs"),
-]
-
-
-@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
-@pytest.mark.parametrize(("breakage", "mutate", "message"), RAYSWEEP_BREAKAGES, ids=[b[0] for b in RAYSWEEP_BREAKAGES])
-def test_raysweep_rules_catch_a_broken_launcher_config(name: str, breakage: str, mutate: Callable, message: str) -> None:
-    config = load(name)
-    mutate(config)
-
-    errors = raysweep_launcher_errors(config)
-
-    assert any(message in error for error in errors), f"{breakage}: {errors}"
-
-
 # -- KubeRay --------------------------------------------------------------------------------------
 # The fields KubeRay's ray.io/v1 CRDs require (RayCluster: headGroupSpec.template, worker groups'
 # groupName / minReplicas / maxReplicas / template; RayJob: an entrypoint and a rayClusterSpec to
@@ -324,88 +295,6 @@ def kuberay_errors(manifest: Any, kind: str) -> list[str]:
 @pytest.mark.parametrize(("name", "kind"), KUBERAY_MANIFESTS.items())
 def test_kuberay_manifest_has_what_kuberay_requires(name: str, kind: str) -> None:
     assert kuberay_errors(load(name), kind) == []
-
-
-def _path_drop(path: str) -> Callable[[Any], None]:
-    def mutate(manifest: Any) -> None:
-        *parents, last = [int(part) if part.isdigit() else part for part in path.split(".")]
-        node = manifest
-        for part in parents:
-            node = node[part]
-        del node[last]
-
-    return mutate
-
-
-_CLUSTER_FIELDS = [
-    "headGroupSpec.rayStartParams",
-    "headGroupSpec.template",
-    "headGroupSpec.template.spec.containers.0.image",
-    "workerGroupSpecs.0.groupName",
-    "workerGroupSpecs.0.replicas",
-    "workerGroupSpecs.0.minReplicas",
-    "workerGroupSpecs.0.maxReplicas",
-    "workerGroupSpecs.0.rayStartParams",
-    "workerGroupSpecs.0.template.spec.containers.0.image",
-    "rayVersion",
-]
-REQUIRED_FIELDS = [("kuberay/raycluster.yaml", "RayCluster", path) for path in ["apiVersion", "kind", "metadata.name"]]
-REQUIRED_FIELDS += [("kuberay/raycluster.yaml", "RayCluster", f"spec.{path}") for path in _CLUSTER_FIELDS]
-REQUIRED_FIELDS += [("kuberay/rayjob.yaml", "RayJob", path) for path in ["apiVersion", "kind", "metadata.name", "spec.entrypoint", "spec.rayClusterSpec"]]
-REQUIRED_FIELDS += [("kuberay/rayjob.yaml", "RayJob", f"spec.rayClusterSpec.{path}") for path in _CLUSTER_FIELDS[:5]]
-
-
-@pytest.mark.parametrize(("name", "kind", "path"), REQUIRED_FIELDS, ids=[f"{k}-{p}" for _, k, p in REQUIRED_FIELDS])
-def test_kuberay_check_rejects_a_missing_field(name: str, kind: str, path: str) -> None:
-    manifest = load(name)
-    _path_drop(path)(manifest)
-
-    errors = kuberay_errors(manifest, kind)
-
-    field = path.rsplit(".", 1)[-1]
-    assert any(f"'{field}' is a required property" in error for error in errors), errors
-
-
-KUBERAY_BREAKAGES = [
-    ("old API version", "kuberay/raycluster.yaml", "RayCluster", lambda m: m.update(apiVersion="ray.io/v1alpha1"), "'ray.io/v1' was expected"),
-    ("wrong kind", "kuberay/rayjob.yaml", "RayJob", lambda m: m.update(kind="RayService"), "'RayJob' was expected"),
-    (
-        "number in rayStartParams",
-        "kuberay/raycluster.yaml",
-        "RayCluster",
-        lambda m: m["spec"]["headGroupSpec"]["rayStartParams"].update({"num-cpus": 0}),
-        "0 is not of type 'string'",
-    ),
-    (
-        "min above max replicas",
-        "kuberay/raycluster.yaml",
-        "RayCluster",
-        lambda m: m["spec"]["workerGroupSpecs"][0].update(minReplicas=9, maxReplicas=2),
-        "minReplicas <= replicas <= maxReplicas",
-    ),
-    ("token auth off", "kuberay/raycluster.yaml", "RayCluster", lambda m: m["spec"].pop("authOptions"), "authOptions.mode"),
-    (
-        "another image",
-        "kuberay/rayjob.yaml",
-        "RayJob",
-        lambda m: m["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0].update(image="rayproject/ray:latest"),
-        RAY_IMAGE,
-    ),
-    ("no --json", "kuberay/rayjob.yaml", "RayJob", lambda m: m["spec"].update(entrypoint="raysweep run xgboost --dataset iris"), "entrypoint"),
-    ("not raysweep", "kuberay/rayjob.yaml", "RayJob", lambda m: m["spec"].update(entrypoint="python train.py --json"), "entrypoint"),
-    ("raysweep not installed", "kuberay/rayjob.yaml", "RayJob", lambda m: m["spec"].pop("runtimeEnvYAML"), "runtimeEnvYAML"),
-    ("bad object name", "kuberay/rayjob.yaml", "RayJob", lambda m: m["metadata"].update(name="Raysweep_XGB"), "does not match"),
-]
-
-
-@pytest.mark.parametrize(("breakage", "name", "kind", "mutate", "message"), KUBERAY_BREAKAGES, ids=[b[0] for b in KUBERAY_BREAKAGES])
-def test_kuberay_check_rejects_a_broken_manifest(breakage: str, name: str, kind: str, mutate: Callable, message: str) -> None:
-    manifest = load(name)
-    mutate(manifest)
-
-    errors = kuberay_errors(manifest, kind)
-
-    assert any(message in error for error in errors), f"{breakage}: {errors}"
 
 
 # -- the docs point at files that exist ----------------------------------------------------------

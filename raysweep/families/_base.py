@@ -31,6 +31,8 @@ class Family:
     integer_resource: bool = True
     #: whether a regression target should be standardised before fitting
     scale_target: bool = False
+    #: the distributions a saved model of this family needs besides scikit-learn, numpy and pandas
+    libraries: tuple[str, ...] = ()
 
     def estimator_class(self, task: str) -> type:
         raise NotImplementedError
@@ -53,6 +55,15 @@ class Family:
         """Make a partly trained model use ``params`` from its next step on (PBT's explore)."""
         model.set_params(**params)
         return model
+
+    def native_flavor(self, has_categories: bool) -> str | None:
+        """The MLflow flavor that logs this family's bare model, or None: raysweep's scikit-learn
+        estimator (preprocessing included) goes out in the sklearn flavor instead."""
+        return None
+
+    def log_native_model(self, estimator: Any, **log_model_args: Any) -> Any:
+        """Log the bare model in :meth:`native_flavor` (``log_model_args`` are MLflow's); returns its ModelInfo."""
+        raise NotImplementedError
 
     def effective_params(self, model: Any, names: list[str]) -> dict[str, Any]:
         """The values of ``names`` the model will really train its next step with."""

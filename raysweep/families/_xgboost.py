@@ -14,6 +14,7 @@ class XGBoostFamily(Family):
     encoding = "ordinal"
     native_missing = True
     reserved = ("n_estimators", "random_state", "n_jobs", "nthread", "verbosity", "early_stopping_rounds")
+    libraries = ("xgboost",)
 
     def estimator_class(self, task: str) -> type:
         from xgboost import XGBClassifier, XGBRegressor
@@ -57,3 +58,21 @@ def _every_class_present(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[
     weights = np.concatenate([np.ones(len(y)), np.zeros(len(missing))])
     y = np.concatenate([y, missing.astype(y.dtype)])
     return X, y, weights
+
+    def native_flavor(self, has_categories: bool) -> str | None:
+        # On all-numeric data the preprocessing is the identity: the booster is the whole model.
+        return None if has_categories else "xgboost"
+
+    def log_native_model(self, estimator: Any, **log_model_args: Any) -> Any:
+        import mlflow
+
+        # XGBoost 2.1's scikit-learn wrapper stamps `_estimator_type` into the files it saves, and
+        # scikit-learn >= 1.6 no longer defines that attribute: saving fails, and a file carrying
+        # the stamp cannot be loaded back. The booster's own file holds the same model without the
+        # stamp, and MLflow still records (and loads back) the XGBClassifier/XGBRegressor class.
+        estimator.save_model = estimator.get_booster().save_model
+        try:
+            return mlflow.xgboost.log_model(estimator, model_format="ubj", **log_model_args)
+        finally:
+            del estimator.save_model
+

@@ -194,11 +194,6 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
     return paths
 
 
-def uses_xgboost_flavor(plan: Any, prepared: Any) -> bool:
-    """XGBoost on all-numeric data goes out as MLflow's xgboost flavor (its preprocessing is the identity)."""
-    return plan.recipe.family == "xgboost" and not prepared.categorical_columns
-
-
 #: MLflow refuses these in a logged model's name (mlflow.utils.validation._validate_logged_model_name)
 _REFUSED_IN_MODEL_NAMES = re.compile(r"[/:.%\"']")
 
@@ -228,32 +223,36 @@ def _new_logged_model(tracker: Any, plan: Any) -> Any:
 def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
     """Log the refit model on the parent run, with a signature and an input example; returns its URI.
 
-    The model is in the sweep's experiment, named after the sweep. XGBoost models on all-numeric
-    data go out in MLflow's xgboost flavor: they take the numeric columns and predict classes as
-    their index in ``model_classes.json``. Everything else goes out as raysweep's scikit-learn
-    estimator, preprocessing included: raw columns in, the dataset's own labels and units out.
+    The model is in the sweep's experiment, named after the sweep. A family with a flavor of its
+    own for the data (XGBoost's on all-numeric data, see ``Family.native_flavor``) logs its bare
+    model: it takes the numeric columns and predicts classes as their index in
+    ``model_classes.json``. Everything else goes out as raysweep's scikit-learn estimator,
+    preprocessing included: raw columns in, the dataset's own labels and units out.
     """
     import mlflow
     from mlflow.models import infer_signature
 
     logged = _new_logged_model(tracker, plan)
-    if uses_xgboost_flavor(plan, prepared):
+    family = plan.family
+    flavor = family.native_flavor(bool(prepared.categorical_columns))
+    if flavor:
         estimator = result.model.model
         example = prepared.X_test[list(prepared.numeric_columns)].head(5)
         signature = infer_signature(example, estimator.predict(example.to_numpy(dtype=float)))
-        flavor = "xgboost"
-        requirements = _requirements("xgboost", "numpy", "pandas")
+        requirements = _requirements(*family.libraries, "numpy", "pandas")
         with _tracking_uri(tracker.tracking_uri):
-            info = _log_xgboost(estimator, logged, signature, example, tracker.parent_run_id, requirements)
+            info = family.log_native_model(
+                estimator, name=logged.name, model_id=logged.model_id, signature=signature, input_example=example,
+                run_id=tracker.parent_run_id, pip_requirements=requirements,
+            )  # fmt: skip
     else:
         example = prepared.X_test.head(5)
         signature = infer_signature(example, result.model.predict(example))
         flavor = "sklearn"
         serialization = _sklearn_serialization(result.model)
         # raysweep's own estimator class is part of the model, and the family's library with it.
-        libraries = {"xgboost": ["xgboost"]}.get(plan.recipe.family, [])
         requirements = _requirements(
-            "scikit-learn", "numpy", "pandas", *libraries, serialization["serialization_format"], "raysweep"
+            "scikit-learn", "numpy", "pandas", *family.libraries, serialization["serialization_format"], "raysweep"
         )
         with _tracking_uri(tracker.tracking_uri):
             info = mlflow.sklearn.log_model(
@@ -282,23 +281,6 @@ def _requirements(*distributions: str) -> list[str]:
         except PackageNotFoundError:
             pinned.append(name)
     return pinned
-
-
-def _log_xgboost(estimator: Any, logged: Any, signature: Any, example: Any, run_id: str, requirements: list[str]) -> Any:
-    import mlflow
-
-    # XGBoost 2.1's scikit-learn wrapper stamps `_estimator_type` into the files it saves, and
-    # scikit-learn >= 1.6 no longer defines that attribute: saving fails, and a file carrying
-    # the stamp cannot be loaded back. The booster's own file holds the same model without the
-    # stamp, and MLflow still records (and loads back) the XGBClassifier/XGBRegressor class.
-    estimator.save_model = estimator.get_booster().save_model
-    try:
-        return mlflow.xgboost.log_model(
-            estimator, name=logged.name, model_id=logged.model_id, signature=signature, input_example=example,
-            model_format="ubj", run_id=run_id, pip_requirements=requirements,
-        )
-    finally:
-        del estimator.save_model
 
 
 def _sklearn_serialization(model: Any) -> dict[str, Any]:

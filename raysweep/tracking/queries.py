@@ -31,13 +31,13 @@ def open_store(uri: str) -> Any:
     return MlflowClient(uri)
 
 
-def experiment_ids(client: Any) -> list[str]:
+def all_experiment_ids(client: Any) -> list[str]:
     return [experiment.experiment_id for experiment in client.search_experiments(max_results=50000)]
 
 
 def recent_sweeps(client: Any, limit: int = 10, experiment_ids: list[str] | None = None) -> list[Any]:
     """The newest sweep (parent) runs in the store, newest first."""
-    ids = experiment_ids if experiment_ids is not None else experiment_ids(client)
+    ids = experiment_ids if experiment_ids is not None else all_experiment_ids(client)
     if not ids:
         return []
     return list(
@@ -51,7 +51,7 @@ def _quoted(value: str) -> str:
 
 def find_sweep(client: Any, name: str, experiment_ids: list[str] | None = None) -> Any | None:
     """The newest sweep run named ``name`` (tag ``raysweep.sweep``), or None."""
-    ids = experiment_ids if experiment_ids is not None else experiment_ids(client)
+    ids = experiment_ids if experiment_ids is not None else all_experiment_ids(client)
     if not ids:
         return None
     runs = client.search_runs(
