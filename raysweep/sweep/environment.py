@@ -67,15 +67,24 @@ _CREDENTIALS_NOT_PROPAGATED = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AW
 
 
 def _quiet_tune(verbose: bool, storage: str) -> None:
-    from ray.tune.execution import class_cache
-
     for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
         tune_logger = logging.getLogger(name)
         if verbose:
             tune_logger.removeFilter(_TUNE_ERROR_FILTER)
         else:
             tune_logger.addFilter(_TUNE_ERROR_FILTER)
+    _propagate_credentials(is_uri(storage))
+
+
+def _propagate_credentials(needed: bool) -> None:
+    """Copy cloud credentials into trial actors only when results go to the cloud.
+
+    Private API: Tune copies ``ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE`` into every
+    trial actor's runtime env, and offers no setting for it. Checked on Ray 2.60.
+    """
+    from ray.tune.execution import class_cache
+
     # Results going to a local folder: trials have no use for cloud credentials.
-    wanted = _CREDENTIALS_NOT_PROPAGATED if is_uri(storage) else set()
+    wanted = _CREDENTIALS_NOT_PROPAGATED if needed else set()
     others = set(class_cache.ENV_VARS_TO_PROPAGATE) - _CREDENTIALS_NOT_PROPAGATED
     class_cache.ENV_VARS_TO_PROPAGATE = others | wanted

@@ -86,6 +86,10 @@ def _tracking_uri(uri: str) -> Iterator[None]:
     The process-wide tracking URI is put back afterwards, and so is ``MLFLOW_TRACKING_URI``
     (MLflow's own helper unsets that variable when no URI had been set in code): raysweep used
     as a library must not redirect its caller's own MLflow logging.
+
+    Private API: MLflow's ``_use_tracking_uri`` is the one way to point the fluent API at a store
+    for a while and put the caller's choice back (``set_tracking_uri`` would make an unset URI a
+    set one). Checked on MLflow 3.17 and 3.18.
     """
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
