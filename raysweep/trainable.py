@@ -13,7 +13,9 @@ from ray import tune
 
 from raysweep.data import TrialData
 from raysweep.families import Family
-from raysweep.metrics import score
+from raysweep.best import better
+from raysweep.metrics import direction, score
+from raysweep.tracking import schema
 from raysweep.families._resource import Resource
 
 STATE_FILE = "state.pkl"
@@ -66,6 +68,9 @@ class SweepTrainable(tune.Trainable):
             for _ in self.data.splits()
         ]
         self.steps = 0
+        #: the trial's best validation score so far (see raysweep.best): MLflow's runs table can
+        #: show and sort by a metric's latest value only, so each result carries it
+        self.best: float | None = None
         self._last_checkpoint = time.monotonic()
 
     def step(self) -> dict[str, Any]:
@@ -84,8 +89,11 @@ class SweepTrainable(tune.Trainable):
             raise FloatingPointError(
                 f"validation {self.spec.metric} is {value} at {resource.name}={resource.at(self.steps)}: the model diverged"
             )
+        if better(value, self.best, direction(self.spec.metric)):
+            self.best = value
         result: dict[str, Any] = {
             self.spec.metric_key: value,
+            schema.best_metric(self.spec.metric): self.best,
             "resource": self.spec.resource.at(self.steps),
             "step_time": time.perf_counter() - started,
             "node_id": self._node_id,
@@ -106,12 +114,12 @@ class SweepTrainable(tune.Trainable):
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         self._last_checkpoint = time.monotonic()
         with open(os.path.join(checkpoint_dir, STATE_FILE), "wb") as handle:
-            pickle.dump({"models": self.models, "steps": self.steps}, handle)
+            pickle.dump({"models": self.models, "steps": self.steps, "best": self.best}, handle)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         with open(os.path.join(checkpoint_dir, STATE_FILE), "rb") as handle:
             state = pickle.load(handle)
-        self.models, self.steps = state["models"], state["steps"]
+        self.models, self.steps, self.best = state["models"], state["steps"], state.get("best")
         # Under PBT the checkpoint may be a donor's: its model continues with this trial's
         # (mutated) config from the next step on, and the trial checkpoints after that step, for
         # the donor deletes its checkpoint once it has saved a few newer ones.

@@ -555,11 +555,12 @@ def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(
     experiment = client.get_experiment(asha_sweep.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     # the shared view: the trial runs only (the UI cannot expand a parent in a shared view),
-    # best validation accuracy first, with the metric and the searched parameters as columns
+    # each trial's best validation accuracy first (a trial's score is its best step's), with the
+    # metric (best and latest) and the searched parameters as columns
     view = json.loads(experiment.tags[f"mlflow.sharedViewState.{key}"])
     assert view["searchFilter"] == f"tags.`mlflow.parentRunId` = '{asha_sweep.parent_run_id}'"
-    assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`val_accuracy`", False)
-    assert "metrics.`val_accuracy`" in view["selectedColumns"]
+    assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`best_val_accuracy`", False)
+    assert {"metrics.`best_val_accuracy`", "metrics.`val_accuracy`"} <= set(view["selectedColumns"])
     assert {f"params.`{name}`" for name in asha_sweep.best_config} <= set(view["selectedColumns"])
     # the compare page of every trial, best first
     import urllib.parse
@@ -567,6 +568,9 @@ def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(
     query = urllib.parse.parse_qs(links["compare:"].split("/#/compare-runs?", 1)[1])
     assert json.loads(query["experiments"][0]) == [asha_sweep.experiment_id]
     compared = json.loads(query["runs"][0])
-    accuracy = {run.info.run_id: run.data.metrics["val_accuracy"] for run in trial_runs(client, asha_sweep)}
+    accuracy = {run.info.run_id: run.data.metrics["best_val_accuracy"] for run in trial_runs(client, asha_sweep)}
+    board = asha_sweep.leaderboard.set_index("trial_id")
+    for run in trial_runs(client, asha_sweep):  # each trial run's best is the leaderboard's score
+        assert run.data.metrics["best_val_accuracy"] == pytest.approx(board.loc[run.data.tags["raysweep.trial_id"], "val_accuracy"])
     assert sorted(compared) == sorted(accuracy)
     assert [accuracy[run_id] for run_id in compared] == sorted(accuracy.values(), reverse=True)

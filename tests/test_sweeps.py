@@ -196,9 +196,15 @@ def test_pbt_mutation_reaches_the_live_model(ray_local, tmp_path, recipe_name, d
             break
     assert changed, "no trial had a hyperparameter changed by PBT"
     board = result.leaderboard.set_index("trial_id")
+    key = f"val_{result.metric}"
     for trial_id, name, _, _ in changed:
-        # The trial's final config (what the leaderboard reports) is what its model last trained with.
-        assert board.loc[trial_id, f"config/{name}"] == pytest.approx(histories[trial_id][-1][f"hp/{name}"], rel=1e-9)
+        # The config the leaderboard reports for a trial is the one its model trained with at the
+        # trial's best step (the first to reach its best score).
+        rows = histories[trial_id]
+        best_value = (max if result.mode == "max" else min)(row[key] for row in rows)
+        at_best = next(row for row in rows if row[key] == best_value)
+        assert board.loc[trial_id, key] == pytest.approx(best_value, rel=1e-12)
+        assert board.loc[trial_id, f"config/{name}"] == pytest.approx(at_best[f"hp/{name}"], rel=1e-9)
     # MLflow's history of the trial shows the change too.
     trial_id, name, old, new = changed[0]
     client = MlflowClient(tracking_uri)
@@ -310,7 +316,8 @@ def test_cross_validation_scores_the_mean_of_the_folds(ray_local, tmp_path):
     fold_scores = []
     for X_fit, y_fit, X_score, y_score in prepared.trial.splits():
         model = family.build(result.best_config, "classification", 0, False)
-        for step in range(1, recipe.resource.max_steps + 1):
+        # the best config at its best step (raysweep.best): as many steps as it had trained then
+        for step in range(1, round(result.best_resource / recipe.resource.per_step) + 1):
             model = family.train_step(model, X_fit, y_fit, step, recipe.resource, 2, 0)
         fold_scores.append(score("accuracy", model, X_score, y_score, 2))
     assert result.best_validation_score == pytest.approx(np.mean(fold_scores), abs=1e-12)

@@ -81,7 +81,9 @@ def _trial_rows(page: Any, metric_key: str, trials: int) -> list[dict[str, str]]
 def _check_trials_view(page: Any, result: Any, sweep: str, descending: bool) -> None:
     """The page shows exactly the sweep's trials, best first, with the metric and param columns."""
     metric_key = f"val_{result.metric}"
-    rows = _trial_rows(page, metric_key, result.num_trials)
+    # A trial's score is its best step's: the table shows each trial's best validation score
+    best_key = f"best_{metric_key}"
+    rows = _trial_rows(page, best_key, result.num_trials)
     # the model-training runs table, not the GenAI overview
     assert "workflowType=machine_learning" in page.url
     assert page.get_by_role("heading", name="Runs", exact=True).is_visible()
@@ -100,8 +102,9 @@ def _check_trials_view(page: Any, result: Any, sweep: str, descending: bool) -> 
     values = [float(row["metric"]) for row in rows]
     assert values == sorted(values, reverse=descending), values
 
-    # the metric and the searched parameters are columns
-    assert page.locator(f".ag-header-cell[col-id='metrics.`{metric_key}`']").is_visible()
+    # the metric (best and latest) and the searched parameters are columns
+    assert page.locator(f".ag-header-cell[col-id='metrics.`{best_key}`']").is_visible()
+    assert page.locator(f".ag-header-cell[col-id='metrics.`{metric_key}`']").count() == 1
     for name in ("learning_rate", "max_depth"):
         assert page.locator(f".ag-header-cell[col-id='params.`{name}`']").is_visible()
     assert page.locator(".ag-header-cell[col-id='tags.`raysweep.outcome`']").count() == 1

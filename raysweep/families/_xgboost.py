@@ -41,24 +41,6 @@ class XGBoostFamily(Family):
         grown.fit(X, y, sample_weight=weights, xgb_model=previous, verbose=False)
         return grown
 
-
-def _every_class_present(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(X, y, sample_weight)`` in which every class 0..n_classes-1 occurs.
-
-    XGBoost's classifier refuses labels that skip a class (a rare class the split left out of
-    these rows); each missing class gets one stand-in row of weight 0, which changes no tree
-    but keeps one output column per class.
-    """
-    if not n_classes:
-        return X, y, None
-    missing = np.setdiff1d(np.arange(n_classes), np.unique(y))
-    if not len(missing):
-        return X, y, None
-    X = np.concatenate([X, np.repeat(X[:1], len(missing), axis=0)])
-    weights = np.concatenate([np.ones(len(y)), np.zeros(len(missing))])
-    y = np.concatenate([y, missing.astype(y.dtype)])
-    return X, y, weights
-
     def native_flavor(self, has_categories: bool) -> str | None:
         # On all-numeric data the preprocessing is the identity: the booster is the whole model.
         return None if has_categories else "xgboost"
@@ -76,3 +58,21 @@ def _every_class_present(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[
         finally:
             del estimator.save_model
 
+
+
+def _every_class_present(X: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(X, y, sample_weight)`` in which every class 0..n_classes-1 occurs.
+
+    XGBoost's classifier refuses labels that skip a class (a rare class the split left out of
+    these rows); each missing class gets one stand-in row of weight 0, which changes no tree
+    but keeps one output column per class.
+    """
+    if not n_classes:
+        return X, y, None
+    missing = np.setdiff1d(np.arange(n_classes), np.unique(y))
+    if not len(missing):
+        return X, y, None
+    X = np.concatenate([X, np.repeat(X[:1], len(missing), axis=0)])
+    weights = np.concatenate([np.ones(len(y)), np.zeros(len(missing))])
+    y = np.concatenate([y, missing.astype(y.dtype)])
+    return X, y, weights
