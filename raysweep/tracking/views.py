@@ -80,7 +80,7 @@ def publish_sweep_view(client: Any, sweep_run: Any) -> str:
         searched = sorted(children[0].data.params) if children else []
     # A trial's score is its best step's (raysweep.best): the runs table shows and sorts by it.
     best_key = "best_" + metric_key
-    columns = [_column("metrics", best_key), _column("metrics", metric_key), _column("tags", schema.OUTCOME)]
+    columns = [_column("metrics", best_key), _column("tags", schema.OUTCOME)]
     columns += [_column("params", name) for name in searched]
     columns += [_column("attributes", "Duration")]
     # Keys the UI reads from a shared view (MLflow 3.17): the search facets searchFilter,
