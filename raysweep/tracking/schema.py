@@ -64,8 +64,13 @@ def validation_metric(metric: str) -> str:
 
 
 def best_metric(metric: str) -> str:
-    """The parent run's best validation score: ``best_val_accuracy``."""
-    return f"best_{validation_metric(metric)}"
+    """The best validation score: ``best_val_accuracy`` (the sweep's on its parent run, a trial's so far on its run)."""
+    return best_of(validation_metric(metric))
+
+
+def best_of(metric_key: str) -> str:
+    """The best-so-far metric of a validation metric: ``best_val_accuracy`` for ``val_accuracy``."""
+    return f"best_{metric_key}"
 
 
 def test_metric(metric: str) -> str:

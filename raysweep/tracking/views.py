@@ -79,7 +79,7 @@ def publish_sweep_view(client: Any, sweep_run: Any) -> str:
         children = child_runs(client, sweep_run, max_results=1)
         searched = sorted(children[0].data.params) if children else []
     # A trial's score is its best step's (raysweep.best): the runs table shows and sorts by it.
-    best_key = "best_" + metric_key
+    best_key = schema.best_of(metric_key)
     columns = [_column("metrics", best_key), _column("tags", schema.OUTCOME)]
     columns += [_column("params", name) for name in searched]
     columns += [_column("attributes", "Duration")]
@@ -109,7 +109,7 @@ def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, s
     experiment_id, run_id = sweep_run.info.experiment_id, sweep_run.info.run_id
     links = [("trials", experiment_runs_url(base_url, experiment_id, publish_sweep_view(client, sweep_run)))]
     metric_key, mode = metric_and_mode(sweep_run)
-    order = f"metrics.`best_{metric_key}` {'ASC' if mode == 'min' else 'DESC'}"
+    order = f"metrics.`{schema.best_of(metric_key)}` {'ASC' if mode == 'min' else 'DESC'}"
     best = [run.info.run_id for run in child_runs(client, sweep_run, order_by=[order], max_results=COMPARE_MAX_RUNS)]
     if best:
         links.append(("compare", compare_runs_url(base_url, experiment_id, best)))
