@@ -48,7 +48,7 @@ def dimension(name: str, domain: Domain) -> Dimension:
             return Dimension(name, low=domain.lower, high=domain.upper - 1, log=log, integer=True, q=1)
         low, high = math.ceil(domain.lower / q) * q, math.floor(domain.upper / q) * q  # inclusive
         return Dimension(name, low=low, high=high, log=log, integer=True, q=q)
-    raise ValueError(f"{name}: the GP searcher cannot model {type(domain).__name__} with {type(sampler).__name__} sampling")
+    raise ValueError(f"{name}: the GP searcher cannot model {type(domain).__name__} with {type(sampler).__name__.lstrip('_')} sampling")
 
 
 class GPSearch(Searcher):
