@@ -154,6 +154,10 @@ def section(settings: Settings) -> list[str]:
         for record in timing:
             for n, (median, slowest) in sorted(record["suggest_at"].items(), key=lambda kv: int(kv[0])):
                 lines.append(f"| {n} | {median * 1000:.0f} ms | {slowest * 1000:.0f} ms |")
+            load = record.get("loadavg") or ["?"]
+            lines += ["", f"The machine was shared while this ran (1-minute load average {load[0]} on "
+                          f"{(record.get('machine') or {}).get('usable_cpus', '?')} cores at its end): the times are noisy "
+                          "upper bounds and need not grow monotonically with the history."]
         lines.append("")
     lines += ["Not done: `gp` and `optuna` are not yet in the quality suite (section 2).", ""]
     return lines
