@@ -96,8 +96,8 @@ CASES = [
          ("bad.yaml: scheduler: unknown scheduler 'median'", "use one of fifo, asha, hyperband, pbt"),
          files={"bad.yaml": RECIPE + "scheduler: median\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
     Case("unknown searcher in a recipe", ["run", "bad.yaml", "--dataset", "iris"],
-         ("bad.yaml: searcher: unknown searcher 'optuna'", "use one of random, grid, hyperopt"),
-         files={"bad.yaml": RECIPE + "searcher: optuna\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+         ("bad.yaml: searcher: unknown searcher 'bohb'", "use one of random, grid, hyperopt, gp, optuna, anneal"),
+         files={"bad.yaml": RECIPE + "searcher: bohb\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
     Case("recipe metric for the other task", ["run", "bad.yaml", "--dataset", "iris"],
          ("bad.yaml: metric.classification: 'rmse' is a regression metric; for classification use one of accuracy",),
          files={"bad.yaml": recipe_with("metric: accuracy", "metric: rmse")}, api={"recipe": "bad.yaml", "dataset": "iris"}),
@@ -127,6 +127,21 @@ CASES = [
          ("bad.yaml: space.max_depth.type: grid cannot be searched by hyperopt; use type: choice, or --searcher grid/random",),
          files={"bad.yaml": recipe_with("{type: randint, low: 2, high: 8}", "{type: grid, values: [2, 4]}")},
          api={"recipe": "bad.yaml", "dataset": "iris", "searcher": "hyperopt"}),
+    *[Case(f"pbt with {name}", ["run", "xgboost", "--dataset", "iris", "--scheduler", "pbt", "--searcher", name],
+           (f"--scheduler pbt with --searcher {name}: PBT explores by mutating its own population", "use --searcher random (or grid)"),
+           api={"recipe": "xgboost", "dataset": "iris", "scheduler": "pbt", "searcher": name})
+      for name in ("gp", "optuna", "anneal")],
+    *[Case(f"grid type with {name}", ["run", "bad.yaml", "--dataset", "iris", "--searcher", name],
+           (f"bad.yaml: space.max_depth.type: grid cannot be searched by {name}; use type: choice, or --searcher grid/random",),
+           files={"bad.yaml": recipe_with("{type: randint, low: 2, high: 8}", "{type: grid, values: [2, 4]}")},
+           api={"recipe": "bad.yaml", "dataset": "iris", "searcher": name})
+      for name in ("gp", "optuna", "anneal")],
+    Case("grid type in a recipe searched by gp", ["validate", "bad.yaml"],
+         ("bad.yaml: space.max_depth.type: grid cannot be searched by gp",),
+         files={"bad.yaml": recipe_with("{type: randint, low: 2, high: 8}", "{type: grid, values: [2, 4]}") + "searcher: gp\n"}),
+    Case("unknown searcher flag", ["run", "xgboost", "--dataset", "iris", "--searcher", "bayesopt"],
+         ("--searcher bayesopt: unknown searcher; use one of random, grid, hyperopt, gp, optuna, anneal",),
+         api={"recipe": "xgboost", "dataset": "iris", "searcher": "bayesopt"}),
     Case("unknown scheduler through the API only", [], ("--scheduler median: unknown scheduler; use one of fifo, asha",),
          api={"recipe": "random_forest", "dataset": "iris", "scheduler": "median"}),
     # -- data --------------------------------------------------------------------------------------
@@ -238,7 +253,8 @@ SUBPROCESS = {
     "unknown recipe name", "unknown key", "low above high", "malformed YAML", "pbt on svm", "grid type with hyperopt",
     "unknown dataset name", "empty file", "missing target column", "target with one class", "text target for regression",
     "fewer rows than folds", "zero samples", "--set on a missing key", "validate a bad recipe", "--set a partial starting point",
-    "--set a value of the wrong type", "--set a scheduler the family refuses",
+    "--set a value of the wrong type", "--set a scheduler the family refuses", "pbt with gp", "grid type with optuna",
+    "unknown searcher flag",
 }
 CLI_CASES = [case for case in CASES if case.args]
 SUBPROCESS_CASES = [case for case in CLI_CASES if case.id in SUBPROCESS]

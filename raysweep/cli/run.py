@@ -17,7 +17,7 @@ def _run_options(func: Any) -> Any:
         click.option("--task", help="classification or regression: override the task inferred from the target."),
         click.option("--metric", help="accuracy, roc_auc, log_loss, f1_macro | rmse, mae, r2 (default: the recipe's)."),
         click.option("--scheduler", help="fifo, asha, hyperband or pbt: when to stop trials (default: the recipe's)."),
-        click.option("--searcher", help="random, grid or hyperopt: what to try next (default: the recipe's)."),
+        click.option("--searcher", help="random, grid, hyperopt (TPE), optuna (TPE), gp (Gaussian process) or anneal: what to try next (default: the recipe's)."),
         click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid)."),
         click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds."),
         click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster)."),

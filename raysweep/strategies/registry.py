@@ -26,6 +26,9 @@ SEARCHERS: dict[str, Strategy] = {
     "random": Strategy("random", f"{_HERE}._random:build"),
     "grid": Strategy("grid", f"{_HERE}._grid:build", exhaustive=True),
     "hyperopt": Strategy("hyperopt", f"{_HERE}._hyperopt:build", learns=True, refuses_grid_type=True),
+    "gp": Strategy("gp", f"{_HERE}._gp:build", learns=True, refuses_grid_type=True),
+    "optuna": Strategy("optuna", f"{_HERE}._optuna:build", learns=True, refuses_grid_type=True),
+    "anneal": Strategy("anneal", f"{_HERE}._anneal:build", learns=True, refuses_grid_type=True),
 }
 
 

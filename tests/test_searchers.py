@@ -1,0 +1,254 @@
+"""The searchers gp, optuna and anneal.
+
+Fast tests drive each searcher through Ray Tune's ``Searcher`` calls (``suggest``,
+``on_trial_complete``) on the ``param_space`` raysweep hands Ray, without starting Ray; the
+end-to-end tests run a small real sweep with each.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from raysweep import space as dsl
+from raysweep.recipes import highest
+from raysweep.strategies import registry
+from raysweep.strategies._gp import GPSearch
+
+MIXED = {
+    "depth": {"type": "randint", "low": 2, "high": 6},
+    "leaf": {"type": "lograndint", "low": 1, "high": 33},
+    "trees": {"type": "qrandint", "low": 10, "high": 50, "q": 10},
+    "rate": {"type": "loguniform", "low": 1e-4, "high": 1.0},
+    "frac": {"type": "uniform", "low": 0.1, "high": 1.0},
+    "step": {"type": "quniform", "low": 0.0, "high": 1.0, "q": 0.25},
+    "scale": {"type": "qloguniform", "low": 0.01, "high": 1.0, "q": 0.01},
+    "layers": {"type": "choice", "values": [[64], [64, 64], [128, 64]]},
+    "kind": {"type": "choice", "values": ["a", "b", "c"]},
+}
+
+
+def gp(space: dict[str, dict[str, Any]], seed: int = 0, mode: str = "min", **options: Any) -> GPSearch:
+    searcher = GPSearch(seed=seed, **options)
+    assert searcher.set_search_properties("score", mode, dsl.param_space(space, "gp"))
+    return searcher
+
+
+def objective(config: dict[str, Any]) -> float:
+    """A smooth function of every MIXED parameter, least at depth 4, rate 1e-2, frac 0.3, kind 'b'."""
+    value = (config["depth"] - 4) ** 2 + (math.log10(config["rate"]) + 2) ** 2 + 10 * (config["frac"] - 0.3) ** 2
+    return value + (0.0 if config["kind"] == "b" else 1.0) + 0.01 * config.get("leaf", 0) + 0.1 * len(config.get("layers", ()))
+
+
+def run(searcher: Any, function, trials: int, concurrent: int = 1) -> list[dict[str, Any]]:
+    """Suggest and complete ``trials`` trials, ``concurrent`` at a time (the oldest ends first)."""
+    configs, in_flight, made = [], [], 0
+    while len(configs) < trials:
+        while len(in_flight) < concurrent and made < trials:
+            in_flight.append((f"t{made}", searcher.suggest(f"t{made}")))
+            made += 1
+        trial_id, config = in_flight.pop(0)
+        configs.append(config)
+        searcher.on_trial_complete(trial_id, {"score": function(config), "training_iteration": 1})
+    return configs
+
+
+def within(config: dict[str, Any], space: dict[str, dict[str, Any]]) -> bool:
+    for name, spec in space.items():
+        value = config[name]
+        if spec["type"] == "choice":
+            if not any(value == v and type(value) is type(v) for v in spec["values"]):
+                return False
+            continue
+        if not spec["low"] <= value <= highest(spec):
+            return False
+        if "int" in spec["type"] and type(value) is not int:
+            return False
+        if "q" in spec and not math.isclose(value / spec["q"], round(value / spec["q"]), abs_tol=1e-9):
+            return False
+    return True
+
+
+# -- the GP searcher's own logic -------------------------------------------------------------------
+def test_gp_values_are_of_their_type_and_inside_the_space():
+    searcher = gp(MIXED)
+    configs = run(searcher, objective, 40, concurrent=2)
+    assert all(within(c, MIXED) for c in configs), [c for c in configs if not within(c, MIXED)]
+    # The ends of the integer ranges are reachable, and lists come back as the recipe's lists.
+    wide = gp(MIXED, seed=1, n_initial=200)
+    sampled = [wide.suggest(f"t{i}") for i in range(200)]
+    assert {c["depth"] for c in sampled} == {2, 3, 4, 5}
+    assert {c["trees"] for c in sampled} == {10, 20, 30, 40, 50}
+    assert {c["step"] for c in sampled} == {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert {tuple(c["layers"]) for c in sampled} == {(64,), (64, 64), (128, 64)}
+    assert min(c["leaf"] for c in sampled) == 1 and max(c["leaf"] for c in sampled) == 32
+    assert all(within(c, MIXED) for c in sampled)
+
+
+def test_gp_searches_log_ranges_in_log_space():
+    space = {"rate": {"type": "loguniform", "low": 1e-4, "high": 1.0}}
+    searcher = gp(space, n_initial=200)
+    assert searcher.space_.encode({"rate": 1e-2})[0] == pytest.approx(0.5)
+    rates = np.array([searcher.suggest(f"t{i}")["rate"] for i in range(200)])
+    # Each decade gets about a quarter of the initial design, not 90% for the top one.
+    per_decade = np.histogram(np.log10(rates), bins=[-4, -3, -2, -1, 0])[0]
+    assert per_decade.min() >= 35, per_decade
+
+
+@pytest.mark.parametrize("concurrent", [1, 4])
+def test_gp_models_after_its_initial_design(concurrent):
+    """On a smooth function the GP finds the minimum far sooner than chance, trials in flight or not."""
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "y": {"type": "uniform", "low": 0.0, "high": 1.0}}
+
+    def bowl(config: dict[str, Any]) -> float:
+        return (config["x"] - 0.3) ** 2 + (config["y"] - 0.7) ** 2
+
+    searcher = gp(space)
+    configs = run(searcher, bowl, 20, concurrent=concurrent)
+    assert searcher.proposer_.n_initial == 5
+    # 15 random points of the square come within 1e-4 of the minimum with probability 0.5%.
+    assert min(bowl(c) for c in configs[5:]) < 1e-4
+
+
+def test_gp_gives_concurrent_trials_distinct_points():
+    searcher = gp(MIXED)
+    run(searcher, objective, 12)
+    assert searcher.proposer_.asked_ > searcher.proposer_.n_initial  # past the initial design
+    pending = [searcher.suggest(f"p{i}") for i in range(4)]
+    assert len({repr(sorted(c.items())) for c in pending}) == 4, pending
+    assert len(searcher.proposer_.pending_) == 4
+
+
+def test_gp_never_hands_out_a_pending_config_twice_on_a_small_discrete_space():
+    space = {"a": {"type": "randint", "low": 0, "high": 3}, "b": {"type": "choice", "values": ["x", "y"]}}
+    searcher = gp(space, n_initial=2)
+    run(searcher, lambda c: c["a"] + (c["b"] == "y"), 2)
+    pending = [searcher.suggest(f"p{i}") for i in range(4)]
+    assert len({(c["a"], c["b"]) for c in pending}) == 4, pending
+
+
+def test_gp_is_reproducible_with_a_seed():
+    first = run(gp(MIXED, seed=7), objective, 16, concurrent=2)
+    again = run(gp(MIXED, seed=7), objective, 16, concurrent=2)
+    other = run(gp(MIXED, seed=8), objective, 16, concurrent=2)
+    assert first == again
+    assert first != other
+
+
+def test_gp_tries_the_starting_points_first_and_learns_from_them():
+    start = [{"x": 0.25, "kind": "b"}, {"x": 0.75, "kind": "a"}]
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}, "kind": {"type": "choice", "values": ["a", "b"]}}
+    searcher = gp(space, points_to_evaluate=start)
+    assert [searcher.suggest("s0"), searcher.suggest("s1")] == start
+    searcher.on_trial_complete("s0", {"score": 1.0})
+    searcher.on_trial_complete("s1", {"score": 2.0})
+    assert searcher.proposer_.y_ == [1.0, 2.0]
+    assert searcher.space_.decode(searcher.proposer_.X_[0]) == start[0]
+
+
+def test_gp_learns_an_early_stopped_trial_at_its_last_result_and_nothing_from_a_failed_one():
+    """Under ASHA/HyperBand, Ray completes a stopped trial with its last (lower-resource) result."""
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    searcher = gp(space, mode="max")
+    for trial_id in ("stopped", "failed", "removed", "full"):
+        searcher.suggest(trial_id)
+    searcher.on_trial_complete("stopped", {"score": 0.61, "training_iteration": 1})  # stopped at rung 1 of 3
+    searcher.on_trial_complete("failed", None, error=True)
+    searcher.on_trial_complete("removed")  # a pending trial Tune dropped: no result at all
+    searcher.on_trial_complete("full", {"score": 0.93, "training_iteration": 3})
+    # Maximising: the GP minimises the negated metric.
+    assert searcher.proposer_.y_ == [-0.61, -0.93]
+    assert searcher.proposer_.pending_ == {}
+
+
+def test_gp_checkpoint_restores_the_same_next_suggestion(tmp_path: Path):
+    searcher = gp(MIXED, seed=3)
+    run(searcher, objective, 8)
+    searcher.save(str(tmp_path / "gp.pkl"))
+    expected = searcher.suggest("next")
+    restored = GPSearch()
+    restored.restore(str(tmp_path / "gp.pkl"))
+    assert restored.suggest("next") == expected
+
+
+def test_gp_refuses_a_domain_it_cannot_model():
+    from ray import tune
+
+    searcher = GPSearch(seed=0)
+    with pytest.raises(ValueError, match="x: the GP searcher cannot model Float with Normal"):
+        searcher.set_search_properties("score", "min", {"x": tune.randn()})
+
+
+def test_gp_takes_evaluated_points_as_observations():
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    searcher = GPSearch(seed=0)
+    assert searcher.add_evaluated_points([({"x": 0.2}, 0.5)]) == 0  # kept until the space is known
+    searcher.set_search_properties("score", "max", dsl.param_space(space, "gp"))
+    assert searcher.add_evaluated_points([({"x": 0.4}, 0.7), ({"y": 1.0}, 0.9)]) == 1
+    assert searcher.proposer_.y_ == [-0.5, -0.7]
+
+
+# -- optuna and anneal, as raysweep builds them ----------------------------------------------------
+@pytest.mark.parametrize("name", ["optuna", "anneal", "gp"])
+def test_searcher_tries_starting_points_then_stays_in_the_space_reproducibly(name):
+    space = {k: MIXED[k] for k in ("depth", "rate", "frac", "kind")}
+    start = [{"depth": 4, "rate": 0.01, "frac": 0.5, "kind": "c"}]
+
+    def configs(seed: int) -> list[dict[str, Any]]:
+        searcher = registry.build_searcher(name, "score", "min", seed, 2, start)
+        searcher.set_search_properties("score", "min", dsl.param_space(space, name))
+        return run(searcher, objective, 14, concurrent=2)
+
+    first = configs(0)
+    assert first[0] == start[0]
+    assert all(within(c, space) for c in first), first
+    assert configs(0) == first
+    assert configs(1) != first
+
+
+def test_anneal_proposes_by_annealing():
+    import hyperopt
+
+    searcher = registry.build_searcher("anneal", "score", "min", 0, 2).searcher
+    assert searcher.algo is hyperopt.anneal.suggest
+
+
+def test_optuna_samples_with_multivariate_tpe_and_a_constant_liar():
+    searcher = registry.build_searcher("optuna", "score", "min", 5, 2).searcher
+    searcher.set_search_properties("score", "min", dsl.param_space({"x": MIXED["frac"]}, "optuna"))
+    sampler = searcher._ot_study.sampler
+    assert type(sampler).__name__ == "TPESampler"
+    assert sampler._multivariate and sampler._constant_liar
+
+
+# -- real sweeps ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["gp", "optuna", "anneal"])
+def test_a_sweep_with_each_searcher(name, ray_local, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.recipes import load_recipe
+    from raysweep.runner import run_sweep
+
+    tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    result = run_sweep(
+        "random_forest", "iris", searcher=name, scheduler="asha", num_samples=8, max_concurrent=2, seed=0,
+        overrides=["resource.max=60"], storage=str(tmp_path / "results"), tracking_uri=tracking_uri,
+    )
+    assert result.num_trials == 8 and result.num_errors == 0
+    space = load_recipe("random_forest").space
+    configs = [
+        {k: int(row[f"config/{k}"]) if space[k]["type"].endswith("randint") else float(row[f"config/{k}"]) for k in space}
+        for row in result.leaderboard.to_dict("records")
+    ]
+    assert len(configs) == 8
+    assert all(within(config, space) for config in configs), configs
+    # The recipe's starting point (scikit-learn's defaults) is among the trials.
+    assert {"max_depth": 32, "min_samples_leaf": 1, "max_features": 0.25} in configs
+    client = MlflowClient(tracking_uri)
+    runs = client.search_runs([result.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{result.parent_run_id}'")
+    assert len(runs) == 8 and {run.info.status for run in runs} == {"FINISHED"}
+    assert client.get_run(result.parent_run_id).data.params.get("searcher") == name
