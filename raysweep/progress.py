@@ -152,6 +152,8 @@ class LiveProgress(Callback):
             self._phase = text
         if self.drawing_live:
             self._show()
+            if self._live is not None:
+                self._live.refresh()  # drawn now: a phase may end before the next refresh
         else:
             self.console.print(escape(text), soft_wrap=True)
 
@@ -208,8 +210,8 @@ class LiveProgress(Callback):
     def estimate(self) -> tuple[float, str] | None:
         """The time left, in seconds, and how it was estimated; None when there is no basis yet.
 
-        With a trial count: the finished trials' mean wall time for each trial not finished
-        (less what a running one has had), spread over the trials that run at once. With a
+        With a trial count: the finished trials' mean wall time × the trials not finished ÷ the
+        trials that run at once (a running trial counts whole: rather long than short). With a
         time budget: what is left of it. With both, whichever is sooner.
         """
         now = self.clock()
@@ -218,12 +220,8 @@ class LiveProgress(Callback):
         if self.total is not None and self._durations:
             mean = sum(self._durations) / len(self._durations)
             to_go = max(0, self.total - done - failed)
-            work = waiting * mean + sum(
-                max(0.0, mean - (now - self._began.get(trial_id, now)))
-                for trial_id, status in self._status.items() if status == "RUNNING"
-            )  # fmt: skip
             at_once = max(1, min(self.concurrency or running or 1, to_go or 1))
-            guesses.append((work / at_once, f"finished trials' mean {duration(mean)} × {to_go} to go ÷ {at_once} at once"))
+            guesses.append((mean * to_go / at_once, f"finished trials' mean {duration(mean)} × {to_go} to go ÷ {at_once} at once"))
         if self.time_budget:
             guesses.append((max(0.0, self.time_budget - (now - self._fit_started)), f"time budget {duration(self.time_budget)}"))
         return min(guesses, key=lambda guess: guess[0]) if guesses else None

@@ -70,12 +70,11 @@ def test_the_live_view_shows_the_total_each_running_trials_step_the_best_and_the
     clock = Clock()
     progress, _ = view(True, clock)
     play_a_sweep_start(progress, clock)
-    # Left: 3 trials not started × the 10 s mean, plus trial-0001 (14 s in, past the mean: 0)
-    # and trial-0002 (4 s in: 6 s) = 36 s of trials, 2 at once.
+    # Left: 5 trials not finished × the 10 s mean, 2 at once.
     assert screen(progress) == [
         "trials  1 of 6 done · 2 running · 3 waiting · 0 failed",
         "best    val_accuracy 0.96 by trial-0000 at 300 boosting_rounds",
-        "time    14s elapsed · about 18s left (finished trials' mean 10s × 5 to go ÷ 2 at once)",
+        "time    14s elapsed · about 25s left (finished trials' mean 10s × 5 to go ÷ 2 at once)",
         # A bar of 20 for 6 steps (its unfilled part is a colour, so blank here).
         "  trial-0001  " + "━" * 6 + "╸" + " " * 13 + "  100/300 boosting_rounds (step 2/6)",
         "  trial-0002  " + "━" * 3 + " " * 17 + "  50/300 boosting_rounds (step 1/6)",
@@ -112,7 +111,7 @@ def test_a_time_budget_gives_the_estimate_until_a_trial_finishes_and_when_it_is_
     # Trials to go by the mean would take longer than the budget has left: the budget wins.
     clock = Clock()
     progress, _ = view(False, clock, time_budget=20.0)
-    play_a_sweep_start(progress, clock)  # 18 s left by the mean (as in the live view's test)
+    play_a_sweep_start(progress, clock)  # 25 s left by the mean (as in the live view's test)
     assert progress.estimate() == (6.0, "time budget 20s")
 
 
@@ -140,7 +139,7 @@ def test_in_a_pipe_each_change_is_one_line_and_each_phase_one_line():
     assert console.export_text().splitlines() == [
         "trials: 0 of 6 done, 2 running, 4 waiting, 0 failed | best val_accuracy - | <1s",
         "trials: 1 of 6 done, 2 running, 3 waiting, 0 failed | best val_accuracy 0.96 | by trial-0000 at 300 boosting_rounds"
-        " | 14s, about 18s left",
+        " | 14s, about 25s left",
         "trials: 3 of 6 done, 0 running, 3 waiting, 0 failed | best val_accuracy 0.96 | by trial-0000 at 300 boosting_rounds"
         " | 30s, about 15s left",
         "refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)",
