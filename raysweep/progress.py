@@ -1,100 +1,286 @@
-"""A live one-panel view of a sweep (instead of Ray's pages of tables)."""
+"""What a person watching a sweep sees: its trials as they run, then each phase after them.
+
+On a terminal, a live view on stderr (instead of Ray's pages of tables): trials done out of the
+total, each running trial's step along the recipe's resource, the best score so far and its
+trial, the time elapsed and an estimate of the time left, and below them what the sweep is doing
+once its trials are over (refit, logging, plots). Elsewhere (a pipe, a CI log, ``--json``) one
+line per change on stderr, and one line per phase.
+"""
 
 from __future__ import annotations
 
 import math
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 
 from raysweep.best import better
-from rich.console import Console
+from raysweep.tracking.schema import trial_name
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
 from rich.table import Table
+from rich.text import Text
+
+#: how often the live view redraws: often enough for a step to show, rarely enough to cost nothing
+REFRESH_PER_SECOND = 2
+#: running trials listed by name; more are counted in one line
+SHOWN_RUNNING = 12
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``3m05s``, ``1h02m``: a duration as a person reads it (``<1s`` under half a second)."""
+    seconds = max(0, int(round(seconds)))
+    if seconds == 0:
+        return "<1s"
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class LiveProgress(Callback):
-    """Shows trials done / running / pending / failed, the best score so far and the elapsed time.
+    """The sweep's progress for a person: a live view on a terminal, one line per change elsewhere.
 
-    The best score is the best validation score at any step of any trial so far: the one the
-    sweep's result, leaderboard and refit end up with (see :mod:`raysweep.best`).
-
-    On a terminal it redraws in place; elsewhere (a CI log, a pipe) it prints a line every
-    ``log_every`` seconds.
+    ``total`` is how many trials the sweep runs (None: not known up front), ``resource`` the
+    recipe's resource (its ``name``, ``per_step``, ``max_steps`` and ``at(steps)``),
+    ``concurrency`` how many trials run at once, ``time_budget`` the sweep's budget in seconds
+    and ``started`` the clock reading the elapsed time counts from. The best score is the best
+    validation score at any step of any trial so far: the one the sweep's result, leaderboard
+    and refit end up with (see :mod:`raysweep.best`). :meth:`phase` reports what the sweep does
+    after its trials; :meth:`close` ends the view.
     """
 
-    def __init__(self, metric_key: str, mode: str, num_samples: int | None, console: Console | None = None,
-                 log_every: float = 15.0) -> None:
+    def __init__(
+        self,
+        metric_key: str,
+        mode: str,
+        *,
+        total: int | None = None,
+        resource: Any = None,
+        concurrency: int | None = None,
+        time_budget: float | None = None,
+        started: float | None = None,
+        live: bool | None = None,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        log_every: float = 60.0,
+    ) -> None:
         self.metric_key = metric_key
         self.mode = mode
-        self.num_samples = num_samples
-        self.console = console or Console(stderr=True)
+        self.total = total if total and total > 0 else None
+        self.resource = resource
+        self.concurrency = concurrency
+        self.time_budget = time_budget
+        self.clock = clock
+        self.started = clock() if started is None else started
+        self.console = console or Console(stderr=True, highlight=False)
+        #: None: the live view when the console is a terminal
+        self.live = live
         self.log_every = log_every
-        self.started = time.monotonic()
         self.best: float | None = None
+        self.best_trial: str | None = None
+        self.best_steps = 0
+        self._fit_started = self.started
+        self._status: dict[str, str] = {}
+        self._steps: dict[str, int] = {}
+        self._began: dict[str, float] = {}
+        self._durations: list[float] = []
+        self._phase: str | None = None
         self._live: Live | None = None
-        self._last_line = 0.0
-        self._counts: dict[str, int] = {}
+        self._last_state: tuple | None = None
+        self._last_printed = -math.inf
+        self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ray Tune pickles callbacks with the experiment state; a console is not picklable.
+        # Ray Tune pickles callbacks with the experiment state; a console, a live view and a lock are not picklable.
         state = self.__dict__.copy()
-        state["console"] = None
-        state["_live"] = None
+        state.update(console=None, _live=None, _lock=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, highlight=False)
+        self._lock = threading.Lock()
+
+    @property
+    def drawing_live(self) -> bool:
+        """Whether this view redraws in place (a terminal) rather than printing lines."""
+        return self.console.is_terminal if self.live is None else self.live
+
+    # -- Ray Tune's hooks ------------------------------------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        self._fit_started = self.clock()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        with self._lock:
+            self._began.setdefault(trial.trial_id, self.clock())
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        value = result.get(self.metric_key)
-        if isinstance(value, (int, float)) and math.isfinite(value) and better(float(value), self.best, self.mode):
-            self.best = float(value)
+        with self._lock:
+            steps = result.get("training_iteration")
+            if isinstance(steps, int):
+                self._steps[trial.trial_id] = steps
+            value = result.get(self.metric_key)
+            if isinstance(value, (int, float)) and math.isfinite(value) and better(float(value), self.best, self.mode):
+                self.best = float(value)
+                self.best_trial = trial_name(trial.trial_id)
+                self.best_steps = steps if isinstance(steps, int) else 0
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended(trial)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        counts: dict[str, int] = {}
-        for trial in trials:
-            counts[trial.status] = counts.get(trial.status, 0) + 1
-        self._counts = counts
-        if self.console.is_terminal:
-            if self._live is None:
-                self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
-                self._live.start()
-            else:
-                self._live.update(self._render())
-        elif time.monotonic() - self._last_line >= self.log_every:
-            self._last_line = time.monotonic()
-            self.console.print(self._line(), highlight=False)
+        with self._lock:
+            self._status = {trial.trial_id: str(trial.status) for trial in trials}
+        self._show()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.on_step_end(0, trials)
+
+    # -- after the trials ------------------------------------------------------------------------------------------
+    def phase(self, text: str) -> None:
+        """Say what the sweep is doing now (refitting, logging, drawing the plots): shown until the next phase."""
+        with self._lock:
+            self._phase = text
+        if self.drawing_live:
+            self._show()
+            if self._live is not None:
+                self._live.refresh()  # drawn now: a phase may end before the next refresh
+        else:
+            self.console.print(escape(text), soft_wrap=True)
+
+    def close(self) -> None:
+        """End the live view, leaving its last frame (without the phase) on the screen."""
+        with self._lock:
+            self._phase = None
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
             self._live.stop()
             self._live = None
-        else:
-            self.console.print(self._line(), highlight=False)
 
-    def _line(self) -> str:
-        c = self._counts
-        best = "-" if self.best is None else f"{self.best:.5g}"
+    # -- what is shown ---------------------------------------------------------------------------------------------
+    def _ended(self, trial: Any) -> None:
+        with self._lock:
+            began = self._began.get(trial.trial_id)
+            if began is not None:
+                self._durations.append(self.clock() - began)
+
+    def _show(self) -> None:
+        if self.drawing_live:
+            if self._live is None:
+                self._live = Live(console=self.console, get_renderable=self.render, refresh_per_second=REFRESH_PER_SECOND)
+                self._live.start()
+            return
+        with self._lock:
+            state = self._counts() + (self.best, self.best_trial)
+        now = self.clock()
+        if state != self._last_state or now - self._last_printed >= self.log_every:
+            self._last_state, self._last_printed = state, now
+            self.console.print(escape(self.line()), soft_wrap=True)
+
+    def _counts(self) -> tuple[int, int, int, int]:
+        """(done, running, waiting, failed); waiting counts the trials not created yet when the total is known."""
+        statuses = list(self._status.values())
+        done, running, failed = statuses.count("TERMINATED"), statuses.count("RUNNING"), statuses.count("ERROR")
+        waiting = statuses.count("PENDING") + statuses.count("PAUSED")
+        if self.total is not None:
+            waiting = max(waiting, self.total - done - running - failed)
+        return done, running, waiting, failed
+
+    def _at(self, steps: int) -> str:
+        """``150 boosting_rounds``: the resource after ``steps`` steps."""
+        if self.resource is None:
+            return f"step {steps}"
+        return f"{self.resource.at(steps):g} {self.resource.name}"
+
+    def _best_text(self) -> tuple[str, str]:
+        """The best score so far, and the trial and resource it came at ('' before any)."""
+        if self.best is None:
+            return "-", ""
+        return f"{self.best:.5g}", f"by {self.best_trial} at {self._at(self.best_steps)}"
+
+    def estimate(self) -> tuple[float, str] | None:
+        """The time left, in seconds, and how it was estimated; None when there is no basis yet.
+
+        With a trial count: the finished trials' mean wall time × the trials not finished ÷ the
+        trials that run at once (a running trial counts whole: rather long than short). With a
+        time budget: what is left of it. With both, whichever is sooner.
+        """
+        now = self.clock()
+        guesses: list[tuple[float, str]] = []
+        done, running, waiting, failed = self._counts()
+        if self.total is not None and self._durations:
+            mean = sum(self._durations) / len(self._durations)
+            to_go = max(0, self.total - done - failed)
+            at_once = max(1, min(self.concurrency or running or 1, to_go or 1))
+            guesses.append((mean * to_go / at_once, f"finished trials' mean {duration(mean)} × {to_go} to go ÷ {at_once} at once"))
+        if self.time_budget:
+            guesses.append((max(0.0, self.time_budget - (now - self._fit_started)), f"time budget {duration(self.time_budget)}"))
+        return min(guesses, key=lambda guess: guess[0]) if guesses else None
+
+    def line(self) -> str:
+        """The one-line form: counts, the best so far and its trial, elapsed and left."""
+        with self._lock:
+            done, running, waiting, failed = self._counts()
+            best, by = self._best_text()
+            estimate = self.estimate() if self._phase is None and (running or waiting) else None
+        of = f" of {self.total}" if self.total is not None else ""
+        times = duration(self.clock() - self.started)
+        if estimate is not None:
+            times += f", about {duration(estimate[0])} left"
         return (
-            f"trials: {c.get('TERMINATED', 0)} done, {c.get('RUNNING', 0)} running, "
-            f"{c.get('PENDING', 0) + c.get('PAUSED', 0)} waiting, {c.get('ERROR', 0)} failed | "
-            f"best {self.metric_key} {best} | {time.monotonic() - self.started:.0f}s"
+            f"trials: {done}{of} done, {running} running, {waiting} waiting, {failed} failed | "
+            f"best {self.metric_key} {best} | " + (f"{by} | " if by else "") + times
         )
 
-    def _render(self) -> Table:
-        c = self._counts
-        table = Table.grid(padding=(0, 2))
-        table.add_row(
-            f"[green]{c.get('TERMINATED', 0)} done[/]",
-            f"[cyan]{c.get('RUNNING', 0)} running[/]",
-            f"{c.get('PENDING', 0) + c.get('PAUSED', 0)} waiting",
-            f"[red]{c.get('ERROR', 0)} failed[/]",
-            f"best {self.metric_key}: [bold]{'-' if self.best is None else f'{self.best:.5g}'}[/]",
-            f"{time.monotonic() - self.started:.0f}s",
-        )
-        return table
+    def render(self) -> RenderableType:
+        """The live view's frame: counts and times, the best so far, each running trial's step, the phase."""
+        with self._lock:
+            return self._render()
+
+    def _render(self) -> RenderableType:
+        done, running, waiting, failed = self._counts()
+        summary = Table.grid(padding=(0, 2))
+        counts = Text()
+        counts.append(f"{done}" + (f" of {self.total}" if self.total is not None else "") + " done", style="green")
+        counts.append(f" · {running} running", style="cyan")
+        counts.append(f" · {waiting} waiting · ")
+        counts.append(f"{failed} failed", style="red" if failed else "")
+        summary.add_row("trials", counts)
+        best, by = self._best_text()
+        summary.add_row("best", Text.assemble(f"{self.metric_key} ", (best, "bold"), f" {by}" if by else ""))
+        times = Text(f"{duration(self.clock() - self.started)} elapsed")
+        estimate = self.estimate() if self._phase is None and (running or waiting) else None
+        if estimate is not None:
+            times.append(f" · about {duration(estimate[0])} left")
+            times.append(f" ({estimate[1]})", style="dim")
+        summary.add_row("time", times)
+        parts: list[RenderableType] = [summary]
+        active = [t for t, status in self._status.items() if status == "RUNNING"]
+        if active:
+            table = Table.grid(padding=(0, 2))
+            max_steps = self.resource.max_steps if self.resource is not None else None
+            for trial_id in active[:SHOWN_RUNNING]:
+                steps = self._steps.get(trial_id, 0)
+                if max_steps:
+                    where = f"{self.resource.at(steps):g}/{self._at(max_steps)}"
+                    if self.resource.per_step != 1:
+                        where += f" (step {steps}/{max_steps})"
+                    bar: RenderableType = ProgressBar(total=max_steps, completed=steps, width=20)
+                else:
+                    where, bar = f"step {steps}", Text("")
+                table.add_row(f"  {trial_name(trial_id)}", bar, where)
+            parts.append(table)
+            if len(active) > SHOWN_RUNNING:
+                parts.append(Text(f"  and {len(active) - SHOWN_RUNNING} more running", style="dim"))
+        if self._phase is not None:
+            parts.append(Text(f"→ {self._phase}", style="bold yellow"))
+        return Group(*parts)

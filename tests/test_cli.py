@@ -187,7 +187,7 @@ def parse_json_stdout(stdout: str) -> dict:
     return outcome
 
 
-def test_run_json_matches_the_python_api(ray_local, tmp_path):
+def test_run_json_matches_the_python_api(ray_local, tmp_path, capsys):
     options = ["--scheduler", "fifo", "--searcher", "random", "--num-samples", "2", "--seed", "0", "--metric", "log_loss",
                "--set", "resource.max=40", "--set", "space.max_depth.low=3", "--set", "space.max_depth.high=4",
                "--set", "space.max_depth.grid=[3]"]
@@ -206,6 +206,11 @@ def test_run_json_matches_the_python_api(ray_local, tmp_path):
     assert outcome["best_config"]["max_depth"] == 3, "--set narrowed max_depth to [3, 4)"
     assert 0 < outcome["test_score"] < 0.3 and 0 < outcome["best_validation_score"] < 0.3
     assert outcome["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db" and outcome["parent_run_id"]
+    # With --json, the progress on stderr is a line per change (no live view), then a line per phase.
+    progress = [line for line in done.stderr.splitlines() if line.startswith("trials: ")]
+    best_trial, best_trees = check_progress_lines(progress, total=2, metric="val_log_loss", resource="trees")
+    assert f"refitting the best config ({best_trial}) on 455 rows for {best_trees // 20} step" in done.stderr
+    assert "\x1b[" not in done.stderr, "no cursor movement or colour in a pipe"
     assert (tmp_path / "mlflow.db").exists()
     assert (cwd / "raysweep_results").is_dir(), "Ray's results go to ./raysweep_results by default"
     # The CLI is a shell over the API: the same sweep in-process finds the same config and score.
@@ -216,6 +221,9 @@ def test_run_json_matches_the_python_api(ray_local, tmp_path):
     assert api.best_config == pytest.approx(outcome["best_config"])
     assert api.best_validation_score == pytest.approx(outcome["best_validation_score"], abs=1e-12)
     assert api.test_score == pytest.approx(outcome["test_score"], abs=1e-9)
+    # raysweep is also a library: without progress=True it says nothing.
+    said = capsys.readouterr()
+    assert "trials: " not in said.err and "refitting" not in said.err and said.out == "", said
 
 
 def test_real_dataset_through_the_cli(shared_data, tmp_path):
@@ -242,6 +250,31 @@ def test_real_dataset_through_the_cli(shared_data, tmp_path):
     assert 0.83 < outcome["test_score"] <= 0.9
 
 
+PROGRESS_LINE = re.compile(
+    r"trials: (\d+) of (\d+) done, (\d+) running, (\d+) waiting, (\d+) failed \| best (\w+) (-|[\d.e+-]+) \| "
+    r"(?:by (trial-\w+) at ([\d.]+) (\w+) \| )?(\d+s|\d+m\d\ds)(?:, about (?:<1s|\d+s|\d+m\d\ds) left)?"
+)
+
+
+def check_progress_lines(lines: list[str], *, total: int, metric: str, resource: str) -> tuple[str, int]:
+    """Check a sweep's progress lines in a pipe: one per change, each with the total; the best trial and its resource at the end."""
+    assert lines, "no progress line"
+    states = []
+    for line in lines:
+        match = PROGRESS_LINE.fullmatch(line)
+        assert match, f"not a progress line: {line!r}"
+        done, of, running, waiting, failed, key, best, trial, amount, name, _ = match.groups()
+        assert int(of) == total and key == metric, line
+        assert int(done) + int(running) + int(waiting) + int(failed) == total, line
+        assert (trial is None) == (best == "-") and name in (None, resource), line
+        states.append((done, running, waiting, failed, best, trial))
+    # A line for each change, none while nothing changes (unless a minute passed: not in so short a sweep).
+    assert all(a != b for a, b in zip(states, states[1:])), lines
+    last = PROGRESS_LINE.fullmatch(lines[-1]).groups()
+    assert last[:5] == (str(total), str(total), "0", "0", "0"), lines[-1]
+    return last[7], int(last[8])
+
+
 def test_a_first_sweep_prints_only_raysweeps_own_lines(tmp_path):
     """A fresh folder, a fresh sqlite store, integer columns: no MLflow table creation, no schema hint, no INFO lines."""
     from sklearn.datasets import load_wine
@@ -259,10 +292,21 @@ def test_a_first_sweep_prints_only_raysweeps_own_lines(tmp_path):
     for noise in ("Creating initial MLflow database tables", "Updating database tables", "alembic",
                   "Inferred schema contains integer", "Warning", " INFO ", "Traceback"):
         assert noise not in done.stderr, done.stderr
-    # What is left is raysweep's own: the header (wrapped to the terminal's width) and the progress line.
+    # What is left is raysweep's own: the header (wrapped to the terminal's width), the progress
+    # lines, and what the sweep does after its trials, one line a phase.
     header = "raysweep: xgboost on wine (classification, 178 rows), fifo + random, 2 trials, metric accuracy (max)"
+    progress = [line for line in done.stderr.splitlines() if line.startswith("trials: ")]
     others = [line for line in done.stderr.splitlines() if not line.startswith("trials: ")]
-    assert " ".join(" ".join(others).split()) == header, done.stderr
+    best_trial, best_rounds = check_progress_lines(progress, total=2, metric="val_accuracy", resource="boosting_rounds")
+    steps = best_rounds // 50
+    assert others[-5:] == [
+        f"refitting the best config ({best_trial}) on 142 rows for {steps} step{'s' if steps > 1 else ''} ({best_rounds} boosting_rounds)",
+        "logging the scores and the leaderboard to MLflow",
+        "drawing the plots",
+        "logging the model to MLflow",
+        "waiting for the MLflow writer",
+    ], done.stderr
+    assert " ".join(" ".join(others[:-5]).split()) == header, done.stderr
     # The summary names the refit model: the one in the sweep's experiment.
     model_uri = re.search(r"^model: (models:/m-\w+)$", done.stdout, re.MULTILINE)
     assert model_uri, done.stdout

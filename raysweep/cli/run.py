@@ -64,7 +64,8 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
     from raysweep.sweep.run import resume_sweep
 
     Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
-    _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True), as_json)
+    live = not (as_json or verbose)
+    _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live), as_json)
 
 
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
@@ -85,7 +86,9 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
         f"{plan.scheduler} + {plan.searcher}, {plan.num_samples} {'grid pass(es)' if get_searcher(plan.searcher).exhaustive else 'trials'}, "
         f"metric {plan.metric} ({plan.mode})"
     )
-    _report_when_done(lambda: run_planned(plan, verbose=verbose, progress=True), as_json)
+    # The live view on a terminal; with --json (output for a program) or Ray's own output, a line per change.
+    live = not (as_json or verbose)
+    _report_when_done(lambda: run_planned(plan, verbose=verbose, progress=True, live=live), as_json)
 
 
 def _report_when_done(sweep: Any, as_json: bool) -> None:

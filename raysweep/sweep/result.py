@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -146,7 +146,20 @@ def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) 
     return frame
 
 
-def summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: Any, started: float, tracking_uri: str | None) -> SweepResult:
+def summarise(
+    plan: SweepPlan,
+    prepared: PreparedData,
+    results: Any,
+    tracker: Any,
+    started: float,
+    tracking_uri: str | None,
+    phase: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """The sweep's result from Tune's: leaderboard, the best config refit and scored, its outcome in MLflow.
+
+    ``phase`` hears what is being done as it starts (the refit, each step of the logging); without
+    it nothing is said.
+    """
     bests = _trial_bests(results, plan)
     leaderboard = _leaderboard(results, plan, bests)
     errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
@@ -162,9 +175,17 @@ def summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: An
     from raysweep.best import sweep_best
 
     # The best step of any trial: its config then, refit for as many steps (raysweep.best).
-    best = bests[sweep_best(bests, plan.mode)]
+    index = sweep_best(bests, plan.mode)
+    best = bests[index]
     best_config = dict(best.config)
     best_steps = best.steps
+    if phase is not None:
+        trial = schema.trial_name(str((results[index].metrics or {}).get("trial_id") or ""))
+        resource = plan.recipe.resource
+        phase(
+            f"refitting the best config ({trial}) on {len(prepared.y_pool):,} rows for {best_steps} "
+            f"step{'s' if best_steps != 1 else ''} ({resource.at(best_steps):g} {resource.name})"
+        )
     model, test_score = refit(plan, prepared, best_config, best_steps)
     result = SweepResult(
         name=plan.name,
@@ -193,7 +214,7 @@ def summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: An
     if tracker is not None:
         from raysweep.tracking.outcome import log_sweep_outcome
 
-        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result)
+        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase)
     return result
 
 

@@ -32,11 +32,15 @@ def run_planned(
     *,
     verbose: bool = False,
     progress: bool = True,
+    live: bool = True,
     tracking: bool = True,
     resume: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Run a checked plan: start Ray, sweep, refit the best config and score it on the test split.
 
+    ``progress`` shows the sweep's progress and then each phase after its trials on stderr
+    (:mod:`raysweep.progress`): a live view when stderr is a terminal and ``live`` is true,
+    else one line per change. Without it the sweep prints nothing of its own.
     ``resume`` is the saved sweep record (see :func:`resume_sweep`): the sweep then continues
     from Ray's saved state and logs into the same MLflow parent run.
     """
@@ -74,8 +78,14 @@ def run_planned(
 
     tracker = None
     callbacks: list[Any] = []
+    view = None
     if progress:
-        callbacks.append(LiveProgress(plan.metric_key, plan.mode, plan.num_samples))
+        view = LiveProgress(
+            plan.metric_key, plan.mode, total=_total_trials(plan), resource=plan.recipe.resource,
+            concurrency=max_concurrent, time_budget=plan.time_budget, started=started, live=None if live else False,
+        )  # fmt: skip
+        callbacks.append(view)
+    phase = view.phase if view is not None else None
     exploits: list = []
     if tracking_uri:
         tracker = tracking_module.SweepTracker(
@@ -157,13 +167,19 @@ def run_planned(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
                 f"raysweep resume {plan.name} --storage {plan.storage}"
             )
-        result = summarise(plan, prepared, results, tracker, started, tracking_uri)
+        result = summarise(plan, prepared, results, tracker, started, tracking_uri, phase=phase)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        lacking = tracker.finish(status) if tracker is not None else None
+        try:
+            if tracker is not None and phase is not None:
+                phase("waiting for the MLflow writer")
+            lacking = tracker.finish(status) if tracker is not None else None
+        finally:
+            if view is not None:
+                view.close()
     if lacking:
         raise TrackingIncomplete(
             f"{lacking}; MLflow lacks part of sweep {plan.name}. Write the rest from Ray's results with: "
@@ -171,6 +187,15 @@ def run_planned(
             result,
         )
     return result
+
+
+def _total_trials(plan: SweepPlan) -> int | None:
+    """How many trials the sweep runs: the trial count, or for grid search the passes × the configs of one pass."""
+    if not plan.num_samples or plan.num_samples < 0:
+        return None
+    if strategies.get_searcher(plan.searcher).exhaustive:
+        return plan.num_samples * space.grid_size(plan.recipe.space)
+    return plan.num_samples
 
 
 def _use_callbacks(tuner: Any, callbacks: list[Any]) -> None:
@@ -224,7 +249,9 @@ def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
     sweep_record.save(_sweep_dir(plan), record)
 
 
-def resume_sweep(name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False) -> SweepResult:
+def resume_sweep(
+    name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False, live: bool = True
+) -> SweepResult:
     """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
     found = sweep_record.find(name_or_path, storage)
     if found is None:
@@ -252,7 +279,7 @@ def resume_sweep(name_or_path: str, *, storage: str | None = None, verbose: bool
         # What the killed driver had not written to MLflow yet (it writes from a queue) goes in
         # first, from Ray's results: the resumed trials then continue each run at the right step.
         sync_sweep(candidate)
-    return run_planned(plan, verbose=verbose, progress=progress, resume=record)
+    return run_planned(plan, verbose=verbose, progress=progress, live=live, resume=record)
 
 
 def _parent_tags(plan: SweepPlan) -> dict[str, str]:

@@ -13,7 +13,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from raysweep.tracking import schema
 
@@ -23,11 +23,16 @@ PLOTS_DIR = schema.PLOTS_DIR
 LEADERBOARD_FILE = schema.LEADERBOARD_FILE
 
 
-def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> str | None:
+def log_sweep_outcome(
+    tracker: Any, plan: Any, prepared: Any, result: Any, phase: Callable[[str], None] | None = None
+) -> str | None:
     """Record the best config, scores, leaderboard, plots and the refit model on the parent run.
 
     Returns the refit model's URI (``models:/m-...``), or None when it could not be logged.
+    ``phase`` hears each step as it starts; without it nothing is said.
     """
+    say = phase or (lambda text: None)
+    say("logging the scores and the leaderboard to MLflow")
     metrics = {
         schema.best_metric(plan.metric): result.best_validation_score,
         schema.test_metric(plan.metric): result.test_score,
@@ -56,17 +61,20 @@ def log_sweep_outcome(tracker: Any, plan: Any, prepared: Any, result: Any) -> st
             _best_effort("log the PBT exploits", tracker.log_dict, exploits, schema.PBT_EXPLOITS_FILE)
         callback = getattr(tracker, "trial_callback", None)
         history = getattr(callback, "history", {}) or {}
+        say("drawing the plots")
         try:
             for path in write_plots(history, plan.metric_key, plan.mode, plan.recipe.resource.name, Path(folder)):
                 tracker.log_artifact(str(path), PLOTS_DIR)
         except Exception as exc:  # plots are an extra
             logger.warning("raysweep: could not draw the sweep plots: %s", exc)
+    say("logging the model to MLflow")
     try:
         model_uri = log_model(tracker, plan, prepared, result)
     except Exception as exc:  # the sweep's numbers are recorded already; the model is an extra
         logger.warning("raysweep: could not log the refit model to MLflow: %s", exc)
         return None
     if plan.register_model:
+        say(f"registering the model as {plan.register_model}")
         _best_effort("register the model", register_model, tracker, plan, model_uri, result)
     return model_uri
 

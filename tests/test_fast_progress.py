@@ -1,0 +1,195 @@
+"""Fast tests of the live view and the progress lines, fed synthetic trial events (no Ray is started).
+
+Trials are stand-ins with Tune's ``trial_id`` and ``status``; the clock is the test's, so the
+elapsed time and the estimate are exact.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from raysweep.families._resource import Resource
+from raysweep.progress import LiveProgress, duration
+
+BOOSTING = Resource("boosting_rounds", 50, 300)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def trial(index: int, status: str = "PENDING") -> SimpleNamespace:
+    return SimpleNamespace(trial_id=f"a1b2c3d4_{index:05d}", status=status)
+
+
+def view(live: bool, clock: Clock, **options) -> tuple[LiveProgress, Console]:
+    console = Console(file=io.StringIO(), width=120, record=True, force_terminal=live)
+    defaults = dict(total=6, resource=BOOSTING, concurrency=2, started=0.0)
+    progress = LiveProgress("val_accuracy", "max", live=live, console=console, clock=clock, **{**defaults, **options})
+    progress.setup()
+    return progress, console
+
+
+def screen(progress: LiveProgress) -> list[str]:
+    """The live view's frame as plain text lines, as a terminal of 120 columns shows it."""
+    console = Console(file=io.StringIO(), width=120, record=True, color_system=None)
+    console.print(progress.render())
+    return [line.rstrip() for line in console.export_text().splitlines()]
+
+
+def play_a_sweep_start(progress: LiveProgress, clock: Clock) -> list[SimpleNamespace]:
+    """trial-0000 runs all 6 steps in 10 s; trial-0001 is at step 2, trial-0002 at step 1; three not created yet."""
+    first, second, third = trial(0, "RUNNING"), trial(1, "RUNNING"), trial(2)
+    progress.on_trial_start(0, [], first)
+    progress.on_trial_start(0, [], second)
+    progress.on_step_end(0, [first, second, third])
+    clock.now = 10.0
+    for step in range(1, 7):
+        progress.on_trial_result(0, [], first, {"training_iteration": step, "val_accuracy": 0.90 + step / 100})
+    progress.on_trial_result(0, [], second, {"training_iteration": 2, "val_accuracy": 0.91})
+    first.status = "TERMINATED"
+    progress.on_trial_complete(0, [], first)
+    third.status = "RUNNING"
+    progress.on_trial_start(0, [], third)
+    clock.now = 14.0
+    progress.on_trial_result(0, [], third, {"training_iteration": 1, "val_accuracy": 0.5})
+    progress.on_step_end(0, [first, second, third])
+    return [first, second, third]
+
+
+def test_the_live_view_shows_the_total_each_running_trials_step_the_best_and_the_time_left():
+    clock = Clock()
+    progress, _ = view(True, clock)
+    play_a_sweep_start(progress, clock)
+    # Left: 5 trials not finished × the 10 s mean, 2 at once.
+    assert screen(progress) == [
+        "trials  1 of 6 done · 2 running · 3 waiting · 0 failed",
+        "best    val_accuracy 0.96 by trial-0000 at 300 boosting_rounds",
+        "time    14s elapsed · about 25s left (finished trials' mean 10s × 5 to go ÷ 2 at once)",
+        # A bar of 20 for 6 steps (its unfilled part is a colour, so blank here).
+        "  trial-0001  " + "━" * 6 + "╸" + " " * 13 + "  100/300 boosting_rounds (step 2/6)",
+        "  trial-0002  " + "━" * 3 + " " * 17 + "  50/300 boosting_rounds (step 1/6)",
+    ]
+    progress.close()
+
+
+def test_after_the_trials_the_live_view_shows_the_phase_and_no_estimate():
+    clock = Clock()
+    progress, _ = view(True, clock)
+    trials = play_a_sweep_start(progress, clock)
+    for each in trials:
+        each.status = "TERMINATED"
+    progress.on_experiment_end(trials + [trial(i, "TERMINATED") for i in (3, 4, 5)])
+    clock.now = 40.0
+    progress.phase("refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)")
+    assert screen(progress) == [
+        "trials  6 of 6 done · 0 running · 0 waiting · 0 failed",
+        "best    val_accuracy 0.96 by trial-0000 at 300 boosting_rounds",
+        "time    40s elapsed",
+        "→ refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)",
+    ]
+    progress.close()
+    assert "→" not in "\n".join(screen(progress)), "the last frame left on screen has no phase"
+
+
+def test_a_time_budget_gives_the_estimate_until_a_trial_finishes_and_when_it_is_sooner():
+    clock = Clock()
+    progress, _ = view(False, clock, time_budget=60.0, total=None)
+    progress.on_step_end(0, [trial(0, "RUNNING")])
+    clock.now = 15.0
+    assert progress.estimate() == (45.0, "time budget 60s")
+    assert progress.line() == "trials: 0 done, 1 running, 0 waiting, 0 failed | best val_accuracy - | 15s, about 45s left"
+    # Trials to go by the mean would take longer than the budget has left: the budget wins.
+    clock = Clock()
+    progress, _ = view(False, clock, time_budget=20.0)
+    play_a_sweep_start(progress, clock)  # 25 s left by the mean (as in the live view's test)
+    assert progress.estimate() == (6.0, "time budget 20s")
+
+
+def test_without_a_total_or_a_budget_no_estimate_is_made():
+    clock = Clock()
+    progress, _ = view(False, clock, total=None)
+    play_a_sweep_start(progress, clock)
+    assert progress.estimate() is None
+    assert progress.line().endswith("| 14s")
+
+
+def test_in_a_pipe_each_change_is_one_line_and_each_phase_one_line():
+    clock = Clock()
+    progress, console = view(False, clock)
+    trials = play_a_sweep_start(progress, clock)
+    clock.now = 20.0
+    progress.on_step_end(0, trials)  # nothing changed: no line
+    for each in trials:
+        each.status = "TERMINATED"
+    clock.now = 30.0
+    progress.on_experiment_end(trials)
+    progress.phase("refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)")
+    progress.phase("drawing the plots")
+    progress.close()
+    assert console.export_text().splitlines() == [
+        "trials: 0 of 6 done, 2 running, 4 waiting, 0 failed | best val_accuracy - | <1s",
+        "trials: 1 of 6 done, 2 running, 3 waiting, 0 failed | best val_accuracy 0.96 | by trial-0000 at 300 boosting_rounds"
+        " | 14s, about 25s left",
+        "trials: 3 of 6 done, 0 running, 3 waiting, 0 failed | best val_accuracy 0.96 | by trial-0000 at 300 boosting_rounds"
+        " | 30s, about 15s left",
+        "refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)",
+        "drawing the plots",
+    ]
+
+
+def test_in_a_pipe_a_long_quiet_stretch_repeats_the_line():
+    clock = Clock()
+    progress, console = view(False, clock, log_every=60.0)
+    running = [trial(0, "RUNNING")]
+    progress.on_step_end(0, running)
+    clock.now = 59.0
+    progress.on_step_end(0, running)
+    clock.now = 61.0
+    progress.on_step_end(0, running)
+    assert [line.rsplit("| ", 1)[1] for line in console.export_text().splitlines()] == ["<1s", "61s"]
+
+
+def test_a_minimised_metric_keeps_its_lowest_and_ignores_nan():
+    clock = Clock()
+    console = Console(file=io.StringIO(), width=120, record=True)
+    progress = LiveProgress("val_rmse", "min", total=2, resource=Resource("epochs", 5, 60), live=False, console=console, clock=clock)
+    first, second = trial(0, "RUNNING"), trial(1, "RUNNING")
+    progress.on_trial_result(0, [], first, {"training_iteration": 1, "val_rmse": 3.0})
+    progress.on_trial_result(0, [], second, {"training_iteration": 4, "val_rmse": 2.5})
+    progress.on_trial_result(0, [], first, {"training_iteration": 2, "val_rmse": float("nan")})
+    assert progress.line().split(" | ")[1:3] == ["best val_rmse 2.5", "by trial-0001 at 20 epochs"]
+
+
+def test_the_view_survives_tunes_pickling():
+    clock = Clock()
+    progress, _ = view(True, clock)
+    play_a_sweep_start(progress, clock)
+    copy = pickle.loads(pickle.dumps(progress))
+    assert copy.best == pytest.approx(0.96) and copy.best_trial == "trial-0000"
+    progress.close()
+
+
+@pytest.mark.parametrize("seconds, text", [(0.2, "<1s"), (45, "45s"), (89.4, "89s"), (90, "1m30s"), (185, "3m05s"), (3725, "1h02m")])
+def test_durations_read_as_a_person_reads_them(seconds, text):
+    assert duration(seconds) == text
+
+
+def test_the_total_of_a_grid_search_is_its_passes_times_its_configs():
+    from raysweep import space
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.run import _total_trials
+
+    grid = plan_sweep("xgboost", "iris", searcher="grid", scheduler="fifo", num_samples=2, tracking_uri="sqlite:///unused.db")
+    assert _total_trials(grid) == 2 * space.grid_size(grid.recipe.space) > 2
+    random = plan_sweep("xgboost", "iris", searcher="random", scheduler="fifo", num_samples=5, tracking_uri="sqlite:///unused.db")
+    assert _total_trials(random) == 5
