@@ -112,6 +112,12 @@ class SweepPlan:
         }
 
 
+def _did_you_mean(word: str, options: list[str]) -> str:
+    """`` (did you mean 'roc_auc'?)`` for a near miss or a part of one option, else nothing."""
+    close = difflib.get_close_matches(word, options, n=1) or [o for o in options if word in o][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
     """Every searched, fixed or mutated parameter must be one the family's model takes."""
     valid = family.valid_params(task)
@@ -187,6 +193,8 @@ def plan_sweep(
     register_model: str | None = None,
 ) -> SweepPlan:
     """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem."""
+    # Choices are names, not spellings: --scheduler PBT is pbt.
+    task, metric, scheduler, searcher = (value.lower() if isinstance(value, str) else value for value in (task, metric, scheduler, searcher))
     if isinstance(recipe, Recipe):
         if overrides:
             raise UserError("overrides apply to a recipe name or file; pass the path instead of a Recipe object")
@@ -220,7 +228,8 @@ def plan_sweep(
         raise UserError(f"{recipe.source}: recipe {recipe.name} supports {', '.join(recipe.tasks)}, but {dataset.name} is a {chosen_task} dataset; pick another recipe or --task")
     metric = metric or recipe.default_metric(chosen_task)
     if metric not in METRICS:
-        raise UserError(f"--metric {metric}: unknown metric; use one of {', '.join(m for m, (t, _) in METRICS.items() if t == chosen_task)}")
+        fitting = [m for m, (t, _) in METRICS.items() if t == chosen_task]
+        raise UserError(f"--metric {metric}: unknown metric{_did_you_mean(metric, fitting)}; use one of {', '.join(fitting)}")
     if METRICS[metric][0] != chosen_task:
         fitting = ", ".join(m for m, (t, _) in METRICS.items() if t == chosen_task)
         raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")

@@ -137,6 +137,8 @@ def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) 
             "resource": plan.recipe.resource.at(best.steps) if best else 0,
             "steps": iterations,
             "outcome": outcome,
+            # which rule stopped it early, where, and the cutoff it missed (empty otherwise)
+            schema.STOP_DETAIL_RESULT: str(metrics.get(schema.STOP_DETAIL_RESULT) or "") if outcome == "stopped_early" else "",
         }
         row.update({f"config/{k}": v for k, v in (best.config if best else result.config or {}).items()})
         rows.append(row)

@@ -73,7 +73,11 @@ def run_planned(
     )
 
     tracker = None
-    callbacks: list[Any] = []
+    from raysweep.strategies.stops import StopNotes
+
+    # First: the scheduler's stop notes go into the results before anything else reads them.
+    stops: dict[str, str] = {}
+    callbacks: list[Any] = [StopNotes(stops)]
     if progress:
         callbacks.append(LiveProgress(plan.metric_key, plan.mode, plan.num_samples))
     exploits: list = []
@@ -123,7 +127,7 @@ def run_planned(
                 mode=plan.mode,
                 num_samples=plan.num_samples,
                 scheduler=strategies.build_scheduler(
-                    plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits
+                    plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits, stops
                 ),
                 search_alg=strategies.build_searcher(
                     plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate

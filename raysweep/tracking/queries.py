@@ -148,6 +148,7 @@ def leaderboard_from_trials(client: Any, sweep_run: Any) -> Any:
             metric_key: best.value if best else float("nan"),
             "resource": resources.get(best.step, best.step) if best else 0,
             "outcome": child.data.tags.get(schema.OUTCOME, child.info.status.lower()),
+            schema.STOP_DETAIL_RESULT: child.data.tags.get(schema.STOP_DETAIL, ""),
         }
         row.update({f"config/{k}": v for k, v in child.data.params.items()})
         rows.append(row)

@@ -87,6 +87,11 @@ def lineage_tag(name: str) -> str:
 TRIAL_ID = "raysweep.trial_id"
 OUTCOME = "raysweep.outcome"
 STOP_REASON = "raysweep.stop_reason"
+#: which rule of the scheduler stopped a trial early, where, and the cutoff it missed
+STOP_DETAIL = "raysweep.stop_detail"
+#: the result key that carries a scheduler's stop decision (text, not a metric) to the writer,
+#: Ray's result files and the leaderboard
+STOP_DETAIL_RESULT = "stop_detail"
 ERROR = "raysweep.error"
 FINAL_CONFIG = "raysweep.final_config"
 NODE_KEYS = ("node_id", "node_ip", "hostname")
@@ -165,7 +170,7 @@ NOT_METRICS = frozenset({
     "done", "timestamp", "pid", "hostname", "node_ip", "node_id", "trial_id", "experiment_tag",
     "date", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
     "timesteps_total", "timesteps_since_restore", "episodes_total", "training_iteration",
-    "should_checkpoint", "checkpoint_dir_name", "config", "resource",
+    "should_checkpoint", "checkpoint_dir_name", "config", "resource", STOP_DETAIL_RESULT,
 })
 
 

@@ -301,6 +301,9 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
             tags = {schema.OUTCOME: outcome, schema.FINAL_CONFIG: json.dumps(trial.config, default=str)[:5000]}
             if reason:
                 tags[schema.STOP_REASON] = reason
+            detail = trial.results[-1].get(schema.STOP_DETAIL_RESULT) if trial.results else None
+            if reason == schema.REASON_SCHEDULER and detail:
+                tags[schema.STOP_DETAIL] = str(detail)[:5000]
             if status == "FAILED" and trial.error:
                 tags[schema.ERROR] = trial.error[-5000:]
             client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])

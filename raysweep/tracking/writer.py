@@ -152,8 +152,9 @@ class TrialWriter:
             self.client.update_run(existing, status="RUNNING")
             # An interrupted trial's run says how it was stopped; it runs again now.
             self.client.set_tag(existing, schema.OUTCOME, schema.OUTCOME_RUNNING)
-            if schema.STOP_REASON in self.client.get_run(existing).data.tags:
-                self.client.delete_tag(existing, schema.STOP_REASON)
+            for stale in (schema.STOP_REASON, schema.STOP_DETAIL):
+                if stale in self.client.get_run(existing).data.tags:
+                    self.client.delete_tag(existing, stale)
             run = self.runs[trial.trial_id] = _TrialRun(
                 existing, logged_through=self.tracker.logged_through.get(trial.trial_id, -1)
             )
@@ -227,6 +228,8 @@ class TrialWriter:
         run.pending_tags.update({schema.OUTCOME: ended.outcome, schema.FINAL_CONFIG: json.dumps(trial.config, default=str)[:5000]})
         if ended.reason:
             run.pending_tags[schema.STOP_REASON] = ended.reason
+            if ended.reason == schema.REASON_SCHEDULER and (trial.last_result or {}).get(schema.STOP_DETAIL_RESULT):
+                run.pending_tags[schema.STOP_DETAIL] = str(trial.last_result[schema.STOP_DETAIL_RESULT])[:5000]
         if error:
             run.pending_tags[schema.ERROR] = error[-5000:]
         if not self._flush(force=True, runs=[run]):
