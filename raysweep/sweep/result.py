@@ -47,6 +47,14 @@ class SweepResult:
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        # The leaderboard and the model pipeline are attributes to look at, not to print here.
+        return (
+            f"<SweepResult {self.name}: best val_{self.metric} {self.best_validation_score:.5g} of {self.num_trials} trials "
+            f"({self.num_stopped_early} stopped early, {self.num_errors} failed), test {self.metric} {self.test_score:.5g}, "
+            f"best config {self.best_config}>"
+        )
+
     def predict(self, X: Any) -> np.ndarray:
         """Predictions of the refit model, in the dataset's own labels and units."""
         return self.model.predict(X)
@@ -149,6 +157,8 @@ def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) 
 
 
 def summarise(plan: SweepPlan, prepared: PreparedData, results: Any, tracker: Any, started: float, tracking_uri: str | None) -> SweepResult:
+    # A trial the searcher made but the time budget ended before it started is no trial of the sweep.
+    results = [r for r in results if r.error is not None or (r.metrics or {}).get("training_iteration")]
     bests = _trial_bests(results, plan)
     leaderboard = _leaderboard(results, plan, bests)
     errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]

@@ -79,7 +79,7 @@ def run_planned(
     stops: dict[str, str] = {}
     callbacks: list[Any] = [StopNotes(stops)]
     if progress:
-        callbacks.append(LiveProgress(plan.metric_key, plan.mode, plan.num_samples))
+        callbacks.append(LiveProgress(plan.metric_key, plan.mode, None if plan.fill_time_budget else plan.num_samples))
     exploits: list = []
     if tracking_uri:
         tracker = tracking_module.SweepTracker(
@@ -125,7 +125,7 @@ def run_planned(
             tune_config=TuneConfig(
                 metric=plan.metric_key,
                 mode=plan.mode,
-                num_samples=plan.num_samples,
+                num_samples=plan.tune_num_samples,
                 scheduler=strategies.build_scheduler(
                     plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits, stops
                 ),
@@ -198,7 +198,9 @@ def _interrupted(ledger: Any, plan: SweepPlan, started: float) -> bool:
     # lacks the `done` that a finished or scheduler-stopped trial carries, and no more are created.
     if any(status == "TERMINATED" and not done for status, done in trials):
         return True
-    return not strategies.get_searcher(plan.searcher).exhaustive and len(trials) < plan.num_samples
+    # Trials that fill a time budget have no count to fall short of.
+    counted = not plan.fill_time_budget and not strategies.get_searcher(plan.searcher).exhaustive
+    return counted and len(trials) < plan.num_samples
 
 
 def _sweep_dir(plan: SweepPlan) -> str:

@@ -63,6 +63,14 @@ def find_sweep(client: Any, name: str, experiment_ids: list[str] | None = None) 
     return runs[0] if runs else None
 
 
+def newest_sweep(client: Any, uri: str) -> Any:
+    """The sweep run that started last in the store; an empty store is an error that says so."""
+    newest = recent_sweeps(client, 1)
+    if not newest:
+        raise UserError(f"no sweep in {uri} yet: run one with `raysweep run`, or pass the --tracking-uri a sweep logged to")
+    return newest[0]
+
+
 def unknown_sweep(client: Any, name: str, uri: str) -> UserError:
     names = [run.data.tags.get(schema.SWEEP, run.info.run_name) for run in recent_sweeps(client)]
     if not names:

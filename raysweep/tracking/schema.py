@@ -14,7 +14,9 @@ from typing import Any, NamedTuple
 # -- MLflow's own names ----------------------------------------------------------------------
 #: the tag that nests a trial run under its sweep's parent run
 PARENT_RUN_ID = "mlflow.parentRunId"
-#: the experiment tag that marks a model-training experiment (MLflow 3.x's UI reads it)
+#: the experiment tag that marks a model-training experiment. MLflow 3.17's UI does not read it
+#: (a feature flag fixed on in its bundle makes the URL's ``workflowType``, else the browser's
+#: saved choice, decide the layout): raysweep's links carry ``workflowType=machine_learning``
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 #: experiment tags holding the UI's shared views (one per sweep)
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."

@@ -327,7 +327,8 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         options = record["options"]
         from raysweep.strategies.registry import get_searcher
 
-        expected = None if get_searcher(options.get("searcher") or "random").exhaustive else options.get("num_samples")
+        uncounted = options.get("fill_time_budget") or get_searcher(options.get("searcher") or "random").exhaustive
+        expected = None if uncounted else options.get("num_samples")
         complete = not open_after and (expected is None or len(trials) >= expected)
         report.parent_status = "FINISHED" if complete else "KILLED"
         client.set_terminated(parent_id, status=report.parent_status)
