@@ -130,7 +130,7 @@ def test_time_budget_fills_and_asha_says_why(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert ("raysweep: random_forest on breast_cancer (classification, 569 rows), asha + random, "
-            "up to 40 s, trials until the budget is spent, metric log_loss (min)") in done.stderr
+            "up to 40 s, trials until the budget is spent, metric log_loss (min)") in " ".join(done.stderr.split())
     import json
 
     summary = json.loads(done.stdout.strip().splitlines()[-1])
