@@ -123,6 +123,17 @@ def _infer_task(y: Any, source: str, target: str) -> str:
     return "regression"
 
 
+#: column names an error lists before it says how many more there are
+_LISTED_COLUMNS = 30
+
+
+def _listed(columns: list[str]) -> str:
+    """The columns for an error: all of them, or the first 30 and how many more."""
+    shown = ", ".join(columns[:_LISTED_COLUMNS])
+    more = len(columns) - _LISTED_COLUMNS
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
 def load_dataset(spec: str, target: str | None = None, task: str | None = None, seed: int = 0) -> Dataset:
     """Load ``spec`` (a built-in name or a CSV/Parquet path) and check it can be tuned on."""
     import pandas as pd
@@ -154,11 +165,11 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
             frame = frame.drop(columns=[first])
             notes.append(f"dropped the unnamed index column {first!r}")
         if target is None:
-            raise UserError(f"{source}: which column is the target? pass --target COLUMN (columns: {', '.join(map(str, frame.columns[:12]))})")
+            raise UserError(f"{source}: which column is the target? pass --target COLUMN (columns: {_listed([str(c) for c in frame.columns])})")
         if target not in frame.columns:
             columns = [str(c) for c in frame.columns]
             raise UserError(
-                f"{source}: no column {target!r}{_suggest(target, columns)}; columns: {', '.join(columns[:30])}"
+                f"{source}: no column {target!r}{_suggest(target, columns)}; columns: {_listed(columns)}"
             )
         y = frame[target]
         X = frame.drop(columns=[target])

@@ -240,7 +240,7 @@ CASES = [
     Case("--set a scheduler the family refuses", ["validate", "svm", "--set", "scheduler=pbt"],
          ("--set scheduler=pbt: the svm family carries no training state", "use --scheduler asha or hyperband")),
     Case("validate pbt with nothing to mutate", ["validate", "bad.yaml"],
-         ("bad.yaml: pbt.mutations is empty, so bad.yaml: scheduler: pbt has nothing to mutate",),
+         ("bad.yaml: pbt.mutations is empty, so scheduler pbt (from bad.yaml) has nothing to mutate",),
          files={"bad.yaml": RECIPE + "scheduler: pbt\n"}),
     Case("validate grid points outside the range", ["validate", "xgboost", "--set", "searcher=grid", "--set", "space.max_depth.high=5"],
          ("--set space.max_depth.high=5: space.max_depth: grid points [6, 9] lie outside [low=2, high=5]",)),

@@ -24,7 +24,7 @@ from raysweep.cli.summary import print_leaderboard
 from raysweep.errors import UserError
 from raysweep.tracking import schema
 from raysweep.tracking.queries import (
-    artifact_location, find_sweep, leaderboard, metric_and_mode, open_store, target_sweep, unknown_sweep,
+    artifact_location, find_sweep, leaderboard, metric_and_mode, newest_sweep, open_store, target_sweep, unknown_sweep,
 )  # fmt: skip
 from raysweep.tracking.store import sqlite_path
 from raysweep.tracking.views import ML_WORKFLOW_QUERY, experiment_runs_url, sweep_links
@@ -161,21 +161,25 @@ def _announce(links: list[tuple[str, str]], experiment_id: str | None, sweep_run
 
 
 @click.command("report", short_help="Print a sweep's leaderboard, best config, scores and plots.")
-@click.argument("sweep")
+@click.argument("sweep", required=False)
+@click.option("--latest", is_flag=True, help="Report the newest sweep in the store (also what no SWEEP means).")
 @click.option("--tracking-uri", help="The sweep's MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
 @click.option("--top", type=int, default=20, show_default=True, help="How many trials of the leaderboard to show.")
-def report_command(sweep: str, tracking_uri: str | None, top: int) -> None:
-    """Print SWEEP's leaderboard, best config, scores and where its plots are."""
+def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, top: int) -> None:
+    """Print SWEEP's leaderboard, best config, scores and where its plots are (default: the newest sweep)."""
     from rich.console import Console
 
     from raysweep.tracking.store import resolve_tracking_uri
 
+    if sweep and latest:
+        raise UserError(f"--latest with sweep {sweep}: pass a sweep's name or --latest, not both")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_tracking_uri(tracking_uri)
     client = open_store(uri)
-    run = find_sweep(client, sweep)
+    run = find_sweep(client, sweep) if sweep else newest_sweep(client, uri)
     if run is None:
         raise unknown_sweep(client, sweep, uri)
+    sweep = run.data.tags.get(schema.SWEEP, run.info.run_name)
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     metric = tags.get(schema.METRIC) or params.get("metric", "")
     metric_key = schema.validation_metric(metric)

@@ -83,7 +83,7 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
         err.print(f"[dim]{escape(f'{where}: {note}')}[/]")
     err.print(
         f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
-        f"{plan.scheduler} + {plan.searcher}, {plan.num_samples} {'grid pass(es)' if get_searcher(plan.searcher).exhaustive else 'trials'}, "
+        f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(get_searcher(plan.searcher).exhaustive)}, "
         f"metric {plan.metric} ({plan.mode})"
     )
     # The live view on a terminal; with --json (output for a program) or Ray's own output, a line per change.

@@ -21,14 +21,21 @@ def report(result: Any, as_json: bool) -> None:
 
 
 def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, total: int | None = None) -> None:
-    """The leaderboard's ``top`` rows as a table: trial, score, resource, outcome, then the config."""
+    """The leaderboard's ``top`` rows as a table: trial, score, resource, outcome, why it was
+    stopped early (when any trial was), then the config."""
     from rich.table import Table
+
+    from raysweep.tracking.schema import STOP_DETAIL_RESULT
 
     total = len(board) if total is None else total
     table = Table(title=f"leaderboard (top {min(top, len(board))} of {total})")
     name_column = "trial" if "trial" in board.columns else "trial_id"  # sweeps before readable names
     config_columns = [c for c in board.columns if c.startswith("config/")]
-    columns = [c for c in [name_column, metric_key, "resource", "outcome"] if c in board.columns] + config_columns
+    stopped = STOP_DETAIL_RESULT in board.columns and board[STOP_DETAIL_RESULT].fillna("").astype(str).str.len().gt(0).any()
+    columns = [c for c in [name_column, metric_key, "resource", "outcome"] if c in board.columns]
+    columns += [STOP_DETAIL_RESULT] * bool(stopped) + config_columns
+    if stopped:
+        board = board.fillna({STOP_DETAIL_RESULT: ""})  # a CSV read back holds NaN where there is none
     for column in columns:
         table.add_column(column.removeprefix("config/"))
     for _, row in board.head(top).iterrows():

@@ -4,14 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
+from raysweep.strategies._base import resource_text, stop_detail
 
-def build(recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploits: list) -> Any:
+
+def build(recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploits: list, stops: dict | None = None) -> Any:
     # The metric and mode reach it through TuneConfig, as Tune requires.
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(
+    class NotingASHA(ASHAScheduler):
+        """Ray's ASHA, also noting in ``stops`` (trial id -> text) which rung stopped a trial and its cutoff."""
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            rung = _rung_ahead(self, trial, result)
+            action = super().on_trial_result(tune_controller, trial, result)
+            if action == self.STOP and rung is not None and stops is not None and result.get(self._time_attr, 0) < self._max_t:
+                number, cutoff = rung
+                value = result[self._metric]
+                where = f"rung {number} ({resource_text(recipe, result)})"
+                stops[trial.trial_id] = stop_detail("asha", where, self._metric, value, self._metric_op * cutoff, self._mode)
+            return action
+
+    return NotingASHA(
         time_attr="training_iteration",
         max_t=max_steps,
         grace_period=min(recipe.grace_period, max_steps),
         reduction_factor=recipe.reduction_factor,
     )
+
+
+def _rung_ahead(scheduler: Any, trial: Any, result: dict) -> tuple[int, float] | None:
+    """The rung this result reaches (1 = the lowest) and its cutoff before the result counts, if any.
+
+    Private API: Ray's ASHA keeps its rungs in ``_Bracket._rungs`` (highest first, as (milestone,
+    recorded scores)) and computes the cutoff with ``_Bracket.cutoff``; this mirrors
+    ``_Bracket.on_result``. Checked on Ray 2.60.
+    """
+    if scheduler._time_attr not in result or scheduler._metric not in result:
+        return None
+    bracket = scheduler._trial_info.get(trial.trial_id)
+    if bracket is None:
+        return None
+    now = result[scheduler._time_attr]
+    for index, (milestone, recorded) in enumerate(bracket._rungs):
+        if now < milestone or trial.trial_id in recorded:
+            continue
+        cutoff = bracket.cutoff(recorded)
+        return (len(bracket._rungs) - index, float(cutoff)) if cutoff is not None else None
+    return None

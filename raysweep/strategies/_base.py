@@ -13,7 +13,7 @@ class Strategy:
 
     ``target`` is ``"module:function"``, imported only when a sweep uses the strategy, so that
     checking a recipe imports no Ray. A scheduler's builder takes ``(recipe, metric, mode,
-    max_steps, seed, exploits)``; a searcher's ``(metric, mode, seed, max_concurrent, points)``.
+    max_steps, seed, exploits, stops)``; a searcher's ``(metric, mode, seed, max_concurrent, points)``.
     """
 
     name: str
@@ -32,3 +32,17 @@ class Strategy:
     def builder(self) -> Callable[..., Any]:
         module_name, _, attribute = self.target.partition(":")
         return getattr(importlib.import_module(module_name), attribute)
+
+
+def stop_detail(rule: str, where: str, metric: str, value: float, cutoff: float, mode: str) -> str:
+    """Why a scheduler stopped a trial: ``asha: rung 2 (100 boosting_rounds): val_accuracy 0.91
+    below the rung's cutoff 0.94`` (``above`` for a metric to minimise)."""
+    side = "below" if mode == "max" else "above"
+    return f"{rule}: {where}: {metric} {value:.4g} {side} the cutoff {cutoff:.4g}"
+
+
+def resource_text(recipe: Any, result: dict[str, Any]) -> str:
+    """The resource a trial had spent at ``result``: ``100 boosting_rounds``."""
+    steps = int(result.get("training_iteration", 0) or 0)
+    amount = result.get("resource", recipe.resource.at(steps))
+    return f"{amount:g} {recipe.resource.name}" if isinstance(amount, (int, float)) else f"step {steps}"

@@ -9,7 +9,7 @@ from typing import Any
 from raysweep.recipes import highest
 
 
-def build(recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploits: list) -> Any:
+def build(recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploits: list, stops: dict | None = None) -> Any:
     from raysweep import space
 
     scheduler_class = _recording_pbt()

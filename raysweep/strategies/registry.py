@@ -7,6 +7,7 @@ package and one entry here.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from raysweep.errors import UserError
@@ -97,17 +98,23 @@ def check(recipe: Any, scheduler: str | None, searcher: str | None, supports_pbt
 
 
 def _chosen(recipe: Any, key: str, flag: str | None) -> str:
-    """Who chose the scheduler or searcher: its flag, a ``--set`` of the recipe key, or the recipe file."""
+    """The scheduler or searcher with where it came from: ``--scheduler pbt`` (the flag),
+    ``--set scheduler=pbt`` (an override of the recipe key), or ``searcher hyperopt (from xgboost.yaml)``."""
     if flag:
         return f"--{key} {flag}"
     if key in recipe.overridden:
-        return recipe.where(key)
-    return f"{recipe.where(key)}: {getattr(recipe, key)}"
+        return f"--set {recipe.overridden[key]}"
+    return f"{key} {getattr(recipe, key)} (from {Path(recipe.source).name})"
 
 
-def build_scheduler(name: str, recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploits: list | None = None) -> Any:
-    """Ray Tune's scheduler ``name``, set up for the recipe's resource (its steps)."""
-    return get_scheduler(name).builder()(recipe, metric, mode, max_steps, seed, exploits if exploits is not None else [])
+def build_scheduler(name: str, recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploits: list | None = None,
+                    stops: dict[str, str] | None = None) -> Any:
+    """Ray Tune's scheduler ``name``, set up for the recipe's resource (its steps).
+
+    A scheduler that stops trials early notes in ``stops`` (trial id -> text) which rule stopped
+    each, where, and the cutoff it missed (see :class:`raysweep.strategies.stops.StopNotes`).
+    """
+    return get_scheduler(name).builder()(recipe, metric, mode, max_steps, seed, exploits if exploits is not None else [], stops)
 
 
 def build_searcher(name: str, metric: str, mode: str, seed: int, max_concurrent: int,

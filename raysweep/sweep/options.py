@@ -54,6 +54,21 @@ class SweepOptions:
     test_size: float = 0.2
     val_size: float = 0.2
     register_model: str | None = None
+    #: trials start until the time budget is spent (a time budget and no trial count were given):
+    #: ``num_samples`` is then no limit
+    fill_time_budget: bool = False
+
+    @property
+    def tune_num_samples(self) -> int:
+        """Tune's ``num_samples``: -1 (no end but the time budget) when trials fill the budget."""
+        return -1 if self.fill_time_budget else self.num_samples
+
+    def trials_rule(self, exhaustive: bool) -> str:
+        """How many trials the sweep runs, for its header: ``12 trials or 60 s, whichever comes first``."""
+        if self.fill_time_budget:
+            return f"up to {self.time_budget:g} s, trials until the budget is spent"
+        count = f"{self.num_samples} {'grid pass(es)' if exhaustive else 'trials'}"
+        return f"{count} or {self.time_budget:g} s, whichever comes first" if self.time_budget else count
 
     @property
     def mode(self) -> str:
@@ -97,7 +112,7 @@ class SweepPlan:
             "mode": options.mode,
             "scheduler": options.scheduler,
             "searcher": options.searcher,
-            "num_samples": options.num_samples,
+            "num_samples": "until the time budget" if options.fill_time_budget else options.num_samples,
             "max_concurrent": options.max_concurrent or "auto",
             "time_budget_s": options.time_budget or "none",
             "cv": options.cv or "none",
@@ -110,6 +125,12 @@ class SweepPlan:
             "max_failures": options.max_failures,
             "checkpoint_every_s": options.checkpoint_every,
         }
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    """`` (did you mean 'roc_auc'?)`` for a near miss or a part of one option, else nothing."""
+    close = difflib.get_close_matches(word, options, n=1) or [o for o in options if word in o][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
@@ -185,8 +206,16 @@ def plan_sweep(
     test_size: float = 0.2,
     val_size: float = 0.2,
     register_model: str | None = None,
+    fill_time_budget: bool | None = None,
 ) -> SweepPlan:
-    """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem."""
+    """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem.
+
+    With a ``time_budget`` and no ``num_samples``, trials start until the budget is spent (a grid
+    searcher still makes one pass); ``fill_time_budget`` (as a saved sweep record has it) keeps a
+    rule resolved before.
+    """
+    # Choices are names, not spellings: --scheduler PBT is pbt.
+    task, metric, scheduler, searcher = (value.lower() if isinstance(value, str) else value for value in (task, metric, scheduler, searcher))
     if isinstance(recipe, Recipe):
         if overrides:
             raise UserError("overrides apply to a recipe name or file; pass the path instead of a Recipe object")
@@ -220,7 +249,8 @@ def plan_sweep(
         raise UserError(f"{recipe.source}: recipe {recipe.name} supports {', '.join(recipe.tasks)}, but {dataset.name} is a {chosen_task} dataset; pick another recipe or --task")
     metric = metric or recipe.default_metric(chosen_task)
     if metric not in METRICS:
-        raise UserError(f"--metric {metric}: unknown metric; use one of {', '.join(m for m, (t, _) in METRICS.items() if t == chosen_task)}")
+        fitting = [m for m, (t, _) in METRICS.items() if t == chosen_task]
+        raise UserError(f"--metric {metric}: unknown metric{_did_you_mean(metric, fitting)}; use one of {', '.join(fitting)}")
     if METRICS[metric][0] != chosen_task:
         fitting = ", ".join(m for m, (t, _) in METRICS.items() if t == chosen_task)
         raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")
@@ -231,8 +261,11 @@ def plan_sweep(
         rows = int(len(dataset.y) * (1 - test_size))
         if rows < cv:
             raise UserError(f"--cv {cv}: only {rows} rows remain for tuning after the test split; use fewer folds")
+    exhaustive = strategies.get_searcher(searcher).exhaustive
+    if fill_time_budget is None:
+        fill_time_budget = num_samples is None and time_budget is not None and not exhaustive
     if num_samples is None:
-        num_samples = 1 if strategies.get_searcher(searcher).exhaustive else recipe.num_samples
+        num_samples = 1 if exhaustive else recipe.num_samples
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     name = name or f"{recipe.name}-{dataset.name}-{stamp}"
     if "/" in name or name.startswith("."):
@@ -259,5 +292,6 @@ def plan_sweep(
         test_size=test_size,
         val_size=val_size,
         register_model=register_model,
+        fill_time_budget=bool(fill_time_budget and time_budget),
     )
     return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec)

@@ -47,6 +47,14 @@ class SweepResult:
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        # The leaderboard and the model pipeline are attributes to look at, not to print here.
+        return (
+            f"<SweepResult {self.name}: best val_{self.metric} {self.best_validation_score:.5g} of {self.num_trials} trials "
+            f"({self.num_stopped_early} stopped early, {self.num_errors} failed), test {self.metric} {self.test_score:.5g}, "
+            f"best config {self.best_config}>"
+        )
+
     def predict(self, X: Any) -> np.ndarray:
         """Predictions of the refit model, in the dataset's own labels and units."""
         return self.model.predict(X)
@@ -137,6 +145,8 @@ def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) 
             "resource": plan.recipe.resource.at(best.steps) if best else 0,
             "steps": iterations,
             "outcome": outcome,
+            # which rule stopped it early, where, and the cutoff it missed (empty otherwise)
+            schema.STOP_DETAIL_RESULT: str(metrics.get(schema.STOP_DETAIL_RESULT) or "") if outcome == "stopped_early" else "",
         }
         row.update({f"config/{k}": v for k, v in (best.config if best else result.config or {}).items()})
         rows.append(row)
@@ -160,6 +170,8 @@ def summarise(
     ``phase`` hears what is being done as it starts (the refit, each step of the logging); without
     it nothing is said.
     """
+    # A trial the searcher made but the time budget ended before it started is no trial of the sweep.
+    results = [r for r in results if r.error is not None or (r.metrics or {}).get("training_iteration")]
     bests = _trial_bests(results, plan)
     leaderboard = _leaderboard(results, plan, bests)
     errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]

@@ -77,7 +77,11 @@ def run_planned(
     )
 
     tracker = None
-    callbacks: list[Any] = []
+    from raysweep.strategies.stops import StopNotes
+
+    # First: the scheduler's stop notes go into the results before anything else reads them.
+    stops: dict[str, str] = {}
+    callbacks: list[Any] = [StopNotes(stops)]
     view = None
     if progress:
         view = LiveProgress(
@@ -131,9 +135,9 @@ def run_planned(
             tune_config=TuneConfig(
                 metric=plan.metric_key,
                 mode=plan.mode,
-                num_samples=plan.num_samples,
+                num_samples=plan.tune_num_samples,
                 scheduler=strategies.build_scheduler(
-                    plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits
+                    plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits, stops
                 ),
                 search_alg=strategies.build_searcher(
                     plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate
@@ -191,8 +195,8 @@ def run_planned(
 
 def _total_trials(plan: SweepPlan) -> int | None:
     """How many trials the sweep runs: the trial count, or for grid search the passes × the configs of one pass."""
-    if not plan.num_samples or plan.num_samples < 0:
-        return None
+    if plan.fill_time_budget or not plan.num_samples or plan.num_samples < 0:
+        return None  # trials until the time budget is spent
     if strategies.get_searcher(plan.searcher).exhaustive:
         return plan.num_samples * space.grid_size(plan.recipe.space)
     return plan.num_samples
@@ -219,7 +223,9 @@ def _interrupted(ledger: Any, plan: SweepPlan, started: float) -> bool:
     # lacks the `done` that a finished or scheduler-stopped trial carries, and no more are created.
     if any(status == "TERMINATED" and not done for status, done in trials):
         return True
-    return not strategies.get_searcher(plan.searcher).exhaustive and len(trials) < plan.num_samples
+    # Trials that fill a time budget have no count to fall short of.
+    counted = not plan.fill_time_budget and not strategies.get_searcher(plan.searcher).exhaustive
+    return counted and len(trials) < plan.num_samples
 
 
 def _sweep_dir(plan: SweepPlan) -> str:

@@ -147,6 +147,23 @@ def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) 
     return version
 
 
+#: how many of the best trials the metric-by-resource plot names in its legend
+LEGEND_TRIALS = 5
+
+
+def top_trials(history: dict[str, list[tuple[float, float, float]]], mode: str, count: int) -> dict[str, float]:
+    """The ``count`` trials with the best score at any step, best first: trial id -> that score."""
+    import math
+
+    bests = {}
+    for trial_id, points in history.items():
+        values = [p[1] for p in points if math.isfinite(p[1])]
+        if values:
+            bests[trial_id] = max(values) if mode == "max" else min(values)
+    ranked = sorted(bests, key=lambda t: bests[t], reverse=mode == "max")[:count]
+    return {trial_id: bests[trial_id] for trial_id in ranked}
+
+
 def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key: str, mode: str,
                 resource_name: str, folder: Path) -> list[Path]:
     """Two PNGs: the metric against the resource for every trial, and best-so-far against time.
@@ -165,9 +182,12 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
     paths = []
     fig, ax = plt.subplots(figsize=(8, 5))
     best_point: tuple[float, float] | None = None
-    for points in history.values():
+    # The best trials are named in the legend (with their best score), so their lines can be told apart.
+    named = top_trials(history, mode, LEGEND_TRIALS)
+    for trial_id, points in history.items():
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        (line,) = ax.plot(xs, ys, marker=".", linewidth=1, alpha=0.7)
+        label = f"{schema.trial_name(trial_id)}: {named[trial_id]:.5g}" if trial_id in named else "_nolegend_"
+        (line,) = ax.plot(xs, ys, marker=".", linewidth=2 if trial_id in named else 1, alpha=0.9 if trial_id in named else 0.5, label=label)
         if xs:  # where each trial ended: early stops end short of the right edge
             ax.plot(xs[-1:], ys[-1:], marker="o", markersize=5, color=line.get_color())
         for x, y, _ in points:
@@ -176,7 +196,8 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
     if best_point is not None:
         ax.plot([best_point[0]], [best_point[1]], marker="*", markersize=14, color="black", linestyle="none",
                 label=f"best step: {metric_key} {best_point[1]:.5g} at {resource_name} {best_point[0]:g}")
-        ax.legend(loc="best")
+    if best_point is not None or named:
+        ax.legend(loc="best", fontsize="small", title=f"best {len(named)} of {len(history)} trials" if named else None)
     ax.set_xlabel(resource_name)
     ax.set_ylabel(metric_key)
     ax.set_title(f"{metric_key} by {resource_name} for every trial (short lines stopped early)")

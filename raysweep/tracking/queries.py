@@ -63,6 +63,14 @@ def find_sweep(client: Any, name: str, experiment_ids: list[str] | None = None) 
     return runs[0] if runs else None
 
 
+def newest_sweep(client: Any, uri: str) -> Any:
+    """The sweep run that started last in the store; an empty store is an error that says so."""
+    newest = recent_sweeps(client, 1)
+    if not newest:
+        raise UserError(f"no sweep in {uri} yet: run one with `raysweep run`, or pass the --tracking-uri a sweep logged to")
+    return newest[0]
+
+
 def unknown_sweep(client: Any, name: str, uri: str) -> UserError:
     names = [run.data.tags.get(schema.SWEEP, run.info.run_name) for run in recent_sweeps(client)]
     if not names:
@@ -148,6 +156,7 @@ def leaderboard_from_trials(client: Any, sweep_run: Any) -> Any:
             metric_key: best.value if best else float("nan"),
             "resource": resources.get(best.step, best.step) if best else 0,
             "outcome": child.data.tags.get(schema.OUTCOME, child.info.status.lower()),
+            schema.STOP_DETAIL_RESULT: child.data.tags.get(schema.STOP_DETAIL, ""),
         }
         row.update({f"config/{k}": v for k, v in child.data.params.items()})
         rows.append(row)

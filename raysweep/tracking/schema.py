@@ -14,7 +14,9 @@ from typing import Any, NamedTuple
 # -- MLflow's own names ----------------------------------------------------------------------
 #: the tag that nests a trial run under its sweep's parent run
 PARENT_RUN_ID = "mlflow.parentRunId"
-#: the experiment tag that marks a model-training experiment (MLflow 3.x's UI reads it)
+#: the experiment tag that marks a model-training experiment. MLflow 3.17's UI does not read it
+#: (a feature flag fixed on in its bundle makes the URL's ``workflowType``, else the browser's
+#: saved choice, decide the layout): raysweep's links carry ``workflowType=machine_learning``
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 #: experiment tags holding the UI's shared views (one per sweep)
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
@@ -92,6 +94,11 @@ def lineage_tag(name: str) -> str:
 TRIAL_ID = "raysweep.trial_id"
 OUTCOME = "raysweep.outcome"
 STOP_REASON = "raysweep.stop_reason"
+#: which rule of the scheduler stopped a trial early, where, and the cutoff it missed
+STOP_DETAIL = "raysweep.stop_detail"
+#: the result key that carries a scheduler's stop decision (text, not a metric) to the writer,
+#: Ray's result files and the leaderboard
+STOP_DETAIL_RESULT = "stop_detail"
 ERROR = "raysweep.error"
 FINAL_CONFIG = "raysweep.final_config"
 NODE_KEYS = ("node_id", "node_ip", "hostname")
@@ -170,7 +177,7 @@ NOT_METRICS = frozenset({
     "done", "timestamp", "pid", "hostname", "node_ip", "node_id", "trial_id", "experiment_tag",
     "date", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
     "timesteps_total", "timesteps_since_restore", "episodes_total", "training_iteration",
-    "should_checkpoint", "checkpoint_dir_name", "config", "resource",
+    "should_checkpoint", "checkpoint_dir_name", "config", "resource", STOP_DETAIL_RESULT,
 })
 
 
@@ -217,3 +224,8 @@ def error_text(error_file: str | None, error_msg: str | None = None) -> str:
         text = str(error_msg or "")
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return "\n".join(lines[-6:])
+
+
+def trial_error(trial: Any) -> str:
+    """The end of a failed Tune trial's error (from its error file, else its message)."""
+    return error_text(getattr(trial, "error_file", None), getattr(trial, "error_msg", None))

@@ -301,6 +301,9 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
             tags = {schema.OUTCOME: outcome, schema.FINAL_CONFIG: json.dumps(trial.config, default=str)[:5000]}
             if reason:
                 tags[schema.STOP_REASON] = reason
+            detail = trial.results[-1].get(schema.STOP_DETAIL_RESULT) if trial.results else None
+            if reason == schema.REASON_SCHEDULER and detail:
+                tags[schema.STOP_DETAIL] = str(detail)[:5000]
             if status == "FAILED" and trial.error:
                 tags[schema.ERROR] = trial.error[-5000:]
             client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
@@ -324,7 +327,8 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         options = record["options"]
         from raysweep.strategies.registry import get_searcher
 
-        expected = None if get_searcher(options.get("searcher") or "random").exhaustive else options.get("num_samples")
+        uncounted = options.get("fill_time_budget") or get_searcher(options.get("searcher") or "random").exhaustive
+        expected = None if uncounted else options.get("num_samples")
         complete = not open_after and (expected is None or len(trials) >= expected)
         report.parent_status = "FINISHED" if complete else "KILLED"
         client.set_terminated(parent_id, status=report.parent_status)

@@ -152,8 +152,9 @@ class TrialWriter:
             self.client.update_run(existing, status="RUNNING")
             # An interrupted trial's run says how it was stopped; it runs again now.
             self.client.set_tag(existing, schema.OUTCOME, schema.OUTCOME_RUNNING)
-            if schema.STOP_REASON in self.client.get_run(existing).data.tags:
-                self.client.delete_tag(existing, schema.STOP_REASON)
+            for stale in (schema.STOP_REASON, schema.STOP_DETAIL):
+                if stale in self.client.get_run(existing).data.tags:
+                    self.client.delete_tag(existing, stale)
             run = self.runs[trial.trial_id] = _TrialRun(
                 existing, logged_through=self.tracker.logged_through.get(trial.trial_id, -1)
             )
@@ -227,6 +228,8 @@ class TrialWriter:
         run.pending_tags.update({schema.OUTCOME: ended.outcome, schema.FINAL_CONFIG: json.dumps(trial.config, default=str)[:5000]})
         if ended.reason:
             run.pending_tags[schema.STOP_REASON] = ended.reason
+            if ended.reason == schema.REASON_SCHEDULER and (trial.last_result or {}).get(schema.STOP_DETAIL_RESULT):
+                run.pending_tags[schema.STOP_DETAIL] = str(trial.last_result[schema.STOP_DETAIL_RESULT])[:5000]
         if error:
             run.pending_tags[schema.ERROR] = error[-5000:]
         if not self._flush(force=True, runs=[run]):
@@ -293,12 +296,12 @@ class TrialWriter:
         # The retry may run on another node (the one it ran on may have died): tag it afresh.
         run.node_tagged = False
         run.pending_tags[schema.RETRIES] = str(run.retries)
-        run.pending_tags[schema.retry_error_tag(run.retries)] = _error_of(trial)[-4000:] or "unknown"
+        run.pending_tags[schema.retry_error_tag(run.retries)] = schema.trial_error(trial)[-4000:] or "unknown"
         self._flush(force=True, runs=[run])
 
     @_best_effort
     def trial_errored(self, trial: Any) -> None:
-        self._finish(trial, schema.Outcome("FAILED", schema.OUTCOME_FAILED), error=_error_of(trial))
+        self._finish(trial, schema.Outcome("FAILED", schema.OUTCOME_FAILED), error=schema.trial_error(trial))
 
     @_best_effort
     def experiment_ended(self, trials: list[Any]) -> None:
@@ -388,13 +391,8 @@ class TrialWriter:
             if run is None or run.finished:
                 continue
             ended = self._ended(trial, done=bool((trial.last_result or {}).get("done")), budget_spent=budget_spent)
-            self._finish(trial, ended, error=_error_of(trial) if ended.outcome == schema.OUTCOME_FAILED else None)
+            self._finish(trial, ended, error=schema.trial_error(trial) if ended.outcome == schema.OUTCOME_FAILED else None)
 
 
 def _millis(seconds: float | None) -> int | None:
     return int(seconds * 1000) if seconds else None
-
-
-def _error_of(trial: Any) -> str:
-    """The end of a failed trial's error, as its run's tags hold it."""
-    return schema.error_text(getattr(trial, "error_file", None), getattr(trial, "error_msg", None))

@@ -1,0 +1,152 @@
+"""What a person meets in a first hour with raysweep, as the exact text they read: errors that
+list every column, suggest the metric meant, take any capitals and name where a value came from;
+the time budget's rule; ``report`` without a name; a short ``print(result)``; and (end to end) a
+trial stopped early saying which rung stopped it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from conftest import run_cli
+from raysweep.cli import main
+from raysweep.sweep.options import plan_sweep
+
+
+def cli(*args: str) -> tuple[int, str]:
+    outcome = CliRunner().invoke(main, list(args), prog_name="raysweep")
+    return outcome.exit_code, outcome.stderr.strip()
+
+
+def test_missing_target_lists_every_column(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = [f"c{i}" for i in range(17)] + ["price"]
+    pd.DataFrame([[i + j for j in range(18)] for i in range(20)], columns=names).to_csv("d.csv", index=False)
+    code, err = cli("run", "random_forest", "--dataset", "d.csv")
+    assert (code, err) == (2, f"error: d.csv: which column is the target? pass --target COLUMN (columns: {', '.join(names)})")
+
+
+def test_missing_target_says_how_many_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    names = [f"c{i}" for i in range(35)]
+    pd.DataFrame([list(range(35))] * 5, columns=names).to_csv("d.csv", index=False)
+    code, err = cli("run", "random_forest", "--dataset", "d.csv")
+    shown = ", ".join(names[:30])
+    assert (code, err) == (2, f"error: d.csv: which column is the target? pass --target COLUMN (columns: {shown} and 5 more)")
+
+
+def test_metric_near_miss_gets_a_suggestion() -> None:
+    assert cli("run", "random_forest", "--dataset", "iris", "--metric", "auc") == (
+        2, "error: --metric auc: unknown metric (did you mean 'roc_auc'?); use one of accuracy, roc_auc, log_loss, f1_macro",
+    )  # fmt: skip
+
+
+def test_choices_take_any_capitals() -> None:
+    assert cli("run", "svm", "--dataset", "iris", "--scheduler", "PBT") == (
+        2, "error: --scheduler pbt: the svm family carries no training state from one step to the next, so PBT has "
+        "nothing to exploit; use --scheduler asha or hyperband",
+    )  # fmt: skip
+    plan = plan_sweep("random_forest", "iris", scheduler="HyperBand", searcher="Random", task="Classification", metric="ROC_AUC")
+    assert (plan.scheduler, plan.searcher, plan.task, plan.metric) == ("hyperband", "random", "classification", "roc_auc")
+
+
+def test_strategy_error_names_where_each_value_came_from() -> None:
+    assert cli("run", "xgboost", "--dataset", "iris", "--set", "scheduler=pbt") == (
+        2, "error: --set scheduler=pbt with searcher hyperopt (from xgboost.yaml): PBT explores by mutating its own "
+        "population and Ray Tune refuses a search algorithm beside it; use --searcher random (or grid)",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("options", "fills", "rule"),
+    [
+        ({"time_budget": 60}, True, "up to 60 s, trials until the budget is spent"),
+        ({"time_budget": 60, "num_samples": 12}, False, "12 trials or 60 s, whichever comes first"),
+        ({"num_samples": 12}, False, "12 trials"),
+        ({"time_budget": 60, "searcher": "grid"}, False, "1 grid pass(es) or 60 s, whichever comes first"),
+    ],
+)
+def test_time_budget_rule(options: dict, fills: bool, rule: str) -> None:
+    plan = plan_sweep("random_forest", "iris", **options)
+    exhaustive = plan.searcher == "grid"
+    assert (plan.fill_time_budget, plan.options.trials_rule(exhaustive)) == (fills, rule)
+    assert plan.tune_num_samples == (-1 if fills else plan.num_samples)
+    # `raysweep resume` rebuilds the plan from the saved options: the rule stays.
+    again = plan_sweep("random_forest", "iris", **{k: v for k, v in asdict(plan.options).items()})
+    assert again.options == plan.options
+
+
+def test_report_without_a_sweep_in_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()
+    assert cli("report", "--tracking-uri", uri) == (
+        2, f"error: no sweep in {uri} yet: run one with `raysweep run`, or pass the --tracking-uri a sweep logged to",
+    )  # fmt: skip
+    assert cli("report", "a-sweep", "--latest", "--tracking-uri", uri) == (
+        2, "error: --latest with sweep a-sweep: pass a sweep's name or --latest, not both",
+    )  # fmt: skip
+
+
+def test_result_repr_is_short() -> None:
+    from raysweep.sweep.result import SweepResult
+
+    board = pd.DataFrame({"trial": [f"trial-{i:04d}" for i in range(500)], "val_accuracy": [0.9] * 500})
+    result = SweepResult(
+        name="rf-iris-1", recipe="random_forest", dataset="iris", task="classification", metric="accuracy", mode="max",
+        best_config={"max_depth": 5}, best_resource=60, best_validation_score=0.958333, test_score=0.933333,
+        num_trials=12, num_errors=0, num_stopped_early=3, leaderboard=board, model=object(), classes=None, storage_path="/x",
+    )  # fmt: skip
+    assert repr(result) == (
+        "<SweepResult rf-iris-1: best val_accuracy 0.95833 of 12 trials (3 stopped early, 0 failed), "
+        "test accuracy 0.93333, best config {'max_depth': 5}>"
+    )
+
+
+def test_plot_legend_names_the_best_trials() -> None:
+    from raysweep.tracking.outcome import top_trials
+
+    history = {f"t_0000{i}": [(20.0, 0.5 + i / 100, 0.0), (40.0, 0.6 + i / 100, 1.0)] for i in range(8)}
+    assert list(top_trials(history, "max", 5)) == ["t_00007", "t_00006", "t_00005", "t_00004", "t_00003"]
+    assert list(top_trials(history, "min", 2)) == ["t_00000", "t_00001"]
+
+
+@pytest.mark.e2e
+def test_time_budget_fills_and_asha_says_why(tmp_path: Path) -> None:
+    """A time budget with no trial count keeps starting trials past the recipe's count; each trial
+    ASHA stopped says at which rung, and the cutoff it missed, in MLflow, the leaderboard and report."""
+    done = run_cli(
+        "run", "random_forest", "--dataset", "breast_cancer", "--metric", "log_loss", "--scheduler", "asha",
+        "--searcher", "random", "--set", "num_samples=3", "--time-budget", "40", "--max-concurrent", "2", "--json",
+        cwd=tmp_path, timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ("raysweep: random_forest on breast_cancer (classification, 569 rows), asha + random, "
+            "up to 40 s, trials until the budget is spent, metric log_loss (min)") in " ".join(done.stderr.split())
+    import json
+
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["num_trials"] > 3
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.get_run(summary["parent_run_id"])
+    trials = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=1000)
+    assert len(trials) == summary["num_trials"]
+    stopped = [r for r in trials if r.data.tags.get("raysweep.stop_reason") == "scheduler"]
+    assert stopped, "ASHA stopped no trial"
+    pattern = re.compile(r"asha: rung \d+ \(\d+ trees\): val_log_loss [\d.e-]+ above the cutoff [\d.e-]+")
+    for run in stopped:
+        assert pattern.fullmatch(run.data.tags.get("raysweep.stop_detail", "")), run.data.tags
+    report = run_cli("report", cwd=tmp_path, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert f"sweep {summary['name']} (FINISHED)" in report.stdout
+    assert "stop_detail" in report.stdout and "asha: rung" in report.stdout
