@@ -341,7 +341,7 @@ _DELETE = object()
         ("xgboost", "resource.max", 10, "resource.max: must be >= resource.per_step (50), got 10"),
         ("xgboost", "resource.unit", "trees", "resource.unit: unknown key"),
         ("xgboost", "scheduler", "median", "scheduler: unknown scheduler 'median'"),
-        ("xgboost", "searcher", "optuna", "searcher: unknown searcher 'optuna'"),
+        ("xgboost", "searcher", "bohb", "searcher: unknown searcher 'bohb'"),
         ("xgboost", "num_samples", 0, "num_samples: must be a whole number >= 1, got 0"),
         ("xgboost", "num_samples", "ten", "num_samples: must be a whole number >= 1, got 'ten'"),
         ("xgboost", "num_samples", True, "num_samples: must be a whole number >= 1, got True"),
