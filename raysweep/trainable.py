@@ -39,7 +39,7 @@ class TrialSpec:
     @property
     def metric_key(self) -> str:
         """The name under which the validation metric is reported to Tune and MLflow."""
-        return f"val_{self.metric}"
+        return schema.validation_metric(self.metric)
 
 
 def model_params(spec: TrialSpec, config: dict[str, Any]) -> dict[str, Any]:
@@ -94,13 +94,13 @@ class SweepTrainable(tune.Trainable):
         result: dict[str, Any] = {
             self.spec.metric_key: value,
             schema.best_metric(self.spec.metric): self.best,
-            "resource": self.spec.resource.at(self.steps),
-            "step_time": time.perf_counter() - started,
+            schema.RESOURCE: self.spec.resource.at(self.steps),
+            schema.STEP_TIME: time.perf_counter() - started,
             "node_id": self._node_id,
         }
         if self.spec.mutable:
             effective = self.family.effective_params(self.models[0], list(self.spec.mutable))
-            result.update({f"hp/{name}": v for name, v in effective.items() if isinstance(v, (int, float))})
+            result.update({schema.hyperparameter_metric(name): v for name, v in effective.items() if isinstance(v, (int, float))})
         if self.steps >= self.spec.resource.max_steps:
             result["done"] = True
         elif time.monotonic() - self._last_checkpoint >= self.spec.checkpoint_every:

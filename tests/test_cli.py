@@ -90,9 +90,10 @@ def expected_domain_line(name: str, spec: dict) -> str:
 def test_recipes_show_prints_yaml_and_domains(tmp_path):
     done = run_cli("recipes", "show", "xgboost", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    # The recipe ships inside the package: the checkout's recipes/ or the installed wheel's copy.
+    # The recipe ships inside the package: the checkout's recipes/ or the installed wheel's copy
+    # (raysweep/recipes/prebuilt/).
     header = done.stdout.splitlines()[0]
-    assert header.startswith("# ") and header.endswith("recipes/xgboost.yaml"), header
+    assert header.startswith("# ") and header.endswith(("/recipes/xgboost.yaml", "/recipes/prebuilt/xgboost.yaml")), header
     assert Path(header[2:]).read_text() == (bundled_recipes_dir() / "xgboost.yaml").read_text()
     text, domains, comments = split_show_output(done.stdout)
     raw = yaml.safe_load((bundled_recipes_dir() / "xgboost.yaml").read_text())

@@ -7,6 +7,8 @@ from typing import Any
 
 import click
 
+from raysweep.tracking import schema
+
 
 def report(result: Any, as_json: bool) -> None:
     from rich.console import Console
@@ -44,7 +46,7 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
 
 
 def _print_summary(result: Any, console: Any) -> None:
-    print_leaderboard(console, result.leaderboard, f"val_{result.metric}", top=10, total=result.num_trials)
+    print_leaderboard(console, result.leaderboard, schema.validation_metric(result.metric), top=10, total=result.num_trials)
     console.print(f"best config: {json.dumps(result.best_config, default=str)}")
     console.print(f"validation {result.metric}: {result.best_validation_score:.5g} (at resource {result.best_resource})")
     console.print(f"test {result.metric} of the refit model: [bold]{result.test_score:.5g}[/]")

@@ -23,6 +23,7 @@ from raysweep.metrics import METRICS, direction
 from raysweep.recipes import TASKS, Recipe, load_recipe
 from raysweep.strategies import registry as strategies
 from raysweep.sweep.record import is_uri
+from raysweep.tracking import schema
 from raysweep.tracking.store import resolve_tracking_uri
 
 #: seconds between a running trial's checkpoints, unless --checkpoint-every says otherwise
@@ -78,7 +79,7 @@ class SweepOptions:
     @property
     def metric_key(self) -> str:
         """The validation metric each trial reports: ``val_<metric>``."""
-        return f"val_{self.metric}"
+        return schema.validation_metric(self.metric)
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ class MLflowTrialCallback(Callback):
         step = schema.result_step(result, self.tracker.integer_resource)
         if isinstance(value, (int, float)) and step > self.tracker.logged_through.get(trial.trial_id, -1):
             self.history.setdefault(trial.trial_id, []).append(
-                (float(result.get("resource", step)), float(value), time.time() - self._started)
+                (float(result.get(schema.RESOURCE, step)), float(value), time.time() - self._started)
             )
         self._trials = trials
         self._send("trial_result", _TrialView.of(trial), dict(result))

@@ -195,7 +195,7 @@ class SweepTracker:
         for run in children:
             if schema.TRIAL_ID not in run.data.tags or self.metric_key not in run.data.metrics:
                 continue
-            resources = {m.step: m.value for m in self.client.get_metric_history(run.info.run_id, "resource")}
+            resources = {m.step: m.value for m in self.client.get_metric_history(run.info.run_id, schema.RESOURCE)}
             self.resumed_history[run.data.tags[schema.TRIAL_ID]] = [
                 (resources.get(m.step, float(m.step)), m.value, m.timestamp / 1000 - started)
                 for m in sorted(self.client.get_metric_history(run.info.run_id, self.metric_key), key=lambda m: m.timestamp)

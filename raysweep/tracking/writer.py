@@ -332,23 +332,14 @@ class TrialWriter:
         if _REPEATS_THROUGH in result:
             run.logged_through = max(run.logged_through, result[_REPEATS_THROUGH])
             return
-        step = self._step(result)
+        step, values = schema.result_metrics(result, self.tracker.integer_resource)
         run.last_step = step
         if step <= run.logged_through:
             return  # a resumed trial repeating steps MLflow already has
         timestamp = int(result.get("timestamp", time.time()) * 1000)
-        for key, value in result.items():
-            if key in schema.NOT_METRICS or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            run.pending.append(Metric(key, float(value), timestamp, step))
-        if not self.tracker.integer_resource and isinstance(result.get("resource"), (int, float)):
-            # A fractional resource (a share of the rows) cannot be a step: log it beside the step.
-            run.pending.append(Metric("resource", float(result["resource"]), timestamp, step))
+        run.pending += [Metric(key, value, timestamp, step) for key, value in values]
         if not run.node_tagged and result.get("node_id"):
-            run.pending_tags[schema.NODE_ID] = str(result["node_id"])
-            for key in ("node_ip", "hostname"):
-                if result.get(key):
-                    run.pending_tags[f"raysweep.{key}"] = str(result[key])
+            run.pending_tags.update({schema.node_tag(k): str(result[k]) for k in schema.NODE_KEYS if result.get(k)})
             run.node_tagged = True
         self._record_exploits()
         self._flush()
