@@ -109,12 +109,6 @@ def _saved_statuses(folder: Path) -> dict[str, str]:
         return {}  # another Ray version's format: the results alone decide
 
 
-def _error_text(path: Path) -> str:
-    """The last lines of a trial's error.txt, as the tracker tags a failed run with them."""
-    lines = [line for line in path.read_text(errors="replace").strip().splitlines() if line.strip()]
-    return "\n".join(lines[-6:])
-
-
 def _read_trials(folder: Path) -> list[_Trial]:
     statuses = _saved_statuses(folder)
     found = (_read_trial(path, statuses) for path in sorted(path for path in folder.iterdir() if path.is_dir()))
@@ -139,7 +133,7 @@ def _read_trial(trial_folder: Path, statuses: dict[str, str]) -> _Trial | None:
     if config is None and (trial_folder / "params.json").is_file():
         config = json.loads((trial_folder / "params.json").read_text())
     error_file = trial_folder / "error.txt"
-    error = _error_text(error_file) if error_file.is_file() else None
+    error = schema.error_text(str(error_file)) if error_file.is_file() else None
     return _Trial(trial_id, trial_folder, results, dict(config or {}), error, statuses.get(trial_id))
 
 
@@ -198,7 +192,7 @@ def _replay_trial(
         created = client.create_run(
             experiment_id,
             run_name=schema.trial_name(trial.trial_id),
-            tags={schema.PARENT_RUN_ID: parent_id, schema.SWEEP: sweep, schema.TRIAL_ID: trial.trial_id, schema.OUTCOME: schema.OUTCOME_RUNNING},
+            tags=schema.new_trial_run_tags(parent_id, sweep, trial.trial_id),
         )
         run = client.get_run(created.info.run_id)
     run_id = run.info.run_id

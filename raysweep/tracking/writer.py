@@ -164,12 +164,7 @@ class TrialWriter:
             # The writer may write a little after the trial started: the run keeps the trial's times.
             start_time=_millis(getattr(trial, "seen", None)),
             run_name=schema.trial_name(trial.trial_id),
-            tags={
-                schema.PARENT_RUN_ID: self.tracker.parent_run_id,
-                schema.SWEEP: self.tracker.sweep_name,
-                schema.TRIAL_ID: trial.trial_id,
-                schema.OUTCOME: schema.OUTCOME_RUNNING,
-            },
+            tags=schema.new_trial_run_tags(self.tracker.parent_run_id, self.tracker.sweep_name, trial.trial_id),
         )
         run = _TrialRun(created.info.run_id, pending_params=[Param(k, clean_param(v)) for k, v in trial.config.items()])
         self.runs[trial.trial_id] = run
