@@ -276,6 +276,7 @@ def check_progress_lines(lines: list[str], *, total: int, metric: str, resource:
     return last[7], int(last[8])
 
 
+@pytest.mark.e2e  # a real sweep: Ray starts in the subprocess
 def test_a_first_sweep_prints_only_raysweeps_own_lines(tmp_path):
     """A fresh folder, a fresh sqlite store, integer columns: no MLflow table creation, no schema hint, no INFO lines."""
     from sklearn.datasets import load_wine

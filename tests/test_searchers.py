@@ -231,7 +231,7 @@ def test_a_sweep_with_each_searcher(name, ray_local, tmp_path):
     from mlflow.tracking import MlflowClient
 
     from raysweep.recipes import load_recipe
-    from raysweep.runner import run_sweep
+    from raysweep.sweep.run import run_sweep
 
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
     result = run_sweep(

@@ -17,9 +17,12 @@ class TrialLedger(Callback):
     def __init__(self) -> None:
         #: (Tune's status, whether the last result carried ``done``) of every trial
         self.trials: list[tuple[str, bool]] = []
+        #: the folders of the trials the searcher made but that never started (a spent time budget)
+        self.never_started: set[str] = set()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.trials = [(trial.status, bool(_last_result(trial).get("done"))) for trial in trials]
+        self.never_started = {str(trial.path) for trial in trials if trial.status == "PENDING"}
 
 
 def _last_result(trial: Any) -> dict[str, Any]:

@@ -164,14 +164,16 @@ def summarise(
     started: float,
     tracking_uri: str | None,
     phase: Callable[[str], None] | None = None,
+    never_started: set[str] = frozenset(),
 ) -> SweepResult:
     """The sweep's result from Tune's: leaderboard, the best config refit and scored, its outcome in MLflow.
 
     ``phase`` hears what is being done as it starts (the refit, each step of the logging); without
     it nothing is said.
     """
-    # A trial the searcher made but the time budget ended before it started is no trial of the sweep.
-    results = [r for r in results if r.error is not None or (r.metrics or {}).get("training_iteration")]
+    # A trial the searcher made but the time budget ended before it started is no trial of the
+    # sweep (one that started is, even if it reported nothing: it has a run in MLflow).
+    results = [r for r in results if str(r.path) not in never_started]
     bests = _trial_bests(results, plan)
     leaderboard = _leaderboard(results, plan, bests)
     errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]

@@ -7,6 +7,7 @@ result (:mod:`raysweep.sweep.result`).
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from pathlib import Path
@@ -171,7 +172,7 @@ def run_planned(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
                 f"raysweep resume {plan.name} --storage {plan.storage}"
             )
-        result = summarise(plan, prepared, results, tracker, started, tracking_uri, phase=phase)
+        result = summarise(plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=ledger.never_started)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -199,7 +200,8 @@ def _total_trials(plan: SweepPlan) -> int | None:
         return None  # trials until the time budget is spent
     if strategies.get_searcher(plan.searcher).exhaustive:
         return plan.num_samples * space.grid_size(plan.recipe.space)
-    return plan.num_samples
+    # `type: grid` entries are Tune grid searches under any searcher: each sample runs them all.
+    return plan.num_samples * math.prod(len(spec["values"]) for spec in plan.recipe.space.values() if spec["type"] == "grid")
 
 
 def _use_callbacks(tuner: Any, callbacks: list[Any]) -> None:
