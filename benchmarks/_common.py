@@ -219,3 +219,21 @@ def warm_mlflow(settings: Settings) -> None:
     from mlflow.tracking import MlflowClient
 
     MlflowClient(settings.tracking_uri).search_experiments(max_results=1)
+
+
+def write_results_section(settings: Settings, heading: str, section: list[str]) -> Path:
+    """Put a suite's section (starting with ``heading``) into RESULTS.md, before the analysis,
+    replacing the section an earlier run wrote."""
+    path = settings.out_dir / "RESULTS.md"
+    text = path.read_text() if path.is_file() else "# raysweep benchmarks\n"
+    lines = text.rstrip("\n").split("\n")
+    if heading in lines:
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        del lines[start:end]
+    else:
+        start = next((i for i, line in enumerate(lines) if line in ("## Analysis", "## Machine")), len(lines))
+    lines[start:start] = section
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+

@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import BENCHMARKS_DIR, Settings, machine_info, progress, read_records, write_record
+from benchmarks._common import (
+    BENCHMARKS_DIR, Settings, machine_info, progress, read_records, write_record, write_results_section,
+)  # fmt: skip
 
 SUITE = "searchers"
 HEADING = "## 5. Searchers: regret at equal trials"
@@ -177,18 +179,7 @@ def timing_cell(trials: int, seed: int = 0) -> dict[str, Any]:
 
 def write_section(settings: Settings) -> Path:
     """Put the section into RESULTS.md in place (before the analysis), replacing an older one."""
-    path = settings.out_dir / "RESULTS.md"
-    text = path.read_text() if path.is_file() else "# raysweep benchmarks\n"
-    lines = text.rstrip("\n").split("\n")
-    if HEADING in lines:
-        start = lines.index(HEADING)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        del lines[start:end]
-    else:
-        start = next((i for i, line in enumerate(lines) if line in ("## Analysis", "## Machine")), len(lines))
-    lines[start:start] = section(settings)
-    path.write_text("\n".join(lines).rstrip() + "\n")
-    return path
+    return write_results_section(settings, HEADING, section(settings))
 
 
 def main(argv: list[str] | None = None) -> None:
