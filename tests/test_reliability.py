@@ -849,7 +849,8 @@ def test_a_writer_killed_while_the_tracking_server_is_away_exits_1_and_names_ray
     server = own_mlflow_server
     server.wait_up()
     name = experiment = "writer-and-server-away"
-    sweep = background_rf_sweep(tmp_path, name, server.uri, num_samples=4, n_samples=2000, extra=["--experiment", experiment])
+    # Trials long enough that the sweep still runs once the server has stopped (a few seconds).
+    sweep = background_rf_sweep(tmp_path, name, server.uri, num_samples=4, n_samples=8000, extra=["--experiment", experiment])
     try:
         client = client_for(server.uri)
         wait_for_first_metrics(sweep, client, experiment)
