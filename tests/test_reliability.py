@@ -70,23 +70,25 @@ def raysweep_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "raysweep", *args]
 
 
-def session_processes(session_id: int) -> dict[int, str]:
-    """Live processes of a process session (a driver started with start_new_session and all that
-    it started, Ray's processes included): pid -> command line."""
-    found = {}
+def live_processes() -> Iterator[tuple[int, list[str], str]]:
+    """Every live process: (pid, the fields of /proc/PID/stat after its name, its command line)."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             stat = Path(f"/proc/{entry.name}/stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
-            if fields[0] in ("Z", "X") or int(fields[3]) != session_id:
-                continue
             cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError, IndexError):
             continue
-        found[int(entry.name)] = cmdline.strip()[:120]
-    return found
+        if fields and fields[0] not in ("Z", "X"):
+            yield int(entry.name), fields, cmdline
+
+
+def session_processes(session_id: int) -> dict[int, str]:
+    """Live processes of a process session (a driver started with start_new_session and all that
+    it started, Ray's processes included): pid -> command line."""
+    return {pid: cmdline.strip()[:120] for pid, fields, cmdline in live_processes() if int(fields[3]) == session_id}
 
 
 def end_session(session_id: int) -> dict[int, str]:
@@ -513,19 +515,10 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_end_with_every_step_logged_o
 def writer_processes(driver_pid: int) -> list[int]:
     """The MLflow writer processes a sweep's driver started (their command line names raysweep
     and writer; they run in a session of their own)."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        if fields[0] not in ("Z", "X") and int(fields[1]) == driver_pid and "raysweep" in cmdline and "writer" in cmdline:
-            found.append(int(entry.name))
-    return found
+    return [
+        pid for pid, fields, cmdline in live_processes()
+        if int(fields[1]) == driver_pid and "raysweep" in cmdline and "writer" in cmdline
+    ]
 
 
 def kill_the_writer(sweep: Sweep) -> int:
