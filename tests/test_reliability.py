@@ -488,6 +488,13 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_end_with_every_step_logged_o
         assert by_trial[trial].info.status == "KILLED", trial
         assert (tags["raysweep.outcome"], tags["raysweep.stop_reason"]) == ("stopped_early", "sweep_interrupted")
 
+    # A kill while Tune writes its experiment state leaves the file cut (Tune writes it in place):
+    # cut it here, so that the resume below always goes through raysweep's complete copy of it.
+    folder = tmp_path / "raysweep_results" / name
+    state = max(folder.glob("experiment_state-*.json"))
+    assert (folder / ".raysweep-state" / state.name).is_file(), sorted(path.name for path in folder.iterdir())
+    state.write_text("")
+
     # ... and `raysweep resume` continues the sweep from Ray's saved state, into the same runs
     done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=400)
     assert done.returncode == 0, done.stderr[-4000:]

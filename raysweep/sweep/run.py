@@ -118,8 +118,12 @@ def run_planned(
 
     from raysweep.sweep.ledger import TrialLedger
 
+    from raysweep.sweep.saved_state import StateCopy
+
     ledger = TrialLedger()
     callbacks += [JsonLoggerCallback(), ledger]
+    if not sweep_record.is_uri(plan.storage):
+        callbacks.append(StateCopy(Path(plan.storage, plan.name)))
     trainable = tune.with_resources(
         tune.with_parameters(SweepTrainable, data=prepared.trial, spec=spec), {"cpu": 1}
     )
@@ -281,6 +285,11 @@ def resume_sweep(
             "(fingerprint differs); resuming would mix two datasets, start a new sweep instead"
         )
     record["path"] = candidate
+    from raysweep.sweep.saved_state import mend
+
+    # A driver killed while Tune saved its state leaves the file cut; Tune would start over.
+    if not sweep_record.is_uri(candidate):
+        mend(candidate, record["name"])
     if record.get("parent_run_id"):
         from raysweep.tracking.sync import sync_sweep
 

@@ -1,0 +1,106 @@
+"""A complete copy of Tune's experiment state, for a sweep whose driver was killed while saving it.
+
+Tune writes ``experiment_state-<session>.json`` in place, first into the driver's staging folder
+and then over the copy in the sweep's folder. A driver killed in the middle of either write leaves
+an empty or cut file, and ``Tuner.restore`` then starts the whole sweep again from nothing. The
+:class:`StateCopy` callback keeps, beside Tune's file, the last complete one (written to a temporary
+file and renamed, so it is never half written); :func:`mend` puts it back before a resume.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ray.tune import Callback
+
+from raysweep.errors import UserError
+
+#: Tune's file name pattern for the experiment state (``TuneController.CKPT_FILE_TMPL``)
+STATE_PATTERN = "experiment_state-*.json"
+#: the folder, in the sweep's folder, holding the last complete experiment state
+COPY_FOLDER = ".raysweep-state"
+
+
+class StateCopy(Callback):
+    """Copies Tune's experiment state each time Tune has saved it whole.
+
+    Tune asks its callbacks for their state (``get_state``) right after it has written and closed
+    the experiment state file in the driver's staging folder: the copy is taken then.
+    """
+
+    def __init__(self, sweep_folder: str | Path) -> None:
+        self.sweep_folder = Path(sweep_folder)
+        self._staging: Path | None = None
+
+    def get_state(self) -> None:
+        try:
+            newest = _newest(self._staging_folder())
+            if newest is not None and _readable(newest):
+                _copy_atomically(newest, self.sweep_folder / COPY_FOLDER / newest.name)
+        except OSError:
+            pass  # a copy that cannot be taken leaves Tune's own file as the only one
+        return None
+
+    def _staging_folder(self) -> Path | None:
+        if self._staging is None:
+            self._staging = _find_staging(self.sweep_folder.name)
+        return self._staging
+
+
+def mend(sweep_folder: str | Path, name: str) -> bool:
+    """Put the last complete experiment state back when Tune's newest one is cut.
+
+    Returns whether a file was mended. Raises :class:`UserError` when Tune's state is cut and no
+    complete copy is left: Tune would otherwise start the sweep again from its first trial.
+    """
+    folder = Path(sweep_folder)
+    newest = _newest(folder)
+    if newest is None or _readable(newest):
+        return False
+    copy = folder / COPY_FOLDER / newest.name
+    if not (copy.is_file() and _readable(copy)):
+        raise UserError(
+            f"sweep {name}: Ray's saved state {newest} was cut off when the sweep's driver stopped, "
+            "and no complete copy of it is left; start the sweep again with raysweep run"
+        )
+    _copy_atomically(copy, newest)
+    return True
+
+
+def _newest(folder: Path | None) -> Path | None:
+    # The file Tune restores from: the greatest name (Tune's _find_newest_experiment_checkpoint).
+    if folder is None or not folder.is_dir():
+        return None
+    names = fnmatch.filter(os.listdir(folder), STATE_PATTERN)
+    return folder / max(names) if names else None
+
+
+def _readable(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_bytes()), dict)
+    except (OSError, ValueError):
+        return False
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def _find_staging(experiment_name: str) -> Path | None:
+    """The driver's staging folder of this experiment (see ``StorageContext.experiment_driver_staging_path``)."""
+    try:
+        from ray.train.constants import _get_ray_train_session_dir
+
+        artifacts = Path(_get_ray_train_session_dir())
+    except Exception:  # not connected the usual way (Ray Client): Tune's own file is the only one
+        return None
+    found = [path for path in artifacts.glob(f"*/{experiment_name}/driver_artifacts") if path.is_dir()]
+    return max(found, key=lambda path: path.stat().st_mtime) if found else None
+
