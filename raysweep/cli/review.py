@@ -22,7 +22,7 @@ import click
 
 from raysweep.cli.summary import print_leaderboard
 from raysweep.errors import UserError
-from raysweep.tracking import schema
+from raysweep.tracking import importance, schema
 from raysweep.tracking.queries import (
     artifact_location, find_sweep, leaderboard, metric_and_mode, newest_sweep, open_store, target_sweep, unknown_sweep,
 )  # fmt: skip
@@ -211,6 +211,15 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
         )
     elif run.info.status != "FINISHED":
         console.print(f"the sweep did not finish ({run.info.status}): the leaderboard is rebuilt from its trial runs")
+    ranked = schema.importances(metrics)
+    if ranked:
+        console.print(
+            f"parameter importance ({importance.METHOD} over {tags.get(schema.IMPORTANCE_TRIALS, '?')} trials, each at its last score): "
+            + ", ".join(f"{name} {share:.2f}" for name, share in ranked.items()),
+            soft_wrap=True,
+        )
+    elif schema.IMPORTANCE_SKIPPED in tags:
+        console.print(f"parameter importance: none ({tags[schema.IMPORTANCE_SKIPPED]})", soft_wrap=True)
     if schema.MODEL_URI in tags:
         registered = tags.get(schema.REGISTERED_MODEL)
         console.print(

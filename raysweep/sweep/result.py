@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from raysweep.metrics import needs_proba, score
 from raysweep.sweep.options import SweepPlan
 from raysweep.sweep.record import is_uri
 from raysweep.tracking import schema
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,6 +49,8 @@ class SweepResult:
     model_uri: str | None = None
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: each searched parameter's importance (raysweep.tracking.importance.Importance), or why there is none
+    importance: Any = None
 
     def __repr__(self) -> str:
         # The leaderboard and the model pipeline are attributes to look at, not to print here.
@@ -81,6 +86,7 @@ class SweepResult:
             "parent_run_id": self.parent_run_id,
             "model_uri": self.model_uri,
             "elapsed_s": round(self.elapsed_s, 2),
+            "importance": dict(self.importance.values) if self.importance is not None else {},
         }
 
 
@@ -175,7 +181,12 @@ def summarise(
     # sweep (one that started is, even if it reported nothing: it has a run in MLflow).
     results = [r for r in results if str(r.path) not in never_started]
     bests = _trial_bests(results, plan)
+    importance = _importance(results, plan)
     leaderboard = _leaderboard(results, plan, bests)
+    if importance.values:
+        from raysweep.tracking.importance import ordered_leaderboard
+
+        leaderboard = ordered_leaderboard(leaderboard, importance)
     errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and _finite(r.metrics.get(plan.metric_key))]
     if not ok:
@@ -224,12 +235,49 @@ def summarise(
         parent_run_id=tracker.parent_run_id if tracker else None,
         elapsed_s=time.monotonic() - started,
         errors=errors,
+        importance=importance,
     )
     if tracker is not None:
         from raysweep.tracking.outcome import log_sweep_outcome
 
-        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase)
+        lineage = _lineage_series(results, plan) if _population(plan) else None
+        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase, lineage=lineage)
     return result
+
+
+def _population(plan: SweepPlan) -> bool:
+    from raysweep.strategies.registry import get_scheduler
+
+    return get_scheduler(plan.scheduler).population
+
+
+def _importance(results: Any, plan: SweepPlan) -> Any:
+    """Each searched parameter's importance over the trials' last scores; never fails the sweep.
+
+    A trial that a scheduler stopped early enters with its last score; a failed trial not at all.
+    """
+    from raysweep.tracking.importance import Importance, sweep_importance
+
+    try:
+        trials = [(r.config or {}, (r.metrics or {}).get(plan.metric_key)) for r in results if r.error is None]
+        return sweep_importance(trials, plan.recipe.space, population=_population(plan), seed=plan.seed or 0)
+    except Exception as exc:  # an extra: the sweep's result stands without it
+        logger.warning("raysweep: could not compute the parameter importance: %s", exc)
+        return Importance(skipped=f"could not be computed: {exc}"[:500])
+
+
+def _lineage_series(results: Any, plan: SweepPlan) -> dict[str, Any]:
+    """Each PBT member's mutated hyperparameters at each of its results: trial id -> points."""
+    from raysweep.tracking.lineage import member_series
+
+    names = list(plan.recipe.mutations)
+    series = {}
+    for result in results:
+        frame = getattr(result, "metrics_dataframe", None)
+        trial_id = str((result.metrics or {}).get("trial_id") or "")
+        if frame is not None and len(frame) and trial_id:
+            series[trial_id] = member_series(frame.to_dict("records"), names)
+    return series
 
 
 def _finite(value: Any) -> bool:

@@ -24,12 +24,15 @@ LEADERBOARD_FILE = schema.LEADERBOARD_FILE
 
 
 def log_sweep_outcome(
-    tracker: Any, plan: Any, prepared: Any, result: Any, phase: Callable[[str], None] | None = None
+    tracker: Any, plan: Any, prepared: Any, result: Any, phase: Callable[[str], None] | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> str | None:
-    """Record the best config, scores, leaderboard, plots and the refit model on the parent run.
+    """Record the best config, scores, leaderboard, plots, importance and the refit model on the parent run.
 
     Returns the refit model's URI (``models:/m-...``), or None when it could not be logged.
-    ``phase`` hears each step as it starts; without it nothing is said.
+    ``phase`` hears each step as it starts; without it nothing is said. ``lineage`` (a PBT sweep's
+    members' hyperparameters by step, :func:`raysweep.tracking.lineage.member_series`) draws
+    ``plots/pbt_lineage.png`` with the exploits.
     """
     say = phase or (lambda text: None)
     say("logging the scores and the leaderboard to MLflow")
@@ -67,6 +70,13 @@ def log_sweep_outcome(
                 tracker.log_artifact(str(path), PLOTS_DIR)
         except Exception as exc:  # plots are an extra
             logger.warning("raysweep: could not draw the sweep plots: %s", exc)
+        if getattr(result, "importance", None) is not None:
+            from raysweep.tracking.importance import log_importance
+
+            say("logging the parameter importance")
+            _best_effort("log the parameter importance", log_importance, tracker, result.importance, plan.metric_key, plan.name, Path(folder))
+        if lineage:
+            _best_effort("draw the PBT lineage", _log_lineage, tracker, plan, lineage, Path(folder))
     say("logging the model to MLflow")
     try:
         model_uri = log_model(tracker, plan, prepared, result)
@@ -77,6 +87,18 @@ def log_sweep_outcome(
         say(f"registering the model as {plan.register_model}")
         _best_effort("register the model", register_model, tracker, plan, model_uri, result)
     return model_uri
+
+
+def _log_lineage(tracker: Any, plan: Any, lineage: dict[str, Any], folder: Path) -> None:
+    from raysweep.tracking.lineage import write_lineage_plot
+
+    mutations = plan.recipe.mutations
+    logs = [name for name, spec in mutations.items() if spec.get("type", "").startswith(("log", "qlog"))]
+    resource = plan.recipe.resource
+    path = write_lineage_plot(
+        lineage, list(tracker.exploits), list(mutations), resource.name, plan.name, folder, log_scale=logs
+    )
+    tracker.log_artifact(str(path), PLOTS_DIR)
 
 
 def _best_effort(what: str, function: Any, *args: Any) -> Any:

@@ -57,6 +57,13 @@ PLOTS_DIR = "plots"
 RECIPE_FILE = "recipe.yaml"
 SEARCH_SPACE_FILE = "search_space.json"
 PBT_EXPLOITS_FILE = "pbt_exploits.json"
+#: plots of the parent run, under PLOTS_DIR
+IMPORTANCE_PLOT = "importance.png"
+PBT_LINEAGE_PLOT = "pbt_lineage.png"
+#: why the sweep has no parameter importance (too few trials, PBT), and over how many trials it has one
+IMPORTANCE_SKIPPED = "raysweep.importance_skipped"
+IMPORTANCE_TRIALS = "raysweep.importance_trials"
+IMPORTANCE_PREFIX = "importance/"
 MODEL_CLASSES_FILE = "model_classes.json"
 
 
@@ -83,6 +90,17 @@ def test_metric(metric: str) -> str:
 def best_param(name: str) -> str:
     """The parent run's param holding one value of the best config: ``best.max_depth``."""
     return f"best.{name}"
+
+
+def importance_metric(name: str) -> str:
+    """The parent run's importance of one searched parameter: ``importance/max_depth`` (shares sum to 1)."""
+    return f"{IMPORTANCE_PREFIX}{name}"
+
+
+def importances(metrics: dict[str, float]) -> dict[str, float]:
+    """A parent run's parameter importances from its metrics, most important first."""
+    found = {key[len(IMPORTANCE_PREFIX):]: value for key, value in metrics.items() if key.startswith(IMPORTANCE_PREFIX)}
+    return dict(sorted(found.items(), key=lambda item: -item[1]))
 
 
 def lineage_tag(name: str) -> str:
