@@ -171,7 +171,9 @@ def test_parent_run_holds_the_sweep_tags_settings_and_recipe(asha_sweep, mlflow_
     artifacts = {item.path for item in client.list_artifacts(parent.info.run_id)}
     assert {"recipe.yaml", "search_space.json", "leaderboard.csv", "plots", "model_classes.json"} <= artifacts
     plots = {item.path for item in client.list_artifacts(parent.info.run_id, "plots")}
-    assert plots == {"plots/metric_by_resource.png", "plots/best_so_far.png"}
+    # 8 trials: enough for the parameter importance, and its chart
+    assert plots == {"plots/metric_by_resource.png", "plots/best_so_far.png", "plots/importance.png"}
+    assert {key for key in parent.data.metrics if key.startswith("importance/")} == {f"importance/{name}" for name in recipe.space}
     folder = client.download_artifacts(parent.info.run_id, "search_space.json")
     assert json.loads(Path(folder).read_text()) == recipe.space
     recipe_text = Path(client.download_artifacts(parent.info.run_id, "recipe.yaml")).read_text()
@@ -389,6 +391,11 @@ def test_pbt_records_every_exploit_its_donor_and_the_hyperparameters_over_time(p
         assert [step for step, _ in history(client, run, "hp/alpha")][-1] == 30
     exploits = json.loads(Path(client.download_artifacts(pbt_sweep.parent_run_id, "pbt_exploits.json")).read_text())
     assert len(exploits) == sum(int(run.data.tags.get("raysweep.pbt.exploits", 0)) for run in children)
+    # The lineage is drawn; the importance is not computed, and the parent run says why.
+    parent = client.get_run(pbt_sweep.parent_run_id)
+    assert "plots/pbt_lineage.png" in {item.path for item in client.list_artifacts(pbt_sweep.parent_run_id, "plots")}
+    assert parent.data.tags["raysweep.importance_skipped"].startswith("PBT members change their hyperparameters")
+    assert not [key for key in parent.data.metrics if key.startswith("importance/")]
     assert_no_run_left_running(client, pbt_sweep)
 
 

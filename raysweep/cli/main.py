@@ -14,6 +14,7 @@ import click
 from raysweep._version import __version__
 from raysweep.cli._group import RaysweepGroup
 from raysweep.cli.cluster import cluster_group
+from raysweep.cli.compare import compare_command
 from raysweep.cli.recipes import recipes, validate
 from raysweep.cli.run import resume, run
 from raysweep.cli.review import report_command, ui_command
@@ -34,7 +35,7 @@ def main() -> None:
 
 for command, name in (
     (recipes, "recipes"), (validate, "validate"), (run, "run"), (resume, "resume"), (cluster_group, "cluster"),
-    (ui_command, "ui"), (report_command, "report"), (sync_command, "sync"),
+    (ui_command, "ui"), (report_command, "report"), (compare_command, "compare"), (sync_command, "sync"),
 ):  # fmt: skip
     main.add_command(command, name)
 

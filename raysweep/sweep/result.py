@@ -181,7 +181,7 @@ def summarise(
     # sweep (one that started is, even if it reported nothing: it has a run in MLflow).
     results = [r for r in results if str(r.path) not in never_started]
     bests = _trial_bests(results, plan)
-    importance = _importance(results, plan)
+    importance = _importance(results, plan, phase)
     leaderboard = _leaderboard(results, plan, bests)
     if importance.values:
         from raysweep.tracking.importance import ordered_leaderboard
@@ -251,16 +251,19 @@ def _population(plan: SweepPlan) -> bool:
     return get_scheduler(plan.scheduler).population
 
 
-def _importance(results: Any, plan: SweepPlan) -> Any:
+def _importance(results: Any, plan: SweepPlan, phase: Callable[[str], None] | None = None) -> Any:
     """Each searched parameter's importance over the trials' last scores; never fails the sweep.
 
     A trial that a scheduler stopped early enters with its last score; a failed trial not at all.
     """
-    from raysweep.tracking.importance import Importance, sweep_importance
+    from raysweep.tracking.importance import MIN_TRIALS, Importance, sweep_importance
 
     try:
         trials = [(r.config or {}, (r.metrics or {}).get(plan.metric_key)) for r in results if r.error is None]
-        return sweep_importance(trials, plan.recipe.space, population=_population(plan), seed=plan.seed or 0)
+        population = _population(plan)
+        if phase is not None and not population and sum(_finite(value) for _, value in trials) >= MIN_TRIALS:
+            phase("computing the parameter importance")
+        return sweep_importance(trials, plan.recipe.space, population=population, seed=plan.seed or 0)
     except Exception as exc:  # an extra: the sweep's result stands without it
         logger.warning("raysweep: could not compute the parameter importance: %s", exc)
         return Importance(skipped=f"could not be computed: {exc}"[:500])

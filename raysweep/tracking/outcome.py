@@ -73,7 +73,6 @@ def log_sweep_outcome(
         if getattr(result, "importance", None) is not None:
             from raysweep.tracking.importance import log_importance
 
-            say("logging the parameter importance")
             _best_effort("log the parameter importance", log_importance, tracker, result.importance, plan.metric_key, plan.name, Path(folder))
         if lineage:
             _best_effort("draw the PBT lineage", _log_lineage, tracker, plan, lineage, Path(folder))

@@ -1,0 +1,129 @@
+"""``raysweep compare``: sweeps side by side, from parent runs written with raysweep's own tracker
+into a real sqlite store (no Ray), and one small real sweep whose parent run holds its importance."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from fast_support import client_for, empty_store, store_uri  # noqa: F401 (fixtures)
+from raysweep.errors import UserError
+from raysweep.tracking import schema
+from raysweep.tracking.comparison import find_sweeps
+from raysweep.tracking.store import SweepTracker
+
+#: (experiment, sweep, recipe, dataset, metric, mode, best validation score, test score)
+SWEEPS = [
+    ("bc", "xgb-1", "xgboost", "breast_cancer", "accuracy", "max", 0.956, 0.947),
+    ("bc", "rf-1", "random_forest", "breast_cancer", "accuracy", "max", 0.974, 0.965),
+    ("bc", "svm-1", "svm", "breast_cancer", "accuracy", "max", 0.939, 0.930),
+    ("other", "mlp-1", "mlp", "breast_cancer", "accuracy", "max", 0.961, 0.955),
+    ("other", "xgb-ll", "xgboost", "breast_cancer", "log_loss", "min", 0.081, 0.090),
+    ("other", "xgb-ll2", "xgboost", "breast_cancer", "log_loss", "min", 0.072, 0.095),
+    ("reg", "rf-diabetes", "random_forest", "diabetes", "rmse", "min", 55.0, 57.0),
+]
+
+
+def write_sweeps(uri: str, sweeps=SWEEPS) -> None:
+    """Each sweep's parent run as a finished sweep leaves it: tags, mode, scores, trial count."""
+    for experiment, name, recipe, dataset, metric, mode, best, test in sweeps:
+        tags = {schema.RECIPE: recipe, schema.DATASET: dataset, schema.METRIC: metric, schema.SCHEDULER: "asha", schema.SEARCHER: "hyperopt"}
+        tracker = SweepTracker(uri, experiment, name, schema.validation_metric(metric), 3, True, tags=tags, params={"mode": mode, "metric": metric})
+        tracker.start()
+        tracker.log_summary(
+            metrics={schema.best_metric(metric): best, schema.test_metric(metric): test, schema.NUM_TRIALS: 12}, params={}, tags={}
+        )
+        time.sleep(0.01)  # distinct start times: the newest sweep decides compare's default
+        tracker.finish("FINISHED")
+
+
+def test_compare_lists_an_experiments_sweeps_best_first_and_json_gives_the_same(store_uri, tmp_path):
+    write_sweeps(store_uri)
+    shown = run_cli("compare", "--experiment", "bc", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if any(f" {name} " in line for name in ("rf-1", "xgb-1", "svm-1"))]
+    assert [line.split()[1] for line in rows] == ["rf-1", "xgb-1", "svm-1"], shown.stdout
+    assert "random_forest" in rows[0] and "0.974" in rows[0] and "0.965" in rows[0] and " 12 " in rows[0]
+    assert shown.stdout.splitlines()[0] == "3 sweeps of experiment bc"
+    assert "different metrics" not in shown.stdout
+    as_json = run_cli("compare", "--experiment", "bc", "--json", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    assert [row["sweep"] for row in data["sweeps"]] == ["rf-1", "xgb-1", "svm-1"]
+    assert [row["recipe"] for row in data["sweeps"]] == ["random_forest", "xgboost", "svm"]
+    assert [row["best_validation_score"] for row in data["sweeps"]] == [0.974, 0.956, 0.939]
+    assert data["sweeps"][0]["test_score"] == 0.965 and data["sweeps"][0]["trials"] == 12 and data["metrics"] == ["accuracy"]
+    assert all(row["wall_time_s"] is not None and row["wall_time_s"] >= 0 for row in data["sweeps"])
+
+
+def test_a_dataset_gathers_sweeps_of_every_experiment_one_group_per_metric(store_uri, tmp_path):
+    write_sweeps(store_uri)
+    shown = run_cli("compare", "--dataset", "breast_cancer", "--json", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["dataset"] == "breast_cancer" and data["metrics"] == ["accuracy", "log_loss"]
+    # accuracy (4 sweeps, highest first) then log loss (lowest first); the diabetes sweep is not there
+    assert [row["sweep"] for row in data["sweeps"]] == ["rf-1", "mlp-1", "xgb-1", "svm-1", "xgb-ll2", "xgb-ll"]
+    assert {row["experiment"] for row in data["sweeps"]} == {"bc", "other"}
+    table = run_cli("compare", "--dataset", "breast_cancer", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert "the sweeps score by 2 different metrics (accuracy, log_loss)" in table.stdout
+    assert "accuracy: highest best validation score first" in table.stdout and "log_loss: lowest best validation score first" in table.stdout
+
+
+def test_without_a_scope_compare_shows_the_newest_sweeps_dataset(store_uri):
+    write_sweeps(store_uri)
+    rows = find_sweeps(client_for(store_uri), store_uri)
+    assert [row.sweep for row in rows] == ["rf-diabetes"]
+    assert rows[0].mode == "min" and rows[0].best_validation_score == 55.0
+
+
+@pytest.mark.parametrize(
+    "scope, message",
+    [
+        ({"experiment": "nope"}, "--experiment nope: no such experiment in {uri}; experiments there: "),
+        ({"dataset": "iris"}, "--dataset iris: no sweep ran on it in {uri}; datasets there: breast_cancer, diabetes"),
+        ({"experiment": "bc", "dataset": "iris"}, "--experiment bc with --dataset iris: pass one of them, not both"),
+    ],
+)
+def test_an_unknown_scope_says_what_there_is(store_uri, scope, message):
+    write_sweeps(store_uri)
+    with pytest.raises(UserError) as raised:
+        find_sweeps(client_for(store_uri), store_uri, **scope)
+    assert str(raised.value).startswith(message.format(uri=store_uri))
+
+
+def test_an_unknown_dataset_is_one_line_and_exit_2(store_uri, tmp_path):
+    write_sweeps(store_uri)
+    shown = run_cli("compare", "--dataset", "iris", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 2 and shown.stdout == ""
+    assert shown.stderr.strip() == f"error: --dataset iris: no sweep ran on it in {store_uri}; datasets there: breast_cancer, diabetes"
+
+
+def test_a_real_sweep_has_its_importance_and_compare_lists_it(ray_local, tmp_path):
+    """A small real sweep (random search, 8 trials): importance metrics and plot on its parent run."""
+    from raysweep.sweep.run import run_sweep
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_sweep("random_forest", "breast_cancer", scheduler="asha", searcher="random", num_samples=8, seed=0,
+                       storage=str(tmp_path / "results"), overrides=["resource.max=60"], tracking_uri=uri)  # fmt: skip
+    client = client_for(uri)
+    run = client.get_run(result.parent_run_id)
+    ranked = schema.importances(run.data.metrics)
+    assert set(ranked) == {"max_depth", "max_features", "min_samples_leaf"}
+    assert sum(ranked.values()) == pytest.approx(1.0) and run.data.tags[schema.IMPORTANCE_TRIALS] == "8"
+    assert list(result.importance.values) == list(ranked)
+    plots = {a.path for a in client.list_artifacts(result.parent_run_id, schema.PLOTS_DIR)}
+    assert "plots/importance.png" in plots and "plots/pbt_lineage.png" not in plots
+    # The leaderboard (the result's and the logged CSV) lists the config columns most important first.
+    order = [f"config/{name}" for name in ranked]
+    assert [c for c in result.leaderboard.columns if c.startswith("config/")] == order
+    board = Path(client.download_artifacts(result.parent_run_id, schema.LEADERBOARD_FILE, str(tmp_path)))
+    assert [c for c in board.read_text().splitlines()[0].split(",") if c.startswith("config/")] == order
+    rows = find_sweeps(client, uri, dataset="breast_cancer")
+    assert [(row.sweep, row.recipe, row.trials, row.best_validation_score) for row in rows] == [
+        (result.name, "random_forest", 8, pytest.approx(result.best_validation_score))
+    ]
