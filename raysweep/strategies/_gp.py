@@ -23,10 +23,14 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUnifo
 from raysweep.strategies._gp_model import Dimension, GPProposer, Space
 
 
-def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[dict[str, Any]] | None) -> Any:
+def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[dict[str, Any]] | None,
+          evaluated: list[tuple[dict[str, Any], float]] | None = None) -> Any:
+    """``evaluated`` (earlier trials, ``(config, score)``) become the GP's first observations."""
     from ray.tune.search import ConcurrencyLimiter
 
-    return ConcurrencyLimiter(GPSearch(seed=seed, points_to_evaluate=points), max_concurrent=max_concurrent)
+    searcher = GPSearch(seed=seed, points_to_evaluate=points)
+    searcher.add_evaluated_points(list(evaluated or []))
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 
 def dimension(name: str, domain: Domain) -> Dimension:

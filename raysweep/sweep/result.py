@@ -46,6 +46,9 @@ class SweepResult:
     model_uri: str | None = None
     elapsed_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: with ``warm_start``: the earlier sweeps the searcher learnt from, and how many of their trials
+    warm_start_from: list[str] = field(default_factory=list)
+    warm_start_trials: int | None = None
 
     def __repr__(self) -> str:
         # The leaderboard and the model pipeline are attributes to look at, not to print here.
@@ -81,6 +84,8 @@ class SweepResult:
             "parent_run_id": self.parent_run_id,
             "model_uri": self.model_uri,
             "elapsed_s": round(self.elapsed_s, 2),
+            "warm_start_from": self.warm_start_from,
+            "warm_start_trials": self.warm_start_trials,
         }
 
 
