@@ -125,7 +125,8 @@ class GPSearch(Searcher):
     def add_evaluated_points(self, points: list[tuple[dict[str, Any], float]]) -> int:
         """Register already-evaluated ``(config, metric value)`` pairs as observations.
 
-        Values are in the metric's own direction (``mode``). Before the search space is known
+        Values are in the metric's own direction (``mode``); each stands in for one point of the
+        initial design, so enough of them start the model at once. Before the search space is known
         they are kept and registered once it is. Returns how many were registered (a config
         that lacks a parameter or holds an unknown category is skipped).
         """
@@ -140,7 +141,7 @@ class GPSearch(Searcher):
             except (KeyError, ValueError, TypeError):
                 continue
             if learnt is not None:
-                self.proposer_.tell(row, learnt)
+                self.proposer_.tell_prior(row, learnt)
                 registered += 1
         return registered
 
