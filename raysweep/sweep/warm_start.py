@@ -50,11 +50,12 @@ def find_warm_start(plan: SweepPlan) -> WarmStart:
     A store that does not exist yet holds no earlier sweep.
     """
     from raysweep.tracking.earlier import earlier_trials
-    from raysweep.tracking.store import sqlite_path
+    from raysweep.tracking.store import check_reachable, sqlite_path
 
     database = sqlite_path(plan.tracking_uri)
     if database is not None and not database.is_file():
         return WarmStart()
+    check_reachable(plan.tracking_uri)  # a server that does not answer: one line, not minutes of retries
     from mlflow.tracking import MlflowClient
 
     found = earlier_trials(
