@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 import platform
-import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from raysweep._version import __version__
 from raysweep.data import Dataset, prepare
@@ -26,6 +25,7 @@ from raysweep.sweep.connect import cluster_cpus, connect_ray
 from raysweep.sweep.environment import _quiet_environment, _quiet_tune
 from raysweep.sweep.options import SweepPlan, plan_sweep
 from raysweep.sweep.result import SweepResult, summarise
+from raysweep.sweep.warm_start import warm_start_for
 from raysweep.tracking import schema
 
 
@@ -52,7 +52,7 @@ def run_planned(
     tracking_uri = plan.tracking_uri if tracking else None
     if tracking_uri:
         tracking_module.check_reachable(tracking_uri)
-    warm = _warm_start(plan, resume, progress)
+    warm = warm_start_for(plan, resume, progress)
     _quiet_environment(verbose)
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
@@ -303,34 +303,6 @@ def resume_sweep(
         # first, from Ray's results: the resumed trials then continue each run at the right step.
         sync_sweep(candidate)
     return run_planned(plan, verbose=verbose, progress=progress, live=live, resume=record)
-
-
-class _Warm(NamedTuple):
-    """A sweep's warm start as the runner uses it (all empty for a cold sweep)."""
-
-    points: list[tuple[dict[str, Any], float]]
-    tags: dict[str, str]
-    params: dict[str, Any]
-    #: what the sweep record and the result keep: the earlier sweeps and how many trials were used
-    record: dict[str, Any] | None
-
-
-def _warm_start(plan: SweepPlan, resume: dict[str, Any] | None, progress: bool) -> _Warm:
-    """The earlier trials for the searcher, and what the parent run and the result say of them.
-
-    A resumed sweep's searcher comes back from Ray's saved state with them already learnt.
-    """
-    if resume is not None:
-        return _Warm([], {}, {}, resume.get("warm_start"))
-    if not plan.warm_start:
-        return _Warm([], {}, {}, None)
-    from raysweep.sweep.warm_start import find_warm_start
-
-    warm = find_warm_start(plan)
-    if progress:
-        print(warm.message(plan), file=sys.stderr, flush=True)
-    tags = {schema.WARM_START_FROM: ",".join(warm.sweeps)[:5000]} if warm.trials else {}
-    return _Warm(warm.points, tags, {schema.WARM_START_TRIALS: warm.trials}, warm.record())
 
 
 def _parent_tags(plan: SweepPlan) -> dict[str, str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from raysweep.strategies import registry as strategies
 from raysweep.sweep.options import SweepPlan
+from raysweep.tracking import schema
 
 
 @dataclass(frozen=True)
@@ -64,3 +66,30 @@ def find_warm_start(plan: SweepPlan) -> WarmStart:
     )  # fmt: skip
     points = strategies.warm_start_points(plan.searcher, found.points)
     return WarmStart(points, found.sweeps, len(found.points), found.outside_space)
+
+
+class Warm(NamedTuple):
+    """A sweep's warm start as the runner uses it (all empty for a cold sweep)."""
+
+    points: list[tuple[dict[str, Any], float]]
+    tags: dict[str, str]
+    params: dict[str, Any]
+    #: what the sweep record and the result keep: the earlier sweeps and how many trials were used
+    record: dict[str, Any] | None
+
+
+def warm_start_for(plan: SweepPlan, resume: dict[str, Any] | None, progress: bool) -> Warm:
+    """The earlier trials for ``plan``'s searcher, and what the parent run and the result say of them;
+    with ``progress``, one line on stderr says what was found.
+
+    A resumed sweep's searcher comes back from Ray's saved state with them already learnt.
+    """
+    if resume is not None:
+        return Warm([], {}, {}, resume.get("warm_start"))
+    if not plan.warm_start:
+        return Warm([], {}, {}, None)
+    warm = find_warm_start(plan)
+    if progress:
+        print(warm.message(plan), file=sys.stderr, flush=True)
+    tags = {schema.WARM_START_FROM: ",".join(warm.sweeps)[:5000]} if warm.trials else {}
+    return Warm(warm.points, tags, {schema.WARM_START_TRIALS: warm.trials}, warm.record())
