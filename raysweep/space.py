@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 
@@ -86,3 +88,34 @@ def grid_size(space: dict[str, dict[str, Any]]) -> int:
 def mutations(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """PBT ``hyperparam_mutations``: choices become lists, ranges become Tune domains."""
     return {name: list(spec["values"]) if spec["type"] == "choice" else to_domain(spec) for name, spec in specs.items()}
+
+
+def space_hash(space: dict[str, dict[str, Any]]) -> str:
+    """A short hash of a resolved ``space``, stable across key order: equal for equal spaces."""
+    text = json.dumps(space, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def contains(space: dict[str, dict[str, Any]], config: dict[str, Any]) -> bool:
+    """Whether ``config`` gives every parameter of ``space`` a value the space can take.
+
+    A choice holds its values (of the same type: ``True`` is not ``1``); a range holds values
+    within its bounds, whole numbers for the integer types and multiples of ``q`` where it has one.
+    """
+    for name, spec in space.items():
+        if name not in config:
+            return False
+        value = config[name]
+        if "values" in spec:
+            if not any(value == v and type(value) is type(v) for v in spec["values"]):
+                return False
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+        if "int" in spec["type"] and not float(value).is_integer():
+            return False
+        if not spec["low"] <= value <= highest(spec):
+            return False
+        if "q" in spec and not math.isclose(value / spec["q"], round(value / spec["q"]), abs_tol=1e-9):
+            return False
+    return True

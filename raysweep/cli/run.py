@@ -31,6 +31,7 @@ def _run_options(func: Any) -> Any:
         click.option("--experiment", help="MLflow experiment (default: raysweep-RECIPE-DATASET)."),
         click.option("--max-failures", type=int, default=0, show_default=True, help="Retry a failed trial this many times."),
         click.option("--checkpoint-every", type=float, metavar="SECONDS", help="Checkpoint a running trial at most this often, for resume and retries; 0: after every step (default 10)."),
+        click.option("--warm-start", is_flag=True, help="Let the searcher learn first from earlier sweeps' trials of this recipe, dataset, metric and space, in any experiment of the store (optuna, gp: all as evaluated points; hyperopt, anneal: the best few tried first)."),
         click.option("--register-model", help="Register the refit best model in the MLflow Model Registry under this name."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout."),
         click.option("--verbose", is_flag=True, help="Show Ray's own output instead of the live view."),

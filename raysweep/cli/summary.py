@@ -53,6 +53,9 @@ def _print_summary(result: Any, console: Any) -> None:
     console.print(
         f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
     )
+    if result.warm_start_trials is not None:
+        source = f" from {', '.join(result.warm_start_from)}" if result.warm_start_from else " (no earlier sweep: cold)"
+        console.print(f"warm start: {result.warm_start_trials} earlier trials{source}")
     if result.tracking_uri:
         console.print(f"MLflow: {result.tracking_uri}, parent run {result.parent_run_id}")
         if result.model_uri:

@@ -25,6 +25,10 @@ class Strategy:
     learns: bool = False
     #: a searcher that cannot search the space type ``grid``
     refuses_grid_type: bool = False
+    #: how a searcher takes the trials of earlier sweeps (``--warm-start``): ``"observations"``
+    #: (its builder's ``evaluated``: every trial, as if it had run here), ``"starting_points"``
+    #: (the best few as extra points to try first), or ``""``: it refuses a warm start
+    warm_start: str = ""
     #: a scheduler that evolves a population: it mutates live hyperparameters, needs a family that
     #: carries its state from step to step, and takes no search algorithm beside it
     population: bool = False

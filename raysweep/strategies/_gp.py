@@ -23,10 +23,14 @@ from ray.tune.search.sample import Categorical, Domain, Float, Integer, LogUnifo
 from raysweep.strategies._gp_model import Dimension, GPProposer, Space
 
 
-def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[dict[str, Any]] | None) -> Any:
+def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[dict[str, Any]] | None,
+          evaluated: list[tuple[dict[str, Any], float]] | None = None) -> Any:
+    """``evaluated`` (earlier trials, ``(config, score)``) become the GP's first observations."""
     from ray.tune.search import ConcurrencyLimiter
 
-    return ConcurrencyLimiter(GPSearch(seed=seed, points_to_evaluate=points), max_concurrent=max_concurrent)
+    searcher = GPSearch(seed=seed, points_to_evaluate=points)
+    searcher.add_evaluated_points(list(evaluated or []))
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 
 def dimension(name: str, domain: Domain) -> Dimension:
@@ -121,7 +125,8 @@ class GPSearch(Searcher):
     def add_evaluated_points(self, points: list[tuple[dict[str, Any], float]]) -> int:
         """Register already-evaluated ``(config, metric value)`` pairs as observations.
 
-        Values are in the metric's own direction (``mode``). Before the search space is known
+        Values are in the metric's own direction (``mode``); each stands in for one point of the
+        initial design, so enough of them start the model at once. Before the search space is known
         they are kept and registered once it is. Returns how many were registered (a config
         that lacks a parameter or holds an unknown category is skipped).
         """
@@ -136,7 +141,7 @@ class GPSearch(Searcher):
             except (KeyError, ValueError, TypeError):
                 continue
             if learnt is not None:
-                self.proposer_.tell(row, learnt)
+                self.proposer_.tell_prior(row, learnt)
                 registered += 1
         return registered
 

@@ -155,6 +155,9 @@ class GPProposer:
         self.n_initial = n_initial if n_initial is not None else max(5, min(10, 2 * n_params + 1))
         self.design_ = space.sample(self.rng, self.n_initial, qmc.LatinHypercube(d=n_params, seed=self.rng).random(self.n_initial))
         self.asked_ = 0
+        #: evaluated points registered from elsewhere (earlier sweeps): they stand in for as many
+        #: points of the initial design
+        self.prior_ = 0
         self.X_: list[np.ndarray] = []
         self.y_: list[float] = []
         self.pending_: dict[str, np.ndarray] = {}
@@ -177,10 +180,17 @@ class GPProposer:
             self.X_.append(np.asarray(row, dtype=float))
             self.y_.append(float(value))
 
+    def tell_prior(self, row: np.ndarray, value: float) -> None:
+        """Register a point evaluated elsewhere (an earlier sweep's trial), as :meth:`tell` does;
+        it takes the place of one point of the initial design."""
+        if math.isfinite(value):
+            self.tell(row, value)
+            self.prior_ += 1
+
     # -- proposing --------------------------------------------------------------------------------
     def propose(self) -> np.ndarray:
         """The next row to evaluate (not yet held: call :meth:`hold` with it)."""
-        if self.asked_ < self.n_initial or len(self.y_) < 2:
+        if self.asked_ + self.prior_ < self.n_initial or len(self.y_) < 2:
             if self.asked_ < len(self.design_):
                 return self.design_[self.asked_]
             return self.space.sample(self.rng, 1)[0]

@@ -9,13 +9,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from ray.tune.search.optuna import OptunaSearch
 
-def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[dict[str, Any]] | None) -> Any:
+
+def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[dict[str, Any]] | None,
+          evaluated: list[tuple[dict[str, Any], float]] | None = None) -> Any:
+    """``evaluated`` (earlier trials, ``(config, score)``) join the study as completed trials."""
     from optuna.samplers import TPESampler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     sampler = TPESampler(seed=seed, multivariate=True, constant_liar=True)
-    # Evaluated points from elsewhere go in later through OptunaSearch.add_evaluated_point, not
-    # the constructor's evaluated_rewards (which would mark every starting point as evaluated).
-    return ConcurrencyLimiter(OptunaSearch(sampler=sampler, points_to_evaluate=points or None), max_concurrent=max_concurrent)
+    searcher = WarmOptunaSearch(sampler=sampler, points_to_evaluate=points or None, evaluated=evaluated)
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+
+
+class WarmOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that adds evaluated points once Ray Tune has given it the search space.
+
+    They go in through ``OptunaSearch.add_evaluated_point``, which needs the study (made in
+    ``set_search_properties``), not through the constructor's ``evaluated_rewards``, which would
+    mark every starting point as evaluated. Checked on Ray 2.60 with Optuna 5.0.
+    """
+
+    def __init__(self, *, evaluated: list[tuple[dict[str, Any], float]] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.evaluated = list(evaluated or [])
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        if not super().set_search_properties(metric, mode, config, **spec):
+            return False
+        evaluated, self.evaluated = self.evaluated, []
+        for parameters, value in evaluated:
+            self.add_evaluated_point(parameters, value)
+        return True

@@ -14,6 +14,12 @@ from raysweep.errors import UserError
 from raysweep.strategies._base import Strategy
 
 _HERE = "raysweep.strategies"
+#: how a searcher takes earlier trials (:attr:`Strategy.warm_start`): all of them as evaluated points
+OBSERVATIONS = "observations"
+#: ... or the best few as extra points to try first
+STARTING_POINTS = "starting_points"
+#: how many of the best earlier trials a searcher that takes starting points tries again
+WARM_STARTING_POINTS = 3
 
 #: when to stop a trial
 SCHEDULERS: dict[str, Strategy] = {
@@ -26,10 +32,10 @@ SCHEDULERS: dict[str, Strategy] = {
 SEARCHERS: dict[str, Strategy] = {
     "random": Strategy("random", f"{_HERE}._random:build"),
     "grid": Strategy("grid", f"{_HERE}._grid:build", exhaustive=True),
-    "hyperopt": Strategy("hyperopt", f"{_HERE}._hyperopt:build", learns=True, refuses_grid_type=True),
-    "gp": Strategy("gp", f"{_HERE}._gp:build", learns=True, refuses_grid_type=True),
-    "optuna": Strategy("optuna", f"{_HERE}._optuna:build", learns=True, refuses_grid_type=True),
-    "anneal": Strategy("anneal", f"{_HERE}._anneal:build", learns=True, refuses_grid_type=True),
+    "hyperopt": Strategy("hyperopt", f"{_HERE}._hyperopt:build", learns=True, refuses_grid_type=True, warm_start=STARTING_POINTS),
+    "gp": Strategy("gp", f"{_HERE}._gp:build", learns=True, refuses_grid_type=True, warm_start=OBSERVATIONS),
+    "optuna": Strategy("optuna", f"{_HERE}._optuna:build", learns=True, refuses_grid_type=True, warm_start=OBSERVATIONS),
+    "anneal": Strategy("anneal", f"{_HERE}._anneal:build", learns=True, refuses_grid_type=True, warm_start=STARTING_POINTS),
 }
 
 
@@ -117,9 +123,43 @@ def build_scheduler(name: str, recipe: Any, metric: str, mode: str, max_steps: i
     return get_scheduler(name).builder()(recipe, metric, mode, max_steps, seed, exploits if exploits is not None else [], stops)
 
 
+def check_warm_start(searcher: str) -> None:
+    """Refuse ``--warm-start`` with a searcher that cannot learn from earlier trials."""
+    if not get_searcher(searcher).warm_start:
+        takers = [name for name, strategy in SEARCHERS.items() if strategy.warm_start]
+        raise UserError(
+            f"--warm-start: the {searcher} searcher does not learn from earlier trials; "
+            f"use --searcher {', '.join(takers[:-1])} or {takers[-1]}, or leave out --warm-start"
+        )
+
+
+def warm_start_points(name: str, evaluated: list[tuple[dict[str, Any], float]]) -> list[tuple[dict[str, Any], float]]:
+    """The earlier trials (best first) searcher ``name`` takes: all as observations, or the best few."""
+    how = get_searcher(name).warm_start
+    if how == OBSERVATIONS:
+        return list(evaluated)
+    if how == STARTING_POINTS:
+        return list(evaluated[:WARM_STARTING_POINTS])
+    return []
+
+
 def build_searcher(name: str, metric: str, mode: str, seed: int, max_concurrent: int,
-                   points_to_evaluate: list[dict[str, Any]] | None = None) -> Any:
-    """Ray Tune's search algorithm ``name``, trying ``points_to_evaluate`` first where it takes them."""
+                   points_to_evaluate: list[dict[str, Any]] | None = None,
+                   evaluated: list[tuple[dict[str, Any], float]] | None = None) -> Any:
+    """Ray Tune's search algorithm ``name``, trying ``points_to_evaluate`` first where it takes them.
+
+    ``evaluated`` are earlier trials, ``(config, score)`` from :func:`warm_start_points`: a
+    searcher that takes observations learns them before its first suggestion; one that takes
+    starting points tries their configs after the recipe's own points.
+    """
     strategy = get_searcher(name)
     points = None if strategy.exhaustive else [dict(p) for p in points_to_evaluate or []] or None
-    return strategy.builder()(metric, mode, seed, max_concurrent, points)
+    if not evaluated:
+        return strategy.builder()(metric, mode, seed, max_concurrent, points)
+    if strategy.warm_start == OBSERVATIONS:
+        return strategy.builder()(metric, mode, seed, max_concurrent, points, evaluated=list(evaluated))
+    if strategy.warm_start == STARTING_POINTS:
+        points = list(points or [])
+        points += [dict(config) for config, _ in evaluated if config not in points]
+        return strategy.builder()(metric, mode, seed, max_concurrent, points)
+    raise ValueError(f"the {name} searcher takes no earlier trials")  # check_warm_start refused it already

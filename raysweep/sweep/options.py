@@ -55,6 +55,8 @@ class SweepOptions:
     test_size: float = 0.2
     val_size: float = 0.2
     register_model: str | None = None
+    #: the searcher learns from the trials of earlier sweeps like this one before its first trial
+    warm_start: bool = False
     #: trials start until the time budget is spent (a time budget and no trial count were given):
     #: ``num_samples`` is then no limit
     fill_time_budget: bool = False
@@ -208,12 +210,13 @@ def plan_sweep(
     val_size: float = 0.2,
     register_model: str | None = None,
     fill_time_budget: bool | None = None,
+    warm_start: bool = False,
 ) -> SweepPlan:
     """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem.
 
     With a ``time_budget`` and no ``num_samples``, trials start until the budget is spent (a grid
     searcher still makes one pass); ``fill_time_budget`` (as a saved sweep record has it) keeps a
-    rule resolved before.
+    rule resolved before. ``warm_start`` needs a searcher that learns from earlier trials.
     """
     # Choices are names, not spellings: --scheduler PBT is pbt.
     task, metric, scheduler, searcher = (value.lower() if isinstance(value, str) else value for value in (task, metric, scheduler, searcher))
@@ -258,6 +261,8 @@ def plan_sweep(
     family = check_recipe(recipe, scheduler=scheduler, searcher=searcher, tasks=(chosen_task,))
     scheduler = scheduler or recipe.scheduler
     searcher = searcher or recipe.searcher
+    if warm_start:
+        strategies.check_warm_start(searcher)
     if cv is not None:
         rows = int(len(dataset.y) * (1 - test_size))
         if rows < cv:
@@ -294,5 +299,6 @@ def plan_sweep(
         val_size=val_size,
         register_model=register_model,
         fill_time_budget=bool(fill_time_budget and time_budget),
+        warm_start=bool(warm_start),
     )
     return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec)

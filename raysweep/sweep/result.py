@@ -51,6 +51,9 @@ class SweepResult:
     errors: list[str] = field(default_factory=list)
     #: each searched parameter's importance (raysweep.tracking.importance.Importance), or why there is none
     importance: Any = None
+    #: with ``warm_start``: the earlier sweeps the searcher learnt from, and how many of their trials
+    warm_start_from: list[str] = field(default_factory=list)
+    warm_start_trials: int | None = None
 
     def __repr__(self) -> str:
         # The leaderboard and the model pipeline are attributes to look at, not to print here.
@@ -87,6 +90,8 @@ class SweepResult:
             "model_uri": self.model_uri,
             "elapsed_s": round(self.elapsed_s, 2),
             "importance": dict(self.importance.values) if self.importance is not None else {},
+            "warm_start_from": self.warm_start_from,
+            "warm_start_trials": self.warm_start_trials,
         }
 
 

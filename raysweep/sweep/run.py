@@ -25,6 +25,7 @@ from raysweep.sweep.connect import cluster_cpus, connect_ray
 from raysweep.sweep.environment import _quiet_environment, _quiet_tune
 from raysweep.sweep.options import SweepPlan, plan_sweep
 from raysweep.sweep.result import SweepResult, summarise
+from raysweep.sweep.warm_start import warm_start_for
 from raysweep.tracking import schema
 
 
@@ -51,6 +52,7 @@ def run_planned(
     tracking_uri = plan.tracking_uri if tracking else None
     if tracking_uri:
         tracking_module.check_reachable(tracking_uri)
+    warm = warm_start_for(plan, resume, progress)
     _quiet_environment(verbose)
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
@@ -100,8 +102,8 @@ def run_planned(
             plan.metric_key,
             max_steps,
             plan.family.integer_resource,
-            tags=_parent_tags(plan),
-            params=plan.settings(),
+            tags={**_parent_tags(plan), **warm.tags},
+            params={**plan.settings(), **warm.params},
         )
         tracker.exploits = exploits
         if resume and resume.get("parent_run_id"):
@@ -145,7 +147,8 @@ def run_planned(
                     plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits, stops
                 ),
                 search_alg=strategies.build_searcher(
-                    plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate
+                    plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate,
+                    evaluated=warm.points,
                 ),
                 reuse_actors=True,
                 time_budget_s=plan.time_budget,
@@ -161,7 +164,7 @@ def run_planned(
                 checkpoint_config=CheckpointConfig(num_to_keep=4 if strategies.get_scheduler(plan.scheduler).population else 2, checkpoint_at_end=False),
             ),
         )
-        _save_sweep_record(plan, tracker)
+        _save_sweep_record(plan, tracker, warm.record)
     if strategies.get_scheduler(plan.scheduler).population:
         import random
 
@@ -177,6 +180,8 @@ def run_planned(
                 f"raysweep resume {plan.name} --storage {plan.storage}"
             )
         result = summarise(plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=ledger.never_started)
+        if warm.record is not None:
+            result.warm_start_from, result.warm_start_trials = list(warm.record["from"]), int(warm.record["trials"])
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -238,7 +243,7 @@ def _sweep_dir(plan: SweepPlan) -> str:
     return f"{plan.storage.rstrip('/')}/{plan.name}"
 
 
-def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
+def _save_sweep_record(plan: SweepPlan, tracker: Any, warm_start: dict[str, Any] | None = None) -> None:
     """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
     from dataclasses import asdict
 
@@ -257,6 +262,7 @@ def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
         "options": options,
         "experiment_id": tracker.experiment_id if tracker else None,
         "parent_run_id": tracker.parent_run_id if tracker else None,
+        "warm_start": warm_start,
     }
     sweep_record.save(_sweep_dir(plan), record)
 
@@ -311,6 +317,7 @@ def _parent_tags(plan: SweepPlan) -> dict[str, str]:
         schema.SEARCHER: plan.searcher,
         schema.DATASET: plan.dataset.name,
         schema.DATASET_FINGERPRINT: plan.dataset.fingerprint,
+        schema.SPACE_HASH: space.space_hash(plan.recipe.space),
         schema.TASK: plan.task,
         schema.METRIC: plan.metric,
         schema.VERSION: __version__,
@@ -343,7 +350,7 @@ def run_sweep(
 
     ``options`` are those of :func:`plan_sweep` (target, task, metric, scheduler, searcher,
     num_samples, time_budget, max_concurrent, cv, seed, name, storage, overrides, address,
-    tracking_uri, experiment, max_failures, checkpoint_every, register_model). Raises :class:`~raysweep.UserError` for bad
+    tracking_uri, experiment, max_failures, checkpoint_every, register_model, warm_start). Raises :class:`~raysweep.UserError` for bad
     input before Ray starts, :class:`~raysweep.errors.SweepFailed` when no trial succeeds, and
     :class:`~raysweep.errors.TrackingIncomplete` (its ``result`` is the sweep's result) when MLflow
     lacks part of the sweep because the process that writes the trial runs died.

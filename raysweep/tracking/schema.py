@@ -46,6 +46,14 @@ REGISTERED_MODEL = "raysweep.registered_model"
 #: a registered model version's lineage: its sweep's parent run and experiment
 LINEAGE_PARENT_RUN_ID = "raysweep.parent_run_id"
 LINEAGE_EXPERIMENT_ID = "raysweep.experiment_id"
+#: a hash of the resolved search space: a warm start takes trials of sweeps over the same space
+SPACE_HASH = "raysweep.space_hash"
+#: the earlier sweeps (names, comma-separated) a warm-started sweep's searcher learnt from
+WARM_START_FROM = "raysweep.warm_start_from"
+#: the param: how many earlier trials the searcher was given
+WARM_START_TRIALS = "warm_start_trials"
+#: on the runs of one fold of a nested validation: a warm start never takes them
+NESTED_FOLD = "raysweep.nested_fold"
 #: the filter that finds sweeps (parent runs) among an experiment's runs
 SWEEP_RUN_FILTER = f"tags.`{RECIPE}` LIKE '%'"
 NUM_TRIALS = "num_trials"
