@@ -118,3 +118,23 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     return subprocess.run(
         [sys.executable, "-m", "raysweep", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def invoke_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``raysweep ARGS`` in this process through click's test runner, from ``cwd``.
+
+    The exit code, stdout and stderr are those :func:`run_cli` gets, without a new interpreter
+    importing scikit-learn and pandas again: for commands that start nothing (no Ray, no MLflow
+    server). An exception raysweep does not turn into an exit code fails the test with its traceback.
+    """
+    from click.testing import CliRunner
+
+    from raysweep.cli import main
+
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        outcome = CliRunner().invoke(main, list(args), prog_name="raysweep", catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["raysweep", *args], outcome.exit_code, outcome.stdout, outcome.stderr)
