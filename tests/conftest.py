@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -138,3 +140,26 @@ def invoke_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     finally:
         os.chdir(previous)
     return subprocess.CompletedProcess(["raysweep", *args], outcome.exit_code, outcome.stdout, outcome.stderr)
+
+
+#: runs subprocess cases in the background: they mostly import or wait on a socket, so a handful at
+#: once share the machine's cores with each other and with the in-process tests
+_BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="raysweep-test-subprocess")
+
+
+def in_background(run: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """Start ``run(*args, **kwargs)`` (a subprocess, e.g. :func:`run_cli`) now; the future holds what it returns."""
+    return _BACKGROUND.submit(run, *args, **kwargs)
+
+
+def selected_cases(request: pytest.FixtureRequest, test: str) -> list[str]:
+    """The ids of the cases of ``test`` (in the requesting module) that this session runs; ``""`` for an unparametrized one.
+
+    A module fixture that starts its subprocess cases ahead of their tests starts only these
+    (``-k`` picks one case: one subprocess starts).
+    """
+    return [
+        item.callspec.id if hasattr(item, "callspec") else ""
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module and getattr(item, "originalname", None) == test
+    ]
