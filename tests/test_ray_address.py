@@ -2,8 +2,9 @@
 
 No Ray cluster is started here: the addresses are a refused port and a socket that accepts but
 never answers, as a mistyped or firewalled address would be. Each case is a ``raysweep`` process of
-its own, as a user starts it; the module starts them all at once (most of their time is spent
-importing, or waiting on a socket that never answers), and each test checks its own.
+its own, as a user starts it; the module starts them as it begins, one per CPU at a time (so each
+gets about the CPU it would get on its own, and the time bound keeps its meaning), and each test
+checks its own.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from conftest import in_background, selected_cases
+from conftest import selected_cases
 
 # Ray's own connect retries for minutes; these must end within seconds (a loaded machine gets room).
 BOUND_S = 30.0
@@ -79,9 +80,10 @@ def started(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, tuple
     token_modes = selected_cases(request, "test_a_stale_token_path_is_one_line_naming_the_variable")
     listeners: list[socket.socket] = []
     started: dict[str, tuple[Future, dict[str, str]]] = {}
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="raysweep-address")
 
     def start(case: str, args: list[str], home: Path, env: dict[str, str], used: dict[str, str]) -> None:
-        started[case] = (in_background(raysweep, *args, cwd=home, env=env), used)
+        started[case] = (pool.submit(raysweep, *args, cwd=home, env=env), used)
 
     for where in address_cases:
         home = tmp_path_factory.mktemp(f"address-{where}")
@@ -113,8 +115,7 @@ def started(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, tuple
     try:
         yield started
     finally:
-        for future, _ in started.values():
-            future.exception()  # ended before its listener closes
+        pool.shutdown(wait=True)  # every process ended before its listener closes
         for server in listeners:
             server.close()
 
