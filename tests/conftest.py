@@ -43,6 +43,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """One BLAS thread in this process, from here on (numpy's and scipy's OpenBLAS both).
+
+    The tests' matrices are small (the GP searcher's), where one thread is as fast; and OpenBLAS's
+    threads spin, so while another process holds a core (a subprocess case beside the in-process
+    tests, or anyone else's run) two threads are several times slower than one. Subprocesses keep
+    their defaults.
+    """
+    import scipy.linalg  # noqa: F401  (scipy's own OpenBLAS: loaded now, so that the limit reaches it)
+    from threadpoolctl import threadpool_limits
+
+    session.config.stash[_BLAS_LIMIT] = threadpool_limits(limits=1, user_api="blas")
+
+
+_BLAS_LIMIT = pytest.StashKey[Any]()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
