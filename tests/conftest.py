@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -39,6 +41,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         if starts_something and not item.get_closest_marker("e2e"):
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """One BLAS thread in this process, from here on (numpy's and scipy's OpenBLAS both).
+
+    The tests' matrices are small (the GP searcher's), where one thread is as fast; and OpenBLAS's
+    threads spin, so while another process holds a core (a subprocess case beside the in-process
+    tests, or anyone else's run) two threads are several times slower than one. Subprocesses keep
+    their defaults.
+    """
+    import scipy.linalg  # noqa: F401  (scipy's own OpenBLAS: loaded now, so that the limit reaches it)
+    from threadpoolctl import threadpool_limits
+
+    session.config.stash[_BLAS_LIMIT] = threadpool_limits(limits=1, user_api="blas")
+
+
+_BLAS_LIMIT = pytest.StashKey[Any]()
 
 
 def free_port() -> int:
@@ -118,3 +137,46 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     return subprocess.run(
         [sys.executable, "-m", "raysweep", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def invoke_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``raysweep ARGS`` in this process through click's test runner, from ``cwd``.
+
+    The exit code, stdout and stderr are those :func:`run_cli` gets, without a new interpreter
+    importing scikit-learn and pandas again: for commands that start nothing (no Ray, no MLflow
+    server). An exception raysweep does not turn into an exit code fails the test with its traceback.
+    """
+    from click.testing import CliRunner
+
+    from raysweep.cli import main
+
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        outcome = CliRunner().invoke(main, list(args), prog_name="raysweep", catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["raysweep", *args], outcome.exit_code, outcome.stdout, outcome.stderr)
+
+
+#: runs subprocess cases in the background: they mostly import or wait on a socket, so a handful at
+#: once share the machine's cores with each other and with the in-process tests
+_BACKGROUND = ThreadPoolExecutor(max_workers=8, thread_name_prefix="raysweep-test-subprocess")
+
+
+def in_background(run: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
+    """Start ``run(*args, **kwargs)`` (a subprocess, e.g. :func:`run_cli`) now; the future holds what it returns."""
+    return _BACKGROUND.submit(run, *args, **kwargs)
+
+
+def selected_cases(request: pytest.FixtureRequest, test: str) -> list[str]:
+    """The ids of the cases of ``test`` (in the requesting module) that this session runs; ``""`` for an unparametrized one.
+
+    A module fixture that starts its subprocess cases ahead of their tests starts only these
+    (``-k`` picks one case: one subprocess starts).
+    """
+    return [
+        item.callspec.id if hasattr(item, "callspec") else ""
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module and getattr(item, "originalname", None) == test
+    ]

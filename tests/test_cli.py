@@ -1,9 +1,17 @@
-"""The ``raysweep`` command as a user runs it: in a subprocess, reading stdout, stderr and the exit code."""
+"""The ``raysweep`` command as a user runs it, reading stdout, stderr and the exit code.
+
+What needs a fresh interpreter runs in a subprocess: the entry point's --help and --version, a
+recipe listed and shown through a real pipe, what the light commands import; these start together
+as the module begins and run beside the in-process tests. The recipe commands that start nothing
+run in-process through click's runner (``invoke_cli``), with the same exit code and output, so
+scikit-learn is imported once and not per command.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import Future
 from pathlib import Path
 import subprocess
 import sys
@@ -11,61 +19,14 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO, run_cli
+from conftest import REPO, in_background, invoke_cli, run_cli, selected_cases
 from raysweep.recipes import bundled_recipes_dir
 from raysweep.sweep.run import run_sweep
 
 JSON_KEYS = {"best_config", "best_validation_score", "test_score", "metric", "num_trials", "num_errors"}
 
 
-def heavy_modules_after(args: list[str], cwd) -> tuple[list[str], int]:
-    """Run ``raysweep ARGS`` in a fresh interpreter; which of ray/mlflow got imported, and the exit code."""
-    script = (
-        "import json, sys, io, contextlib\n"
-        "from raysweep.cli import main\n"
-        "code = 0\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    try:\n"
-        f"        main({args!r}, prog_name='raysweep')\n"
-        "    except SystemExit as exc:\n"
-        "        code = exc.code or 0\n"
-        "print(json.dumps([sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow'}), code]))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    heavy, code = json.loads(done.stdout.strip().splitlines()[-1])
-    return heavy, code
-
-
-@pytest.mark.parametrize(
-    "args",
-    [["--help"], ["recipes", "list"], ["recipes", "show", "xgboost"], ["validate", "recipes/mlp.yaml"], ["run", "--help"]],
-    ids=lambda args: " ".join(args),
-)
-def test_light_commands_import_neither_ray_nor_mlflow(args):
-    heavy, code = heavy_modules_after(args, REPO)
-    assert code == 0
-    assert heavy == []
-
-
-def test_help_lists_the_commands(tmp_path):
-    done = run_cli("--help", cwd=tmp_path)
-    assert done.returncode == 0 and done.stderr == ""
-    for command in ("run", "recipes", "validate"):
-        assert f"  {command} " in done.stdout
-    version = run_cli("--version", cwd=tmp_path)
-    assert version.returncode == 0 and "raysweep, version 0.1.0" in version.stdout
-
-
-def test_recipes_list_shows_the_four_recipes(tmp_path):
-    done = run_cli("recipes", "list", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    rows = [line.split("│")[1].strip() for line in done.stdout.splitlines() if line.startswith("│") and line.split("│")[1].strip()]
-    assert rows == ["mlp", "random_forest", "svm", "xgboost"]
-    assert "boosting_rounds" in done.stdout and "50/step" in done.stdout
-    assert "hyperopt" in done.stdout and "asha" in done.stdout
-
-
+# -- in-process, through click's runner -------------------------------------------------------------------------------------
 def split_show_output(stdout: str) -> tuple[str, list[str], list[str]]:
     """(the recipe YAML, the resolved-domain lines, the other trailing lines) of ``recipes show``, comment marks removed."""
     lines = stdout.splitlines()
@@ -87,39 +48,20 @@ def expected_domain_line(name: str, spec: dict) -> str:
     return f"{name}: tune.{spec['type']}({bounds})" + (f"  grid: {spec['grid']}" if "grid" in spec else "")
 
 
-def test_recipes_show_prints_yaml_and_domains(tmp_path):
-    done = run_cli("recipes", "show", "xgboost", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    # The recipe ships inside the package: the checkout's recipes/ or the installed wheel's copy
-    # (raysweep/recipes/prebuilt/).
-    header = done.stdout.splitlines()[0]
-    assert header.startswith("# ") and header.endswith(("/recipes/xgboost.yaml", "/recipes/prebuilt/xgboost.yaml")), header
-    assert Path(header[2:]).read_text() == (bundled_recipes_dir() / "xgboost.yaml").read_text()
-    text, domains, comments = split_show_output(done.stdout)
-    raw = yaml.safe_load((bundled_recipes_dir() / "xgboost.yaml").read_text())
-    assert yaml.safe_load(text) == raw
-    assert domains == [expected_domain_line(name, spec) for name, spec in raw["space"].items()]
-    assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in domains
-    assert "fixed: tree_method='hist'" in comments
-    resource = raw["resource"]
-    steps = round(resource["max"] / resource["per_step"])
-    assert f"resource: {resource['name']}, {resource['per_step']} per step, {steps} steps up to {resource['max']}" in comments
-
-
 def test_set_override_takes_effect(tmp_path):
-    done = run_cli("recipes", "show", "xgboost", "--set", "space.max_depth.high=12", "--set", "resource.max=100", cwd=tmp_path)
+    done = invoke_cli("recipes", "show", "xgboost", "--set", "space.max_depth.high=12", "--set", "resource.max=100", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     text, domains, comments = split_show_output(done.stdout)
     assert yaml.safe_load(text)["space"]["max_depth"]["high"] == 12
     assert "max_depth: tune.randint(2, 12)  grid: [3, 6, 9]" in domains
     assert "resource: boosting_rounds, 50 per step, 2 steps up to 100" in comments
     # The recipe itself is untouched.
-    again = run_cli("recipes", "show", "xgboost", cwd=tmp_path)
+    again = invoke_cli("recipes", "show", "xgboost", cwd=tmp_path)
     assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in split_show_output(again.stdout)[1]
 
 
 def test_validate_says_where_a_narrowed_range_moves_the_starting_point(tmp_path):
-    done = run_cli("validate", "random_forest", "--set", "space.max_depth.high=12", cwd=tmp_path)
+    done = invoke_cli("validate", "random_forest", "--set", "space.max_depth.high=12", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("random_forest.yaml: ok (random_forest; classification, regression; 3 parameters searched)")
     assert "points_to_evaluate.0.max_depth: 32 lies outside space.max_depth [low=4, high=12]; starting from 11" in done.stderr
@@ -128,18 +70,18 @@ def test_validate_says_where_a_narrowed_range_moves_the_starting_point(tmp_path)
 @pytest.mark.parametrize("name", sorted(p.stem for p in bundled_recipes_dir().glob("*.yaml")))
 def test_a_shown_recipe_is_a_recipe_of_its_own(name, tmp_path):
     """The README's way to start a recipe: ``recipes show NAME > my.yaml``, then ``validate my.yaml``."""
-    done = run_cli("recipes", "show", name, cwd=tmp_path)
+    done = invoke_cli("recipes", "show", name, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     mine = tmp_path / f"my_{name}.yaml"
     mine.write_text(done.stdout)
     assert yaml.safe_load(done.stdout) == yaml.safe_load((bundled_recipes_dir() / f"{name}.yaml").read_text())
-    checked = run_cli("validate", mine.name, cwd=tmp_path)
+    checked = invoke_cli("validate", mine.name, cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert checked.stderr == ""  # an unchanged copy shares the prebuilt recipe's name without a note
     assert checked.stdout.startswith(f"{mine.name}: ok ({name};")
     # A changed copy that keeps the prebuilt name is told that its sweeps would be filed with the prebuilt's.
     mine.write_text(done.stdout.replace("num_samples: 20", "num_samples: 7"))
-    checked = run_cli("validate", mine.name, cwd=tmp_path)
+    checked = invoke_cli("validate", mine.name, cwd=tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert checked.stderr.strip() == (
         f"{mine.name}: name: {name} is also the prebuilt recipe's name, so this changed copy's sweeps would be named "
@@ -157,8 +99,8 @@ def test_a_shown_recipe_is_a_recipe_of_its_own(name, tmp_path):
     ],
 )
 def test_validate_refuses_what_run_refuses(recipe, overrides, tmp_path):
-    checked = run_cli("validate", recipe, *overrides, cwd=tmp_path)
-    ran = run_cli("run", recipe, "--dataset", "iris", *overrides, cwd=tmp_path)
+    checked = invoke_cli("validate", recipe, *overrides, cwd=tmp_path)
+    ran = invoke_cli("run", recipe, "--dataset", "iris", *overrides, cwd=tmp_path)
     assert (checked.returncode, ran.returncode) == (2, 2), (checked.stderr, ran.stderr)
     assert checked.stdout == ""
     assert checked.stderr.startswith("error: --set ") and checked.stderr.count("\n") == 1, checked.stderr
@@ -166,7 +108,7 @@ def test_validate_refuses_what_run_refuses(recipe, overrides, tmp_path):
 
 
 def test_validate(tmp_path):
-    done = run_cli("validate", "recipes/xgboost.yaml", cwd=REPO)
+    done = invoke_cli("validate", "recipes/xgboost.yaml", cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "recipes/xgboost.yaml: ok (xgboost; classification, regression; 6 parameters searched)"
     mine = tmp_path / "mine.yaml"
@@ -174,9 +116,103 @@ def test_validate(tmp_path):
         "family: svm\ntasks: regression\nmetric: mae\nresource: {name: train_fraction, per_step: 0.5, max: 1.0}\n"
         "space:\n  C: {type: loguniform, low: 0.1, high: 10}\n"
     )
-    done = run_cli("validate", "mine.yaml", cwd=tmp_path)
+    done = invoke_cli("validate", "mine.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "mine.yaml: ok (svm; regression; 1 parameter searched)"
+
+
+# -- in subprocesses, started as the module begins ------------------------------------------------------------------------
+LIGHT_COMMANDS = [["--help"], ["recipes", "list"], ["recipes", "show", "xgboost"], ["validate", "recipes/mlp.yaml"], ["run", "--help"]]
+
+
+def run_light_commands() -> subprocess.CompletedProcess:
+    """Run each light command in turn in one fresh interpreter; it prints, for each, which of ray/mlflow are imported after it and its exit code.
+
+    ``sys.modules`` only grows, so a command that imports ray or mlflow shows them after itself
+    (and after every command that follows it).
+    """
+    script = (
+        "import json, sys, io, contextlib\n"
+        "from raysweep.cli import main\n"
+        "after = {}\n"
+        f"for args in {LIGHT_COMMANDS!r}:\n"
+        "    code = 0\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(args, prog_name='raysweep')\n"
+        "        except SystemExit as exc:\n"
+        "            code = exc.code or 0\n"
+        "    after[' '.join(args)] = [sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow'}), code]\n"
+        "print(json.dumps(after))\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+#: test -> the ``raysweep`` commands it runs in a subprocess
+SUBPROCESS_COMMANDS = {
+    "test_help_lists_the_commands": [("--help",), ("--version",)],
+    "test_recipes_list_shows_the_four_recipes": [("recipes", "list")],
+    "test_recipes_show_prints_yaml_and_domains": [("recipes", "show", "xgboost")],
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subprocesses(request: pytest.FixtureRequest, tmp_path_factory) -> dict[tuple[str, ...], Future]:
+    """This module's subprocesses that the session runs, all started as the module begins: command -> its future."""
+    folder = tmp_path_factory.mktemp("cli")
+    started = {}
+    if selected_cases(request, "test_light_commands_import_neither_ray_nor_mlflow"):
+        started[("light commands",)] = in_background(run_light_commands)
+    for test, commands in SUBPROCESS_COMMANDS.items():
+        if selected_cases(request, test):
+            started.update({command: in_background(run_cli, *command, cwd=folder) for command in commands})
+    return started
+
+
+@pytest.mark.parametrize("args", LIGHT_COMMANDS, ids=lambda args: " ".join(args))
+def test_light_commands_import_neither_ray_nor_mlflow(args, subprocesses):
+    done = subprocesses[("light commands",)].result()
+    assert done.returncode == 0, done.stderr
+    heavy, code = json.loads(done.stdout.strip().splitlines()[-1])[" ".join(args)]
+    assert code == 0
+    assert heavy == []
+
+
+def test_help_lists_the_commands(subprocesses):
+    done = subprocesses[("--help",)].result()
+    assert done.returncode == 0 and done.stderr == ""
+    for command in ("run", "recipes", "validate"):
+        assert f"  {command} " in done.stdout
+    version = subprocesses[("--version",)].result()
+    assert version.returncode == 0 and "raysweep, version 0.1.0" in version.stdout
+
+
+def test_recipes_list_shows_the_four_recipes(subprocesses):
+    done = subprocesses[("recipes", "list")].result()
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("│")[1].strip() for line in done.stdout.splitlines() if line.startswith("│") and line.split("│")[1].strip()]
+    assert rows == ["mlp", "random_forest", "svm", "xgboost"]
+    assert "boosting_rounds" in done.stdout and "50/step" in done.stdout
+    assert "hyperopt" in done.stdout and "asha" in done.stdout
+
+
+def test_recipes_show_prints_yaml_and_domains(subprocesses):
+    done = subprocesses[("recipes", "show", "xgboost")].result()
+    assert done.returncode == 0, done.stderr
+    # The recipe ships inside the package: the checkout's recipes/ or the installed wheel's copy
+    # (raysweep/recipes/prebuilt/).
+    header = done.stdout.splitlines()[0]
+    assert header.startswith("# ") and header.endswith(("/recipes/xgboost.yaml", "/recipes/prebuilt/xgboost.yaml")), header
+    assert Path(header[2:]).read_text() == (bundled_recipes_dir() / "xgboost.yaml").read_text()
+    text, domains, comments = split_show_output(done.stdout)
+    raw = yaml.safe_load((bundled_recipes_dir() / "xgboost.yaml").read_text())
+    assert yaml.safe_load(text) == raw
+    assert domains == [expected_domain_line(name, spec) for name, spec in raw["space"].items()]
+    assert "max_depth: tune.randint(2, 11)  grid: [3, 6, 9]" in domains
+    assert "fixed: tree_method='hist'" in comments
+    resource = raw["resource"]
+    steps = round(resource["max"] / resource["per_step"])
+    assert f"resource: {resource['name']}, {resource['per_step']} per step, {steps} steps up to {resource['max']}" in comments
 
 
 # -- sweeps through the CLI (each starts its own Ray in the subprocess) ----------------------------------------------------

@@ -1,7 +1,10 @@
 """A cluster address that cannot be used fails fast, in one line; so does a stale token path.
 
 No Ray cluster is started here: the addresses are a refused port and a socket that accepts but
-never answers, as a mistyped or firewalled address would be.
+never answers, as a mistyped or firewalled address would be. Each case is a ``raysweep`` process of
+its own, as a user starts it; the module starts them as it begins, one per CPU at a time (so each
+gets about the CPU it would get on its own, and the time bound keeps its meaning), and each test
+checks its own.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
+from conftest import selected_cases
 
 # Ray's own connect retries for minutes; these must end within seconds (a loaded machine gets room).
 BOUND_S = 30.0
@@ -45,19 +51,73 @@ def error_lines(stderr: str) -> list[str]:
     return lines
 
 
-@pytest.fixture
-def silent_listener():
-    """An address where something accepts TCP connections and never says a word."""
+def silent_listener() -> socket.socket:
+    """A socket at an address where something accepts TCP connections and never says a word."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(16)
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    server.close()
+    return server
 
 
-@pytest.fixture
-def refused() -> str:
-    return "127.0.0.1:1"
+def address_of(server: socket.socket) -> str:
+    return f"127.0.0.1:{server.getsockname()[1]}"
+
+
+REFUSED = "127.0.0.1:1"
+
+
+def run_args(tmp_path: Path, *extra: str) -> list[str]:
+    return ["run", "random_forest", "--dataset", "wine", *extra, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+
+
+@pytest.fixture(scope="module")
+def started(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, tuple[Future, dict[str, str]]]:
+    """This module's ``raysweep`` processes that the session runs, started at once.
+
+    Case -> (the future of its ``(done, elapsed)``, what the case used).
+    """
+    address_cases = selected_cases(request, "test_run_with_an_address_that_cannot_be_used_fails_fast")
+    token_modes = selected_cases(request, "test_a_stale_token_path_is_one_line_naming_the_variable")
+    listeners: list[socket.socket] = []
+    started: dict[str, tuple[Future, dict[str, str]]] = {}
+    pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="raysweep-address")
+
+    def start(case: str, args: list[str], home: Path, env: dict[str, str], used: dict[str, str]) -> None:
+        started[case] = (pool.submit(raysweep, *args, cwd=home, env=env), used)
+
+    for where in address_cases:
+        home = tmp_path_factory.mktemp(f"address-{where}")
+        if where == "silent_listener":
+            listeners.append(silent_listener())
+        address = REFUSED if where == "refused" else address_of(listeners[-1])
+        start(f"address {where}", run_args(home, "--address", address), home, user_env(home), {"address": address})
+    if selected_cases(request, "test_ray_address_from_the_environment_fails_fast_too"):
+        home = tmp_path_factory.mktemp("ray-address-env")
+        listeners.append(silent_listener())
+        address = address_of(listeners[-1])
+        start("RAY_ADDRESS", run_args(home), home, user_env(home, RAY_ADDRESS=address), {"address": address})
+    if selected_cases(request, "test_resume_of_a_sweep_on_an_address_gone_fails_fast"):
+        from raysweep.sweep.options import plan_sweep
+        from raysweep.sweep.run import _save_sweep_record
+
+        # A sweep recorded with an address that is gone now.
+        home = tmp_path_factory.mktemp("resume")
+        storage = home / "results"
+        plan = plan_sweep("random_forest", "wine", name="gone", storage=storage, address=REFUSED, num_samples=2)
+        _save_sweep_record(plan, None)
+        start("resume", ["resume", "gone", "--storage", str(storage)], home, user_env(home), {"address": REFUSED})
+    for mode in token_modes:
+        # What `raysweep cluster down --local` leaves behind in a shell that exported the token's path.
+        home = tmp_path_factory.mktemp(f"stale-token-{mode}")
+        gone = home / "local-cluster.token"
+        extra = {"RAY_AUTH_TOKEN_PATH": str(gone), **({"RAY_AUTH_MODE": mode} if mode != "None" else {})}
+        start(f"stale token {mode}", run_args(home), home, user_env(home, **extra), {"gone": str(gone)})
+    try:
+        yield started
+    finally:
+        pool.shutdown(wait=True)  # every process ended before its listener closes
+        for server in listeners:
+            server.close()
 
 
 def assert_fails_fast(done: subprocess.CompletedProcess[str], elapsed: float, label: str, reason: str) -> None:
@@ -70,42 +130,32 @@ def assert_fails_fast(done: subprocess.CompletedProcess[str], elapsed: float, la
 
 
 @pytest.mark.parametrize("where", ["refused", "silent_listener"])
-def test_run_with_an_address_that_cannot_be_used_fails_fast(where: str, request, tmp_path: Path) -> None:
-    address = request.getfixturevalue(where)
-    done, elapsed = raysweep(
-        "run", "random_forest", "--dataset", "wine", "--address", address, "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-        cwd=tmp_path, env=user_env(tmp_path),
-    )  # fmt: skip
+def test_run_with_an_address_that_cannot_be_used_fails_fast(where: str, started) -> None:
+    future, used = started[f"address {where}"]
+    done, elapsed = future.result()
+    address = used["address"]
     reason = "Connection refused" if where == "refused" else "something listens there but no Ray GCS answered"
     assert_fails_fast(done, elapsed, f"--address {address}", reason)
 
 
-def test_ray_address_from_the_environment_fails_fast_too(silent_listener: str, tmp_path: Path) -> None:
-    done, elapsed = raysweep(
-        "run", "random_forest", "--dataset", "wine", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
-        cwd=tmp_path, env=user_env(tmp_path, RAY_ADDRESS=silent_listener),
-    )  # fmt: skip
-    assert_fails_fast(done, elapsed, f"RAY_ADDRESS={silent_listener}", "something listens there")
+def test_ray_address_from_the_environment_fails_fast_too(started) -> None:
+    future, used = started["RAY_ADDRESS"]
+    done, elapsed = future.result()
+    assert_fails_fast(done, elapsed, f"RAY_ADDRESS={used['address']}", "something listens there")
     assert done.stderr.rstrip().endswith("(or unset RAY_ADDRESS for a local Ray)")
 
 
-def test_resume_of_a_sweep_on_an_address_gone_fails_fast(refused: str, tmp_path: Path) -> None:
-    from raysweep.sweep.options import plan_sweep
-    from raysweep.sweep.run import _save_sweep_record
-
-    storage = tmp_path / "results"
-    plan = plan_sweep("random_forest", "wine", name="gone", storage=storage, address=refused, num_samples=2)
-    _save_sweep_record(plan, None)
-    done, elapsed = raysweep("resume", "gone", "--storage", str(storage), cwd=tmp_path, env=user_env(tmp_path))
-    assert_fails_fast(done, elapsed, f"--address {refused}", "Connection refused")
+def test_resume_of_a_sweep_on_an_address_gone_fails_fast(started) -> None:
+    future, used = started["resume"]
+    done, elapsed = future.result()
+    assert_fails_fast(done, elapsed, f"--address {used['address']}", "Connection refused")
 
 
 @pytest.mark.parametrize("mode", [None, "token"])
-def test_a_stale_token_path_is_one_line_naming_the_variable(mode: str | None, tmp_path: Path) -> None:
-    # What `raysweep cluster down --local` leaves behind in a shell that exported the token's path.
-    gone = tmp_path / "local-cluster.token"
-    extra = {"RAY_AUTH_TOKEN_PATH": str(gone), **({"RAY_AUTH_MODE": mode} if mode else {})}
-    done, elapsed = raysweep("run", "random_forest", "--dataset", "wine", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", cwd=tmp_path, env=user_env(tmp_path, **extra))
+def test_a_stale_token_path_is_one_line_naming_the_variable(mode: str | None, started) -> None:
+    future, used = started[f"stale token {mode}"]
+    done, elapsed = future.result()
+    gone = used["gone"]
     lines = error_lines(done.stderr)
     assert done.returncode == 2, done.stderr
     assert elapsed < BOUND_S

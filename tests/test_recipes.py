@@ -31,7 +31,13 @@ BUNDLED = ["mlp", "random_forest", "svm", "xgboost"]
 
 
 def raw_recipe(name: str) -> dict:
-    return yaml.safe_load((bundled_recipes_dir() / f"{name}.yaml").read_text())
+    """The bundled recipe file's data, a copy of its own (the fuzz mutates it; parsing it anew per example took most of the fuzz's time)."""
+    if name not in _RAW:
+        _RAW[name] = yaml.safe_load((bundled_recipes_dir() / f"{name}.yaml").read_text())
+    return copy.deepcopy(_RAW[name])
+
+
+_RAW: dict[str, dict] = {}
 
 
 # -- the bundled recipes ---------------------------------------------------------------------------

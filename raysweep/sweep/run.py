@@ -54,15 +54,15 @@ def run_planned(
         tracking_module.check_reachable(tracking_uri)
     warm = warm_start_for(plan, resume, progress)
     _quiet_environment(verbose)
+    # Ray first: an address that does not answer is a one-line error within seconds, before
+    # Ray Tune is imported and the data is prepared.
+    connect_ray(plan.address, verbose)
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
     from raysweep.progress import LiveProgress
     from raysweep.trainable import SweepTrainable, TrialSpec
 
-    # Ray first: an address that does not answer is a one-line error within seconds, before
-    # the data is prepared.
-    connect_ray(plan.address, verbose)
     prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv)
     _quiet_tune(verbose, plan.storage)
     max_concurrent = plan.max_concurrent or cluster_cpus()
