@@ -53,6 +53,8 @@ def _print_summary(result: Any, console: Any) -> None:
     console.print(
         f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
     )
+    if getattr(result, "stopped_by", None):
+        console.print(f"sweep stopped early: {result.stopped_by}", soft_wrap=True)
     if result.tracking_uri:
         console.print(f"MLflow: {result.tracking_uri}, parent run {result.parent_run_id}")
         if result.model_uri:
