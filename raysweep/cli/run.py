@@ -63,8 +63,9 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
     """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
     from rich.console import Console
 
-    from raysweep.sweep.run import resume_sweep
+    from raysweep.sweep.run import find_resumable, resume_sweep
 
+    find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
     Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
     live = not (as_json or verbose)
     _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live), as_json)

@@ -28,10 +28,15 @@ class StopNotes(Callback):
     def __init__(self, stops: dict[str, str], sweep_stopper: Any = None) -> None:
         self.stops = stops
         self.sweep_stopper = sweep_stopper
+        #: the trials started in this session (each has a run in MLflow, results or not)
+        self.started: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks; the notes belong to this session
-        return {"stops": {}, "sweep_stopper": None}
+        return {"stops": {}, "sweep_stopper": None, "started": set()}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started.add(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         # Tune asks the scheduler about a result just before it tells the callbacks of it.
@@ -61,5 +66,8 @@ class StopNotes(Callback):
         for trial in trials:
             metadata = getattr(trial, "run_metadata", None)
             last = metadata.last_result if metadata is not None else None
-            if trial.status == "TERMINATED" and last and not last.get("done"):
+            # A trial that started but had not reported yet is cut short too; one that never
+            # started (still waiting) is no trial of the sweep and stays as it is.
+            started = bool(last) or trial.trial_id in self.started
+            if trial.status == "TERMINATED" and started and last is not None and not last.get("done"):
                 last[schema.SWEEP_STOP_RESULT] = reason

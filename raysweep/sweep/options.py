@@ -153,7 +153,8 @@ def _check_stop_at(value: float, metric: str) -> None:
         rule, fix = f"{metric} is never below {low:g}", f"give a value >= {low:g}"
     else:
         rule, fix = f"{metric} is never above {high:g}", f"give a value <= {high:g}"
-    raise UserError(f"--stop-at {value:g}: {rule}; {fix} (the sweep ends once a trial's validation {metric} reaches it)")
+    reached = "at or above" if direction(metric) == "max" else "at or below"
+    raise UserError(f"--stop-at {value:g}: {rule}; {fix} (the sweep ends once a trial's validation {metric} is {reached} it)")
 
 
 def check_family_params(recipe: Recipe, family: Family, task: str) -> None:

@@ -274,10 +274,12 @@ def _save_sweep_record(plan: SweepPlan, tracker: Any) -> None:
     sweep_record.save(_sweep_dir(plan), record)
 
 
-def resume_sweep(
-    name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False, live: bool = True
-) -> SweepResult:
-    """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
+def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The folder and record of a sweep that ``resume`` can continue.
+
+    Raises :class:`UserError` when there is no such sweep, and :class:`NothingToResume` when its
+    own rule (``--stop-at``, ``--patience``) ended it: it is complete.
+    """
     found = sweep_record.find(name_or_path, storage)
     if found is None:
         raise UserError(
@@ -289,6 +291,14 @@ def resume_sweep(
             f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "
             f"Its result: raysweep report {record['name']}"
         )
+    return candidate, record
+
+
+def resume_sweep(
+    name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False, live: bool = True
+) -> SweepResult:
+    """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
+    candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
 
     recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
