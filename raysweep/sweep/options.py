@@ -108,7 +108,9 @@ class SweepPlan:
     def settings(self) -> dict[str, Any]:
         """The sweep's settings, as logged to MLflow."""
         options = self.options
-        return {
+        # The rules that end a sweep early are params only when given.
+        rules = {key: value for key, value in (("stop_at", options.stop_at), ("patience", options.patience)) if value is not None}
+        return rules | {
             "recipe": self.recipe.name,
             "family": self.recipe.family,
             "dataset": self.dataset.name,
@@ -129,8 +131,6 @@ class SweepPlan:
             "val_size": options.val_size,
             "max_failures": options.max_failures,
             "checkpoint_every_s": options.checkpoint_every,
-            "stop_at": "none" if options.stop_at is None else options.stop_at,
-            "patience": options.patience or "none",
         }
 
 

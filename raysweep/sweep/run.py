@@ -371,7 +371,7 @@ def run_sweep(
 
     ``options`` are those of :func:`plan_sweep` (target, task, metric, scheduler, searcher,
     num_samples, time_budget, max_concurrent, cv, seed, name, storage, overrides, address,
-    tracking_uri, experiment, max_failures, checkpoint_every, register_model). Raises :class:`~raysweep.UserError` for bad
+    tracking_uri, experiment, max_failures, checkpoint_every, register_model, stop_at, patience). Raises :class:`~raysweep.UserError` for bad
     input before Ray starts, :class:`~raysweep.errors.SweepFailed` when no trial succeeds, and
     :class:`~raysweep.errors.TrackingIncomplete` (its ``result`` is the sweep's result) when MLflow
     lacks part of the sweep because the process that writes the trial runs died.
