@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
+from fast_support import empty_store, store_uri
 from raysweep.cli import main
 from raysweep.errors import NothingToResume, UserError
 from raysweep.strategies.stoppers import PatienceStopper, SweepStopper, TargetStopper, build_stopper
@@ -22,6 +23,8 @@ from raysweep.sweep import record as sweep_record
 from raysweep.sweep.ledger import TrialLedger
 from raysweep.sweep.options import plan_sweep
 from raysweep.tracking import schema
+
+__all__ = ["empty_store", "store_uri"]  # fixtures
 
 KEY = "val_accuracy"
 
@@ -200,6 +203,23 @@ def test_resume_of_a_sweep_its_rule_ended_says_so_in_one_line_and_exits_0(tmp_pa
 
     with pytest.raises(NothingToResume):
         resume_sweep("done", storage=str(tmp_path))
+
+
+def test_sync_after_a_killed_driver_ends_the_trials_the_rule_cut_short_as_stopped(tmp_path, store_uri):
+    from test_fast_sync import SWEEP as NAME, RayTrial, ends, make_sweep, parent_status
+
+    from raysweep.tracking.sync import sync_sweep
+
+    trials = [RayTrial(0, [0.9, 0.93, 0.96]), RayTrial(1, [0.7], status="TERMINATED", done=False)]
+    sweep, tracker = make_sweep(tmp_path, store_uri, trials, num_samples=5)
+    reason = "--stop-at 0.95: trial-0000 reached val_accuracy 0.96"
+    sweep_record.update(str(sweep), stopped_by=reason)
+    sync_sweep(NAME, storage=str(tmp_path / "raysweep_results"))
+    assert ends(store_uri, tracker) == {
+        "trial-0000": ("FINISHED", "completed", None),
+        "trial-0001": ("FINISHED", "stopped_early", schema.REASON_SWEEP_STOPPED),
+    }
+    assert parent_status(store_uri, tracker) == "FINISHED", "2 of 5 trials, but the sweep's rule ended it"
 
 
 # -- end to end -----------------------------------------------------------------------------------------
