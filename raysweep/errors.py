@@ -36,3 +36,11 @@ class SweepInterrupted(Exception):
     """The sweep was stopped (Ctrl-C) with its state saved; the message says how to resume."""
 
     exit_code = 130
+
+
+class NothingToResume(Exception):
+    """``raysweep resume`` of a sweep that ended by its own rule (``--stop-at``, ``--patience``):
+    it is complete and its result stands. The CLI prints the message and exits 0, as a command
+    whose goal is met already does (a retry loop around ``resume`` ends)."""
+
+    exit_code = 0

@@ -17,6 +17,16 @@ METRICS: dict[str, tuple[str, str]] = {
     "r2": ("regression", "max"),
 }
 _NEEDS_PROBA = {"roc_auc", "log_loss"}
+#: metric name -> (lowest, highest) value it can take; None: unbounded on that side
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "accuracy": (0.0, 1.0),
+    "roc_auc": (0.0, 1.0),
+    "f1_macro": (0.0, 1.0),
+    "log_loss": (0.0, None),
+    "rmse": (0.0, None),
+    "mae": (0.0, None),
+    "r2": (None, 1.0),
+}
 
 
 def direction(metric: str) -> str:

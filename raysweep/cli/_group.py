@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from raysweep.errors import SweepFailed, SweepInterrupted, TrackingIncomplete, UserError
+from raysweep.errors import NothingToResume, SweepFailed, SweepInterrupted, TrackingIncomplete, UserError
 
 
 class RaysweepGroup(click.Group):
@@ -24,6 +24,9 @@ class RaysweepGroup(click.Group):
             ctx.exit(exc.exit_code)
         except SweepFailed as exc:
             click.echo(f"sweep failed: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except NothingToResume as exc:
+            click.echo(str(exc), err=True)
             ctx.exit(exc.exit_code)
         except SweepInterrupted as exc:
             click.echo(str(exc), err=True)

@@ -20,6 +20,8 @@ def _run_options(func: Any) -> Any:
         click.option("--searcher", help="random, grid, hyperopt (TPE), optuna (TPE), gp (Gaussian process) or anneal: what to try next (default: the recipe's)."),
         click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid)."),
         click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds."),
+        click.option("--stop-at", type=float, metavar="VALUE", help="End the sweep as soon as a trial's validation metric reaches VALUE (in the metric's direction: accuracy >= VALUE, rmse <= VALUE); the best config is refit as usual."),
+        click.option("--patience", type=int, metavar="N", help="End the sweep when N finished trials in a row (run to the end or stopped early by the scheduler; failed ones do not count) did not improve the best validation score."),
         click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster)."),
         click.option("--cv", type=int, help="Score each trial by K-fold cross-validation instead of one validation split."),
         click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible."),
@@ -62,8 +64,9 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
     """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
     from rich.console import Console
 
-    from raysweep.sweep.run import resume_sweep
+    from raysweep.sweep.run import find_resumable, resume_sweep
 
+    find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
     Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
     live = not (as_json or verbose)
     _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live), as_json)

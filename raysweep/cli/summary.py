@@ -56,6 +56,8 @@ def _print_summary(result: Any, console: Any) -> None:
     if result.warm_start_trials is not None:
         source = f" from {', '.join(result.warm_start_from)}" if result.warm_start_from else " (no earlier sweep: cold)"
         console.print(f"warm start: {result.warm_start_trials} earlier trials{source}")
+    if getattr(result, "stopped_by", None):
+        console.print(f"sweep stopped early: {result.stopped_by}", soft_wrap=True)
     if result.tracking_uri:
         console.print(f"MLflow: {result.tracking_uri}, parent run {result.parent_run_id}")
         if result.model_uri:

@@ -19,7 +19,7 @@ from raysweep import space
 from raysweep.data import Dataset, load_dataset
 from raysweep.errors import UserError
 from raysweep.families import Family, get_family
-from raysweep.metrics import METRICS, direction
+from raysweep.metrics import METRICS, RANGES, direction
 from raysweep.recipes import TASKS, Recipe, load_recipe
 from raysweep.strategies import registry as strategies
 from raysweep.sweep.record import is_uri
@@ -60,6 +60,10 @@ class SweepOptions:
     #: trials start until the time budget is spent (a time budget and no trial count were given):
     #: ``num_samples`` is then no limit
     fill_time_budget: bool = False
+    #: end the sweep once a trial's validation score reaches this, in the metric's direction
+    stop_at: float | None = None
+    #: end the sweep once this many finished trials in a row did not improve the best score
+    patience: int | None = None
 
     @property
     def tune_num_samples(self) -> int:
@@ -106,7 +110,9 @@ class SweepPlan:
     def settings(self) -> dict[str, Any]:
         """The sweep's settings, as logged to MLflow."""
         options = self.options
-        return {
+        # The rules that end a sweep early are params only when given.
+        rules = {key: value for key, value in (("stop_at", options.stop_at), ("patience", options.patience)) if value is not None}
+        return rules | {
             "recipe": self.recipe.name,
             "family": self.recipe.family,
             "dataset": self.dataset.name,
@@ -134,6 +140,23 @@ def _did_you_mean(word: str, options: list[str]) -> str:
     """`` (did you mean 'roc_auc'?)`` for a near miss or a part of one option, else nothing."""
     close = difflib.get_close_matches(word, options, n=1) or [o for o in options if word in o][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_stop_at(value: float, metric: str) -> None:
+    """A target the metric can reach: accuracy between 0 and 1, an error (rmse, log loss) not below 0."""
+    low, high = RANGES[metric]
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise UserError(f"--stop-at {value!r}: must be a number, the {metric} at which the sweep ends")
+    if (low is None or value >= low) and (high is None or value <= high):
+        return
+    if low is not None and high is not None:
+        rule, fix = f"{metric} lies between {low:g} and {high:g}", f"give a value from {low:g} to {high:g}"
+    elif low is not None:
+        rule, fix = f"{metric} is never below {low:g}", f"give a value >= {low:g}"
+    else:
+        rule, fix = f"{metric} is never above {high:g}", f"give a value <= {high:g}"
+    reached = "at or above" if direction(metric) == "max" else "at or below"
+    raise UserError(f"--stop-at {value:g}: {rule}; {fix} (the sweep ends once a trial's validation {metric} is {reached} it)")
 
 
 def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
@@ -211,6 +234,8 @@ def plan_sweep(
     register_model: str | None = None,
     fill_time_budget: bool | None = None,
     warm_start: bool = False,
+    stop_at: float | None = None,
+    patience: int | None = None,
 ) -> SweepPlan:
     """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem.
 
@@ -233,6 +258,8 @@ def plan_sweep(
         raise UserError(f"--max-concurrent {max_concurrent}: must be >= 1")
     if time_budget is not None and time_budget <= 0:
         raise UserError(f"--time-budget {time_budget}: must be a positive number of seconds")
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+        raise UserError(f"--patience {patience}: must be a whole number of finished trials >= 1, e.g. --patience 10")
     if max_failures < 0:
         raise UserError(f"--max-failures {max_failures}: must be >= 0")
     if checkpoint_every is None:
@@ -258,6 +285,8 @@ def plan_sweep(
     if METRICS[metric][0] != chosen_task:
         fitting = ", ".join(m for m, (t, _) in METRICS.items() if t == chosen_task)
         raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")
+    if stop_at is not None:
+        _check_stop_at(stop_at, metric)
     family = check_recipe(recipe, scheduler=scheduler, searcher=searcher, tasks=(chosen_task,))
     scheduler = scheduler or recipe.scheduler
     searcher = searcher or recipe.searcher
@@ -300,5 +329,7 @@ def plan_sweep(
         register_model=register_model,
         fill_time_budget=bool(fill_time_budget and time_budget),
         warm_start=bool(warm_start),
+        stop_at=None if stop_at is None else float(stop_at),
+        patience=patience,
     )
     return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec)

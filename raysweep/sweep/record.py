@@ -51,6 +51,13 @@ def save(folder: str, record: dict[str, Any]) -> None:
     write_text(f"{folder.rstrip('/')}/{SWEEP_FILE}", json.dumps(record, indent=2, default=str))
 
 
+def update(folder: str, **changes: Any) -> None:
+    """Add ``changes`` to the sweep record in ``folder`` (nothing when it has none)."""
+    text = read_text(f"{folder.rstrip('/')}/{SWEEP_FILE}")
+    if text is not None:
+        save(folder, {**json.loads(text), **changes})
+
+
 def storage_base(storage: str | None) -> str:
     """Where sweeps are kept: ``storage`` (a path made absolute, or a URI), else ./raysweep_results."""
     base = storage or "raysweep_results"

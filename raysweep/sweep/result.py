@@ -54,6 +54,8 @@ class SweepResult:
     #: with ``warm_start``: the earlier sweeps the searcher learnt from, and how many of their trials
     warm_start_from: list[str] = field(default_factory=list)
     warm_start_trials: int | None = None
+    #: why the sweep ended before its trial count or budget (``--stop-at``, ``--patience``), else None
+    stopped_by: str | None = None
 
     def __repr__(self) -> str:
         # The leaderboard and the model pipeline are attributes to look at, not to print here.
@@ -92,6 +94,7 @@ class SweepResult:
             "importance": dict(self.importance.values) if self.importance is not None else {},
             "warm_start_from": self.warm_start_from,
             "warm_start_trials": self.warm_start_trials,
+            "stopped_by": self.stopped_by,
         }
 
 
@@ -157,7 +160,9 @@ def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) 
             "steps": iterations,
             "outcome": outcome,
             # which rule stopped it early, where, and the cutoff it missed (empty otherwise)
-            schema.STOP_DETAIL_RESULT: str(metrics.get(schema.STOP_DETAIL_RESULT) or "") if outcome == "stopped_early" else "",
+            # (or, for a trial the sweep's own end cut short, why the sweep ended)
+            schema.STOP_DETAIL_RESULT: str(metrics.get(schema.STOP_DETAIL_RESULT) or metrics.get(schema.SWEEP_STOP_RESULT) or "")
+            if outcome == "stopped_early" else "",
         }
         row.update({f"config/{k}": v for k, v in (best.config if best else result.config or {}).items()})
         rows.append(row)
@@ -176,11 +181,12 @@ def summarise(
     tracking_uri: str | None,
     phase: Callable[[str], None] | None = None,
     never_started: set[str] = frozenset(),
+    stopped_by: str | None = None,
 ) -> SweepResult:
     """The sweep's result from Tune's: leaderboard, the best config refit and scored, its outcome in MLflow.
 
     ``phase`` hears what is being done as it starts (the refit, each step of the logging); without
-    it nothing is said.
+    it nothing is said. ``stopped_by`` says why the sweep's own rule ended it early, if it did.
     """
     # A trial the searcher made but the time budget ended before it started is no trial of the
     # sweep (one that started is, even if it reported nothing: it has a run in MLflow).
@@ -241,6 +247,7 @@ def summarise(
         elapsed_s=time.monotonic() - started,
         errors=errors,
         importance=importance,
+        stopped_by=stopped_by,
     )
     if tracker is not None:
         from raysweep.tracking.outcome import log_sweep_outcome

@@ -15,7 +15,7 @@ from typing import Any
 
 from raysweep._version import __version__
 from raysweep.data import Dataset, prepare
-from raysweep.errors import SweepInterrupted, TrackingIncomplete, UserError
+from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete, UserError
 from raysweep.metrics import needs_proba
 from raysweep.recipes import Recipe
 from raysweep import space
@@ -80,11 +80,14 @@ def run_planned(
     )
 
     tracker = None
+    from raysweep.strategies.stoppers import build_stopper
     from raysweep.strategies.stops import StopNotes
 
+    # --stop-at and --patience: Tune's Stopper interface, beside each trial's step limit.
+    sweep_stopper = build_stopper(plan.metric_key, plan.mode, max_steps, stop_at=plan.stop_at, patience=plan.patience)
     # First: the scheduler's stop notes go into the results before anything else reads them.
     stops: dict[str, str] = {}
-    callbacks: list[Any] = [StopNotes(stops)]
+    callbacks: list[Any] = [StopNotes(stops, sweep_stopper)]
     view = None
     if progress:
         view = LiveProgress(
@@ -122,7 +125,7 @@ def run_planned(
 
     from raysweep.sweep.saved_state import StateCopy
 
-    ledger = TrialLedger()
+    ledger = TrialLedger(sweep_stopper)
     callbacks += [JsonLoggerCallback(), ledger]
     if not sweep_record.is_uri(plan.storage):
         callbacks.append(StateCopy(Path(plan.storage, plan.name)))
@@ -134,7 +137,7 @@ def run_planned(
         tuner = tune.Tuner.restore(
             resume["path"], trainable=trainable, param_space=param_space, resume_unfinished=True, resume_errored=False
         )
-        _use_callbacks(tuner, callbacks)
+        _use_callbacks(tuner, callbacks, sweep_stopper)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -156,7 +159,7 @@ def run_planned(
             run_config=RunConfig(
                 name=plan.name,
                 storage_path=plan.storage,
-                stop={"training_iteration": max_steps},
+                stop=sweep_stopper or {"training_iteration": max_steps},
                 callbacks=callbacks,
                 verbose=2 if verbose else 0,
                 failure_config=FailureConfig(max_failures=plan.max_failures),
@@ -173,13 +176,19 @@ def run_planned(
     status = "FAILED"
     try:
         results = tuner.fit()
-        if _interrupted(ledger, plan, started):
+        stopped_by = sweep_stopper.reason if sweep_stopper is not None else None
+        if stopped_by:
+            # Nothing is left for `raysweep resume`: say so in the record it reads.
+            sweep_record.update(_sweep_dir(plan), stopped_by=stopped_by)
+        elif _interrupted(ledger, plan, started):
             status = "KILLED"
             raise SweepInterrupted(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
                 f"raysweep resume {plan.name} --storage {plan.storage}"
             )
-        result = summarise(plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=ledger.never_started)
+        result = summarise(
+            plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=ledger.never_started, stopped_by=stopped_by
+        )
         if warm.record is not None:
             result.warm_start_from, result.warm_start_trials = list(warm.record["from"]), int(warm.record["trials"])
         status = "FINISHED"
@@ -213,14 +222,18 @@ def _total_trials(plan: SweepPlan) -> int | None:
     return plan.num_samples * math.prod(len(spec["values"]) for spec in plan.recipe.space.values() if spec["type"] == "grid")
 
 
-def _use_callbacks(tuner: Any, callbacks: list[Any]) -> None:
-    """Give a restored Tuner this run's callbacks.
+def _use_callbacks(tuner: Any, callbacks: list[Any], sweep_stopper: Any = None) -> None:
+    """Give a restored Tuner this run's callbacks and stopper.
 
     The restored run config carries callbacks unpickled from the first run; this run's hold live
-    MLflow clients and find the trial runs again by their tags. Private API: ``Tuner.restore``
-    takes no run config in Ray 2.60, so this sets ``_local_tuner``'s (checked on Ray 2.60).
+    MLflow clients and find the trial runs again by their tags. The sweep's stopper must be the
+    one its callbacks tell of finished trials. Private API: ``Tuner.restore`` takes no run config
+    in Ray 2.60, so this sets ``_local_tuner``'s (checked on Ray 2.60).
     """
-    tuner._local_tuner.get_run_config().callbacks = callbacks
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.callbacks = callbacks
+    if sweep_stopper is not None:
+        run_config.stop = sweep_stopper
 
 
 def _interrupted(ledger: Any, plan: SweepPlan, started: float) -> bool:
@@ -267,16 +280,31 @@ def _save_sweep_record(plan: SweepPlan, tracker: Any, warm_start: dict[str, Any]
     sweep_record.save(_sweep_dir(plan), record)
 
 
-def resume_sweep(
-    name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False, live: bool = True
-) -> SweepResult:
-    """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
+def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The folder and record of a sweep that ``resume`` can continue.
+
+    Raises :class:`UserError` when there is no such sweep, and :class:`NothingToResume` when its
+    own rule (``--stop-at``, ``--patience``) ended it: it is complete.
+    """
     found = sweep_record.find(name_or_path, storage)
     if found is None:
         raise UserError(
             f"no sweep {name_or_path!r} to resume under {sweep_record.storage_base(storage)}; pass the sweep's name with --storage where it ran, or its folder"
         )
     candidate, record = found
+    if record.get("stopped_by"):
+        raise NothingToResume(
+            f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "
+            f"Its result: raysweep report {record['name']}"
+        )
+    return candidate, record
+
+
+def resume_sweep(
+    name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False, live: bool = True
+) -> SweepResult:
+    """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
+    candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
 
     recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
@@ -350,7 +378,7 @@ def run_sweep(
 
     ``options`` are those of :func:`plan_sweep` (target, task, metric, scheduler, searcher,
     num_samples, time_budget, max_concurrent, cv, seed, name, storage, overrides, address,
-    tracking_uri, experiment, max_failures, checkpoint_every, register_model, warm_start). Raises :class:`~raysweep.UserError` for bad
+    tracking_uri, experiment, max_failures, checkpoint_every, register_model, warm_start, stop_at, patience). Raises :class:`~raysweep.UserError` for bad
     input before Ray starts, :class:`~raysweep.errors.SweepFailed` when no trial succeeds, and
     :class:`~raysweep.errors.TrackingIncomplete` (its ``result`` is the sweep's result) when MLflow
     lacks part of the sweep because the process that writes the trial runs died.

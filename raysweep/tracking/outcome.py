@@ -44,6 +44,8 @@ def log_sweep_outcome(
         schema.NUM_STOPPED_EARLY: result.num_stopped_early,
     }
     tags = {schema.BEST_CONFIG: json.dumps(result.best_config, default=str)[:5000]}
+    if getattr(result, "stopped_by", None):
+        tags[schema.STOPPED_BY] = result.stopped_by
     params = {schema.best_param(k): v for k, v in result.best_config.items()} | {schema.best_param("resource"): result.best_resource}
     try:
         tracker.log_summary(metrics=metrics, params=params, tags=tags)

@@ -42,6 +42,8 @@ RAY_ADDRESS = "raysweep.ray_address"
 BEST_CONFIG = "raysweep.best_config"
 MODEL_URI = "raysweep.model_uri"
 MODEL_FLAVOR = "raysweep.model_flavor"
+#: why the sweep ended before its trial count or budget (``--stop-at``, ``--patience``); absent otherwise
+STOPPED_BY = "raysweep.stopped_by"
 REGISTERED_MODEL = "raysweep.registered_model"
 #: a registered model version's lineage: its sweep's parent run and experiment
 LINEAGE_PARENT_RUN_ID = "raysweep.parent_run_id"
@@ -125,6 +127,9 @@ STOP_DETAIL = "raysweep.stop_detail"
 #: the result key that carries a scheduler's stop decision (text, not a metric) to the writer,
 #: Ray's result files and the leaderboard
 STOP_DETAIL_RESULT = "stop_detail"
+#: the result key that marks a trial the sweep's own end cut short (``--stop-at``, ``--patience``),
+#: with why the sweep ended
+SWEEP_STOP_RESULT = "sweep_stop"
 ERROR = "raysweep.error"
 FINAL_CONFIG = "raysweep.final_config"
 NODE_KEYS = ("node_id", "node_ip", "hostname")
@@ -173,6 +178,8 @@ REASON_SCHEDULER = "scheduler"
 REASON_TIME_BUDGET = "time_budget"
 REASON_INTERRUPTED = "sweep_interrupted"
 REASON_FAILED = "sweep_failed"
+#: the sweep ended early by its own rule (``--stop-at``, ``--patience``), a success
+REASON_SWEEP_STOPPED = "sweep_stopped"
 
 
 class Outcome(NamedTuple):
@@ -183,23 +190,43 @@ class Outcome(NamedTuple):
     reason: str | None = None
 
 
-def trial_outcome(*, steps: int, max_steps: int, errored: bool, done: bool, budget_spent: bool = False) -> Outcome:
+def trial_outcome(
+    *, steps: int, max_steps: int, errored: bool, done: bool, budget_spent: bool = False, sweep_stopped: bool = False
+) -> Outcome:
     """The one decision of how a trial ended, from what Ray recorded of it.
 
     ``steps`` is its last ``training_iteration``; ``done`` whether Tune ended it (a completed or
-    scheduler-stopped trial's last result carries it). A trial that is neither done nor failed
-    was cut off: by a spent time budget, else by the sweep's interruption (``raysweep resume``
-    continues it).
+    scheduler-stopped trial's last result carries it); ``sweep_stopped`` whether the sweep's own
+    end (``--stop-at``, ``--patience``) cut it short (its last result carries
+    :data:`SWEEP_STOP_RESULT`). A trial that is none of these nor failed was cut off: by a spent
+    time budget, else by the sweep's interruption (``raysweep resume`` continues it).
     """
     if errored:
         return Outcome("FAILED", OUTCOME_FAILED)
     if steps >= max_steps:
         return Outcome("FINISHED", OUTCOME_COMPLETED)
+    if sweep_stopped:
+        return Outcome("FINISHED", OUTCOME_STOPPED, REASON_SWEEP_STOPPED)
     if done:
         return Outcome("FINISHED", OUTCOME_STOPPED, REASON_SCHEDULER)
     if budget_spent:
         return Outcome("FINISHED", OUTCOME_STOPPED, REASON_TIME_BUDGET)
     return Outcome("KILLED", OUTCOME_STOPPED, REASON_INTERRUPTED)
+
+
+def outcome_of(last_result: dict[str, Any], *, max_steps: int, errored: bool, budget_spent: bool = False) -> Outcome:
+    """:func:`trial_outcome` of a trial from its last result as Ray recorded it."""
+    return trial_outcome(
+        steps=int(last_result.get("training_iteration", 0) or 0), max_steps=max_steps, errored=errored,
+        done=bool(last_result.get("done")), budget_spent=budget_spent, sweep_stopped=bool(last_result.get(SWEEP_STOP_RESULT)),
+    )  # fmt: skip
+
+
+def stop_detail(ended: Outcome, last_result: dict[str, Any]) -> str | None:
+    """What a stopped trial's run says in :data:`STOP_DETAIL`: the scheduler's rule, or why the sweep ended."""
+    key = {REASON_SCHEDULER: STOP_DETAIL_RESULT, REASON_SWEEP_STOPPED: SWEEP_STOP_RESULT}.get(ended.reason or "")
+    detail = last_result.get(key) if key else None
+    return str(detail)[:5000] if detail else None
 
 
 # -- what a result becomes -------------------------------------------------------------------------
@@ -208,7 +235,7 @@ NOT_METRICS = frozenset({
     "done", "timestamp", "pid", "hostname", "node_ip", "node_id", "trial_id", "experiment_tag",
     "date", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
     "timesteps_total", "timesteps_since_restore", "episodes_total", "training_iteration",
-    "should_checkpoint", "checkpoint_dir_name", "config", "resource", STOP_DETAIL_RESULT,
+    "should_checkpoint", "checkpoint_dir_name", "config", "resource", STOP_DETAIL_RESULT, SWEEP_STOP_RESULT,
 })
 
 

@@ -147,15 +147,17 @@ def _metrics(result: dict[str, Any], integer_resource: bool) -> tuple[int, list[
     return step, [Metric(key, value, timestamp, step) for key, value in values]
 
 
-def _outcome(trial: _Trial, max_steps: int) -> schema.Outcome:
+def _outcome(trial: _Trial, max_steps: int, stopped_by: str | None = None) -> schema.Outcome:
     """How a trial whose run was left open ended, as Ray recorded it.
 
     Still open and neither done nor failed when the sweep stopped (a killed driver, a tracking
-    server away at the end): cut off, and `raysweep resume` continues it.
+    server away at the end): cut off, and `raysweep resume` continues it; unless the sweep's own
+    rule had ended it (``stopped_by``, from the sweep record).
     """
     last = trial.results[-1] if trial.results else {}
-    steps = int(last.get("training_iteration", 0) or 0)
-    return schema.trial_outcome(steps=steps, max_steps=max_steps, errored=trial.status == "ERROR", done=bool(last.get("done")))
+    if stopped_by and not last.get("done"):
+        last = {**last, schema.SWEEP_STOP_RESULT: stopped_by}
+    return schema.outcome_of(last, max_steps=max_steps, errored=trial.status == "ERROR")
 
 
 @dataclass
@@ -291,13 +293,15 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         )  # fmt: skip
         report.metrics_written += written
         if run.info.status == "RUNNING":
-            status, outcome, reason = _outcome(trial, max_steps)
+            ended = _outcome(trial, max_steps, record.get("stopped_by"))
+            status, outcome, reason = ended
             tags = {schema.OUTCOME: outcome, schema.FINAL_CONFIG: json.dumps(trial.config, default=str)[:5000]}
             if reason:
                 tags[schema.STOP_REASON] = reason
-            detail = trial.results[-1].get(schema.STOP_DETAIL_RESULT) if trial.results else None
-            if reason == schema.REASON_SCHEDULER and detail:
-                tags[schema.STOP_DETAIL] = str(detail)[:5000]
+            last = trial.results[-1] if trial.results else {}
+            detail = schema.stop_detail(ended, {**last, schema.SWEEP_STOP_RESULT: last.get(schema.SWEEP_STOP_RESULT) or record.get("stopped_by")})
+            if detail:
+                tags[schema.STOP_DETAIL] = detail
             if status == "FAILED" and trial.error:
                 tags[schema.ERROR] = trial.error[-5000:]
             client.log_batch(run.info.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
@@ -322,7 +326,7 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         from raysweep.strategies.registry import get_searcher
 
         uncounted = options.get("fill_time_budget") or get_searcher(options.get("searcher") or "random").exhaustive
-        expected = None if uncounted else options.get("num_samples")
+        expected = None if uncounted or record.get("stopped_by") else options.get("num_samples")
         complete = not open_after and (expected is None or len(trials) >= expected)
         report.parent_status = "FINISHED" if complete else "KILLED"
         client.set_terminated(parent_id, status=report.parent_status)

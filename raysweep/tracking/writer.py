@@ -223,8 +223,9 @@ class TrialWriter:
         run.pending_tags.update({schema.OUTCOME: ended.outcome, schema.FINAL_CONFIG: json.dumps(trial.config, default=str)[:5000]})
         if ended.reason:
             run.pending_tags[schema.STOP_REASON] = ended.reason
-            if ended.reason == schema.REASON_SCHEDULER and (trial.last_result or {}).get(schema.STOP_DETAIL_RESULT):
-                run.pending_tags[schema.STOP_DETAIL] = str(trial.last_result[schema.STOP_DETAIL_RESULT])[:5000]
+            detail = schema.stop_detail(ended, trial.last_result or {})
+            if detail:
+                run.pending_tags[schema.STOP_DETAIL] = detail
         if error:
             run.pending_tags[schema.ERROR] = error[-5000:]
         if not self._flush(force=True, runs=[run]):
@@ -234,11 +235,8 @@ class TrialWriter:
 
     def _ended(self, trial: Any, *, done: bool, budget_spent: bool = False) -> schema.Outcome:
         """How ``trial`` ended (see :func:`raysweep.tracking.schema.trial_outcome`)."""
-        last = trial.last_result or {}
-        return schema.trial_outcome(
-            steps=int(last.get("training_iteration", 0) or 0), max_steps=self.tracker.max_steps,
-            errored=trial.status == "ERROR", done=done, budget_spent=budget_spent,
-        )  # fmt: skip
+        last = {**(trial.last_result or {}), "done": done}
+        return schema.outcome_of(last, max_steps=self.tracker.max_steps, errored=trial.status == "ERROR", budget_spent=budget_spent)
 
     def close_open_runs(self, status: str, reason: str) -> None:
         """End every trial run still open (the sweep stopped around them); never raises."""
