@@ -102,6 +102,20 @@ def test_every_rule_sees_every_result_and_each_trial_stops_at_its_last_step():
     assert stopper.reason.startswith("--stop-at 0.95: trial-0001")
 
 
+def test_a_second_trial_reaching_the_target_in_the_same_round_ends_for_the_sweep_too():
+    stopper = build_stopper(KEY, "max", 5, stop_at=0.9)
+    notes = StopNotes({}, stopper)
+    first, second = trial("x_00000", "RUNNING", {}), trial("x_00001", "RUNNING", {})
+    results = {first.trial_id: {KEY: 0.91, "training_iteration": 2}, second.trial_id: {KEY: 0.95, "training_iteration": 2}}
+    for t in (first, second):
+        assert stopper(t.trial_id, results[t.trial_id])
+        notes.on_trial_result(0, [], t, results[t.trial_id])
+    assert stopper.trial_id == "x_00000" and stopper.reason.startswith("--stop-at 0.9: trial-0000")
+    # Both ended because their own result reached the target, not because a scheduler cut them.
+    assert [results[t.trial_id].get(schema.SWEEP_STOP_RESULT) for t in (first, second)] == [stopper.reason] * 2
+    assert not stopper.reached("x_00002")
+
+
 # -- how Tune's trials are noted when the rule ends the sweep -------------------------------------------
 def trial(trial_id: str, status: str, last: dict | None) -> SimpleNamespace:
     return SimpleNamespace(trial_id=trial_id, status=status, path=f"/r/{trial_id}", run_metadata=SimpleNamespace(last_result=last))
@@ -167,6 +181,8 @@ BAD = [
     (["--stop-at", "-0.2"], "error: --stop-at -0.2: accuracy lies between 0 and 1; give a value from 0 to 1 (the sweep ends once a trial's validation accuracy is at or above it)"),
     (["--metric", "log_loss", "--stop-at", "-1"], "error: --stop-at -1: log_loss is never below 0; give a value >= 0 (the sweep ends once a trial's validation log_loss is at or below it)"),
     (["--dataset", "diabetes", "--stop-at", "-3"], "error: --stop-at -3: rmse is never below 0; give a value >= 0 (the sweep ends once a trial's validation rmse is at or below it)"),
+    (["--dataset", "diabetes", "--stop-at", "inf"], "error: --stop-at inf: must be a finite number, the rmse at which the sweep ends"),
+    (["--stop-at", "nan"], "error: --stop-at nan: must be a finite number, the accuracy at which the sweep ends"),
     (["--patience", "0"], "error: --patience 0: must be a whole number of finished trials >= 1, e.g. --patience 10"),
     (["--patience", "-2"], "error: --patience -2: must be a whole number of finished trials >= 1, e.g. --patience 10"),
 ]

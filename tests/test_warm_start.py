@@ -120,8 +120,9 @@ def test_finds_scored_trials_of_matching_sweeps_across_experiments_best_first(cl
         {"metric": "roc_auc"},
         {"space": {**SPACE, "depth": {"type": "randint", "low": 2, "high": 12}}},
         {"parent_tags": {schema.NESTED_FOLD: "2"}},
+        {"parent_tags": {schema.SCHEDULER: "pbt"}},
     ],
-    ids=["recipe", "dataset", "metric", "space", "nested-fold sweep"],
+    ids=["recipe", "dataset", "metric", "space", "nested-fold sweep", "pbt sweep"],
 )
 def test_sweeps_that_differ_are_not_taken(client, difference):
     write_sweep(client, "exp", "different", [trial(3, 0.01, "gini", 0.8, 0.9, 0.9, 0.9, 0.97)], **difference)
@@ -209,6 +210,14 @@ def test_hyperopt_and_anneal_try_the_best_few_after_the_recipe_points(name):
     assert suggested == [RECIPE_POINT] + [config for config, _ in taken]
 
 
+@pytest.mark.parametrize("name", ["hyperopt", "anneal"])
+def test_hyperopt_and_anneal_leave_out_configs_with_a_list_value(name):
+    # Ray's HyperOptSearch refuses a starting point whose choice is a list (an MLP's layer sizes).
+    layered = [({"hidden_layer_sizes": [64, 64], "alpha": 0.1}, 0.99), ({"hidden_layer_sizes": 32, "alpha": 0.2}, 0.9)]
+    assert registry.warm_start_points(name, layered) == [layered[1]]
+    assert registry.warm_start_points("optuna", layered) == layered, "a searcher taking observations keeps them"
+
+
 def test_every_learning_searcher_says_how_it_takes_a_warm_start():
     for name, strategy in registry.SEARCHERS.items():
         assert bool(strategy.warm_start) == strategy.learns, name
@@ -253,6 +262,15 @@ def test_cli_refuses_warm_start_with_random_or_grid_in_one_line(searcher, tmp_pa
         "use --searcher hyperopt, gp, optuna or anneal, or leave out --warm-start"
     )
     assert outcome.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_warm_start_under_pbt_is_refused_in_one_line(tmp_path):
+    with pytest.raises(UserError) as raised:
+        plan_sweep("xgboost", "iris", scheduler="pbt", searcher="random", warm_start=True, storage=tmp_path)
+    assert str(raised.value) == (
+        "--warm-start: pbt changes its members' hyperparameters as they train, so no searcher learns from "
+        "earlier trials; use --scheduler asha with --searcher optuna or gp, or leave out --warm-start"
+    )
 
 
 def test_cli_subprocess_refuses_the_recipes_own_random_searcher(tmp_path):

@@ -123,8 +123,13 @@ def build_scheduler(name: str, recipe: Any, metric: str, mode: str, max_steps: i
     return get_scheduler(name).builder()(recipe, metric, mode, max_steps, seed, exploits if exploits is not None else [], stops)
 
 
-def check_warm_start(searcher: str) -> None:
-    """Refuse ``--warm-start`` with a searcher that cannot learn from earlier trials."""
+def check_warm_start(searcher: str, scheduler: str | None = None) -> None:
+    """Refuse ``--warm-start`` with a searcher that cannot learn from earlier trials, or under PBT."""
+    if scheduler is not None and get_scheduler(scheduler).population:
+        raise UserError(
+            f"--warm-start: {scheduler} changes its members' hyperparameters as they train, so no searcher "
+            "learns from earlier trials; use --scheduler asha with --searcher optuna or gp, or leave out --warm-start"
+        )
     if not get_searcher(searcher).warm_start:
         takers = [name for name, strategy in SEARCHERS.items() if strategy.warm_start]
         raise UserError(
@@ -139,7 +144,10 @@ def warm_start_points(name: str, evaluated: list[tuple[dict[str, Any], float]]) 
     if how == OBSERVATIONS:
         return list(evaluated)
     if how == STARTING_POINTS:
-        return list(evaluated[:WARM_STARTING_POINTS])
+        # Ray's HyperOptSearch matches a starting point's choice to its categories by value and
+        # refuses a list (an MLP's hidden_layer_sizes), as the recipe's own points are refused.
+        flat = [(config, score) for config, score in evaluated if not any(isinstance(v, (list, dict)) for v in config.values())]
+        return flat[:WARM_STARTING_POINTS]
     return []
 
 

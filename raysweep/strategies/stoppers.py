@@ -48,12 +48,16 @@ class TargetStopper(Stopper):
         #: why the sweep ended, once it has; and the trial that reached the target
         self.reason: str | None = None
         self.trial_id: str | None = None
+        #: every trial whose result reached the target (several may in one round of results)
+        self.reached: set[str] = set()
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         value = result.get(self.metric_key)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return False
         reached = value >= self.target if self.mode == "max" else value <= self.target
+        if reached:
+            self.reached.add(trial_id)
         if reached and self.reason is None:
             self.trial_id = trial_id
             self.reason = f"--stop-at {self.target:g}: {schema.trial_name(trial_id)} reached {self.metric_key} {value:.5g}"
@@ -124,6 +128,10 @@ class SweepStopper(CombinedStopper):
     def trial_id(self) -> str | None:
         """The trial whose result ended the sweep (``--stop-at``), if one did."""
         return next((rule.trial_id for rule in self.rules if isinstance(rule, TargetStopper) and rule.reason), None)
+
+    def reached(self, trial_id: str) -> bool:
+        """Whether this trial's own result reached ``--stop-at`` (it ends for that, not for the scheduler)."""
+        return any(isinstance(rule, TargetStopper) and trial_id in rule.reached for rule in self.rules)
 
     def trial_finished(self, trial_id: str) -> None:
         for rule in self.rules:

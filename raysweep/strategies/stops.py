@@ -45,7 +45,7 @@ class StopNotes(Callback):
             result[schema.STOP_DETAIL_RESULT] = detail
         # Tune asks the stopper too: the trial whose result reached --stop-at ends with the sweep.
         sweep = self.sweep_stopper
-        if sweep is not None and sweep.reason and sweep.trial_id == trial.trial_id:
+        if sweep is not None and sweep.reason and sweep.reached(trial.trial_id):
             result[schema.SWEEP_STOP_RESULT] = sweep.reason
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

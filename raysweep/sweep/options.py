@@ -10,6 +10,7 @@ shared with ``raysweep validate``.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -147,6 +148,8 @@ def _check_stop_at(value: float, metric: str) -> None:
     low, high = RANGES[metric]
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise UserError(f"--stop-at {value!r}: must be a number, the {metric} at which the sweep ends")
+    if not math.isfinite(value):
+        raise UserError(f"--stop-at {value}: must be a finite number, the {metric} at which the sweep ends")
     if (low is None or value >= low) and (high is None or value <= high):
         return
     if low is not None and high is not None:
@@ -291,7 +294,7 @@ def plan_sweep(
     scheduler = scheduler or recipe.scheduler
     searcher = searcher or recipe.searcher
     if warm_start:
-        strategies.check_warm_start(searcher)
+        strategies.check_warm_start(searcher, scheduler)
     if cv is not None:
         rows = int(len(dataset.y) * (1 - test_size))
         if rows < cv:

@@ -61,6 +61,8 @@ def earlier_trials(
     names: list[str] = []
     outside = 0
     for sweep in sweeps:
+        if _population_scheduler(sweep.data.tags.get(schema.SCHEDULER)):
+            continue  # a PBT member's score belongs to a schedule of configs, not to its final one
         children = client.search_runs(
             [sweep.info.experiment_id],
             filter_string=f"tags.`{schema.PARENT_RUN_ID}` = '{sweep.info.run_id}' AND tags.`{schema.NESTED_FOLD}` IS NULL",
@@ -81,6 +83,13 @@ def earlier_trials(
             names.append(sweep.data.tags.get(schema.SWEEP, sweep.info.run_name))
     points.sort(key=lambda point: -point[1] if mode == "max" else point[1])
     return EarlierTrials(points, names, outside)
+
+
+def _population_scheduler(name: str | None) -> bool:
+    from raysweep.strategies.registry import SCHEDULERS
+
+    strategy = SCHEDULERS.get(name or "")
+    return strategy is not None and strategy.population
 
 
 def scored(run: Any, metric_key: str) -> float | None:
