@@ -513,7 +513,7 @@ def test_cli_run_json_stays_one_object_with_a_tracking_server(mlflow_server, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout)  # MLflow's "View run" lines must not reach stdout
     client = client_for(mlflow_server)
-    assert client.get_experiment(outcome["experiment_id"]).name == "raysweep-mlp-iris"
+    assert client.get_experiment(outcome["experiment_id"]).name == "raysweep-iris"
     parent = client.get_run(outcome["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.info.run_name == SWEEP_CLI
     children = client.search_runs(
