@@ -85,7 +85,7 @@ def test_a_shown_recipe_is_a_recipe_of_its_own(name, tmp_path):
     assert checked.returncode == 0, checked.stderr
     assert checked.stderr.strip() == (
         f"{mine.name}: name: {name} is also the prebuilt recipe's name, so this changed copy's sweeps would be named "
-        f"after it and filed with its runs (MLflow experiment raysweep-{name}-DATASET); give it a name of its own"
+        f"after it and filed with its runs (MLflow experiment raysweep-DATASET); give it a name of its own"
     )
 
 
@@ -351,7 +351,7 @@ def test_a_first_sweep_prints_only_raysweeps_own_lines(tmp_path):
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("raysweep-xgboost-wine")
+    experiment = client.get_experiment_by_name("raysweep-wine")
     models = client.search_logged_models(experiment_ids=[experiment.experiment_id])
     assert [f"models:/{m.model_id}" for m in models] == [model_uri.group(1)]
     assert models[0].name.startswith("xgboost-wine-")  # the sweep's default name

@@ -44,7 +44,7 @@ def test_defaults_come_from_the_recipe(tmp_path: Path, monkeypatch: pytest.Monke
     assert (plan.recipe.name, plan.task, plan.metric, plan.mode) == ("random_forest", "classification", "accuracy", "max")
     assert (plan.scheduler, plan.searcher, plan.num_samples) == ("asha", "hyperopt", 20)
     assert plan.metric_key == "val_accuracy"
-    assert plan.experiment == "raysweep-random_forest-iris"
+    assert plan.experiment == "raysweep-iris"
     assert re.fullmatch(r"random_forest-iris-\d{8}-\d{6}", plan.name)
     assert plan.storage == str(tmp_path.resolve() / "raysweep_results")
     # the tracking URI is resolved once, here: MLFLOW_TRACKING_URI, else the embedded sqlite store

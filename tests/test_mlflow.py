@@ -513,7 +513,7 @@ def test_cli_run_json_stays_one_object_with_a_tracking_server(mlflow_server, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout)  # MLflow's "View run" lines must not reach stdout
     client = client_for(mlflow_server)
-    assert client.get_experiment(outcome["experiment_id"]).name == "raysweep-mlp-iris"
+    assert client.get_experiment(outcome["experiment_id"]).name == "raysweep-iris"
     parent = client.get_run(outcome["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.info.run_name == SWEEP_CLI
     children = client.search_runs(
@@ -553,10 +553,11 @@ def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(
     done = run_cli("ui", "--tracking-uri", mlflow_server, "--sweep", SWEEP_ASHA, "--no-browser", cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     links = dict(line.split(None, 1) for line in done.stdout.strip().splitlines())
-    assert list(links) == ["trials:", "compare:", "sweep:"], done.stdout
+    assert list(links) == ["trials:", "charts:", "compare:", "sweep:"], done.stdout
     key = f"raysweep-{SWEEP_ASHA}"
     runs_page = f"{mlflow_server}/#/experiments/{asha_sweep.experiment_id}/runs"
     assert links["trials:"] == f"{runs_page}?workflowType=machine_learning&viewStateShareKey={key}"
+    assert links["charts:"] == f"{runs_page}?workflowType=machine_learning&viewStateShareKey={key}&compareRunsMode=CHART"
     assert links["sweep:"] == f"{runs_page}/{asha_sweep.parent_run_id}?workflowType=machine_learning"
     client = client_for(mlflow_server)
     experiment = client.get_experiment(asha_sweep.experiment_id)
@@ -569,6 +570,17 @@ def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(
     assert (view["orderByKey"], view["orderByAsc"]) == ("metrics.`best_val_accuracy`", False)
     assert "metrics.`best_val_accuracy`" in view["selectedColumns"]
     assert {f"params.`{name}`" for name in asha_sweep.best_config} <= set(view["selectedColumns"])
+    # its charts: the learning curves, parallel coordinates of every searched parameter, and the
+    # score against the two most important parameters (8 trials: the sweep has importances)
+    charts = {chart["type"]: chart for chart in view["compareRunCharts"]}
+    assert charts["LINE"]["metricKey"] == "val_accuracy"
+    assert sorted(charts["PARALLEL"]["selectedParams"]) == sorted(asha_sweep.best_config)
+    assert charts["PARALLEL"]["selectedMetrics"] == ["best_val_accuracy"]
+    parent = client.get_run(asha_sweep.parent_run_id)
+    ranked = sorted((key for key in parent.data.metrics if key.startswith("importance/")), key=lambda k: -parent.data.metrics[k])
+    scatters = [chart for chart in view["compareRunCharts"] if chart["type"] == "SCATTER"]
+    assert [chart["xaxis"]["key"] for chart in scatters] == [key.removeprefix("importance/") for key in ranked[:2]]
+    assert {chart["yaxis"]["key"] for chart in scatters} == {"best_val_accuracy"}
     # the compare page of every trial, best first
     import urllib.parse
 

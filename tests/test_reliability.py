@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
-RF_EXPERIMENT = "raysweep-random_forest-make_classification"
+RF_EXPERIMENT = "raysweep-make_classification"
 #: the background sweeps: random forests grown 10 trees a step, 20 steps to 200 trees
 RF_STEPS = list(range(10, 201, 10))
 
@@ -289,7 +289,7 @@ def faulty_sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 
 def faulty_runs(faulty_sweep: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     client = client_for(sqlite_uri(faulty_sweep["cwd"]))
-    parents, children = sweep_runs(client, "raysweep-xgboost_faults-diabetes")
+    parents, children = sweep_runs(client, "raysweep-diabetes")
     assert len(parents) == 1 and len(children) == 3, [r.info.run_name for r in parents + children]
     return client, parents[0], {run.data.params["learning_rate"]: run for run in children}
 
@@ -417,7 +417,7 @@ def test_a_sweep_whose_every_trial_fails_exits_1_with_the_first_error(all_failed
     ]
     assert done.stderr.strip().splitlines()[-1] == failed[0]
     client = client_for(sqlite_uri(all_failed["cwd"]))
-    parents, children = sweep_runs(client, "raysweep-mlp-iris")
+    parents, children = sweep_runs(client, "raysweep-iris")
     assert [run.info.status for run in parents] == ["FAILED"]
     assert len(children) == 2
     for run in children:

@@ -52,6 +52,35 @@ _TABLE_ROWS_JS = """(metricColumn) => {
     return Object.keys(rows).map(Number).sort((a, b) => a - b).map(index => rows[index]);
 }"""
 
+# Per chart card of the runs page's chart view: its title, the series of its Plotly chart (name
+# and number of points), and for the parallel-coordinates chart its axes, its rows (the trials
+# it was given) and whether it drew lines on its canvas.
+_CHART_CARDS_JS = """() => Array.from(document.querySelectorAll("[data-testid='experiment-view-compare-runs-card']")).map(card => {
+    const plot = card.querySelector('.js-plotly-plot');
+    const parcoords = card.querySelector('.parcoords');
+    let parallel = null;
+    if (parcoords) {
+        let fiber = parcoords[Object.keys(parcoords).find(key => key.startsWith('__reactFiber'))];
+        while (fiber && !(fiber.memoizedProps && Array.isArray(fiber.memoizedProps.data))) fiber = fiber.return;
+        const canvas = parcoords.querySelector('canvas.foreground');
+        const pixels = canvas ? canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data : [];
+        let drawn = 0;
+        for (let i = 3; i < pixels.length; i += 4) if (pixels[i]) drawn++;
+        parallel = {
+            // an axis shows its name, cut short with its full name in a tooltip when long
+            axes: Array.from(parcoords.querySelectorAll('.dimension')).map(axis =>
+                (axis.querySelector('.axis-label-tooltip text') || axis.querySelector('.label')).textContent),
+            rows: fiber ? fiber.memoizedProps.data.length : -1,
+            drawn,
+        };
+    }
+    return {
+        title: card.innerText.trim().split('\\n')[0],
+        series: plot ? (plot.data || []).map(trace => ({name: trace.name, points: (trace.x || []).length})) : [],
+        parallel,
+    };
+})"""
+
 
 def _links(stdout: str) -> dict[str, str]:
     """``raysweep ui``'s ``label: URL`` lines as {label: URL}."""
@@ -111,10 +140,45 @@ def _check_trials_view(page: Any, result: Any, sweep: str, descending: bool) -> 
     assert page.get_by_text(SHARED_VIEW_BANNER).is_visible()
 
 
+def _check_sweep_charts(page: Any, result: Any) -> None:
+    """The chart view shows the sweep's charts first, with every trial in them."""
+    metric_key = f"val_{result.metric}"
+    best_key = f"best_{metric_key}"
+    board = result.leaderboard.set_index("trial")
+    trials = sorted(board.index)
+    # the charts are drawn once every trial's curve and the parallel chart's lines are there
+    page.wait_for_function(
+        f"""() => {{ const cards = ({_CHART_CARDS_JS})();
+            return cards.length >= 4 && new Set(cards[0].series.map(s => s.name)).size >= {len(trials)}
+                && cards[1].parallel && cards[1].parallel.drawn > 0; }}""",
+        timeout=120_000,
+    )
+    cards = page.evaluate(_CHART_CARDS_JS)
+    curves, parallel, *scatters = cards[:4]
+    # learning curves: one series per trial, each as long as the trial trained (early stops show)
+    assert curves["title"] == metric_key, cards
+    points: dict[str, int] = {}
+    for series in curves["series"]:
+        points[series["name"]] = max(points.get(series["name"], 0), series["points"])
+    assert sorted(points) == trials, curves
+    assert points == {name: int(board.loc[name, "steps"]) for name in trials}, (points, board["steps"])
+    assert max(points.values()) >= 2  # curves, not single points
+    # parallel coordinates: an axis per searched parameter and one for the score, a line per trial
+    assert parallel["title"] == "Parallel Coordinates", cards
+    assert parallel["parallel"]["axes"] == SEARCHED + [best_key], parallel
+    assert parallel["parallel"]["rows"] == len(trials) and parallel["parallel"]["drawn"] > 0, parallel
+    # the score against two searched parameters (no importance under 8 trials: the first two)
+    assert [card["title"] for card in scatters] == [f"{name} vs. {best_key}" for name in SEARCHED[:2]], cards
+    assert all(card["series"] == [{"name": None, "points": len(trials)}] for card in scatters), scatters
+    # the sweep's own section comes first, the UI's charts of the other metrics after it
+    headers = page.locator("[data-testid='experiment-view-compare-runs-section-header']").all_inner_texts()
+    assert headers[0].startswith("Sweep") and any(h.startswith("Model metrics") for h in headers), headers
+
+
 # -- a sweep on a tracking server -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server_sweep(ray_local, mlflow_server, tmp_path_factory):
-    """A five-trial regression sweep (rmse: lower is better) on the tracking server."""
+    """A five-trial regression sweep (rmse: lower is better) of four steps a trial on the tracking server."""
     from threadpoolctl import threadpool_limits
 
     from raysweep.sweep.run import run_sweep
@@ -123,7 +187,7 @@ def server_sweep(ray_local, mlflow_server, tmp_path_factory):
         return run_sweep(
             "xgboost", "diabetes", name=SERVER_SWEEP, scheduler="fifo", searcher="random", num_samples=5,
             storage=str(tmp_path_factory.mktemp("ui-results")), tracking_uri=mlflow_server,
-            experiment=f"raysweep-tests-ui-{SERVER_SWEEP}", overrides=["resource.max=100"],
+            experiment=f"raysweep-tests-ui-{SERVER_SWEEP}", overrides=["resource.per_step=25", "resource.max=100"],
         )
 
 
@@ -135,7 +199,7 @@ def server_links(server_sweep, mlflow_server, tmp_path_factory):
     )
     assert done.returncode == 0, done.stderr
     links = _links(done.stdout)
-    assert list(links) == ["trials", "compare", "sweep"], done.stdout
+    assert list(links) == ["trials", "charts", "compare", "sweep"], done.stdout
     return links
 
 
@@ -154,6 +218,27 @@ def test_trials_link_shows_every_trial_as_a_row_sorted_by_the_metric_with_param_
         finally:
             browser.close()
     assert (tmp_path / "trials.png").stat().st_size > 10_000
+
+
+def test_chart_view_of_the_trials_link_holds_learning_curves_parallel_coordinates_and_scatters(
+    server_sweep, server_links, tmp_path
+):
+    sync_api = _skip_without_browser()
+    with sync_api.sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 1200})
+            page.goto(server_links["trials"])
+            _trial_rows(page, f"best_val_{server_sweep.metric}", server_sweep.num_trials)
+            # the runs page's own toggle, as a user switches to the chart view
+            page.locator("label", has=page.locator("input[value='CHART']")).click()
+            _check_sweep_charts(page, server_sweep)
+            assert "compareRunsMode=CHART" in page.url
+            assert page.get_by_text(SHARED_VIEW_BANNER).is_visible()
+            page.screenshot(path=str(tmp_path / "charts.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (tmp_path / "charts.png").stat().st_size > 10_000
 
 
 def test_compare_link_shows_the_trials_side_by_side_with_plots(server_sweep, server_links, tmp_path):
@@ -212,7 +297,7 @@ def _port_open(port: int) -> bool:
 
 @pytest.fixture
 def swept_store(ray_local, tmp_path, monkeypatch):
-    """A sqlite MLflow store in tmp holding one finished three-trial sweep; returns (uri, result)."""
+    """A sqlite MLflow store in tmp holding one finished three-trial, two-step sweep; returns (uri, result)."""
     from threadpoolctl import threadpool_limits
 
     from raysweep.sweep.run import run_sweep
@@ -222,7 +307,7 @@ def swept_store(ray_local, tmp_path, monkeypatch):
     with threadpool_limits(1):
         result = run_sweep(
             "xgboost", "iris", name=SWEEP, scheduler="fifo", searcher="random", num_samples=3,
-            storage=str(tmp_path / "results"), tracking_uri=uri, overrides=["resource.max=50"],
+            storage=str(tmp_path / "results"), tracking_uri=uri, overrides=["resource.per_step=25", "resource.max=50"],
         )
     return uri, result
 
@@ -269,6 +354,12 @@ def test_ui_serves_a_sqlite_store_and_opens_on_its_trials(swept_store, ui_links,
             page.goto(ui_links["trials"])
             _check_trials_view(page, result, SWEEP, descending=True)
             page.screenshot(path=str(tmp_path / "raysweep-ui.png"))
+            # the charts link opens the same view on its charts
+            assert ui_links["charts"] == ui_links["trials"] + "&compareRunsMode=CHART"
+            page.goto(ui_links["charts"])
+            _check_sweep_charts(page, result)
+            page.screenshot(path=str(tmp_path / "raysweep-ui-charts.png"), full_page=True)
         finally:
             browser.close()
     assert (tmp_path / "raysweep-ui.png").stat().st_size > 10_000
+    assert (tmp_path / "raysweep-ui-charts.png").stat().st_size > 10_000

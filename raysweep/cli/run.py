@@ -30,7 +30,7 @@ def _run_options(func: Any) -> Any:
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. space.max_depth.high=12."),
         click.option("--address", help="A Ray cluster to join (GCS address, 'auto' or ray://...); default: an embedded local Ray, or RAY_ADDRESS."),
         click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
-        click.option("--experiment", help="MLflow experiment (default: raysweep-RECIPE-DATASET)."),
+        click.option("--experiment", help="MLflow experiment (default: raysweep-DATASET, shared by every recipe run on the dataset)."),
         click.option("--max-failures", type=int, default=0, show_default=True, help="Retry a failed trial this many times."),
         click.option("--checkpoint-every", type=float, metavar="SECONDS", help="Checkpoint a running trial at most this often, for resume and retries; 0: after every step (default 10)."),
         click.option("--warm-start", is_flag=True, help="Let the searcher learn first from earlier sweeps' trials of this recipe, dataset, metric and space, in any experiment of the store (optuna, gp: all as evaluated points; hyperopt, anneal: the best few tried first)."),

@@ -144,5 +144,5 @@ def _note_a_borrowed_name(recipe: Recipe, data: Any, path: Path) -> None:
     if data != read_recipe_file(bundled_recipes_dir() / f"{recipe.name}.yaml"):
         recipe.notes.append(
             f"name: {recipe.name} is also the prebuilt recipe's name, so this changed copy's sweeps would be named after "
-            f"it and filed with its runs (MLflow experiment raysweep-{recipe.name}-DATASET); give it a name of its own"
+            f"it and filed with its runs (MLflow experiment raysweep-DATASET); give it a name of its own"
         )

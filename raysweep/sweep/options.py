@@ -317,7 +317,7 @@ def plan_sweep(
         num_samples=num_samples,
         name=name,
         storage=storage_path,
-        experiment=experiment or f"raysweep-{recipe.name}-{dataset.name}",
+        experiment=experiment or schema.default_experiment(dataset.name),
         tracking_uri=resolve_tracking_uri(tracking_uri),
         target=target,
         time_budget=time_budget,

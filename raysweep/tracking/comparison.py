@@ -15,7 +15,7 @@ from typing import Any
 
 from raysweep.errors import UserError
 from raysweep.tracking import schema
-from raysweep.tracking.queries import all_experiment_ids, child_runs, metric_and_mode
+from raysweep.tracking.queries import all_experiment_ids, child_runs, metric_and_mode, named_experiments
 
 
 @dataclass
@@ -82,11 +82,7 @@ def _experiments(client: Any, uri: str, experiment: str | None) -> dict[str, str
     """Experiment id -> name of the experiments to look in (all of them without ``experiment``)."""
     if experiment is None:
         return {e.experiment_id: e.name for e in client.search_experiments(max_results=50000)}
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        names = [e.name for e in client.search_experiments(max_results=20, order_by=["last_update_time DESC"])]
-        raise UserError(f"--experiment {experiment}: no such experiment in {uri}; experiments there: {', '.join(names) or '(none)'}")
-    return {found.experiment_id: found.name}
+    return named_experiments(client, uri, experiment)
 
 
 def find_sweeps(client: Any, uri: str, experiment: str | None = None, dataset: str | None = None) -> list[SweepRow]:

@@ -97,15 +97,38 @@ def metric_and_mode(sweep_run: Any) -> tuple[str, str]:
     return schema.validation_metric(tags.get(schema.METRIC) or params.get("metric", "")), params.get("mode", "max")
 
 
+def named_experiments(client: Any, uri: str, experiment: str) -> dict[str, str]:
+    """Experiment id -> name of ``--experiment``: the experiment of that name, and for a dataset's
+    default experiment (``raysweep-iris``) also the per-recipe ones older raysweep put that dataset's
+    sweeps in (``raysweep-xgboost-iris``). None of them is a :class:`UserError` naming those there are.
+    """
+    found = client.get_experiment_by_name(experiment)
+    named = {found.experiment_id: found.name} if found is not None else {}
+    if experiment.startswith(schema.EXPERIMENT_PREFIX):
+        dataset = experiment[len(schema.EXPERIMENT_PREFIX):]
+        pattern = schema.legacy_experiment("%", dataset)
+        for candidate in client.search_experiments(filter_string=f"name LIKE {_quoted(pattern)}", max_results=1000):
+            if candidate.experiment_id in named:
+                continue
+            # the LIKE pattern is loose ("_" matches any character): a legacy experiment holds
+            # sweeps on this dataset whose recipe gives exactly its name
+            sweeps = client.search_runs(
+                [candidate.experiment_id], filter_string=f"tags.`{schema.DATASET}` = {_quoted(dataset)} AND {schema.SWEEP_RUN_FILTER}",
+                max_results=1,
+            )
+            if sweeps and schema.legacy_experiment(sweeps[0].data.tags.get(schema.RECIPE, ""), dataset) == candidate.name:
+                named[candidate.experiment_id] = candidate.name
+    if not named:
+        names = [e.name for e in client.search_experiments(max_results=20, order_by=["last_update_time DESC"])]
+        raise UserError(f"--experiment {experiment}: no such experiment in {uri}; experiments there: {', '.join(names) or '(none)'}")
+    return named
+
+
 def target_sweep(client: Any, uri: str, experiment: str | None, sweep: str | None) -> tuple[str | None, Any | None]:
     """The experiment id and sweep run the UI should open (None, None for an empty store)."""
     ids = None
     if experiment:
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            names = [e.name for e in client.search_experiments(max_results=20, order_by=["last_update_time DESC"])]
-            raise UserError(f"--experiment {experiment}: no such experiment in {uri}; experiments there: {', '.join(names) or '(none)'}")
-        ids = [found.experiment_id]
+        ids = list(named_experiments(client, uri, experiment))
     if sweep:
         run = find_sweep(client, sweep, ids)
         if run is None:

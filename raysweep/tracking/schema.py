@@ -21,6 +21,20 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 #: experiment tags holding the UI's shared views (one per sweep)
 SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
 
+# -- the experiment a sweep goes to ---------------------------------------------------------
+EXPERIMENT_PREFIX = "raysweep-"
+
+
+def default_experiment(dataset: str) -> str:
+    """The experiment of every sweep on a dataset, whatever its recipe: ``raysweep-breast_cancer``."""
+    return f"{EXPERIMENT_PREFIX}{dataset}"
+
+
+def legacy_experiment(recipe: str, dataset: str) -> str:
+    """The default experiment before sweeps of one dataset shared one: ``raysweep-xgboost-breast_cancer`` (still read)."""
+    return f"{EXPERIMENT_PREFIX}{recipe}-{dataset}"
+
+
 # -- on every run of a sweep -----------------------------------------------------------------
 SWEEP = "raysweep.sweep"
 

@@ -14,6 +14,12 @@ parameters of its own, so raysweep's view selects the trial runs themselves (by 
 outcome and the searched parameters as columns. The UI shows its "You're viewing a shared
 view" banner above it. The compare-runs page (no banner) puts the trials' parameters and
 metrics side by side with parallel-coordinates, scatter and contour plots.
+
+The same shared view also holds the runs page's chart setup (``compareRunCharts`` and
+``compareRunSections``, drawn when the page's ``compareRunsMode`` is ``CHART``): the trials'
+learning curves, a parallel-coordinates chart of the searched parameters and the score, and the
+score against each of the two most important parameters. The UI adds a chart of every other
+metric below them by itself.
 """
 
 from __future__ import annotations
@@ -25,19 +31,24 @@ import urllib.parse
 from typing import Any
 
 from raysweep.tracking import schema
+from raysweep.tracking.charts import sweep_charts
 from raysweep.tracking.queries import child_runs, metric_and_mode, trials_filter
 
 #: the query that makes MLflow 3.17's UI show the model-training views of an experiment
 ML_WORKFLOW_QUERY = "workflowType=machine_learning"
 #: the compare-runs link holds at most this many trials (the best ones): its URL lists their ids
 COMPARE_MAX_RUNS = 50
+#: the query that opens the runs page on its charts rather than its table
+CHART_MODE_QUERY = "compareRunsMode=CHART"
 
 
-def experiment_runs_url(base_url: str, experiment_id: str, share_key: str | None = None) -> str:
-    """The MLflow 3.17 UI URL of an experiment's model-training runs table (optionally a shared view)."""
+def experiment_runs_url(base_url: str, experiment_id: str, share_key: str | None = None, charts: bool = False) -> str:
+    """The MLflow 3.17 UI URL of an experiment's model-training runs table (optionally a shared view, its charts)."""
     url = f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{ML_WORKFLOW_QUERY}"
     if share_key:
         url += "&viewStateShareKey=" + urllib.parse.quote(share_key, safe="")
+    if charts:
+        url += "&" + CHART_MODE_QUERY
     return url
 
 
@@ -69,7 +80,8 @@ def publish_sweep_view(client: Any, sweep_run: Any) -> str:
     """Store a shared runs-table view of the sweep's trials on its experiment; returns its share key.
 
     The view lists the sweep's trial runs as rows, best validation score first, with the
-    validation metric, each trial's outcome and duration and the searched parameters as columns.
+    validation metric, each trial's outcome and duration and the searched parameters as columns;
+    its charts are those of :func:`raysweep.tracking.charts.sweep_charts`.
     """
     params = sweep_run.data.params
     metric_key, mode = metric_and_mode(sweep_run)
@@ -93,6 +105,7 @@ def publish_sweep_view(client: Any, sweep_run: Any) -> str:
         "orderByAsc": mode == "min",
         "selectedColumns": columns,
         "runsHiddenMode": "SHOW_ALL",
+        **sweep_charts(metric_key, best_key, searched, schema.importances(sweep_run.data.metrics)),
     }
     key = _share_key(sweep_run.data.tags.get(schema.SWEEP, sweep_run.info.run_name))
     client.set_experiment_tag(sweep_run.info.experiment_id, schema.SHARED_VIEW_PREFIX + key, json.dumps(view))
@@ -103,11 +116,17 @@ def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, s
     """The UI links of a sweep, most useful first, as (label, URL); publishes its shared view.
 
     ``trials``: the trial runs as rows sorted by the validation metric, with the metric and the
-    searched parameters as columns; ``compare``: the best trials' parameters and metrics side by
+    searched parameters as columns; ``charts``: the same view drawn as the sweep's charts
+    (learning curves, parallel coordinates, the score against the most important parameters);
+    ``compare``: the best trials' parameters and metrics side by
     side with plots; ``sweep``: the sweep's own run (best config, test score, model, plots).
     """
     experiment_id, run_id = sweep_run.info.experiment_id, sweep_run.info.run_id
-    links = [("trials", experiment_runs_url(base_url, experiment_id, publish_sweep_view(client, sweep_run)))]
+    key = publish_sweep_view(client, sweep_run)
+    links = [
+        ("trials", experiment_runs_url(base_url, experiment_id, key)),
+        ("charts", experiment_runs_url(base_url, experiment_id, key, charts=True)),
+    ]
     metric_key, mode = metric_and_mode(sweep_run)
     order = f"metrics.`{schema.best_of(metric_key)}` {'ASC' if mode == 'min' else 'DESC'}"
     best = [run.info.run_id for run in child_runs(client, sweep_run, order_by=[order], max_results=COMPARE_MAX_RUNS)]
