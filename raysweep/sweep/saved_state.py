@@ -95,6 +95,9 @@ def _copy_atomically(source: Path, target: Path) -> None:
 
 def _find_staging(experiment_name: str) -> Path | None:
     """The driver's staging folder of this experiment (see ``StorageContext.experiment_driver_staging_path``)."""
+    # Private API: Tune's staging folder has no public accessor. Checked on Ray 2.60, as is the
+    # order StateCopy relies on (TuneController.save_to_dir writes the state file, then asks the
+    # callbacks for theirs) and Tune restoring from the greatest file name.
     try:
         from ray.train.constants import _get_ray_train_session_dir
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from raysweep.errors import UserError
 from raysweep.tracking import schema
-from raysweep.tracking.queries import all_experiment_ids, child_runs, metric_and_mode, named_experiments
+from raysweep.tracking.queries import _quoted, all_experiment_ids, child_runs, metric_and_mode, named_experiments
 
 
 @dataclass
@@ -40,10 +40,6 @@ class SweepRow:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _quoted(value: str) -> str:
-    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 def _finite(value: Any) -> float | None:
