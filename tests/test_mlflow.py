@@ -553,12 +553,13 @@ def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(
     done = run_cli("ui", "--tracking-uri", mlflow_server, "--sweep", SWEEP_ASHA, "--no-browser", cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     links = dict(line.split(None, 1) for line in done.stdout.strip().splitlines())
-    assert list(links) == ["trials:", "charts:", "compare:", "sweep:"], done.stdout
+    assert list(links) == ["trials:", "charts:", "compare:", "sweep:", "sweeps:"], done.stdout
     key = f"raysweep-{SWEEP_ASHA}"
     runs_page = f"{mlflow_server}/#/experiments/{asha_sweep.experiment_id}/runs"
     assert links["trials:"] == f"{runs_page}?workflowType=machine_learning&viewStateShareKey={key}"
     assert links["charts:"] == f"{runs_page}?workflowType=machine_learning&viewStateShareKey={key}&compareRunsMode=CHART"
     assert links["sweep:"] == f"{runs_page}/{asha_sweep.parent_run_id}?workflowType=machine_learning"
+    assert links["sweeps:"] == f"{runs_page}?workflowType=machine_learning&viewStateShareKey=raysweep-sweeps"
     client = client_for(mlflow_server)
     experiment = client.get_experiment(asha_sweep.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
@@ -581,6 +582,18 @@ def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(
     scatters = [chart for chart in view["compareRunCharts"] if chart["type"] == "SCATTER"]
     assert [chart["xaxis"]["key"] for chart in scatters] == [key.removeprefix("importance/") for key in ranked[:2]]
     assert {chart["yaxis"]["key"] for chart in scatters} == {"best_val_accuracy"}
+    # the experiment's sweeps as rows (their own runs, not their trials), best validation score first,
+    # with what `raysweep compare` shows as columns
+    sweeps = json.loads(experiment.tags["mlflow.sharedViewState.raysweep-sweeps"])
+    assert sweeps["searchFilter"] == "tags.`raysweep.recipe` LIKE '%'"
+    assert (sweeps["orderByKey"], sweeps["orderByAsc"]) == ("metrics.`best_val_accuracy`", False)
+    assert sweeps["selectedColumns"][:6] == [
+        "tags.`raysweep.recipe`", "tags.`raysweep.scheduler`", "tags.`raysweep.searcher`",
+        "metrics.`num_trials`", "metrics.`best_val_accuracy`", "metrics.`test_accuracy`",
+    ]
+    listed = client.search_runs([asha_sweep.experiment_id], filter_string=sweeps["searchFilter"])
+    assert asha_sweep.parent_run_id in {run.info.run_id for run in listed}
+    assert not {run.info.run_id for run in trial_runs(client, asha_sweep)} & {run.info.run_id for run in listed}
     # the compare page of every trial, best first
     import urllib.parse
 

@@ -199,7 +199,7 @@ def server_links(server_sweep, mlflow_server, tmp_path_factory):
     )
     assert done.returncode == 0, done.stderr
     links = _links(done.stdout)
-    assert list(links) == ["trials", "charts", "compare", "sweep"], done.stdout
+    assert list(links) == ["trials", "charts", "compare", "sweep", "sweeps"], done.stdout
     return links
 
 
@@ -239,6 +239,25 @@ def test_chart_view_of_the_trials_link_holds_learning_curves_parallel_coordinate
         finally:
             browser.close()
     assert (tmp_path / "charts.png").stat().st_size > 10_000
+
+
+def test_sweeps_link_shows_each_sweep_of_the_experiment_as_one_row(server_sweep, server_links, tmp_path):
+    sync_api = _skip_without_browser()
+    with sync_api.sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1800, "height": 1000})
+            page.goto(server_links["sweeps"])
+            # the experiment holds one sweep: one row, the sweep's own run, not its trials
+            rows = _trial_rows(page, f"best_val_{server_sweep.metric}", 1)
+            assert [row["name"] for row in rows if row["name"]] == [SERVER_SWEEP], rows
+            assert page.get_by_text("1 matching runs").is_visible()
+            assert float(rows[0]["metric"]) == pytest.approx(server_sweep.best_validation_score, abs=1e-6)
+            assert page.locator(".ag-row").filter(has_text="xgboost").first.is_visible()  # the recipe column
+            page.screenshot(path=str(tmp_path / "sweeps.png"))
+        finally:
+            browser.close()
+    assert (tmp_path / "sweeps.png").stat().st_size > 10_000
 
 
 def test_compare_link_shows_the_trials_side_by_side_with_plots(server_sweep, server_links, tmp_path):

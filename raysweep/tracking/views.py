@@ -112,6 +112,35 @@ def publish_sweep_view(client: Any, sweep_run: Any) -> str:
     return key
 
 
+#: the share key of an experiment's view of its sweeps (one per experiment)
+SWEEPS_SHARE_KEY = "raysweep-sweeps"
+
+
+def publish_sweeps_view(client: Any, sweep_run: Any) -> str:
+    """Store a shared runs-table view of the sweeps in ``sweep_run``'s experiment; returns its share key.
+
+    One row per sweep (its own run, not its trials), best validation score first in the metric's
+    direction, with the recipe, scheduler, searcher, trial count, best validation and test scores
+    and the duration as columns: ``raysweep compare`` in the UI. Sweeps of another metric sort
+    after those of this one (they have no value in its column).
+    """
+    metric_key, mode = metric_and_mode(sweep_run)
+    metric = metric_key.removeprefix(schema.validation_metric(""))
+    best_key = schema.best_of(metric_key)
+    columns = [_column("tags", name) for name in (schema.RECIPE, schema.SCHEDULER, schema.SEARCHER)]
+    columns += [_column("metrics", key) for key in (schema.NUM_TRIALS, best_key, schema.test_metric(metric))]
+    columns += [_column("attributes", "Duration")]
+    view = {
+        "searchFilter": schema.SWEEP_RUN_FILTER,
+        "orderByKey": _column("metrics", best_key),
+        "orderByAsc": mode == "min",
+        "selectedColumns": columns,
+        "runsHiddenMode": "SHOW_ALL",
+    }
+    client.set_experiment_tag(sweep_run.info.experiment_id, schema.SHARED_VIEW_PREFIX + SWEEPS_SHARE_KEY, json.dumps(view))
+    return SWEEPS_SHARE_KEY
+
+
 def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, str]]:
     """The UI links of a sweep, most useful first, as (label, URL); publishes its shared view.
 
@@ -119,7 +148,8 @@ def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, s
     searched parameters as columns; ``charts``: the same view drawn as the sweep's charts
     (learning curves, parallel coordinates, the score against the most important parameters);
     ``compare``: the best trials' parameters and metrics side by
-    side with plots; ``sweep``: the sweep's own run (best config, test score, model, plots).
+    side with plots; ``sweep``: the sweep's own run (best config, test score, model, plots);
+    ``sweeps``: every sweep of the experiment as a row, best first (:func:`publish_sweeps_view`).
     """
     experiment_id, run_id = sweep_run.info.experiment_id, sweep_run.info.run_id
     key = publish_sweep_view(client, sweep_run)
@@ -133,4 +163,5 @@ def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, s
     if best:
         links.append(("compare", compare_runs_url(base_url, experiment_id, best)))
     links.append(("sweep", run_url(base_url, experiment_id, run_id)))
+    links.append(("sweeps", experiment_runs_url(base_url, experiment_id, publish_sweeps_view(client, sweep_run))))
     return links
