@@ -116,6 +116,27 @@ def test_a_second_trial_reaching_the_target_in_the_same_round_ends_for_the_sweep
     assert not stopper.reached("x_00002")
 
 
+def test_the_patience_count_goes_on_after_a_resume(tmp_path):
+    from ray.tune.callback import CallbackList
+
+    first = build_stopper(KEY, "max", 5, patience=3)
+    for trial_id, score in (("x_00000", 0.9), ("x_00001", 0.8), ("x_00002", 0.85), ("x_00003", 0.7)):
+        first(trial_id, {KEY: score, "training_iteration": 5})
+    for trial_id in ("x_00000", "x_00001", "x_00002"):
+        first.trial_finished(trial_id)  # x_00003 was still running when the driver stopped
+    # Tune saves its callbacks' state with the experiment and restores it into the resumed run's
+    CallbackList([StopNotes({}, first)]).save_to_dir(str(tmp_path), session_str="s1")
+    resumed = build_stopper(KEY, "max", 5, patience=3)
+    restored = CallbackList([StopNotes({}, resumed)])
+    assert restored.can_restore(str(tmp_path))
+    restored.restore_from_dir(str(tmp_path))
+    patience = resumed.rules[0]
+    assert (patience.best, patience.best_trial, patience.since_best) == (0.9, "x_00000", 2)
+    resumed.trial_finished("x_00003")  # its score from before the stop still counts
+    assert resumed.stop_all()
+    assert resumed.reason == "--patience 3: no better val_accuracy in the last 3 finished trials (best 0.9 by trial-0000)"
+
+
 # -- how Tune's trials are noted when the rule ends the sweep -------------------------------------------
 def trial(trial_id: str, status: str, last: dict | None) -> SimpleNamespace:
     return SimpleNamespace(trial_id=trial_id, status=status, path=f"/r/{trial_id}", run_metadata=SimpleNamespace(last_result=last))

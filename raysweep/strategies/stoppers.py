@@ -92,6 +92,14 @@ class PatienceStopper(Stopper):
             self.trial_bests[trial_id] = float(value)
         return False  # it never stops one trial: the sweep's scheduler does that
 
+    def state(self) -> dict[str, Any]:
+        """What the count has seen, to carry over a resume (see :meth:`restore`)."""
+        return {"trial_bests": dict(self.trial_bests), "best": self.best, "best_trial": self.best_trial, "since_best": self.since_best}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.trial_bests = dict(state["trial_bests"])
+        self.best, self.best_trial, self.since_best = state["best"], state["best_trial"], int(state["since_best"])
+
     def trial_finished(self, trial_id: str) -> None:
         """Count a finished trial: the best improved, or one more trial went by without it."""
         value = self.trial_bests.pop(trial_id, None)
@@ -132,6 +140,16 @@ class SweepStopper(CombinedStopper):
     def reached(self, trial_id: str) -> bool:
         """Whether this trial's own result reached ``--stop-at`` (it ends for that, not for the scheduler)."""
         return any(isinstance(rule, TargetStopper) and trial_id in rule.reached for rule in self.rules)
+
+    def state(self) -> dict[str, Any] | None:
+        """The ``--patience`` count so far (the target rule keeps nothing), or None."""
+        found = [rule.state() for rule in self.rules if isinstance(rule, PatienceStopper)]
+        return found[0] if found else None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for rule in self.rules:
+            if isinstance(rule, PatienceStopper):
+                rule.restore(state)
 
     def trial_finished(self, trial_id: str) -> None:
         for rule in self.rules:

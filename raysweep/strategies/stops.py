@@ -35,6 +35,16 @@ class StopNotes(Callback):
         # Tune pickles its callbacks; the notes belong to this session
         return {"stops": {}, "sweep_stopper": None, "started": set()}
 
+    def get_state(self) -> dict[str, Any] | None:
+        # Tune saves its callbacks' state with the experiment and gives it back on resume: the
+        # --patience count goes on from where the stopped sweep left it.
+        rules = self.sweep_stopper.state() if self.sweep_stopper is not None else None
+        return {"sweep_stopper": rules} if rules else None
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if self.sweep_stopper is not None and state.get("sweep_stopper"):
+            self.sweep_stopper.restore(state["sweep_stopper"])
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started.add(trial.trial_id)
 
