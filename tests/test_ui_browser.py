@@ -10,6 +10,7 @@ side with plots. A second sweep in a sqlite store checks the same through the UI
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import signal
@@ -20,7 +21,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -90,6 +91,18 @@ def _links(stdout: str) -> dict[str, str]:
 
 def _chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+@contextlib.contextmanager
+def _browser_page(height: int = 1000) -> Iterator[Any]:
+    """A page of a real headless Chromium (the test skips without one), closed afterwards."""
+    sync_api = _skip_without_browser()
+    with sync_api.sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            yield browser.new_page(viewport={"width": 1800, "height": height})
+        finally:
+            browser.close()
 
 
 def _skip_without_browser() -> Any:
@@ -207,80 +220,56 @@ def server_links(server_sweep, mlflow_server, tmp_path_factory):
 def test_trials_link_shows_every_trial_as_a_row_sorted_by_the_metric_with_param_columns(
     server_sweep, server_links, tmp_path
 ):
-    sync_api = _skip_without_browser()
     assert server_sweep.metric == "rmse"
-    with sync_api.sync_playwright() as playwright:
-        browser = _chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1000})
-            page.goto(server_links["trials"])
-            _check_trials_view(page, server_sweep, SERVER_SWEEP, descending=False)
-            page.screenshot(path=str(tmp_path / "trials.png"))
-        finally:
-            browser.close()
+    with _browser_page() as page:
+        page.goto(server_links["trials"])
+        _check_trials_view(page, server_sweep, SERVER_SWEEP, descending=False)
+        page.screenshot(path=str(tmp_path / "trials.png"))
     assert (tmp_path / "trials.png").stat().st_size > 10_000
 
 
 def test_chart_view_of_the_trials_link_holds_learning_curves_parallel_coordinates_and_scatters(
     server_sweep, server_links, tmp_path
 ):
-    sync_api = _skip_without_browser()
-    with sync_api.sync_playwright() as playwright:
-        browser = _chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1200})
-            page.goto(server_links["trials"])
-            _trial_rows(page, f"best_val_{server_sweep.metric}", server_sweep.num_trials)
-            # the runs page's own toggle, as a user switches to the chart view
-            page.locator("label", has=page.locator("input[value='CHART']")).click()
-            _check_sweep_charts(page, server_sweep)
-            assert "compareRunsMode=CHART" in page.url
-            assert page.get_by_text(SHARED_VIEW_BANNER).is_visible()
-            page.screenshot(path=str(tmp_path / "charts.png"), full_page=True)
-        finally:
-            browser.close()
+    with _browser_page(1200) as page:
+        page.goto(server_links["trials"])
+        _trial_rows(page, f"best_val_{server_sweep.metric}", server_sweep.num_trials)
+        # the runs page's own toggle, as a user switches to the chart view
+        page.locator("label", has=page.locator("input[value='CHART']")).click()
+        _check_sweep_charts(page, server_sweep)
+        assert "compareRunsMode=CHART" in page.url
+        assert page.get_by_text(SHARED_VIEW_BANNER).is_visible()
+        page.screenshot(path=str(tmp_path / "charts.png"), full_page=True)
     assert (tmp_path / "charts.png").stat().st_size > 10_000
 
 
 def test_sweeps_link_shows_each_sweep_of_the_experiment_as_one_row(server_sweep, server_links, tmp_path):
-    sync_api = _skip_without_browser()
-    with sync_api.sync_playwright() as playwright:
-        browser = _chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1000})
-            page.goto(server_links["sweeps"])
-            # the experiment holds one sweep: one row, the sweep's own run, not its trials
-            rows = _trial_rows(page, f"best_val_{server_sweep.metric}", 1)
-            assert [row["name"] for row in rows if row["name"]] == [SERVER_SWEEP], rows
-            assert page.get_by_text(re.compile(r"^1 matching runs?$")).is_visible()
-            assert float(rows[0]["metric"]) == pytest.approx(server_sweep.best_validation_score, abs=1e-6)
-            assert page.locator(".ag-row").filter(has_text="xgboost").first.is_visible()  # the recipe column
-            page.screenshot(path=str(tmp_path / "sweeps.png"))
-        finally:
-            browser.close()
+    with _browser_page() as page:
+        page.goto(server_links["sweeps"])
+        # the experiment holds one sweep: one row, the sweep's own run, not its trials
+        rows = _trial_rows(page, f"best_val_{server_sweep.metric}", 1)
+        assert [row["name"] for row in rows if row["name"]] == [SERVER_SWEEP], rows
+        assert page.get_by_text(re.compile(r"^1 matching runs?$")).is_visible()
+        assert float(rows[0]["metric"]) == pytest.approx(server_sweep.best_validation_score, abs=1e-6)
+        assert page.locator(".ag-row").filter(has_text="xgboost").first.is_visible()  # the recipe column
+        page.screenshot(path=str(tmp_path / "sweeps.png"))
     assert (tmp_path / "sweeps.png").stat().st_size > 10_000
 
 
 def test_compare_link_shows_the_trials_side_by_side_with_plots(server_sweep, server_links, tmp_path):
-    sync_api = _skip_without_browser()
     trials = server_sweep.num_trials
-    with sync_api.sync_playwright() as playwright:
-        browser = _chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1000})
-            page.goto(server_links["compare"])
-            page.get_by_text(f"Comparing {trials} Runs from 1 Experiment").wait_for(timeout=120_000)
-            assert page.get_by_text("Parallel Coordinates Plot").is_visible()
-            # the best trial first, as in the leaderboard
-            best = server_sweep.leaderboard.iloc[0]["trial"]
-            names = page.locator("tr", has_text="Run Name:").first.inner_text().split()[2:]
-            assert names[0] == best and sorted(names) == sorted(server_sweep.leaderboard["trial"]), names
-            for name in SEARCHED:
-                page.locator("tr", has_text=name).first.wait_for(timeout=30_000)
-            assert page.get_by_text(SHARED_VIEW_BANNER).count() == 0
-            page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
-        finally:
-            browser.close()
+    with _browser_page() as page:
+        page.goto(server_links["compare"])
+        page.get_by_text(f"Comparing {trials} Runs from 1 Experiment").wait_for(timeout=120_000)
+        assert page.get_by_text("Parallel Coordinates Plot").is_visible()
+        # the best trial first, as in the leaderboard
+        best = server_sweep.leaderboard.iloc[0]["trial"]
+        names = page.locator("tr", has_text="Run Name:").first.inner_text().split()[2:]
+        assert names[0] == best and sorted(names) == sorted(server_sweep.leaderboard["trial"]), names
+        for name in SEARCHED:
+            page.locator("tr", has_text=name).first.wait_for(timeout=30_000)
+        assert page.get_by_text(SHARED_VIEW_BANNER).count() == 0
+        page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     assert (tmp_path / "compare.png").stat().st_size > 10_000
 
 
@@ -364,22 +353,16 @@ def ui_links(swept_store, tmp_path, request):
 
 
 def test_ui_serves_a_sqlite_store_and_opens_on_its_trials(swept_store, ui_links, tmp_path):
-    sync_api = _skip_without_browser()
     _, result = swept_store
     assert "/runs?workflowType=machine_learning&viewStateShareKey=" in ui_links["trials"]
-    with sync_api.sync_playwright() as playwright:
-        browser = _chromium(playwright)
-        try:
-            page = browser.new_page(viewport={"width": 1800, "height": 1000})
-            page.goto(ui_links["trials"])
-            _check_trials_view(page, result, SWEEP, descending=True)
-            page.screenshot(path=str(tmp_path / "raysweep-ui.png"))
-            # the charts link opens the same view on its charts
-            assert ui_links["charts"] == ui_links["trials"] + "&compareRunsMode=CHART"
-            page.goto(ui_links["charts"])
-            _check_sweep_charts(page, result)
-            page.screenshot(path=str(tmp_path / "raysweep-ui-charts.png"), full_page=True)
-        finally:
-            browser.close()
+    with _browser_page() as page:
+        page.goto(ui_links["trials"])
+        _check_trials_view(page, result, SWEEP, descending=True)
+        page.screenshot(path=str(tmp_path / "raysweep-ui.png"))
+        # the charts link opens the same view on its charts
+        assert ui_links["charts"] == ui_links["trials"] + "&compareRunsMode=CHART"
+        page.goto(ui_links["charts"])
+        _check_sweep_charts(page, result)
+        page.screenshot(path=str(tmp_path / "raysweep-ui-charts.png"), full_page=True)
     assert (tmp_path / "raysweep-ui.png").stat().st_size > 10_000
     assert (tmp_path / "raysweep-ui-charts.png").stat().st_size > 10_000

@@ -15,7 +15,7 @@ from typing import Any
 
 from raysweep.errors import UserError
 from raysweep.tracking import schema
-from raysweep.tracking.queries import _quoted, all_experiment_ids, child_runs, metric_and_mode, named_experiments
+from raysweep.tracking.queries import _quoted, all_experiment_ids, child_runs, named_experiments, sweep_metric
 
 
 @dataclass
@@ -49,8 +49,7 @@ def _finite(value: Any) -> float | None:
 def sweep_row(client: Any, run: Any, experiment_name: str) -> SweepRow:
     """What the table shows of one sweep's parent run."""
     tags, metrics, info = run.data.tags, run.data.metrics, run.info
-    metric = tags.get(schema.METRIC) or run.data.params.get("metric", "")
-    _, mode = metric_and_mode(run)
+    metric, mode = sweep_metric(run)
     trials = metrics.get(schema.NUM_TRIALS)
     if trials is None:  # an unfinished sweep has no count yet: its trial runs are the count
         trials = len(child_runs(client, run))

@@ -91,10 +91,16 @@ def child_runs(client: Any, sweep_run: Any, order_by: list[str] | None = None, m
     )
 
 
+def sweep_metric(sweep_run: Any) -> tuple[str, str]:
+    """The sweep's metric (``accuracy``) and its mode (``max`` or ``min``)."""
+    tags, params = sweep_run.data.tags, sweep_run.data.params
+    return tags.get(schema.METRIC) or params.get("metric", ""), params.get("mode", "max")
+
+
 def metric_and_mode(sweep_run: Any) -> tuple[str, str]:
     """The sweep's validation metric key (``val_<metric>``) and its mode (``max`` or ``min``)."""
-    tags, params = sweep_run.data.tags, sweep_run.data.params
-    return schema.validation_metric(tags.get(schema.METRIC) or params.get("metric", "")), params.get("mode", "max")
+    metric, mode = sweep_metric(sweep_run)
+    return schema.validation_metric(metric), mode
 
 
 def named_experiments(client: Any, uri: str, experiment: str) -> dict[str, str]:

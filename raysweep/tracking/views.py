@@ -32,7 +32,7 @@ from typing import Any
 
 from raysweep.tracking import schema
 from raysweep.tracking.charts import sweep_charts
-from raysweep.tracking.queries import child_runs, metric_and_mode, trials_filter
+from raysweep.tracking.queries import child_runs, metric_and_mode, sweep_metric, trials_filter
 
 #: the query that makes MLflow 3.17's UI show the model-training views of an experiment
 ML_WORKFLOW_QUERY = "workflowType=machine_learning"
@@ -124,9 +124,8 @@ def publish_sweeps_view(client: Any, sweep_run: Any) -> str:
     and the duration as columns: ``raysweep compare`` in the UI. Sweeps of another metric sort
     after those of this one (they have no value in its column).
     """
-    metric_key, mode = metric_and_mode(sweep_run)
-    metric = metric_key.removeprefix(schema.validation_metric(""))
-    best_key = schema.best_of(metric_key)
+    metric, mode = sweep_metric(sweep_run)
+    best_key = schema.best_metric(metric)
     columns = [_column("tags", name) for name in (schema.RECIPE, schema.SCHEDULER, schema.SEARCHER)]
     columns += [_column("metrics", key) for key in (schema.NUM_TRIALS, best_key, schema.test_metric(metric))]
     columns += [_column("attributes", "Duration")]
