@@ -5,7 +5,8 @@ flush_every)``, then Tune's events as ``(method, *args)`` of :class:`raysweep.tr
 (``("replay", trial_folders)`` first when it takes over from a writer that died), ``("ping",
 token)`` (answered on stdout with ``(token, what is not written yet or None)`` once everything
 before it is handled) and ``("stop",)``.
-It runs in a session of its own, so a Ctrl-C meant for the sweep does not stop it halfway; when
+It runs at a lower priority than the sweep (its writing can wait; Tune's loop and the trials
+cannot) and in a session of its own, so a Ctrl-C meant for the sweep does not stop it halfway; when
 the sweep's process dies (its end of the pipe closes), it writes what it holds and exits.
 """
 
@@ -19,13 +20,24 @@ import sys
 
 logger = logging.getLogger("raysweep.tracking")
 
+#: how much lower than the sweep's the writer's CPU priority is: while trials run it takes the
+#: cores they leave idle, and it catches up once they are done
+NICENESS = 10
+
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(NICENESS)
+    except OSError:
+        pass
     inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries answers only
 
+    from raysweep.tracking.store import write_sqlite_lightly
     from raysweep.tracking.writer import TrialWriter
+
+    write_sqlite_lightly()
 
     writer = None
     while True:

@@ -204,8 +204,9 @@ class MLflowTrialCallback(Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._trials = trials
         self._final.append(("experiment_ended", [_TrialView.of(trial) for trial in trials]))
+        # Not waited for here: the writer catches up while the sweep refits its best config and
+        # logs its outcome, and the sweep's end (close_open_runs) waits for it.
         self._send(*self._final[-1])
-        self.wait_idle(DRAIN_WAIT_S)
 
     # -- for the sweep's end -------------------------------------------------------------------
     def wait_idle(self, timeout: float) -> bool:

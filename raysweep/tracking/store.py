@@ -76,6 +76,27 @@ def quick_failing_client_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
+def write_sqlite_lightly() -> None:
+    """Make this process's sqlite MLflow stores commit without waiting for the disk each time.
+
+    Each MLflow call is a few transactions, and by default sqlite waits for the disk at every
+    commit: most of a trial run's writing time. In write-ahead-log mode with ``synchronous=NORMAL``
+    a commit waits for nothing and a crash of the process (or the machine) cannot corrupt the
+    store; a power cut may lose the last commits, which `raysweep sync` writes again from Ray's
+    results. The log mode stays with the database file (readers such as `mlflow ui` handle it).
+    """
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _commit_lightly(connection: Any, _record: Any) -> None:
+        if isinstance(connection, sqlite3.Connection):
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (relative to the working folder), else None."""
     if not uri.startswith("sqlite:///"):
