@@ -17,7 +17,7 @@ SMOKE_OUT = BENCHMARKS_DIR / "out" / "smoke"
 SUITES = ("overhead", "quality", "startup")
 
 #: the sizes the issue asks for; a run below any of them is marked preliminary in RESULTS.md
-FULL_SIZES = {"seeds": 3, "trials": 500, "budget": 120.0}
+FULL_SIZES = {"seeds": 3, "trials": 500, "budget": 120.0, "pairs": 5}
 
 
 @dataclass
@@ -30,6 +30,8 @@ class Settings:
     trials: int = 500
     #: trials for plain Ray Tune without actor reuse, about 1 s each; its cost per trial is flat
     noreuse_trials: int = 100
+    #: overhead: runs of each tool per seed, taken in turns (A B A B ...): the ratios are per turn
+    pairs: int = 5
     budget: float = 120.0
     cpus: int = 2
     concurrency: int = 2
@@ -81,6 +83,8 @@ class Settings:
             notes.append("smoke mode (tiny sizes, synthetic data, trial-capped sweeps)")
         if suite in ("overhead", "quality") and self.seeds < FULL_SIZES["seeds"]:
             notes.append(f"{self.seeds} seed(s) instead of {FULL_SIZES['seeds']}")
+        if suite == "overhead" and self.pairs < FULL_SIZES["pairs"]:
+            notes.append(f"{self.pairs} run(s) of each tool in turns instead of {FULL_SIZES['pairs']}")
         if suite == "overhead" and self.trials < FULL_SIZES["trials"]:
             notes.append(f"{self.trials} trials per run instead of {FULL_SIZES['trials']}")
         if suite in ("quality", "startup") and self.budget < FULL_SIZES["budget"]:

@@ -264,26 +264,58 @@ SMOKE_TOOLS = ("raysweep_mlflow", "ray_class_reuse", "ray_function_noreuse", "op
 
 
 def cells(settings: Settings) -> list[dict[str, Any]]:
-    """Every (tool, workload, seed) measurement of the suite, grouped by tool."""
+    """Every (tool, workload, seed, turn) measurement of the suite, in the order they run.
+
+    Each tool runs ``settings.pairs`` times per workload and seed, the tools taking turns
+    (A B C A B C ...), each run in a worker process (and a Ray) of its own: a stretch of load
+    from elsewhere then falls on every tool of a turn alike, and the ratio of two tools is taken
+    within each turn.
+    """
     out = []
-    for tool in TOOLS.values():
-        if settings.smoke and tool.name not in SMOKE_TOOLS:
-            continue
-        for workload in settings.functions:
-            for seed in range(settings.seeds):
-                out.append({"suite": "overhead", "id": f"{tool.name}-{workload}-s{seed}", "tool": tool.name,
-                            "workload": workload, "seed": seed, "trials": trials_for(tool, settings),
-                            "group": f"overhead-{tool.name}"})
+    tools = [tool for tool in TOOLS.values() if not settings.smoke or tool.name in SMOKE_TOOLS]
+    for workload in settings.functions:
+        for seed in range(settings.seeds):
+            for turn in range(settings.pairs):
+                for tool in tools:
+                    out.append({"suite": "overhead", "id": f"{tool.name}-{workload}-s{seed}-t{turn}", "tool": tool.name,
+                                "workload": workload, "seed": seed, "turn": turn, "trials": trials_for(tool, settings),
+                                "group": f"overhead-{tool.name}-{workload}-s{seed}-t{turn}"})
     return out
 
 
 def run_cell(cell: dict[str, Any], settings: Settings, scratch: Path) -> dict[str, Any]:
     tool = TOOLS[cell["tool"]]
+    load_before = os.getloadavg()[0]
     outcome = tool.run(cell["workload"], cell["seed"], cell["trials"], settings, scratch)
     outcome["ms_per_trial"] = 1000 * outcome["seconds"] / max(outcome["trials"], 1)
-    return {**cell, **outcome, "label": tool.label, "concurrency": tool.concurrency, "pid": os.getpid()}
+    return {**cell, **outcome, "label": tool.label, "concurrency": tool.concurrency, "pid": os.getpid(),
+            "loadavg_before": load_before}
 
 
 def summary(record: dict[str, Any]) -> str:
     return (f"{record['tool']:<22} {record['workload']:<9} seed {record['seed']}: "
-            f"{record['ms_per_trial']:8.1f} ms/trial over {record['trials']} trials, best {record['best']:.4g}")
+            f"{record['ms_per_trial']:8.1f} ms/trial over {record['trials']} trials, best {record['best']:.4g}"
+            f", turn {record.get('turn', 0) + 1}, load {record.get('loadavg_before', float('nan')):.1f} before")
+
+
+def turn_summary(records: list[dict[str, Any]]) -> list[str]:
+    """The closing lines of a run: each tool's median over its turns, then raysweep's ratios per turn."""
+    from benchmarks.report import OVERHEAD_REFERENCES, busy_turns, median, turn_ratios
+
+    ok = [r for r in records if "error" not in r and "skipped" not in r]
+    lines = []
+    for workload in sorted({r["workload"] for r in ok}):
+        for seed in sorted({r["seed"] for r in ok if r["workload"] == workload}):
+            for tool in TOOLS:
+                values = [r["ms_per_trial"] for r in ok if (r["tool"], r["workload"], r["seed"]) == (tool, workload, seed)]
+                if values:
+                    trials = max(r["trials"] for r in ok if r["tool"] == tool)
+                    lines.append(f"{tool:<22} {workload:<9} seed {seed}: {median(values):8.1f} ms/trial over {trials} trials, "
+                                 f"median of {len(values)} turn(s) ({min(values):.1f}-{max(values):.1f})")
+        for tool, reference in OVERHEAD_REFERENCES:
+            ratios = turn_ratios(ok, workload, tool, reference)
+            if ratios:
+                busy = busy_turns(ok, workload)
+                lines.append(f"{tool} / {reference} {workload}: {median(ratios):.2f}x, median of {len(ratios)} turn(s) "
+                             f"({min(ratios):.2f}-{max(ratios):.2f}x); busy machine in {len(busy)} of them")
+    return lines

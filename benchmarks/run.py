@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trials", type=int, help="trials per overhead run (default 500)")
     parser.add_argument("--noreuse-trials", type=int,
                         help="trials for plain Ray Tune without actor reuse, about 1 s each (default 100)")
+    parser.add_argument("--pairs", type=int,
+                        help="overhead: runs of each tool per seed, in turns (A B A B ...); ratios are medians over turns (default 5)")
     parser.add_argument("--functions", help="overhead workloads, comma-separated (default noop,branin,hartmann6)")
     parser.add_argument("--tools", help="only these tools, comma-separated (e.g. raysweep_mlflow,ray_class_reuse)")
     parser.add_argument("--smoke", action="store_true",
@@ -65,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true", help="keep this suite's stored records and run only the missing ones")
     parser.add_argument("--report-only", action="store_true", help="rebuild RESULTS.md and the plots from stored records")
     args = parser.parse_args(argv)
-    for name in ("seeds", "trials", "noreuse_trials"):
+    for name in ("seeds", "trials", "noreuse_trials", "pairs"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -79,11 +81,11 @@ def make_settings(args: argparse.Namespace, argv: list[str]) -> Settings:
     if args.smoke:
         settings = Settings(out=str(Path(args.out).resolve() if args.out else SMOKE_OUT), data_dir=None, seeds=1,
                             trials=10, noreuse_trials=2, budget=2.0, functions=("branin",), pbt_population=4,
-                            startup_repeats=1, smoke=True)
+                            startup_repeats=1, smoke=True, pairs=1)
     else:
         settings = Settings(out=str(Path(args.out).resolve() if args.out else BENCHMARKS_DIR),
                             data_dir=str(data_dir) if data_dir.is_dir() else None)
-    for name in ("seeds", "trials", "noreuse_trials", "budget"):
+    for name in ("seeds", "trials", "noreuse_trials", "budget", "pairs"):
         value = getattr(args, name)
         if value is not None:
             setattr(settings, name, value)
@@ -286,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
                 "settings": settings.to_json(),
             }
         (settings.raw_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+        if "overhead" in times:
+            from benchmarks.overhead import turn_summary
+
+            for line in turn_summary(read_records(settings, "overhead")):
+                progress(line)
     failed = [r["id"] for suite in SUITES for r in read_records(settings, suite) if "error" in r]
     path = report.write(settings, meta)
     progress(f"wrote {path}")
