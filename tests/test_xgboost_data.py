@@ -39,6 +39,25 @@ def test_step_by_step_fit_scores_as_one_fit_of_all_rounds(loader, task, n_classe
         np.testing.assert_array_equal(stepped.classes_, np.arange(n_classes))
 
 
+def test_with_row_and_column_sampling_the_steps_score_as_before_and_repeat_exactly():
+    """Sampled rounds draw from XGBoost's random stream, which a booster copied at each step (a new
+    scikit-learn fit continuing it: raysweep before) restarts and a booster grown in place does not:
+    the models differ by sampling noise, and each is the same again on the same seed."""
+    X, y = load_wine(return_X_y=True)
+    X_fit, y_fit, X_val, y_val = X[::2], y[::2], X[1::2], y[1::2]
+    params = {"max_depth": 4, "learning_rate": 0.1, "subsample": 0.7, "colsample_bytree": 0.8}
+    family = get_family("xgboost")
+    before = family.build(params, "classification", 0, True)
+    for step in range(4):
+        grown = type(before)(**{**before.get_params(), "n_estimators": 20})
+        before = grown.fit(X_fit, y_fit, xgb_model=before.get_booster() if step else None)
+    kept = _stepped(params, "classification", X_fit, y_fit, 3, steps=4)
+    again = _stepped(params, "classification", X_fit, y_fit, 3, steps=4)
+    assert score("log_loss", kept, X_val, y_val, 3) == pytest.approx(score("log_loss", before, X_val, y_val, 3), rel=0.1)
+    assert score("accuracy", kept, X_val, y_val, 3) == pytest.approx(score("accuracy", before, X_val, y_val, 3), abs=0.03)
+    np.testing.assert_array_equal(kept.predict_proba(X_val), again.predict_proba(X_val))
+
+
 def test_one_matrix_per_rows_and_max_bin_reused_across_trials():
     X, y = load_breast_cancer(return_X_y=True)
     family = get_family("xgboost")
@@ -74,3 +93,18 @@ def test_a_pickled_family_leaves_its_matrices_behind():
     family = get_family("xgboost")
     _stepped({}, "classification", X, y, 2, steps=1, family=family)
     assert "_matrices_cache" not in pickle.loads(pickle.dumps(family)).__dict__
+
+
+def test_parameters_changed_between_steps_apply_to_the_next_rounds():
+    import json
+
+    X, y = load_breast_cancer(return_X_y=True)
+    family = get_family("xgboost")
+    resource = Resource("n_estimators", 10, 30)
+    model = family.build({"learning_rate": 0.3}, "classification", 0, True)
+    model = family.train_step(model, X, y, 1, resource, 2, 0)
+    model = family.apply_params(model, {"learning_rate": 0.05})
+    model = family.train_step(model, X, y, 2, resource, 2, 0)
+    config = json.loads(model.get_booster().save_config())
+    assert float(config["learner"]["gradient_booster"]["tree_train_param"]["eta"]) == pytest.approx(0.05)
+    assert model.get_booster().num_boosted_rounds() == 20

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -45,9 +46,21 @@ class XGBoostFamily(Family):
             if booster_params.get("objective") != "multi:softmax":
                 booster_params["objective"] = "multi:softprob"
             booster_params["num_class"] = n_classes
-        booster = xgboost.train(
-            booster_params, self._matrices.get(X, y, n_classes, grown), rounds, xgb_model=previous, verbose_eval=False
-        )
+        matrix = self._matrices.get(X, y, n_classes, grown)
+        if previous is None:
+            booster = xgboost.train(booster_params, matrix, rounds, verbose_eval=False)
+        else:
+            # The same booster grows on the same matrix: its predictions on these rows stay cached,
+            # where a copy of it (``xgboost.train(xgb_model=...)``) would first predict them again
+            # with every tree it has (most of a step-by-step fit's extra cost on many classes).
+            booster = previous
+            if _applied.get(booster) != booster_params:
+                # Only a change (PBT's): setting parameters restarts the booster's random stream.
+                booster.set_param(booster_params)
+            done = booster.num_boosted_rounds()
+            for iteration in range(done, done + rounds):
+                booster.update(matrix, iteration)
+        _applied[booster] = booster_params
         _hold(grown, booster, booster_params["objective"], n_classes)
         return grown
 
@@ -85,6 +98,10 @@ class XGBoostFamily(Family):
             return mlflow.xgboost.log_model(estimator, model_format="ubj", **log_model_args)
         finally:
             del estimator.save_model
+
+
+#: the parameters each live booster last trained with
+_applied: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 
 def _hold(wrapper: Any, booster: Any, objective: str, n_classes: int) -> None:
