@@ -16,6 +16,7 @@ class XGBoostFamily(Family):
     native_missing = True
     reserved = ("n_estimators", "random_state", "n_jobs", "nthread", "verbosity", "early_stopping_rounds")
     libraries = ("xgboost",)
+    uses_gpu = True
 
     def estimator_class(self, task: str) -> type:
         from xgboost import XGBClassifier, XGBRegressor
@@ -63,6 +64,10 @@ class XGBoostFamily(Family):
         _applied[booster] = booster_params
         _hold(grown, booster, booster_params["objective"], n_classes)
         return grown
+
+    def gpu_params(self) -> dict[str, Any]:
+        # Training and prediction both on the trial's GPU (Ray makes it the only visible one).
+        return {"device": "cuda"}
 
     def device(self, model: Any) -> str | None:
         """The device XGBoost really trained on (``cpu``, ``cuda:0``): asked for ``cuda`` without a
