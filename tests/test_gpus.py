@@ -16,7 +16,8 @@ from raysweep.families import get_family
 from raysweep.sweep.gpus import fallback_warnings
 from raysweep.sweep.options import plan_sweep
 from raysweep.tracking import schema
-from tests.conftest import REPO, invoke_cli
+from fast_support import EXPERIMENT, METRIC, SWEEP, empty_store, store_uri, trial_runs, tune_result  # noqa: F401  (fixtures)
+from conftest import REPO, invoke_cli
 
 RULE = "must be a fraction in (0, 1] (trials share a GPU) or a whole number >= 1, e.g. --gpus-per-trial 0.25 for four trials per GPU"
 
@@ -113,3 +114,23 @@ def test_quarter_gpu_trials_get_gpu_0_and_say_they_trained_on_the_cpu(tmp_path: 
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()], f"tags.{schema.TRIAL_ID} != ''")
     assert len(runs) == 4
     assert [(r.data.tags.get(schema.DEVICE), r.data.tags.get(schema.GPU_IDS)) for r in runs] == [("cpu", "0")] * 4
+
+
+def test_the_trial_run_is_tagged_with_the_device_and_gpus_of_its_first_result(store_uri: str) -> None:
+    """The writer turns the trial's ``device`` and ``gpu_ids`` into tags, not metrics (no Ray)."""
+    import time
+
+    from raysweep.tracking.callback import _TrialView
+    from raysweep.tracking.store import SweepTracker
+    from raysweep.tracking.writer import TrialWriter
+
+    tracker = SweepTracker(store_uri, EXPERIMENT, SWEEP, METRIC, 3, True, tags={}, params={})
+    tracker.start()
+    writer = TrialWriter(tracker, time.time(), 0.0)
+    for iteration in (1, 2):
+        result = {**tune_result("e55ae_00000", iteration, 0.9, config={"max_depth": 3}), schema.DEVICE_RESULT: "cpu", schema.GPU_IDS_RESULT: "0"}
+        writer.trial_result(_TrialView("e55ae_00000", {"max_depth": 3}, result, "RUNNING", seen=time.time()), result)
+    writer.close_open_runs("KILLED", "sweep_interrupted")
+    run = trial_runs(store_uri, tracker.parent_run_id)["trial-0000"]
+    assert (run.data.tags[schema.DEVICE], run.data.tags[schema.GPU_IDS]) == ("cpu", "0")
+    assert not {schema.DEVICE_RESULT, schema.GPU_IDS_RESULT} & set(run.data.metrics)
