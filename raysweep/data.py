@@ -226,9 +226,12 @@ class TrialData:
         """(X_fit, y_fit, X_score, y_score) for each fold (one pair without cross-validation)."""
         if not self.folds:
             return [(self.X_train, self.y_train, self.X_val, self.y_val)]
-        return [
-            (self.X_train[tr], self.y_train[tr], self.X_train[va], self.y_train[va]) for tr, va in self.folds
-        ]
+        if "_fold_splits" not in self.__dict__:  # the same arrays every step: XGBoost finds its matrices again
+            self._fold_splits = [(self.X_train[tr], self.y_train[tr], self.X_train[va], self.y_train[va]) for tr, va in self.folds]
+        return self._fold_splits
+
+    def __getstate__(self) -> dict[str, Any]:  # the folds are cut again where the data arrives
+        return {k: v for k, v in self.__dict__.items() if k != "_fold_splits"}
 
 
 @dataclass

@@ -59,10 +59,15 @@ class SweepTrainable(tune.Trainable):
         self.spec = spec
         self.family = spec.family
         self._node_id = _node_id()
+        from raysweep.sweep.gpus import trial_gpu_ids
+
+        # An actor keeps its resources for every trial it runs (actor reuse): asked once.
+        self._gpu_ids = ",".join(str(gpu) for gpu in trial_gpu_ids())
+        self._gpu_params = self.family.gpu_params() if self._gpu_ids else {}
         self._start(config)
 
     def _start(self, config: dict[str, Any]) -> None:
-        params = model_params(self.spec, config)
+        params = {**model_params(self.spec, config), **self._gpu_params}
         self.models = [
             self.family.build(params, self.spec.task, self.spec.seed, self.spec.needs_proba)
             for _ in self.data.splits()
@@ -98,6 +103,11 @@ class SweepTrainable(tune.Trainable):
             schema.STEP_TIME: time.perf_counter() - started,
             "node_id": self._node_id,
         }
+        device = self.family.device(self.models[0])
+        if device:
+            result[schema.DEVICE_RESULT] = device
+        if self._gpu_ids:
+            result[schema.GPU_IDS_RESULT] = self._gpu_ids
         if self.spec.mutable:
             effective = self.family.effective_params(self.models[0], list(self.spec.mutable))
             result.update({schema.hyperparameter_metric(name): v for name, v in effective.items() if isinstance(v, (int, float))})

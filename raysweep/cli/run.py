@@ -22,6 +22,7 @@ def _run_options(func: Any) -> Any:
         click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds."),
         click.option("--stop-at", type=float, metavar="VALUE", help="End the sweep as soon as a trial's validation metric reaches VALUE (in the metric's direction: accuracy >= VALUE, rmse <= VALUE); the best config is refit as usual."),
         click.option("--patience", type=int, metavar="N", help="End the sweep when N finished trials in a row (run to the end or stopped early by the scheduler; failed ones do not count) did not improve the best validation score."),
+        click.option("--gpus-per-trial", metavar="F", help="GPUs Ray reserves for each trial: a fraction in (0, 1] to share one (0.25: four trials per GPU) or a whole number. XGBoost trials train on their GPU; other families say they cannot."),
         click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster)."),
         click.option("--cv", type=int, help="Score each trial by K-fold cross-validation instead of one validation split."),
         click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible."),
@@ -85,6 +86,8 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     err = Console(stderr=True, highlight=False)
     for where, note in [(plan.recipe.source, n) for n in plan.recipe.notes] + [(plan.dataset.name, n) for n in plan.dataset.notes]:
         err.print(f"[dim]{escape(f'{where}: {note}')}[/]")
+    for note in plan.notes:
+        err.print(f"[yellow]note: {escape(note)}[/]")
     err.print(
         f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
         f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(get_searcher(plan.searcher).exhaustive)}, "

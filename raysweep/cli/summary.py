@@ -56,6 +56,8 @@ def _print_summary(result: Any, console: Any) -> None:
     if result.warm_start_trials is not None:
         source = f" from {', '.join(result.warm_start_from)}" if result.warm_start_from else " (no earlier sweep: cold)"
         console.print(f"warm start: {result.warm_start_trials} earlier trials{source}")
+    for warning in getattr(result, "warnings", []):
+        console.print(f"[yellow]warning: {warning}[/]", soft_wrap=True)
     if getattr(result, "stopped_by", None):
         console.print(f"sweep stopped early: {result.stopped_by}", soft_wrap=True)
     if result.tracking_uri:

@@ -33,6 +33,8 @@ class Family:
     scale_target: bool = False
     #: the distributions a saved model of this family needs besides scikit-learn, numpy and pandas
     libraries: tuple[str, ...] = ()
+    #: whether the model trains on a GPU when its trial is given one (``--gpus-per-trial``)
+    uses_gpu: bool = False
 
     def estimator_class(self, task: str) -> type:
         raise NotImplementedError
@@ -64,6 +66,14 @@ class Family:
     def log_native_model(self, estimator: Any, **log_model_args: Any) -> Any:
         """Log the bare model in :meth:`native_flavor` (``log_model_args`` are MLflow's); returns its ModelInfo."""
         raise NotImplementedError
+
+    def gpu_params(self) -> dict[str, Any]:
+        """The parameters that make a model of this family train on the trial's GPU."""
+        return {}
+
+    def device(self, model: Any) -> str | None:
+        """The device ``model`` really trained on, when the family can tell; else None."""
+        return None
 
     def effective_params(self, model: Any, names: list[str]) -> dict[str, Any]:
         """The values of ``names`` the model will really train its next step with."""

@@ -23,6 +23,7 @@ from raysweep.families import Family, get_family
 from raysweep.metrics import METRICS, RANGES, direction
 from raysweep.recipes import TASKS, Recipe, load_recipe
 from raysweep.strategies import registry as strategies
+from raysweep.sweep.gpus import check_gpus_per_trial, family_note
 from raysweep.sweep.record import is_uri
 from raysweep.tracking import schema
 from raysweep.tracking.store import resolve_tracking_uri
@@ -65,6 +66,8 @@ class SweepOptions:
     stop_at: float | None = None
     #: end the sweep once this many finished trials in a row did not improve the best score
     patience: int | None = None
+    #: each trial's share of a GPU (a fraction in (0, 1]) or whole GPUs; None: CPU only
+    gpus_per_trial: float | None = None
 
     @property
     def tune_num_samples(self) -> int:
@@ -108,11 +111,18 @@ class SweepPlan:
             raise AttributeError(name)
         return getattr(self.options, name)
 
+    @property
+    def notes(self) -> list[str]:
+        """Lines the sweep says at its start about its options (a family asked for GPUs it cannot use)."""
+        note = family_note(self.family, self.options.gpus_per_trial)
+        return [note] if note else []
+
     def settings(self) -> dict[str, Any]:
         """The sweep's settings, as logged to MLflow."""
         options = self.options
         # The rules that end a sweep early are params only when given.
-        rules = {key: value for key, value in (("stop_at", options.stop_at), ("patience", options.patience)) if value is not None}
+        given = (("stop_at", options.stop_at), ("patience", options.patience), ("gpus_per_trial", options.gpus_per_trial))
+        rules = {key: value for key, value in given if value is not None}
         return rules | {
             "recipe": self.recipe.name,
             "family": self.recipe.family,
@@ -239,6 +249,7 @@ def plan_sweep(
     warm_start: bool = False,
     stop_at: float | None = None,
     patience: int | None = None,
+    gpus_per_trial: float | None = None,
 ) -> SweepPlan:
     """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem.
 
@@ -263,6 +274,7 @@ def plan_sweep(
         raise UserError(f"--time-budget {time_budget}: must be a positive number of seconds")
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise UserError(f"--patience {patience}: must be a whole number of finished trials >= 1, e.g. --patience 10")
+    gpus_per_trial = check_gpus_per_trial(gpus_per_trial)
     if max_failures < 0:
         raise UserError(f"--max-failures {max_failures}: must be >= 0")
     if checkpoint_every is None:
@@ -334,5 +346,6 @@ def plan_sweep(
         warm_start=bool(warm_start),
         stop_at=None if stop_at is None else float(stop_at),
         patience=patience,
+        gpus_per_trial=gpus_per_trial,
     )
     return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec)

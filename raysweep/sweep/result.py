@@ -14,6 +14,7 @@ import numpy as np
 from raysweep.data import PreparedData, make_preprocessor
 from raysweep.errors import SweepFailed
 from raysweep.metrics import needs_proba, score
+from raysweep.sweep.gpus import fallback_warnings
 from raysweep.sweep.options import SweepPlan
 from raysweep.sweep.record import is_uri
 from raysweep.tracking import schema
@@ -56,6 +57,8 @@ class SweepResult:
     warm_start_trials: int | None = None
     #: why the sweep ended before its trial count or budget (``--stop-at``, ``--patience``), else None
     stopped_by: str | None = None
+    #: what the user should know about how the trials ran (asked for a GPU, trained on the CPU)
+    warnings: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         # The leaderboard and the model pipeline are attributes to look at, not to print here.
@@ -95,6 +98,7 @@ class SweepResult:
             "warm_start_from": self.warm_start_from,
             "warm_start_trials": self.warm_start_trials,
             "stopped_by": self.stopped_by,
+            "warnings": self.warnings,
         }
 
 
@@ -248,6 +252,7 @@ def summarise(
         errors=errors,
         importance=importance,
         stopped_by=stopped_by,
+        warnings=fallback_warnings(plan.gpus_per_trial, plan.family, results),
     )
     if tracker is not None:
         from raysweep.tracking.outcome import log_sweep_outcome

@@ -22,6 +22,7 @@ from raysweep import space
 from raysweep.strategies import registry as strategies
 from raysweep.sweep import record as sweep_record
 from raysweep.sweep.connect import cluster_cpus, connect_ray
+from raysweep.sweep.gpus import check_cluster_gpus, trial_resources
 from raysweep.sweep.environment import _quiet_environment, _quiet_tune
 from raysweep.sweep.options import SweepPlan, plan_sweep
 from raysweep.sweep.result import SweepResult, summarise
@@ -57,6 +58,8 @@ def run_planned(
     # Ray first: an address that does not answer is a one-line error within seconds, before
     # Ray Tune is imported and the data is prepared.
     connect_ray(plan.address, verbose)
+    # Known once Ray is up; still before any trial and before the sweep's MLflow runs.
+    check_cluster_gpus(plan.gpus_per_trial)
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
@@ -130,7 +133,7 @@ def run_planned(
     if not sweep_record.is_uri(plan.storage):
         callbacks.append(StateCopy(Path(plan.storage, plan.name)))
     trainable = tune.with_resources(
-        tune.with_parameters(SweepTrainable, data=prepared.trial, spec=spec), {"cpu": 1}
+        tune.with_parameters(SweepTrainable, data=prepared.trial, spec=spec), trial_resources(plan.gpus_per_trial)
     )
     param_space = space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source)
     if resume:
@@ -378,7 +381,8 @@ def run_sweep(
 
     ``options`` are those of :func:`plan_sweep` (target, task, metric, scheduler, searcher,
     num_samples, time_budget, max_concurrent, cv, seed, name, storage, overrides, address,
-    tracking_uri, experiment, max_failures, checkpoint_every, register_model, warm_start, stop_at, patience). Raises :class:`~raysweep.UserError` for bad
+    tracking_uri, experiment, max_failures, checkpoint_every, register_model, warm_start, stop_at, patience,
+    gpus_per_trial). Raises :class:`~raysweep.UserError` for bad
     input before Ray starts, :class:`~raysweep.errors.SweepFailed` when no trial succeeds, and
     :class:`~raysweep.errors.TrackingIncomplete` (its ``result`` is the sweep's result) when MLflow
     lacks part of the sweep because the process that writes the trial runs died.

@@ -147,6 +147,13 @@ SWEEP_STOP_RESULT = "sweep_stop"
 ERROR = "raysweep.error"
 FINAL_CONFIG = "raysweep.final_config"
 NODE_KEYS = ("node_id", "node_ip", "hostname")
+#: the device a trial's model really trained on (``cpu``, ``cuda:0``), as the family reads it back
+DEVICE = "raysweep.device"
+#: the result key that carries it to the writer
+DEVICE_RESULT = "device"
+#: the GPUs Ray gave a trial (``0``, ``0,1``), and its result key
+GPU_IDS = "raysweep.gpu_ids"
+GPU_IDS_RESULT = "gpu_ids"
 RETRIES = "raysweep.retries"
 PBT_LAST_DONOR = "raysweep.pbt.last_donor"
 PBT_LAST_DONOR_RUN_ID = "raysweep.pbt.last_donor_run_id"
@@ -249,7 +256,7 @@ NOT_METRICS = frozenset({
     "done", "timestamp", "pid", "hostname", "node_ip", "node_id", "trial_id", "experiment_tag",
     "date", "time_this_iter_s", "time_total_s", "time_since_restore", "iterations_since_restore",
     "timesteps_total", "timesteps_since_restore", "episodes_total", "training_iteration",
-    "should_checkpoint", "checkpoint_dir_name", "config", "resource", STOP_DETAIL_RESULT, SWEEP_STOP_RESULT,
+    "should_checkpoint", "checkpoint_dir_name", "config", "resource", STOP_DETAIL_RESULT, SWEEP_STOP_RESULT, DEVICE_RESULT, GPU_IDS_RESULT,
 })
 
 

@@ -219,6 +219,9 @@ def _replay_trial(
     first = next((r for r in trial.results if r.get("node_id")), None)
     if first is not None and schema.NODE_ID not in run.data.tags:
         tags = {schema.node_tag(k): str(first[k]) for k in schema.NODE_KEYS if first.get(k)}
+        for key, tag in ((schema.DEVICE_RESULT, schema.DEVICE), (schema.GPU_IDS_RESULT, schema.GPU_IDS)):
+            if first.get(key):
+                tags[tag] = str(first[key])
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         run.data.tags.update(tags)
     return run, len(missing), max((max(steps, default=-1) for steps in logged.values()), default=-1)

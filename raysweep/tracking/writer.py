@@ -334,6 +334,9 @@ class TrialWriter:
         if not run.node_tagged and result.get("node_id"):
             run.pending_tags.update({schema.node_tag(k): str(result[k]) for k in schema.NODE_KEYS if result.get(k)})
             run.node_tagged = True
+            for key, tag in ((schema.DEVICE_RESULT, schema.DEVICE), (schema.GPU_IDS_RESULT, schema.GPU_IDS)):
+                if result.get(key):
+                    run.pending_tags[tag] = str(result[key])
         self._record_exploits()
         self._flush()
 

@@ -1,0 +1,78 @@
+"""GPUs for trials: the per-trial request, the cluster's check, and what the trials really used."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from raysweep.errors import UserError
+from raysweep.tracking import schema
+
+
+def check_gpus_per_trial(value: Any) -> float | None:
+    """``--gpus-per-trial`` as Ray takes it: a fraction in (0, 1] or a whole number >= 1, else a UserError."""
+    if value is None:
+        return None
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(value, str):  # as typed on the command line
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is None or not math.isfinite(number) or number <= 0 or (number > 1 and not float(number).is_integer()):
+        raise UserError(
+            f"--gpus-per-trial {value}: must be a fraction in (0, 1] (trials share a GPU) or a whole number >= 1, "
+            "e.g. --gpus-per-trial 0.25 for four trials per GPU"
+        )
+    return float(number)
+
+
+def family_note(family: Any, gpus_per_trial: float | None) -> str | None:
+    """The line that says a family asked for GPUs cannot use them, or None."""
+    if not gpus_per_trial or family.uses_gpu:
+        return None
+    return f"--gpus-per-trial {gpus_per_trial:g}: {family.name} trains on the CPU only; its trials hold their GPU share without using it"
+
+
+def trial_resources(gpus_per_trial: float | None) -> dict[str, float]:
+    """What Ray reserves for each trial: one CPU, and the GPU share asked for."""
+    return {"cpu": 1, "gpu": gpus_per_trial} if gpus_per_trial else {"cpu": 1}
+
+
+def check_cluster_gpus(gpus_per_trial: float | None) -> None:
+    """Refuse, before any trial or MLflow run, a GPU request the connected cluster cannot meet."""
+    if not gpus_per_trial:
+        return
+    import ray
+
+    available = float(ray.cluster_resources().get("GPU", 0))
+    if available < gpus_per_trial:
+        where = "has no GPU" if not available else f"has {available:g} GPU(s)"
+        raise UserError(
+            f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster {where}, so no trial could start; "
+            "join a cluster with GPUs (--address), or leave --gpus-per-trial out to train on the CPUs"
+        )
+
+
+def trial_gpu_ids() -> list[Any]:
+    """The GPUs Ray gave this trial's actor; none outside a Ray worker."""
+    try:
+        import ray
+
+        return list(ray.get_gpu_ids())
+    except Exception:  # outside a Ray worker (direct use in tests)
+        return []
+
+
+def fallback_warnings(gpus_per_trial: float | None, family: Any, results: Any) -> list[str]:
+    """One warning when trials were given a GPU and XGBoost trained them on the CPU all the same."""
+    if not gpus_per_trial or not family.uses_gpu:
+        return []
+    devices = [str((r.metrics or {}).get(schema.DEVICE_RESULT) or "") for r in results]
+    on_cpu = sum(device.startswith("cpu") for device in devices)
+    if not on_cpu:
+        return []
+    return [
+        f"{on_cpu} of {len(devices)} trials asked for a GPU (--gpus-per-trial {gpus_per_trial:g}) but {family.name} "
+        f"trained them on the CPU: no GPU was visible to them (see the {schema.DEVICE} tag of each trial run)"
+    ]
