@@ -42,3 +42,20 @@ class WarmOptunaSearch(OptunaSearch):
         for parameters, value in evaluated:
             self.add_evaluated_point(parameters, value)
         return True
+
+
+def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, space: Any, reshape: Any) -> Any:
+    """Optuna's TPE over a define-by-run ``space`` (``raysweep run auto``'s family choice);
+    ``reshape`` turns each flat suggestion into the config the trainable takes."""
+    from optuna.samplers import TPESampler
+    from ray.tune.search import ConcurrencyLimiter
+
+    class ConditionalOptunaSearch(OptunaSearch):
+        def suggest(self, trial_id: str) -> dict | None:
+            params = super().suggest(trial_id)
+            # Ray unflattens on "/": the family's parameters, named "<family>.<name>", stay flat.
+            return params if not isinstance(params, dict) else reshape(params)
+
+    sampler = TPESampler(seed=seed, multivariate=True, constant_liar=True, group=True)
+    searcher = ConditionalOptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
