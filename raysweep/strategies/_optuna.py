@@ -56,6 +56,14 @@ def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, sp
             # Ray unflattens on "/": the family's parameters, named "<family>.<name>", stay flat.
             return params if not isinstance(params, dict) else reshape(params)
 
-    sampler = TPESampler(seed=seed, multivariate=True, constant_liar=True, group=True)
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        # group=True (experimental in Optuna 5.0): each family's parameters are modelled together,
+        # only over the trials of that family.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        sampler = TPESampler(seed=seed, multivariate=True, constant_liar=True, group=True)
     searcher = ConditionalOptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
