@@ -174,12 +174,12 @@ def test_an_auto_sweep_tags_each_trial_with_its_family_and_refits_the_winner_in_
     from raysweep.cli.summary import report
 
     families = ["random_forest", "xgboost"]
-    result = run_sweep("auto", "breast_cancer", recipes=families, searcher="random", num_samples=8, seed=0, max_concurrent=2,
+    result = run_sweep("auto", "breast_cancer", recipes=families, searcher="random", num_samples=4, seed=0, max_concurrent=2,
                        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", storage=str(tmp_path / "results"))  # fmt: skip
     client = MlflowClient(result.tracking_uri)
     runs = client.search_runs([result.experiment_id], filter_string=f"tags.`{schema.SWEEP}` = '{result.name}'")
     trials = [r for r in runs if r.info.run_id != result.parent_run_id]
-    assert len(trials) == result.num_trials == 8
+    assert len(trials) == result.num_trials == 4
     tagged = [r.data.tags.get(schema.FAMILY) for r in trials]
     assert set(tagged) == set(families), "every trial run names its family, and both families got trials"
     for run in trials:
@@ -188,7 +188,7 @@ def test_an_auto_sweep_tags_each_trial_with_its_family_and_refits_the_winner_in_
     # The leaderboard, the result and its JSON say the same.
     assert sorted(result.leaderboard["family"]) == sorted(tagged)
     assert set(result.families) == set(families)
-    assert sum(f["trials"] for f in result.families.values()) == 8
+    assert sum(f["trials"] for f in result.families.values()) == 4
     assert {name: f["trials"] for name, f in result.families.items()} == {name: tagged.count(name) for name in families}
     winner = result.best_config["family"]
     assert result.families[winner]["best"] == result.best_validation_score == max(f["best"] for f in result.families.values())
