@@ -89,7 +89,7 @@ def test_hyperopt_searches_the_family_choice_with_its_sub_spaces(searcher):
     assert set(families) == {"random_forest", "xgboost", "mlp"}
 
 
-def test_optuna_takes_the_family_choice_define_by_run_and_learns_which_family_wins():
+def test_optuna_takes_the_family_choice_define_by_run_and_learns_which_family_wins(tmp_path):
     plan = auto_plan(["random_forest", "xgboost", "mlp"])
     algorithm = auto.optuna_searcher(plan, "val_accuracy", "max", 0, 1)
     assert auto.param_space(plan, "optuna") == {}, "the space is the define-by-run function"
@@ -101,6 +101,7 @@ def test_optuna_takes_the_family_choice_define_by_run_and_learns_which_family_wi
     assert set(families[:20]) == {"random_forest", "xgboost", "mlp"}
     # TPE spends more of the later trials on the family that scores best.
     assert families[20:].count("xgboost") > families[:20].count("xgboost")
+    algorithm.save(str(tmp_path / "searcher.pkl"))  # Tune saves its searcher's state as the sweep goes
     # (check_config saw an MLP's layer sizes, lists Optuna holds by index, come back as the recipe's values.)
 
 

@@ -5,7 +5,7 @@ holding ``family`` (the recipe's name) and, under that name, the recipe's own sp
 config is ``{"model": {"family": "xgboost", "xgboost": {"max_depth": 6, ...}}}``. (HyperOpt
 labels a parameter by its path alone, so two families' ``max_depth`` need paths of their own.) Ray Tune's random search and
 HyperOpt take such a nested choice as it is; Optuna takes it as a define-by-run function
-(:func:`optuna_space`), for its distributions hold plain values only.
+(:class:`OptunaSpace`), for its distributions hold plain values only.
 
 Early stopping compares the families on one scale: the share of each recipe's own
 ``resource.max``. The sweep has :func:`common_steps` steps (the fewest steps of any member
@@ -159,7 +159,7 @@ def auto_recipe(recipes: list[Recipe], task: str, families: list[Family]) -> Aut
 def param_space(auto: AutoPlan, searcher: str) -> dict[str, Any]:
     """The conditional Ray Tune space: ``{"model": tune.choice([{"family": name, name: space}, ...])}``.
 
-    Optuna gets its space from :func:`optuna_space` instead, so its ``param_space`` is empty.
+    Optuna gets its space from :class:`OptunaSpace` instead, so its ``param_space`` is empty.
     """
     from ray import tune
 
@@ -174,18 +174,38 @@ def param_space(auto: AutoPlan, searcher: str) -> dict[str, Any]:
     return {MODEL_KEY: tune.choice(choices)}
 
 
-def optuna_space(auto: AutoPlan) -> Any:
+class OptunaSpace:
     """Optuna's define-by-run function for the family choice: each family's parameters are named
-    ``<family>.<name>``, so two families' ``max_depth`` keep their own distributions."""
-    entries = {m.name: dict(m.recipe.space) for m in auto.members}
+    ``<family>.<name>``, so two families' ``max_depth`` keep their own distributions. (A class,
+    not a closure: Tune pickles the searcher with its space.)"""
 
-    def define(trial: Any) -> dict[str, Any]:
-        name = trial.suggest_categorical(FAMILY_KEY, list(entries))
-        for param, spec in entries[name].items():
+    def __init__(self, auto: AutoPlan) -> None:
+        self.entries = {m.name: dict(m.recipe.space) for m in auto.members}
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        name = trial.suggest_categorical(FAMILY_KEY, list(self.entries))
+        for param, spec in self.entries[name].items():
             _suggest(trial, f"{name}.{param}", spec)
         return {}
 
-    return define
+    def config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Optuna's flat suggestion as the nested config every searcher gives."""
+        name = params[FAMILY_KEY]
+        prefix = f"{name}."
+        model: dict[str, Any] = {}
+        for key, value in params.items():
+            if key.startswith(prefix):
+                param = key[len(prefix):]
+                spec = self.entries[name][param]
+                if spec["type"] in ("choice", "grid") and not _plain_values(spec["values"]):
+                    value = spec["values"][value]
+                model[param] = value
+        return {MODEL_KEY: {FAMILY_KEY: name, name: model}}
+
+
+def _plain_values(values: list[Any]) -> bool:
+    """Whether Optuna can hold these choices as they are (else it holds their indices)."""
+    return all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
 
 
 def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
@@ -193,7 +213,7 @@ def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
     if kind in ("choice", "grid"):
         values = list(spec["values"])
         # Optuna's categories are plain values; a list (an MLP's layer sizes) goes by its index.
-        if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
+        if _plain_values(values):
             return trial.suggest_categorical(name, values)
         return trial.suggest_categorical(name, list(range(len(values))))
     low, high = spec["low"], spec["high"]
@@ -202,22 +222,6 @@ def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
         high = high - 1 if kind in ("randint", "lograndint") else high
         return trial.suggest_int(name, int(low), int(high), step=int(spec.get("q", 1)), log=log)
     return trial.suggest_float(name, low, high, step=spec.get("q"), log=log and "q" not in spec)
-
-
-def from_optuna(params: dict[str, Any], auto: AutoPlan) -> dict[str, Any]:
-    """Optuna's flat suggestion as the nested config every searcher gives."""
-    name = params[FAMILY_KEY]
-    prefix = f"{name}."
-    member_space = auto.member(name).recipe.space
-    model: dict[str, Any] = {}
-    for key, value in params.items():
-        if key.startswith(prefix):
-            param = key[len(prefix):]
-            spec = member_space[param]
-            if spec["type"] in ("choice", "grid") and not all(v is None or isinstance(v, (bool, int, float, str)) for v in spec["values"]):
-                value = spec["values"][value]
-            model[param] = value
-    return {MODEL_KEY: {FAMILY_KEY: name, name: model}}
 
 
 def split(config: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -247,7 +251,7 @@ def optuna_searcher(auto: AutoPlan, metric: str, mode: str, seed: int, max_concu
     """Optuna's TPE over the family choice, define-by-run."""
     from raysweep.strategies._optuna import build_conditional
 
-    return build_conditional(metric, mode, seed, max_concurrent, optuna_space(auto), lambda params: from_optuna(params, auto))
+    return build_conditional(metric, mode, seed, max_concurrent, OptunaSpace(auto))
 
 
 def trial_inputs(plan: Any, spec: Any) -> dict[str, Any]:
