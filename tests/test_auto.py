@@ -199,6 +199,14 @@ def test_an_auto_sweep_tags_each_trial_with_its_family_and_refits_the_winner_in_
     assert parent.data.tags[schema.FAMILY] == "auto" and parent.data.params[schema.best_param("family")] == winner
     assert parent.data.tags[schema.MODEL_FLAVOR] == ("xgboost" if winner == "xgboost" else "sklearn")
     assert 0.85 < result.test_score <= 1
+    # The shared runs view of the sweep has the family as a column, and both families' params.
+    from raysweep.tracking.views import publish_sweep_view
+
+    key = publish_sweep_view(client, parent)
+    view = json.loads(client.get_experiment(result.experiment_id).tags[schema.SHARED_VIEW_PREFIX + key])
+    assert f"tags.`{schema.FAMILY}`" in view["selectedColumns"]
+    own = {name for family in families for name in load_recipe(family).space}
+    assert {c for c in view["selectedColumns"] if c.startswith("params.")} == {f"params.`{name}`" for name in own}
     # Each trial's resource is a share of its family's own: the last step is 1.0 for both.
     completed = result.leaderboard[result.leaderboard["outcome"] == "completed"]
     assert ((completed["steps"] == 6)).all()
