@@ -12,7 +12,6 @@ test split (``SweepResult.test_score``); FLAML with raysweep's metric code on th
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -163,6 +162,3 @@ def section(records: list[dict[str, Any]], settings: Settings) -> list[str]:
         lines.append("")
     return lines
 
-
-def dump(records: list[dict[str, Any]]) -> str:
-    return json.dumps(records, indent=1, default=str)
