@@ -14,7 +14,7 @@ BENCHMARKS_DIR = Path(__file__).resolve().parent
 REPO = BENCHMARKS_DIR.parent
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 SMOKE_OUT = BENCHMARKS_DIR / "out" / "smoke"
-SUITES = ("overhead", "quality", "startup")
+SUITES = ("overhead", "quality", "startup", "auto")
 
 #: the sizes the issue asks for; a run below any of them is marked preliminary in RESULTS.md
 FULL_SIZES = {"seeds": 3, "trials": 500, "budget": 120.0, "pairs": 5}
@@ -81,7 +81,7 @@ class Settings:
         notes = []
         if self.smoke:
             notes.append("smoke mode (tiny sizes, synthetic data, trial-capped sweeps)")
-        if suite in ("overhead", "quality") and self.seeds < FULL_SIZES["seeds"]:
+        if suite in ("overhead", "quality", "auto") and self.seeds < FULL_SIZES["seeds"]:
             notes.append(f"{self.seeds} seed(s) instead of {FULL_SIZES['seeds']}")
         if suite == "overhead" and self.pairs < FULL_SIZES["pairs"]:
             notes.append(f"{self.pairs} run(s) of each tool in turns instead of {FULL_SIZES['pairs']}")

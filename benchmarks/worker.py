@@ -33,6 +33,10 @@ def _suite(name: str) -> Any:
         from benchmarks import quality
 
         return quality
+    if name == "auto":
+        from benchmarks import auto
+
+        return auto
     from benchmarks import startup
 
     return startup

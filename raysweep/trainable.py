@@ -15,6 +15,7 @@ from raysweep.data import TrialData
 from raysweep.families import Family
 from raysweep.best import better
 from raysweep.metrics import direction, score
+from raysweep.sweep.auto import family_step, split
 from raysweep.tracking import schema
 from raysweep.families._resource import Resource
 
@@ -73,6 +74,8 @@ class SweepTrainable(tune.Trainable):
             for _ in self.data.splits()
         ]
         self.steps = 0
+        #: an auto trial's steps on the common scale (see :class:`AutoTrainable`)
+        self.common_steps = 0
         #: the trial's best validation score so far (see raysweep.best): MLflow's runs table can
         #: show and sort by a metric's latest value only, so each result carries it
         self.best: float | None = None
@@ -80,26 +83,41 @@ class SweepTrainable(tune.Trainable):
 
     def step(self) -> dict[str, Any]:
         started = time.perf_counter()
-        self.steps += 1
-        scores = []
-        for index, (X_fit, y_fit, X_score, y_score) in enumerate(self.data.splits()):
-            model = self.family.train_step(
-                self.models[index], X_fit, y_fit, self.steps, self.spec.resource, self.data.n_classes, self.spec.seed
-            )
-            self.models[index] = model
-            scores.append(score(self.spec.metric, model, X_score, y_score, self.data.n_classes, self.data.y_scale))
+        result = self._report(self._grow(self.steps + 1), started)
+        if self.steps >= self.spec.resource.max_steps:
+            result["done"] = True
+            result.pop("should_checkpoint", None)  # a finished trial is never restored
+        return result
+
+    def _grow(self, target: int) -> float:
+        """Train every fold's model up to the family's step ``target``; its mean validation score."""
+        splits = self.data.splits()
+        while self.steps < target:
+            self.steps += 1
+            for index, (X_fit, y_fit, _, _) in enumerate(splits):
+                self.models[index] = self.family.train_step(
+                    self.models[index], X_fit, y_fit, self.steps, self.spec.resource, self.data.n_classes, self.spec.seed
+                )
+        scores = [
+            score(self.spec.metric, self.models[index], X_score, y_score, self.data.n_classes, self.data.y_scale)
+            for index, (_, _, X_score, y_score) in enumerate(splits)
+        ]
         value = float(sum(scores) / len(scores))
         if not math.isfinite(value):
             resource = self.spec.resource
             raise FloatingPointError(
                 f"validation {self.spec.metric} is {value} at {resource.name}={resource.at(self.steps)}: the model diverged"
             )
+        return value
+
+    def _report(self, value: float, started: float, resource: float | None = None) -> dict[str, Any]:
+        """The step's result for Tune; ``resource`` is what the trial has trained (default: the family's own)."""
         if better(value, self.best, direction(self.spec.metric)):
             self.best = value
         result: dict[str, Any] = {
             self.spec.metric_key: value,
             schema.best_metric(self.spec.metric): self.best,
-            schema.RESOURCE: self.spec.resource.at(self.steps),
+            schema.RESOURCE: self.spec.resource.at(self.steps) if resource is None else resource,
             schema.STEP_TIME: time.perf_counter() - started,
             "node_id": self._node_id,
         }
@@ -111,9 +129,7 @@ class SweepTrainable(tune.Trainable):
         if self.spec.mutable:
             effective = self.family.effective_params(self.models[0], list(self.spec.mutable))
             result.update({schema.hyperparameter_metric(name): v for name, v in effective.items() if isinstance(v, (int, float))})
-        if self.steps >= self.spec.resource.max_steps:
-            result["done"] = True
-        elif time.monotonic() - self._last_checkpoint >= self.spec.checkpoint_every:
+        if time.monotonic() - self._last_checkpoint >= self.spec.checkpoint_every:
             # A resumed sweep, or a retried trial, continues from the last checkpoint. Each one
             # is a save round trip through Tune's controller, as long as a short step, so a trial
             # is checkpointed once checkpoint_every seconds have passed since its last one.
@@ -124,12 +140,13 @@ class SweepTrainable(tune.Trainable):
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         self._last_checkpoint = time.monotonic()
         with open(os.path.join(checkpoint_dir, STATE_FILE), "wb") as handle:
-            pickle.dump({"models": self.models, "steps": self.steps, "best": self.best}, handle)
+            pickle.dump({"models": self.models, "steps": self.steps, "best": self.best, "common_steps": self.common_steps}, handle)
 
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         with open(os.path.join(checkpoint_dir, STATE_FILE), "rb") as handle:
             state = pickle.load(handle)
         self.models, self.steps, self.best = state["models"], state["steps"], state.get("best")
+        self.common_steps = state.get("common_steps", 0)
         # Under PBT the checkpoint may be a donor's: its model continues with this trial's
         # (mutated) config from the next step on, and the trial checkpoints after that step, for
         # the donor deletes its checkpoint once it has saved a few newer ones.
@@ -143,6 +160,39 @@ class SweepTrainable(tune.Trainable):
         self.config = new_config
         self._start(new_config)
         return True
+
+
+class AutoTrainable(SweepTrainable):
+    """A trial of ``raysweep run auto``: trains the family its config names (``raysweep.sweep.auto``).
+
+    Step ``k`` of the sweep's ``steps`` trains the family to its own step ``ceil(k * n / steps)``
+    and reports the share of its resource trained so far, so every family's rungs fall alike.
+    """
+
+    def setup(self, config: dict[str, Any], data: dict[str, TrialData] | None = None, spec: Any = None) -> None:
+        """``spec`` is a :class:`raysweep.sweep.auto.AutoSpec`."""
+        assert data is not None and spec is not None  # supplied by tune.with_parameters, not users
+        self.all_data = data
+        self.auto = spec
+        self._node_id = _node_id()
+        self._start(config)
+
+    def _start(self, config: dict[str, Any]) -> None:
+        family_name, params = split(config)
+        self.spec = self.auto.members[str(family_name)]
+        self.family = self.spec.family
+        self.data = self.all_data[self.auto.data_keys[str(family_name)]]
+        super()._start(params)
+
+    def step(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        self.common_steps += 1
+        value = self._grow(family_step(self.common_steps, self.auto.steps, self.spec.resource.max_steps))
+        result = self._report(value, started, resource=round(self.common_steps / self.auto.steps, 6))
+        if self.common_steps >= self.auto.steps:
+            result["done"] = True
+            result.pop("should_checkpoint", None)
+        return result
 
 
 def _node_id() -> str:

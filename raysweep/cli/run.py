@@ -18,6 +18,7 @@ def _run_options(func: Any) -> Any:
         click.option("--metric", help="accuracy, roc_auc, log_loss, f1_macro | rmse, mae, r2 (default: the recipe's)."),
         click.option("--scheduler", help="fifo, asha, hyperband or pbt: when to stop trials (default: the recipe's)."),
         click.option("--searcher", help="random, grid, hyperopt (TPE), optuna (TPE), gp (Gaussian process) or anneal: what to try next (default: the recipe's)."),
+        click.option("--recipes", metavar="NAME,...", help="With RECIPE auto: the recipes (prebuilt names or YAML files) whose families compete in one sweep (default: every prebuilt recipe that fits the task)."),
         click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid)."),
         click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds."),
         click.option("--stop-at", type=float, metavar="VALUE", help="End the sweep as soon as a trial's validation metric reaches VALUE (in the metric's direction: accuracy >= VALUE, rmse <= VALUE); the best config is refit as usual."),
@@ -48,7 +49,7 @@ def _run_options(func: Any) -> Any:
 @click.argument("recipe")
 @_run_options
 def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
-    """Run a sweep of RECIPE (a prebuilt name or a YAML path) on a dataset."""
+    """Run a sweep of RECIPE (a prebuilt name or a YAML path, or auto: several families in one sweep) on a dataset."""
     from raysweep.sweep.options import plan_sweep
 
     options["overrides"] = list(options["overrides"])

@@ -34,7 +34,7 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
     name_column = "trial" if "trial" in board.columns else "trial_id"  # sweeps before readable names
     config_columns = [c for c in board.columns if c.startswith("config/")]
     stopped = STOP_DETAIL_RESULT in board.columns and board[STOP_DETAIL_RESULT].fillna("").astype(str).str.len().gt(0).any()
-    columns = [c for c in [name_column, metric_key, "resource", "outcome"] if c in board.columns]
+    columns = [c for c in [name_column, "family", metric_key, "resource", "outcome"] if c in board.columns]
     columns += [STOP_DETAIL_RESULT] * bool(stopped) + config_columns
     if stopped:
         board = board.fillna({STOP_DETAIL_RESULT: ""})  # a CSV read back holds NaN where there is none
@@ -53,6 +53,9 @@ def _print_summary(result: Any, console: Any) -> None:
     console.print(
         f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
     )
+    for family, counts in (getattr(result, "families", None) or {}).items():
+        best = "no score" if counts["best"] is None else f"best validation {result.metric} {counts['best']:.5g}"
+        console.print(f"family {family}: {counts['trials']} trials, {best}")
     if result.warm_start_trials is not None:
         source = f" from {', '.join(result.warm_start_from)}" if result.warm_start_from else " (no earlier sweep: cold)"
         console.print(f"warm start: {result.warm_start_trials} earlier trials{source}")

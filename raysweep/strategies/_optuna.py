@@ -42,3 +42,34 @@ class WarmOptunaSearch(OptunaSearch):
         for parameters, value in evaluated:
             self.add_evaluated_point(parameters, value)
         return True
+
+
+def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, space: Any) -> Any:
+    """Optuna's TPE over a define-by-run ``space`` (``raysweep run auto``'s family choice, a
+    :class:`raysweep.sweep.auto.OptunaSpace`), whose ``config`` turns each flat suggestion into the
+    config the trainable takes."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.samplers import TPESampler
+    from ray.tune.search import ConcurrencyLimiter
+
+    with warnings.catch_warnings():
+        # group=True (experimental in Optuna 5.0): each family's parameters are modelled together,
+        # only over the trials of that family.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        sampler = TPESampler(seed=seed, multivariate=True, constant_liar=True, group=True)
+    searcher = ConditionalOptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
+
+
+class ConditionalOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` over a define-by-run space whose ``config`` reshapes each suggestion.
+
+    Ray unflattens a suggestion on "/" only: the family's parameters, named ``<family>.<name>``,
+    reach ``config`` flat.
+    """
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        return params if not isinstance(params, dict) else self._space.config(params)

@@ -24,6 +24,8 @@ from raysweep.metrics import METRICS, RANGES, direction
 from raysweep.recipes import TASKS, Recipe, load_recipe
 from raysweep.strategies import registry as strategies
 from raysweep.sweep.gpus import check_gpus_per_trial, family_note
+from raysweep.sweep import auto
+from raysweep.sweep.auto import AutoPlan
 from raysweep.sweep.record import is_uri
 from raysweep.tracking import schema
 from raysweep.tracking.store import resolve_tracking_uri
@@ -68,6 +70,8 @@ class SweepOptions:
     patience: int | None = None
     #: each trial's share of a GPU (a fraction in (0, 1]) or whole GPUs; None: CPU only
     gpus_per_trial: float | None = None
+    #: ``raysweep run auto --recipes``: the competing recipes as given (None: every prebuilt one)
+    recipes: tuple[str, ...] | None = None
 
     @property
     def tune_num_samples(self) -> int:
@@ -105,6 +109,8 @@ class SweepPlan:
     options: SweepOptions
     #: how the dataset was named (a built-in name or a path), for resuming; None for an object
     dataset_spec: str | None = None
+    #: ``raysweep run auto``: the competing recipes and their common resource scale
+    auto: AutoPlan | None = None
 
     def __getattr__(self, name: str) -> Any:
         if name == "options":  # not set yet (unpickling): no options to look into
@@ -123,6 +129,8 @@ class SweepPlan:
         # The rules that end a sweep early are params only when given.
         given = (("stop_at", options.stop_at), ("patience", options.patience), ("gpus_per_trial", options.gpus_per_trial))
         rules = {key: value for key, value in given if value is not None}
+        if self.auto is not None:
+            rules["recipes"] = ",".join(member.name for member in self.auto.members)
         return rules | {
             "recipe": self.recipe.name,
             "family": self.recipe.family,
@@ -250,16 +258,26 @@ def plan_sweep(
     stop_at: float | None = None,
     patience: int | None = None,
     gpus_per_trial: float | None = None,
+    recipes: str | list[str] | tuple[str, ...] | None = None,
 ) -> SweepPlan:
     """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem.
 
     With a ``time_budget`` and no ``num_samples``, trials start until the budget is spent (a grid
     searcher still makes one pass); ``fill_time_budget`` (as a saved sweep record has it) keeps a
     rule resolved before. ``warm_start`` needs a searcher that learns from earlier trials.
+    ``recipe="auto"`` runs the ``recipes`` (names or files; None: every prebuilt one that fits
+    the task) side by side in one sweep (:mod:`raysweep.sweep.auto`).
     """
     # Choices are names, not spellings: --scheduler PBT is pbt.
     task, metric, scheduler, searcher = (value.lower() if isinstance(value, str) else value for value in (task, metric, scheduler, searcher))
-    if isinstance(recipe, Recipe):
+    auto_plan = None
+    dataset_spec = dataset if isinstance(dataset, str) else None
+    if auto.is_auto(recipe):
+        auto_plan, dataset = _plan_auto(recipes, dataset, target, task, seed, scheduler, searcher, overrides, warm_start)
+        recipe = auto_plan.recipe
+    elif recipes is not None:
+        raise UserError(f"--recipes applies to `raysweep run auto` only; drop it, or run auto instead of {recipe}")
+    elif isinstance(recipe, Recipe):
         if overrides:
             raise UserError("overrides apply to a recipe name or file; pass the path instead of a Recipe object")
     else:
@@ -287,7 +305,6 @@ def plan_sweep(
         raise UserError(f"--task {task}: unknown task; use one of {', '.join(TASKS)}")
     if task is not None and task not in recipe.tasks:
         raise UserError(f"--task {task}: recipe {recipe.name} supports {', '.join(recipe.tasks)}")
-    dataset_spec = dataset if isinstance(dataset, str) else None
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, target=target, task=task, seed=seed)
     chosen_task = task or dataset.task
@@ -302,7 +319,7 @@ def plan_sweep(
         raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")
     if stop_at is not None:
         _check_stop_at(stop_at, metric)
-    family = check_recipe(recipe, scheduler=scheduler, searcher=searcher, tasks=(chosen_task,))
+    family = auto.AutoFamily() if auto_plan else check_recipe(recipe, scheduler=scheduler, searcher=searcher, tasks=(chosen_task,))
     scheduler = scheduler or recipe.scheduler
     searcher = searcher or recipe.searcher
     if warm_start:
@@ -347,5 +364,27 @@ def plan_sweep(
         stop_at=None if stop_at is None else float(stop_at),
         patience=patience,
         gpus_per_trial=gpus_per_trial,
+        recipes=None if auto_plan is None or recipes is None else tuple(auto.member_names(recipes)),
     )
-    return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec)
+    return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec, auto=auto_plan)
+
+
+def _plan_auto(
+    recipes: Any, dataset: str | Dataset, target: str | None, task: str | None, seed: int,
+    scheduler: str | None, searcher: str | None, overrides: list[str] | None, warm_start: bool,
+) -> tuple[AutoPlan, Dataset]:
+    """The members of an auto sweep, checked, and its dataset (the task picks the members)."""
+    if overrides:
+        raise UserError("--set: auto runs several recipes, so an override has no one recipe to apply to; copy a recipe, change it and list its file in --recipes")
+    if warm_start:
+        raise UserError("--warm-start: an auto sweep's searcher cannot start from earlier sweeps' trials yet; leave out --warm-start")
+    auto.check_strategies(scheduler, searcher)
+    names = auto.member_names(recipes)
+    if task is not None and task not in TASKS:
+        raise UserError(f"--task {task}: unknown task; use one of {', '.join(TASKS)}")
+    if isinstance(dataset, str):
+        dataset = load_dataset(dataset, target=target, task=task, seed=seed)
+    chosen = task or dataset.task
+    members = auto.load_members(names if recipes is not None else None, chosen, scheduler, searcher)
+    families = [check_recipe(r, scheduler=scheduler, searcher=None, tasks=(chosen,)) for r in members]
+    return auto.auto_recipe(members, chosen, families), dataset

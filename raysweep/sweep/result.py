@@ -15,6 +15,7 @@ from raysweep.data import PreparedData, make_preprocessor
 from raysweep.errors import SweepFailed
 from raysweep.metrics import needs_proba, score
 from raysweep.sweep.gpus import fallback_warnings
+from raysweep.sweep.auto import family_step, flat_config, split
 from raysweep.sweep.options import SweepPlan
 from raysweep.sweep.record import is_uri
 from raysweep.tracking import schema
@@ -59,6 +60,8 @@ class SweepResult:
     stopped_by: str | None = None
     #: what the user should know about how the trials ran (asked for a GPU, trained on the CPU)
     warnings: list[str] = field(default_factory=list)
+    #: ``raysweep run auto``: each family's trials and best validation score, best family first
+    families: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         # The leaderboard and the model pipeline are attributes to look at, not to print here.
@@ -96,6 +99,7 @@ class SweepResult:
             "elapsed_s": round(self.elapsed_s, 2),
             "importance": dict(self.importance.values) if self.importance is not None else {},
             "warm_start_from": self.warm_start_from,
+            "families": self.families,
             "warm_start_trials": self.warm_start_trials,
             "stopped_by": self.stopped_by,
             "warnings": self.warnings,
@@ -168,7 +172,10 @@ def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) 
             schema.STOP_DETAIL_RESULT: str(metrics.get(schema.STOP_DETAIL_RESULT) or metrics.get(schema.SWEEP_STOP_RESULT) or "")
             if outcome == "stopped_early" else "",
         }
-        row.update({f"config/{k}": v for k, v in (best.config if best else result.config or {}).items()})
+        family, params = split(best.config if best else result.config or {})
+        if family is not None:
+            row["family"] = family
+        row.update({f"config/{k}": v for k, v in params.items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):
@@ -217,16 +224,22 @@ def summarise(
     # The best step of any trial: its config then, refit for as many steps (raysweep.best).
     index = sweep_best(bests, plan.mode)
     best = bests[index]
-    best_config = dict(best.config)
+    best_config = flat_config(dict(best.config))
     best_steps = best.steps
+    refit_plan = plan
+    if plan.auto is not None:
+        plan, refit_plan, prepared, best_steps = _winner(plan, best.config, best_steps)
+        best_config.pop("family")
     if phase is not None:
         trial = schema.trial_name(str((results[index].metrics or {}).get("trial_id") or ""))
-        resource = plan.recipe.resource
+        resource = refit_plan.recipe.resource
         phase(
             f"refitting the best config ({trial}) on {len(prepared.y_pool):,} rows for {best_steps} "
             f"step{'s' if best_steps != 1 else ''} ({resource.at(best_steps):g} {resource.name})"
         )
-    model, test_score = refit(plan, prepared, best_config, best_steps)
+    model, test_score = refit(refit_plan, prepared, best_config, best_steps)
+    if plan.auto is not None:
+        best_config = {"family": refit_plan.recipe.name, **best_config}
     result = SweepResult(
         name=plan.name,
         recipe=plan.recipe.name,
@@ -235,7 +248,7 @@ def summarise(
         metric=plan.metric,
         mode=plan.mode,
         best_config=_plain(best_config),
-        best_resource=plan.recipe.resource.at(best_steps),
+        best_resource=plan.recipe.resource.at(best.steps),
         best_validation_score=float(best.value),
         test_score=float(test_score),
         num_trials=len(results),
@@ -253,6 +266,7 @@ def summarise(
         importance=importance,
         stopped_by=stopped_by,
         warnings=fallback_warnings(plan.gpus_per_trial, plan.family, results),
+        families=_families(leaderboard, plan) if plan.auto is not None else {},
     )
     if tracker is not None:
         from raysweep.tracking.outcome import log_sweep_outcome
@@ -260,6 +274,31 @@ def summarise(
         lineage = _lineage_series(results, plan) if _population(plan) else None
         result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase, lineage=lineage)
     return result
+
+
+def _winner(plan: SweepPlan, config: dict[str, Any], steps: int) -> tuple[SweepPlan, SweepPlan, PreparedData, int]:
+    """An auto sweep's winning family: the plan that logs it (its family's flavor), the plan that
+    refits it (its recipe), its data and its own steps at the best common step."""
+    from dataclasses import replace
+
+    from raysweep.data import prepare
+
+    member = plan.auto.member(str(split(config)[0]))
+    prepared = prepare(plan.dataset, member.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv)
+    own_steps = family_step(steps, plan.auto.steps, member.recipe.resource.max_steps)
+    return replace(plan, family=member.family), replace(plan, recipe=member.recipe, family=member.family, auto=None), prepared, own_steps
+
+
+def _families(leaderboard: Any, plan: SweepPlan) -> dict[str, dict[str, Any]]:
+    """Each member family's trial count and best validation score (None: no score), best family first."""
+    out: dict[str, dict[str, Any]] = {}
+    for member in plan.auto.members:
+        rows = leaderboard[leaderboard["family"] == member.name] if "family" in leaderboard else leaderboard.iloc[:0]
+        scores = rows[plan.metric_key].dropna()
+        best = (scores.max() if plan.mode == "max" else scores.min()) if len(scores) else None
+        out[member.name] = {"trials": int(len(rows)), "best": None if best is None else float(best)}
+    ranked = sorted(out.items(), key=lambda item: (item[1]["best"] is None, -(item[1]["best"] or 0) if plan.mode == "max" else (item[1]["best"] or 0)))
+    return dict(ranked)
 
 
 def _population(plan: SweepPlan) -> bool:
@@ -276,7 +315,7 @@ def _importance(results: Any, plan: SweepPlan, phase: Callable[[str], None] | No
     from raysweep.tracking.importance import MIN_TRIALS, Importance, sweep_importance
 
     try:
-        trials = [(r.config or {}, (r.metrics or {}).get(plan.metric_key)) for r in results if r.error is None]
+        trials = [(flat_config(r.config or {}), (r.metrics or {}).get(plan.metric_key)) for r in results if r.error is None]
         population = _population(plan)
         if phase is not None and not population and sum(_finite(value) for _, value in trials) >= MIN_TRIALS:
             phase("computing the parameter importance")

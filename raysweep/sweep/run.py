@@ -64,7 +64,7 @@ def run_planned(
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
     from raysweep.progress import LiveProgress
-    from raysweep.trainable import SweepTrainable, TrialSpec
+    from raysweep.trainable import AutoTrainable, SweepTrainable, TrialSpec
 
     prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv)
     _quiet_tune(verbose, plan.storage)
@@ -132,10 +132,16 @@ def run_planned(
     callbacks += [JsonLoggerCallback(), ledger]
     if not sweep_record.is_uri(plan.storage):
         callbacks.append(StateCopy(Path(plan.storage, plan.name)))
-    trainable = tune.with_resources(
-        tune.with_parameters(SweepTrainable, data=prepared.trial, spec=spec), trial_resources(plan.gpus_per_trial)
-    )
-    param_space = space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source)
+    if plan.auto is not None:
+        from raysweep.sweep import auto
+
+        trainable = tune.with_resources(tune.with_parameters(AutoTrainable, **auto.trial_inputs(plan, spec)), trial_resources(plan.gpus_per_trial))
+        param_space = auto.param_space(plan.auto, plan.searcher)
+    else:
+        trainable = tune.with_resources(
+            tune.with_parameters(SweepTrainable, data=prepared.trial, spec=spec), trial_resources(plan.gpus_per_trial)
+        )
+        param_space = space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source)
     if resume:
         tuner = tune.Tuner.restore(
             resume["path"], trainable=trainable, param_space=param_space, resume_unfinished=True, resume_errored=False
@@ -152,10 +158,7 @@ def run_planned(
                 scheduler=strategies.build_scheduler(
                     plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits, stops
                 ),
-                search_alg=strategies.build_searcher(
-                    plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate,
-                    evaluated=warm.points,
-                ),
+                search_alg=_searcher(plan, max_concurrent, warm.points),
                 reuse_actors=True,
                 time_budget_s=plan.time_budget,
             ),
@@ -213,6 +216,17 @@ def run_planned(
             result,
         )
     return result
+
+
+def _searcher(plan: SweepPlan, max_concurrent: int, evaluated: list | None) -> Any:
+    """The sweep's search algorithm (an auto sweep's Optuna: :func:`raysweep.sweep.auto.optuna_searcher`)."""
+    if plan.auto is not None and plan.searcher == "optuna":
+        from raysweep.sweep.auto import optuna_searcher
+
+        return optuna_searcher(plan.auto, plan.metric_key, plan.mode, plan.seed, max_concurrent)
+    return strategies.build_searcher(
+        plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate, evaluated=evaluated
+    )
 
 
 def _total_trials(plan: SweepPlan) -> int | None:
@@ -310,7 +324,8 @@ def resume_sweep(
     candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
 
-    recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
+    auto_sweep = record.get("recipe_name") == "auto"
+    recipe = "auto" if auto_sweep else validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
     if record["dataset"] is None:
         raise UserError(f"sweep {record['name']} was given its data as a Python object; resume it from Python with the same data")
     options = dict(record["options"])

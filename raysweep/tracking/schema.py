@@ -164,9 +164,11 @@ STEP_TIME = "step_time"
 PBT_EXPLOITED_TRIAL = "pbt/exploited_trial"
 
 
-def new_trial_run_tags(parent_run_id: str, sweep: str, trial_id: str) -> dict[str, str]:
-    """The tags a trial's run is created with: nested under its sweep, found again by its trial id."""
-    return {PARENT_RUN_ID: parent_run_id, SWEEP: sweep, TRIAL_ID: trial_id, OUTCOME: OUTCOME_RUNNING}
+def new_trial_run_tags(parent_run_id: str, sweep: str, trial_id: str, family: str | None = None) -> dict[str, str]:
+    """The tags a trial's run is created with: nested under its sweep, found again by its trial id,
+    and (``raysweep run auto``) the family it trains, as :data:`FAMILY` (the parent's holds ``auto``)."""
+    tags = {PARENT_RUN_ID: parent_run_id, SWEEP: sweep, TRIAL_ID: trial_id, OUTCOME: OUTCOME_RUNNING}
+    return tags if family is None else tags | {FAMILY: family}
 
 
 def node_tag(key: str) -> str:

@@ -190,17 +190,20 @@ def _replay_trial(
     from raysweep.tracking.store import clean_param
     from raysweep.tracking.writer import BATCH_LIMIT as _BATCH_LIMIT
 
+    from raysweep.sweep.auto import split
+
+    family, config = split(dict(trial.config))
     if run is None:
         created = client.create_run(
             experiment_id,
             run_name=schema.trial_name(trial.trial_id),
-            tags=schema.new_trial_run_tags(parent_id, sweep, trial.trial_id),
+            tags=schema.new_trial_run_tags(parent_id, sweep, trial.trial_id, family),
         )
         run = client.get_run(created.info.run_id)
     run_id = run.info.run_id
     # A new run, or one opened just before the server went away, lacks its params (they go
     # out with the trial's first metrics).
-    params = [Param(k, clean_param(v)) for k, v in trial.config.items() if k not in run.data.params]
+    params = [Param(k, clean_param(v)) for k, v in config.items() if k not in run.data.params]
     if params:
         client.log_batch(run_id, params=params)
     # the metric values of the steps MLflow does not have yet, key by key

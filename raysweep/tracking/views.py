@@ -90,9 +90,14 @@ def publish_sweep_view(client: Any, sweep_run: Any) -> str:
     if not searched:  # a sweep that ended before its summary: take a trial's params
         children = child_runs(client, sweep_run, max_results=1)
         searched = sorted(children[0].data.params) if children else []
+    auto = sweep_run.data.tags.get(schema.FAMILY) == "auto"
+    if auto:
+        # raysweep run auto: each trial's family is a tag, and its params are its family's own.
+        searched = sorted({name for child in child_runs(client, sweep_run) for name in child.data.params})
     # A trial's score is its best step's (raysweep.best): the runs table shows and sorts by it.
     best_key = schema.best_of(metric_key)
     columns = [_column("metrics", best_key), _column("tags", schema.OUTCOME)]
+    columns += [_column("tags", schema.FAMILY)] * auto
     columns += [_column("params", name) for name in searched]
     columns += [_column("attributes", "Duration")]
     # Keys the UI reads from a shared view (MLflow 3.17): the search facets searchFilter,

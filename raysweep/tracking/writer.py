@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from raysweep.sweep.auto import split
 from raysweep.tracking import schema
 from raysweep.tracking.exploits import exploit_record
 from raysweep.tracking.store import SweepTracker, clean_param
@@ -159,14 +160,15 @@ class TrialWriter:
                 existing, logged_through=self.tracker.logged_through.get(trial.trial_id, -1)
             )
             return run
+        family, params = split(dict(trial.config))
         created = self.client.create_run(
             self.tracker.experiment_id,
             # The writer may write a little after the trial started: the run keeps the trial's times.
             start_time=_millis(getattr(trial, "seen", None)),
             run_name=schema.trial_name(trial.trial_id),
-            tags=schema.new_trial_run_tags(self.tracker.parent_run_id, self.tracker.sweep_name, trial.trial_id),
+            tags=schema.new_trial_run_tags(self.tracker.parent_run_id, self.tracker.sweep_name, trial.trial_id, family),
         )
-        run = _TrialRun(created.info.run_id, pending_params=[Param(k, clean_param(v)) for k, v in trial.config.items()])
+        run = _TrialRun(created.info.run_id, pending_params=[Param(k, clean_param(v)) for k, v in params.items()])
         self.runs[trial.trial_id] = run
         return run
 

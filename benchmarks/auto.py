@@ -1,0 +1,164 @@
+"""Suite ``auto``: model-family selection in one sweep at equal wall time.
+
+On letter, adult and california_housing (the quality suite's data, split and metrics), for each
+seed: ``raysweep run auto`` (every prebuilt recipe) against each single recipe's sweep with the same
+time budget, against FLAML with its default ``estimator_list`` (its own learners: no MLP, and its
+SVC is a linear one), and ``auto --patience 20`` against ``auto`` at the full budget: the time it
+saves and what it costs in score. Every raysweep tool is scored with raysweep's own refit on the
+test split (``SweepResult.test_score``); FLAML with raysweep's metric code on the same test rows.
+
+    python -m benchmarks --suite auto --seeds 3 --budget 120 --data-dir FOLDER
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import Settings, start_ray, warm_mlflow
+from benchmarks.quality import DATASETS, _FLAML_METRICS, _flaml_score, _FlamlModel, load, make_split, ray_limits, test_scores
+
+SINGLE_RECIPES = ("random_forest", "svm", "xgboost", "mlp")
+#: the --patience of the early-ending auto sweep
+PATIENCE = 20
+TOOL_LABELS = {
+    "auto": "raysweep run auto (4 families)",
+    "auto_patience": f"raysweep run auto --patience {PATIENCE}",
+    **{f"single_{name}": f"raysweep {name} alone" for name in SINGLE_RECIPES},
+    "flaml_default": "FLAML, default estimator_list (no MLP; its SVC is linear only)",
+}
+PEERS = {"flaml_default": "flaml"}
+
+
+def cells(settings: Settings) -> list[dict[str, Any]]:
+    """Every (dataset, tool, seed) run; each runs in its own process."""
+    if settings.smoke:
+        # Tiny: the harness must not rot, and the smoke test's time is shared with every suite.
+        plan = [("synthetic", tool) for tool in ("auto", "single_xgboost")]
+    else:
+        tools = ("auto", "auto_patience", *(f"single_{name}" for name in SINGLE_RECIPES), "flaml_default")
+        plan = [(dataset, tool) for dataset in ("letter", "adult", "california_housing") for tool in tools]
+    out = []
+    for seed in range(settings.seeds):
+        for dataset, tool in plan:
+            identifier = f"{dataset}-{tool}-s{seed}"
+            out.append({"suite": "auto", "id": identifier, "dataset": dataset, "tool": tool, "seed": seed,
+                        "peer": PEERS.get(tool), "group": f"auto-{identifier}"})
+    return out
+
+
+def timeout(cell: dict[str, Any], settings: Settings) -> float:
+    return 4 * settings.budget + 600
+
+
+def run_cell(cell: dict[str, Any], settings: Settings, scratch: Path) -> dict[str, Any]:
+    from raysweep.metrics import direction
+
+    spec = DATASETS[cell["dataset"]]
+    dataset = load(spec, settings, cell["seed"])
+    tool = cell["tool"]
+    outcome = _flaml(cell, settings, spec, dataset, scratch) if tool == "flaml_default" else _raysweep(cell, settings, spec, dataset, scratch)
+    return {**cell, "label": TOOL_LABELS[tool], "metric": spec.metric, "mode": direction(spec.metric), "budget_s": settings.budget, **outcome}
+
+
+def _raysweep(cell: dict[str, Any], settings: Settings, spec: Any, dataset: Any, scratch: Path) -> dict[str, Any]:
+    from raysweep import run_sweep
+
+    start_ray(settings)
+    warm_mlflow(settings)
+    trials, budget = ray_limits(settings)
+    tool = cell["tool"]
+    recipe = "auto" if tool.startswith("auto") else tool.removeprefix("single_")
+    started = time.perf_counter()
+    result = run_sweep(
+        recipe, dataset, tracking=True, progress=False, metric=spec.metric, num_samples=trials, time_budget=budget,
+        max_concurrent=settings.concurrency, seed=cell["seed"], name=f"auto-{cell['id']}", storage=str(scratch / "ray"),
+        tracking_uri=settings.tracking_uri, experiment=f"bench-auto-{cell['dataset']}",
+        patience=PATIENCE if tool == "auto_patience" else None,
+    )  # fmt: skip
+    return {
+        "elapsed_s": time.perf_counter() - started,
+        "validation": result.best_validation_score,
+        "test": result.test_score,
+        "trials": result.num_trials,
+        "stopped_early": result.num_stopped_early,
+        "families": result.families,
+        "best_config": result.best_config,
+        "stopped_by": result.stopped_by,
+    }
+
+
+def _flaml(cell: dict[str, Any], settings: Settings, spec: Any, dataset: Any, scratch: Path) -> dict[str, Any]:
+    """FLAML's AutoML with its own default learners on raysweep's train/validation arrays (ordinal encoding)."""
+    from benchmarks._peers import require
+    from raysweep.families import get_family
+
+    automl_module = require("flaml.automl")
+    split = make_split(dataset, get_family("xgboost"), cell["seed"])
+    automl = automl_module.AutoML()
+    started = time.perf_counter()
+    automl.fit(
+        X_train=split.X_train, y_train=split.y_train, X_val=split.X_val, y_val=split.y_val, task=split.task,
+        metric=_FLAML_METRICS[spec.metric], time_budget=1 if settings.smoke else settings.budget,
+        n_jobs=settings.concurrency, seed=cell["seed"], eval_method="holdout", retrain_full=True,
+        log_file_name=str(scratch / "flaml.log"), verbose=0, mlflow_logging=False,
+    )  # fmt: skip
+    model = _FlamlModel(automl, split.n_classes)
+    return {
+        "elapsed_s": time.perf_counter() - started,
+        "validation": _flaml_score(spec.metric, float(automl.best_loss)),
+        "test": test_scores(split, model, (spec.metric,), X_test=split.X_test_for_train_encoder)[spec.metric],
+        "trials": sum(1 for line in (scratch / "flaml.log").read_text().splitlines() if '"validation_loss"' in line)
+        if (scratch / "flaml.log").exists() else None,
+        "best_estimator": automl.best_estimator,
+    }
+
+
+def summary(record: dict[str, Any]) -> str:
+    return f"{record['id']}: test {record['metric']} {record['test']:.4f}, {record['trials']} trials, {record['elapsed_s']:.0f} s"
+
+
+# -- report ---------------------------------------------------------------------------------------
+def section(records: list[dict[str, Any]], settings: Settings) -> list[str]:
+    """RESULTS.md's section: per dataset, each tool's median test score over the seeds, trials and time."""
+    from statistics import median
+
+    lines = ["## 4. Model-family selection: `raysweep run auto`", ""]
+    ok = [r for r in records if "error" not in r and "skipped" not in r and r.get("test") is not None]
+    if not ok:
+        return lines + ["No results yet (`python -m benchmarks --suite auto`).", ""]
+    lines += [f"Median of {settings.seeds} seed(s) at a {settings.budget:g} s budget; ± half the range over the seeds.", ""]
+    for dataset in sorted({r["dataset"] for r in ok}):
+        rows = [r for r in ok if r["dataset"] == dataset]
+        metric = rows[0]["metric"]
+        lines += [f"### {dataset} ({metric})", "", f"| tool | test {metric} | trials | elapsed (s) | families (trials) |", "| --- | --- | --- | --- | --- |"]
+        for tool, label in TOOL_LABELS.items():
+            runs = [r for r in rows if r["tool"] == tool]
+            if not runs:
+                continue
+            tests = [r["test"] for r in runs]
+            spread = (max(tests) - min(tests)) / 2
+            families = ""
+            if runs[0].get("families"):
+                counts: dict[str, list[int]] = {}
+                for r in runs:
+                    for name, info in r["families"].items():
+                        counts.setdefault(name, []).append(info["trials"])
+                families = ", ".join(f"{name} {median(v):g}" for name, v in counts.items())
+            trials = [r["trials"] for r in runs if r.get("trials") is not None]
+            lines.append(
+                f"| {label} | {median(tests):.4f} ± {spread:.4f} | {median(trials) if trials else '–'} | "
+                f"{median(r['elapsed_s'] for r in runs):.0f} | {families} |"
+            )
+        full = {r["seed"]: r for r in rows if r["tool"] == "auto"}
+        early = {r["seed"]: r for r in rows if r["tool"] == "auto_patience" and r["seed"] in full}
+        if early:
+            saved = [full[s]["elapsed_s"] - early[s]["elapsed_s"] for s in early]
+            sign = 1 if rows[0]["mode"] == "max" else -1
+            cost = [sign * (full[s]["test"] - early[s]["test"]) for s in early]
+            lines += ["", f"`--patience {PATIENCE}` against the full budget: median {median(saved):.0f} s saved, "
+                          f"median test {metric} cost {median(cost):+.4f} (positive: worse)."]
+        lines.append("")
+    return lines
+

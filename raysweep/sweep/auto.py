@@ -1,0 +1,272 @@
+"""``raysweep run auto``: several recipes' model families compete in one sweep.
+
+The search space is conditional: one ``model`` choice whose values are per-family dicts, each
+holding ``family`` (the recipe's name) and, under that name, the recipe's own space; a trial's
+config is ``{"model": {"family": "xgboost", "xgboost": {"max_depth": 6, ...}}}``. (HyperOpt
+labels a parameter by its path alone, so two families' ``max_depth`` need paths of their own.) Ray Tune's random search and
+HyperOpt take such a nested choice as it is; Optuna takes it as a define-by-run function
+(:class:`OptunaSpace`), for its distributions hold plain values only.
+
+Early stopping compares the families on one scale: the share of each recipe's own
+``resource.max``. The sweep has :func:`common_steps` steps (the fewest steps of any member
+recipe), and common step ``k`` of ``S`` trains a family to its own step ``ceil(k * n / S)`` of
+``n``: at least ``k / S`` of its resource. ASHA and HyperBand then put every family's rungs at the
+same steps. Nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from raysweep.errors import UserError
+from raysweep.families import Family
+from raysweep.families._resource import Resource
+from raysweep.recipes import Recipe, bundled_recipe_names, load_recipe
+from raysweep.strategies import registry as strategies
+
+#: the recipe name that means "every member recipe competes"
+AUTO = "auto"
+#: the config key of the family choice, and the key of the family's name inside each choice
+MODEL_KEY = "model"
+FAMILY_KEY = "family"
+#: the common resource: the share of each member recipe's ``resource.max``
+RESOURCE_NAME = "resource_fraction"
+
+
+def is_auto(recipe: Any) -> bool:
+    return isinstance(recipe, str) and recipe.lower() == AUTO
+
+
+@dataclass(frozen=True)
+class Member:
+    """One competing recipe and the family that trains it."""
+
+    recipe: Recipe
+    family: Family
+
+    @property
+    def name(self) -> str:
+        return self.recipe.name
+
+
+@dataclass(frozen=True)
+class AutoPlan:
+    """The members of an ``auto`` sweep and the common scale of their resources."""
+
+    members: tuple[Member, ...]
+    steps: int
+    recipe: Recipe = field(repr=False)
+
+    def member(self, name: str) -> Member:
+        return next(m for m in self.members if m.name == name)
+
+
+@dataclass(frozen=True)
+class AutoSpec:
+    """What an auto trial needs besides its config: the common steps, each member's own
+    ``TrialSpec`` (its family, resource and fixed values) and the key of its encoded data."""
+
+    steps: int
+    members: dict[str, Any]
+    #: member name -> the key of its trial data (families that encode alike share it)
+    data_keys: dict[str, str]
+
+
+def member_names(recipes: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """``--recipes a,b`` (or a list) as names; None: every prebuilt recipe."""
+    if recipes is None:
+        return bundled_recipe_names()
+    if isinstance(recipes, str):
+        recipes = recipes.split(",")
+    names = [str(name).strip() for name in recipes if str(name).strip()]
+    if not names:
+        raise UserError(f"--recipes {','.join(recipes)!r}: name at least one recipe, e.g. --recipes xgboost,random_forest")
+    return names
+
+
+def load_members(recipes: str | list[str] | tuple[str, ...] | None, task: str, scheduler: str | None, searcher: str | None) -> list[Recipe]:
+    """The member recipes that fit ``task``, each checked; raises :class:`UserError` for a name that is
+    no recipe, two recipes of one name, or none fitting the task."""
+    explicit = recipes is not None
+    loaded: list[Recipe] = []
+    for name in member_names(recipes):
+        try:
+            recipe = load_recipe(name)
+        except UserError as exc:
+            raise UserError(f"--recipes: {exc}") from None
+        if any(r.name == recipe.name for r in loaded):
+            raise UserError(f"--recipes: recipe {recipe.name!r} is listed twice (or two files share its name); each family needs a name of its own")
+        loaded.append(recipe)
+    fitting = [r for r in loaded if task in r.tasks]
+    if not fitting:
+        listed = ", ".join(f"{r.name} ({'/'.join(r.tasks)})" for r in loaded)
+        raise UserError(f"{'--recipes' if explicit else 'auto'}: no recipe fits a {task} task ({listed}); list a recipe that supports {task}")
+    check_strategies(scheduler, searcher)
+    return fitting
+
+
+def check_strategies(scheduler: str | None, searcher: str | None) -> None:
+    """Refuse a scheduler or searcher that cannot run families side by side, saying why."""
+    if scheduler and strategies.get_scheduler(scheduler).population:
+        raise UserError(
+            f"--scheduler {scheduler}: auto's trials belong to different families with different hyperparameters, "
+            "so PBT members cannot copy each other; use --scheduler asha or hyperband"
+        )
+    if searcher and not strategies.get_searcher(searcher).conditional:
+        able = [name for name, s in strategies.SEARCHERS.items() if s.conditional]
+        raise UserError(f"--searcher {searcher}: cannot search auto's family choice with per-family sub-spaces; use --searcher {', '.join(able)}")
+
+
+def common_steps(recipes: list[Recipe]) -> int:
+    """How many steps an auto trial takes: the fewest of any member (no family's steps are split)."""
+    return min(r.resource.max_steps for r in recipes)
+
+
+def family_step(step: int, steps: int, family_steps: int) -> int:
+    """The family's own step at common step ``step`` of ``steps``: at least the same share of its resource."""
+    return min(family_steps, math.ceil(step * family_steps / steps - 1e-9))
+
+
+def auto_recipe(recipes: list[Recipe], task: str, families: list[Family]) -> AutoPlan:
+    """The sweep-wide recipe of an auto sweep: its resource is the common scale, its space the family choice."""
+    steps = common_steps(recipes)
+    names = [r.name for r in recipes]
+    metrics = {t: recipes[0].metric[t] for t in recipes[0].tasks if t == task}
+    raw = {"name": AUTO, "family": AUTO, "recipes": {r.name: r.raw for r in recipes}}
+    recipe = Recipe(
+        name=AUTO,
+        family=AUTO,
+        tasks=(task,),
+        metric=metrics,
+        resource=Resource(RESOURCE_NAME, 1.0 / steps, 1.0),
+        space={FAMILY_KEY: {"type": "choice", "values": names}},
+        scheduler="asha",
+        searcher="hyperopt",
+        num_samples=max(r.num_samples for r in recipes),
+        description="Every member recipe's family in one sweep",
+        # Rungs at 1/S, 3/S, 9/S of every family's resource.
+        grace_period=1,
+        reduction_factor=3.0,
+        source=AUTO,
+        raw=raw,
+    )
+    members = tuple(Member(r, f) for r, f in zip(recipes, families))
+    return AutoPlan(members=members, steps=steps, recipe=recipe)
+
+
+def param_space(auto: AutoPlan, searcher: str) -> dict[str, Any]:
+    """The conditional Ray Tune space: ``{"model": tune.choice([{"family": name, name: space}, ...])}``.
+
+    Optuna gets its space from :class:`OptunaSpace` instead, so its ``param_space`` is empty.
+    """
+    from ray import tune
+
+    from raysweep import space
+
+    if searcher == "optuna":
+        return {}
+    choices = []
+    for member in auto.members:
+        domains = space.param_space(member.recipe.space, searcher, member.recipe.source)
+        choices.append({FAMILY_KEY: member.name, member.name: domains})
+    return {MODEL_KEY: tune.choice(choices)}
+
+
+class OptunaSpace:
+    """Optuna's define-by-run function for the family choice: each family's parameters are named
+    ``<family>.<name>``, so two families' ``max_depth`` keep their own distributions. (A class,
+    not a closure: Tune pickles the searcher with its space.)"""
+
+    def __init__(self, auto: AutoPlan) -> None:
+        self.entries = {m.name: dict(m.recipe.space) for m in auto.members}
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        name = trial.suggest_categorical(FAMILY_KEY, list(self.entries))
+        for param, spec in self.entries[name].items():
+            _suggest(trial, f"{name}.{param}", spec)
+        return {}
+
+    def config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Optuna's flat suggestion as the nested config every searcher gives."""
+        name = params[FAMILY_KEY]
+        prefix = f"{name}."
+        model: dict[str, Any] = {}
+        for key, value in params.items():
+            if key.startswith(prefix):
+                param = key[len(prefix):]
+                spec = self.entries[name][param]
+                if spec["type"] in ("choice", "grid") and not _plain_values(spec["values"]):
+                    value = spec["values"][value]
+                model[param] = value
+        return {MODEL_KEY: {FAMILY_KEY: name, name: model}}
+
+
+def _plain_values(values: list[Any]) -> bool:
+    """Whether Optuna can hold these choices as they are (else it holds their indices)."""
+    return all(v is None or isinstance(v, (bool, int, float, str)) for v in values)
+
+
+def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
+    kind = spec["type"]
+    if kind in ("choice", "grid"):
+        values = list(spec["values"])
+        # Optuna's categories are plain values; a list (an MLP's layer sizes) goes by its index.
+        if _plain_values(values):
+            return trial.suggest_categorical(name, values)
+        return trial.suggest_categorical(name, list(range(len(values))))
+    low, high = spec["low"], spec["high"]
+    log = kind.startswith("log") or kind.startswith("qlog")
+    if "int" in kind:
+        high = high - 1 if kind in ("randint", "lograndint") else high
+        return trial.suggest_int(name, int(low), int(high), step=int(spec.get("q", 1)), log=log)
+    return trial.suggest_float(name, low, high, step=spec.get("q"), log=log and "q" not in spec)
+
+
+def split(config: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """``(family, its params)`` of an auto trial's config; ``(None, config)`` for any other sweep's."""
+    model = config.get(MODEL_KEY) if isinstance(config, dict) else None
+    if not isinstance(model, dict) or FAMILY_KEY not in model:
+        return None, dict(config)
+    name = str(model[FAMILY_KEY])
+    return name, dict(model.get(name) or {})
+
+
+def flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as it is reported: an auto trial's as ``{"family": name, **its params}``, others unchanged."""
+    family, params = split(config)
+    return params if family is None else {FAMILY_KEY: family, **params}
+
+
+class AutoFamily(Family):
+    """The sweep-wide stand-in of an auto sweep: its resource is the common (fractional) scale."""
+
+    name = AUTO
+    integer_resource = False
+    supports_pbt = False
+
+
+def optuna_searcher(auto: AutoPlan, metric: str, mode: str, seed: int, max_concurrent: int) -> Any:
+    """Optuna's TPE over the family choice, define-by-run."""
+    from raysweep.strategies._optuna import build_conditional
+
+    return build_conditional(metric, mode, seed, max_concurrent, OptunaSpace(auto))
+
+
+def trial_inputs(plan: Any, spec: Any) -> dict[str, Any]:
+    """What every auto trial gets (``tune.with_parameters``): the trial data, encoded once per kind
+    of family (tree models and dense models see different columns), and each member's spec."""
+    from dataclasses import replace
+
+    from raysweep.data import prepare
+
+    data, keys, members = {}, {}, {}
+    for member in plan.auto.members:
+        family = member.family
+        key = f"{family.encoding}-{family.native_missing}-{family.scale_target}"
+        if key not in data:
+            data[key] = prepare(plan.dataset, family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv).trial
+        keys[member.name] = key
+        members[member.name] = replace(spec, family=family, resource=member.recipe.resource, fixed=dict(member.recipe.fixed), mutable=())
+    return {"data": data, "spec": AutoSpec(steps=plan.auto.steps, members=members, data_keys=keys)}
