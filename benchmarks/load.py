@@ -153,7 +153,7 @@ def child(tool: str, trials: int, scratch: Path, seed: int, heap: bool) -> dict[
     if heap:
         import tracemalloc
 
-        tracemalloc.start(10)
+        tracemalloc.start(6)
     started = time.perf_counter()
     if tool == "raysweep_mlflow":
         from raysweep import run_sweep
