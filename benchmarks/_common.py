@@ -228,15 +228,20 @@ def warm_mlflow(settings: Settings) -> None:
 def write_results_section(settings: Settings, heading: str, section: list[str]) -> Path:
     """Put a suite's section (starting with ``heading``) into RESULTS.md, before the analysis,
     replacing the section an earlier run wrote."""
-    path = settings.out_dir / "RESULTS.md"
-    text = path.read_text() if path.is_file() else "# raysweep benchmarks\n"
+    return replace_section(settings.out_dir / "RESULTS.md", heading, section, "# raysweep benchmarks", ("## Analysis", "## Machine"))
+
+
+def replace_section(path: Path, heading: str, section: list[str], title: str, before: tuple[str, ...] = ()) -> Path:
+    """Put ``section`` (starting with ``heading``) into the Markdown file ``path``, replacing the
+    section of that heading, else before the first of the ``before`` headings (else at the end)."""
+    text = path.read_text() if path.is_file() else f"{title}\n"
     lines = text.rstrip("\n").split("\n")
     if heading in lines:
         start = lines.index(heading)
         end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
         del lines[start:end]
     else:
-        start = next((i for i, line in enumerate(lines) if line in ("## Analysis", "## Machine")), len(lines))
+        start = next((i for i, line in enumerate(lines) if line in before), len(lines))
     lines[start:start] = section
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path

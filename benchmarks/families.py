@@ -1,4 +1,5 @@
-"""Benchmark-only model families: a no-op and two analytic functions (Branin, Hartmann-6).
+"""Benchmark-only model families: a no-op and two analytic functions (Branin, Hartmann-6), and
+two many-step ones (``bench_steps``: no work per step; ``bench_sleep``: one second per step).
 
 They let the overhead suite drive raysweep's real trainable, runner and MLflow callback with
 (almost) no training work, through the public extension point
@@ -13,6 +14,7 @@ benchmark dataset's target is a constant ``floor`` below the function's minimum:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,7 +23,7 @@ import numpy as np
 from raysweep.families import Family, register_family
 from raysweep.recipes import Recipe, validate_recipe_data
 
-__all__ = ["FUNCTIONS", "AnalyticFunction", "analytic_dataset", "analytic_recipe", "register"]
+__all__ = ["FUNCTIONS", "AnalyticFunction", "analytic_dataset", "analytic_recipe", "register", "steps_recipe"]
 
 
 def noop(config: dict[str, float]) -> float:
@@ -130,16 +132,37 @@ class Hartmann6Family(AnalyticFamily):
     function_name = "hartmann6"
 
 
+class StepsFamily(NoopFamily):
+    """Many steps of no work: a trial reports as fast as raysweep's trainable can (result throughput)."""
+
+    name = "bench_steps"
+    #: seconds each step waits (no CPU spent): 0 here
+    step_seconds = 0.0
+
+    def train_step(self, model: Any, X: np.ndarray, y: np.ndarray, step: int, resource: Any, n_classes: int, seed: int) -> Any:
+        if self.step_seconds:
+            time.sleep(self.step_seconds)
+        return super().train_step(model, X, y, step, resource, n_classes, seed)
+
+
+class SleepFamily(StepsFamily):
+    """One second of sleep per step: a trial that holds its CPU slot but not a core (scheduling)."""
+
+    name = "bench_sleep"
+    step_seconds = 1.0
+
+
 _FAMILIES: dict[str, type[AnalyticFamily]] = {
     "noop": NoopFamily,
     "branin": BraninFamily,
     "hartmann6": Hartmann6Family,
 }
+_STEP_FAMILIES: dict[str, type[StepsFamily]] = {"steps": StepsFamily, "sleep": SleepFamily}
 
 
 def register() -> None:
     """Register the benchmark families with raysweep (idempotent)."""
-    for family in _FAMILIES.values():
+    for family in (*_FAMILIES.values(), *_STEP_FAMILIES.values()):
         register_family(family.name, family)
 
 
@@ -158,6 +181,24 @@ def analytic_recipe(function: str, searcher: str = "random") -> Recipe:
         "space": {name: {"type": "uniform", "low": low, "high": high} for name, (low, high) in workload.bounds.items()},
     }
     return validate_recipe_data(data, f"<benchmarks:{function}>")
+
+
+def steps_recipe(kind: str, steps: int) -> Recipe:
+    """A recipe whose every trial runs ``steps`` steps of ``bench_steps`` or ``bench_sleep``
+    (``kind``: "steps" or "sleep") and reports after each; FIFO, so every trial runs them all."""
+    register()
+    family = _STEP_FAMILIES[kind]
+    data = {
+        "name": f"bench_{kind}",
+        "family": family.name,
+        "tasks": ["regression"],
+        "metric": "rmse",
+        "resource": {"name": "steps", "per_step": 1, "max": steps},
+        "scheduler": "fifo",
+        "searcher": "random",
+        "space": {name: {"type": "uniform", "low": low, "high": high} for name, (low, high) in FUNCTIONS["noop"].bounds.items()},
+    }
+    return validate_recipe_data(data, f"<benchmarks:{kind}>")
 
 
 def analytic_dataset(function: str, rows: int = 20) -> Any:

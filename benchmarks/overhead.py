@@ -135,7 +135,9 @@ def _ray_class_trainable(workload: str) -> type:
     return AnalyticTrainable
 
 
-def _ray_tune(kind: str, reuse: bool) -> Callable[..., dict[str, Any]]:
+def _ray_tune(kind: str, reuse: bool, callbacks: tuple[Any, ...] = ()) -> Callable[..., dict[str, Any]]:
+    """Plain Ray Tune on ``workload``; ``callbacks`` go to Tune besides its default loggers."""
+
     def run(workload: str, seed: int, trials: int, settings: Settings, scratch: Path) -> dict[str, Any]:
         from ray import tune
         from ray.tune.search import BasicVariantGenerator
@@ -163,6 +165,7 @@ def _ray_tune(kind: str, reuse: bool) -> Callable[..., dict[str, Any]]:
                     storage_path=str(scratch / "ray"),
                     verbose=0,
                     stop={"training_iteration": 1},
+                    callbacks=list(callbacks) or None,
                 ),
             )
             return tuner.fit()

@@ -1,0 +1,227 @@
+"""Scheduling across nodes, simulated on this machine: trials per second on 1, 2 and 4 worker nodes.
+
+    python -m benchmarks.nodes                               # 1, 2, 4 nodes x 8 CPUs, 4 waves of 5-step trials
+    python -m benchmarks.nodes --waves 2 --steps 2           # a quick look
+
+For each size a local Ray cluster is started with ``raysweep.cluster.local.start_local_cluster``
+(a head that schedules only, and N worker nodes each declaring ``--cpus-per-node`` CPUs, token
+authentication on, the GCS on a free port, never 6379). A driver process joins it with
+``address=`` and runs a raysweep sweep with MLflow on (sqlite) of ``bench_sleep`` trials: each
+step sleeps 1 s, so a trial holds its CPU slot without using a core, and the CPUs the nodes
+declare are the limit, not this machine's cores. ``waves`` x the cluster's CPUs trials run, all
+slots busy. Trials per second come from the trial runs' start and end times in MLflow; the node
+tag (``raysweep.node_id``) on each run shows how the trials spread. Writes
+``results/nodes/*.json`` and the scheduling section of ``LOAD.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import BENCHMARKS_DIR, REPO, replace_section
+
+HEADING = "## 3. Scheduling across nodes"
+GOAL = 3.5
+NODE_TAG = "raysweep.node_id"
+
+
+def child(address: str, trials: int, slots: int, steps: int, scratch: Path, seed: int) -> dict[str, Any]:
+    from raysweep import run_sweep
+
+    from benchmarks.families import analytic_dataset, steps_recipe
+
+    began = time.time()
+    result = run_sweep(
+        steps_recipe("sleep", steps),
+        analytic_dataset("noop"),
+        progress=False,
+        num_samples=trials,
+        max_concurrent=slots,
+        seed=seed,
+        name="nodes",
+        storage=str(scratch / "ray"),
+        tracking_uri=f"sqlite:///{scratch / 'mlflow.db'}",
+        experiment="nodes",
+        address=address,
+    )
+    return {"trials": result.num_trials, "errors": result.num_errors, "parent_run_id": result.parent_run_id,
+            "experiment_id": result.experiment_id, "tracking_uri": result.tracking_uri,
+            "began": began, "ended": time.time()}  # fmt: skip
+
+
+def _free_port() -> int:
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port != 6379:
+            return port
+
+
+def measure(nodes: int, cpus: int, waves: int, steps: int, scratch: Path, seed: int) -> dict[str, Any]:
+    from raysweep.cluster.local import start_local_cluster
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    slots, trials = nodes * cpus, waves * nodes * cpus
+    base = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    base.pop("MLFLOW_TRACKING_URI", None)
+    up = time.monotonic()
+    # The nodes inherit this environment (PYTHONPATH included: the benchmark families import there).
+    saved = dict(os.environ)
+    os.environ.update(PYTHONPATH=base["PYTHONPATH"])
+    try:
+        cluster = start_local_cluster(workers=nodes, cpus_per_node=cpus, head_cpus=0, state_dir=scratch / "cluster", port=_free_port())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    cluster_up_s = time.monotonic() - up
+    try:
+        outcome_file = scratch / "outcome.json"
+        command = [sys.executable, "-m", "benchmarks.nodes", "--child", cluster.address, "--nodes", str(nodes),
+                   "--cpus-per-node", str(cpus), "--waves", str(waves), "--steps", str(steps), "--scratch", str(scratch),
+                   "--seed", str(seed), "--outcome", str(outcome_file)]  # fmt: skip
+        completed = subprocess.run(command, cwd=REPO, env=cluster.driver_env(base))
+        if completed.returncode != 0:
+            raise SystemExit(f"{nodes} node(s): the driver exited {completed.returncode}")
+        worker_ids = {node.node_id: f"worker {node.index}" for node in cluster.workers}
+    finally:
+        cluster.stop()
+    outcome = json.loads(outcome_file.read_text())
+    record: dict[str, Any] = {"nodes": nodes, "cpus_per_node": cpus, "slots": slots, "trials_requested": trials,
+                              "steps": steps, "cluster_up_s": round(cluster_up_s, 1), **outcome}  # fmt: skip
+    record["loadavg_end"] = [round(x, 1) for x in os.getloadavg()]
+    record["recorded_at"] = time.strftime("%Y-%m-%d %H:%M")
+    record.update(_from_mlflow(outcome, slots, worker_ids))
+    return record
+
+
+def _from_mlflow(outcome: dict[str, Any], slots: int, worker_ids: dict[str | None, str]) -> dict[str, Any]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(outcome["tracking_uri"])
+    children = client.search_runs(
+        [outcome["experiment_id"]], filter_string=f"tags.mlflow.parentRunId = '{outcome['parent_run_id']}'", max_results=50_000
+    )
+    statuses: dict[str, int] = {}
+    spread: dict[str, int] = {}
+    for run in children:
+        statuses[run.info.status] = statuses.get(run.info.status, 0) + 1
+        node = run.data.tags.get(NODE_TAG)
+        label = worker_ids.get(node, "head" if node else "no node tag")
+        spread[label] = spread.get(label, 0) + 1
+    starts = sorted(run.info.start_time / 1000 for run in children)
+    ends = sorted((run.info.end_time or run.info.start_time) / 1000 for run in children)
+    figures: dict[str, Any] = {"mlflow_child_runs": len(children), "mlflow_child_statuses": statuses,
+                               "node_spread": dict(sorted(spread.items()))}  # fmt: skip
+    if starts and ends[-1] > starts[0]:
+        figures["trials_per_s"] = round(len(children) / (ends[-1] - starts[0]), 2)
+        figures["span_s"] = round(ends[-1] - starts[0], 1)
+    # After the first wave (every slot's actor started): the steady rate.
+    if len(ends) > slots + 1 and ends[-1] > ends[slots - 1]:
+        figures["trials_per_s_after_first_wave"] = round((len(ends) - slots) / (ends[-1] - ends[slots - 1]), 2)
+    figures["first_trial_start_s"] = round(starts[0] - outcome["began"], 1) if starts else None
+    return figures
+
+
+def _median_range(values: list[Any], digits: int = 2) -> str:
+    values = [v for v in values if isinstance(v, (int, float))]
+    if not values:
+        return "-"
+    middle = f"{statistics.median(values):.{digits}f}"
+    return middle if len(values) == 1 else f"{middle} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
+    sizes = sorted({r["nodes"] for r in records})
+    by_size = {n: [r for r in records if r["nodes"] == n] for n in sizes}
+    first = records[0]
+    loads = "; ".join(", ".join(str(x) for x in r["loadavg_end"]) for r in records)
+    lines = [
+        HEADING,
+        "",
+        f"`python -m benchmarks.nodes {' '.join(argv)}`".replace(" `", "`"),
+        "",
+        f"Worker nodes of {first['cpus_per_node']} declared CPUs each (a head that only schedules), all on this machine; "
+        f"trials of {first['steps']} steps of 1 s sleep, {first['trials_requested'] // first['slots']} waves (trials = waves x "
+        f"CPUs), MLflow on (sqlite); on {records[-1]['recorded_at']}, {os.cpu_count()} CPUs, load average at the end of each "
+        f"run {loads}. Trials per second from the trial runs' times in MLflow.",
+        "",
+        "| worker nodes | trials | trials/s (first start to last end) | trials/s after the first wave | "
+        "first trial started after, s | trials per node (`raysweep.node_id`) | runs FINISHED |",
+        "| ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for n in sizes:
+        rows = by_size[n]
+        spread = "; ".join(", ".join(f"{k}: {v}" for k, v in r["node_spread"].items()) for r in rows)
+        finished = "; ".join(f"{r['mlflow_child_statuses'].get('FINISHED', 0)}/{r['trials_requested']}" for r in rows)
+        lines.append(
+            f"| {n} | {rows[0]['trials_requested']} | {_median_range([r.get('trials_per_s') for r in rows])} | "
+            f"{_median_range([r.get('trials_per_s_after_first_wave') for r in rows])} | "
+            f"{_median_range([r.get('first_trial_start_s') for r in rows], 1)} | {spread} | {finished} |"
+        )
+    lines.append("")
+    if 1 in by_size and max(sizes) > 1:
+        top = max(sizes)
+        for key, what in (("trials_per_s", "first start to last end"), ("trials_per_s_after_first_wave", "after the first wave")):
+            ratios = [b.get(key, 0) / a[key] for a, b in zip(by_size[1], by_size[top]) if a.get(key)]
+            lines.append(f"- {top} nodes against 1, trials per second ({what}): {_median_range(ratios)}x "
+                         f"(goal >= {GOAL}x from 1 to 4 nodes; ideal {top}x).")  # fmt: skip
+        lines.append("")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.nodes", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", default="1,2,4", help="worker node counts, in order (default 1,2,4)")
+    parser.add_argument("--cpus-per-node", type=int, default=8)
+    parser.add_argument("--waves", type=int, default=4, help="trials = waves x the cluster's CPUs (default 4)")
+    parser.add_argument("--steps", type=int, default=5, help="1 s steps per trial (default 5)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of every size, in alternating order")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(BENCHMARKS_DIR))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", help=argparse.SUPPRESS)
+    parser.add_argument("--outcome", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        nodes = int(args.nodes)
+        slots = nodes * args.cpus_per_node
+        outcome = child(args.child, args.waves * slots, slots, args.steps, Path(args.scratch), args.seed)
+        Path(args.outcome).write_text(json.dumps(outcome))
+        return 0
+    sizes = [int(n) for n in args.nodes.split(",")]
+    out = Path(args.out)
+    scratch = out / "out" / "scratch" / "nodes" if out.resolve() == BENCHMARKS_DIR else out / "scratch" / "nodes"
+    folder = out / "results" / "nodes"
+    folder.mkdir(parents=True, exist_ok=True)
+    records = []
+    for repeat in range(args.repeats):
+        for nodes in sizes:
+            place = scratch / f"n{nodes}-r{repeat}"
+            if place.exists():
+                import shutil
+
+                shutil.rmtree(place)
+            record = measure(nodes, args.cpus_per_node, args.waves, args.steps, place, args.seed + repeat)
+            record["repeat"] = repeat
+            records.append(record)
+            (folder / f"n{nodes}-r{repeat}.json").write_text(json.dumps(record, indent=1))
+            print(json.dumps(record), flush=True)
+    from benchmarks.load import LOAD_TITLE
+
+    print(f"wrote {replace_section(out / 'LOAD.md', HEADING, section(records, argv), LOAD_TITLE, ('## 4. A 100-node cluster',))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
