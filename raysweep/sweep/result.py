@@ -56,6 +56,8 @@ class SweepResult:
     warm_start_trials: int | None = None
     #: why the sweep ended before its trial count or budget (``--stop-at``, ``--patience``), else None
     stopped_by: str | None = None
+    #: with ``nested_cv``: the nested validation's estimate (:class:`raysweep.sweep.nested.NestedEstimate`)
+    nested: Any = None
 
     def __repr__(self) -> str:
         # The leaderboard and the model pipeline are attributes to look at, not to print here.
@@ -95,7 +97,7 @@ class SweepResult:
             "warm_start_from": self.warm_start_from,
             "warm_start_trials": self.warm_start_trials,
             "stopped_by": self.stopped_by,
-        }
+        } | ({"nested": self.nested.to_dict()} if self.nested is not None else {})
 
 
 def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps: int) -> tuple[Any, float]:
@@ -182,6 +184,7 @@ def summarise(
     phase: Callable[[str], None] | None = None,
     never_started: set[str] = frozenset(),
     stopped_by: str | None = None,
+    log_model: bool = True,
 ) -> SweepResult:
     """The sweep's result from Tune's: leaderboard, the best config refit and scored, its outcome in MLflow.
 
@@ -253,7 +256,7 @@ def summarise(
         from raysweep.tracking.outcome import log_sweep_outcome
 
         lineage = _lineage_series(results, plan) if _population(plan) else None
-        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase, lineage=lineage)
+        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase, lineage=lineage, model=log_model)
     return result
 
 
