@@ -93,6 +93,9 @@ def write(settings: Settings, meta: dict[str, Any]) -> Path:
     body += _overhead(records["overhead"], settings, targets)
     body += _quality(records["quality"], settings, targets)
     body += _startup(records["startup"], settings, targets)
+    from benchmarks import nested
+
+    body += nested.section(records["nested"])
     from benchmarks import best_step  # its own runner (python -m benchmarks.best_step); its section lives here
 
     body += best_step.section(settings)
