@@ -272,7 +272,9 @@ def _teller(progress: bool) -> Callable[[str], None]:
 def _tell_done(say: Callable[[str], None], name: str, outcome: Any, metric: str, k: int, index: int) -> None:
     if isinstance(outcome, TrackingIncomplete):
         outcome = outcome.result
-    if not isinstance(outcome, SweepResult):
+    if isinstance(outcome, (SweepInterrupted, KeyboardInterrupt)):
+        say(f"raysweep: {name} interrupted")
+    elif not isinstance(outcome, SweepResult):
         say(f"raysweep: {name} ended without a result: {str(outcome).strip().splitlines()[0] if str(outcome).strip() else type(outcome).__name__}")
     elif index < k:
         say(
