@@ -14,7 +14,7 @@ BENCHMARKS_DIR = Path(__file__).resolve().parent
 REPO = BENCHMARKS_DIR.parent
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
 SMOKE_OUT = BENCHMARKS_DIR / "out" / "smoke"
-SUITES = ("overhead", "quality", "startup", "auto")
+SUITES = ("overhead", "quality", "startup", "auto", "nested")
 
 #: the sizes the issue asks for; a run below any of them is marked preliminary in RESULTS.md
 FULL_SIZES = {"seeds": 3, "trials": 500, "budget": 120.0, "pairs": 5}

@@ -101,6 +101,9 @@ def write(settings: Settings, meta: dict[str, Any]) -> Path:
     from benchmarks import auto
 
     body += auto.section(records["auto"], settings)
+    from benchmarks import nested
+
+    body += nested.section(records["nested"])
     from benchmarks import best_step  # its own runner (python -m benchmarks.best_step); its section lives here
 
     body += best_step.section(settings)

@@ -314,33 +314,27 @@ def prepare(
     test_size: float = 0.2,
     val_size: float = 0.2,
     cv: int | None = None,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PreparedData:
     """Split once into train / validation / test and encode the trial arrays.
 
     The test split is never shown to a trial; the encoder is fitted on the rows the trials train
-    on, so no statistic of the validation or test rows leaks into training.
+    on, so no statistic of the validation or test rows leaks into training. ``rows`` gives the
+    (tuning pool, test) row indices instead of the usual test split: one outer fold of a nested
+    validation, whose held-out rows take the test split's place.
     """
-    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+    from sklearn.model_selection import KFold, StratifiedKFold
 
-    X, y = dataset.X, dataset.y
-    classification = dataset.task == "classification"
-    classes = None
-    if classification:
-        labels = y.to_numpy()
-        classes, y_encoded = np.unique(labels.astype(str) if labels.dtype == object else labels, return_inverse=True)
-    else:
-        y_encoded = y.to_numpy(dtype=float)
-    n = len(y_encoded)
+    from raysweep.splits import encoded_target, split_rows, tuning_pool
+
+    X = dataset.X
+    classes, y_encoded = encoded_target(dataset)
+    classification = classes is not None
 
     def split(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        labels = y_encoded[rows] if classification else None
-        try:
-            return train_test_split(rows, test_size=fraction, random_state=seed, stratify=labels)
-        except ValueError:
-            # A class too rare to stratify on: fall back to a plain shuffled split.
-            return train_test_split(rows, test_size=fraction, random_state=seed)
+        return split_rows(rows, fraction, y_encoded if classification else None, seed)
 
-    pool, test = split(np.arange(n), test_size)
+    pool, test = rows if rows is not None else tuning_pool(dataset, seed, test_size)
     if cv is not None:
         if cv > len(pool):
             raise UserError(f"--cv {cv}: only {len(pool)} rows remain for tuning after the test split; use fewer folds")

@@ -146,7 +146,7 @@ def test_record_holds_what_resume_needs(tmp_path: Path, store_uri: str) -> None:
         "tracking_uri": store_uri, "experiment": EXPERIMENT, "max_failures": 0, "checkpoint_every": 10.0,
         "test_size": 0.2, "val_size": 0.2, "register_model": None, "name": SWEEP,
         "storage": str((tmp_path / "raysweep_results").resolve()), "fill_time_budget": False, "warm_start": False,
-        "stop_at": None, "patience": None, "gpus_per_trial": None, "recipes": None,
+        "stop_at": None, "patience": None, "gpus_per_trial": None, "recipes": None, "nested_cv": None,
     }  # fmt: skip
     assert record["options"] == {**asdict(plan.options), "tracking_uri": store_uri}  # the options object, as it is
     assert (record["experiment_id"], record["parent_run_id"]) == (tracker.experiment_id, tracker.parent_run_id)

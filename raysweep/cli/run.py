@@ -19,13 +19,14 @@ def _run_options(func: Any) -> Any:
         click.option("--scheduler", help="fifo, asha, hyperband or pbt: when to stop trials (default: the recipe's)."),
         click.option("--searcher", help="random, grid, hyperopt (TPE), optuna (TPE), gp (Gaussian process) or anneal: what to try next (default: the recipe's)."),
         click.option("--recipes", metavar="NAME,...", help="With RECIPE auto: the recipes (prebuilt names or YAML files) whose families compete in one sweep (default: every prebuilt recipe that fits the task)."),
-        click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid)."),
-        click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds."),
+        click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid); with --nested-cv, per inner sweep."),
+        click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds; with --nested-cv, per inner sweep (they run at once)."),
         click.option("--stop-at", type=float, metavar="VALUE", help="End the sweep as soon as a trial's validation metric reaches VALUE (in the metric's direction: accuracy >= VALUE, rmse <= VALUE); the best config is refit as usual."),
         click.option("--patience", type=int, metavar="N", help="End the sweep when N finished trials in a row (run to the end or stopped early by the scheduler; failed ones do not count) did not improve the best validation score."),
         click.option("--gpus-per-trial", metavar="F", help="GPUs Ray reserves for each trial: a fraction in (0, 1] to share one (0.25: four trials per GPU) or a whole number. XGBoost trials train on their GPU; other families say they cannot."),
         click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster)."),
         click.option("--cv", type=int, help="Score each trial by K-fold cross-validation instead of one validation split."),
+        click.option("--nested-cv", type=int, metavar="K", help="Nested validation: K outer folds of train+validation, each tuned by an inner sweep of its own and scored on its held-out fold (an unbiased estimate), then the final sweep; all at once on the same Ray. --num-samples and --time-budget apply to each inner sweep."),
         click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible."),
         click.option("--name", help="The sweep's name (default: RECIPE-DATASET-TIMESTAMP)."),
         click.option("--storage", help="Where Ray keeps results and checkpoints (a path or a cloud URI; default ./raysweep_results)."),
@@ -93,6 +94,7 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
         f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
         f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(get_searcher(plan.searcher).exhaustive)}, "
         f"metric {plan.metric} ({plan.mode})"
+        + (f"; nested validation: {plan.nested_cv} outer folds, the rule above for each inner sweep and the final sweep" if plan.nested_cv else "")
     )
     # The live view on a terminal; with --json (output for a program) or Ray's own output, a line per change.
     live = not (as_json or verbose)

@@ -50,6 +50,8 @@ def _print_summary(result: Any, console: Any) -> None:
     console.print(f"best config: {json.dumps(result.best_config, default=str)}")
     console.print(f"validation {result.metric}: {result.best_validation_score:.5g} (at resource {result.best_resource})")
     console.print(f"test {result.metric} of the refit model: [bold]{result.test_score:.5g}[/]")
+    if getattr(result, "nested", None) is not None:
+        _print_nested(result.nested, result.test_score, console)
     console.print(
         f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
     )
@@ -73,6 +75,22 @@ def _print_summary(result: Any, console: Any) -> None:
         else:
             console.print(f"review with: raysweep ui --tracking-uri {result.tracking_uri}")
         console.print(f"in a terminal: raysweep report {result.name} --tracking-uri {result.tracking_uri}")
+
+
+def _print_nested(nested: Any, test_score: float, console: Any) -> None:
+    """The nested estimate beside the test score, then each fold's score, inner best and config."""
+    from rich.table import Table
+
+    table = Table(title=f"nested validation ({nested.k} outer folds)")
+    for column in ("fold", nested.metric, "inner best", "config"):
+        table.add_column(column)
+    for fold in nested.folds:
+        table.add_row(str(fold.fold), _fmt(fold.score), _fmt(fold.inner_best), json.dumps(fold.config, default=str))
+    console.print(table)
+    console.print(
+        f"nested estimate of {nested.metric} (unbiased): [bold]{nested.mean:.5g} ± {nested.std:.3g}[/] "
+        f"beside the test {nested.metric} {test_score:.5g}; optimism of the inner bests {nested.optimism:+.3g}"
+    )
 
 
 def _fmt(value: Any) -> str:

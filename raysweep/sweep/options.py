@@ -72,6 +72,8 @@ class SweepOptions:
     gpus_per_trial: float | None = None
     #: ``raysweep run auto --recipes``: the competing recipes as given (None: every prebuilt one)
     recipes: tuple[str, ...] | None = None
+    #: nested validation: this many outer folds, each tuned by an inner sweep of its own
+    nested_cv: int | None = None
 
     @property
     def tune_num_samples(self) -> int:
@@ -127,7 +129,8 @@ class SweepPlan:
         """The sweep's settings, as logged to MLflow."""
         options = self.options
         # The rules that end a sweep early are params only when given.
-        given = (("stop_at", options.stop_at), ("patience", options.patience), ("gpus_per_trial", options.gpus_per_trial))
+        given = (("stop_at", options.stop_at), ("patience", options.patience), ("gpus_per_trial", options.gpus_per_trial),
+                 ("nested_cv", options.nested_cv))
         rules = {key: value for key, value in given if value is not None}
         if self.auto is not None:
             rules["recipes"] = ",".join(member.name for member in self.auto.members)
@@ -178,6 +181,26 @@ def _check_stop_at(value: float, metric: str) -> None:
         rule, fix = f"{metric} is never above {high:g}", f"give a value <= {high:g}"
     reached = "at or above" if direction(metric) == "max" else "at or below"
     raise UserError(f"--stop-at {value:g}: {rule}; {fix} (the sweep ends once a trial's validation {metric} is {reached} it)")
+
+
+def _check_nested_cv(k: int, dataset: Dataset, *, seed: int, test_size: float, cv: int | None) -> None:
+    """Enough rows for K outer folds (each class in every fold) and for the inner split of each."""
+    from raysweep.splits import smallest_class, tuning_pool
+
+    rarest = smallest_class(dataset, seed, test_size)
+    if rarest is not None and rarest < k:
+        raise UserError(
+            f"--nested-cv {k}: the rarest class of {dataset.name} has {rarest} row(s) in train+validation, "
+            f"and each of the {k} stratified outer folds needs one; use --nested-cv {rarest} or fewer" if rarest >= 2 else
+            f"--nested-cv {k}: the rarest class of {dataset.name} has {rarest} row(s) in train+validation; nested validation needs 2 per class"
+        )  # fmt: skip
+    pool = len(tuning_pool(dataset, seed, test_size)[0])
+    inner, needed = pool - math.ceil(pool / k), max(10, cv or 0)
+    if inner < needed:
+        raise UserError(
+            f"--nested-cv {k}: {dataset.name} has {pool} rows in train+validation, so each outer fold tunes on {inner}; "
+            f"the inner {'cross-validation' if cv else 'train/validation split'} needs at least {needed}; use fewer folds or more data"
+        )
 
 
 def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
@@ -259,6 +282,7 @@ def plan_sweep(
     patience: int | None = None,
     gpus_per_trial: float | None = None,
     recipes: str | list[str] | tuple[str, ...] | None = None,
+    nested_cv: int | None = None,
 ) -> SweepPlan:
     """Check a sweep's inputs without starting anything; raises :class:`UserError` on the first problem.
 
@@ -293,6 +317,10 @@ def plan_sweep(
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise UserError(f"--patience {patience}: must be a whole number of finished trials >= 1, e.g. --patience 10")
     gpus_per_trial = check_gpus_per_trial(gpus_per_trial)
+    if nested_cv is not None and (isinstance(nested_cv, bool) or not isinstance(nested_cv, int) or nested_cv < 2):
+        raise UserError(f"--nested-cv {nested_cv}: nested validation needs at least 2 outer folds; use --nested-cv 5, or leave it out for one sweep")
+    if nested_cv is not None and auto_plan is not None:
+        raise UserError("--nested-cv: nested validation of an auto sweep is not supported yet; run it with one recipe, or leave out --nested-cv")
     if max_failures < 0:
         raise UserError(f"--max-failures {max_failures}: must be >= 0")
     if checkpoint_every is None:
@@ -328,6 +356,8 @@ def plan_sweep(
         rows = int(len(dataset.y) * (1 - test_size))
         if rows < cv:
             raise UserError(f"--cv {cv}: only {rows} rows remain for tuning after the test split; use fewer folds")
+    if nested_cv is not None:
+        _check_nested_cv(nested_cv, dataset, seed=seed, test_size=test_size, cv=cv)
     exhaustive = strategies.get_searcher(searcher).exhaustive
     if fill_time_budget is None:
         fill_time_budget = num_samples is None and time_budget is not None and not exhaustive
@@ -365,6 +395,7 @@ def plan_sweep(
         patience=patience,
         gpus_per_trial=gpus_per_trial,
         recipes=None if auto_plan is None or recipes is None else tuple(auto.member_names(recipes)),
+        nested_cv=nested_cv,
     )
     return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec, auto=auto_plan)
 

@@ -74,3 +74,9 @@ def find(name_or_path: str, storage: str | None = None) -> tuple[str, dict[str, 
         if text is not None:
             return candidate, json.loads(text)
     return None
+
+
+def resume_refusal(name: str, k: int | None = None) -> str:
+    """What ``raysweep resume`` says of a nested validation (``--nested-cv``) or one of its sweeps."""
+    flag = f" (--nested-cv {k})" if k else ""
+    return f"sweep {name} is part of a nested validation{flag}; raysweep resume cannot continue one yet: start it again with raysweep run"

@@ -62,6 +62,8 @@ class SweepResult:
     warnings: list[str] = field(default_factory=list)
     #: ``raysweep run auto``: each family's trials and best validation score, best family first
     families: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: with ``nested_cv``: the nested validation's estimate (:class:`raysweep.sweep.nested.NestedEstimate`)
+    nested: Any = None
 
     def __repr__(self) -> str:
         # The leaderboard and the model pipeline are attributes to look at, not to print here.
@@ -103,7 +105,7 @@ class SweepResult:
             "warm_start_trials": self.warm_start_trials,
             "stopped_by": self.stopped_by,
             "warnings": self.warnings,
-        }
+        } | ({"nested": self.nested.to_dict()} if self.nested is not None else {})
 
 
 def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps: int) -> tuple[Any, float]:
@@ -193,6 +195,7 @@ def summarise(
     phase: Callable[[str], None] | None = None,
     never_started: set[str] = frozenset(),
     stopped_by: str | None = None,
+    log_model: bool = True,
 ) -> SweepResult:
     """The sweep's result from Tune's: leaderboard, the best config refit and scored, its outcome in MLflow.
 
@@ -272,7 +275,7 @@ def summarise(
         from raysweep.tracking.outcome import log_sweep_outcome
 
         lineage = _lineage_series(results, plan) if _population(plan) else None
-        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase, lineage=lineage)
+        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase, lineage=lineage, model=log_model)
     return result
 
 

@@ -8,12 +8,10 @@ result (:mod:`raysweep.sweep.result`).
 from __future__ import annotations
 
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
-from raysweep._version import __version__
 from raysweep.data import Dataset, prepare
 from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete, UserError
 from raysweep.metrics import needs_proba
@@ -26,6 +24,7 @@ from raysweep.sweep.gpus import check_cluster_gpus, trial_resources
 from raysweep.sweep.environment import _quiet_environment, _quiet_tune
 from raysweep.sweep.options import SweepPlan, plan_sweep
 from raysweep.sweep.result import SweepResult, summarise
+from raysweep.sweep.tags import sweep_tags
 from raysweep.sweep.warm_start import warm_start_for
 from raysweep.tracking import schema
 
@@ -38,6 +37,7 @@ def run_planned(
     live: bool = True,
     tracking: bool = True,
     resume: dict[str, Any] | None = None,
+    part: Any = None,
 ) -> SweepResult:
     """Run a checked plan: start Ray, sweep, refit the best config and score it on the test split.
 
@@ -45,8 +45,14 @@ def run_planned(
     (:mod:`raysweep.progress`): a live view when stderr is a terminal and ``live`` is true,
     else one line per change. Without it the sweep prints nothing of its own.
     ``resume`` is the saved sweep record (see :func:`resume_sweep`): the sweep then continues
-    from Ray's saved state and logs into the same MLflow parent run.
+    from Ray's saved state and logs into the same MLflow parent run. A plan with ``nested_cv`` runs
+    a nested validation (:mod:`raysweep.sweep.nested`); ``part`` is then one of its sweeps
+    (:class:`raysweep.sweep.nested.Part`): its rows, its MLflow parent and tags.
     """
+    if plan.nested_cv and part is None:
+        from raysweep.sweep.nested import run_nested
+
+        return run_nested(plan, run_planned, verbose=verbose, progress=progress, live=live, tracking=tracking, resume=resume)
     from raysweep.tracking import store as tracking_module
 
     started = time.monotonic()
@@ -66,7 +72,8 @@ def run_planned(
     from raysweep.progress import LiveProgress
     from raysweep.trainable import AutoTrainable, SweepTrainable, TrialSpec
 
-    prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv)
+    prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv,
+                       rows=part.rows if part else None)
     _quiet_tune(verbose, plan.storage)
     max_concurrent = plan.max_concurrent or cluster_cpus()
     max_steps = plan.recipe.resource.max_steps
@@ -108,14 +115,14 @@ def run_planned(
             plan.metric_key,
             max_steps,
             plan.family.integer_resource,
-            tags={**_parent_tags(plan), **warm.tags},
+            tags={**sweep_tags(plan), **warm.tags, **(part.tags if part else {})},
             params={**plan.settings(), **warm.params},
         )
         tracker.exploits = exploits
         if resume and resume.get("parent_run_id"):
             tracker.reopen(resume["experiment_id"], resume["parent_run_id"])
         else:
-            tracker.start()
+            tracker.start(parent_run_id=part.parent_run_id if part else None)
             tracker.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
             tracker.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
         from raysweep.tracking.callback import start_trial_logging
@@ -139,7 +146,8 @@ def run_planned(
         param_space = auto.param_space(plan.auto, plan.searcher)
     else:
         trainable = tune.with_resources(
-            tune.with_parameters(SweepTrainable, data=prepared.trial, spec=spec), trial_resources(plan.gpus_per_trial)
+            tune.with_parameters(SweepTrainable if part is None else part.trainable(SweepTrainable), data=prepared.trial, spec=spec),
+            trial_resources(plan.gpus_per_trial),
         )
         param_space = space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source)
     if resume:
@@ -173,7 +181,7 @@ def run_planned(
                 checkpoint_config=CheckpointConfig(num_to_keep=4 if strategies.get_scheduler(plan.scheduler).population else 2, checkpoint_at_end=False),
             ),
         )
-        _save_sweep_record(plan, tracker, warm.record)
+        _save_sweep_record(plan, tracker, warm.record, part.tags.get(schema.NESTED_JOB) if part else None)
     if strategies.get_scheduler(plan.scheduler).population:
         import random
 
@@ -193,7 +201,8 @@ def run_planned(
                 f"raysweep resume {plan.name} --storage {plan.storage}"
             )
         result = summarise(
-            plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=ledger.never_started, stopped_by=stopped_by
+            plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=ledger.never_started, stopped_by=stopped_by,
+            log_model=part is None,
         )
         if warm.record is not None:
             result.warm_start_from, result.warm_start_trials = list(warm.record["from"]), int(warm.record["trials"])
@@ -273,7 +282,7 @@ def _sweep_dir(plan: SweepPlan) -> str:
     return f"{plan.storage.rstrip('/')}/{plan.name}"
 
 
-def _save_sweep_record(plan: SweepPlan, tracker: Any, warm_start: dict[str, Any] | None = None) -> None:
+def _save_sweep_record(plan: SweepPlan, tracker: Any, warm_start: dict[str, Any] | None = None, nested_job: str | None = None) -> None:
     """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
     from dataclasses import asdict
 
@@ -293,6 +302,7 @@ def _save_sweep_record(plan: SweepPlan, tracker: Any, warm_start: dict[str, Any]
         "experiment_id": tracker.experiment_id if tracker else None,
         "parent_run_id": tracker.parent_run_id if tracker else None,
         "warm_start": warm_start,
+        "nested_job": nested_job,
     }
     sweep_record.save(_sweep_dir(plan), record)
 
@@ -309,6 +319,8 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
             f"no sweep {name_or_path!r} to resume under {sweep_record.storage_base(storage)}; pass the sweep's name with --storage where it ran, or its folder"
         )
     candidate, record = found
+    if record.get("nested_cv") or record.get("nested_job"):
+        raise UserError(sweep_record.resume_refusal(record.get("nested_job") or record["name"], record.get("nested_cv")))
     if record.get("stopped_by"):
         raise NothingToResume(
             f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "
@@ -349,38 +361,6 @@ def resume_sweep(
         # first, from Ray's results: the resumed trials then continue each run at the right step.
         sync_sweep(candidate)
     return run_planned(plan, verbose=verbose, progress=progress, live=live, resume=record)
-
-
-def _parent_tags(plan: SweepPlan) -> dict[str, str]:
-    import mlflow
-    import ray
-
-    return {
-        schema.RECIPE: plan.recipe.name,
-        schema.RECIPE_HASH: plan.recipe.content_hash,
-        schema.FAMILY: plan.recipe.family,
-        schema.SCHEDULER: plan.scheduler,
-        schema.SEARCHER: plan.searcher,
-        schema.DATASET: plan.dataset.name,
-        schema.DATASET_FINGERPRINT: plan.dataset.fingerprint,
-        schema.SPACE_HASH: space.space_hash(plan.recipe.space),
-        schema.TASK: plan.task,
-        schema.METRIC: plan.metric,
-        schema.VERSION: __version__,
-        schema.RAY_VERSION: ray.__version__,
-        schema.MLFLOW_VERSION: mlflow.__version__,
-        schema.PYTHON_VERSION: platform.python_version(),
-        schema.RAY_ADDRESS: _ray_address(),
-    }
-
-
-def _ray_address() -> str:
-    import ray
-
-    try:
-        return ray.get_runtime_context().gcs_address or "local"
-    except Exception:
-        return "local"
 
 
 def run_sweep(

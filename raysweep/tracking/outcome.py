@@ -25,14 +25,14 @@ LEADERBOARD_FILE = schema.LEADERBOARD_FILE
 
 def log_sweep_outcome(
     tracker: Any, plan: Any, prepared: Any, result: Any, phase: Callable[[str], None] | None = None,
-    lineage: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None, model: bool = True,
 ) -> str | None:
     """Record the best config, scores, leaderboard, plots, importance and the refit model on the parent run.
 
     Returns the refit model's URI (``models:/m-...``), or None when it could not be logged.
     ``phase`` hears each step as it starts; without it nothing is said. ``lineage`` (a PBT sweep's
     members' hyperparameters by step, :func:`raysweep.tracking.lineage.member_series`) draws
-    ``plots/pbt_lineage.png`` with the exploits.
+    ``plots/pbt_lineage.png`` with the exploits. Without ``model`` the refit model is not logged.
     """
     say = phase or (lambda text: None)
     say("logging the scores and the leaderboard to MLflow")
@@ -78,6 +78,8 @@ def log_sweep_outcome(
             _best_effort("log the parameter importance", log_importance, tracker, result.importance, plan.metric_key, plan.name, Path(folder))
         if lineage:
             _best_effort("draw the PBT lineage", _log_lineage, tracker, plan, lineage, Path(folder))
+    if not model:  # one sweep of a nested validation: the job's own run holds the model
+        return None
     say("logging the model to MLflow")
     try:
         model_uri = log_model(tracker, plan, prepared, result)

@@ -70,8 +70,22 @@ WARM_START_FROM = "raysweep.warm_start_from"
 WARM_START_TRIALS = "warm_start_trials"
 #: on the runs of one fold of a nested validation: a warm start never takes them
 NESTED_FOLD = "raysweep.nested_fold"
+#: on the runs of a nested validation's inner sweeps and final sweep: the job's name. Listings of
+#: sweeps leave them out; the job's own run (tagged ``raysweep.nested_cv``) stands for them all
+NESTED_JOB = "raysweep.nested_job"
+#: on a nested validation's own run: K, its number of outer folds
+NESTED_CV = "raysweep.nested_cv"
+#: the table of a nested validation's folds (score, inner best, config), on its own run
+NESTED_FOLDS_FILE = "nested_folds.json"
+#: metrics of a nested validation's own run; the per-fold score has the fold (1..K) as its step
+NESTED_OPTIMISM = "nested_optimism"
 #: the filter that finds sweeps (parent runs) among an experiment's runs
-SWEEP_RUN_FILTER = f"tags.`{RECIPE}` LIKE '%'"
+SWEEP_RUN_FILTER = f"tags.`{RECIPE}` LIKE '%' AND tags.`{NESTED_JOB}` IS NULL"
+
+
+def nested_metric(metric: str, what: str = "") -> str:
+    """A nested validation's metric: ``nested_accuracy`` (per fold), ``nested_accuracy_mean``, ``nested_accuracy_std``."""
+    return f"nested_{metric}" + (f"_{what}" if what else "")
 NUM_TRIALS = "num_trials"
 NUM_ERRORS = "num_errors"
 NUM_STOPPED_EARLY = "num_stopped_early"

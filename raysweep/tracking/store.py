@@ -180,13 +180,15 @@ class SweepTracker:
             self.client.set_experiment_tag(found.experiment_id, *schema.EXPERIMENT_KIND)
         return found.experiment_id
 
-    def start(self) -> str:
-        """Create (or reuse) the experiment and open the parent run; returns its id."""
+    def start(self, parent_run_id: str | None = None) -> str:
+        """Create (or reuse) the experiment and open the sweep's run (nested under ``parent_run_id``
+        when given: one sweep of a nested validation); returns its id."""
         from mlflow.entities import Param
 
         self.experiment_id = self._experiment()
+        above = {schema.PARENT_RUN_ID: parent_run_id} if parent_run_id else {}
         run = self.client.create_run(
-            self.experiment_id, run_name=self.sweep_name, tags={schema.SWEEP: self.sweep_name, **self.tags}
+            self.experiment_id, run_name=self.sweep_name, tags={schema.SWEEP: self.sweep_name, **self.tags, **above}
         )
         self.parent_run_id = run.info.run_id
         self.client.log_batch(

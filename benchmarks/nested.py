@@ -1,0 +1,132 @@
+"""Suite 4, nested validation (``--nested-cv 5``) on letter and adult.
+
+* The nested estimate (mean ± std of the outer folds' scores) beside the test score of the final
+  sweep's refit model and beside that final sweep's best validation score: the final sweep is a
+  plain sweep on train+validation, so its best validation score is what a plain sweep reports.
+* The share of the cores' time spent training while the K inner sweeps and the final sweep run
+  at once (the trainable's ``step_time`` summed over every sweep, and the trial processes' CPU
+  seconds from /proc), against the goal of 85% on 2 cores.
+* The wall time of the job against the same K+1 sweeps (same folds, same seeds, same trial
+  counts) run one after another (goal: no slower).
+
+Smoke mode runs nothing here (a nested job is K+1 sweeps; the smoke run stays under a minute):
+``python -m benchmarks --suite nested`` on an idle machine measures it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import Settings, warm_mlflow
+
+K = 5
+#: trials per sweep (inner and final): a count, not a time budget, so the two schedules do the same work
+TRIALS = 20
+DATASETS = {"letter": ("letter.csv", "Letter", "accuracy"), "adult": ("adult.csv.gz", "income", "log_loss")}
+
+
+def cells(settings: Settings) -> list[dict[str, Any]]:
+    if settings.smoke or not settings.data_dir:
+        return []  # see the module's docstring
+    return [
+        {"suite": "nested", "id": f"nested-{name}-{schedule}", "dataset": name, "schedule": schedule, "group": f"nested-{name}-{schedule}"}
+        for name in DATASETS
+        for schedule in ("at_once", "one_after_another")
+        if (Path(settings.data_dir) / DATASETS[name][0]).is_file()
+    ]
+
+
+def timeout(cell: dict[str, Any], settings: Settings) -> float:
+    return 4 * 3600
+
+
+def run_cell(cell: dict[str, Any], settings: Settings, scratch: Path) -> dict[str, Any]:
+    from benchmarks.quality import trial_reports
+    from benchmarks.startup import TrialCpuSampler, refuse_foreign_cluster
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.run import run_planned
+
+    file, target, metric = DATASETS[cell["dataset"]]
+    os.environ.pop("RAY_ADDRESS", None)
+    refuse_foreign_cluster()
+    warm_mlflow(settings)
+    plan = plan_sweep(
+        "xgboost", str(Path(settings.data_dir) / file), target=target, metric=metric, nested_cv=K, num_samples=TRIALS,
+        seed=0, name=cell["id"], experiment="bench-nested", storage=str(scratch / "ray"), tracking_uri=settings.tracking_uri,
+    )  # fmt: skip
+    started = time.perf_counter()
+    with TrialCpuSampler() as sampler:
+        if cell["schedule"] == "at_once":
+            result = run_planned(plan, progress=False)
+            estimate = result.nested
+        else:
+            result, estimate = _one_after_another(plan, run_planned)
+    elapsed = time.perf_counter() - started
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", settings.cpus))
+    storage = Path(plan.storage)
+    names = [f"{plan.name}-fold{i}" for i in range(1, K + 1)] + [f"{plan.name}-final"]
+    training = sum(float(r.get("step_time", 0.0)) for name in names for r in trial_reports(storage / name))
+    return {
+        **cell,
+        "metric": metric,
+        "k": K,
+        "trials_per_sweep": TRIALS,
+        "nested_mean": estimate.mean,
+        "nested_std": estimate.std,
+        "optimism": estimate.optimism,
+        "test_score": result.test_score,
+        "plain_best_validation": result.best_validation_score,
+        "elapsed_s": elapsed,
+        "cpus": cpus,
+        "training_share": training / (cpus * elapsed),
+        "cpu_share": sampler.cpu_seconds / (cpus * elapsed) if sampler.cpu_seconds else None,
+    }
+
+
+def _one_after_another(plan: Any, run_planned: Any) -> tuple[Any, Any]:
+    """The job's K+1 sweeps (the same folds and seeds), each started when the one before ended."""
+    from raysweep.splits import outer_folds
+    from raysweep.sweep.nested import FoldScore, NestedEstimate, Part, _part_plan, part_names
+
+    names = part_names(plan.name, K)
+    folds = outer_folds(plan.dataset, plan.seed, plan.test_size, K)
+    scores = []
+    for i, rows in enumerate(folds):
+        fold = run_planned(_part_plan(plan, names[i], final=False), progress=False, part=Part(rows, None, {}, names[i]))
+        scores.append(FoldScore(i + 1, fold.test_score, fold.best_validation_score, fold.best_config))
+    final = run_planned(_part_plan(plan, names[-1], final=True), progress=False, part=Part(None, None, {}, names[-1]))
+    return final, NestedEstimate(plan.metric, plan.mode, scores)
+
+
+def summary(record: dict[str, Any]) -> str:
+    return (
+        f"{record['dataset']} ({record['schedule']}): nested {record['metric']} {record['nested_mean']:.4f} ± {record['nested_std']:.4f}, "
+        f"test {record['test_score']:.4f}, plain sweep's best validation {record['plain_best_validation']:.4f}; "
+        f"{record['elapsed_s']:.0f}s, {100 * record['training_share']:.0f}% of the cores' time training"
+    )
+
+
+def section(records: list[dict[str, Any]]) -> list[str]:
+    """RESULTS.md's section on nested validation."""
+    lines = ["## Nested validation (`--nested-cv 5`)", ""]
+    measured = [r for r in records if "error" not in r and "skipped" not in r]
+    if not measured:
+        return lines + ["Not run yet: `python -m benchmarks --suite nested` (needs letter.csv and adult.csv.gz in --data-dir).", ""]
+    lines += [
+        "| dataset | schedule | nested estimate | test score | plain sweep's best validation | optimism | wall time (s) | training share | CPU share |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in sorted(measured, key=lambda r: (r["dataset"], r["schedule"])):
+        cpu = f"{100 * r['cpu_share']:.0f}%" if r.get("cpu_share") else "n/a"
+        lines.append(
+            f"| {r['dataset']} ({r['metric']}) | {r['schedule'].replace('_', ' ')} | {r['nested_mean']:.4f} ± {r['nested_std']:.4f} | "
+            f"{r['test_score']:.4f} | {r['plain_best_validation']:.4f} | {r['optimism']:+.4f} | {r['elapsed_s']:.0f} | "
+            f"{100 * r['training_share']:.0f}% | {cpu} |"
+        )
+    return lines + ["", f"XGBoost, {TRIALS} trials per sweep, K = {K}; goals: at least 85% training share at once on 2 cores, "
+                        "and the job no slower than its K+1 sweeps one after another.", ""]

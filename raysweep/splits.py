@@ -1,0 +1,54 @@
+"""Which rows go where: the test split, the tuning pool, and the outer folds of a nested validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def encoded_target(dataset: Any) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the class labels, the target as class indices) for classification; (None, the target as floats) otherwise."""
+    y = dataset.y
+    if dataset.task != "classification":
+        return None, y.to_numpy(dtype=float)
+    labels = y.to_numpy()
+    return np.unique(labels.astype(str) if labels.dtype == object else labels, return_inverse=True)
+
+
+def split_rows(rows: np.ndarray, fraction: float, labels: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` cut in two, ``fraction`` of them in the second part; stratified on ``labels`` when given."""
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(rows, test_size=fraction, random_state=seed, stratify=None if labels is None else labels[rows])
+    except ValueError:
+        # A class too rare to stratify on: fall back to a plain shuffled split.
+        return train_test_split(rows, test_size=fraction, random_state=seed)
+
+
+def tuning_pool(dataset: Any, seed: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:
+    """The row indices of (train + validation, test): the one test split every sweep of this seed makes."""
+    classes, y_encoded = encoded_target(dataset)
+    return split_rows(np.arange(len(y_encoded)), test_size, y_encoded if classes is not None else None, seed)
+
+
+def smallest_class(dataset: Any, seed: int, test_size: float) -> int | None:
+    """How many rows the rarest class has in the tuning pool; None for regression."""
+    classes, y_encoded = encoded_target(dataset)
+    if classes is None:
+        return None
+    pool, _ = tuning_pool(dataset, seed, test_size)
+    return int(np.bincount(y_encoded[pool], minlength=len(classes)).min())
+
+
+def outer_folds(dataset: Any, seed: int, test_size: float, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The K outer folds of a nested validation over the tuning pool (never the test split):
+    for each, the (rows its inner sweep tunes on, the held-out rows it is scored on), as row
+    indices of the dataset. Stratified for classification, seeded."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    classes, y_encoded = encoded_target(dataset)
+    pool, _ = tuning_pool(dataset, seed, test_size)
+    splitter: Any = StratifiedKFold(k, shuffle=True, random_state=seed) if classes is not None else KFold(k, shuffle=True, random_state=seed)
+    return [(pool[inner], pool[held_out]) for inner, held_out in splitter.split(np.zeros(len(pool)), y_encoded[pool])]

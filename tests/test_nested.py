@@ -1,0 +1,84 @@
+"""Nested validation end to end, in-process on the session's Ray and a real sqlite MLflow store:
+one job on breast_cancer (the estimate, the MLflow tree, the listings) and one on data built so
+that tuning overfits (the optimism the feature exists to show)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fast_support import empty_store, store_uri  # noqa: F401 (fixtures)
+from raysweep.data import Dataset
+from raysweep.tracking import schema
+
+COMMON = dict(scheduler="fifo", searcher="random", seed=0, overrides=["resource.max=20"])
+
+
+def test_nested_cv_on_breast_cancer_scores_every_fold_and_logs_one_tree(ray_local, tmp_path, store_uri):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.sweep.run import run_sweep
+    from raysweep.tracking.queries import recent_sweeps
+
+    result = run_sweep(
+        "random_forest", "breast_cancer", nested_cv=3, num_samples=2, name="job", tracking_uri=store_uri,
+        storage=str(tmp_path / "results"), **COMMON,
+    )  # fmt: skip
+    nested = result.nested
+    assert [fold.fold for fold in nested.folds] == [1, 2, 3]
+    assert all(0.8 < fold.score <= 1 and 0.8 < fold.inner_best <= 1 for fold in nested.folds)
+    assert all(set(fold.config) == {"max_depth", "min_samples_leaf", "max_features"} for fold in nested.folds)
+    assert nested.mean == np.mean([fold.score for fold in nested.folds])
+    assert nested.optimism == np.mean([fold.inner_best for fold in nested.folds]) - nested.mean
+    out = result.to_dict()
+    assert out["name"] == "job" and out["test_score"] == result.test_score and out["model_uri"].startswith("models:/")
+    assert set(out["nested"]) == {"metric", "k", "mean", "std", "optimism", "folds"} and out["nested"]["k"] == 3
+    assert [set(fold) for fold in out["nested"]["folds"]] == [{"fold", "score", "inner_best", "config"}] * 3
+
+    client = MlflowClient(store_uri)
+    experiment = client.get_experiment_by_name("raysweep-breast_cancer").experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    assert not [run.info.run_name for run in runs if run.info.status != "FINISHED"]
+    by_parent: dict[str | None, list] = {}
+    for run in runs:
+        by_parent.setdefault(run.data.tags.get(schema.PARENT_RUN_ID), []).append(run)
+    (top,) = by_parent[None]
+    assert top.info.run_id == result.parent_run_id and top.data.tags[schema.NESTED_CV] == "3"
+    parts = {run.info.run_name: run for run in by_parent[top.info.run_id]}
+    assert sorted(parts) == ["job-final", "job-fold1", "job-fold2", "job-fold3"]
+    assert [parts[f"job-fold{i}"].data.tags[schema.NESTED_FOLD] for i in (1, 2, 3)] == ["1", "2", "3"]
+    assert schema.NESTED_FOLD not in parts["job-final"].data.tags
+    for name, part in parts.items():  # each sweep's trials under its own run: 2 trials each
+        assert len(by_parent[part.info.run_id]) == 2, name
+        assert part.data.tags[schema.NESTED_JOB] == "job"
+    assert len(runs) == 1 + 4 + 4 * 2
+    # The job's run: the scores by fold (the fold as the step), mean, spread, optimism, the folds' table, the model.
+    history = client.get_metric_history(top.info.run_id, schema.nested_metric("accuracy"))
+    assert sorted((m.step, m.value) for m in history) == [(fold.fold, fold.score) for fold in nested.folds]
+    metrics = top.data.metrics
+    assert metrics[schema.nested_metric("accuracy", "mean")] == nested.mean
+    assert metrics[schema.nested_metric("accuracy", "std")] == nested.std
+    assert metrics[schema.NESTED_OPTIMISM] == nested.optimism
+    assert metrics[schema.test_metric("accuracy")] == result.test_score
+    table = json.loads(Path(client.download_artifacts(top.info.run_id, schema.NESTED_FOLDS_FILE, str(tmp_path))).read_text())
+    assert table["columns"] == ["fold", "score", "inner_best", "config"]
+    assert [row[3] for row in table["data"]] == [json.dumps(fold.config) for fold in nested.folds]
+    assert top.data.tags[schema.MODEL_URI] == result.model_uri
+    # Listings show the job as one sweep, not four.
+    assert [run.data.tags[schema.SWEEP] for run in recent_sweeps(client)] == ["job"]
+
+
+def test_tuning_on_noise_looks_better_inside_than_on_the_held_out_folds(ray_local, tmp_path):
+    from raysweep.sweep.run import run_sweep
+
+    rng = np.random.default_rng(0)
+    rows, features = 100, 40
+    X = pd.DataFrame(rng.normal(size=(rows, features)), columns=[f"noise{i}" for i in range(features)])
+    y = pd.Series(rng.integers(0, 2, rows), name="label")  # no feature says anything about it
+    noise = Dataset(name="noise", X=X, y=y, task="classification")
+    result = run_sweep("random_forest", noise, nested_cv=3, num_samples=6, tracking=False, storage=str(tmp_path / "results"), **COMMON)
+    inner = np.mean([fold.inner_best for fold in result.nested.folds])
+    assert inner > result.nested.mean and result.nested.optimism > 0.05, result.nested
