@@ -186,8 +186,10 @@ def prepare_connection(address: str | None, state_dir: Path | None = None) -> Ta
     return target
 
 
-def connect_ray(address: str | None, verbose: bool) -> None:
+def connect_ray(address: str | None, verbose: bool) -> bool:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray.
+
+    Returns whether this call started Ray (an embedded local Ray that this process owns).
 
     An address that refuses, does not answer or rejects the token is a ``UserError`` within
     seconds (see :func:`prepare_connection`), before Ray's own connect would retry for minutes.
@@ -195,7 +197,7 @@ def connect_ray(address: str | None, verbose: bool) -> None:
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     level = logging.INFO if verbose else logging.ERROR
     target = prepare_connection(address)
     try:
@@ -208,6 +210,7 @@ def connect_ray(address: str | None, verbose: bool) -> None:
             raise
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise cannot_connect(target, first) from None
+    return target is None
 
 
 def cluster_cpus() -> int:

@@ -37,6 +37,7 @@ def run_planned(
     live: bool = True,
     tracking: bool = True,
     resume: dict[str, Any] | None = None,
+    release_ray: bool = False,
 ) -> SweepResult:
     """Run a checked plan: start Ray, sweep, refit the best config and score it on the test split.
 
@@ -45,7 +46,10 @@ def run_planned(
     else one line per change. Without it the sweep prints nothing of its own.
     ``resume`` is the saved sweep record (see :func:`resume_sweep`): the sweep then continues
     from Ray's saved state and logs into the same MLflow parent run.
+    ``release_ray`` shuts down a local Ray that this call started as soon as the trials are
+    over (the command line's sweeps: nothing after them needs Ray), overlapping the refit.
     """
+    from raysweep.sweep import early
     from raysweep.tracking import store as tracking_module
 
     started = time.monotonic()
@@ -54,9 +58,15 @@ def run_planned(
         tracking_module.check_reachable(tracking_uri)
     warm = warm_start_for(plan, resume, progress)
     _quiet_environment(verbose)
+    # The MLflow store opens while Ray starts (see raysweep.sweep.early).
+    store_opening = early.open_store(tracking_uri) if tracking_uri else None
     # Ray first: an address that does not answer is a one-line error within seconds, before
     # Ray Tune is imported and the data is prepared.
-    connect_ray(plan.address, verbose)
+    try:
+        started_ray = connect_ray(plan.address, verbose)
+    finally:
+        if store_opening is not None:
+            store_opening.join()
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
@@ -173,9 +183,14 @@ def run_planned(
 
         # Ray's PBT draws its explore/exploit decisions from Python's global random module.
         random.seed(plan.seed)
+    population = strategies.get_scheduler(plan.scheduler).population
+    early.import_modules(early.end_modules(tracked=tracker is not None, importance=not population, flavor_modules=_flavor_modules(plan, prepared)))
     status = "FAILED"
+    ray_release = None
     try:
         results = tuner.fit()
+        if release_ray and started_ray:
+            ray_release = early.shutdown_ray()
         stopped_by = sweep_stopper.reason if sweep_stopper is not None else None
         if stopped_by:
             # Nothing is left for `raysweep resume`: say so in the record it reads.
@@ -203,6 +218,8 @@ def run_planned(
         finally:
             if view is not None:
                 view.close()
+            if ray_release is not None:
+                ray_release.join(timeout=10)
     if lacking:
         raise TrackingIncomplete(
             f"{lacking}; MLflow lacks part of sweep {plan.name}. Write the rest from Ray's results with: "
@@ -210,6 +227,12 @@ def run_planned(
             result,
         )
     return result
+
+
+def _flavor_modules(plan: SweepPlan, prepared: Any) -> tuple[str, ...]:
+    """MLflow's modules for the flavor the refit model will be logged in."""
+    flavor = plan.family.native_flavor(bool(prepared.categorical_columns))
+    return (f"mlflow.{flavor}",) if flavor else ("mlflow.sklearn",)
 
 
 def _total_trials(plan: SweepPlan) -> int | None:
