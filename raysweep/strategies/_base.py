@@ -32,6 +32,8 @@ class Strategy:
     #: a scheduler that evolves a population: it mutates live hyperparameters, needs a family that
     #: carries its state from step to step, and takes no search algorithm beside it
     population: bool = False
+    #: the libraries its builder imports, loaded while Ray starts (:mod:`raysweep.sweep.early`)
+    imports: tuple[str, ...] = ()
 
     def builder(self) -> Callable[..., Any]:
         module_name, _, attribute = self.target.partition(":")

@@ -4,8 +4,8 @@ Three pieces of a sweep's time are not on its own critical path, measured on the
 (2 cores, cold start):
 
 * Opening the MLflow store (importing MLflow, creating or checking the sqlite tables: about 1.8 s)
-  does not need Ray; it runs while Ray starts, which spends most of its 4 s waiting for its
-  processes.
+  and importing Ray Tune, the trainable and the searcher's library (about 1 s) do not need a
+  running Ray; they run while Ray starts, which spends most of its 4 s waiting for its processes.
 * The modules the end of a sweep uses (matplotlib for the plots, MLflow's model flavors and
   signature inference, Optuna for the importance: about 1 s of imports) load while the trials run
   in Ray's workers and the driver mostly waits for their results.
@@ -41,8 +41,8 @@ def in_background(name: str, work: Callable[[], Any]) -> threading.Thread:
     return thread
 
 
-def open_store(tracking_uri: str) -> threading.Thread:
-    """Open (and for sqlite, create) the MLflow store of ``tracking_uri`` in the background.
+def before_ray(tracking_uri: str | None, modules: list[str]) -> threading.Thread:
+    """Open (and for sqlite, create) the MLflow store of ``tracking_uri``, then import ``modules``, in the background.
 
     MLflow keeps one store per URI (``_get_store`` is cached), so the tracker's own client finds
     it open. Join the thread before anything else opens the same store: two threads creating one
@@ -50,12 +50,15 @@ def open_store(tracking_uri: str) -> threading.Thread:
     """
 
     def work() -> None:
-        from mlflow.tracking import MlflowClient
+        if tracking_uri:
+            from mlflow.tracking import MlflowClient
 
-        from raysweep.tracking.store import quick_failing_client_defaults
+            from raysweep.tracking.store import quick_failing_client_defaults
 
-        quick_failing_client_defaults()
-        MlflowClient(tracking_uri)._tracking_client.store  # noqa: B018 (the property opens the store)
+            quick_failing_client_defaults()
+            MlflowClient(tracking_uri)._tracking_client.store  # noqa: B018 (the property opens the store)
+        for name in modules:
+            importlib.import_module(name)
 
     return in_background("mlflow-store", work)
 
@@ -74,13 +77,15 @@ def import_modules(names: list[str]) -> threading.Thread:
     return in_background("imports", work)
 
 
-def end_modules(*, tracked: bool, importance: bool, flavor_modules: tuple[str, ...] = ()) -> list[str]:
-    """The modules the end of a sweep imports: plots and model logging when tracked, Optuna for the importance."""
+def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance: bool) -> list[str]:
+    """The modules the end of a sweep imports: Optuna for the importance; when tracked, the plots'
+    and the model's (MLflow's flavor for the refit model, its signature inference)."""
     names = []
     if importance:
         names += ["optuna", "optuna.importance"]
     if tracked:
-        names += ["matplotlib", "matplotlib.pyplot", "mlflow.models", "mlflow.models.signature", *flavor_modules]
+        flavor = family.native_flavor(has_categories) or "sklearn"
+        names += ["matplotlib", "matplotlib.pyplot", "mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}"]
         names += ["raysweep.tracking.outcome"]
     return names
 

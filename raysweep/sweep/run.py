@@ -58,15 +58,16 @@ def run_planned(
         tracking_module.check_reachable(tracking_uri)
     warm = warm_start_for(plan, resume, progress)
     _quiet_environment(verbose)
-    # The MLflow store opens while Ray starts (see raysweep.sweep.early).
-    store_opening = early.open_store(tracking_uri) if tracking_uri else None
+    # The MLflow store opens and Ray Tune is imported while Ray starts (see raysweep.sweep.early).
+    libraries = ["ray.tune", "raysweep.trainable", *strategies.get_searcher(plan.searcher).imports]
+    opening: list[Any] = []
     # Ray first: an address that does not answer is a one-line error within seconds, before
-    # Ray Tune is imported and the data is prepared.
+    # the data is prepared and before anything opens the MLflow store.
     try:
-        started_ray = connect_ray(plan.address, verbose)
+        started_ray = connect_ray(plan.address, verbose, before_init=lambda: opening.append(early.before_ray(tracking_uri, libraries)))
     finally:
-        if store_opening is not None:
-            store_opening.join()
+        for thread in opening:
+            thread.join()
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
@@ -184,7 +185,7 @@ def run_planned(
         # Ray's PBT draws its explore/exploit decisions from Python's global random module.
         random.seed(plan.seed)
     population = strategies.get_scheduler(plan.scheduler).population
-    early.import_modules(early.end_modules(tracked=tracker is not None, importance=not population, flavor_modules=_flavor_modules(plan, prepared)))
+    early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None, importance=not population))
     status = "FAILED"
     ray_release = None
     try:
@@ -227,12 +228,6 @@ def run_planned(
             result,
         )
     return result
-
-
-def _flavor_modules(plan: SweepPlan, prepared: Any) -> tuple[str, ...]:
-    """MLflow's modules for the flavor the refit model will be logged in."""
-    flavor = plan.family.native_flavor(bool(prepared.categorical_columns))
-    return (f"mlflow.{flavor}",) if flavor else ("mlflow.sklearn",)
 
 
 def _total_trials(plan: SweepPlan) -> int | None:
