@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+from raysweep.errors import UserError
 
 #: metric name -> (task, direction). The direction follows the metric.
 METRICS: dict[str, tuple[str, str]] = {
@@ -98,3 +101,22 @@ def score(metric: str, model: Any, X: np.ndarray, y: np.ndarray, n_classes: int 
 def _softmax(scores: np.ndarray) -> np.ndarray:
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def check_stop_at(value: float, metric: str) -> None:
+    """A target the metric can reach: accuracy between 0 and 1, an error (rmse, log loss) not below 0."""
+    low, high = RANGES[metric]
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise UserError(f"--stop-at {value!r}: must be a number, the {metric} at which the sweep ends")
+    if not math.isfinite(value):
+        raise UserError(f"--stop-at {value}: must be a finite number, the {metric} at which the sweep ends")
+    if (low is None or value >= low) and (high is None or value <= high):
+        return
+    if low is not None and high is not None:
+        rule, fix = f"{metric} lies between {low:g} and {high:g}", f"give a value from {low:g} to {high:g}"
+    elif low is not None:
+        rule, fix = f"{metric} is never below {low:g}", f"give a value >= {low:g}"
+    else:
+        rule, fix = f"{metric} is never above {high:g}", f"give a value <= {high:g}"
+    reached = "at or above" if direction(metric) == "max" else "at or below"
+    raise UserError(f"--stop-at {value:g}: {rule}; {fix} (the sweep ends once a trial's validation {metric} is {reached} it)")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+from raysweep.errors import UserError
 
 
 def encoded_target(dataset: Any) -> tuple[np.ndarray | None, np.ndarray]:
@@ -52,3 +55,21 @@ def outer_folds(dataset: Any, seed: int, test_size: float, k: int) -> list[tuple
     pool, _ = tuning_pool(dataset, seed, test_size)
     splitter: Any = StratifiedKFold(k, shuffle=True, random_state=seed) if classes is not None else KFold(k, shuffle=True, random_state=seed)
     return [(pool[inner], pool[held_out]) for inner, held_out in splitter.split(np.zeros(len(pool)), y_encoded[pool])]
+
+
+def check_outer_folds(k: int, dataset: Any, *, seed: int, test_size: float, cv: int | None) -> None:
+    """Enough rows for K outer folds (each class in every fold) and for the inner split of each."""
+    rarest = smallest_class(dataset, seed, test_size)
+    if rarest is not None and rarest < k:
+        raise UserError(
+            f"--nested-cv {k}: the rarest class of {dataset.name} has {rarest} row(s) in train+validation, "
+            f"and each of the {k} stratified outer folds needs one; use --nested-cv {rarest} or fewer" if rarest >= 2 else
+            f"--nested-cv {k}: the rarest class of {dataset.name} has {rarest} row(s) in train+validation; nested validation needs 2 per class"
+        )  # fmt: skip
+    pool = len(tuning_pool(dataset, seed, test_size)[0])
+    inner, needed = pool - math.ceil(pool / k), max(10, cv or 0)
+    if inner < needed:
+        raise UserError(
+            f"--nested-cv {k}: {dataset.name} has {pool} rows in train+validation, so each outer fold tunes on {inner}; "
+            f"the inner {'cross-validation' if cv else 'train/validation split'} needs at least {needed}; use fewer folds or more data"
+        )

@@ -17,7 +17,8 @@ import pytest
 from fast_support import EXPERIMENT, SWEEP, empty_store, store_uri
 from raysweep.errors import UserError
 from raysweep.sweep.options import plan_sweep
-from raysweep.sweep.run import _save_sweep_record, resume_sweep
+from raysweep.sweep.record import save_plan
+from raysweep.sweep.run import resume_sweep
 from raysweep.sweep.record import SWEEP_FILE
 from raysweep.sweep.record import read_text as _read_text
 from raysweep.tracking.sync import _sweep_folder
@@ -127,7 +128,7 @@ def _saved(tmp_path: Path, store_uri: str, **options: Any) -> tuple[Any, SweepTr
     )  # fmt: skip
     tracker = SweepTracker(store_uri, plan.experiment, plan.name, plan.metric_key, 3, True, params=plan.settings())
     tracker.start()
-    _save_sweep_record(plan, tracker)
+    save_plan(plan, tracker)
     return plan, tracker, tmp_path / "raysweep_results" / SWEEP / SWEEP_FILE
 
 
@@ -161,7 +162,7 @@ def test_record_keeps_a_relative_sqlite_uri_absolute(tmp_path: Path, empty_store
 
 def test_record_of_an_untracked_sweep(tmp_path: Path) -> None:
     plan = plan_sweep("random_forest", "iris", name=SWEEP, storage=tmp_path, tracking_uri="sqlite:///x.db")
-    _save_sweep_record(plan, None)
+    save_plan(plan, None)
     record = json.loads((tmp_path / SWEEP / SWEEP_FILE).read_text())
     assert (record["experiment_id"], record["parent_run_id"], record["options"]["tracking_uri"]) == (None, None, "sqlite:///x.db")
 

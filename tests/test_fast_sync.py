@@ -1,7 +1,7 @@
 """Fast tests of ``raysweep sync`` on a synthetic Ray result folder and a real MLflow sqlite store.
 
 The sweep folder is laid out the way Ray Tune 2.60 and raysweep write it: raysweep's sweep
-record (written by ``runner._save_sweep_record``), one folder per trial with ``result.json``
+record (written by ``raysweep.sweep.record.save_plan``), one folder per trial with ``result.json``
 (one JSON object per result), ``params.json`` and, for a failed trial, ``error.txt``, and Tune's
 ``experiment_state-*.json``. No Ray is started.
 """
@@ -109,7 +109,7 @@ def make_sweep(
 ) -> tuple[Path, SweepTracker]:
     """A sweep folder as ``raysweep run`` leaves it, with its parent run opened in MLflow."""
     from raysweep.sweep.options import plan_sweep
-    from raysweep.sweep.run import _save_sweep_record
+    from raysweep.sweep.record import save_plan
 
     plan = plan_sweep(
         recipe, "iris", overrides=list(overrides), name=SWEEP, storage=tmp_path / "raysweep_results",
@@ -118,7 +118,7 @@ def make_sweep(
     tracker = SweepTracker(uri, plan.experiment, plan.name, plan.metric_key, plan.recipe.resource.max_steps,
                            plan.family.integer_resource, params=plan.settings())  # fmt: skip
     tracker.start()
-    _save_sweep_record(plan, tracker)
+    save_plan(plan, tracker)
     sweep = Path(plan.storage) / plan.name
     for trial in trials:
         write_trial(sweep, trial)

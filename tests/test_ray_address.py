@@ -98,13 +98,13 @@ def started(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, tuple
         start("RAY_ADDRESS", run_args(home), home, user_env(home, RAY_ADDRESS=address), {"address": address})
     if selected_cases(request, "test_resume_of_a_sweep_on_an_address_gone_fails_fast"):
         from raysweep.sweep.options import plan_sweep
-        from raysweep.sweep.run import _save_sweep_record
+        from raysweep.sweep.record import save_plan
 
         # A sweep recorded with an address that is gone now.
         home = tmp_path_factory.mktemp("resume")
         storage = home / "results"
         plan = plan_sweep("random_forest", "wine", name="gone", storage=storage, address=REFUSED, num_samples=2)
-        _save_sweep_record(plan, None)
+        save_plan(plan, None)
         start("resume", ["resume", "gone", "--storage", str(storage)], home, user_env(home), {"address": REFUSED})
     for mode in token_modes:
         # What `raysweep cluster down --local` leaves behind in a shell that exported the token's path.

@@ -98,7 +98,9 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     )
     # The live view on a terminal; with --json (output for a program) or Ray's own output, a line per change.
     live = not (as_json or verbose)
-    _report_when_done(lambda: run_planned(plan, verbose=verbose, progress=True, live=live), as_json)
+    # A command-line sweep is the process's only use of the Ray it starts: Ray shuts down while the
+    # best config is refit and logged (run_planned's release_ray).
+    _report_when_done(lambda: run_planned(plan, verbose=verbose, progress=True, live=live, release_ray=True), as_json)
 
 
 def _report_when_done(sweep: Any, as_json: bool) -> None:

@@ -34,6 +34,8 @@ class Strategy:
     population: bool = False
     #: a searcher that can search a choice whose values are sub-spaces (``raysweep run auto``)
     conditional: bool = False
+    #: the libraries its builder imports, loaded while Ray starts (:mod:`raysweep.sweep.early`)
+    imports: tuple[str, ...] = ()
 
     def builder(self) -> Callable[..., Any]:
         module_name, _, attribute = self.target.partition(":")

@@ -32,10 +32,14 @@ SCHEDULERS: dict[str, Strategy] = {
 SEARCHERS: dict[str, Strategy] = {
     "random": Strategy("random", f"{_HERE}._random:build", conditional=True),
     "grid": Strategy("grid", f"{_HERE}._grid:build", exhaustive=True),
-    "hyperopt": Strategy("hyperopt", f"{_HERE}._hyperopt:build", learns=True, refuses_grid_type=True, warm_start=STARTING_POINTS, conditional=True),
-    "gp": Strategy("gp", f"{_HERE}._gp:build", learns=True, refuses_grid_type=True, warm_start=OBSERVATIONS),
-    "optuna": Strategy("optuna", f"{_HERE}._optuna:build", learns=True, refuses_grid_type=True, warm_start=OBSERVATIONS, conditional=True),
-    "anneal": Strategy("anneal", f"{_HERE}._anneal:build", learns=True, refuses_grid_type=True, warm_start=STARTING_POINTS, conditional=True),
+    "hyperopt": Strategy("hyperopt", f"{_HERE}._hyperopt:build", learns=True, refuses_grid_type=True, warm_start=STARTING_POINTS,
+                         conditional=True, imports=("ray.tune.search.hyperopt",)),
+    "gp": Strategy("gp", f"{_HERE}._gp:build", learns=True, refuses_grid_type=True, warm_start=OBSERVATIONS,
+                   imports=(f"{_HERE}._gp", "sklearn.gaussian_process", "scipy.stats")),
+    "optuna": Strategy("optuna", f"{_HERE}._optuna:build", learns=True, refuses_grid_type=True, warm_start=OBSERVATIONS,
+                       conditional=True, imports=(f"{_HERE}._optuna", "optuna.samplers")),
+    "anneal": Strategy("anneal", f"{_HERE}._anneal:build", learns=True, refuses_grid_type=True, warm_start=STARTING_POINTS,
+                       conditional=True, imports=("ray.tune.search.hyperopt",)),
 }
 
 

@@ -18,6 +18,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import logging
 
@@ -186,8 +187,12 @@ def prepare_connection(address: str | None, state_dir: Path | None = None) -> Ta
     return target
 
 
-def connect_ray(address: str | None, verbose: bool) -> None:
+def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], Any] | None = None) -> bool:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray.
+
+    Returns whether this call started Ray (an embedded local Ray that this process owns).
+    ``before_init`` is called once the address has answered, right before ``ray.init``: work
+    that may overlap Ray's start but must not happen for an address that is refused.
 
     An address that refuses, does not answer or rejects the token is a ``UserError`` within
     seconds (see :func:`prepare_connection`), before Ray's own connect would retry for minutes.
@@ -195,9 +200,11 @@ def connect_ray(address: str | None, verbose: bool) -> None:
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     level = logging.INFO if verbose else logging.ERROR
     target = prepare_connection(address)
+    if before_init is not None:
+        before_init()
     try:
         if target is not None:
             ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
@@ -208,6 +215,7 @@ def connect_ray(address: str | None, verbose: bool) -> None:
             raise
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise cannot_connect(target, first) from None
+    return target is None
 
 
 def cluster_cpus() -> int:

@@ -10,7 +10,6 @@ shared with ``raysweep validate``.
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +19,9 @@ from raysweep import space
 from raysweep.data import Dataset, load_dataset
 from raysweep.errors import UserError
 from raysweep.families import Family, get_family
-from raysweep.metrics import METRICS, RANGES, direction
+from raysweep.metrics import METRICS, check_stop_at, direction
 from raysweep.recipes import TASKS, Recipe, load_recipe
+from raysweep.splits import check_outer_folds
 from raysweep.strategies import registry as strategies
 from raysweep.sweep.gpus import check_gpus_per_trial, family_note
 from raysweep.sweep import auto
@@ -162,45 +162,6 @@ def _did_you_mean(word: str, options: list[str]) -> str:
     """`` (did you mean 'roc_auc'?)`` for a near miss or a part of one option, else nothing."""
     close = difflib.get_close_matches(word, options, n=1) or [o for o in options if word in o][:1]
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _check_stop_at(value: float, metric: str) -> None:
-    """A target the metric can reach: accuracy between 0 and 1, an error (rmse, log loss) not below 0."""
-    low, high = RANGES[metric]
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise UserError(f"--stop-at {value!r}: must be a number, the {metric} at which the sweep ends")
-    if not math.isfinite(value):
-        raise UserError(f"--stop-at {value}: must be a finite number, the {metric} at which the sweep ends")
-    if (low is None or value >= low) and (high is None or value <= high):
-        return
-    if low is not None and high is not None:
-        rule, fix = f"{metric} lies between {low:g} and {high:g}", f"give a value from {low:g} to {high:g}"
-    elif low is not None:
-        rule, fix = f"{metric} is never below {low:g}", f"give a value >= {low:g}"
-    else:
-        rule, fix = f"{metric} is never above {high:g}", f"give a value <= {high:g}"
-    reached = "at or above" if direction(metric) == "max" else "at or below"
-    raise UserError(f"--stop-at {value:g}: {rule}; {fix} (the sweep ends once a trial's validation {metric} is {reached} it)")
-
-
-def _check_nested_cv(k: int, dataset: Dataset, *, seed: int, test_size: float, cv: int | None) -> None:
-    """Enough rows for K outer folds (each class in every fold) and for the inner split of each."""
-    from raysweep.splits import smallest_class, tuning_pool
-
-    rarest = smallest_class(dataset, seed, test_size)
-    if rarest is not None and rarest < k:
-        raise UserError(
-            f"--nested-cv {k}: the rarest class of {dataset.name} has {rarest} row(s) in train+validation, "
-            f"and each of the {k} stratified outer folds needs one; use --nested-cv {rarest} or fewer" if rarest >= 2 else
-            f"--nested-cv {k}: the rarest class of {dataset.name} has {rarest} row(s) in train+validation; nested validation needs 2 per class"
-        )  # fmt: skip
-    pool = len(tuning_pool(dataset, seed, test_size)[0])
-    inner, needed = pool - math.ceil(pool / k), max(10, cv or 0)
-    if inner < needed:
-        raise UserError(
-            f"--nested-cv {k}: {dataset.name} has {pool} rows in train+validation, so each outer fold tunes on {inner}; "
-            f"the inner {'cross-validation' if cv else 'train/validation split'} needs at least {needed}; use fewer folds or more data"
-        )
 
 
 def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
@@ -346,7 +307,7 @@ def plan_sweep(
         fitting = ", ".join(m for m, (t, _) in METRICS.items() if t == chosen_task)
         raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")
     if stop_at is not None:
-        _check_stop_at(stop_at, metric)
+        check_stop_at(stop_at, metric)
     family = auto.AutoFamily() if auto_plan else check_recipe(recipe, scheduler=scheduler, searcher=searcher, tasks=(chosen_task,))
     scheduler = scheduler or recipe.scheduler
     searcher = searcher or recipe.searcher
@@ -357,7 +318,7 @@ def plan_sweep(
         if rows < cv:
             raise UserError(f"--cv {cv}: only {rows} rows remain for tuning after the test split; use fewer folds")
     if nested_cv is not None:
-        _check_nested_cv(nested_cv, dataset, seed=seed, test_size=test_size, cv=cv)
+        check_outer_folds(nested_cv, dataset, seed=seed, test_size=test_size, cv=cv)
     exhaustive = strategies.get_searcher(searcher).exhaustive
     if fill_time_budget is None:
         fill_time_budget = num_samples is None and time_budget is not None and not exhaustive

@@ -80,3 +80,33 @@ def resume_refusal(name: str, k: int | None = None) -> str:
     """What ``raysweep resume`` says of a nested validation (``--nested-cv``) or one of its sweeps."""
     flag = f" (--nested-cv {k})" if k else ""
     return f"sweep {name} is part of a nested validation{flag}; raysweep resume cannot continue one yet: start it again with raysweep run"
+
+
+def sweep_dir(plan: Any) -> str:
+    """The folder of a planned sweep's state: ``<storage>/<name>``."""
+    return f"{plan.storage.rstrip('/')}/{plan.name}"
+
+
+def save_plan(plan: Any, tracker: Any, warm_start: dict[str, Any] | None = None, nested_job: str | None = None) -> None:
+    """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
+    from dataclasses import asdict
+
+    from raysweep.tracking.store import absolute_tracking_uri
+
+    options = asdict(plan.options)
+    options["tracking_uri"] = absolute_tracking_uri(tracker.tracking_uri) if tracker else plan.tracking_uri
+    record = {
+        "name": plan.name,
+        "storage": plan.storage,
+        "recipe": plan.recipe.raw,
+        "recipe_source": plan.recipe.source,
+        "recipe_name": plan.recipe.name,
+        "dataset": plan.dataset_spec,
+        "dataset_fingerprint": plan.dataset.fingerprint,
+        "options": options,
+        "experiment_id": tracker.experiment_id if tracker else None,
+        "parent_run_id": tracker.parent_run_id if tracker else None,
+        "warm_start": warm_start,
+        "nested_job": nested_job,
+    }
+    save(sweep_dir(plan), record)

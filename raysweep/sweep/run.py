@@ -38,6 +38,7 @@ def run_planned(
     tracking: bool = True,
     resume: dict[str, Any] | None = None,
     part: Any = None,
+    release_ray: bool = False,
 ) -> SweepResult:
     """Run a checked plan: start Ray, sweep, refit the best config and score it on the test split.
 
@@ -48,11 +49,14 @@ def run_planned(
     from Ray's saved state and logs into the same MLflow parent run. A plan with ``nested_cv`` runs
     a nested validation (:mod:`raysweep.sweep.nested`); ``part`` is then one of its sweeps
     (:class:`raysweep.sweep.nested.Part`): its rows, its MLflow parent and tags.
+    ``release_ray`` shuts down a local Ray that this call started as soon as the trials are
+    over (the command line's sweeps: nothing after them needs Ray), overlapping the refit.
     """
     if plan.nested_cv and part is None:
         from raysweep.sweep.nested import run_nested
 
         return run_nested(plan, run_planned, verbose=verbose, progress=progress, live=live, tracking=tracking, resume=resume)
+    from raysweep.sweep import early
     from raysweep.tracking import store as tracking_module
 
     started = time.monotonic()
@@ -61,9 +65,16 @@ def run_planned(
         tracking_module.check_reachable(tracking_uri)
     warm = warm_start_for(plan, resume, progress)
     _quiet_environment(verbose)
+    # The MLflow store opens and Ray Tune is imported while Ray starts (see raysweep.sweep.early).
+    libraries = ["ray.tune", "raysweep.trainable", *strategies.get_searcher(plan.searcher).imports]
+    opening: list[Any] = []
     # Ray first: an address that does not answer is a one-line error within seconds, before
-    # Ray Tune is imported and the data is prepared.
-    connect_ray(plan.address, verbose)
+    # the data is prepared and before anything opens the MLflow store.
+    try:
+        started_ray = connect_ray(plan.address, verbose, before_init=lambda: opening.append(early.before_ray(tracking_uri, libraries)))
+    finally:
+        for thread in opening:
+            thread.join()
     # Known once Ray is up; still before any trial and before the sweep's MLflow runs.
     check_cluster_gpus(plan.gpus_per_trial)
     from ray import tune
@@ -181,19 +192,24 @@ def run_planned(
                 checkpoint_config=CheckpointConfig(num_to_keep=4 if strategies.get_scheduler(plan.scheduler).population else 2, checkpoint_at_end=False),
             ),
         )
-        _save_sweep_record(plan, tracker, warm.record, part.tags.get(schema.NESTED_JOB) if part else None)
+        sweep_record.save_plan(plan, tracker, warm.record, part.tags.get(schema.NESTED_JOB) if part else None)
     if strategies.get_scheduler(plan.scheduler).population:
         import random
 
         # Ray's PBT draws its explore/exploit decisions from Python's global random module.
         random.seed(plan.seed)
+    population = strategies.get_scheduler(plan.scheduler).population
+    early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None, importance=not population))
     status = "FAILED"
+    ray_release = None
     try:
         results = tuner.fit()
+        if release_ray and started_ray:
+            ray_release = early.shutdown_ray()
         stopped_by = sweep_stopper.reason if sweep_stopper is not None else None
         if stopped_by:
             # Nothing is left for `raysweep resume`: say so in the record it reads.
-            sweep_record.update(_sweep_dir(plan), stopped_by=stopped_by)
+            sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by)
         elif _interrupted(ledger, plan, started):
             status = "KILLED"
             raise SweepInterrupted(
@@ -218,6 +234,8 @@ def run_planned(
         finally:
             if view is not None:
                 view.close()
+            if ray_release is not None:
+                ray_release.join(timeout=10)
     if lacking:
         raise TrackingIncomplete(
             f"{lacking}; MLflow lacks part of sweep {plan.name}. Write the rest from Ray's results with: "
@@ -276,35 +294,6 @@ def _interrupted(ledger: Any, plan: SweepPlan, started: float) -> bool:
     # Trials that fill a time budget have no count to fall short of.
     counted = not plan.fill_time_budget and not strategies.get_searcher(plan.searcher).exhaustive
     return counted and len(trials) < plan.num_samples
-
-
-def _sweep_dir(plan: SweepPlan) -> str:
-    return f"{plan.storage.rstrip('/')}/{plan.name}"
-
-
-def _save_sweep_record(plan: SweepPlan, tracker: Any, warm_start: dict[str, Any] | None = None, nested_job: str | None = None) -> None:
-    """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
-    from dataclasses import asdict
-
-    from raysweep.tracking.store import absolute_tracking_uri
-
-    options = asdict(plan.options)
-    options["tracking_uri"] = absolute_tracking_uri(tracker.tracking_uri) if tracker else plan.tracking_uri
-    record = {
-        "name": plan.name,
-        "storage": plan.storage,
-        "recipe": plan.recipe.raw,
-        "recipe_source": plan.recipe.source,
-        "recipe_name": plan.recipe.name,
-        "dataset": plan.dataset_spec,
-        "dataset_fingerprint": plan.dataset.fingerprint,
-        "options": options,
-        "experiment_id": tracker.experiment_id if tracker else None,
-        "parent_run_id": tracker.parent_run_id if tracker else None,
-        "warm_start": warm_start,
-        "nested_job": nested_job,
-    }
-    sweep_record.save(_sweep_dir(plan), record)
 
 
 def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -1,0 +1,262 @@
+"""The README's demo end to end, against the same search written by hand with Optuna.
+
+    python -m benchmarks.demo              # 5 alternating pairs, 5 breakdown runs, 5 floors
+    python -m benchmarks.demo --pairs 3    # a quicker look
+
+* Pairs: ``raysweep run xgboost --dataset breast_cancer --num-samples 12`` as a user types it (a
+  cold process in an empty folder, so a cold Ray and a new ``mlflow.db``), then
+  ``benchmarks/optuna_demo.py`` (same space, 50-round steps to 300 rounds, Hyperband pruner, two
+  threads, refit, test score), then again, A B A B: the ratio of each pair's wall times, their
+  median and range. Goal: at most 3x.
+* Breakdown: the same command in a probe that stamps the time of each part of raysweep's run
+  (imports and validation, Ray's start, the MLflow store opened beside it, the dataset to the
+  object store, the first actor, the first result, the trials, importance, refit, plots, model
+  logging, the writer's last writes, exit after the summary); medians of the runs.
+* Floor: a cold ``ray.init()`` and one actor's first result, in a fresh process: what any sweep
+  on Ray pays before its first trial reports.
+
+Writes ``benchmarks/results/demo.json`` and prints the table that ``benchmarks/RESULTS.md`` quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import BENCHMARKS_DIR, REPO
+
+DEMO = ["run", "xgboost", "--dataset", "breast_cancer", "--num-samples", "12"]
+
+#: runs the demo in-process with time stamps ("@@ <seconds since start> <label>") on stderr
+_PROBE = r"""
+import sys, time
+T0 = float(sys.argv[1])
+def mark(label): sys.stderr.write(f"@@ {time.time() - T0:.3f} {label}\n"); sys.stderr.flush()
+mark("interpreter up")
+import atexit, threading
+def wrap(owner, name, label):
+    original = getattr(owner, name, None)
+    if original is None:
+        return
+    def wrapped(*args, **kwargs):
+        mark(label + " start")
+        try:
+            return original(*args, **kwargs)
+        finally:
+            mark(label + " end")
+    setattr(owner, name, wrapped)
+import raysweep.sweep.run as run_module
+import raysweep.sweep.early as early
+wrap(run_module, "run_planned", "run_planned")
+wrap(run_module, "connect_ray", "ray start")
+wrap(run_module, "prepare", "data prepared")
+wrap(run_module, "summarise", "summary work")
+original_background = early.in_background
+def timed_background(name, work):
+    def timed():
+        mark(f"background {name} start")
+        try:
+            work()
+        finally:
+            mark(f"background {name} end")
+    return original_background(name, timed)
+early.in_background = timed_background
+import raysweep.tracking.callback as callback_module
+wrap(callback_module, "start_trial_logging", "trial logging started")
+import raysweep.progress as progress_module
+original_phase = progress_module.LiveProgress.phase
+def phase(self, text):
+    mark("phase " + " ".join(text.split(" ")[:3]))
+    return original_phase(self, text)
+progress_module.LiveProgress.phase = phase
+from ray import tune
+wrap(tune, "with_parameters", "dataset to the object store")
+from ray.tune import Tuner
+wrap(Tuner, "fit", "trials")
+from raysweep.sweep.ledger import TrialLedger
+seen = set()
+for hook, label in (("on_trial_start", "first actor started"), ("on_trial_result", "first result")):
+    original = getattr(TrialLedger, hook, None)
+    def make(original, label):
+        def hooked(self, *args, **kwargs):
+            if label not in seen:
+                seen.add(label)
+                mark(label)
+            return original(self, *args, **kwargs) if original else None
+        return hooked
+    setattr(TrialLedger, hook, make(original, label))
+import raysweep.cli.run as cli_run
+wrap(cli_run, "report", "summary printed")
+sys.argv = ["raysweep", *sys.argv[2:]]
+from raysweep.cli import main
+main()
+"""
+
+_FLOOR = r"""
+import time
+started = time.perf_counter()
+import ray
+ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+@ray.remote
+class Probe:
+    def ready(self):
+        return 1
+ray.get(Probe.remote().ready.remote())
+print(time.perf_counter() - started)
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("RAY_ADDRESS", None)  # a cold, embedded Ray, as on a fresh machine
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env["COLUMNS"] = "160"
+    return env
+
+
+def _raysweep() -> list[str]:
+    script = Path(sys.executable).with_name("raysweep")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "raysweep"]
+
+
+def _timed(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    completed = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}: {completed.stderr.strip()[-400:]}")
+    return seconds, completed
+
+
+def pair(scratch: Path) -> dict[str, Any]:
+    """One raysweep demo and one Optuna script, each a cold process in an empty folder."""
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        raysweep_s, _ = _timed(_raysweep() + DEMO, Path(folder))
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        optuna_s, completed = _timed([sys.executable, str(BENCHMARKS_DIR / "optuna_demo.py")], Path(folder))
+    optuna = json.loads(completed.stdout.strip().splitlines()[-1])
+    return {"raysweep_s": raysweep_s, "optuna_s": optuna_s, "ratio": raysweep_s / optuna_s, "optuna": optuna,
+            "loadavg": list(os.getloadavg())}  # fmt: skip
+
+
+def breakdown(scratch: Path) -> dict[str, float]:
+    """One probed demo run: the time of each part, in seconds."""
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        started = time.time()
+        completed = subprocess.run([sys.executable, "-c", _PROBE, repr(started), *DEMO], cwd=folder, env=_env(),
+                                   capture_output=True, text=True, timeout=600)  # fmt: skip
+        ended = time.time() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"probe exited {completed.returncode}: {completed.stderr.strip()[-400:]}")
+    marks: dict[str, float] = {}
+    for line in completed.stderr.splitlines():
+        if line.startswith("@@ "):
+            _, seconds, label = line.split(" ", 2)
+            marks.setdefault(label.strip(), float(seconds))
+    return parts(marks, ended)
+
+
+def parts(marks: dict[str, float], ended: float) -> dict[str, float]:
+    """The parts of the run from its time stamps (a part whose stamps are missing is left out)."""
+
+    def span(start: str, end: str) -> float | None:
+        return marks[end] - marks[start] if start in marks and end in marks else None
+
+    phases = sorted((t, label) for label, t in marks.items() if label.startswith("phase "))
+    phase_spans = {}
+    last = marks.get("summary printed start", phases[-1][0] if phases else 0.0)
+    for (t, label), following in zip(phases, phases[1:] + [(last, "end")]):
+        phase_spans[label.removeprefix("phase ").strip()] = following[0] - t
+    found = {
+        "python and imports, data loaded and checked": marks.get("run_planned start"),
+        "Ray start (cold ray.init)": span("ray start start", "ray start end"),
+        "MLflow store open and database creation (beside Ray's start)": span("background mlflow-store start", "background mlflow-store end"),
+        "dataset to the object store": span("dataset to the object store start", "dataset to the object store end"),
+        "MLflow writer start (driver side)": span("trial logging started start", "trial logging started end"),
+        "Tune start to the first actor": span("trials start", "first actor started"),
+        "first actor to its first result": span("first actor started", "first result"),
+        "command to the first result": marks.get("first result"),
+        "trials (first result to the last)": span("first result", "trials end"),
+        "importance": phase_spans.get("computing the parameter"),
+        "refit": phase_spans.get("refitting the best"),
+        "scores and leaderboard to MLflow": phase_spans.get("logging the scores"),
+        "plots": phase_spans.get("drawing the plots"),
+        "model logging (signature, input example)": phase_spans.get("logging the model"),
+        "MLflow writer's last writes": phase_spans.get("waiting for the"),
+        "command to the summary": marks.get("summary printed end"),
+        "exit after the summary": ended - marks["summary printed end"] if "summary printed end" in marks else None,
+        "whole process": ended,
+    }
+    return {name: round(value, 3) for name, value in found.items() if value is not None}
+
+
+def floor() -> float:
+    completed = subprocess.run([sys.executable, "-c", _FLOOR], env=_env(), capture_output=True, text=True, timeout=300)
+    if completed.returncode != 0:
+        raise RuntimeError(f"floor probe exited {completed.returncode}: {completed.stderr.strip()[-400:]}")
+    return float(completed.stdout.strip().splitlines()[-1])
+
+
+def _median_range(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=5, help="alternating raysweep/Optuna pairs (default 5)")
+    parser.add_argument("--breakdowns", type=int, default=5, help="probed raysweep runs for the breakdown (default 5)")
+    parser.add_argument("--floors", type=int, default=5, help="cold ray.init + one actor runs (default 5)")
+    parser.add_argument("--out", default=str(BENCHMARKS_DIR / "results" / "demo.json"))
+    args = parser.parse_args(argv)
+    from ray._common.utils import get_default_ray_temp_dir
+
+    if (Path(get_default_ray_temp_dir()) / "ray_current_cluster").exists():
+        raise SystemExit("a Ray cluster started with `ray start` is running here; the demo would join it: stop it first")
+    scratch = Path(tempfile.mkdtemp(prefix="raysweep-demo-bench-"))
+    loadavg_start = list(os.getloadavg())
+    pairs = []
+    for index in range(args.pairs):
+        pairs.append(pair(scratch))
+        p = pairs[-1]
+        print(f"pair {index + 1}: raysweep {p['raysweep_s']:.2f}s, optuna {p['optuna_s']:.2f}s, ratio {p['ratio']:.2f}x", flush=True)
+    runs = [breakdown(scratch) for _ in range(args.breakdowns)]
+    floors = [floor() for _ in range(args.floors)]
+    names = list(dict.fromkeys(name for run in runs for name in run))
+    table = {name: statistics.median([run[name] for run in runs if name in run]) for name in names}
+    record = {
+        "recorded_at": time.strftime("%Y-%m-%d %H:%M"),
+        "cpus": os.cpu_count(),
+        "loadavg_start": loadavg_start,
+        "loadavg_end": list(os.getloadavg()),
+        "pairs": pairs,
+        "breakdowns": runs,
+        "breakdown_median": table,
+        "floors": floors,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=1))
+    if pairs:
+        print(f"\ndemo wall time: raysweep {_median_range([p['raysweep_s'] for p in pairs])} s, "
+              f"Optuna script {_median_range([p['optuna_s'] for p in pairs])} s; "
+              f"ratio {_median_range([p['ratio'] for p in pairs])}x (goal <= 3x), median of {len(pairs)} pairs")
+    if floors:
+        first = table.get("command to the first result")
+        print(f"floor (cold ray.init + one actor's first result): {_median_range(floors)} s"
+              + (f"; first result {first:.2f} s from the command, {first - statistics.median(floors):.2f} s above the floor" if first else ""))
+    print("\n| part | median s |\n| --- | ---: |")
+    for name, value in table.items():
+        print(f"| {name} | {value:.2f} |")
+    print(f"\nload average at the start {loadavg_start}, at the end {record['loadavg_end']}")
+
+
+if __name__ == "__main__":
+    main()

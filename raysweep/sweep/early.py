@@ -1,0 +1,101 @@
+"""Work a sweep starts before it needs it, so that a small sweep does not wait for it in turn.
+
+Three pieces of a sweep's time are not on its own critical path, measured on the README's demo
+(2 cores, cold start):
+
+* Opening the MLflow store (importing MLflow, creating or checking the sqlite tables: about 1.8 s)
+  and importing Ray Tune, the trainable and the searcher's library (about 1 s) do not need a
+  running Ray; they run while Ray starts, which spends most of its 4 s waiting for its processes.
+* The modules the end of a sweep uses (matplotlib for the plots, MLflow's model flavors and
+  signature inference, Optuna for the importance: about 1 s of imports) load while the trials run
+  in Ray's workers and the driver mostly waits for their results.
+* Ray's own shutdown (about 1.1 s: its processes are asked to exit and waited for) runs while the
+  best config is refit and logged, when the command-line sweep started Ray itself: the refit, the
+  plots and the model need nothing from Ray.
+
+Each piece runs in a daemon thread and never fails the sweep: when it fails, the step that needs
+its work does that work itself, in turn, and reports its own error as before.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+
+def in_background(name: str, work: Callable[[], Any]) -> threading.Thread:
+    """Start ``work`` in a daemon thread; an exception in it is logged at debug level and dropped."""
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # the step that needs this work repeats it and reports
+            logger.debug("raysweep: %s in the background failed: %s", name, exc)
+
+    thread = threading.Thread(target=run, name=f"raysweep-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def before_ray(tracking_uri: str | None, modules: list[str]) -> threading.Thread:
+    """Open (and for sqlite, create) the MLflow store of ``tracking_uri``, then import ``modules``, in the background.
+
+    MLflow keeps one store per URI (``_get_store`` is cached), so the tracker's own client finds
+    it open. Join the thread before anything else opens the same store: two threads creating one
+    sqlite database's tables at once would collide.
+    """
+
+    def work() -> None:
+        if tracking_uri:
+            from mlflow.tracking import MlflowClient
+
+            from raysweep.tracking.store import quick_failing_client_defaults
+
+            quick_failing_client_defaults()
+            MlflowClient(tracking_uri)._tracking_client.store  # noqa: B018 (the property opens the store)
+        for name in modules:
+            importlib.import_module(name)
+
+    return in_background("mlflow-store", work)
+
+
+def import_modules(names: list[str]) -> threading.Thread:
+    """Import ``names`` in the background (the imports the end of the sweep will need)."""
+
+    def work() -> None:
+        for name in names:
+            importlib.import_module(name)
+        if "matplotlib" in names:
+            import matplotlib
+
+            matplotlib.use("Agg")
+
+    return in_background("imports", work)
+
+
+def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance: bool) -> list[str]:
+    """The modules the end of a sweep imports: Optuna for the importance; when tracked, the plots'
+    and the model's (MLflow's flavor for the refit model, its signature inference)."""
+    names = []
+    if importance:
+        names += ["optuna", "optuna.importance"]
+    if tracked:
+        flavor = family.native_flavor(has_categories) or "sklearn"
+        names += ["matplotlib", "matplotlib.pyplot", "mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}"]
+        names += ["raysweep.tracking.outcome"]
+    return names
+
+
+def shutdown_ray() -> threading.Thread:
+    """Shut down the Ray this process started, in the background (see the module's docstring)."""
+
+    def work() -> None:
+        import ray
+
+        ray.shutdown()
+
+    return in_background("ray-shutdown", work)
