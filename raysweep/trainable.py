@@ -60,10 +60,8 @@ class SweepTrainable(tune.Trainable):
         self.spec = spec
         self.family = spec.family
         self._node_id = _node_id()
-        from raysweep.sweep.gpus import trial_gpu_ids
-
         # An actor keeps its resources for every trial it runs (actor reuse): asked once.
-        self._gpu_ids = ",".join(str(gpu) for gpu in trial_gpu_ids())
+        self._gpu_ids = _gpu_ids()
         self._gpu_params = self.family.gpu_params() if self._gpu_ids else {}
         self._start(config)
 
@@ -175,6 +173,7 @@ class AutoTrainable(SweepTrainable):
         self.all_data = data
         self.auto = spec
         self._node_id = _node_id()
+        self._gpu_ids = _gpu_ids()
         self._start(config)
 
     def _start(self, config: dict[str, Any]) -> None:
@@ -182,6 +181,8 @@ class AutoTrainable(SweepTrainable):
         self.spec = self.auto.members[str(family_name)]
         self.family = self.spec.family
         self.data = self.all_data[self.auto.data_keys[str(family_name)]]
+        # Each trial may be of another family: only those that train on a GPU get its parameters.
+        self._gpu_params = self.family.gpu_params() if self._gpu_ids else {}
         super()._start(params)
 
     def step(self) -> dict[str, Any]:
@@ -193,6 +194,13 @@ class AutoTrainable(SweepTrainable):
             result["done"] = True
             result.pop("should_checkpoint", None)
         return result
+
+
+def _gpu_ids() -> str:
+    """The GPU ids Ray gave this actor, comma-separated ("" without a GPU)."""
+    from raysweep.sweep.gpus import trial_gpu_ids
+
+    return ",".join(str(gpu) for gpu in trial_gpu_ids())
 
 
 def _node_id() -> str:
