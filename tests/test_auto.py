@@ -221,3 +221,13 @@ def test_an_auto_sweep_tags_each_trial_with_its_family_and_refits_the_winner_in_
     for name in families:
         f = result.families[name]
         assert f"family {name}: {f['trials']} trials, best validation accuracy {f['best']:.5g}" in lines
+    # `raysweep sync` reads the auto sweep's record (its common scale, not one recipe's) and finds
+    # nothing missing; `raysweep resume` says in one line that it cannot continue an auto sweep.
+    from raysweep.errors import UserError
+    from raysweep.sweep.run import find_resumable
+    from raysweep.tracking.sync import sync_sweep
+
+    synced = sync_sweep(result.name, storage=str(tmp_path / "results"))
+    assert (synced.trials, synced.runs_created, synced.metrics_written) == (4, 0, 0)
+    with pytest.raises(UserError, match=f"sweep {result.name} is an auto sweep; raysweep resume cannot continue one yet"):
+        find_resumable(result.name, str(tmp_path / "results"))

@@ -1,4 +1,4 @@
-"""Nested validation end to end, in-process on the session's Ray and a real sqlite MLflow store:
+"""Nested validation end to end, in-process on the test run's Ray and a real sqlite MLflow store:
 one job on breast_cancer (the estimate, the MLflow tree, the listings) and one on data built so
 that tuning overfits (the optimism the feature exists to show)."""
 

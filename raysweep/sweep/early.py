@@ -90,6 +90,11 @@ def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance:
     return names
 
 
+def worker_modules(family: Any) -> tuple[str, ...]:
+    """What an embedded Ray's workers import as they start: Ray Tune, the trainable, the family's library."""
+    return ("ray.tune", "raysweep.trainable", *getattr(family, "libraries", ()))
+
+
 def shutdown_ray() -> threading.Thread:
     """Shut down the Ray this process started, in the background (see the module's docstring)."""
 

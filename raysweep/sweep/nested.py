@@ -125,6 +125,8 @@ def run_nested(
     the nested estimate (``result.nested``). ``run_inner`` runs one of them (``run_planned``)."""
     from raysweep.errors import UserError
     from raysweep.sweep.connect import connect_ray
+    from raysweep.sweep.early import worker_modules
+    from raysweep.sweep.gpus import check_cluster_gpus
     from raysweep.sweep.environment import _quiet_environment
 
     if resume is not None:
@@ -139,11 +141,12 @@ def run_nested(
     folds = outer_folds(plan.dataset, plan.seed, plan.test_size, k)
     say = _teller(progress)
     _quiet_environment(verbose)
-    connect_ray(plan.address, verbose)  # in this thread: the sweeps' threads find Ray started
+    connect_ray(plan.address, verbose, preload=worker_modules(plan.family))  # in this thread: the sweeps' threads find Ray started
+    check_cluster_gpus(plan.gpus_per_trial)  # before the job's MLflow run and record
     top = _open_job_run(plan, tracking_uri) if tracking_uri else None
     top_id = top.parent_run_id if top is not None else None
     names = part_names(plan.name, k)
-    sweep_record.save(f"{plan.storage.rstrip('/')}/{plan.name}", {"name": plan.name, "storage": plan.storage, "nested_cv": k, "parts": names})
+    sweep_record.save(sweep_record.sweep_dir(plan), {"name": plan.name, "storage": plan.storage, "nested_cv": k, "parts": names})
     job = {schema.NESTED_JOB: plan.name}
     parts = [
         (_part_plan(plan, names[i], final=False), Part(rows, top_id, {**job, schema.NESTED_FOLD: str(i + 1)}, names[i]))

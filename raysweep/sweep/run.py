@@ -71,7 +71,10 @@ def run_planned(
     # Ray first: an address that does not answer is a one-line error within seconds, before
     # the data is prepared and before anything opens the MLflow store.
     try:
-        started_ray = connect_ray(plan.address, verbose, before_init=lambda: opening.append(early.before_ray(tracking_uri, libraries)))
+        started_ray = connect_ray(
+            plan.address, verbose, before_init=lambda: opening.append(early.before_ray(tracking_uri, libraries)),
+            preload=early.worker_modules(plan.family),
+        )
     finally:
         for thread in opening:
             thread.join()
@@ -199,7 +202,7 @@ def run_planned(
         # Ray's PBT draws its explore/exploit decisions from Python's global random module.
         random.seed(plan.seed)
     population = strategies.get_scheduler(plan.scheduler).population
-    early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None, importance=not population))
+    end_imports = early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None, importance=not population))
     status = "FAILED"
     ray_release = None
     try:
@@ -216,6 +219,7 @@ def run_planned(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
                 f"raysweep resume {plan.name} --storage {plan.storage}"
             )
+        end_imports.join()  # no module half-imported by two threads at once
         result = summarise(
             plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=ledger.never_started, stopped_by=stopped_by,
             log_model=part is None,
@@ -235,7 +239,7 @@ def run_planned(
             if view is not None:
                 view.close()
             if ray_release is not None:
-                ray_release.join(timeout=10)
+                ray_release.join()
     if lacking:
         raise TrackingIncomplete(
             f"{lacking}; MLflow lacks part of sweep {plan.name}. Write the rest from Ray's results with: "
@@ -310,6 +314,11 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
     candidate, record = found
     if record.get("nested_cv") or record.get("nested_job"):
         raise UserError(sweep_record.resume_refusal(record.get("nested_job") or record["name"], record.get("nested_cv")))
+    if (record.get("recipe") or {}).get("family") == "auto":
+        raise UserError(
+            f"sweep {record['name']} is an auto sweep; raysweep resume cannot continue one yet: start it again with raysweep run auto "
+            f"(its trials so far are in MLflow; raysweep sync {record['name']} writes any that are missing)"
+        )
     if record.get("stopped_by"):
         raise NothingToResume(
             f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "

@@ -261,8 +261,6 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
     from mlflow.entities import RunTag
     from mlflow.tracking import MlflowClient
 
-    from raysweep.families import get_family
-    from raysweep.recipes import validate_recipe_data
     from raysweep.tracking.store import check_reachable, resolve_tracking_uri, sqlite_path
 
     folder, record = _sweep_folder(name_or_path, storage)
@@ -282,9 +280,7 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         raise UserError(
             f"--tracking-uri {uri}: no parent run {parent_id} of sweep {name} there; pass the --tracking-uri it logged to"
         ) from None
-    recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
-    integer_resource = get_family(recipe.family).integer_resource
-    max_steps = recipe.resource.max_steps
+    integer_resource, max_steps = _resource_of(record)
 
     runs = _trial_runs(client, experiment_id, parent_id)
     report = SyncReport(name, uri, parent_id)
@@ -337,3 +333,18 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         report.parent_status = "FINISHED" if complete else "KILLED"
         client.set_terminated(parent_id, status=report.parent_status)
     return report
+
+
+def _resource_of(record: dict[str, Any]) -> tuple[bool, int]:
+    """Whether the sweep's resource is a whole number, and its steps: an auto sweep's are its common scale."""
+    from raysweep.families import get_family
+    from raysweep.recipes import validate_recipe_data
+
+    raw = record["recipe"]
+    if raw.get("family") == "auto":
+        from raysweep.sweep.auto import common_steps
+
+        members = [validate_recipe_data(member, record["recipe_source"], name) for name, member in raw["recipes"].items()]
+        return False, common_steps(members)
+    recipe = validate_recipe_data(raw, record["recipe_source"], record["recipe_name"])
+    return get_family(recipe.family).integer_resource, recipe.resource.max_steps
