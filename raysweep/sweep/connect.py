@@ -187,18 +187,13 @@ def prepare_connection(address: str | None, state_dir: Path | None = None) -> Ta
     return target
 
 
-def connect_ray(
-    address: str | None, verbose: bool, before_init: Callable[[], Any] | None = None, preload: tuple[str, ...] = ()
-) -> bool:
+def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], Any] | None = None) -> bool:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray.
 
     Returns whether this call started Ray (an embedded local Ray that this process owns).
     ``before_init`` is called once the address has answered, right before ``ray.init``: work
     that may overlap Ray's start but must not happen for an address that is refused (it is not
     called for an address that cannot be checked first, such as ``auto`` or ``ray://``).
-    ``preload``: modules an embedded Ray's workers import as they start, before any trial asks
-    for them (Ray's ``preload_python_modules``): the first trial then starts on a worker that has
-    Ray Tune and the model's library loaded (1.9 s to 0.3 s measured for its first result).
 
     An address that refuses, does not answer or rejects the token is a ``UserError`` within
     seconds (see :func:`prepare_connection`), before Ray's own connect would retry for minutes.
@@ -215,8 +210,7 @@ def connect_ray(
         if target is not None:
             ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
         else:
-            system = {"preload_python_modules": list(preload)} if preload else None
-            ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose, _system_config=system)
+            ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose)
     except (ConnectionError, RuntimeError) as exc:
         if target is None:
             raise

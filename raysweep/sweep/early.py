@@ -13,6 +13,11 @@ Three pieces of a sweep's time are not on its own critical path, measured on the
   best config is refit and logged, when the command-line sweep started Ray itself: the refit, the
   plots and the model need nothing from Ray.
 
+Tried and left out: Ray's ``preload_python_modules`` (every worker of an embedded Ray imports Ray
+Tune and XGBoost as it starts). A lone actor's first result came 1.6 s sooner, but in the demo
+the workers' imports competed with the driver for the two cores and the first trial came 3 s
+later (median of 3 runs each).
+
 Each piece runs in a daemon thread and never fails the sweep: when it fails, the step that needs
 its work does that work itself, in turn, and reports its own error as before.
 """
@@ -88,11 +93,6 @@ def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance:
         names += ["matplotlib", "matplotlib.pyplot", "mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}"]
         names += ["raysweep.tracking.outcome"]
     return names
-
-
-def worker_modules(family: Any) -> tuple[str, ...]:
-    """What an embedded Ray's workers import as they start: Ray Tune, the trainable, the family's library."""
-    return ("ray.tune", "raysweep.trainable", *getattr(family, "libraries", ()))
 
 
 def shutdown_ray() -> threading.Thread:

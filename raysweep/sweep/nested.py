@@ -125,7 +125,6 @@ def run_nested(
     the nested estimate (``result.nested``). ``run_inner`` runs one of them (``run_planned``)."""
     from raysweep.errors import UserError
     from raysweep.sweep.connect import connect_ray
-    from raysweep.sweep.early import worker_modules
     from raysweep.sweep.gpus import check_cluster_gpus
     from raysweep.sweep.environment import _quiet_environment
 
@@ -141,7 +140,7 @@ def run_nested(
     folds = outer_folds(plan.dataset, plan.seed, plan.test_size, k)
     say = _teller(progress)
     _quiet_environment(verbose)
-    connect_ray(plan.address, verbose, preload=worker_modules(plan.family))  # in this thread: the sweeps' threads find Ray started
+    connect_ray(plan.address, verbose)  # in this thread: the sweeps' threads find Ray started
     check_cluster_gpus(plan.gpus_per_trial)  # before the job's MLflow run and record
     top = _open_job_run(plan, tracking_uri) if tracking_uri else None
     top_id = top.parent_run_id if top is not None else None

@@ -71,10 +71,7 @@ def run_planned(
     # Ray first: an address that does not answer is a one-line error within seconds, before
     # the data is prepared and before anything opens the MLflow store.
     try:
-        started_ray = connect_ray(
-            plan.address, verbose, before_init=lambda: opening.append(early.before_ray(tracking_uri, libraries)),
-            preload=early.worker_modules(plan.family),
-        )
+        started_ray = connect_ray(plan.address, verbose, before_init=lambda: opening.append(early.before_ray(tracking_uri, libraries)))
     finally:
         for thread in opening:
             thread.join()
