@@ -585,7 +585,8 @@ def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(
     # the experiment's sweeps as rows (their own runs, not their trials), best validation score first,
     # with what `raysweep compare` shows as columns
     sweeps = json.loads(experiment.tags["mlflow.sharedViewState.raysweep-sweeps"])
-    assert sweeps["searchFilter"] == "tags.`raysweep.recipe` LIKE '%'"
+    # a nested validation's fold and final sweeps are reached from its job's run, not listed beside it
+    assert sweeps["searchFilter"] == "tags.`raysweep.recipe` LIKE '%' AND tags.`raysweep.nested_job` IS NULL"
     assert (sweeps["orderByKey"], sweeps["orderByAsc"]) == ("metrics.`best_val_accuracy`", False)
     assert sweeps["selectedColumns"][:6] == [
         "tags.`raysweep.recipe`", "tags.`raysweep.scheduler`", "tags.`raysweep.searcher`",
