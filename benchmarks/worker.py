@@ -25,21 +25,10 @@ PROGRESS_PREFIX = "@@bench "
 
 
 def _suite(name: str) -> Any:
-    if name == "overhead":
-        from benchmarks import overhead
+    """The suite's module (``benchmarks.<name>``): each has ``run_cell`` and ``summary``."""
+    import importlib
 
-        return overhead
-    if name == "quality":
-        from benchmarks import quality
-
-        return quality
-    if name == "auto":
-        from benchmarks import auto
-
-        return auto
-    from benchmarks import startup
-
-    return startup
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def main(argv: list[str]) -> int:
