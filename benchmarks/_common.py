@@ -246,3 +246,13 @@ def replace_section(path: Path, heading: str, section: list[str], title: str, be
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path
 
+
+def median_range(values: list[Any], digits: int = 1) -> str:
+    """``12.3`` for one value, ``12.3 (11.9-13.0)`` for several (median, then min-max); ``-`` for none."""
+    import statistics
+
+    values = [v for v in values if isinstance(v, (int, float))]
+    if not values:
+        return "-"
+    middle = f"{statistics.median(values):.{digits}f}"
+    return middle if len(values) == 1 else f"{middle} ({min(values):.{digits}f}-{max(values):.{digits}f})"

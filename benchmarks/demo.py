@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import BENCHMARKS_DIR, REPO
+from benchmarks._common import BENCHMARKS_DIR, REPO, median_range
 
 DEMO = ["run", "xgboost", "--dataset", "breast_cancer", "--num-samples", "12"]
 
@@ -207,10 +207,6 @@ def floor() -> float:
     return float(completed.stdout.strip().splitlines()[-1])
 
 
-def _median_range(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-
-
 def markdown(record: dict[str, Any]) -> str:
     """``benchmarks/DEMO.md`` from a run's record."""
     pairs, floors, table = record["pairs"], record["floors"], record["breakdown_median"]
@@ -220,13 +216,13 @@ def markdown(record: dict[str, Any]) -> str:
         f"`python -m benchmarks.demo` on {record['recorded_at']}, {record['cpus']} CPUs, load average "
         f"{record['loadavg_start'][0]:.1f} at the start and {record['loadavg_end'][0]:.1f} at the end (the benchmark's own).", "",
         "| | median s (range) | goal |", "| --- | ---: | --- |",
-        f"| `raysweep run xgboost --dataset breast_cancer --num-samples 12`, whole process | {_median_range([p['raysweep_s'] for p in pairs])} | |",
-        f"| `benchmarks/optuna_demo.py` (same search by hand), whole process | {_median_range([p['optuna_s'] for p in pairs])} | |",
-        f"| ratio, pair by pair ({len(pairs)} pairs, A B A B) | {_median_range(ratios)}x | <= 3x: **{'met' if statistics.median(ratios) <= 3 else 'missed'}** |",
+        f"| `raysweep run xgboost --dataset breast_cancer --num-samples 12`, whole process | {median_range([p['raysweep_s'] for p in pairs], 2)} | |",
+        f"| `benchmarks/optuna_demo.py` (same search by hand), whole process | {median_range([p['optuna_s'] for p in pairs], 2)} | |",
+        f"| ratio, pair by pair ({len(pairs)} pairs, A B A B) | {median_range(ratios, 2)}x | <= 3x: **{'met' if statistics.median(ratios) <= 3 else 'missed'}** |",
     ]
     if floors:
         first = table.get("command to the first result")
-        lines.append(f"| floor: cold `ray.init()` + one actor's first result | {_median_range(floors)} | |")
+        lines.append(f"| floor: cold `ray.init()` + one actor's first result | {median_range(floors, 2)} | |")
         if first is not None:
             above = first - statistics.median(floors)
             lines.append(f"| first trial's result, from the command | {first:.2f} ({above:.2f} above the floor) | <= 2 s above: **{'met' if above <= 2 else 'missed'}** |")
@@ -281,12 +277,12 @@ def main(argv: list[str] | None = None) -> None:
     if pairs and runs:
         Path(args.page).write_text(markdown(record))
     if pairs:
-        print(f"\ndemo wall time: raysweep {_median_range([p['raysweep_s'] for p in pairs])} s, "
-              f"Optuna script {_median_range([p['optuna_s'] for p in pairs])} s; "
-              f"ratio {_median_range([p['ratio'] for p in pairs])}x (goal <= 3x), median of {len(pairs)} pairs")
+        print(f"\ndemo wall time: raysweep {median_range([p['raysweep_s'] for p in pairs], 2)} s, "
+              f"Optuna script {median_range([p['optuna_s'] for p in pairs], 2)} s; "
+              f"ratio {median_range([p['ratio'] for p in pairs], 2)}x (goal <= 3x), median of {len(pairs)} pairs")
     if floors:
         first = table.get("command to the first result")
-        print(f"floor (cold ray.init + one actor's first result): {_median_range(floors)} s"
+        print(f"floor (cold ray.init + one actor's first result): {median_range(floors, 2)} s"
               + (f"; first result {first:.2f} s from the command, {first - statistics.median(floors):.2f} s above the floor" if first else ""))
     print("\n| part | median s |\n| --- | ---: |")
     for name, value in table.items():

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import BENCHMARKS_DIR, REPO, replace_section
+from benchmarks._common import BENCHMARKS_DIR, REPO, median_range, replace_section
 
 TOOLS = ("raysweep_mlflow", "ray_function_reuse")
 LABELS = {
@@ -295,15 +295,6 @@ def _count_runs(outcome: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the report ----------------------------------------------------------------------------------
-def median_range(values: list[float], digits: int = 1) -> str:
-    """``12.3`` for one value; ``12.3 (11.9-13.0)`` for several: median (min-max)."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    middle = f"{statistics.median(values):.{digits}f}"
-    return middle if len(values) == 1 else f"{middle} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def _ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]], key: str) -> list[float]:
     """Repeat i of raysweep against repeat i of the other tool (they ran side by side)."""
     return [a[key] / b[key] for a, b in zip(ours, theirs) if a.get(key) and b.get(key)]

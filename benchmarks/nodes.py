@@ -20,14 +20,13 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import BENCHMARKS_DIR, REPO, replace_section
+from benchmarks._common import BENCHMARKS_DIR, REPO, median_range, replace_section
 
 HEADING = "## 3. Scheduling across nodes"
 GOAL = 3.5
@@ -132,14 +131,6 @@ def _from_mlflow(outcome: dict[str, Any], slots: int, worker_ids: dict[str | Non
     return figures
 
 
-def _median_range(values: list[Any], digits: int = 2) -> str:
-    values = [v for v in values if isinstance(v, (int, float))]
-    if not values:
-        return "-"
-    middle = f"{statistics.median(values):.{digits}f}"
-    return middle if len(values) == 1 else f"{middle} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
     sizes = sorted({r["nodes"] for r in records})
     by_size = {n: [r for r in records if r["nodes"] == n] for n in sizes}
@@ -164,16 +155,16 @@ def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
         spread = "; ".join(", ".join(f"{k}: {v}" for k, v in r["node_spread"].items()) for r in rows)
         finished = "; ".join(f"{r['mlflow_child_statuses'].get('FINISHED', 0)}/{r['trials_requested']}" for r in rows)
         lines.append(
-            f"| {n} | {rows[0]['trials_requested']} | {_median_range([r.get('trials_per_s') for r in rows])} | "
-            f"{_median_range([r.get('trials_per_s_after_first_wave') for r in rows])} | "
-            f"{_median_range([r.get('first_trial_start_s') for r in rows], 1)} | {spread} | {finished} |"
+            f"| {n} | {rows[0]['trials_requested']} | {median_range([r.get('trials_per_s') for r in rows], 2)} | "
+            f"{median_range([r.get('trials_per_s_after_first_wave') for r in rows], 2)} | "
+            f"{median_range([r.get('first_trial_start_s') for r in rows], 1)} | {spread} | {finished} |"
         )
     lines.append("")
     if 1 in by_size and max(sizes) > 1:
         top = max(sizes)
         for key, what in (("trials_per_s", "first start to last end"), ("trials_per_s_after_first_wave", "after the first wave")):
             ratios = [b.get(key, 0) / a[key] for a, b in zip(by_size[1], by_size[top]) if a.get(key)]
-            lines.append(f"- {top} nodes against 1, trials per second ({what}): {_median_range(ratios)}x "
+            lines.append(f"- {top} nodes against 1, trials per second ({what}): {median_range(ratios, 2)}x "
                          f"(goal >= {GOAL}x from 1 to 4 nodes; ideal {top}x).")  # fmt: skip
         lines.append("")
     return lines

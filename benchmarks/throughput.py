@@ -26,14 +26,13 @@ import argparse
 import json
 import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import BENCHMARKS_DIR, REPO, replace_section
+from benchmarks._common import BENCHMARKS_DIR, REPO, median_range, replace_section
 
 TOOLS = ("ray_tune", "raysweep_off", "raysweep_sqlite", "raysweep_http")
 LABELS = {
@@ -247,14 +246,6 @@ def figures(record: dict[str, Any], curve: list[tuple[float, int]], final_rows: 
     return out
 
 
-def _median_range(values: list[Any], digits: int = 1) -> str:
-    values = [v for v in values if isinstance(v, (int, float))]
-    if not values:
-        return "-"
-    middle = f"{statistics.median(values):.{digits}f}"
-    return middle if len(values) == 1 else f"{middle} ({min(values):.{digits}f}-{max(values):.{digits}f})"
-
-
 def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
     tools = list(dict.fromkeys(r["tool"] for r in records))
     by_tool = {tool: [r for r in records if r["tool"] == tool] for tool in tools}
@@ -276,7 +267,7 @@ def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
     ]
 
     def row(label: str, key: str, digits: int = 1) -> None:
-        lines.append(f"| {label} | " + " | ".join(_median_range([r.get(key) for r in by_tool[t]], digits) for t in tools) + " |")
+        lines.append(f"| {label} | " + " | ".join(median_range([r.get(key) for r in by_tool[t]], digits) for t in tools) + " |")
 
     row("results per second Tune processed", "tune_results_per_s")
     row("results per second that reached MLflow (first trial start to last row in)", "mlflow_results_per_s")
@@ -294,7 +285,7 @@ def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
                 continue
             ratios = [r.get("mlflow_results_per_s", 0) / b for r, b in zip(by_tool[tool], base) if b]
             lines.append(f"- {LABELS[tool]}: results into MLflow per second against plain Ray Tune's processed: "
-                         f"{_median_range(ratios, 2)}x (goal >= {GOAL}x).")  # fmt: skip
+                         f"{median_range(ratios, 2)}x (goal >= {GOAL}x).")  # fmt: skip
         lines.append("")
     return lines
 

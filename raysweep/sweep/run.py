@@ -311,7 +311,9 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
     candidate, record = found
     if record.get("nested_cv") or record.get("nested_job"):
         raise UserError(sweep_record.resume_refusal(record.get("nested_job") or record["name"], record.get("nested_cv")))
-    if (record.get("recipe") or {}).get("family") == "auto":
+    from raysweep.sweep.auto import AUTO
+
+    if (record.get("recipe") or {}).get("family") == AUTO:
         raise UserError(
             f"sweep {record['name']} is an auto sweep; raysweep resume cannot continue one yet: start it again with raysweep run auto "
             f"(its trials so far are in MLflow; raysweep sync {record['name']} writes any that are missing)"
@@ -331,8 +333,7 @@ def resume_sweep(
     candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
 
-    auto_sweep = record.get("recipe_name") == "auto"
-    recipe = "auto" if auto_sweep else validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
+    recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
     if record["dataset"] is None:
         raise UserError(f"sweep {record['name']} was given its data as a Python object; resume it from Python with the same data")
     options = dict(record["options"])

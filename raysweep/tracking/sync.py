@@ -339,11 +339,10 @@ def _resource_of(record: dict[str, Any]) -> tuple[bool, int]:
     """Whether the sweep's resource is a whole number, and its steps: an auto sweep's are its common scale."""
     from raysweep.families import get_family
     from raysweep.recipes import validate_recipe_data
+    from raysweep.sweep.auto import AUTO, common_steps
 
     raw = record["recipe"]
-    if raw.get("family") == "auto":
-        from raysweep.sweep.auto import common_steps
-
+    if raw.get("family") == AUTO:
         members = [validate_recipe_data(member, record["recipe_source"], name) for name, member in raw["recipes"].items()]
         return False, common_steps(members)
     recipe = validate_recipe_data(raw, record["recipe_source"], record["recipe_name"])
