@@ -156,7 +156,10 @@ class TrialCpuSampler:
     """Samples /proc for the CPU time of Ray's trial actor processes while a sweep runs (Linux).
 
     A cross-check on the trainable's ``step_time`` (a wall time, which a busy machine inflates):
-    CPU seconds are what the trial processes really got.
+    CPU seconds are what the trial processes really got. It also keeps, by kind, the CPU time of
+    every other process of this job (this driver, the MLflow writer processes, Ray's own processes
+    and idle workers: the descendants of this process) and the whole machine's busy time from
+    /proc/stat, so that a low share can be put down to the job's own overhead or to other load.
     """
 
     def __init__(self, actor_name: str = "SweepTrainable", every: float = 0.5) -> None:
@@ -165,25 +168,63 @@ class TrialCpuSampler:
         self.actor_name, self.every = actor_name, every
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
+        self.kinds: dict[int, str] = {}
+        self.job_first: dict[int, float] = {}
+        self.job_last: dict[int, float] = {}
+        self.machine: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
+    def _kind(self, pid: int, command: str) -> str:
+        if pid == os.getpid():
+            return "driver"
+        if command.startswith("ray::") and self.actor_name in command:
+            return "trials"
+        if "_writer_process" in command:
+            return "writer"
+        return "ray"
+
+    def _machine_busy(self) -> float | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        except (OSError, ValueError, IndexError):
+            return None
+        # user nice system idle iowait irq softirq steal: busy is everything but idle and iowait
+        return (sum(fields[:8]) - fields[3] - fields[4]) / self._tick
+
     def _sample(self) -> None:
+        parents: dict[int, int] = {}
+        seen: dict[int, tuple[float, str]] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                if not command.startswith("ray::") or self.actor_name not in command:
-                    continue
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 seconds = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+                parents[int(entry.name)] = int(fields[1])
             except (OSError, IndexError, ValueError):
                 continue
-            pid = int(entry.name)
-            self.first.setdefault(pid, 0.0)  # actors start during the sweep: count from their start
-            self.last[pid] = seconds
+            seen[int(entry.name)] = (seconds, command)
+        me = os.getpid()
+        for pid, (seconds, command) in seen.items():
+            ancestor, hops = pid, 0
+            while ancestor not in (me, 0, 1) and hops < 64:
+                ancestor, hops = parents.get(ancestor, 0), hops + 1
+            if ancestor != me:
+                continue
+            kind = self._kind(pid, command)
+            if kind == "trials":
+                self.first.setdefault(pid, 0.0)  # actors start during the sweep: count from their start
+                self.last[pid] = seconds
+            # A worker process turns from idle into a trial actor: it counts where it was seen last.
+            self.kinds[pid] = kind if kind != "ray" or pid not in self.kinds else self.kinds[pid]
+            self.job_first.setdefault(pid, 0.0 if pid not in self._before else self._before[pid])
+            self.job_last[pid] = seconds
+        busy = self._machine_busy()
+        if busy is not None:
+            self.machine.append(busy)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -191,7 +232,11 @@ class TrialCpuSampler:
             self._stop.wait(self.every)
 
     def __enter__(self) -> "TrialCpuSampler":
+        self._before: dict[int, float] = {}
         if Path("/proc/self/stat").exists():
+            # The driver and anything already running count from now, not from their start.
+            fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+            self._before[os.getpid()] = (int(fields[11]) + int(fields[12])) / self._tick
             self._thread.start()
         return self
 
@@ -199,10 +244,22 @@ class TrialCpuSampler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if Path("/proc/self/stat").exists():
+            self._sample()
 
     @property
     def cpu_seconds(self) -> float | None:
         return sum(self.last[pid] - self.first[pid] for pid in self.last) if self.last else None
+
+    def breakdown(self) -> dict[str, float]:
+        """CPU seconds by kind (trials, driver, writer, ray), the machine's busy seconds, and the rest."""
+        out: dict[str, float] = {"trials": 0.0, "driver": 0.0, "writer": 0.0, "ray": 0.0}
+        for pid, seconds in self.job_last.items():
+            out[self.kinds[pid]] += seconds - self.job_first[pid]
+        if len(self.machine) >= 2:
+            out["machine"] = self.machine[-1] - self.machine[0]
+            out["outside_job"] = max(0.0, out["machine"] - sum(out[k] for k in ("trials", "driver", "writer", "ray")))
+        return {k: round(v, 1) for k, v in out.items()}
 
 
 def _utilization(settings: Settings, scratch: Path) -> dict[str, Any]:
@@ -253,6 +310,7 @@ def _utilization(settings: Settings, scratch: Path) -> dict[str, Any]:
         # CPU seconds the trial processes got (from /proc), over the same window.
         "trial_cpu_s": sampler.cpu_seconds,
         "cpu_share_of_budget": (sampler.cpu_seconds / (settings.concurrency * window)) if sampler.cpu_seconds else None,
+        "cpu_breakdown": sampler.breakdown(),
     }
 
 
