@@ -136,7 +136,6 @@ def run_nested(
         from raysweep.tracking.store import check_reachable
 
         check_reachable(tracking_uri)
-    folds = outer_folds(plan.dataset, plan.seed, plan.test_size, k)
     say = _teller(progress)
     _quiet_environment(verbose)
     connect_ray(plan.address, verbose)  # in this thread: the sweeps' threads find Ray started
@@ -149,12 +148,7 @@ def run_nested(
         states = [nested_resume.PartResume()] * len(names)
     else:
         states = nested_resume.resume_parts(names, plan.storage, k, top)
-    job = {schema.NESTED_JOB: plan.name}
-    parts = [
-        (_part_plan(plan, names[i], final=False), Part(rows, top_id, {**job, schema.NESTED_FOLD: str(i + 1)}, names[i]))
-        for i, rows in enumerate(folds)
-    ]
-    parts.append((_part_plan(plan, names[-1], final=True), Part(None, top_id, job, names[-1])))
+    parts = plan_parts(plan, top_id)
     # A fold that had finished before a resume is its outcome, read back: it does not run again.
     outcomes: dict[int, Any] = {
         i: FoldScore(i + 1, state.done["score"], state.done["inner_best"], state.done["config"]) for i, state in enumerate(states) if state.done
@@ -224,6 +218,18 @@ def run_nested(
             result,
         )
     return result
+
+
+def plan_parts(plan: SweepPlan, top_id: str | None) -> list[tuple[SweepPlan, Part]]:
+    """The job's sweeps, as ``run_planned`` takes them: each fold's (tuning on the other folds'
+    rows, scored on its own), then the final sweep's (the usual split); ``top_id``: the job's run."""
+    names = part_names(plan.name, plan.nested_cv)
+    job = {schema.NESTED_JOB: plan.name}
+    parts = [
+        (_part_plan(plan, names[i], final=False), Part(rows, top_id, {**job, schema.NESTED_FOLD: str(i + 1)}, names[i]))
+        for i, rows in enumerate(outer_folds(plan.dataset, plan.seed, plan.test_size, plan.nested_cv))
+    ]
+    return parts + [(_part_plan(plan, names[-1], final=True), Part(None, top_id, job, names[-1]))]
 
 
 def _part_plan(plan: SweepPlan, name: str, *, final: bool) -> SweepPlan:
