@@ -73,11 +73,12 @@ def test_nested_cv_on_breast_cancer_scores_every_fold_logs_one_tree_and_resumes_
     # A driver killed after the sweeps had ended, before the job's outcome was written: resume
     # reads the folds back, takes the final sweep's result again and writes the outcome, with no new run.
     from raysweep.sweep import record as sweep_record
+    from raysweep.sweep.nested_resume import JOB_DONE
     from raysweep.sweep.run import resume_sweep
 
     job_folder = str(tmp_path / "results" / "job")
     job_record = json.loads((Path(job_folder) / sweep_record.SWEEP_FILE).read_text())
-    sweep_record.save(job_folder, {**job_record, "done": False})
+    sweep_record.save(job_folder, {**job_record, JOB_DONE: False})
     client.update_run(top.info.run_id, status="RUNNING")
     again = resume_sweep("job", storage=str(tmp_path / "results"))
     assert again.nested.folds == nested.folds and again.test_score == result.test_score

@@ -110,10 +110,11 @@ def test_resume_of_a_nested_validation_recorded_without_its_plan_is_refused_in_o
 
 def test_resume_of_a_complete_nested_validation_or_of_one_of_its_sweeps_has_nothing_to_do(tmp_path, monkeypatch):
     from raysweep.sweep import record as sweep_record
+    from raysweep.sweep.nested_resume import JOB_DONE
 
     monkeypatch.chdir(tmp_path)
     storage = tmp_path / "results"
-    job = {"name": "job", "storage": str(storage), "nested_cv": 2, "recipe": {"name": "random_forest"}, "done": True}
+    job = {"name": "job", "storage": str(storage), "nested_cv": 2, "recipe": {"name": "random_forest"}, JOB_DONE: True}
     sweep_record.save(str(storage / "job"), job)
     sweep_record.save(str(storage / "job-final"), {"name": "job-final", "storage": str(storage), "nested_job": "job"})
     for name in ("job", "job-final"):
