@@ -1,7 +1,6 @@
 """Nested validation end to end, in-process on the test run's Ray and a real sqlite MLflow store:
 one job on breast_cancer (the estimate, the MLflow tree, the listings, a resume after its sweeps
-ended) and one on data built so
-that tuning overfits (the optimism the feature exists to show)."""
+ended) and one on data built so that tuning overfits (the optimism the feature exists to show)."""
 
 from __future__ import annotations
 
