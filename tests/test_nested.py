@@ -1,6 +1,6 @@
 """Nested validation end to end, in-process on the test run's Ray and a real sqlite MLflow store:
-one job on breast_cancer (the estimate, the MLflow tree, the listings) and one on data built so
-that tuning overfits (the optimism the feature exists to show)."""
+one job on breast_cancer (the estimate, the MLflow tree, the listings, a resume after its sweeps
+ended) and one on data built so that tuning overfits (the optimism the feature exists to show)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from raysweep.tracking import schema
 COMMON = dict(scheduler="fifo", searcher="random", seed=0, overrides=["resource.max=20"])
 
 
-def test_nested_cv_on_breast_cancer_scores_every_fold_and_logs_one_tree(ray_local, tmp_path, store_uri):  # noqa: F811
+def test_nested_cv_on_breast_cancer_scores_every_fold_logs_one_tree_and_resumes_after_its_end(ray_local, tmp_path, store_uri):  # noqa: F811
     from mlflow.tracking import MlflowClient
 
     from raysweep.sweep.run import run_sweep
@@ -69,6 +69,22 @@ def test_nested_cv_on_breast_cancer_scores_every_fold_and_logs_one_tree(ray_loca
     assert top.data.tags[schema.MODEL_URI] == result.model_uri
     # Listings show the job as one sweep, not four.
     assert [run.data.tags[schema.SWEEP] for run in recent_sweeps(client)] == ["job"]
+
+    # A driver killed after the sweeps had ended, before the job's outcome was written: resume
+    # reads the folds back, takes the final sweep's result again and writes the outcome, with no new run.
+    from raysweep.sweep import record as sweep_record
+    from raysweep.sweep.nested_resume import JOB_DONE
+    from raysweep.sweep.run import resume_sweep
+
+    job_folder = str(tmp_path / "results" / "job")
+    job_record = json.loads((Path(job_folder) / sweep_record.SWEEP_FILE).read_text())
+    sweep_record.save(job_folder, {**job_record, JOB_DONE: False})
+    client.update_run(top.info.run_id, status="RUNNING")
+    again = resume_sweep("job", storage=str(tmp_path / "results"))
+    assert again.nested.folds == nested.folds and again.test_score == result.test_score
+    runs = client.search_runs([experiment], max_results=1000)
+    assert len(runs) == 1 + 4 + 4 * 2 and {run.info.status for run in runs} == {"FINISHED"}
+    assert client.get_run(top.info.run_id).data.tags[schema.MODEL_URI] == again.model_uri
 
 
 def test_tuning_on_noise_looks_better_inside_than_on_the_held_out_folds(ray_local, tmp_path):

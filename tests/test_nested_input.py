@@ -81,15 +81,44 @@ def test_help_says_the_trial_count_and_budget_are_per_inner_sweep():
     assert "with --nested-cv, per inner sweep" in " ".join(text.split())
 
 
-@pytest.mark.parametrize("record", [{"name": "job", "nested_cv": 3}, {"name": "job-fold2", "nested_job": "job"}], ids=["job", "fold"])
-def test_resume_of_a_nested_validation_is_refused_in_one_line(record, tmp_path, monkeypatch):
+def resume(name: str, storage) -> object:
+    return CliRunner().invoke(main, ["resume", name, "--storage", str(storage)], prog_name="raysweep")
+
+
+def test_resume_of_a_nested_validation_recorded_without_its_plan_is_refused_in_one_line(tmp_path, monkeypatch):
     from raysweep.sweep import record as sweep_record
 
     monkeypatch.chdir(tmp_path)
-    sweep_record.save(str(tmp_path / "results" / record["name"]), {"storage": str(tmp_path / "results"), **record})
-    outcome = CliRunner().invoke(main, ["resume", record["name"], "--storage", str(tmp_path / "results")], prog_name="raysweep")
+    storage = tmp_path / "results"
+    sweep_record.save(str(storage / "job"), {"name": "job", "storage": str(storage), "nested_cv": 3, "parts": ["job-fold1"]})
+    sweep_record.save(str(storage / "job-fold1"), {"name": "job-fold1", "storage": str(storage), "nested_job": "job"})
+    for name in ("job", "job-fold1"):
+        outcome = resume(name, storage)
+        assert outcome.exit_code == 2
+        assert outcome.stderr.strip() == (
+            "error: sweep job is part of a nested validation (--nested-cv 3) started by a raysweep that kept too little "
+            "to resume it: start it again with raysweep run"
+        )
+    sweep_record.save(str(storage / "lost-fold1"), {"name": "lost-fold1", "storage": str(storage), "nested_job": "lost"})
+    outcome = resume("lost-fold1", storage)
     assert outcome.exit_code == 2
-    flag = " (--nested-cv 3)" if "nested_cv" in record else ""
     assert outcome.stderr.strip() == (
-        f"error: sweep job is part of a nested validation{flag}; raysweep resume cannot continue one yet: start it again with raysweep run"
+        f"error: sweep lost-fold1 is part of the nested validation lost, whose record is not in {storage}; "
+        "resume the job with raysweep resume lost --storage where it ran"
     )
+
+
+def test_resume_of_a_complete_nested_validation_or_of_one_of_its_sweeps_has_nothing_to_do(tmp_path, monkeypatch):
+    from raysweep.sweep import record as sweep_record
+    from raysweep.sweep.nested_resume import JOB_DONE
+
+    monkeypatch.chdir(tmp_path)
+    storage = tmp_path / "results"
+    job = {"name": "job", "storage": str(storage), "nested_cv": 2, "recipe": {"name": "random_forest"}, JOB_DONE: True}
+    sweep_record.save(str(storage / "job"), job)
+    sweep_record.save(str(storage / "job-final"), {"name": "job-final", "storage": str(storage), "nested_job": "job"})
+    for name in ("job", "job-final"):
+        outcome = resume(name, storage)
+        assert outcome.exit_code == 0
+        assert outcome.stderr.strip() == "raysweep: nested validation job is complete; nothing to resume. Its result: raysweep report job"
+    assert sorted(path.name for path in storage.iterdir()) == ["job", "job-final"]  # nothing started

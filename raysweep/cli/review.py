@@ -86,7 +86,8 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
 
     trials: (opened in the browser) the sweep's trial runs sorted by the validation metric, with
     the metric and the searched parameters as columns; compare: the best trials side by side
-    with plots; sweep: the sweep's own run. With an http(s) tracking URI the server is already
+    with plots; sweep: the sweep's own run. Of a nested validation (--nested-cv): the final
+    sweep's trials, and folds: its sweeps as rows. With an http(s) tracking URI the server is already
     running: the links are printed and nothing is started. Otherwise the UI serves until Ctrl-C.
     """
     from raysweep.tracking.store import resolve_tracking_uri

@@ -28,8 +28,8 @@ import numpy as np
 
 from raysweep.errors import SweepInterrupted, TrackingIncomplete
 from raysweep.splits import outer_folds
+from raysweep.sweep import nested_resume
 from raysweep.sweep import record as sweep_record
-from raysweep.sweep.record import resume_refusal
 from raysweep.sweep.options import SweepPlan
 from raysweep.sweep.result import SweepResult
 from raysweep.tracking import schema
@@ -122,14 +122,13 @@ def run_nested(
     resume: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Run the K inner sweeps and the final sweep at once; returns the final sweep's result with
-    the nested estimate (``result.nested``). ``run_inner`` runs one of them (``run_planned``)."""
-    from raysweep.errors import UserError
+    the nested estimate (``result.nested``). ``run_inner`` runs one of them (``run_planned``).
+    ``resume`` is the job's record (``raysweep resume``): the folds that had finished are read
+    back, the other sweeps continue from Ray's saved state (:mod:`raysweep.sweep.nested_resume`)."""
     from raysweep.sweep.connect import connect_ray
     from raysweep.sweep.gpus import check_cluster_gpus
     from raysweep.sweep.environment import _quiet_environment
 
-    if resume is not None:
-        raise UserError(resume_refusal(plan.name, plan.nested_cv))
     started = time.monotonic()
     k = plan.nested_cv
     tracking_uri = plan.tracking_uri if tracking else None
@@ -137,36 +136,47 @@ def run_nested(
         from raysweep.tracking.store import check_reachable
 
         check_reachable(tracking_uri)
-    folds = outer_folds(plan.dataset, plan.seed, plan.test_size, k)
     say = _teller(progress)
     _quiet_environment(verbose)
     connect_ray(plan.address, verbose)  # in this thread: the sweeps' threads find Ray started
     check_cluster_gpus(plan.gpus_per_trial)  # before the job's MLflow run and record
-    top = _open_job_run(plan, tracking_uri) if tracking_uri else None
+    top = _open_job_run(plan, tracking_uri, resume) if tracking_uri else None
     top_id = top.parent_run_id if top is not None else None
     names = part_names(plan.name, k)
-    sweep_record.save(sweep_record.sweep_dir(plan), {"name": plan.name, "storage": plan.storage, "nested_cv": k, "parts": names})
-    job = {schema.NESTED_JOB: plan.name}
-    parts = [
-        (_part_plan(plan, names[i], final=False), Part(rows, top_id, {**job, schema.NESTED_FOLD: str(i + 1)}, names[i]))
-        for i, rows in enumerate(folds)
-    ]
-    parts.append((_part_plan(plan, names[-1], final=True), Part(None, top_id, job, names[-1])))
-    say(f"raysweep: nested validation: {k} inner sweeps (one per outer fold) and the final sweep run at once")
-    outcomes: dict[int, Any] = {}
+    if resume is None:
+        nested_resume.save_job(plan, top, names)
+        states = [nested_resume.PartResume()] * len(names)
+    else:
+        states = nested_resume.resume_parts(names, plan.storage, k, top)
+    parts = plan_parts(plan, top_id)
+    # A fold that had finished before a resume is its outcome, read back: it does not run again.
+    outcomes: dict[int, Any] = {
+        i: FoldScore(i + 1, state.done["score"], state.done["inner_best"], state.done["config"]) for i, state in enumerate(states) if state.done
+    }
+    running = [i for i in range(len(parts)) if i not in outcomes]
+    if resume is None:
+        say(f"raysweep: nested validation: {k} inner sweeps (one per outer fold) and the final sweep run at once")
+    else:
+        say(f"raysweep: resuming nested validation {plan.name}: {', '.join(names[i] for i in running)} go on; {len(outcomes)} fold(s) had finished")
 
     def sweep(index: int, part_plan: SweepPlan, part: Part) -> None:
         try:
             # The final sweep shows its progress a line per change; the folds say when they end.
             show = progress and index == len(parts) - 1
-            outcomes[index] = run_inner(part_plan, verbose=verbose, progress=show, live=False, tracking=tracking, part=part)
+            outcomes[index] = run_inner(
+                part_plan, verbose=verbose, progress=show, live=False, tracking=tracking, part=part, resume=states[index].record
+            )
+            if index < k:
+                nested_resume.save_fold_outcome(part_plan, outcomes[index])
         except BaseException as exc:  # handed to the job's thread, which reports it
+            if isinstance(exc, TrackingIncomplete) and index < k:
+                nested_resume.save_fold_outcome(part_plan, exc.result)
             outcomes[index] = exc
 
     status = "FAILED"
     try:
         with _shared_interrupt() as interrupted, _tune_registries_locked():
-            threads = [threading.Thread(target=sweep, args=(i, *pair), name=names[i], daemon=True) for i, pair in enumerate(parts)]
+            threads = [threading.Thread(target=sweep, args=(i, *parts[i]), name=names[i], daemon=True) for i in running]
             for thread in threads:
                 thread.start()
             told: set[int] = set()
@@ -178,19 +188,21 @@ def run_nested(
                     _tell_done(say, names[index], outcomes[index], plan.metric, k, index)
         if interrupted.is_set() or any(isinstance(o, (SweepInterrupted, KeyboardInterrupt)) for o in outcomes.values()):
             status = "KILLED"
-            raise SweepInterrupted(f"nested validation {plan.name} interrupted; its runs are closed as KILLED. {resume_refusal(plan.name, k)}")
+            raise SweepInterrupted(
+                f"nested validation {plan.name} interrupted; its runs are closed as KILLED and its state is saved. "
+                f"Continue it with: raysweep resume {plan.name} --storage {plan.storage}"
+            )
         failed = next((o for o in outcomes.values() if isinstance(o, BaseException) and not isinstance(o, TrackingIncomplete)), None)
         if failed is not None:
             raise failed
         results = [o.result if isinstance(o, TrackingIncomplete) else o for _, o in sorted(outcomes.items())]
-        estimate = NestedEstimate(
-            plan.metric, plan.mode, [FoldScore(i + 1, r.test_score, r.best_validation_score, r.best_config) for i, r in enumerate(results[:-1])]
-        )
+        estimate = NestedEstimate(plan.metric, plan.mode, [_fold_score(i, r) for i, r in enumerate(results[:-1])])
         final = results[-1]
         result = replace(final, name=plan.name, nested=estimate, parent_run_id=top_id, model_uri=None, storage_path=f"{plan.storage.rstrip('/')}/{plan.name}")
         if top is not None:
             result.model_uri = _log_job(top, plan, result, say if progress else None)
         result.elapsed_s = time.monotonic() - started
+        sweep_record.update(sweep_record.sweep_dir(plan), **{nested_resume.JOB_DONE: True})
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -208,6 +220,18 @@ def run_nested(
     return result
 
 
+def plan_parts(plan: SweepPlan, top_id: str | None) -> list[tuple[SweepPlan, Part]]:
+    """The job's sweeps, as ``run_planned`` takes them: each fold's (tuning on the other folds'
+    rows, scored on its own), then the final sweep's (the usual split); ``top_id``: the job's run."""
+    names = part_names(plan.name, plan.nested_cv)
+    job = {schema.NESTED_JOB: plan.name}
+    parts = [
+        (_part_plan(plan, names[i], final=False), Part(rows, top_id, {**job, schema.NESTED_FOLD: str(i + 1)}, names[i]))
+        for i, rows in enumerate(outer_folds(plan.dataset, plan.seed, plan.test_size, plan.nested_cv))
+    ]
+    return parts + [(_part_plan(plan, names[-1], final=True), Part(None, top_id, job, names[-1]))]
+
+
 def _part_plan(plan: SweepPlan, name: str, *, final: bool) -> SweepPlan:
     """One sweep of the job: a plain sweep under its own name. The folds learn nothing from earlier
     sweeps (those tuned on rows that are now a fold's held-out rows); the job registers the model."""
@@ -215,8 +239,16 @@ def _part_plan(plan: SweepPlan, name: str, *, final: bool) -> SweepPlan:
     return replace(plan, options=options)
 
 
-def _open_job_run(plan: SweepPlan, tracking_uri: str) -> Any:
-    """The job's own MLflow run: the one sweep listings show; the sweeps' runs are nested under it."""
+def _fold_score(index: int, outcome: Any) -> FoldScore:
+    """A fold's outcome: its sweep's result, or read back on resume."""
+    if isinstance(outcome, FoldScore):
+        return outcome
+    return FoldScore(index + 1, outcome.test_score, outcome.best_validation_score, outcome.best_config)
+
+
+def _open_job_run(plan: SweepPlan, tracking_uri: str, resume: dict[str, Any] | None = None) -> Any:
+    """The job's own MLflow run: the one sweep listings show; the sweeps' runs are nested under it.
+    A resumed job (``resume``: its record) opens its run again."""
     from raysweep.sweep.tags import sweep_tags
     from raysweep.tracking.store import SweepTracker
 
@@ -224,6 +256,9 @@ def _open_job_run(plan: SweepPlan, tracking_uri: str) -> Any:
         tracking_uri, plan.experiment, plan.name, plan.metric_key, plan.recipe.resource.max_steps, plan.family.integer_resource,
         tags={**sweep_tags(plan), schema.NESTED_CV: str(plan.nested_cv)}, params=plan.settings(),
     )  # fmt: skip
+    if resume is not None and resume.get("parent_run_id"):
+        top.reopen(resume["experiment_id"], resume["parent_run_id"])
+        return top
     top.start()
     top.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
     top.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
@@ -274,7 +309,12 @@ def _teller(progress: bool) -> Callable[[str], None]:
 def _tell_done(say: Callable[[str], None], name: str, outcome: Any, metric: str, k: int, index: int) -> None:
     if isinstance(outcome, TrackingIncomplete):
         outcome = outcome.result
-    if isinstance(outcome, (SweepInterrupted, KeyboardInterrupt)):
+    if isinstance(outcome, FoldScore):
+        say(
+            f"raysweep: fold {index + 1}/{k} had finished: {metric} {outcome.score:.5g} on its held-out rows "
+            f"(inner best {outcome.inner_best:.5g}), config {outcome.config}"
+        )
+    elif isinstance(outcome, (SweepInterrupted, KeyboardInterrupt)):
         say(f"raysweep: {name} interrupted")
     elif not isinstance(outcome, SweepResult):
         say(f"raysweep: {name} ended without a result: {str(outcome).strip().splitlines()[0] if str(outcome).strip() else type(outcome).__name__}")

@@ -77,9 +77,9 @@ def find(name_or_path: str, storage: str | None = None) -> tuple[str, dict[str, 
 
 
 def resume_refusal(name: str, k: int | None = None) -> str:
-    """What ``raysweep resume`` says of a nested validation (``--nested-cv``) or one of its sweeps."""
+    """What ``raysweep resume`` says of a nested validation (``--nested-cv``) whose record lacks what resuming needs."""
     flag = f" (--nested-cv {k})" if k else ""
-    return f"sweep {name} is part of a nested validation{flag}; raysweep resume cannot continue one yet: start it again with raysweep run"
+    return f"sweep {name} is part of a nested validation{flag} started by a raysweep that kept too little to resume it: start it again with raysweep run"
 
 
 def sweep_dir(plan: Any) -> str:

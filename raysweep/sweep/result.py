@@ -204,7 +204,9 @@ def summarise(
     """
     # A trial the searcher made but the time budget ended before it started is no trial of the
     # sweep (one that started is, even if it reported nothing: it has a run in MLflow).
-    results = [r for r in results if str(r.path) not in never_started]
+    # In the order the trials were made (their ids; a restored Tune lists them in another): of equal
+    # bests the first is then the same trial however often the sweep is resumed.
+    results = sorted((r for r in results if str(r.path) not in never_started), key=lambda r: str((r.metrics or {}).get("trial_id") or ""))
     bests = _trial_bests(results, plan)
     importance = _importance(results, plan, phase)
     leaderboard = _leaderboard(results, plan, bests)

@@ -301,7 +301,8 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
     """The folder and record of a sweep that ``resume`` can continue.
 
     Raises :class:`UserError` when there is no such sweep, and :class:`NothingToResume` when its
-    own rule (``--stop-at``, ``--patience``) ended it: it is complete.
+    own rule (``--stop-at``, ``--patience``) ended it: it is complete. Of a nested validation's
+    sweep, the job's folder and record (:func:`raysweep.sweep.nested_resume.resumable_job`).
     """
     found = sweep_record.find(name_or_path, storage)
     if found is None:
@@ -310,7 +311,9 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
         )
     candidate, record = found
     if record.get("nested_cv") or record.get("nested_job"):
-        raise UserError(sweep_record.resume_refusal(record.get("nested_job") or record["name"], record.get("nested_cv")))
+        from raysweep.sweep.nested_resume import resumable_job
+
+        return resumable_job(candidate, record)
     from raysweep.sweep.auto import AUTO
 
     if (record.get("recipe") or {}).get("family") == AUTO:
@@ -350,7 +353,8 @@ def resume_sweep(
     # A driver killed while Tune saved its state leaves the file cut; Tune would start over.
     if not sweep_record.is_uri(candidate):
         mend(candidate, record["name"])
-    if record.get("parent_run_id"):
+    # A nested validation's sweeps are made ready one by one (raysweep.sweep.nested_resume).
+    if record.get("parent_run_id") and not record.get("nested_cv"):
         from raysweep.tracking.sync import sync_sweep
 
         # What the killed driver had not written to MLflow yet (it writes from a queue) goes in

@@ -71,6 +71,11 @@ def mend(sweep_folder: str | Path, name: str) -> bool:
     return True
 
 
+def has_saved_state(sweep_folder: Path) -> bool:
+    """Whether Tune saved the sweep's experiment state (a sweep killed before has nothing to restore)."""
+    return _newest(sweep_folder) is not None
+
+
 def _newest(folder: Path | None) -> Path | None:
     # The file Tune restores from: the greatest name (Tune's _find_newest_experiment_checkpoint).
     if folder is None or not folder.is_dir():

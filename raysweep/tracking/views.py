@@ -145,6 +145,35 @@ def publish_sweeps_view(client: Any, sweep_run: Any) -> str:
     return SWEEPS_SHARE_KEY
 
 
+#: the share key suffix of a nested validation's view of its sweeps (its folds and final sweep)
+FOLDS_SHARE_SUFFIX = "-folds"
+
+
+def publish_folds_view(client: Any, job_run: Any) -> str:
+    """Store a shared runs-table view of a nested validation's sweeps; returns its share key.
+
+    One row per sweep of the job (``NAME-fold1`` .. ``NAME-foldK``, ``NAME-final``), with the
+    fold, the inner best validation score, the score on the held-out fold (the final sweep's: on
+    the test split), the trial count and the chosen config as columns.
+    """
+    metric, _ = sweep_metric(job_run)
+    prefix = schema.best_param("")
+    chosen = sorted(k for k in job_run.data.params if k.startswith(prefix) and k != schema.best_param("resource"))
+    columns = [_column("tags", schema.NESTED_FOLD)]
+    columns += [_column("metrics", key) for key in (schema.best_metric(metric), schema.test_metric(metric), schema.NUM_TRIALS)]
+    columns += [_column("params", name) for name in chosen] + [_column("attributes", "Duration")]
+    view = {
+        "searchFilter": trials_filter(job_run),
+        "orderByKey": _column("tags", "mlflow.runName"),
+        "orderByAsc": True,
+        "selectedColumns": columns,
+        "runsHiddenMode": "SHOW_ALL",
+    }
+    key = _share_key(job_run.data.tags.get(schema.SWEEP, job_run.info.run_name)) + FOLDS_SHARE_SUFFIX
+    client.set_experiment_tag(job_run.info.experiment_id, schema.SHARED_VIEW_PREFIX + key, json.dumps(view))
+    return key
+
+
 def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, str]]:
     """The UI links of a sweep, most useful first, as (label, URL); publishes its shared view.
 
@@ -154,8 +183,17 @@ def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, s
     ``compare``: the best trials' parameters and metrics side by
     side with plots; ``sweep``: the sweep's own run (best config, test score, model, plots);
     ``sweeps``: every sweep of the experiment as a row, best first (:func:`publish_sweeps_view`).
+
+    Of a nested validation (``--nested-cv``), whose own run holds sweeps rather than trials:
+    ``trials``, ``charts`` and ``compare`` are those of its final sweep (the one whose model is the
+    job's), and ``folds`` lists its sweeps (:func:`publish_folds_view`); ``sweep`` is the job's run.
     """
     experiment_id, run_id = sweep_run.info.experiment_id, sweep_run.info.run_id
+    job_run, folds = sweep_run, []
+    if schema.NESTED_CV in sweep_run.data.tags:
+        final = [run for run in child_runs(client, sweep_run) if schema.NESTED_FOLD not in run.data.tags]
+        sweep_run = final[0] if final else sweep_run
+        folds = [("folds", experiment_runs_url(base_url, experiment_id, publish_folds_view(client, job_run)))]
     key = publish_sweep_view(client, sweep_run)
     links = [
         ("trials", experiment_runs_url(base_url, experiment_id, key)),
@@ -166,6 +204,7 @@ def sweep_links(client: Any, base_url: str, sweep_run: Any) -> list[tuple[str, s
     best = [run.info.run_id for run in child_runs(client, sweep_run, order_by=[order], max_results=COMPARE_MAX_RUNS)]
     if best:
         links.append(("compare", compare_runs_url(base_url, experiment_id, best)))
+    links += folds
     links.append(("sweep", run_url(base_url, experiment_id, run_id)))
-    links.append(("sweeps", experiment_runs_url(base_url, experiment_id, publish_sweeps_view(client, sweep_run))))
+    links.append(("sweeps", experiment_runs_url(base_url, experiment_id, publish_sweeps_view(client, job_run))))
     return links
