@@ -156,6 +156,44 @@ def auto_recipe(recipes: list[Recipe], task: str, families: list[Family]) -> Aut
     return AutoPlan(members=members, steps=steps, recipe=recipe)
 
 
+def to_record(auto: AutoPlan) -> dict[str, Any]:
+    """What the sweep record keeps to rebuild the plan on resume: each member recipe as resolved
+    (its source and content) and the common scale."""
+    members = [{"name": m.name, "source": m.recipe.source, "recipe": m.recipe.raw} for m in auto.members]
+    return {"members": members, "steps": auto.steps}
+
+
+def is_auto_record(record: dict[str, Any]) -> bool:
+    """Whether a sweep record is an auto sweep's."""
+    return (record.get("recipe") or {}).get("family") == AUTO
+
+
+def from_record(record: dict[str, Any]) -> AutoPlan:
+    """The auto plan a sweep record holds: its member recipes as they were, on the same common scale.
+
+    Raises :class:`UserError` for a record that lacks them (written before resume took auto sweeps).
+    """
+    from raysweep.families import get_family
+    from raysweep.recipes import validate_recipe_data
+
+    saved = record.get("auto")
+    if not saved:
+        raise UserError(
+            f"sweep {record['name']} is an auto sweep whose record predates resuming auto sweeps; start it again with raysweep run auto "
+            f"(its trials so far are in MLflow; raysweep sync {record['name']} writes any that are missing)"
+        )
+    recipes = [validate_recipe_data(m["recipe"], m["source"], m["name"]) for m in saved["members"]]
+    plan = auto_recipe(recipes, record["options"]["task"], [get_family(r.family) for r in recipes])
+    if plan.steps != saved["steps"]:  # the scale is derived from the members: a changed rule would mix two scales
+        raise UserError(f"sweep {record['name']}: its members now make {plan.steps} common steps, not {saved['steps']}; start a new sweep")
+    return plan
+
+
+def starting_points(auto: AutoPlan) -> list[dict[str, Any]]:
+    """Every member recipe's ``points_to_evaluate``, as configs of the conditional space, members in order."""
+    return [{MODEL_KEY: {FAMILY_KEY: m.name, m.name: dict(point)}} for m in auto.members for point in m.recipe.points_to_evaluate]
+
+
 def param_space(auto: AutoPlan, searcher: str) -> dict[str, Any]:
     """The conditional Ray Tune space: ``{"model": tune.choice([{"family": name, name: space}, ...])}``.
 

@@ -213,7 +213,7 @@ def check_recipe(
 
 
 def plan_sweep(
-    recipe: str | Path | Recipe,
+    recipe: str | Path | Recipe | AutoPlan,
     dataset: str | Dataset,
     *,
     target: str | None = None,
@@ -257,7 +257,9 @@ def plan_sweep(
     task, metric, scheduler, searcher = (value.lower() if isinstance(value, str) else value for value in (task, metric, scheduler, searcher))
     auto_plan = None
     dataset_spec = dataset if isinstance(dataset, str) else None
-    if auto.is_auto(recipe):
+    if isinstance(recipe, AutoPlan):  # resume: the members as the sweep record holds them
+        auto_plan, recipe = recipe, recipe.recipe
+    elif auto.is_auto(recipe):
         auto_plan, dataset = _plan_auto(recipes, dataset, target, task, seed, scheduler, searcher, overrides, warm_start)
         recipe = auto_plan.recipe
     elif recipes is not None:

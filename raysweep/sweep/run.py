@@ -144,7 +144,7 @@ def run_planned(
 
     from raysweep.sweep.ledger import TrialLedger
 
-    from raysweep.sweep.saved_state import StateCopy
+    from raysweep.sweep.saved_state import StateCopy, saved_results
 
     ledger = TrialLedger(sweep_stopper)
     callbacks += [JsonLoggerCallback(), ledger]
@@ -203,10 +203,12 @@ def run_planned(
     status = "FAILED"
     ray_release = None
     try:
-        results = tuner.fit()
+        # A sweep its own rule ended, killed before its outcome: its trials are over, only the outcome is left.
+        finishing = bool(resume and resume.get("stopped_by"))
+        results = saved_results(resume["path"], plan.metric_key, plan.mode) if finishing else tuner.fit()
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
-        stopped_by = sweep_stopper.reason if sweep_stopper is not None else None
+        stopped_by = resume["stopped_by"] if finishing else sweep_stopper.reason if sweep_stopper is not None else None
         if stopped_by:
             # Nothing is left for `raysweep resume`: say so in the record it reads.
             sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by)
@@ -301,7 +303,7 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
     """The folder and record of a sweep that ``resume`` can continue.
 
     Raises :class:`UserError` when there is no such sweep, and :class:`NothingToResume` when its
-    own rule (``--stop-at``, ``--patience``) ended it: it is complete.
+    own rule (``--stop-at``, ``--patience``) ended it and its outcome is logged: it is complete.
     """
     found = sweep_record.find(name_or_path, storage)
     if found is None:
@@ -311,14 +313,10 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
     candidate, record = found
     if record.get("nested_cv") or record.get("nested_job"):
         raise UserError(sweep_record.resume_refusal(record.get("nested_job") or record["name"], record.get("nested_cv")))
-    from raysweep.sweep.auto import AUTO
+    from raysweep.tracking.outcome import outcome_logged
 
-    if (record.get("recipe") or {}).get("family") == AUTO:
-        raise UserError(
-            f"sweep {record['name']} is an auto sweep; raysweep resume cannot continue one yet: start it again with raysweep run auto "
-            f"(its trials so far are in MLflow; raysweep sync {record['name']} writes any that are missing)"
-        )
-    if record.get("stopped_by"):
+    # Killed after its rule fired but before its outcome (refit, test score, model): resume finishes that.
+    if record.get("stopped_by") and outcome_logged(record):
         raise NothingToResume(
             f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "
             f"Its result: raysweep report {record['name']}"
@@ -332,8 +330,12 @@ def resume_sweep(
     """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
     candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
+    from raysweep.sweep import auto
 
-    recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
+    if auto.is_auto_record(record):
+        recipe = auto.from_record(record)
+    else:
+        recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
     if record["dataset"] is None:
         raise UserError(f"sweep {record['name']} was given its data as a Python object; resume it from Python with the same data")
     options = dict(record["options"])
