@@ -249,11 +249,11 @@ def run_planned(
 
 
 def _searcher(plan: SweepPlan, max_concurrent: int, evaluated: list | None) -> Any:
-    """The sweep's search algorithm (an auto sweep's Optuna: :func:`raysweep.sweep.auto.optuna_searcher`)."""
-    if plan.auto is not None and plan.searcher == "optuna":
-        from raysweep.sweep.auto import optuna_searcher
+    """The sweep's search algorithm (an auto sweep's: :func:`raysweep.sweep.auto.searcher`)."""
+    if plan.auto is not None:
+        from raysweep.sweep.auto import searcher
 
-        return optuna_searcher(plan.auto, plan.metric_key, plan.mode, plan.seed, max_concurrent)
+        return searcher(plan.auto, plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent)
     return strategies.build_searcher(
         plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate, evaluated=evaluated
     )
