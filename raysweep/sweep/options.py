@@ -122,7 +122,8 @@ class SweepPlan:
     @property
     def notes(self) -> list[str]:
         """Lines the sweep says at its start about its options (a family asked for GPUs it cannot use)."""
-        note = family_note(self.family, self.options.gpus_per_trial)
+        families = [member.family for member in self.auto.members] if self.auto is not None else self.family
+        note = family_note(families, self.options.gpus_per_trial)
         return [note] if note else []
 
     def settings(self) -> dict[str, Any]:
