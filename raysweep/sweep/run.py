@@ -18,6 +18,7 @@ from raysweep.metrics import needs_proba
 from raysweep.recipes import Recipe
 from raysweep import space
 from raysweep.strategies import registry as strategies
+from raysweep.sweep import auto
 from raysweep.sweep import record as sweep_record
 from raysweep.sweep.connect import cluster_cpus, connect_ray
 from raysweep.sweep.gpus import check_cluster_gpus, trial_resources
@@ -321,6 +322,8 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
             f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "
             f"Its result: raysweep report {record['name']}"
         )
+    if auto.is_auto_record(record):
+        auto.from_record(record)  # a record that cannot rebuild the members is refused before anything starts
     return candidate, record
 
 
@@ -330,7 +333,6 @@ def resume_sweep(
     """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
     candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
-    from raysweep.sweep import auto
 
     if auto.is_auto_record(record):
         recipe = auto.from_record(record)
