@@ -3,8 +3,8 @@ sweep record's members and common scale, the same MLflow parent run, one run per
 with its family, and the winning family refit.
 
 End to end: the sweep is a ``raysweep`` process as a user starts it (the helpers of
-test_reliability), killed; ``raysweep resume`` runs through the CLI in this process, on the shared
-local Ray (a second Ray start would double the test's time). A sqlite MLflow store, breast_cancer.
+test_reliability), joined to the shared local Ray and killed; ``raysweep resume`` runs through the
+CLI in this process, on that Ray (each Ray start costs seconds). A sqlite MLflow store, breast_cancer.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import os
 import signal
 
 import pytest
+from fast_support import empty_store, store_uri  # noqa: F401  (fixtures)
 from test_reliability import (
     TERMINAL,
     client_for,
@@ -34,18 +35,22 @@ TRIALS = 4
 EXPERIMENT = "raysweep-breast_cancer"
 
 
-def test_an_auto_sweep_killed_with_sigkill_resumes_into_the_same_runs_and_refits_the_winning_family(ray_local, tmp_path, monkeypatch):
+def test_an_auto_sweep_killed_with_sigkill_resumes_into_the_same_runs_and_refits_the_winning_family(ray_local, tmp_path, store_uri, monkeypatch):
     from click.testing import CliRunner
 
     from raysweep.cli import main
     from raysweep.tracking import schema
 
     name = "auto-killed"
-    uri = sqlite_uri(tmp_path)
+    uri = store_uri  # an MLflow store already migrated (the migrations take seconds): the sweep only opens it
+    assert uri == sqlite_uri(tmp_path)
+    # The sweep's driver joins the shared local Ray rather than starting one of its own (seconds
+    # instead of tens under load); its trials' actors die with it.
+    address = ray_local.get_runtime_context().gcs_address
     sweep = Sweep(
         ["run", "auto", "--recipes", ",".join(FAMILIES), "--dataset", "breast_cancer", "--num-samples", str(TRIALS),
          "--searcher", "random", "--scheduler", "fifo", "--max-concurrent", "2", "--checkpoint-every", "0",
-         "--name", name, "--tracking-uri", uri, "--json"],
+         "--name", name, "--tracking-uri", uri, "--address", address, "--json"],
         tmp_path,
     )  # fmt: skip
     try:
