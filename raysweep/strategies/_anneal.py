@@ -15,8 +15,8 @@ def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[d
     return ConcurrencyLimiter(annealing_search()(random_state_seed=seed, points_to_evaluate=points or None), max_concurrent=max_concurrent)
 
 
-def annealing_search() -> type:
-    """``HyperOptSearch`` proposing by annealing.
+def annealing_search(base: type | None = None) -> type:
+    """``HyperOptSearch`` (or its subclass ``base``) proposing by annealing.
 
     Private detail of Ray Tune: ``HyperOptSearch.__init__`` hard-codes ``self.algo =
     partial(tpe.suggest, n_startup_jobs=..., gamma=...)``, which ``suggest`` calls as
@@ -26,7 +26,7 @@ def annealing_search() -> type:
     import hyperopt
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    class AnnealSearch(HyperOptSearch):
+    class AnnealSearch(base or HyperOptSearch):  # type: ignore[misc,valid-type]
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(n_initial_points=None, gamma=None, **kwargs)
             self.algo = hyperopt.anneal.suggest

@@ -44,10 +44,11 @@ class WarmOptunaSearch(OptunaSearch):
         return True
 
 
-def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, space: Any) -> Any:
+def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, space: Any,
+                      points: list[dict[str, Any]] | None = None) -> Any:
     """Optuna's TPE over a define-by-run ``space`` (``raysweep run auto``'s family choice, a
     :class:`raysweep.sweep.auto.OptunaSpace`), whose ``config`` turns each flat suggestion into the
-    config the trainable takes."""
+    config the trainable takes; ``points`` (in the space's flat names) are tried first."""
     import warnings
 
     from optuna.exceptions import ExperimentalWarning
@@ -59,7 +60,7 @@ def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, sp
         # only over the trials of that family.
         warnings.simplefilter("ignore", ExperimentalWarning)
         sampler = TPESampler(seed=seed, multivariate=True, constant_liar=True, group=True)
-    searcher = ConditionalOptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler)
+    searcher = ConditionalOptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, points_to_evaluate=points or None)
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 

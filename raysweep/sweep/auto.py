@@ -156,6 +156,91 @@ def auto_recipe(recipes: list[Recipe], task: str, families: list[Family]) -> Aut
     return AutoPlan(members=members, steps=steps, recipe=recipe)
 
 
+def to_record(auto: AutoPlan) -> dict[str, Any]:
+    """What the sweep record keeps to rebuild the plan on resume: each member recipe as resolved
+    (its source and content) and the common scale."""
+    members = [{"name": m.name, "source": m.recipe.source, "recipe": m.recipe.raw} for m in auto.members]
+    return {"members": members, "steps": auto.steps}
+
+
+def is_auto_record(record: dict[str, Any]) -> bool:
+    """Whether a sweep record is an auto sweep's."""
+    return (record.get("recipe") or {}).get("family") == AUTO
+
+
+def from_record(record: dict[str, Any]) -> AutoPlan:
+    """The auto plan a sweep record holds: its member recipes as they were, on the same common scale.
+
+    Raises :class:`UserError` for a record that lacks them (written before resume took auto sweeps).
+    """
+    from raysweep.families import get_family
+    from raysweep.recipes import validate_recipe_data
+
+    saved = record.get("auto")
+    if not saved:
+        raise UserError(
+            f"sweep {record['name']} is an auto sweep whose record predates resuming auto sweeps; start it again with raysweep run auto "
+            f"(its trials so far are in MLflow; raysweep sync {record['name']} writes any that are missing)"
+        )
+    recipes = [validate_recipe_data(m["recipe"], m["source"], m["name"]) for m in saved["members"]]
+    plan = auto_recipe(recipes, record["options"]["task"], [get_family(r.family) for r in recipes])
+    if plan.steps != saved["steps"]:  # the scale is derived from the members: a changed rule would mix two scales
+        raise UserError(f"sweep {record['name']}: its members now make {plan.steps} common steps, not {saved['steps']}; start a new sweep")
+    return plan
+
+
+def starting_points(auto: AutoPlan, searcher: str) -> list[dict[str, Any]]:
+    """Every member recipe's ``points_to_evaluate`` (members in order), in the terms ``searcher`` takes them:
+    a config of the conditional space (random search); HyperOpt's labels, a choice by its index (Ray's
+    own conversion matches a choice by value, and a choice of sub-spaces has none); Optuna's flat
+    names (:class:`OptunaSpace`). None for a searcher that takes no starting points."""
+    if strategies.get_searcher(searcher).exhaustive:
+        return []
+    points = []
+    for index, member in enumerate(auto.members):
+        for point in member.recipe.points_to_evaluate:
+            if searcher == "optuna":
+                points.append({FAMILY_KEY: member.name, **{f"{member.name}.{k}": _optuna_value(member.recipe.space[k], v) for k, v in point.items()}})
+            elif searcher in HYPEROPT_SEARCHERS:
+                labelled = {f"{MODEL_KEY}/{member.name}/{k}": _choice_index(member.recipe.space[k], v) for k, v in point.items()}
+                points.append({MODEL_KEY: index, **labelled})
+            else:
+                points.append({MODEL_KEY: {FAMILY_KEY: member.name, member.name: dict(point)}})
+    return points
+
+
+#: the searchers built on Ray's ``HyperOptSearch`` (their starting points go by HyperOpt's labels)
+HYPEROPT_SEARCHERS = ("hyperopt", "anneal")
+
+
+def _choice_index(spec: dict[str, Any], value: Any) -> Any:
+    """A starting point's value as HyperOpt holds it: a choice by its index, a number as it is."""
+    return list(spec["values"]).index(value) if spec["type"] in ("choice", "grid") else value
+
+
+def _optuna_value(spec: dict[str, Any], value: Any) -> Any:
+    """A starting point's value as :class:`OptunaSpace` suggests it: a choice of lists by its index."""
+    if spec["type"] in ("choice", "grid") and not _plain_values(spec["values"]):
+        return list(spec["values"]).index(value)
+    return value
+
+
+def searcher(auto: AutoPlan, name: str, metric: str, mode: str, seed: int, max_concurrent: int) -> Any:
+    """The search algorithm ``name`` over the family choice, trying every member's starting points first."""
+    points = starting_points(auto, name)
+    if name == "optuna":
+        from raysweep.strategies._optuna import build_conditional
+
+        return build_conditional(metric, mode, seed, max_concurrent, OptunaSpace(auto), points)
+    if name in HYPEROPT_SEARCHERS:
+        from raysweep.strategies._hyperopt import build_conditional as hyperopt_search
+
+        return hyperopt_search(seed, max_concurrent, points, anneal=name == "anneal")
+    from raysweep.strategies._random import build_conditional as random_search
+
+    return random_search(seed, max_concurrent, points)
+
+
 def param_space(auto: AutoPlan, searcher: str) -> dict[str, Any]:
     """The conditional Ray Tune space: ``{"model": tune.choice([{"family": name, name: space}, ...])}``.
 
@@ -248,10 +333,8 @@ class AutoFamily(Family):
 
 
 def optuna_searcher(auto: AutoPlan, metric: str, mode: str, seed: int, max_concurrent: int) -> Any:
-    """Optuna's TPE over the family choice, define-by-run."""
-    from raysweep.strategies._optuna import build_conditional
-
-    return build_conditional(metric, mode, seed, max_concurrent, OptunaSpace(auto))
+    """Optuna's TPE over the family choice, define-by-run, trying the members' starting points first."""
+    return searcher(auto, "optuna", metric, mode, seed, max_concurrent)
 
 
 def trial_inputs(plan: Any, spec: Any) -> dict[str, Any]:

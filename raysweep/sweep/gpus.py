@@ -27,11 +27,17 @@ def check_gpus_per_trial(value: Any) -> float | None:
     return float(number)
 
 
-def family_note(family: Any, gpus_per_trial: float | None) -> str | None:
-    """The line that says a family asked for GPUs cannot use them, or None."""
-    if not gpus_per_trial or family.uses_gpu:
+def family_note(families: Any, gpus_per_trial: float | None) -> str | None:
+    """The line that says the families (one, or an auto sweep's members) asked for GPUs cannot use them, or None."""
+    if not gpus_per_trial:
         return None
-    return f"--gpus-per-trial {gpus_per_trial:g}: {family.name} trains on the CPU only; its trials hold their GPU share without using it"
+    listed = families if isinstance(families, (list, tuple)) else [families]
+    idle = list(dict.fromkeys(family.name for family in listed if not family.uses_gpu))
+    if not idle:
+        return None
+    if len(idle) == 1:
+        return f"--gpus-per-trial {gpus_per_trial:g}: {idle[0]} trains on the CPU only; its trials hold their GPU share without using it"
+    return f"--gpus-per-trial {gpus_per_trial:g}: {', '.join(idle)} train on the CPU only; their trials hold their GPU share without using it"
 
 
 def trial_resources(gpus_per_trial: float | None) -> dict[str, float]:
@@ -64,15 +70,26 @@ def trial_gpu_ids() -> list[Any]:
         return []
 
 
-def fallback_warnings(gpus_per_trial: float | None, family: Any, results: Any) -> list[str]:
-    """One warning when trials were given a GPU and XGBoost trained them on the CPU all the same."""
-    if not gpus_per_trial or not family.uses_gpu:
+def fallback_warnings(gpus_per_trial: float | None, family: Any, results: Any, members: dict[str, Any] | None = None) -> list[str]:
+    """One warning for each family that trains on a GPU whose trials were given one and trained on the
+    CPU all the same. ``members`` (an auto sweep's: name -> family) counts each family over its own trials."""
+    if not gpus_per_trial:
         return []
-    devices = [str((r.metrics or {}).get(schema.DEVICE_RESULT) or "") for r in results]
-    on_cpu = sum(device.startswith("cpu") for device in devices)
-    if not on_cpu:
-        return []
-    return [
-        f"{on_cpu} of {len(devices)} trials asked for a GPU (--gpus-per-trial {gpus_per_trial:g}) but {family.name} "
-        f"trained them on the CPU: no GPU was visible to them (see the {schema.DEVICE} tag of each trial run)"
-    ]
+    results = list(results)
+    if members is None:
+        groups = [("", family, results)]
+    else:
+        from raysweep.sweep.auto import split
+
+        groups = [(name, member, [r for r in results if split(dict(r.config or {}))[0] == name]) for name, member in members.items()]
+    warnings = []
+    for name, trained, own in groups:
+        devices = [str((r.metrics or {}).get(schema.DEVICE_RESULT) or "") for r in own]
+        on_cpu = sum(device.startswith("cpu") for device in devices)
+        if trained.uses_gpu and on_cpu:
+            counted = f"{name} trials" if name else "trials"
+            warnings.append(
+                f"{on_cpu} of {len(devices)} {counted} asked for a GPU (--gpus-per-trial {gpus_per_trial:g}) but {trained.name} "
+                f"trained them on the CPU: no GPU was visible to them (see the {schema.DEVICE} tag of each trial run)"
+            )
+    return warnings

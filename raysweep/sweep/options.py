@@ -122,7 +122,8 @@ class SweepPlan:
     @property
     def notes(self) -> list[str]:
         """Lines the sweep says at its start about its options (a family asked for GPUs it cannot use)."""
-        note = family_note(self.family, self.options.gpus_per_trial)
+        families = [member.family for member in self.auto.members] if self.auto is not None else self.family
+        note = family_note(families, self.options.gpus_per_trial)
         return [note] if note else []
 
     def settings(self) -> dict[str, Any]:
@@ -213,7 +214,7 @@ def check_recipe(
 
 
 def plan_sweep(
-    recipe: str | Path | Recipe,
+    recipe: str | Path | Recipe | AutoPlan,
     dataset: str | Dataset,
     *,
     target: str | None = None,
@@ -257,7 +258,9 @@ def plan_sweep(
     task, metric, scheduler, searcher = (value.lower() if isinstance(value, str) else value for value in (task, metric, scheduler, searcher))
     auto_plan = None
     dataset_spec = dataset if isinstance(dataset, str) else None
-    if auto.is_auto(recipe):
+    if isinstance(recipe, AutoPlan):  # resume: the members as the sweep record holds them
+        auto_plan, recipe = recipe, recipe.recipe
+    elif auto.is_auto(recipe):
         auto_plan, dataset = _plan_auto(recipes, dataset, target, task, seed, scheduler, searcher, overrides, warm_start)
         recipe = auto_plan.recipe
     elif recipes is not None:

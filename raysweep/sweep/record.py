@@ -91,6 +91,7 @@ def save_plan(plan: Any, tracker: Any, warm_start: dict[str, Any] | None = None,
     """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
     from dataclasses import asdict
 
+    from raysweep.sweep.auto import to_record
     from raysweep.tracking.store import absolute_tracking_uri
 
     options = asdict(plan.options)
@@ -108,5 +109,7 @@ def save_plan(plan: Any, tracker: Any, warm_start: dict[str, Any] | None = None,
         "parent_run_id": tracker.parent_run_id if tracker else None,
         "warm_start": warm_start,
         "nested_job": nested_job,
+        # An auto sweep's members and common scale (its recipe above names them only).
+        "auto": to_record(plan.auto) if plan.auto is not None else None,
     }
     save(sweep_dir(plan), record)

@@ -18,6 +18,7 @@ from raysweep.metrics import needs_proba
 from raysweep.recipes import Recipe
 from raysweep import space
 from raysweep.strategies import registry as strategies
+from raysweep.sweep import auto
 from raysweep.sweep import record as sweep_record
 from raysweep.sweep.connect import cluster_cpus, connect_ray
 from raysweep.sweep.gpus import check_cluster_gpus, trial_resources
@@ -144,7 +145,7 @@ def run_planned(
 
     from raysweep.sweep.ledger import TrialLedger
 
-    from raysweep.sweep.saved_state import StateCopy
+    from raysweep.sweep.saved_state import StateCopy, saved_results
 
     ledger = TrialLedger(sweep_stopper)
     callbacks += [JsonLoggerCallback(), ledger]
@@ -203,10 +204,12 @@ def run_planned(
     status = "FAILED"
     ray_release = None
     try:
-        results = tuner.fit()
+        # A sweep its own rule ended, killed before its outcome: its trials are over, only the outcome is left.
+        finishing = bool(resume and resume.get("stopped_by"))
+        results = saved_results(resume["path"], plan.metric_key, plan.mode) if finishing else tuner.fit()
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
-        stopped_by = sweep_stopper.reason if sweep_stopper is not None else None
+        stopped_by = resume["stopped_by"] if finishing else sweep_stopper.reason if sweep_stopper is not None else None
         if stopped_by:
             # Nothing is left for `raysweep resume`: say so in the record it reads.
             sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by)
@@ -247,11 +250,11 @@ def run_planned(
 
 
 def _searcher(plan: SweepPlan, max_concurrent: int, evaluated: list | None) -> Any:
-    """The sweep's search algorithm (an auto sweep's Optuna: :func:`raysweep.sweep.auto.optuna_searcher`)."""
-    if plan.auto is not None and plan.searcher == "optuna":
-        from raysweep.sweep.auto import optuna_searcher
+    """The sweep's search algorithm (an auto sweep's: :func:`raysweep.sweep.auto.searcher`)."""
+    if plan.auto is not None:
+        from raysweep.sweep.auto import searcher
 
-        return optuna_searcher(plan.auto, plan.metric_key, plan.mode, plan.seed, max_concurrent)
+        return searcher(plan.auto, plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent)
     return strategies.build_searcher(
         plan.searcher, plan.metric_key, plan.mode, plan.seed, max_concurrent, plan.recipe.points_to_evaluate, evaluated=evaluated
     )
@@ -301,8 +304,9 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
     """The folder and record of a sweep that ``resume`` can continue.
 
     Raises :class:`UserError` when there is no such sweep, and :class:`NothingToResume` when its
-    own rule (``--stop-at``, ``--patience``) ended it: it is complete. Of a nested validation's
-    sweep, the job's folder and record (:func:`raysweep.sweep.nested_resume.resumable_job`).
+    own rule (``--stop-at``, ``--patience``) ended it and its outcome is logged: it is complete.
+    Of a nested validation's sweep, the job's folder and record
+    (:func:`raysweep.sweep.nested_resume.resumable_job`).
     """
     found = sweep_record.find(name_or_path, storage)
     if found is None:
@@ -314,18 +318,16 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
         from raysweep.sweep.nested_resume import resumable_job
 
         return resumable_job(candidate, record)
-    from raysweep.sweep.auto import AUTO
+    from raysweep.tracking.outcome import outcome_logged
 
-    if (record.get("recipe") or {}).get("family") == AUTO:
-        raise UserError(
-            f"sweep {record['name']} is an auto sweep; raysweep resume cannot continue one yet: start it again with raysweep run auto "
-            f"(its trials so far are in MLflow; raysweep sync {record['name']} writes any that are missing)"
-        )
-    if record.get("stopped_by"):
+    # Killed after its rule fired but before its outcome (refit, test score, model): resume finishes that.
+    if record.get("stopped_by") and outcome_logged(record):
         raise NothingToResume(
             f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "
             f"Its result: raysweep report {record['name']}"
         )
+    if auto.is_auto_record(record):
+        auto.from_record(record)  # a record that cannot rebuild the members is refused before anything starts
     return candidate, record
 
 
@@ -336,7 +338,10 @@ def resume_sweep(
     candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
 
-    recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
+    if auto.is_auto_record(record):
+        recipe = auto.from_record(record)
+    else:
+        recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
     if record["dataset"] is None:
         raise UserError(f"sweep {record['name']} was given its data as a Python object; resume it from Python with the same data")
     options = dict(record["options"])

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ray.tune import Callback
 
@@ -112,3 +113,10 @@ def _find_staging(experiment_name: str) -> Path | None:
     found = [path for path in artifacts.glob(f"*/{experiment_name}/driver_artifacts") if path.is_dir()]
     return max(found, key=lambda path: path.stat().st_mtime) if found else None
 
+
+
+def saved_results(path: str, metric: str, mode: str) -> Any:
+    """The trials of the sweep saved at ``path`` as Tune's ``ResultGrid``, without running any."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    return ResultGrid(ExperimentAnalysis(path, default_metric=metric, default_mode=mode))

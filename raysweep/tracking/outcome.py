@@ -137,6 +137,22 @@ def _tracking_uri(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
+def outcome_logged(record: dict[str, Any]) -> bool:
+    """Whether the MLflow parent run of the sweep in ``record`` (a sweep record) holds its outcome: its
+    test score, logged with the refit model. A sweep without a parent run has nothing to finish: true."""
+    from raysweep.tracking.queries import open_store
+    from raysweep.tracking.store import resolve_tracking_uri
+
+    if not record.get("parent_run_id"):
+        return True
+    options = record["options"]
+    try:
+        parent = open_store(resolve_tracking_uri(options.get("tracking_uri"))).get_run(record["parent_run_id"])
+    except Exception:  # the store is away or lacks the run: resume finds out and says so itself
+        return False
+    return schema.test_metric(options["metric"]) in parent.data.metrics
+
+
 def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) -> Any:
     """Register the logged model under ``plan.register_model``, tagged with the sweep's lineage.
 
