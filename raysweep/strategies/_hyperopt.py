@@ -5,10 +5,11 @@ Ray's ``HyperOptSearch`` keeps each running trial in Hyperopt's ``Trials`` with 
 flight, the point just proposed (drawn where TPE's "good" density is highest) lands in the
 "bad" density with a narrow kernel, and the next proposal is pushed out of the best region.
 Measured on Branin, 10 seeds, 100 trials, two in flight: median regret 0.40 with running
-trials counted as worst against 0.11 with them left out, as good as one trial at a time
-(0.11). So TPE here proposes from the finished trials only; concurrent proposals still differ
-(each draws its candidates with a fresh seed). This holds for ML hyperparameters as much: a
-trial that is still training says nothing about its config's quality.
+trials counted as worst against 0.26 with them left out (0.11 with one trial at a time). So
+TPE here proposes from the finished trials only; concurrent proposals still differ (each draws
+its candidates with a fresh seed: consecutive Branin trials lie a median 0.27 of the unit
+square apart). This holds for ML hyperparameters as much: a trial that is still training says
+nothing about its config's quality.
 """
 
 from __future__ import annotations
