@@ -163,7 +163,7 @@ def section(settings: Settings) -> list[str]:
     timing = [r for r in read_records(settings, SUITE) if "suggest_at" in r]
     if timing:
         lines += ["GP suggest time as the history grows (Hartmann-6, one run, two trials in flight; median of the 10 "
-                  "suggestions up to that many finished trials, and the slowest of them, which refits the kernel):", ""]
+                  "suggestions up to that many finished trials, and the slowest of them, a kernel refit when one falls among them):", ""]
         lines += ["| finished trials | suggest, median | suggest, slowest |", "| ---: | ---: | ---: |"]
         for record in timing:
             for n, (median, slowest) in sorted(record["suggest_at"].items(), key=lambda kv: int(kv[0])):
@@ -174,7 +174,9 @@ def section(settings: Settings) -> list[str]:
                           "upper bounds and need not grow monotonically with the history."]
         lines.append("")
     lines += ["`gp` and `optuna` are tools of the quality suite (section 2: `raysweep_gp`, `raysweep_optuna`, the XGBoost "
-              "recipe on california_housing and adult); those cells have not been run at 120 s yet.", ""]
+              "recipe on california_housing and adult); those cells have not been run at 120 s yet: "
+              "`python -m benchmarks --suite quality --tools raysweep_gp,raysweep_optuna --seeds 3 --budget 120 "
+              "--data-dir FOLDER` runs only them.", ""]
     return lines
 
 
