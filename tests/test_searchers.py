@@ -249,7 +249,8 @@ def test_hyperopt_tpe_does_not_count_a_running_trial_as_a_loss():
     seen = []
     suggest = finished_only(lambda new_ids, domain, trials, seed: seen.append([d["tid"] for d in trials.trials]))
     trials = hyperopt.Trials()
-    docs = trials.new_trial_docs([0, 1, 2], [None] * 3, [{"status": "new"}] * 3, [{"tid": t, "cmd": None, "idxs": {}, "vals": {}} for t in range(3)])
+    miscs = [{"tid": t, "cmd": None, "idxs": {}, "vals": {}} for t in range(3)]
+    docs = trials.new_trial_docs([0, 1, 2], [None] * 3, [{"status": "new"}] * 3, miscs)
     docs[0]["state"], docs[0]["result"] = hyperopt.JOB_STATE_DONE, {"status": "ok", "loss": 1.0}
     docs[1]["state"] = hyperopt.JOB_STATE_ERROR
     trials.insert_trial_docs(docs)
@@ -268,7 +269,7 @@ def test_optuna_samples_with_multivariate_tpe_and_a_constant_liar():
 
 
 # -- real sweeps ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["gp", "optuna", "anneal"])
+@pytest.mark.parametrize("name", ["gp", "optuna", "anneal", "hyperopt"])
 def test_a_sweep_with_each_searcher(name, ray_local, tmp_path):
     from mlflow.tracking import MlflowClient
 
