@@ -78,23 +78,27 @@ TOOL_LABELS = {
     "raysweep": "raysweep (recipe defaults)",
     "raysweep_pbt": "raysweep, PBT + random",
     "raysweep_asha_random": "raysweep, ASHA + random",
+    "raysweep_gp": "raysweep, recipe scheduler + GP",
+    "raysweep_optuna": "raysweep, recipe scheduler + Optuna TPE",
     "optuna": "Optuna TPE + Hyperband pruner",
     "flaml": "FLAML (estimator_list=[xgboost])",
     "halving": "scikit-learn HalvingRandomSearchCV",
     "ray_random": "plain Ray Tune, random search",
 }
 PEERS = {"optuna": "optuna", "flaml": "flaml"}
+#: the XGBoost recipe with raysweep's other model-based searchers in place of its own (hyperopt)
+SEARCHER_TOOLS = ("raysweep_gp", "raysweep_optuna")
 
 
 def cells(settings: Settings) -> list[dict[str, Any]]:
     """Every (dataset, recipe, tool, seed) run of the suite; each runs in its own process."""
     plan: list[tuple[str, str, str]] = []
     if settings.smoke:
-        for tool in ("default", "raysweep", "optuna", "flaml", "halving", "ray_random"):
+        for tool in ("default", "raysweep", "optuna", "flaml", "halving", "ray_random", *SEARCHER_TOOLS):
             plan.append(("synthetic", "xgboost", tool))
     else:
         for dataset in ("california_housing", "adult"):
-            for tool in ("default", "raysweep", "optuna", "flaml", "halving", "ray_random"):
+            for tool in ("default", "raysweep", "optuna", "flaml", "halving", "ray_random", *SEARCHER_TOOLS):
                 plan.append((dataset, "xgboost", tool))
         for recipe in ("random_forest", "svm", "xgboost", "mlp"):
             for tool in ("default", "raysweep", "halving"):
@@ -752,6 +756,8 @@ _TOOLS: dict[str, Callable[..., dict[str, Any]]] = {
     "raysweep": _raysweep(None, None),
     "raysweep_pbt": _raysweep("pbt", "random"),
     "raysweep_asha_random": _raysweep("asha", "random"),
+    "raysweep_gp": _raysweep(None, "gp"),
+    "raysweep_optuna": _raysweep(None, "optuna"),
     "optuna": _optuna,
     "flaml": _flaml,
     "halving": _halving,

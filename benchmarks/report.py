@@ -40,7 +40,7 @@ BUSY_LOAD_PER_CPU = 1.5
 # Row orders; the records carry their own labels, so a report rebuilds without the suites' deps.
 _OVERHEAD_ORDER = ["raysweep_mlflow", "raysweep_nomlflow", "ray_function_reuse", "ray_class_reuse",
                    "ray_function_noreuse", "ray_class_noreuse", "optuna", "hyperopt", "flaml"]
-_QUALITY_ORDER = ["raysweep", "raysweep_asha_random", "raysweep_pbt", "optuna", "flaml", "halving", "ray_random", "default"]
+_QUALITY_ORDER = ["raysweep", "raysweep_gp", "raysweep_optuna", "raysweep_asha_random", "raysweep_pbt", "optuna", "flaml", "halving", "ray_random", "default"]
 _LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
 
 

@@ -192,6 +192,20 @@ def test_gp_takes_evaluated_points_as_observations():
     assert searcher.proposer_.y_ == [-0.5, -0.7]
 
 
+def test_gp_models_every_dimension_of_an_early_history():
+    """Ten points of a 6-D function that moves along every axis: no length-scale is fitted as "irrelevant"."""
+    space = {f"x{i}": {"type": "uniform", "low": 0.0, "high": 1.0} for i in range(6)}
+
+    def waves(config: dict[str, Any]) -> float:
+        return sum(math.sin(6 * config[f"x{i}"] + i) for i in range(6))
+
+    searcher = gp(space, seed=1)
+    run(searcher, waves, 11)  # the 11th suggestion fits the kernel on the first ten points
+    scales = searcher.proposer_.kernel_.k1.k2.length_scale
+    # Maximum likelihood alone puts some of these at the bound of 100 on ten points.
+    assert np.all(scales < 5), scales
+
+
 # -- optuna and anneal, as raysweep builds them ----------------------------------------------------
 @pytest.mark.parametrize("name", ["optuna", "anneal", "gp"])
 def test_searcher_tries_starting_points_then_stays_in_the_space_reproducibly(name):
@@ -217,6 +231,35 @@ def test_anneal_proposes_by_annealing():
     assert searcher.algo is hyperopt.anneal.suggest
 
 
+def test_hyperopt_models_after_ten_trials():
+    """A recipe's default sweep is 20 trials: TPE models its second half (Ray's default would not model at all)."""
+    space = {"x": {"type": "uniform", "low": 0.0, "high": 1.0}}
+    searcher = registry.build_searcher("hyperopt", "score", "min", 0, 1)
+    searcher.set_search_properties("score", "min", dsl.param_space(space, "hyperopt"))
+    configs = run(searcher, lambda c: c["x"], 20)
+    # Three of ten uniform draws fall below 0.05 with probability 1.2%.
+    assert sum(c["x"] < 0.05 for c in configs[10:]) >= 3, [round(c["x"], 3) for c in configs]
+
+
+def test_hyperopt_tpe_does_not_count_a_running_trial_as_a_loss():
+    import hyperopt
+
+    from raysweep.strategies._hyperopt import finished_only
+
+    seen = []
+    suggest = finished_only(lambda new_ids, domain, trials, seed: seen.append([d["tid"] for d in trials.trials]))
+    trials = hyperopt.Trials()
+    miscs = [{"tid": t, "cmd": None, "idxs": {}, "vals": {}} for t in range(3)]
+    docs = trials.new_trial_docs([0, 1, 2], [None] * 3, [{"status": "new"}] * 3, miscs)
+    docs[0]["state"], docs[0]["result"] = hyperopt.JOB_STATE_DONE, {"status": "ok", "loss": 1.0}
+    docs[1]["state"] = hyperopt.JOB_STATE_ERROR
+    trials.insert_trial_docs(docs)
+    trials.refresh()
+    suggest([3], None, trials, 0)
+    assert seen == [[0]]  # the running trial 2 (and the failed one, which Trials itself hides) left out
+    assert [d["tid"] for d in trials.trials] == [0, 2]  # the searcher's own history is untouched
+
+
 def test_optuna_samples_with_multivariate_tpe_and_a_constant_liar():
     searcher = registry.build_searcher("optuna", "score", "min", 5, 2).searcher
     searcher.set_search_properties("score", "min", dsl.param_space({"x": MIXED["frac"]}, "optuna"))
@@ -226,7 +269,7 @@ def test_optuna_samples_with_multivariate_tpe_and_a_constant_liar():
 
 
 # -- real sweeps ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["gp", "optuna", "anneal"])
+@pytest.mark.parametrize("name", ["gp", "optuna", "anneal", "hyperopt"])
 def test_a_sweep_with_each_searcher(name, ray_local, tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -18,6 +18,14 @@ import numpy as np
 XI = 0.01
 #: the kernel's hyperparameters are re-fitted on at most this many observations
 MAX_FIT_POINTS = 200
+#: Gamma(shape, rate) prior on each length-scale of the unit cube (mode 1/3, mean 1/2), the
+#: kernel's hyperparameters being fitted by maximum a posteriori, as BoTorch's GP did by default
+#: for years. Maximum likelihood alone, on the ten-odd points of an early sweep, switches most
+#: parameters off (length-scale at its bound of 100) and pins one to a spike: measured on
+#: Hartmann-6 (seed 1), the fitted GP ignored 3 to 4 of 6 dimensions until trial 30 and found
+#: nothing better from trial 4 to 29. A hyperparameter space of ML has the same few points per
+#: dimension early on; the prior gives way as the trials show a parameter not to matter.
+LENGTH_SCALE_PRIOR = (3.0, 6.0)
 
 
 @dataclass(frozen=True)
@@ -268,7 +276,7 @@ def _fit(X: np.ndarray, z: np.ndarray, kernel: Any, optimise: bool = False, seed
 
     gp = GaussianProcessRegressor(
         kernel=kernel,
-        optimizer="fmin_l_bfgs_b" if optimise else None,
+        optimizer=_map_optimiser(kernel) if optimise else None,
         n_restarts_optimizer=1 if optimise else 0,
         normalize_y=False,
         random_state=seed,
@@ -276,6 +284,29 @@ def _fit(X: np.ndarray, z: np.ndarray, kernel: Any, optimise: bool = False, seed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return gp.fit(X, z)
+
+
+def _map_optimiser(kernel: Any) -> Any:
+    """An optimiser for scikit-learn's GP: L-BFGS-B on the negative log marginal likelihood plus
+    the negative log of :data:`LENGTH_SCALE_PRIOR` on every length-scale."""
+    mask = np.concatenate([np.full(h.n_elements, "length_scale" in h.name) for h in kernel.hyperparameters if not h.fixed])
+    shape, rate = LENGTH_SCALE_PRIOR
+
+    def optimise(objective: Any, theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
+        from scipy.optimize import minimize
+
+        def posterior(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            value, gradient = objective(theta, eval_gradient=True)
+            log_scale = theta[mask]  # scikit-learn's theta is the log of each hyperparameter
+            value = value + float(np.sum(rate * np.exp(log_scale) - (shape - 1) * log_scale))
+            gradient = np.array(gradient, dtype=float)
+            gradient[mask] += rate * np.exp(log_scale) - (shape - 1)
+            return value, gradient
+
+        result = minimize(posterior, theta, method="L-BFGS-B", jac=True, bounds=bounds)
+        return result.x, float(result.fun)
+
+    return optimise
 
 
 def _gaussianise(y: np.ndarray) -> np.ndarray:
