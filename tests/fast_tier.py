@@ -3,12 +3,13 @@
 Loaded with ``-p fast_tier`` from ``addopts`` (``pythonpath`` puts ``tests/`` on ``sys.path`` before
 ``-p`` plugins load), it adds ``-n 2 --dist loadfile`` when all of these hold:
 
-- the selection is the fast tier, ``-m "not e2e"``, over the default test paths (no file, folder or
-  node id given: one file runs faster in one process than two workers collect it);
+- the selection is the whole fast tier, ``-m "not e2e"`` over the default test paths (no file,
+  folder, node id or ``-k`` given: a few tests run faster in one process than two workers collect
+  them);
 - pytest-xdist is installed and not turned off (``-p no:xdist``);
 - the command does not choose for itself (``-n``, ``--dist``, ``--tx``), and nothing needs one
   process (``--pdb``, ``--trace``, ``--collect-only``);
-- this is not an xdist worker.
+- this is not an xdist worker, and the machine has at least two cores.
 
 The whole suite (``python -m pytest``, as CI runs it) stays in one process: its e2e tests share one
 Ray (the session's ``ray_local``) and one MLflow server. ``-p no:fast_tier`` turns this off.
@@ -26,23 +27,31 @@ from typing import Any
 
 import pytest
 
-#: the workers: the machine's two cores (more would only share them)
+#: at most this many workers (the fast tier's budget is for 2 cores); fewer cores, fewer workers
 WORKERS = 2
 FAST_TIER = "not e2e"
 #: pytest's cache key of each test file's duration in the last parallel fast tier
 DURATIONS_KEY = "raysweep/fast_tier_file_seconds"
 
 
+_PARALLEL = pytest.StashKey[bool]()
+
+
+def workers() -> int:
+    return min(WORKERS, os.cpu_count() or 1)
+
+
 def wants_workers(early_config: pytest.Config) -> bool:
     options = early_config.known_args_namespace
-    if os.environ.get("PYTEST_XDIST_WORKER") or not early_config.pluginmanager.has_plugin("xdist"):
+    if os.environ.get("PYTEST_XDIST_WORKER") or not early_config.pluginmanager.has_plugin("xdist") or workers() < 2:
         return False
     if " ".join(str(getattr(options, "markexpr", "") or "").split()) != FAST_TIER:
         return False
-    if getattr(options, "file_or_dir", None):
+    if getattr(options, "file_or_dir", None) or getattr(options, "keyword", ""):
         return False
-    chosen = (getattr(options, "numprocesses", None), getattr(options, "tx", None), getattr(options, "maxprocesses", None))
-    if any(chosen) or getattr(options, "dist", "no") != "no" or getattr(options, "distload", False):
+    if getattr(options, "numprocesses", None) is not None or getattr(options, "maxprocesses", None) is not None:
+        return False  # -n / --maxprocesses of the user's own (-n 0 too)
+    if getattr(options, "tx", None) or getattr(options, "dist", "no") != "no" or getattr(options, "distload", False):
         return False
     return not any(getattr(options, name, False) for name in ("usepdb", "trace", "collectonly"))
 
@@ -50,11 +59,8 @@ def wants_workers(early_config: pytest.Config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     if wants_workers(early_config):
-        args[:] = ["-n", str(WORKERS), "--dist", "loadfile", *args]
+        args[:] = ["-n", str(workers()), "--dist", "loadfile", *args]
         early_config.stash[_PARALLEL] = True
-
-
-_PARALLEL = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
