@@ -4,13 +4,15 @@ into a real sqlite store (no Ray), and one small real sweep whose parent run hol
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
-from fast_support import client_for, empty_store, store_uri  # noqa: F401 (fixtures)
+from conftest import in_background, invoke_cli, run_cli, selected_cases
+from fast_support import client_for, empty_store  # noqa: F401 (fixtures)
 from raysweep.errors import UserError
 from raysweep.tracking import schema
 from raysweep.tracking.comparison import find_sweeps
@@ -41,16 +43,48 @@ def write_sweeps(uri: str, sweeps=SWEEPS) -> None:
         tracker.finish("FINISHED")
 
 
-def test_compare_lists_an_experiments_sweeps_best_first_and_json_gives_the_same(store_uri, tmp_path):
-    write_sweeps(store_uri)
-    shown = run_cli("compare", "--experiment", "bc", "--tracking-uri", store_uri, cwd=tmp_path)
+@pytest.fixture(scope="module")
+def written_store(empty_store, tmp_path_factory) -> Path:  # noqa: F811 (the fixture imported above)
+    """A store holding SWEEPS, written once for the module; each test reads a copy of its own."""
+    database = tmp_path_factory.mktemp("compare-store") / "mlflow.db"
+    shutil.copyfile(empty_store, database)
+    write_sweeps(f"sqlite:///{database}")
+    return database
+
+
+@pytest.fixture
+def sweeps_uri(written_store, tmp_path) -> str:
+    """``sqlite:///<tmp_path>/mlflow.db``: this test's copy of a store holding SWEEPS."""
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(written_store, database)
+    return f"sqlite:///{database}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subprocesses(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, tuple[Future, str]]:
+    """This module's ``raysweep`` subprocess, started as the module begins when the session runs its test.
+
+    ``raysweep compare --dataset iris`` in a fresh interpreter, on a copy of the store holding SWEEPS:
+    case -> (its future, the store's URI).
+    """
+    started = {}
+    if selected_cases(request, "test_an_unknown_dataset_is_one_line_and_exit_2"):
+        folder = tmp_path_factory.mktemp("compare-unknown")
+        shutil.copyfile(request.getfixturevalue("written_store"), folder / "mlflow.db")
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        started["unknown dataset"] = (in_background(run_cli, "compare", "--dataset", "iris", "--tracking-uri", uri, cwd=folder), uri)
+    return started
+
+
+def test_compare_lists_an_experiments_sweeps_best_first_and_json_gives_the_same(sweeps_uri, tmp_path):
+    shown = invoke_cli("compare", "--experiment", "bc", "--tracking-uri", sweeps_uri, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     rows = [line for line in shown.stdout.splitlines() if any(f" {name} " in line for name in ("rf-1", "xgb-1", "svm-1"))]
     assert [line.split()[1] for line in rows] == ["rf-1", "xgb-1", "svm-1"], shown.stdout
     assert "random_forest" in rows[0] and "0.974" in rows[0] and "0.965" in rows[0] and " 12 " in rows[0]
     assert shown.stdout.splitlines()[0] == "3 sweeps of experiment bc"
     assert "different metrics" not in shown.stdout
-    as_json = run_cli("compare", "--experiment", "bc", "--json", "--tracking-uri", store_uri, cwd=tmp_path)
+    as_json = invoke_cli("compare", "--experiment", "bc", "--json", "--tracking-uri", sweeps_uri, cwd=tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
     assert [row["sweep"] for row in data["sweeps"]] == ["rf-1", "xgb-1", "svm-1"]
@@ -60,23 +94,21 @@ def test_compare_lists_an_experiments_sweeps_best_first_and_json_gives_the_same(
     assert all(row["wall_time_s"] is not None and row["wall_time_s"] >= 0 for row in data["sweeps"])
 
 
-def test_a_dataset_gathers_sweeps_of_every_experiment_one_group_per_metric(store_uri, tmp_path):
-    write_sweeps(store_uri)
-    shown = run_cli("compare", "--dataset", "breast_cancer", "--json", "--tracking-uri", store_uri, cwd=tmp_path)
+def test_a_dataset_gathers_sweeps_of_every_experiment_one_group_per_metric(sweeps_uri, tmp_path):
+    shown = invoke_cli("compare", "--dataset", "breast_cancer", "--json", "--tracking-uri", sweeps_uri, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["dataset"] == "breast_cancer" and data["metrics"] == ["accuracy", "log_loss"]
     # accuracy (4 sweeps, highest first) then log loss (lowest first); the diabetes sweep is not there
     assert [row["sweep"] for row in data["sweeps"]] == ["rf-1", "mlp-1", "xgb-1", "svm-1", "xgb-ll2", "xgb-ll"]
     assert {row["experiment"] for row in data["sweeps"]} == {"bc", "other"}
-    table = run_cli("compare", "--dataset", "breast_cancer", "--tracking-uri", store_uri, cwd=tmp_path)
+    table = invoke_cli("compare", "--dataset", "breast_cancer", "--tracking-uri", sweeps_uri, cwd=tmp_path)
     assert "the sweeps score by 2 different metrics (accuracy, log_loss)" in table.stdout
     assert "accuracy: highest best validation score first" in table.stdout and "log_loss: lowest best validation score first" in table.stdout
 
 
-def test_without_a_scope_compare_shows_the_newest_sweeps_dataset(store_uri):
-    write_sweeps(store_uri)
-    rows = find_sweeps(client_for(store_uri), store_uri)
+def test_without_a_scope_compare_shows_the_newest_sweeps_dataset(sweeps_uri):
+    rows = find_sweeps(client_for(sweeps_uri), sweeps_uri)
     assert [row.sweep for row in rows] == ["rf-diabetes"]
     assert rows[0].mode == "min" and rows[0].best_validation_score == 55.0
 
@@ -89,16 +121,15 @@ def test_without_a_scope_compare_shows_the_newest_sweeps_dataset(store_uri):
         ({"experiment": "bc", "dataset": "iris"}, "--experiment bc with --dataset iris: pass one of them, not both"),
     ],
 )
-def test_an_unknown_scope_says_what_there_is(store_uri, scope, message):
-    write_sweeps(store_uri)
+def test_an_unknown_scope_says_what_there_is(sweeps_uri, scope, message):
     with pytest.raises(UserError) as raised:
-        find_sweeps(client_for(store_uri), store_uri, **scope)
-    assert str(raised.value).startswith(message.format(uri=store_uri))
+        find_sweeps(client_for(sweeps_uri), sweeps_uri, **scope)
+    assert str(raised.value).startswith(message.format(uri=sweeps_uri))
 
 
-def test_an_unknown_dataset_is_one_line_and_exit_2(store_uri, tmp_path):
-    write_sweeps(store_uri)
-    shown = run_cli("compare", "--dataset", "iris", "--tracking-uri", store_uri, cwd=tmp_path)
+def test_an_unknown_dataset_is_one_line_and_exit_2(subprocesses):
+    started, store_uri = subprocesses["unknown dataset"]
+    shown = started.result()
     assert shown.returncode == 2 and shown.stdout == ""
     assert shown.stderr.strip() == f"error: --dataset iris: no sweep ran on it in {store_uri}; datasets there: breast_cancer, diabetes"
 

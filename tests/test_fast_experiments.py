@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import invoke_cli
 from fast_support import client_for, empty_store, store_uri  # noqa: F401 (fixtures)
 from raysweep.errors import UserError
 from raysweep.tracking import schema
@@ -63,7 +63,7 @@ def test_a_store_with_only_old_experiments_answers_to_the_datasets_name(store_ur
     assert client.get_experiment_by_name("raysweep-iris") is None
     experiment_id, newest = target_sweep(client, store_uri, "raysweep-iris", None)
     assert newest.data.tags[schema.SWEEP] == "rf-old" and experiment_id == newest.info.experiment_id
-    shown = run_cli("compare", "--experiment", "raysweep-iris", "--json", "--tracking-uri", store_uri, cwd=tmp_path)
+    shown = invoke_cli("compare", "--experiment", "raysweep-iris", "--json", "--tracking-uri", store_uri, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert '"rf-old"' in shown.stdout and '"xgb-old"' in shown.stdout
 

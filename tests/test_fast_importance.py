@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import invoke_cli
 from fast_support import EXPERIMENT, METRIC, SWEEP, client_for, empty_store, store_uri  # noqa: F401 (fixtures)
 from raysweep.tracking import schema
 from raysweep.tracking.importance import (
@@ -127,7 +127,7 @@ def test_the_parent_run_holds_the_importance_and_report_prints_it(store_uri, tmp
     assert list(schema.importances(run.data.metrics))[0] == "max_depth"
     assert run.data.tags[schema.IMPORTANCE_TRIALS] == "16"
     assert [a.path for a in client.list_artifacts(tracker.parent_run_id, schema.PLOTS_DIR)] == ["plots/importance.png"]
-    shown = run_cli("report", SWEEP, "--tracking-uri", store_uri, cwd=tmp_path)
+    shown = invoke_cli("report", SWEEP, "--tracking-uri", store_uri, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     line = next(line for line in shown.stdout.splitlines() if line.startswith("parameter importance"))
     assert line.startswith("parameter importance (fANOVA over 16 trials, each at its last score): max_depth 0.")

@@ -615,24 +615,48 @@ def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
         assert callback._channel.process.wait(30) == 0
 
 
-def test_writer_process_records_pbt_exploits(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_writer_process_runs_below_the_sweep_in_wal_mode_and_records_pbt_exploits(
+    store_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What keeps the writer process cheap for the sweep, and a PBT exploit reaching it.
+
+    The writer process runs below the sweep's CPU priority and commits in sqlite's write-ahead-log
+    mode; the sweep's end (not Tune's experiment end) waits for it. An exploit the driver's PBT
+    scheduler records is tagged on the exploiting trial's run by the writer process.
+    """
+    import os
+    import sqlite3
+
+    from raysweep.tracking._writer_process import NICENESS
     from raysweep.tracking.callback import WRITER_ENV
 
     monkeypatch.delenv(WRITER_ENV, raising=False)
     tracker = make_tracker(store_uri, max_steps=4)
     callback = start_trial_logging(tracker)
-    a, b = fake_trial(A, CONFIG), fake_trial(B, OTHER_CONFIG)
-    for trial in (a, b):
-        callback.on_trial_start(0, [a, b], trial)
+    a, b, c = fake_trial(A, CONFIG), fake_trial(B, OTHER_CONFIG), fake_trial(C, {"x": 1})
+    trials = [a, b, c]
+    for trial in trials:
+        callback.on_trial_start(0, trials, trial)
     for trial, iteration, value in ((a, 1, 0.5), (b, 1, 0.8), (b, 2, 0.85)):
         trial.last_result = tune_result(trial.trial_id, iteration, value, config=trial.config)
-        callback.on_trial_result(0, [a, b], trial, dict(trial.last_result))
+        callback.on_trial_result(0, trials, trial, dict(trial.last_result))
     tracker.exploits.append((A, B, 2, OTHER_CONFIG))  # as raysweep's PBT scheduler records one
     a.config = dict(OTHER_CONFIG)
     a.last_result = tune_result(A, 3, 0.86, config=a.config)
-    callback.on_trial_result(0, [a, b], a, dict(a.last_result))
-    callback.on_experiment_end([a, b])
-    tracker.finish("KILLED")
+    callback.on_trial_result(0, trials, a, dict(a.last_result))
+    c.last_result = tune_result(C, 1, 0.75, config=c.config, done=True)
+    callback.on_trial_result(0, trials, c, dict(c.last_result))
+    c.status = "TERMINATED"
+    callback.on_trial_complete(0, trials, c)
+    callback.on_experiment_end(trials)
+    assert callback.wait_idle(60)
+    pid = callback._channel.process.pid
+    assert _niceness(pid) == min(19, _niceness(os.getpid()) + NICENESS)
+    assert tracker.finish("FINISHED") is None
 
     runs = trial_runs(store_uri, tracker.parent_run_id)
     tags = runs["trial-0000"].data.tags
@@ -640,6 +664,10 @@ def test_writer_process_records_pbt_exploits(store_uri: str, monkeypatch: pytest
     assert tags["raysweep.pbt.last_donor_run_id"] == runs["trial-0001"].info.run_id
     assert json.loads(tags["raysweep.pbt.exploit.1"]) == {"step": 40, "donor": B, "donor_iteration": 2, "config": OTHER_CONFIG}
     assert history(store_uri, runs["trial-0000"].info.run_id, "pbt/exploited_trial") == [(40, 1.0)]
+    run = runs["trial-0002"]
+    assert (run.info.status, run.data.params, run.data.metrics[METRIC]) == ("FINISHED", {"x": "1"}, 0.75)
+    with sqlite3.connect(store_uri[len("sqlite:///"):]) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 class _BoundedExploits(list):

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import run_cli
+from fast_support import empty_store, store_uri  # noqa: F401 (fixtures)
 from raysweep.cli import main
 from raysweep.sweep.options import plan_sweep
 
@@ -82,12 +83,9 @@ def test_time_budget_rule(options: dict, fills: bool, rule: str) -> None:
     assert again.options == plan.options
 
 
-def test_report_without_a_sweep_in_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_report_without_a_sweep_in_the_store(tmp_path: Path, store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     monkeypatch.chdir(tmp_path)
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    MlflowClient(uri).search_experiments()
+    uri = store_uri  # an empty store at tmp_path/mlflow.db
     assert cli("report", "--tracking-uri", uri) == (
         2, f"error: no sweep in {uri} yet: run one with `raysweep run`, or pass the --tracking-uri a sweep logged to",
     )  # fmt: skip

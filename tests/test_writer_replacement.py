@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from fast_support import empty_store, store_uri  # noqa: F401 (fixtures)
+
 pytest.importorskip("mlflow")
 pytest.importorskip("ray.tune")
 
@@ -64,13 +66,13 @@ def kill_writer(callback: Any) -> None:
         time.sleep(0.05)
 
 
-def test_a_killed_writer_is_replaced_and_mlflow_ends_complete(tmp_path, caplog):
+def test_a_killed_writer_is_replaced_and_mlflow_ends_complete(tmp_path, store_uri, caplog):  # noqa: F811
     from mlflow.tracking import MlflowClient
 
     from raysweep.tracking.callback import start_trial_logging
     from raysweep.tracking.store import SweepTracker
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store_uri  # an empty store at tmp_path/mlflow.db
     tracker = SweepTracker(uri, "exp", "takeover", "val_accuracy", MAX_STEPS, integer_resource=True)
     tracker.start()
     callback = start_trial_logging(tracker)
