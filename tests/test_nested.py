@@ -85,6 +85,12 @@ def test_nested_cv_on_breast_cancer_scores_every_fold_logs_one_tree_and_resumes_
     runs = client.search_runs([experiment], max_results=1000)
     assert len(runs) == 1 + 4 + 4 * 2 and {run.info.status for run in runs} == {"FINISHED"}
     assert client.get_run(top.info.run_id).data.tags[schema.MODEL_URI] == again.model_uri
+    # The job's estimate is on its run once: K scores by fold, K rows in the folds' table.
+    history = client.get_metric_history(top.info.run_id, schema.nested_metric("accuracy"))
+    assert sorted(m.step for m in history) == [1, 2, 3]
+    (tmp_path / "again").mkdir()
+    table = json.loads(Path(client.download_artifacts(top.info.run_id, schema.NESTED_FOLDS_FILE, str(tmp_path / "again"))).read_text())
+    assert len(table["data"]) == 3
 
 
 def test_tuning_on_noise_looks_better_inside_than_on_the_held_out_folds(ray_local, tmp_path):

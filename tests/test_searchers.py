@@ -258,6 +258,12 @@ def test_hyperopt_tpe_does_not_count_a_running_trial_as_a_loss():
     suggest([3], None, trials, 0)
     assert seen == [[0]]  # the running trial 2 (and the failed one, which Trials itself hides) left out
     assert [d["tid"] for d in trials.trials] == [0, 2]  # the searcher's own history is untouched
+    # ... and it is what the searchers raysweep builds call: --searcher hyperopt and auto's TPE
+    from raysweep.strategies._hyperopt import build, build_conditional
+
+    for searcher in (build("score", "min", 0, 2, None).searcher, build_conditional(0, 2, None).searcher):
+        assert searcher.algo.__qualname__ == "finished_only.<locals>.suggest"
+        assert searcher.algo.__closure__[0].cell_contents.keywords["n_startup_jobs"] == 10
 
 
 def test_optuna_samples_with_multivariate_tpe_and_a_constant_liar():

@@ -33,7 +33,7 @@ def test_resume_finishes_the_outcome_of_a_sweep_stopped_by_its_rule_and_killed_d
     with monkeypatch.context() as patched:
         patched.setattr(run_module, "summarise", killed)
         with pytest.raises(DriverKilled):
-            run_sweep("random_forest", "breast_cancer", scheduler="fifo", searcher="random", num_samples=8, seed=0, max_concurrent=1,
+            run_sweep("random_forest", "breast_cancer", scheduler="fifo", searcher="random", num_samples=8, seed=0, max_concurrent=2,
                       stop_at=0.9, overrides=["resource.max=60"], name="stopped", tracking_uri=uri, storage=storage)  # fmt: skip
     client = MlflowClient(uri)
     _, record = find_resumable("stopped", storage)  # not "nothing to resume": the outcome is missing
@@ -47,6 +47,8 @@ def test_resume_finishes_the_outcome_of_a_sweep_stopped_by_its_rule_and_killed_d
     result = resume_sweep("stopped", storage=storage)
     assert result.parent_run_id == parent_id and result.stopped_by == record["stopped_by"]
     assert result.num_trials == len(trials_before) < 8, "no trial ran again, none was added"
+    # A trial Tune had made but the rule ended before it started is no trial of the sweep.
+    assert len(result.leaderboard) == result.num_trials and result.leaderboard["val_accuracy"].notna().all()
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
     assert 0.85 < parent.data.metrics[test_key] == pytest.approx(result.test_score)
@@ -58,3 +60,10 @@ def test_resume_finishes_the_outcome_of_a_sweep_stopped_by_its_rule_and_killed_d
     # The outcome is there now: nothing to resume.
     with pytest.raises(NothingToResume, match="ended by its own rule .*; nothing to resume"):
         find_resumable("stopped", storage)
+    # A driver killed while it logged the model, after the test score: the record says the outcome is
+    # not complete, and resume takes it up although MLflow has the score.
+    from raysweep.sweep import record as sweep_record
+
+    folder, saved = sweep_record.find("stopped", storage)
+    sweep_record.save(folder, {**saved, "outcome_done": False})
+    assert find_resumable("stopped", storage)[1]["outcome_done"] is False

@@ -38,6 +38,8 @@ def finished_only(algo: Callable[..., Any]) -> Callable[..., Any]:
 
     def suggest(new_ids: list[int], domain: Any, trials: Any, seed: int) -> Any:
         ended = hyperopt.Trials()
+        # Private ``Trials._insert_trial_docs``: it takes the documents as they are (the public
+        # ``insert_trial_docs`` validates them anew); checked on hyperopt 0.3.0.
         ended._insert_trial_docs([doc for doc in trials.trials if doc["state"] not in (hyperopt.JOB_STATE_NEW, hyperopt.JOB_STATE_RUNNING)])
         ended.refresh()
         return algo(new_ids, domain, ended, seed)

@@ -96,6 +96,12 @@ def load_members(recipes: str | list[str] | tuple[str, ...] | None, task: str, s
             recipe = load_recipe(name)
         except UserError as exc:
             raise UserError(f"--recipes: {exc}") from None
+        grid = [param for param, spec in recipe.space.items() if spec["type"] == "grid"]
+        if grid:
+            # A grid is walked by grid search, which auto refuses; another searcher would keep its first value.
+            raise UserError(
+                f"--recipes: recipe {recipe.name!r} has space.{grid[0]} of type grid, which auto cannot search; make it a choice with the same values"
+            )
         if any(r.name == recipe.name for r in loaded):
             raise UserError(f"--recipes: recipe {recipe.name!r} is listed twice (or two files share its name); each family needs a name of its own")
         loaded.append(recipe)

@@ -282,7 +282,10 @@ def _log_job(top: Any, plan: SweepPlan, result: SweepResult, phase: Callable[[st
         Metric(schema.nested_metric(plan.metric, "std"), estimate.std, now, 0),
         Metric(schema.NESTED_OPTIMISM, estimate.optimism, now, 0),
     ]
-    top.client.log_batch(top.parent_run_id, metrics=metrics)
+    # A resumed job whose driver was killed while logging this has part of it already: the
+    # per-fold history would be doubled, and MLflow appends a table's rows to an existing table.
+    if schema.nested_metric(plan.metric, "mean") not in top.client.get_run(top.parent_run_id).data.metrics:
+        top.client.log_batch(top.parent_run_id, metrics=metrics)
     import json
 
     import pandas as pd
@@ -290,7 +293,8 @@ def _log_job(top: Any, plan: SweepPlan, result: SweepResult, phase: Callable[[st
     table = pd.DataFrame(
         [{"fold": f.fold, "score": f.score, "inner_best": f.inner_best, "config": json.dumps(f.config, default=str)} for f in estimate.folds]
     )
-    top.client.log_table(top.parent_run_id, table, schema.NESTED_FOLDS_FILE)
+    if schema.NESTED_FOLDS_FILE not in {a.path for a in top.client.list_artifacts(top.parent_run_id)}:
+        top.client.log_table(top.parent_run_id, table, schema.NESTED_FOLDS_FILE)
     # The model's signature and input example come from the final sweep's split.
     prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv)
     return log_sweep_outcome(top, plan, prepared, result, phase=phase)

@@ -185,6 +185,15 @@ def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) 
     return frame
 
 
+def _made_order(result: Any) -> tuple[int, str]:
+    """Where a trial came in the order Tune made it: the counter that starts its ``experiment_tag``
+    (``"12_max_depth=..."``; both of Tune's trial generators number trials so, and keep the count
+    over a restore), then its id. Trial ids are random for every searcher but random and grid."""
+    metrics = result.metrics or {}
+    counter = str(metrics.get("experiment_tag") or "").split("_", 1)[0]
+    return (int(counter) if counter.isdigit() else 1 << 62, str(metrics.get("trial_id") or ""))
+
+
 def summarise(
     plan: SweepPlan,
     prepared: PreparedData,
@@ -204,9 +213,9 @@ def summarise(
     """
     # A trial the searcher made but the time budget ended before it started is no trial of the
     # sweep (one that started is, even if it reported nothing: it has a run in MLflow).
-    # In the order the trials were made (their ids; a restored Tune lists them in another): of equal
-    # bests the first is then the same trial however often the sweep is resumed.
-    results = sorted((r for r in results if str(r.path) not in never_started), key=lambda r: str((r.metrics or {}).get("trial_id") or ""))
+    # In the order the trials were made (a restored Tune lists them in another): of equal bests the
+    # first is then the same trial however often the sweep is resumed.
+    results = sorted((r for r in results if str(r.path) not in never_started), key=_made_order)
     bests = _trial_bests(results, plan)
     importance = _importance(results, plan, phase)
     leaderboard = _leaderboard(results, plan, bests)

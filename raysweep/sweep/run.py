@@ -210,9 +210,13 @@ def run_planned(
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
         stopped_by = resume["stopped_by"] if finishing else sweep_stopper.reason if sweep_stopper is not None else None
+        never_started = ledger.never_started
+        if finishing:
+            # The ledger heard nothing this time: a trial the rule ended before it started reported nothing.
+            never_started = {str(r.path) for r in results if r.error is None and "training_iteration" not in (r.metrics or {})}
         if stopped_by:
-            # Nothing is left for `raysweep resume`: say so in the record it reads.
-            sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by)
+            # No trial is left for `raysweep resume`, only the outcome until `outcome_done` says it is logged.
+            sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by, outcome_done=False)
         elif _interrupted(ledger, plan, started):
             status = "KILLED"
             raise SweepInterrupted(
@@ -221,9 +225,11 @@ def run_planned(
             )
         end_imports.join()  # no module half-imported by two threads at once
         result = summarise(
-            plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=ledger.never_started, stopped_by=stopped_by,
+            plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=never_started, stopped_by=stopped_by,
             log_model=part is None,
         )
+        if stopped_by:
+            sweep_record.update(sweep_record.sweep_dir(plan), outcome_done=True)
         if warm.record is not None:
             result.warm_start_from, result.warm_start_trials = list(warm.record["from"]), int(warm.record["trials"])
         status = "FINISHED"
@@ -321,7 +327,10 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
     from raysweep.tracking.outcome import outcome_logged
 
     # Killed after its rule fired but before its outcome (refit, test score, model): resume finishes that.
-    if record.get("stopped_by") and outcome_logged(record):
+    done = record.get("outcome_done")
+    if done is None and record.get("stopped_by"):
+        done = outcome_logged(record)  # a record from before `outcome_done` was kept: ask MLflow
+    if record.get("stopped_by") and done:
         raise NothingToResume(
             f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "
             f"Its result: raysweep report {record['name']}"

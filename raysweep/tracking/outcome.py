@@ -138,8 +138,9 @@ def _tracking_uri(uri: str) -> Iterator[None]:
 
 
 def outcome_logged(record: dict[str, Any]) -> bool:
-    """Whether the MLflow parent run of the sweep in ``record`` (a sweep record) holds its outcome: its
-    test score, logged with the refit model. A sweep without a parent run has nothing to finish: true."""
+    """Whether the MLflow parent run of the sweep in ``record`` (a sweep record) holds its test score:
+    what tells, for a record written before ``outcome_done`` was kept, that the outcome was logged.
+    A sweep without a parent run has nothing to finish: true."""
     from raysweep.tracking.queries import open_store
     from raysweep.tracking.store import resolve_tracking_uri
 
