@@ -51,7 +51,10 @@ def main() -> int:
             return 0
         kind, args = message[0], message[1:]
         if kind == "init":
+            from raysweep.tracking.writer_lock import hold
+
             writer = TrialWriter(*args)
+            lock = hold(writer.tracker.parent_run_id)  # noqa: F841 (held until this process ends)
         elif kind == "ping":
             pickle.dump((args[0], writer.unwritten() if writer is not None else None), outbox)
             outbox.flush()

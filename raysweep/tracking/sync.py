@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,6 +275,12 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         raise UserError(f"--tracking-uri {uri}: no MLflow store at {database}; pass the --tracking-uri sweep {name} logged to")
     client = MlflowClient(uri)
     parent_id, experiment_id = record["parent_run_id"], record["experiment_id"]
+    from raysweep.tracking.writer_lock import wait_for_writer
+
+    # A killed driver's writer still writes what it was sent: read MLflow once it has, or a trial
+    # it was about to create a run for would get two.
+    if not wait_for_writer(parent_id, say=lambda line: print(line, file=sys.stderr)):
+        raise UserError(f"sweep {name}: another raysweep process is still writing its MLflow runs; let it end (or stop it), then run this again")
     try:
         parent = client.get_run(parent_id)
     except Exception:

@@ -1,0 +1,58 @@
+"""One MLflow writer per sweep at a time, across processes.
+
+The writer process of a sweep holds an exclusive lock named after the sweep's parent run for as
+long as it lives. When its driver dies (SIGKILL, a lost node), the writer still writes what it had
+been sent, and only then exits; the operating system drops the lock with it. ``raysweep resume``
+and ``raysweep sync`` wait for that lock before they read MLflow, so they never create a trial's
+run that the old writer is about to create too. The lock is a file in the system's temporary
+folder (``fcntl.flock``); where there is no ``fcntl`` (Windows) there is no lock.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import IO, Callable
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+#: how long a resume waits for a killed sweep's writer to finish what it was sent
+WAIT_SECONDS = 120.0
+
+
+def _path(parent_run_id: str) -> str:
+    return os.path.join(tempfile.gettempdir(), f"raysweep-writer-{parent_run_id}.lock")
+
+
+def hold(parent_run_id: str) -> IO[bytes] | None:
+    """Take the sweep's lock for this process's lifetime (keep the returned file open)."""
+    if fcntl is None or not parent_run_id:
+        return None
+    handle = open(_path(parent_run_id), "ab")
+    fcntl.flock(handle, fcntl.LOCK_EX)  # an older writer of the same sweep finishes first
+    return handle
+
+
+def wait_for_writer(parent_run_id: str | None, say: Callable[[str], None] | None = None, timeout: float = WAIT_SECONDS) -> bool:
+    """Wait until no process writes the sweep's runs; False if one still does after ``timeout`` s."""
+    if fcntl is None or not parent_run_id or not os.path.exists(_path(parent_run_id)):
+        return True
+    deadline, told = time.monotonic() + timeout, False
+    with open(_path(parent_run_id), "ab") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                if say is not None and not told:
+                    say("raysweep: waiting for the sweep's earlier MLflow writer to write what it was sent")
+                    told = True
+                time.sleep(0.1)
+                continue
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return True

@@ -1,0 +1,49 @@
+"""The writer lock: ``raysweep resume`` / ``sync`` wait for a killed sweep's writer process, which
+still writes what it was sent, before reading MLflow (else a trial's run could be made twice)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+from raysweep.tracking.writer_lock import hold, wait_for_writer
+
+
+def test_a_sweep_without_a_writer_is_not_waited_for():
+    assert wait_for_writer(uuid.uuid4().hex, timeout=0.1)
+    assert wait_for_writer(None, timeout=0.1)
+
+
+def test_resume_waits_until_the_writer_process_ends_and_gives_up_on_one_that_does_not():
+    run_id = uuid.uuid4().hex
+    # A writer that finishes its queue for 1.5 s after its driver died, as the real one does on EOF.
+    script = textwrap.dedent(f"""
+        import sys, time
+        from raysweep.tracking.writer_lock import hold
+        lock = hold({run_id!r})
+        print("held", flush=True)
+        time.sleep(float(sys.argv[1]))
+    """)
+    writer = subprocess.Popen([sys.executable, "-c", script, "1.5"], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "held"
+    said: list[str] = []
+    started = time.monotonic()
+    assert wait_for_writer(run_id, say=said.append, timeout=30)
+    waited = time.monotonic() - started
+    assert writer.poll() is not None, "returned while the writer still ran"
+    assert 0.5 < waited < 30 and said == ["raysweep: waiting for the sweep's earlier MLflow writer to write what it was sent"]
+
+    stuck = subprocess.Popen([sys.executable, "-c", script, "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stuck.stdout.readline().strip() == "held"
+        assert not wait_for_writer(run_id, timeout=0.5)
+    finally:
+        stuck.kill()
+        stuck.wait()
+    assert wait_for_writer(run_id, timeout=5)  # a SIGKILLed writer leaves no lock behind
+    mine = hold(run_id)
+    assert mine is not None
+    mine.close()
