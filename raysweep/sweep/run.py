@@ -210,13 +210,11 @@ def run_planned(
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
         stopped_by = resume["stopped_by"] if finishing else sweep_stopper.reason if sweep_stopper is not None else None
-        never_started = ledger.never_started
-        if finishing:
-            # The ledger heard nothing this time: a trial the rule ended before it started reported nothing.
-            never_started = {str(r.path) for r in results if r.error is None and "training_iteration" not in (r.metrics or {})}
+        # A resume that only finishes the outcome takes the trials that never started from the record.
+        never_started = set(resume.get("never_started", ())) if finishing else ledger.never_started
         if stopped_by:
             # No trial is left for `raysweep resume`, only the outcome until `outcome_done` says it is logged.
-            sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by, outcome_done=False)
+            sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by, outcome_done=False, never_started=sorted(never_started))
         elif _interrupted(ledger, plan, started):
             status = "KILLED"
             raise SweepInterrupted(
