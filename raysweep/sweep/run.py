@@ -145,12 +145,14 @@ def run_planned(
 
     from raysweep.sweep.ledger import TrialLedger
 
-    from raysweep.sweep.saved_state import StateCopy, saved_results
+    from raysweep.sweep.saved_state import DropFinishedCheckpoints, StateCopy, saved_results
 
     ledger = TrialLedger(sweep_stopper)
     callbacks += [JsonLoggerCallback(), ledger]
     if not sweep_record.is_uri(plan.storage):
         callbacks.append(StateCopy(Path(plan.storage, plan.name)))
+        if not strategies.get_scheduler(plan.scheduler).population:  # PBT copies checkpoints between trials
+            callbacks.append(DropFinishedCheckpoints())
     if plan.auto is not None:
         from raysweep.sweep import auto
 
@@ -190,7 +192,7 @@ def run_planned(
                 verbose=2 if verbose else 0,
                 failure_config=FailureConfig(max_failures=plan.max_failures),
                 # A finished trial is never restored (the best config is refit): no checkpoint at its end.
-                checkpoint_config=CheckpointConfig(num_to_keep=4 if strategies.get_scheduler(plan.scheduler).population else 2, checkpoint_at_end=False),
+                checkpoint_config=CheckpointConfig(num_to_keep=4 if strategies.get_scheduler(plan.scheduler).population else None, checkpoint_at_end=False),
             ),
         )
         sweep_record.save_plan(plan, tracker, warm.record, part.tags.get(schema.NESTED_JOB) if part else None)

@@ -26,6 +26,23 @@ STATE_PATTERN = "experiment_state-*.json"
 COPY_FOLDER = ".raysweep-state"
 
 
+class DropFinishedCheckpoints(Callback):
+    """Deletes a trial's checkpoints once it has completed (a completed trial is never restored).
+
+    Tune's ``num_to_keep`` deletes a running trial's older checkpoints as it goes, and its
+    experiment state, saved every few seconds, can still name one of them when the driver is
+    killed: the resumed trial then fails with "Could not recover from checkpoint as it does not
+    exist on storage anymore". raysweep therefore keeps a running trial's checkpoints (at most one
+    per step of the trials in flight) and deletes them all when the trial completes.
+    """
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        folder = Path(str(trial.path))
+        if folder.is_dir():  # a local folder; a URI's checkpoints stay where they are
+            for checkpoint in folder.glob("checkpoint_*"):
+                shutil.rmtree(checkpoint, ignore_errors=True)
+
+
 class StateCopy(Callback):
     """Copies Tune's experiment state each time Tune has saved it whole.
 
