@@ -143,7 +143,8 @@ def test_a_sweep_with_address_runs_on_several_nodes_and_logs_every_trial(
     # trial that tried to read it would not find it. The driver reads it, the trials get the
     # arrays through the object store, and the file is deleted as soon as the driver has read it.
     # Big enough for a trial to last a few seconds: with actor reuse, trials shorter than a Ray
-    # worker's start-up all run on the first actor, on one node.
+    # worker's start-up all run on the first actor, on one node (at 200 rounds, since XGBoost keeps
+    # its matrix between steps, all six once ran on one node on an idle machine).
     X, y = make_classification(n_samples=12000, n_features=30, n_informative=15, random_state=0)
     data = tmp_path / "customers.csv"
     pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]).assign(target=y).to_csv(data, index=False)
@@ -152,7 +153,7 @@ def test_a_sweep_with_address_runs_on_several_nodes_and_logs_every_trial(
     driver = subprocess.Popen(
         [sys.executable, "-m", "raysweep", "run", "xgboost", "--dataset", "customers.csv", "--target", "target",
          "--address", cluster.address, "--num-samples", "6", "--scheduler", "fifo", "--searcher", "random",
-         "--set", "resource.max=200", "--set", "space.max_depth.high=5", "--storage", str(tmp_path / "results"),
+         "--set", "resource.max=600", "--set", "space.max_depth.high=5", "--storage", str(tmp_path / "results"),
          "--tracking-uri", mlflow_server, "--experiment", experiment, "--json"],
         cwd=tmp_path, env=cluster.driver_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

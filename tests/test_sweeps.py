@@ -339,20 +339,31 @@ def test_refit_model_test_score_with_probabilities(ray_local, tmp_path):
 def test_checkpoint_every_sets_how_often_a_running_trial_is_checkpointed(ray_local, tmp_path):
     overrides = ["resource.max=80"]  # 4 steps of 20 trees, a fraction of a second each
 
-    def checkpoints(every: float | None) -> dict[str, int]:
+    def checkpoints(every: float | None) -> dict[str, tuple[list[int], str | None, int]]:
+        """Per trial: the steps checkpointed, Tune's latest checkpoint, and checkpoint folders left."""
+        from ray.tune import ExperimentAnalysis
+
         options = {} if every is None else {"checkpoint_every": every}
         result = sweep(tmp_path / str(every), "random_forest", "breast_cancer", scheduler="fifo", searcher="random",
                        num_samples=2, max_concurrent=2, overrides=overrides, **options)
         check_result(result, "random_forest", 2, overrides)
-        trials = [path.parent for path in Path(result.storage_path).glob("*/result.json")]
-        return {trial.name: len(list(trial.glob("checkpoint_*"))) for trial in trials}
+        latest = {Path(trial.path).name: trial.checkpoint for trial in ExperimentAnalysis(result.storage_path).trials}
+        found = {}
+        for path in Path(result.storage_path).glob("*/result.json"):
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            checkpoint = latest[path.parent.name]
+            found[path.parent.name] = ([row["training_iteration"] for row in rows if row.get("should_checkpoint")],
+                                       None if checkpoint is None else Path(checkpoint.path).name,
+                                       len(list(path.parent.glob("checkpoint_*"))))
+        return found
 
-    # After every unfinished step (steps 1-3); Ray keeps the last two of each trial.
+    # After every unfinished step (steps 1-3): Tune's latest is its third checkpoint. A completed
+    # trial is never restored, so its checkpoints are deleted when it completes.
     every_step = checkpoints(0)
-    assert len(every_step) == 2 and set(every_step.values()) == {2}, every_step
+    assert len(every_step) == 2 and all(v == ([1, 2, 3], "checkpoint_000002", 0) for v in every_step.values()), every_step
     # The default, 10 s, is longer than these trials: none is checkpointed, and none is needed.
     by_default = checkpoints(None)
-    assert len(by_default) == 2 and set(by_default.values()) == {0}, by_default
+    assert len(by_default) == 2 and all(v == ([], None, 0) for v in by_default.values()), by_default
 
 
 # -- "best" is the best step: the live line, the result, the leaderboard, MLflow and the refit agree --------------------
