@@ -122,3 +122,60 @@ def test_a_nested_validation_killed_with_sigkill_resumes_its_unfinished_sweeps_o
     again = CliRunner().invoke(main, ["resume", NAME, "--storage", str(tmp_path / "raysweep_results")], prog_name="raysweep")
     assert again.exit_code == 0, again.output
     assert again.stderr.strip() == f"raysweep: nested validation {NAME} is complete; nothing to resume. Its result: raysweep report {NAME}"
+
+
+def test_a_nested_validation_stopped_with_ctrl_c_exits_130_and_resumes_to_one_finished_tree(ray_local, tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while the inner sweeps run in
+    their threads: raysweep handles it itself (Ray Tune's handler is the main thread's only)."""
+    name, k, trials = "stopped", 2, 2
+    parts = [f"{name}-fold{i}" for i in range(1, k + 1)] + [f"{name}-final"]
+    uri = sqlite_uri(tmp_path)
+    address = ray_local.get_runtime_context().gcs_address
+    sweep = Sweep(
+        ["run", "random_forest", "--dataset", "breast_cancer", "--nested-cv", str(k), "--num-samples", str(trials),
+         "--scheduler", "fifo", "--searcher", "random", "--set", "resource.max=200", "--name", name, "--tracking-uri", uri,
+         "--json", "--address", address],
+        tmp_path,
+    )  # fmt: skip
+    client = client_for(uri)
+    try:
+
+        def a_trial_run_is_open() -> bool:
+            assert sweep.running(), sweep.err.read_text()[-3000:]
+            experiment = client.get_experiment_by_name("raysweep-breast_cancer")
+            runs = client.search_runs([experiment.experiment_id]) if experiment is not None else []
+            return any(schema.TRIAL_ID in run.data.tags and run.info.status == "RUNNING" for run in runs)
+
+        wait_for(a_trial_run_is_open, 180, "a fold's trial run to open", every=0.1)
+        os.killpg(sweep.pid, signal.SIGINT)
+        stopped = sweep.wait(120)
+    finally:
+        sweep.stop()
+    assert stopped.returncode == 130, (stopped.returncode, stopped.stderr[-3000:])
+    assert f"raysweep resume {name}" in stopped.stderr and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    assert not stopped.left_behind, stopped.left_behind
+    job_record = json.loads((tmp_path / "raysweep_results" / name / "raysweep_sweep.json").read_text())
+    assert not job_record.get(JOB_DONE), "the job ended before the Ctrl-C"
+    experiment = client.get_experiment_by_name("raysweep-breast_cancer").experiment_id
+    at_stop = client.search_runs([experiment], max_results=1000)
+    assert "RUNNING" not in {run.info.status for run in at_stop}, [(r.info.run_name, r.info.status) for r in at_stop]
+    (top,) = [run for run in at_stop if schema.PARENT_RUN_ID not in run.data.tags]
+    assert top.info.status == "KILLED"
+
+    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert not done.left_behind, done.left_behind
+    nested = summary_of(done.stdout)["nested"]
+    assert [fold["fold"] for fold in nested["folds"]] == list(range(1, k + 1)), nested
+    runs = client.search_runs([experiment], max_results=1000)
+    assert sorted({run.info.status for run in runs}) == ["FINISHED"], [(r.info.run_name, r.info.status) for r in runs]
+    children = {}
+    for run in runs:
+        children.setdefault(run.data.tags.get(schema.PARENT_RUN_ID), []).append(run)
+    (job,) = children[None]
+    assert job.info.run_id == top.info.run_id
+    assert sorted(run.info.run_name for run in children[job.info.run_id]) == sorted(parts)
+    for part in children[job.info.run_id]:
+        ids = [run.data.tags[schema.TRIAL_ID] for run in children.get(part.info.run_id, [])]
+        assert len(ids) == len(set(ids)) == trials, (part.info.run_name, ids)
+    assert len(runs) == 1 + (k + 1) * (1 + trials)
