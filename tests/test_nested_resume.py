@@ -73,6 +73,15 @@ def test_a_nested_validation_killed_with_sigkill_resumes_its_unfinished_sweeps_o
     assert top.info.status == "RUNNING"
     print(f"killed with {sorted(before)} ended")
 
+    # `raysweep sync JOB` closes what the kill left open, sweep by sweep, and the job's run as KILLED.
+    synced = raysweep("sync", NAME, "--json", cwd=tmp_path, timeout=120)
+    assert synced.returncode == 0, synced.stderr[-3000:]
+    report = summary_of(synced.stdout)
+    assert report["nested_job"] == NAME and report["job_status"] == "KILLED", report
+    assert sorted([r["sweep"] for r in report["sweeps"]] + report["never_started"]) == sorted(PARTS), report
+    statuses = {run.info.run_name: run.info.status for run in client.search_runs([experiment], max_results=1000)}
+    assert "RUNNING" not in statuses.values(), statuses
+
     done = raysweep("resume", NAME, "--json", cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]

@@ -342,6 +342,23 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
     return report
 
 
+def end_job_run(record: dict[str, Any], done: bool, tracking_uri: str | None = None) -> str | None:
+    """A nested validation's own run, once its sweeps are synced: FINISHED if the job wrote its
+    outcome, otherwise KILLED (``raysweep resume`` writes the rest). None when it was not RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.tracking.store import resolve_tracking_uri
+
+    if not record.get("parent_run_id"):
+        return None
+    client = MlflowClient(resolve_tracking_uri(tracking_uri or record["options"].get("tracking_uri")))
+    if client.get_run(record["parent_run_id"]).info.status != "RUNNING":
+        return None
+    status = "FINISHED" if done else "KILLED"
+    client.set_terminated(record["parent_run_id"], status=status)
+    return status
+
+
 def _resource_of(record: dict[str, Any]) -> tuple[bool, int]:
     """Whether the sweep's resource is a whole number, and its steps: an auto sweep's are its common scale."""
     from raysweep.families import get_family
