@@ -131,7 +131,11 @@ def section(records: list[dict[str, Any]]) -> list[str]:
             f"{100 * r['training_share']:.0f}% | {cpu} |"
         )
     lines += ["", f"XGBoost, {TRIALS} trials per sweep, K = {K}; goals: at least 85% training share at once on 2 cores, "
-                  "and the job no slower than its K+1 sweeps one after another.", ""]
+                  "and the job no slower than its K+1 sweeps one after another. Training share: the trainable's "
+                  "`step_time` summed over every trial of the job (wall time inside steps, which a contended core "
+                  "inflates). CPU share: the CPU seconds /proc gave the trial processes (titled `ray::ResourceTrainable`, "
+                  "Tune's `with_resources` wrapper; records made before 2026-12-01 counted only `ray::SweepTrainable` "
+                  "titles and read low).", ""]
     broken = [r for r in sorted(measured, key=lambda r: (r["dataset"], r["schedule"])) if r.get("cpu_breakdown")]
     if broken:
         lines += [

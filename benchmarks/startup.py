@@ -162,10 +162,15 @@ class TrialCpuSampler:
     /proc/stat, so that a low share can be put down to the job's own overhead or to other load.
     """
 
-    def __init__(self, actor_name: str = "SweepTrainable", every: float = 0.5) -> None:
+    #: the process titles of trial actors: Ray titles an actor's process ``ray::<Class>.<method>``;
+    #: ``tune.with_resources`` wraps raysweep's trainable in Tune's ``ResourceTrainable``, so a trial
+    #: mostly shows as ``ray::ResourceTrainable.train``, and as raysweep's own class otherwise
+    ACTOR_NAMES = ("SweepTrainable", "AutoTrainable", "ResourceTrainable")
+
+    def __init__(self, actor_names: tuple[str, ...] = ACTOR_NAMES, every: float = 0.5) -> None:
         import threading
 
-        self.actor_name, self.every = actor_name, every
+        self.actor_names, self.every = actor_names, every
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.kinds: dict[int, str] = {}
@@ -179,7 +184,7 @@ class TrialCpuSampler:
     def _kind(self, pid: int, command: str) -> str:
         if pid == os.getpid():
             return "driver"
-        if command.startswith("ray::") and self.actor_name in command:
+        if command.startswith("ray::") and any(name in command for name in self.actor_names):
             return "trials"
         if "_writer_process" in command:
             return "writer"
