@@ -12,6 +12,8 @@ INSTALL_HINT = 'pip install -e ".[bench]"'
 OPTIONAL: dict[str, tuple[str, ...]] = {
     "optuna": ("optuna",),
     "flaml": ("flaml", "flaml.automl"),
+    # FLAML with its default estimator_list, whose LightGBM learner is always in it
+    "flaml_default": ("flaml", "flaml.automl", "lightgbm"),
 }
 
 

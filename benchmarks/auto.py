@@ -26,9 +26,9 @@ TOOL_LABELS = {
     "auto": "raysweep run auto (4 families)",
     "auto_patience": f"raysweep run auto --patience {PATIENCE}",
     **{f"single_{name}": f"raysweep {name} alone" for name in SINGLE_RECIPES},
-    "flaml_default": "FLAML, default estimator_list (no MLP; its SVC is linear only)",
+    "flaml_default": "FLAML, default estimator_list (no MLP; its SVC is linear only; NaN filled with train medians)",
 }
-PEERS = {"flaml_default": "flaml"}
+PEERS = {"flaml_default": "flaml_default"}
 
 
 def cells(settings: Settings) -> list[dict[str, Any]]:
@@ -94,12 +94,22 @@ def _flaml(cell: dict[str, Any], settings: Settings, spec: Any, dataset: Any, sc
     from benchmarks._peers import require
     from raysweep.families import get_family
 
+    import numpy as np
+
     automl_module = require("flaml.automl")
     split = make_split(dataset, get_family("xgboost"), cell["seed"])
+    X_train, X_val, X_test = split.X_train, split.X_val, split.X_test_for_train_encoder
+    if np.isnan(X_train).any() or np.isnan(X_val).any() or np.isnan(X_test).any():
+        # FLAML's linear learners refuse NaN in arrays (california_housing's total_bedrooms has
+        # some): fill each column with its median on the training rows, for every learner alike.
+        from sklearn.impute import SimpleImputer
+
+        imputer = SimpleImputer(strategy="median").fit(X_train)
+        X_train, X_val, X_test = (imputer.transform(X) for X in (X_train, X_val, X_test))
     automl = automl_module.AutoML()
     started = time.perf_counter()
     automl.fit(
-        X_train=split.X_train, y_train=split.y_train, X_val=split.X_val, y_val=split.y_val, task=split.task,
+        X_train=X_train, y_train=split.y_train, X_val=X_val, y_val=split.y_val, task=split.task,
         metric=_FLAML_METRICS[spec.metric], time_budget=1 if settings.smoke else settings.budget,
         n_jobs=settings.concurrency, seed=cell["seed"], eval_method="holdout", retrain_full=True,
         log_file_name=str(scratch / "flaml.log"), verbose=0, mlflow_logging=False,
@@ -108,7 +118,7 @@ def _flaml(cell: dict[str, Any], settings: Settings, spec: Any, dataset: Any, sc
     return {
         "elapsed_s": time.perf_counter() - started,
         "validation": _flaml_score(spec.metric, float(automl.best_loss)),
-        "test": test_scores(split, model, (spec.metric,), X_test=split.X_test_for_train_encoder)[spec.metric],
+        "test": test_scores(split, model, (spec.metric,), X_test=X_test)[spec.metric],
         "trials": sum(1 for line in (scratch / "flaml.log").read_text().splitlines() if '"validation_loss"' in line)
         if (scratch / "flaml.log").exists() else None,
         "best_estimator": automl.best_estimator,
