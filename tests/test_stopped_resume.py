@@ -48,7 +48,7 @@ def test_resume_finishes_the_outcome_of_a_sweep_stopped_by_its_rule_and_killed_d
     assert result.parent_run_id == parent_id and result.stopped_by == record["stopped_by"]
     assert result.num_trials == len(trials_before) < 8, "no trial ran again, none was added"
     # A trial Tune had made but the rule ended before it started is no trial of the sweep.
-    assert len(result.leaderboard) == result.num_trials
+    assert len(result.leaderboard) == result.num_trials and result.leaderboard["val_accuracy"].notna().all()
     parent = client.get_run(parent_id)
     assert parent.info.status == "FINISHED"
     assert 0.85 < parent.data.metrics[test_key] == pytest.approx(result.test_score)

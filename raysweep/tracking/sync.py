@@ -347,11 +347,13 @@ def end_job_run(record: dict[str, Any], done: bool, tracking_uri: str | None = N
     outcome, otherwise KILLED (``raysweep resume`` writes the rest). None when it was not RUNNING."""
     from mlflow.tracking import MlflowClient
 
-    from raysweep.tracking.store import resolve_tracking_uri
+    from raysweep.tracking.store import check_reachable, resolve_tracking_uri
 
     if not record.get("parent_run_id"):
         return None
-    client = MlflowClient(resolve_tracking_uri(tracking_uri or record["options"].get("tracking_uri")))
+    uri = resolve_tracking_uri(tracking_uri or record["options"].get("tracking_uri"))
+    check_reachable(uri)  # one line, not a traceback, when no sweep of the job got as far as syncing
+    client = MlflowClient(uri)
     if client.get_run(record["parent_run_id"]).info.status != "RUNNING":
         return None
     status = "FINISHED" if done else "KILLED"
