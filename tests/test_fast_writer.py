@@ -697,3 +697,26 @@ def test_inline_writer_records_a_pbt_exploit_once(store_uri: str, monkeypatch: p
     assert len(tracker.exploits) == 1
     tags = trial_runs(store_uri, tracker.parent_run_id)["trial-0000"].data.tags
     assert tags["raysweep.pbt.exploits"] == "1"
+
+
+class _TrialAfterRay:
+    """A Tune trial once Ray has shut down: Tune can no longer say where its folder is."""
+
+    def __init__(self, trial_id: str, folder: str | None) -> None:
+        self.trial_id, self._folder = trial_id, folder
+
+    @property
+    def local_path(self) -> str:
+        if self._folder is None:
+            raise AssertionError("Ray must be initialized to get the session dir.")
+        return self._folder
+
+
+def test_a_writer_replaced_after_ray_shut_down_replays_the_folders_seen_at_the_experiment_end() -> None:
+    from raysweep.tracking.callback import trial_folders
+
+    seen = trial_folders([_TrialAfterRay(A, "/r/a"), _TrialAfterRay(B, "/r/b")], {})
+    assert seen == {A: "/r/a", B: "/r/b"}
+    # After Ray's shutdown: the folders seen earlier; one Tune can still name is taken as it is now
+    assert trial_folders([_TrialAfterRay(A, None), _TrialAfterRay(B, "/r/b2")], seen) == {A: "/r/a", B: "/r/b2"}
+    assert trial_folders([_TrialAfterRay(C, None)], {}) == {}

@@ -862,6 +862,7 @@ def test_a_writer_killed_while_the_tracking_server_is_away_exits_1_and_names_ray
     finally:
         sweep.stop()
     assert done.returncode == 1, done.stderr[-4000:]
+    assert done.stdout.strip(), f"no summary on stdout; stderr:\n{done.stderr[-4000:]}"
     summary = summary_of(done.stdout)  # the sweep's result is printed all the same
     assert (summary["num_trials"], summary["num_errors"]) == (4, 0), summary
     assert "Traceback" not in done.stderr, done.stderr[-3000:]

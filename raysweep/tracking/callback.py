@@ -92,6 +92,8 @@ class MLflowTrialCallback(Callback):
         #: how each writer that died ended ("was killed by SIGKILL")
         self._deaths: list[str] = []
         self._stopped = False
+        #: trial id -> the folder Ray records the trial's results in, as of the experiment's end
+        self._folders: dict[str, str] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks with the experiment; a restored sweep makes a new one.
@@ -161,7 +163,7 @@ class MLflowTrialCallback(Callback):
             return False
         self._channel = channel
         self._exploits_sent = len(tracker.exploits)
-        channel.send("replay", [str(trial.local_path) for trial in self._trials if getattr(trial, "local_path", None)])
+        channel.send("replay", list(trial_folders(self._trials, self._folders).values()))
         for message in self._ended.values():
             channel.send(*message)
         for message in self._final:
@@ -203,6 +205,8 @@ class MLflowTrialCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._trials = trials
+        # Taken while Ray runs: a writer found dead after Ray has shut down still gets them.
+        self._folders = trial_folders(trials, {})
         self._final.append(("experiment_ended", [_TrialView.of(trial) for trial in trials]))
         # Not waited for here: the writer catches up while the sweep refits its best config and
         # logs its outcome, and the sweep's end (close_open_runs) waits for it.
@@ -250,6 +254,23 @@ class MLflowTrialCallback(Callback):
         if dead:
             return f"{what}, and so did the {len(self._deaths) - 1} started in its place"
         return f"{what}, and the one started in its place did not finish within {DRAIN_WAIT_S:.0f} s"
+
+
+def trial_folders(trials: list, known: dict[str, str]) -> dict[str, str]:
+    """Trial id -> the folder Ray records the trial's results in.
+
+    Tune works the folder out from Ray's session, so once Ray has shut down (the sweep's end
+    may find its writer dead only then) the folders ``known`` from earlier are used.
+    """
+    folders = dict(known)
+    for trial in trials:
+        try:
+            folder = trial.local_path
+        except Exception:  # Ray has shut down
+            continue
+        if folder:
+            folders[trial.trial_id] = str(folder)
+    return folders
 
 
 class _InlineChannel:
