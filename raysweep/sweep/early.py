@@ -73,11 +73,24 @@ def import_modules(names: list[str]) -> threading.Thread:
 
     def work() -> None:
         for name in names:
-            importlib.import_module(name)
+            try:
+                importlib.import_module(name)
+            except ImportError:  # the step that needs it says so
+                continue
         if "matplotlib" in names:
             import matplotlib
 
             matplotlib.use("Agg")
+        if "mlflow.models" in names:
+            # MLflow checks a logged model's requirements against what is installed, from a map of
+            # every installed distribution that it builds once (half a second): built here, it is
+            # off the end of the sweep. Private: without it, log_model builds the map itself.
+            try:
+                from mlflow.utils.requirements_utils import _init_modules_to_packages_map
+
+                _init_modules_to_packages_map()
+            except Exception:
+                pass
 
     return in_background("imports", work)
 
@@ -90,7 +103,7 @@ def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance:
         names += ["optuna", "optuna.importance"]
     if tracked:
         flavor = family.native_flavor(has_categories) or "sklearn"
-        names += ["matplotlib", "matplotlib.pyplot", "mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}"]
+        names += ["matplotlib", "matplotlib.pyplot", "matplotlib.collections", "mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}"]
         names += ["raysweep.tracking.outcome"]
     return names
 

@@ -221,25 +221,48 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
 
     from raysweep.best import better
 
+    from matplotlib.collections import LineCollection
+
     paths = []
     fig, ax = plt.subplots(figsize=(8, 5))
     best_point: tuple[float, float] | None = None
     # The best trials are named in the legend (with their best score), so their lines can be told apart.
     named = top_trials(history, mode, LEGEND_TRIALS)
-    for trial_id, points in history.items():
+    # The other trials go in as one collection each of lines, points and ends: one artist per trial
+    # makes drawing a sweep of thousands of trials take seconds.
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    lines, line_colors, dots, dot_colors, ends, end_colors = [], [], [], [], [], []
+    handles: dict[str, Any] = {}  # the named trials' lines, for the legend, best first
+    for index, (trial_id, points) in enumerate(history.items()):
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        label = f"{schema.trial_name(trial_id)}: {named[trial_id]:.5g}" if trial_id in named else "_nolegend_"
-        (line,) = ax.plot(xs, ys, marker=".", linewidth=2 if trial_id in named else 1, alpha=0.9 if trial_id in named else 0.5, label=label)
-        if xs:  # where each trial ended: early stops end short of the right edge
-            ax.plot(xs[-1:], ys[-1:], marker="o", markersize=5, color=line.get_color())
+        color = colors[index % len(colors)]
+        if trial_id in named:
+            (handles[trial_id],) = ax.plot(xs, ys, marker=".", linewidth=2, alpha=0.9, color=color, label=f"{schema.trial_name(trial_id)}: {named[trial_id]:.5g}")
+            if xs:  # where each trial ended: early stops end short of the right edge
+                ax.plot(xs[-1:], ys[-1:], marker="o", markersize=5, color=color)
+        elif xs:
+            if len(xs) > 1:
+                lines.append(list(zip(xs, ys)))
+                line_colors.append(color)
+            dots += zip(xs, ys)
+            dot_colors += [color] * len(xs)
+            ends.append((xs[-1], ys[-1]))
+            end_colors.append(color)
         for x, y, _ in points:
             if better(y, best_point[1] if best_point else None, mode):
                 best_point = (x, y)
+    if lines:
+        ax.add_collection(LineCollection(lines, colors=line_colors, linewidths=1, alpha=0.5))
+    if dots:
+        ax.scatter(*zip(*dots), s=4, c=dot_colors, alpha=0.5)
+        ax.scatter(*zip(*ends), s=25, c=end_colors)
+    ax.autoscale_view()
+    legend = [handles[trial_id] for trial_id in named]
     if best_point is not None:
-        ax.plot([best_point[0]], [best_point[1]], marker="*", markersize=14, color="black", linestyle="none",
-                label=f"best step: {metric_key} {best_point[1]:.5g} at {resource_name} {best_point[0]:g}")
-    if best_point is not None or named:
-        ax.legend(loc="best", fontsize="small", title=f"best {len(named)} of {len(history)} trials" if named else None)
+        legend += ax.plot([best_point[0]], [best_point[1]], marker="*", markersize=14, color="black", linestyle="none",
+                          label=f"best step: {metric_key} {best_point[1]:.5g} at {resource_name} {best_point[0]:g}")
+    if legend:
+        ax.legend(handles=legend, loc="best", fontsize="small", title=f"best {len(named)} of {len(history)} trials" if named else None)
     ax.set_xlabel(resource_name)
     ax.set_ylabel(metric_key)
     ax.set_title(f"{metric_key} by {resource_name} for every trial (short lines stopped early)")

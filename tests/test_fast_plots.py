@@ -1,0 +1,40 @@
+"""The sweep's two plots, drawn from a synthetic trial history. No Ray, no MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from raysweep.tracking.outcome import write_plots  # noqa: E402
+from raysweep.tracking.schema import trial_name  # noqa: E402
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figures write_plots draws, kept open to be looked at."""
+    kept: list = []
+    monkeypatch.setattr(plt, "close", kept.append)
+    return kept
+
+
+def test_every_point_of_every_trial_is_drawn_and_the_best_five_are_named(tmp_path: Path, figures: list) -> None:
+    # 300 trials: trial i reaches i/1000 at its last step, after 1 to 3 steps of 25 trees
+    history = {f"{i:05x}": [(25.0 * s, i / 1000 - (3 - s) / 10, float(i)) for s in range(1, 2 + i % 3)] for i in range(300)}
+    paths = write_plots(history, "val_accuracy", "max", "n_estimators", tmp_path)
+
+    assert [p.name for p in paths] == ["metric_by_resource.png", "best_so_far.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)
+    by_resource = figures[0].axes[0]
+    drawn = {tuple(xy) for collection in by_resource.collections for xy in collection.get_offsets()}
+    drawn |= {xy for line in by_resource.get_lines() for xy in zip(line.get_xdata(), line.get_ydata())}
+    assert drawn >= {(x, y) for points in history.values() for x, y, _ in points}
+    legend = [text.get_text() for text in by_resource.get_legend().get_texts()]
+    # only every third trial gets to its third step, where it scores i/1000: 299, 296, ... are the best
+    assert legend[:5] == [f"{trial_name(f'{i:05x}')}: {i / 1000:.5g}" for i in (299, 296, 293, 290, 287)], legend
+    assert legend[-1] == "best step: val_accuracy 0.299 at n_estimators 75"
+    assert by_resource.get_legend().get_title().get_text() == "best 5 of 300 trials"
