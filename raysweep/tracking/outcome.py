@@ -218,10 +218,9 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
 
     from raysweep.best import better
-
-    from matplotlib.collections import LineCollection
 
     paths = []
     fig, ax = plt.subplots(figsize=(8, 5))
