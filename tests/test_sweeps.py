@@ -408,6 +408,12 @@ def test_best_step_is_the_best_score_at_any_step_with_the_config_then():
     assert board["val_accuracy"].tolist() == [0.95, 0.91]
     assert board["resource"].tolist() == [20, 20] and board["steps"].tolist() == [4, 3]
     assert board.loc[1, "config/learning_rate"] == 0.2
+    # The table's other columns do not matter; a NaN score at a step is skipped, as in the rows above.
+    rows = [{**row, "time_this_iter_s": 0.1, "date": "2026-12-01"} for row in rmse]
+    [result] = [Result(metrics=rows[-1], checkpoint=None, error=None, path="", metrics_dataframe=pd.DataFrame(rows))]
+    rmse_plan = plan_sweep("xgboost", "diabetes", overrides=["resource.per_step=10", "resource.max=40"])
+    [best] = _trial_bests([result], rmse_plan)
+    assert (best.value, best.steps) == (2.5, 3)
 
 
 def test_best_means_the_best_step_everywhere(ray_local, tmp_path, mlflow_server, capsys):

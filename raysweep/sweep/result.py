@@ -140,9 +140,19 @@ def _trial_bests(results: Any, plan: SweepPlan) -> list[Any]:
     for result in results:
         frame = getattr(result, "metrics_dataframe", None)
         # Every step's result, with the config in force at it; else only the last one is known.
-        rows = frame.to_dict("records") if frame is not None and len(frame) else [result.metrics or {}]
+        rows = _step_rows(frame, plan.metric_key) if frame is not None and len(frame) else [result.metrics or {}]
         bests.append(trial_best(rows, plan.metric_key, plan.mode, result.config or {}))
     return bests
+
+
+def _step_rows(frame: Any, metric_key: str) -> list[dict[str, Any]]:
+    """A trial's results table as rows of only the columns its best step reads (the score, the
+    step, the config): a whole-row ``to_dict`` costs ten times as much, per trial, at the sweep's end."""
+    from raysweep.best import CONFIG_PREFIX
+
+    names = [c for c in frame.columns if c in (metric_key, "training_iteration", "config") or str(c).startswith(CONFIG_PREFIX)]
+    columns = [frame[name].tolist() for name in names]
+    return [dict(zip(names, values)) for values in zip(*columns)]
 
 
 def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) -> Any:
