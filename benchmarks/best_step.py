@@ -41,7 +41,7 @@ from benchmarks._common import (
 )
 
 SUITE = "best_step"
-HEADING = "## 4. Best step or last step"
+HEADING = "## 5. Best step or last step"
 
 #: (recipe, dataset, data file and target or None for a built-in, num_samples, seeds)
 PAIRS: dict[str, tuple[str, str, tuple[str, str] | None, int, int]] = {

@@ -107,6 +107,9 @@ def write(settings: Settings, meta: dict[str, Any]) -> Path:
     from benchmarks import best_step  # its own runner (python -m benchmarks.best_step); its section lives here
 
     body += best_step.section(settings)
+    from benchmarks import searchers  # its own runner (python -m benchmarks.searchers); its section lives here
+
+    body += searchers.section(settings)
 
     lines = [TITLE, ""]
     lines += _preamble(settings, meta, records)

@@ -32,7 +32,7 @@ from benchmarks._common import (
 )  # fmt: skip
 
 SUITE = "searchers"
-HEADING = "## 5. Searchers: regret at equal trials"
+HEADING = "## 6. Searchers: regret at equal trials"
 SEARCHERS = ("gp", "optuna", "hyperopt", "anneal", "random")
 FUNCTIONS = ("branin", "hartmann6")
 CHECKPOINTS = (30, 100)
