@@ -353,10 +353,11 @@ def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
             f"| driver + MLflow writer memory per trial | {median_range(total, 2)}x | <= {MEMORY_GOAL}x |",
             "",
         ]
-    for record in ours:
+    for number, record in enumerate(ours, start=1):
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(record["mlflow_child_statuses"].items()))
+        which = f"raysweep's run {number} of {len(ours)}" if len(ours) > 1 else "raysweep's run"
         lines.append(
-            f"- MLflow after raysweep's run: {record['mlflow_parent_runs']} parent run ({record['mlflow_parent_status']}), "
+            f"- MLflow after {which}: {record['mlflow_parent_runs']} parent run ({record['mlflow_parent_status']}), "
             f"{record['mlflow_child_runs']} child runs for {record['mlflow_distinct_trials']} distinct trials ({statuses}), "
             f"{record['mlflow_runs_with_metrics']} with their validation metric; {record['mlflow_running']} left RUNNING."
         )
