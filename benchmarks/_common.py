@@ -124,6 +124,32 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def cpus_busy(seconds: float = 1.0) -> float | None:
+    """How many CPUs the machine kept busy over the next ``seconds`` (from ``/proc/stat``), while
+    this process sleeps: what other processes would take from a run started now. None off Linux.
+
+    The 1-minute load average cannot say this: it decays over minutes, so it still counts the
+    benchmark's own previous run when the next one starts.
+    """
+
+    def sample() -> tuple[int, int, int] | None:
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(x) for x in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+        return sum(fields[:8]), idle, os.cpu_count() or 1
+
+    before = sample()
+    time.sleep(seconds)
+    after = sample()
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    total, idle = after[0] - before[0], after[1] - before[1]
+    return round((total - idle) / total * after[2], 2)
+
+
 def _loadavg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]

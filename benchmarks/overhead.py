@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from benchmarks._common import Settings, start_ray, warm_mlflow
+from benchmarks._common import Settings, cpus_busy, start_ray, warm_mlflow
 from benchmarks.families import FUNCTIONS
 
 
@@ -289,16 +289,23 @@ def cells(settings: Settings) -> list[dict[str, Any]]:
 def run_cell(cell: dict[str, Any], settings: Settings, scratch: Path) -> dict[str, Any]:
     tool = TOOLS[cell["tool"]]
     load_before = os.getloadavg()[0]
+    busy_before = cpus_busy()
     outcome = tool.run(cell["workload"], cell["seed"], cell["trials"], settings, scratch)
     outcome["ms_per_trial"] = 1000 * outcome["seconds"] / max(outcome["trials"], 1)
     return {**cell, **outcome, "label": tool.label, "concurrency": tool.concurrency, "pid": os.getpid(),
-            "loadavg_before": load_before}
+            "loadavg_before": load_before, "cpus_busy_before": busy_before}
 
 
 def summary(record: dict[str, Any]) -> str:
     return (f"{record['tool']:<22} {record['workload']:<9} seed {record['seed']}: "
             f"{record['ms_per_trial']:8.1f} ms/trial over {record['trials']} trials, best {record['best']:.4g}"
-            f", turn {record.get('turn', 0) + 1}, load {record.get('loadavg_before', float('nan')):.1f} before")
+            f", turn {record.get('turn', 0) + 1}, {_busy_text(record)} before")
+
+
+def _busy_text(record: dict[str, Any]) -> str:
+    if record.get("cpus_busy_before") is not None:
+        return f"{record['cpus_busy_before']:.1f} CPUs busy"
+    return f"load {record.get('loadavg_before', float('nan')):.1f}"
 
 
 def turn_summary(records: list[dict[str, Any]]) -> list[str]:

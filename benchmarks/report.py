@@ -37,6 +37,9 @@ FLAML_R2_SLACK = 0.005
 #: the machine as busy and the numbers as preliminary (the load at its end is mostly the
 #: benchmark's own: two busy cores and Ray's processes; it is shown in the machine table)
 BUSY_LOAD_PER_CPU = 1.5
+#: an overhead run counts as started on a busy machine when other processes kept more than this
+#: many CPUs busy in the second before it (measured from /proc/stat; see benchmarks._common.cpus_busy)
+BUSY_CPUS_BEFORE = 0.3
 # Row orders; the records carry their own labels, so a report rebuilds without the suites' deps.
 _OVERHEAD_ORDER = ["raysweep_mlflow", "raysweep_nomlflow", "ray_function_reuse", "ray_class_reuse",
                    "ray_function_noreuse", "ray_class_noreuse", "optuna", "hyperopt", "flaml"]
@@ -203,11 +206,17 @@ def turn_differences(records: list[dict[str, Any]], workload: str, tool: str, re
             for runs in _turns(records, workload).values() if tool in runs and reference in runs]
 
 
+def busy_before(record: dict[str, Any], cpus: int = 2) -> bool:
+    """Whether other processes kept the machine busy just before this run started: more than
+    BUSY_CPUS_BEFORE CPUs in the second before it (older records: the 1-minute load average)."""
+    if record.get("cpus_busy_before") is not None:
+        return record["cpus_busy_before"] > BUSY_CPUS_BEFORE
+    return (record.get("loadavg_before") or 0) > BUSY_LOAD_PER_CPU * cpus
+
+
 def busy_turns(records: list[dict[str, Any]], workload: str, cpus: int = 2) -> list[tuple[int, int]]:
-    """The turns in which some run started with the 1-minute load average above the busy mark."""
-    limit = BUSY_LOAD_PER_CPU * cpus
-    return [key for key, runs in _turns(records, workload).items()
-            if any((r.get("loadavg_before") or 0) > limit for r in runs.values())]
+    """The turns in which some run started on a busy machine (see :func:`busy_before`)."""
+    return [key for key, runs in _turns(records, workload).items() if any(busy_before(r, cpus) for r in runs.values())]
 
 
 def _overhead(records: list[dict[str, Any]], settings: Settings, targets: list[list[str]]) -> list[str]:
@@ -284,8 +293,10 @@ def _overhead(records: list[dict[str, Any]], settings: Settings, targets: list[l
     if ratio_rows:
         lines += ["Ratios are taken within each turn (the tools run in turns, A B C A B C ..., each run in a fresh",
                   "worker process and Ray), and the table gives their median and range over turns. A turn counts as busy",
-                  f"when one of its runs started with the 1-minute load average above {BUSY_LOAD_PER_CPU:g} per CPU: other",
-                  "processes were competing for the cores, and its figures are less trustworthy.", ""]
+                  f"when, in the second before one of its runs started, the machine kept more than {BUSY_CPUS_BEFORE:g} CPUs busy",
+                  f"(/proc/stat; records without that measure: the 1-minute load average above {BUSY_LOAD_PER_CPU:g} per CPU,",
+                  "which still counts the suite's own previous run): other processes were competing for the cores, and",
+                  "its figures are less trustworthy.", ""]
         lines += table(["workload", "tool", "against", "ratio, median of turns (range)", "turns", "busy turns"], ratio_rows) + [""]
     for workload in workloads:
         ratios = turn_ratios(ok, workload, "raysweep_mlflow", "ray_function_reuse")

@@ -34,3 +34,35 @@ def test_ratios_are_taken_within_turns_and_busy_turns_are_counted() -> None:
     lines = turn_summary(records)
     assert "raysweep_mlflow        noop      seed 0:     30.0 ms/trial over 300 trials, median of 3 turn(s) (27.0-60.0)" in lines
     assert "raysweep_mlflow / ray_function_reuse noop: 1.00x, median of 3 turn(s) (0.90-1.50x); busy machine in 1 of them" in lines
+
+
+def test_a_run_is_busy_by_the_cpus_others_used_just_before_it_and_old_records_by_their_load() -> None:
+    from benchmarks.report import busy_before
+
+    # Measured: a high load average left by the suite's own previous run does not make it busy.
+    assert not busy_before({"cpus_busy_before": 0.05, "loadavg_before": 3.5})
+    assert busy_before({"cpus_busy_before": 1.2, "loadavg_before": 0.2})
+    # Records from before the measure keep the load-average rule.
+    assert busy_before({"loadavg_before": 3.5}) and not busy_before({"loadavg_before": 2.5})
+    records = [{**_record("raysweep_mlflow", 0, 30.0, load=4.0), "cpus_busy_before": 0.1}, _record("ray_function_reuse", 0, 30.0),
+               {**_record("raysweep_mlflow", 1, 30.0), "cpus_busy_before": 1.5}, _record("ray_function_reuse", 1, 30.0)]
+    assert busy_turns(records, "noop") == [(0, 1)]
+
+
+def test_cpus_busy_sees_a_process_that_spins_beside_it() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from benchmarks._common import cpus_busy
+
+    quiet = cpus_busy(0.5)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = cpus_busy(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert quiet is not None and 0 <= quiet <= 2 * (os.cpu_count() or 1)
+    # One core spun the whole half second (less a moment to start); other work only adds to it.
+    assert busy is not None and busy >= 0.7, busy
