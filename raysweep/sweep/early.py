@@ -95,16 +95,18 @@ def import_modules(names: list[str]) -> threading.Thread:
     return in_background("imports", work)
 
 
-def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance: bool) -> list[str]:
-    """The modules the end of a sweep imports: Optuna for the importance; when tracked, the plots'
-    and the model's (MLflow's flavor for the refit model, its signature inference)."""
+def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance: bool, charts: bool = True) -> list[str]:
+    """The modules the end of a sweep imports: Optuna for the importance; when tracked, the model's
+    (MLflow's flavor for the refit model, its signature inference) and, with ``charts`` (drawn in
+    this process, not by a drawing process), matplotlib."""
     names = []
     if importance:
         names += ["optuna", "optuna.importance"]
     if tracked:
         flavor = family.native_flavor(has_categories) or "sklearn"
-        names += ["matplotlib", "matplotlib.pyplot", "matplotlib.collections", "mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}"]
-        names += ["raysweep.tracking.outcome"]
+        if charts:
+            names += ["matplotlib", "matplotlib.pyplot", "matplotlib.collections"]
+        names += ["mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}", "raysweep.tracking.outcome"]
     return names
 
 

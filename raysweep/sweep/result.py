@@ -215,11 +215,13 @@ def summarise(
     never_started: set[str] = frozenset(),
     stopped_by: str | None = None,
     log_model: bool = True,
+    drawer: Any = None,
 ) -> SweepResult:
     """The sweep's result from Tune's: leaderboard, the best config refit and scored, its outcome in MLflow.
 
     ``phase`` hears what is being done as it starts (the refit, each step of the logging); without
     it nothing is said. ``stopped_by`` says why the sweep's own rule ended it early, if it did.
+    ``drawer`` draws the charts in a process of its own (:mod:`raysweep.tracking.drawing`).
     """
     # A trial the searcher made but the time budget ended before it started is no trial of the
     # sweep (one that started is, even if it reported nothing: it has a run in MLflow).
@@ -296,7 +298,7 @@ def summarise(
         from raysweep.tracking.outcome import log_sweep_outcome
 
         lineage = _lineage_series(results, plan) if _population(plan) else None
-        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase, lineage=lineage, model=log_model)
+        result.model_uri = log_sweep_outcome(tracker, plan, prepared, result, phase=phase, lineage=lineage, model=log_model, drawer=drawer)
     return result
 
 

@@ -28,6 +28,7 @@ from raysweep.sweep.result import SweepResult, summarise
 from raysweep.sweep.tags import sweep_tags
 from raysweep.sweep.warm_start import warm_start_for
 from raysweep.tracking import schema
+from raysweep.tracking.drawing import start_drawer
 
 
 def run_planned(
@@ -202,7 +203,9 @@ def run_planned(
         # Ray's PBT draws its explore/exploit decisions from Python's global random module.
         random.seed(plan.seed)
     population = strategies.get_scheduler(plan.scheduler).population
-    end_imports = early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None, importance=not population))
+    drawer = start_drawer() if tracker is not None else None  # the charts, drawn beside the model's logging (PBT's lineage here)
+    end_imports = early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None,
+                                                         importance=not population, charts=drawer is None or population))
     status = "FAILED"
     ray_release = None
     try:
@@ -226,7 +229,7 @@ def run_planned(
         end_imports.join()  # no module half-imported by two threads at once
         result = summarise(
             plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=never_started, stopped_by=stopped_by,
-            log_model=part is None,
+            log_model=part is None, drawer=drawer,
         )
         if stopped_by:
             sweep_record.update(sweep_record.sweep_dir(plan), outcome_done=True)
@@ -242,6 +245,8 @@ def run_planned(
                 phase("waiting for the MLflow writer")
             lacking = tracker.finish(status) if tracker is not None else None
         finally:
+            if drawer is not None:
+                drawer.close()
             if view is not None:
                 view.close()
             if ray_release is not None:

@@ -190,11 +190,12 @@ def write_importance_plot(importance: Importance, metric_key: str, sweep: str, f
     return path
 
 
-def log_importance(tracker: Any, importance: Importance, metric_key: str, sweep: str, folder: Path) -> None:
-    """The importance on the parent run: ``importance/<param>`` metrics and ``plots/importance.png``, or the reason for none."""
+def log_importance(tracker: Any, importance: Importance, metric_key: str, sweep: str, folder: Path, plot: Path | None = None) -> None:
+    """The importance on the parent run: ``importance/<param>`` metrics and ``plots/importance.png``
+    (``plot`` when it is drawn already), or the reason for none."""
     if importance.skipped:
         tracker.log_summary(metrics={}, params={}, tags={schema.IMPORTANCE_SKIPPED: importance.skipped})
         return
     metrics = {schema.importance_metric(name): share for name, share in importance.values.items()}
     tracker.log_summary(metrics=metrics, params={}, tags={schema.IMPORTANCE_TRIALS: str(importance.trials)})
-    tracker.log_artifact(str(write_importance_plot(importance, metric_key, sweep, folder)), schema.PLOTS_DIR)
+    tracker.log_artifact(str(plot or write_importance_plot(importance, metric_key, sweep, folder)), schema.PLOTS_DIR)

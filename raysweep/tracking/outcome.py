@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from raysweep.tracking import schema
+from raysweep.tracking.drawing import drawn
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ LEADERBOARD_FILE = schema.LEADERBOARD_FILE
 
 def log_sweep_outcome(
     tracker: Any, plan: Any, prepared: Any, result: Any, phase: Callable[[str], None] | None = None,
-    lineage: dict[str, Any] | None = None, model: bool = True,
+    lineage: dict[str, Any] | None = None, model: bool = True, drawer: Any = None,
 ) -> str | None:
     """Record the best config, scores, leaderboard, plots, importance and the refit model on the parent run.
 
@@ -33,6 +34,7 @@ def log_sweep_outcome(
     ``phase`` hears each step as it starts; without it nothing is said. ``lineage`` (a PBT sweep's
     members' hyperparameters by step, :func:`raysweep.tracking.lineage.member_series`) draws
     ``plots/pbt_lineage.png`` with the exploits. Without ``model`` the refit model is not logged.
+    ``drawer`` (:class:`raysweep.tracking.drawing.Drawer`) draws the plots while the model is logged.
     """
     say = phase or (lambda text: None)
     say("logging the scores and the leaderboard to MLflow")
@@ -54,6 +56,7 @@ def log_sweep_outcome(
         # change a param: the scores and the best-config tag still go in.
         logger.warning("raysweep: could not log the best config as params (%s); it is in the raysweep.best_config tag", exc)
         tracker.log_summary(metrics=metrics, params={}, tags=tags)
+    model_uri = None
     with tempfile.TemporaryDirectory() as folder:
         board = Path(folder) / LEADERBOARD_FILE
         result.leaderboard.to_csv(board, index=False)
@@ -66,25 +69,35 @@ def log_sweep_outcome(
             _best_effort("log the PBT exploits", tracker.log_dict, exploits, schema.PBT_EXPLOITS_FILE)
         callback = getattr(tracker, "trial_callback", None)
         history = getattr(callback, "history", {}) or {}
+        importance = getattr(result, "importance", None)
         say("drawing the plots")
+        plots = chart = None
+        if drawer is not None:
+            plots = drawer.draw("plots", history, plan.metric_key, plan.mode, plan.recipe.resource.name, Path(folder))
+            if importance is not None and not importance.skipped:
+                chart = drawer.draw("importance", importance, plan.metric_key, plan.name, Path(folder))
+            if model:  # while the process draws
+                say("logging the model to MLflow")
+                model_uri = _best_effort("log the refit model", log_model, tracker, plan, prepared, result)
         try:
-            for path in write_plots(history, plan.metric_key, plan.mode, plan.recipe.resource.name, Path(folder)):
+            # Drawn here when there is no drawing process, or it did not draw them.
+            paths = drawn(plots) or write_plots(history, plan.metric_key, plan.mode, plan.recipe.resource.name, Path(folder))
+            for path in paths:
                 tracker.log_artifact(str(path), PLOTS_DIR)
         except Exception as exc:  # plots are an extra
             logger.warning("raysweep: could not draw the sweep plots: %s", exc)
-        if getattr(result, "importance", None) is not None:
+        if importance is not None:
             from raysweep.tracking.importance import log_importance
 
-            _best_effort("log the parameter importance", log_importance, tracker, result.importance, plan.metric_key, plan.name, Path(folder))
+            _best_effort("log the parameter importance", log_importance, tracker, importance, plan.metric_key, plan.name, Path(folder), drawn(chart))
         if lineage:
             _best_effort("draw the PBT lineage", _log_lineage, tracker, plan, lineage, Path(folder))
     if not model:  # one sweep of a nested validation: the job's own run holds the model
         return None
-    say("logging the model to MLflow")
-    try:
-        model_uri = log_model(tracker, plan, prepared, result)
-    except Exception as exc:  # the sweep's numbers are recorded already; the model is an extra
-        logger.warning("raysweep: could not log the refit model to MLflow: %s", exc)
+    if drawer is None:
+        say("logging the model to MLflow")
+        model_uri = _best_effort("log the refit model", log_model, tracker, plan, prepared, result)
+    if model_uri is None:
         return None
     if plan.register_model:
         say(f"registering the model as {plan.register_model}")
