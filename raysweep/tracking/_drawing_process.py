@@ -1,7 +1,7 @@
 """The process that draws a sweep's charts: ``python -m raysweep.tracking._drawing_process``.
 
-It imports matplotlib and raysweep's chart code as it starts (at a lower priority than the sweep,
-while the trials run), then reads pickled jobs from stdin, one at a time: ``(name, args)``, where
+It imports matplotlib and raysweep's chart code as it starts (at a lower priority than the
+sweep), then reads pickled jobs from stdin, one at a time: ``(name, args)``, where
 ``name`` is one of :data:`JOBS`. Each job is answered on stdout with ``("ok", value)`` or
 ``("error", message)``. It ends when stdin closes (the sweep is done, or its process died).
 """
@@ -19,7 +19,7 @@ JOBS = {
     "plots": ("raysweep.tracking.outcome", "write_plots"),
     "importance": ("raysweep.tracking.importance", "write_importance_plot"),
 }
-#: as the MLflow writer: the trials and Tune's loop come first, the charts use what they leave
+#: as the MLflow writer: the sweep's own work comes first, the charts use what it leaves
 NICENESS = 10
 
 
