@@ -25,7 +25,7 @@ def test_the_process_draws_the_plots_and_the_importance_into_the_folder(tmp_path
     assert chart_path == tmp_path / "importance.png"
     for path in (*paths, chart_path):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
-    assert drawer.process.returncode == 0  # it ended when its input closed
+    assert drawer.process.wait(10) == 0  # it ends when its input closes
 
 
 def test_a_failed_job_or_a_dead_process_answers_none_and_never_blocks(tmp_path: Path) -> None:

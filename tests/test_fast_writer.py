@@ -574,12 +574,14 @@ def _reference_snapshot(uri: str, error_file: Path) -> dict[str, Any]:
     return snapshot(uri, tracker.parent_run_id)
 
 
-@pytest.mark.parametrize("transport", ["inline", "process"])
+@pytest.mark.parametrize("transport", ["inline", "process", "early"])
 def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
     transport: str, tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The same runs from the writer on Tune's loop, in its process, and in a process started early."""
     import shutil
 
+    from raysweep.sweep import early
     from raysweep.tracking.callback import WRITER_ENV, _InlineChannel, _ProcessChannel
 
     if transport == "inline":
@@ -594,7 +596,14 @@ def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
     error_file = write_error_file(tmp_path, "ValueError: Input contains NaN.")
 
     tracker = make_tracker(uris["callback"])
-    callback = start_trial_logging(tracker)
+    if transport == "early":
+        early.start_writer(uris["callback"])
+        started = early._early_writer
+        time.sleep(0.5)  # a moment of the sweep's own start
+        callback = start_trial_logging(tracker, early.take_writer())
+        assert callback._channel.process is started and early.take_writer() is None
+    else:
+        callback = start_trial_logging(tracker)
     assert isinstance(callback._channel, _InlineChannel if transport == "inline" else _ProcessChannel)
     _play_sweep(tracker, callback, error_file)
 
@@ -611,8 +620,27 @@ def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
     assert written == _reference_snapshot(uris["reference"], error_file)
     # the driver's own history (for the sweep's plots) skips the retry's repeated steps too
     assert {trial_id: len(points) for trial_id, points in callback.history.items()} == {A: 3, B: 1, C: 1, D: 3, E: 1}
-    if transport == "process":
+    if transport != "inline":
         assert callback._channel.process.wait(30) == 0
+
+
+def test_a_writer_started_early_and_not_taken_is_ended(store_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raysweep.sweep import early
+    from raysweep.tracking.callback import WRITER_ENV
+
+    early.start_writer(store_uri)
+    first = early._early_writer
+    early.start_writer(store_uri)  # the next sweep's start ends the one the last left behind
+    assert first.wait(10) != 0 and early._early_writer.poll() is None
+    second = early._early_writer
+    early.drop_writer()  # the sweep's end ends one it never took
+    assert second.wait(10) != 0 and early.take_writer() is None
+    # A sweep whose writer runs on Tune's loop ends the process started for it.
+    monkeypatch.setenv(WRITER_ENV, "inline")
+    early.start_writer(store_uri)
+    third = early.take_writer()
+    start_trial_logging(make_tracker(store_uri), third)
+    assert third.wait(10) != 0
 
 
 def _niceness(pid: int) -> int:

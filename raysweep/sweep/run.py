@@ -85,6 +85,8 @@ def run_planned(
     from raysweep.progress import LiveProgress
     from raysweep.trainable import AutoTrainable, SweepTrainable, TrialSpec
 
+    if tracking_uri:
+        early.start_writer(tracking_uri)
     prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv,
                        rows=part.rows if part else None)
     _quiet_tune(verbose, plan.storage)
@@ -140,7 +142,7 @@ def run_planned(
             tracker.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
         from raysweep.tracking.callback import start_trial_logging
 
-        callbacks.append(start_trial_logging(tracker))
+        callbacks.append(start_trial_logging(tracker, early.take_writer()))
 
     from ray.tune.logger import JsonLoggerCallback
 
@@ -249,6 +251,7 @@ def run_planned(
                 phase("waiting for the MLflow writer")
             lacking = tracker.finish(status) if tracker is not None else None
         finally:
+            early.drop_writer()
             if drawer is not None:
                 drawer.close()
             if view is not None:

@@ -16,6 +16,7 @@ import logging
 import os
 import pickle
 import signal
+import subprocess
 import sys
 
 logger = logging.getLogger("raysweep.tracking")
@@ -23,6 +24,27 @@ logger = logging.getLogger("raysweep.tracking")
 #: how much lower than the sweep's the writer's CPU priority is: while trials run it takes the
 #: cores they leave idle, and it catches up once they are done
 NICENESS = 10
+
+
+#: the argument that tells the process its store is a database (its store module is imported early)
+SQL_STORE = "--sql-store"
+
+
+def spawn(tracking_uri: str | None = None) -> subprocess.Popen:
+    """Start a writer process; it imports MLflow (and, for a database ``tracking_uri``, its SQL
+    store) at once, then waits for its "init". Started as a sweep starts, its imports run while
+    the sweep prepares its data and Tune, not while the first trials do."""
+    env = dict(os.environ)
+    # The writer imports raysweep as this process does (a source checkout included).
+    env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    database = bool(tracking_uri) and not str(tracking_uri).startswith(("http:", "https:", "databricks", "file:"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "raysweep.tracking._writer_process", *([SQL_STORE] if database else [])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # a Ctrl-C for the sweep is the sweep's to handle
+    )
 
 
 def main() -> int:
@@ -38,6 +60,12 @@ def main() -> int:
     from raysweep.tracking.writer import TrialWriter
 
     write_sqlite_lightly()
+    # MLflow's import (about a second) before the first message: a writer started early (see
+    # spawn) has it done by the first trial. The store itself opens with "init".
+    import mlflow.tracking  # noqa: F401
+
+    if SQL_STORE in sys.argv:
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
     writer = None
     while True:

@@ -23,7 +23,6 @@ import pickle
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
@@ -102,15 +101,17 @@ class MLflowTrialCallback(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["tracker"], state["flush_every"])
 
-    def start(self) -> None:
-        """Start the writer (before Tune starts, so that it is ready by the first trial)."""
+    def start(self, process: Any = None) -> None:
+        """Start the writer (before Tune starts, so that it is ready by the first trial), in ``process`` if given."""
         if self._channel is None:
             args = (self.tracker, self._session_started, self.flush_every)
             if os.environ.get(WRITER_ENV) == "inline":
                 self._channel = _InlineChannel(*args)
+                if process is not None:  # started early, not needed
+                    process.kill()
             else:
                 try:
-                    self._channel = _ProcessChannel(*args)
+                    self._channel = _ProcessChannel(*args, process=process)
                 except OSError as exc:
                     logger.warning("raysweep: cannot start the MLflow writer process (%s); writing on Tune's loop", exc)
                     self._channel = _InlineChannel(*args)
@@ -296,17 +297,11 @@ class _InlineChannel:
 class _ProcessChannel:
     """The writer in a process of its own, fed through a pipe by a thread of the driver."""
 
-    def __init__(self, tracker: SweepTracker, session_started: float, flush_every: float) -> None:
-        env = dict(os.environ)
-        # The writer imports raysweep as this process does (a source checkout included).
-        env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "raysweep.tracking._writer_process"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # a Ctrl-C for the sweep is the sweep's to handle
-        )
+    def __init__(self, tracker: SweepTracker, session_started: float, flush_every: float, process: Any = None) -> None:
+        from raysweep.tracking._writer_process import spawn
+
+        # ``process``: one started with the sweep (see start_trial_logging), MLflow imported by now.
+        self.process = process if process is not None and process.poll() is None else spawn(tracker.tracking_uri)
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._answers: dict[int, threading.Event] = {}
@@ -393,8 +388,9 @@ class _ProcessChannel:
             answered.set()
 
 
-def start_trial_logging(tracker: SweepTracker) -> MLflowTrialCallback:
-    """The Tune callback that logs the sweep's trials, its writer started (before Tune starts)."""
+def start_trial_logging(tracker: SweepTracker, process: Any = None) -> MLflowTrialCallback:
+    """The Tune callback that logs the sweep's trials, its writer started (before Tune starts);
+    ``process``: a writer process started earlier (``_writer_process.spawn``), to use."""
     callback = tracker.trial_callback = MLflowTrialCallback(tracker)
-    callback.start()
+    callback.start(process)
     return callback

@@ -112,11 +112,15 @@ class Drawer:
         except Exception:
             pass
 
-    def close(self, timeout: float = 0.5) -> None:
-        """End the process (it exits when its stdin closes; killed if it does not within ``timeout``)."""
+    def close(self, timeout: float = 5.0) -> None:
+        """End the process: it exits when its stdin closes (killed if it has not within ``timeout``).
+        Returns at once; a thread of this process waits for the exit."""
         with self._lock:
             self._gone = True
         self._outbox.put(None)  # after the jobs already handed over
+        threading.Thread(target=self._reap, args=(timeout,), name="raysweep-drawing-reap", daemon=True).start()
+
+    def _reap(self, timeout: float) -> None:
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
