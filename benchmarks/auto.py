@@ -138,7 +138,9 @@ def section(records: list[dict[str, Any]], settings: Settings) -> list[str]:
     ok = [r for r in records if "error" not in r and "skipped" not in r and r.get("test") is not None]
     if not ok:
         return lines + ["No results yet (`python -m benchmarks --suite auto`).", ""]
-    lines += [f"Median of {settings.seeds} seed(s) at a {settings.budget:g} s budget; ± half the range over the seeds.", ""]
+    seeds = len({r.get("seed") for r in ok})
+    budgets = "/".join(f"{b:g}" for b in sorted({float(r.get("budget", settings.budget)) for r in ok}))
+    lines += [f"Median of {seeds} seed(s) at a {budgets} s budget; ± half the range over the seeds.", ""]
     for dataset in sorted({r["dataset"] for r in ok}):
         rows = [r for r in ok if r["dataset"] == dataset]
         metric = rows[0]["metric"]
