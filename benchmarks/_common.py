@@ -124,30 +124,32 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def machine_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, all) CPU seconds the machine has spent since boot, from ``/proc/stat``; None off
+    Linux. Busy is everything but idle and iowait (of user nice system idle iowait irq softirq steal)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:9]]
+        tick = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
 def cpus_busy(seconds: float = 1.0) -> float | None:
-    """How many CPUs the machine kept busy over the next ``seconds`` (from ``/proc/stat``), while
-    this process sleeps: what other processes would take from a run started now. None off Linux.
+    """How many CPUs the machine kept busy over the next ``seconds``, while this process sleeps:
+    what other processes would take from a run started now. None off Linux.
 
     The 1-minute load average cannot say this: it decays over minutes, so it still counts the
     benchmark's own previous run when the next one starts.
     """
-
-    def sample() -> tuple[int, int, int] | None:
-        try:
-            with open("/proc/stat") as stat:
-                fields = [int(x) for x in stat.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
-        return sum(fields[:8]), idle, os.cpu_count() or 1
-
-    before = sample()
+    before = machine_cpu_seconds()
     time.sleep(seconds)
-    after = sample()
-    if before is None or after is None or after[0] <= before[0]:
+    after = machine_cpu_seconds()
+    if before is None or after is None or after[1] <= before[1]:
         return None
-    total, idle = after[0] - before[0], after[1] - before[1]
-    return round((total - idle) / total * after[2], 2)
+    return round((after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1), 2)
 
 
 def _loadavg() -> list[float] | None:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import Settings, warm_mlflow, worker_env
+from benchmarks._common import Settings, machine_cpu_seconds, warm_mlflow, worker_env
 
 HEAVY_MODULES = ("ray", "mlflow", "sklearn", "xgboost", "pandas")
 
@@ -191,12 +191,8 @@ class TrialCpuSampler:
         return "ray"
 
     def _machine_busy(self) -> float | None:
-        try:
-            fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        except (OSError, ValueError, IndexError):
-            return None
-        # user nice system idle iowait irq softirq steal: busy is everything but idle and iowait
-        return (sum(fields[:8]) - fields[3] - fields[4]) / self._tick
+        seconds = machine_cpu_seconds()
+        return seconds[0] if seconds else None
 
     def _sample(self) -> None:
         parents: dict[int, int] = {}

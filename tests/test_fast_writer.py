@@ -659,7 +659,7 @@ def test_writer_process_runs_below_the_sweep_in_wal_mode_and_records_pbt_exploit
     import os
     import sqlite3
 
-    from raysweep.tracking._writer_process import NICENESS
+    from raysweep.tracking.side_process import NICENESS
     from raysweep.tracking.callback import WRITER_ENV
 
     monkeypatch.delenv(WRITER_ENV, raising=False)

@@ -215,9 +215,6 @@ def run_planned(
         # A sweep its own rule ended, killed before its outcome: its trials are over, only the outcome is left.
         finishing = bool(resume and resume.get("stopped_by"))
         results = saved_results(resume["path"], plan.metric_key, plan.mode) if finishing else tuner.fit()
-        # Started now, not with the trials: its imports would take CPU from them (measured on the
-        # overhead suite's 500 no-op trials: 0.5 s longer). It draws while the model is logged.
-        drawer = start_drawer() if tracker is not None else None
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
         stopped_by = resume["stopped_by"] if finishing else sweep_stopper.reason if sweep_stopper is not None else None
@@ -232,6 +229,9 @@ def run_planned(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
                 f"raysweep resume {plan.name} --storage {plan.storage}"
             )
+        # Started after the trials, not with them: its imports would take CPU from them (measured on
+        # the overhead suite's 500 no-op trials: 0.5 s longer). It draws while the model is logged.
+        drawer = start_drawer() if tracker is not None else None
         end_imports.join()  # no module half-imported by two threads at once
         result = summarise(
             plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=never_started, stopped_by=stopped_by,

@@ -1,7 +1,7 @@
 """The process that draws a sweep's charts: ``python -m raysweep.tracking._drawing_process``.
 
 It imports matplotlib and raysweep's chart code as it starts (at a lower priority than the
-sweep), then reads pickled jobs from stdin, one at a time: ``(name, args)``, where
+sweep, see :mod:`raysweep.tracking.side_process`), then reads pickled jobs from stdin, one at a time: ``(name, args)``, where
 ``name`` is one of :data:`JOBS`. Each job is answered on stdout with ``("ok", value)`` or
 ``("error", message)``. It ends when stdin closes (the sweep is done, or its process died).
 """
@@ -9,9 +9,7 @@ sweep), then reads pickled jobs from stdin, one at a time: ``(name, args)``, whe
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
-import signal
 import sys
 
 #: what this process draws: name -> (module, function)
@@ -19,18 +17,12 @@ JOBS = {
     "plots": ("raysweep.tracking.outcome", "write_plots"),
     "importance": ("raysweep.tracking.importance", "write_importance_plot"),
 }
-#: as the MLflow writer: the sweep's own work comes first, the charts use what it leaves
-NICENESS = 10
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C for the sweep is the sweep's to handle
-    try:
-        os.nice(NICENESS)
-    except OSError:
-        pass
-    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # the pipe carries answers only
+    from raysweep.tracking.side_process import detach
+
+    inbox, outbox = detach()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -15,16 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import signal
 import subprocess
 import sys
 
 logger = logging.getLogger("raysweep.tracking")
-
-#: how much lower than the sweep's the writer's CPU priority is: while trials run it takes the
-#: cores they leave idle, and it catches up once they are done
-NICENESS = 10
-
 
 #: the argument that tells the process its store is a database (its store module is imported early)
 SQL_STORE = "--sql-store"
@@ -34,27 +28,16 @@ def spawn(tracking_uri: str | None = None) -> subprocess.Popen:
     """Start a writer process; it imports MLflow (and, for a database ``tracking_uri``, its SQL
     store) at once, then waits for its "init". Started as a sweep starts, its imports run while
     the sweep prepares its data and Tune, not while the first trials do."""
-    env = dict(os.environ)
-    # The writer imports raysweep as this process does (a source checkout included).
-    env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    from raysweep.tracking.side_process import spawn as spawn_side
+
     database = bool(tracking_uri) and not str(tracking_uri).startswith(("http:", "https:", "databricks", "file:"))
-    return subprocess.Popen(
-        [sys.executable, "-m", "raysweep.tracking._writer_process", *([SQL_STORE] if database else [])],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        start_new_session=True,  # a Ctrl-C for the sweep is the sweep's to handle
-    )
+    return spawn_side("raysweep.tracking._writer_process", *([SQL_STORE] if database else []))
 
 
 def main() -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        os.nice(NICENESS)
-    except OSError:
-        pass
-    inbox, outbox = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # the pipe carries answers only
+    from raysweep.tracking.side_process import detach
+
+    inbox, outbox = detach()
 
     from raysweep.tracking.store import write_sqlite_lightly
     from raysweep.tracking.writer import TrialWriter

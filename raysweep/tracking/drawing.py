@@ -15,15 +15,15 @@ long, the driver draws that chart itself, as it would without this process.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import queue
 import subprocess
-import sys
 import threading
 from collections import deque
 from concurrent.futures import Future
 from typing import Any
+
+from raysweep.tracking.side_process import spawn
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +36,8 @@ class Drawer:
     """The drawing process: :meth:`draw` hands it a job and returns at once; :meth:`close` ends it."""
 
     def __init__(self) -> None:
-        env = dict(os.environ)
-        # The process imports raysweep as this one does (a source checkout included).
-        env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "raysweep.tracking._drawing_process"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # its failures come back as answers; matplotlib's notices stay out of the sweep's output
-            env=env,
-            start_new_session=True,  # a Ctrl-C for the sweep is the sweep's to handle
-        )
+        # Quiet: its failures come back as answers; matplotlib's notices stay out of the sweep's output.
+        self.process = spawn("raysweep.tracking._drawing_process", quiet=True)
         self._lock = threading.Lock()
         self._waiting: deque[Future] = deque()  # answers come in the order the jobs went
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
