@@ -74,6 +74,25 @@ def _quiet_tune(verbose: bool, storage: str) -> None:
         else:
             tune_logger.addFilter(_TUNE_ERROR_FILTER)
     _propagate_credentials(is_uri(storage))
+    _no_lightning_env()
+
+
+def _no_lightning_env() -> None:
+    """Let trial actors start in the workers Ray has already started.
+
+    Tune gives every trial actor the runtime env ``{"env_vars": {"PL_DISABLE_FORK": "1"}}`` (for
+    PyTorch Lightning, which no raysweep family uses). A non-empty runtime env keeps Ray from
+    handing the actor one of the idle workers it starts with ``ray.init`` (their env is empty):
+    each actor then starts a new process through Ray's ``setup_worker.py`` and the runtime-env
+    agent, and the idle workers go unused. Measured with a cold ``ray.init`` and two actors:
+    0.80 s to both actors' first answer with that env, 0.27 s without.
+
+    Private API: Tune copies ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS`` into every trial
+    actor's runtime env and offers no setting for it. Checked on Ray 2.60.
+    """
+    from ray.tune.execution import class_cache
+
+    class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
 
 
 def _propagate_credentials(needed: bool) -> None:

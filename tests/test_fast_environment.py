@@ -1,0 +1,41 @@
+"""The runtime env Tune gives trial actors once raysweep has set up a sweep's environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from raysweep.sweep.environment import _quiet_tune
+
+
+class Trainable:
+    """Stands in for the sweep's trainable class: only its remote options are read."""
+
+
+@pytest.fixture()
+def tune_class_cache(monkeypatch: pytest.MonkeyPatch):
+    """Tune's actor-class cache module, its module-level settings put back after the test."""
+    from ray.tune.execution import class_cache
+
+    monkeypatch.setattr(class_cache, "DEFAULT_ENV_VARS", dict(class_cache.DEFAULT_ENV_VARS))
+    monkeypatch.setattr(class_cache, "ENV_VARS_TO_PROPAGATE", set(class_cache.ENV_VARS_TO_PROPAGATE))
+    return class_cache
+
+
+def _trial_env_vars(class_cache) -> dict[str, str]:
+    remote = class_cache._ActorClassCache().get(Trainable)
+    return (remote._default_options.get("runtime_env") or {}).get("env_vars", {})
+
+
+def test_trial_actors_get_an_empty_runtime_env_so_they_start_in_the_workers_ray_started(tune_class_cache, tmp_path):
+    # Without raysweep's setup Tune asks for PyTorch Lightning's variable: the case this guards.
+    assert _trial_env_vars(tune_class_cache) == {"PL_DISABLE_FORK": "1"}
+    _quiet_tune(False, str(tmp_path))
+    assert _trial_env_vars(tune_class_cache) == {}
+
+
+def test_cloud_credentials_reach_trial_actors_only_when_results_go_to_the_cloud(tune_class_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    _quiet_tune(False, str(tmp_path))
+    assert "AWS_ACCESS_KEY_ID" not in _trial_env_vars(tune_class_cache)
+    _quiet_tune(False, "s3://bucket/sweeps")
+    assert _trial_env_vars(tune_class_cache) == {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE"}
