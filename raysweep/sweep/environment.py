@@ -2,13 +2,17 @@
 
 raysweep prints its own header, progress line and summary; Tune's per-trial tracebacks (raysweep
 records each error itself), its loggers' files, MLflow's table-creation lines and its schema hint
-stay out of that unless ``--verbose``.
+stay out of that unless ``--verbose``. Trial actors get no runtime env of Tune's own while a sweep
+runs, so that Ray starts them in the workers it already has.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
+from collections.abc import Iterator
 
 from raysweep.sweep.record import is_uri
 
@@ -74,11 +78,17 @@ def _quiet_tune(verbose: bool, storage: str) -> None:
         else:
             tune_logger.addFilter(_TUNE_ERROR_FILTER)
     _propagate_credentials(is_uri(storage))
-    _no_lightning_env()
 
 
-def _no_lightning_env() -> None:
-    """Let trial actors start in the workers Ray has already started.
+#: sweeps inside :func:`trial_actors_in_started_workers` now, and what it took out of Tune's env
+_sweeps_running = 0
+_sweeps_lock = threading.Lock()
+_removed: dict[str, str] = {}
+
+
+@contextlib.contextmanager
+def trial_actors_in_started_workers() -> Iterator[None]:
+    """While the sweep runs, let trial actors start in the workers Ray has already started.
 
     Tune gives every trial actor the runtime env ``{"env_vars": {"PL_DISABLE_FORK": "1"}}`` (for
     PyTorch Lightning, which no raysweep family uses). A non-empty runtime env keeps Ray from
@@ -88,11 +98,26 @@ def _no_lightning_env() -> None:
     0.80 s to both actors' first answer with that env, 0.27 s without.
 
     Private API: Tune copies ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS`` into every trial
-    actor's runtime env and offers no setting for it. Checked on Ray 2.60.
+    actor's runtime env and offers no setting for it. Checked on Ray 2.60. The variable is put
+    back afterwards, for plain Tune runs in the same process.
     """
     from ray.tune.execution import class_cache
 
-    class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
+    global _sweeps_running
+    with _sweeps_lock:
+        if _sweeps_running == 0:
+            _removed.clear()
+            if "PL_DISABLE_FORK" in class_cache.DEFAULT_ENV_VARS:
+                _removed["PL_DISABLE_FORK"] = class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK")
+        _sweeps_running += 1
+    try:
+        yield
+    finally:
+        with _sweeps_lock:
+            _sweeps_running -= 1
+            if _sweeps_running == 0:  # the last of a nested job's sweeps, running in threads at once
+                class_cache.DEFAULT_ENV_VARS.update(_removed)
+
 
 
 def _propagate_credentials(needed: bool) -> None:

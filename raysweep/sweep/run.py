@@ -22,7 +22,7 @@ from raysweep.sweep import auto
 from raysweep.sweep import record as sweep_record
 from raysweep.sweep.connect import cluster_cpus, connect_ray
 from raysweep.sweep.gpus import check_cluster_gpus, trial_resources
-from raysweep.sweep.environment import _quiet_environment, _quiet_tune
+from raysweep.sweep.environment import _quiet_environment, _quiet_tune, trial_actors_in_started_workers
 from raysweep.sweep.options import SweepPlan, plan_sweep
 from raysweep.sweep.result import SweepResult, summarise
 from raysweep.sweep.tags import sweep_tags
@@ -214,7 +214,11 @@ def run_planned(
     try:
         # A sweep its own rule ended, killed before its outcome: its trials are over, only the outcome is left.
         finishing = bool(resume and resume.get("stopped_by"))
-        results = saved_results(resume["path"], plan.metric_key, plan.mode) if finishing else tuner.fit()
+        if finishing:
+            results = saved_results(resume["path"], plan.metric_key, plan.mode)
+        else:
+            with trial_actors_in_started_workers():
+                results = tuner.fit()
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
         stopped_by = resume["stopped_by"] if finishing else sweep_stopper.reason if sweep_stopper is not None else None
