@@ -119,7 +119,6 @@ def trial_actors_in_started_workers() -> Iterator[None]:
                 class_cache.DEFAULT_ENV_VARS.update(_removed)
 
 
-
 def _propagate_credentials(needed: bool) -> None:
     """Copy cloud credentials into trial actors only when results go to the cloud.
 
