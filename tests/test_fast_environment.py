@@ -1,10 +1,10 @@
-"""The runtime env Tune gives trial actors once raysweep has set up a sweep's environment."""
+"""The runtime env Tune gives trial actors while a raysweep sweep runs, and after it."""
 
 from __future__ import annotations
 
 import pytest
 
-from raysweep.sweep.environment import _quiet_tune, trial_actors_in_started_workers
+from raysweep.sweep.environment import trial_runtime_env
 
 
 class Trainable:
@@ -26,18 +26,18 @@ def _trial_env_vars(class_cache) -> dict[str, str]:
     return (remote._default_options.get("runtime_env") or {}).get("env_vars", {})
 
 
-def test_trial_actors_get_an_empty_runtime_env_so_they_start_in_the_workers_ray_started(tune_class_cache):
+def test_trial_actors_get_an_empty_runtime_env_so_they_start_in_the_workers_ray_started(tune_class_cache, tmp_path):
     # Without raysweep's setup Tune asks for PyTorch Lightning's variable: the case this guards.
     assert _trial_env_vars(tune_class_cache) == {"PL_DISABLE_FORK": "1"}
-    with trial_actors_in_started_workers():
+    with trial_runtime_env(str(tmp_path)):
         assert _trial_env_vars(tune_class_cache) == {}
     # Put back for plain Tune runs in the same process.
     assert _trial_env_vars(tune_class_cache) == {"PL_DISABLE_FORK": "1"}
 
 
-def test_the_env_stays_empty_until_the_last_of_several_sweeps_at_once_ends(tune_class_cache):
+def test_the_env_stays_empty_until_the_last_of_several_sweeps_at_once_ends(tune_class_cache, tmp_path):
     # A nested job runs its sweeps in threads at once: the first to end must not put it back.
-    first, second = trial_actors_in_started_workers(), trial_actors_in_started_workers()
+    first, second = trial_runtime_env(str(tmp_path)), trial_runtime_env(str(tmp_path))
     first.__enter__()
     second.__enter__()
     first.__exit__(None, None, None)
@@ -48,7 +48,11 @@ def test_the_env_stays_empty_until_the_last_of_several_sweeps_at_once_ends(tune_
 
 def test_cloud_credentials_reach_trial_actors_only_when_results_go_to_the_cloud(tune_class_cache, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
-    _quiet_tune(False, str(tmp_path))
-    assert "AWS_ACCESS_KEY_ID" not in _trial_env_vars(tune_class_cache)
-    _quiet_tune(False, "s3://bucket/sweeps")
+    with trial_runtime_env(str(tmp_path)):
+        assert "AWS_ACCESS_KEY_ID" not in _trial_env_vars(tune_class_cache)
+    with trial_runtime_env("s3://bucket/sweeps"):
+        assert _trial_env_vars(tune_class_cache)["AWS_ACCESS_KEY_ID"] == "AKIAEXAMPLE"
+    # After the sweep a plain Tune run gets Tune's own choice back: it propagates them.
+    with trial_runtime_env(str(tmp_path)):
+        pass
     assert _trial_env_vars(tune_class_cache)["AWS_ACCESS_KEY_ID"] == "AKIAEXAMPLE"

@@ -2,8 +2,9 @@
 
 raysweep prints its own header, progress line and summary; Tune's per-trial tracebacks (raysweep
 records each error itself), its loggers' files, MLflow's table-creation lines and its schema hint
-stay out of that unless ``--verbose``. Trial actors get no runtime env of Tune's own while a sweep
-runs, so that Ray starts them in the workers it already has.
+stay out of that unless ``--verbose``. While a sweep runs, trial actors get no runtime env of
+Tune's own (so that Ray starts them in the workers it already has) and no cloud credentials unless
+results go to the cloud.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from raysweep.sweep.record import is_uri
 
@@ -65,69 +67,62 @@ class _TuneTrialErrors(logging.Filter):
 
 
 _TUNE_ERROR_FILTER = _TuneTrialErrors()
-# Credentials Tune would copy from the driver into every trial actor's runtime_env, which
-# Ray's runtime-env agent then writes to its log; trials read data from the object store.
+#: credentials Tune would copy from the driver into every trial actor's runtime env (see
+#: :func:`trial_runtime_env`)
 _CREDENTIALS_NOT_PROPAGATED = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
 
 
-def _quiet_tune(verbose: bool, storage: str) -> None:
+def _quiet_tune(verbose: bool) -> None:
     for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
         tune_logger = logging.getLogger(name)
         if verbose:
             tune_logger.removeFilter(_TUNE_ERROR_FILTER)
         else:
             tune_logger.addFilter(_TUNE_ERROR_FILTER)
-    _propagate_credentials(is_uri(storage))
 
 
-#: sweeps inside :func:`trial_actors_in_started_workers` now, and what it took out of Tune's env
+#: sweeps inside :func:`trial_runtime_env` now, and Tune's settings as they were before the first
 _sweeps_running = 0
 _sweeps_lock = threading.Lock()
-_removed: dict[str, str] = {}
+_tune_settings: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
-def trial_actors_in_started_workers() -> Iterator[None]:
-    """While the sweep runs, let trial actors start in the workers Ray has already started.
+def trial_runtime_env(storage: str) -> Iterator[None]:
+    """While the sweep runs, the runtime env Tune gives each trial actor holds only what a trial
+    of raysweep's needs; Tune's own settings are put back afterwards, for plain Tune runs in the
+    same process. In a nested job, whose sweeps run in threads at once, the last one to end puts
+    them back.
 
-    Tune gives every trial actor the runtime env ``{"env_vars": {"PL_DISABLE_FORK": "1"}}`` (for
-    PyTorch Lightning, which no raysweep family uses). A non-empty runtime env keeps Ray from
-    handing the actor one of the idle workers it starts with ``ray.init`` (their env is empty):
-    each actor then starts a new process through Ray's ``setup_worker.py`` and the runtime-env
-    agent, and the idle workers go unused. Measured with a cold ``ray.init`` and two actors:
-    0.80 s to both actors' first answer with that env, 0.27 s without.
+    - No ``PL_DISABLE_FORK`` (for PyTorch Lightning, which no raysweep family uses). A non-empty
+      runtime env keeps Ray from handing the actor one of the idle workers it starts with
+      ``ray.init`` (their env is empty): each actor then starts a new process through Ray's
+      ``setup_worker.py`` and the runtime-env agent, and the idle workers go unused. Measured
+      with a cold ``ray.init`` and two actors: 0.80 s to both actors' first answer with that
+      env, 0.27 s without.
+    - Cloud credentials only when results go to the cloud (``storage`` a URI): trials read their
+      data from the object store, and Ray's runtime-env agent writes the env to its log.
 
-    Private API: Tune copies ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS`` into every trial
-    actor's runtime env and offers no setting for it. Checked on Ray 2.60. The variable is put
-    back afterwards, for plain Tune runs in the same process.
+    Private API: Tune copies ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS`` and the variables
+    named in ``ENV_VARS_TO_PROPAGATE`` into every trial actor's runtime env and offers no setting
+    for either. Checked on Ray 2.60.
     """
     from ray.tune.execution import class_cache
 
     global _sweeps_running
     with _sweeps_lock:
         if _sweeps_running == 0:
-            _removed.clear()
-            if "PL_DISABLE_FORK" in class_cache.DEFAULT_ENV_VARS:
-                _removed["PL_DISABLE_FORK"] = class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK")
+            _tune_settings.update(defaults=dict(class_cache.DEFAULT_ENV_VARS), propagated=class_cache.ENV_VARS_TO_PROPAGATE)
+            class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
+            others = set(class_cache.ENV_VARS_TO_PROPAGATE) - _CREDENTIALS_NOT_PROPAGATED
+            class_cache.ENV_VARS_TO_PROPAGATE = others | (_CREDENTIALS_NOT_PROPAGATED if is_uri(storage) else set())
         _sweeps_running += 1
     try:
         yield
     finally:
         with _sweeps_lock:
             _sweeps_running -= 1
-            if _sweeps_running == 0:  # the last of a nested job's sweeps, running in threads at once
-                class_cache.DEFAULT_ENV_VARS.update(_removed)
-
-
-def _propagate_credentials(needed: bool) -> None:
-    """Copy cloud credentials into trial actors only when results go to the cloud.
-
-    Private API: Tune copies ``ray.tune.execution.class_cache.ENV_VARS_TO_PROPAGATE`` into every
-    trial actor's runtime env, and offers no setting for it. Checked on Ray 2.60.
-    """
-    from ray.tune.execution import class_cache
-
-    # Results going to a local folder: trials have no use for cloud credentials.
-    wanted = _CREDENTIALS_NOT_PROPAGATED if needed else set()
-    others = set(class_cache.ENV_VARS_TO_PROPAGATE) - _CREDENTIALS_NOT_PROPAGATED
-    class_cache.ENV_VARS_TO_PROPAGATE = others | wanted
+            if _sweeps_running == 0:
+                class_cache.DEFAULT_ENV_VARS.clear()
+                class_cache.DEFAULT_ENV_VARS.update(_tune_settings.pop("defaults"))
+                class_cache.ENV_VARS_TO_PROPAGATE = _tune_settings.pop("propagated")

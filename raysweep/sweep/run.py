@@ -22,7 +22,7 @@ from raysweep.sweep import auto
 from raysweep.sweep import record as sweep_record
 from raysweep.sweep.connect import cluster_cpus, connect_ray
 from raysweep.sweep.gpus import check_cluster_gpus, trial_resources
-from raysweep.sweep.environment import _quiet_environment, _quiet_tune, trial_actors_in_started_workers
+from raysweep.sweep.environment import _quiet_environment, _quiet_tune, trial_runtime_env
 from raysweep.sweep.options import SweepPlan, plan_sweep
 from raysweep.sweep.result import SweepResult, summarise
 from raysweep.sweep.tags import sweep_tags
@@ -89,7 +89,7 @@ def run_planned(
         early.start_writer(tracking_uri)
     prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv,
                        rows=part.rows if part else None)
-    _quiet_tune(verbose, plan.storage)
+    _quiet_tune(verbose)
     max_concurrent = plan.max_concurrent or cluster_cpus()
     max_steps = plan.recipe.resource.max_steps
     spec = TrialSpec(
@@ -217,7 +217,7 @@ def run_planned(
         if finishing:
             results = saved_results(resume["path"], plan.metric_key, plan.mode)
         else:
-            with trial_actors_in_started_workers():
+            with trial_runtime_env(plan.storage):
                 results = tuner.fit()
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
