@@ -11,7 +11,8 @@ Early stopping compares the families on one scale: the share of each recipe's ow
 ``resource.max``. The sweep has :func:`common_steps` steps (the fewest steps of any member
 recipe), and common step ``k`` of ``S`` trains a family to its own step ``ceil(k * n / S)`` of
 ``n``: at least ``k / S`` of its resource. ASHA and HyperBand then put every family's rungs at the
-same steps. Nothing here imports Ray.
+same steps, one scheduler per family (:func:`family_of` names a trial's, for
+:class:`raysweep.strategies._per_group.PerGroupScheduler`). Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -322,6 +323,11 @@ def split(config: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         return None, dict(config)
     name = str(model[FAMILY_KEY])
     return name, dict(model.get(name) or {})
+
+
+def family_of(config: dict[str, Any]) -> str:
+    """The family an auto trial's config belongs to (``""`` for any other sweep's)."""
+    return split(config)[0] or ""
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -180,9 +180,7 @@ def run_planned(
                 metric=plan.metric_key,
                 mode=plan.mode,
                 num_samples=plan.tune_num_samples,
-                scheduler=strategies.build_scheduler(
-                    plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits, stops
-                ),
+                scheduler=_scheduler(plan, max_steps, exploits, stops),
                 search_alg=_searcher(plan, max_concurrent, warm.points),
                 reuse_actors=True,
                 time_budget_s=plan.time_budget,
@@ -269,6 +267,27 @@ def run_planned(
             result,
         )
     return result
+
+
+def _scheduler(plan: Any, max_steps: int, exploits: list, stops: dict[str, str]) -> Any:
+    """The sweep's scheduler. An auto sweep's gives each family a scheduler of its own
+    (:class:`raysweep.strategies._per_group.PerGroupScheduler`): a trial is stopped for trailing
+    its own family's trials at a rung. Under ASHA a family's first trial at a rung, which has no
+    family to trail, is judged against every family's trials there."""
+
+    def build(notes: dict[str, str]) -> Any:
+        return strategies.build_scheduler(plan.scheduler, plan.recipe, plan.metric_key, plan.mode, max_steps, plan.seed, exploits, notes)
+
+    if plan.auto is None or plan.scheduler == "fifo":
+        return build(stops)
+    from raysweep.strategies._per_group import PerGroupScheduler
+    from raysweep.sweep.auto import family_of
+
+    # Measured on letter, adult and california_housing (benchmarks/ANALYSIS.md): judging a family's
+    # first 3 results at a rung against every family's stopped every good SVM on letter; judging
+    # none lets an SVM's first trials on adult run to full data and take the whole budget.
+    quorum = 1 if plan.scheduler == "asha" else 0
+    return PerGroupScheduler(build, family_of, quorum=quorum, stops=stops)
 
 
 def _searcher(plan: SweepPlan, max_concurrent: int, evaluated: list | None) -> Any:
