@@ -163,6 +163,7 @@ def section(records: list[dict[str, Any]], settings: Settings) -> list[str]:
                 f"| {label} | {median(tests):.4f} ± {spread:.4f} | {median(trials) if trials else '–'} | "
                 f"{median(r['elapsed_s'] for r in runs):.0f} | {families} |"
             )
+        lines += ["", goal_line(rows)]
         full = {r["seed"]: r for r in rows if r["tool"] == "auto"}
         early = {r["seed"]: r for r in rows if r["tool"] == "auto_patience" and r["seed"] in full}
         if early:
@@ -174,3 +175,37 @@ def section(records: list[dict[str, Any]], settings: Settings) -> list[str]:
         lines.append("")
     return lines
 
+
+def goal_line(rows: list[dict[str, Any]]) -> str:
+    """The goal's verdict on one dataset: ``auto`` within noise of the best single recipe, and ahead of FLAML.
+
+    Noise is the larger half-range over the seeds of the two rows compared; one seed has none, so
+    it is not judged.
+    """
+    from statistics import median
+
+    def scores(tool: str) -> list[float]:
+        return [r["test"] for r in rows if r["tool"] == tool]
+
+    auto = scores("auto")
+    singles = {tool: scores(tool) for tool in TOOL_LABELS if tool.startswith("single_") and scores(tool)}
+    if not auto or not singles:
+        return "Goal (auto within noise of the best single recipe, ahead of FLAML): not judged, a row is missing."
+    sign = 1 if rows[0]["mode"] == "max" else -1
+    best_tool = max(singles, key=lambda tool: sign * median(singles[tool]))
+    best = singles[best_tool]
+    behind = sign * (median(best) - median(auto))  # positive: auto is worse
+    name = best_tool.removeprefix("single_")
+    text = f"Goal: `auto` {median(auto):.4f} against the best single recipe, {name}, {median(best):.4f}"
+    seeds = len({r["seed"] for r in rows if r["tool"] == "auto"})
+    if seeds < 2:
+        text += f" ({'behind' if behind > 0 else 'ahead'} by {abs(behind):.4f}; one seed, no spread to judge noise by: not judged)"
+    else:
+        noise = max((max(v) - min(v)) / 2 for v in (auto, best))
+        verdict = "met" if behind <= noise else "missed"
+        text += f": {'behind' if behind > 0 else 'ahead'} by {abs(behind):.4f}, noise ± {noise:.4f}, {verdict}"
+    flaml = scores("flaml_default")
+    if flaml:
+        ahead = sign * (median(auto) - median(flaml)) > 0
+        text += f"; against FLAML {median(flaml):.4f}: {'ahead, met' if ahead else 'not ahead, missed'}"
+    return text + "."
