@@ -140,11 +140,13 @@ def section(records: list[dict[str, Any]], settings: Settings) -> list[str]:
         return lines + ["No results yet (`python -m benchmarks --suite auto`).", ""]
     seeds = len({r.get("seed") for r in ok})
     budgets = "/".join(f"{b:g}" for b in sorted({float(r.get("budget", settings.budget)) for r in ok}))
-    lines += [f"Median of {seeds} seed(s) at a {budgets} s budget; ± half the range over the seeds.", ""]
+    lines += [f"Median of up to {seeds} seed(s) (each dataset's count in its heading) at a {budgets} s budget; "
+              "± half the range over the seeds.", ""]
     for dataset in sorted({r["dataset"] for r in ok}):
         rows = [r for r in ok if r["dataset"] == dataset]
         metric = rows[0]["metric"]
-        lines += [f"### {dataset} ({metric})", "", f"| tool | test {metric} | trials | elapsed (s) | families (trials) |", "| --- | --- | --- | --- | --- |"]
+        seeds_here = len({r["seed"] for r in rows})
+        lines += [f"### {dataset} ({metric}, {seeds_here} seed{'s' if seeds_here > 1 else ''})", "", f"| tool | test {metric} | trials | elapsed (s) | families (trials) |", "| --- | --- | --- | --- | --- |"]
         for tool, label in TOOL_LABELS.items():
             runs = [r for r in rows if r["tool"] == tool]
             if not runs:
