@@ -33,21 +33,33 @@ def build(recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploi
 
 
 def _rung_ahead(scheduler: Any, trial: Any, result: dict) -> tuple[int, float] | None:
-    """The rung this result reaches (1 = the lowest) and its cutoff before the result counts, if any.
-
-    Private API: Ray's ASHA keeps its rungs in ``_Bracket._rungs`` (highest first, as (milestone,
-    recorded scores)) and computes the cutoff with ``_Bracket.cutoff``; this mirrors
-    ``_Bracket.on_result``. Checked on Ray 2.60.
-    """
-    if scheduler._time_attr not in result or scheduler._metric not in result:
+    """The rung this result reaches (1 = the lowest) and its cutoff before the result counts, if any."""
+    if scheduler._metric not in result:
         return None
-    bracket = scheduler._trial_info.get(trial.trial_id)
-    if bracket is None:
+    reached = rung_reached(scheduler, trial, result)
+    if reached is None:
+        return None
+    number, recorded, bracket = reached
+    cutoff = bracket.cutoff(recorded)
+    return (number, float(cutoff)) if cutoff is not None else None
+
+
+def rung_reached(scheduler: Any, trial: Any, result: dict) -> tuple[int, dict, Any] | None:
+    """The rung a result reaches (1 = the lowest), the scores recorded there before it, and the
+    trial's bracket; None if the result reaches no new rung or the scheduler is not ASHA.
+
+    Private API: Ray's ASHA keeps each trial's bracket in ``_trial_info`` and its rungs in
+    ``_Bracket._rungs`` (highest first, as (milestone, recorded scores)), computing a cutoff with
+    ``_Bracket.cutoff``; this mirrors ``_Bracket.on_result``. Checked on Ray 2.60.
+    """
+    info = getattr(scheduler, "_trial_info", None)
+    bracket = info.get(trial.trial_id) if isinstance(info, dict) else None
+    rungs = getattr(bracket, "_rungs", None)
+    if rungs is None or scheduler._time_attr not in result:
         return None
     now = result[scheduler._time_attr]
-    for index, (milestone, recorded) in enumerate(bracket._rungs):
+    for index, (milestone, recorded) in enumerate(rungs):
         if now < milestone or trial.trial_id in recorded:
             continue
-        cutoff = bracket.cutoff(recorded)
-        return (len(bracket._rungs) - index, float(cutoff)) if cutoff is not None else None
+        return len(rungs) - index, recorded, bracket
     return None

@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 from ray.tune.schedulers import TrialScheduler
 
+from raysweep.strategies._asha import rung_reached
+
 #: builds one scheduler that notes the reasons of its stops in the dict it is given
 Build = Callable[[dict[str, str]], TrialScheduler]
 
@@ -98,7 +100,8 @@ class PerGroupScheduler(TrialScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         group, group_notes = self._group(trial)
-        before = recorded_at_rung(group, trial, result) if self._everyone else None
+        reached = rung_reached(group, trial, result) if self._everyone else None
+        before = len(reached[1]) if reached else None
         action = group.on_trial_result(tune_controller, trial, result)
         notes = group_notes
         if self._everyone is not None:
@@ -124,23 +127,3 @@ class PerGroupScheduler(TrialScheduler):
     def debug_string(self) -> str:
         return "\n".join(f"{group}: {scheduler.debug_string()}" for group, scheduler in self.groups.items())
 
-
-def recorded_at_rung(scheduler: Any, trial: Any, result: dict) -> int | None:
-    """How many results an ASHA scheduler holds at the rung ``result`` reaches, before this one
-    (None: the result reaches no new rung, or the scheduler is not ASHA).
-
-    Private API: Ray's ASHA keeps each trial's bracket in ``_trial_info`` and its rungs in
-    ``_Bracket._rungs`` (milestone, recorded scores), as ``_Bracket.on_result`` walks them.
-    Checked on Ray 2.60.
-    """
-    info = getattr(scheduler, "_trial_info", None)
-    bracket = info.get(trial.trial_id) if isinstance(info, dict) else None
-    rungs = getattr(bracket, "_rungs", None)
-    if rungs is None or scheduler._time_attr not in result:
-        return None
-    now = result[scheduler._time_attr]
-    for milestone, recorded in rungs:
-        if now < milestone or trial.trial_id in recorded:
-            continue
-        return len(recorded)
-    return None
