@@ -144,7 +144,7 @@ def trial(trial_id: str, status: str, last: dict | None) -> SimpleNamespace:
 
 def test_trials_cut_short_by_the_rule_end_as_stopped_and_the_sweep_is_not_interrupted():
     stopper = build_stopper(KEY, "max", 5, stop_at=0.9)
-    notes, ledger = StopNotes({}, stopper), TrialLedger(stopper)
+    notes, ledger = StopNotes({}, stopper), TrialLedger()
     running, target, waiting = trial("x_00000", "RUNNING", {}), trial("x_00001", "RUNNING", {}), trial("x_00002", "PENDING", {})
     silent = trial("x_00003", "RUNNING", {})  # started, no result yet
     for t in (running, target, silent):
@@ -171,6 +171,22 @@ def test_trials_cut_short_by_the_rule_end_as_stopped_and_the_sweep_is_not_interr
     assert schema.stop_detail(outcome, running.run_metadata.last_result) == stopper.reason
     # Without the rule having fired, a TERMINATED trial whose result is not done was interrupted.
     assert schema.outcome_of({"training_iteration": 1}, max_steps=5, errored=False).status == "KILLED"
+
+
+def test_a_trial_whose_actor_a_spent_time_budget_stopped_before_it_started_is_no_trial_of_the_sweep():
+    """At a time budget's end Tune stops every trial it has asked an actor for: one whose actor had
+    not started yet ends TERMINATED without a start event and has no MLflow run, so the sweep must
+    not count it (the count is checked against MLflow's child runs)."""
+    ledger = TrialLedger()
+    done = trial("x_00000", "TERMINATED", {KEY: 0.9, "training_iteration": 5, "done": True})
+    silent = trial("x_00001", "TERMINATED", {})  # started, stopped by the budget before a result
+    unstarted = trial("x_00002", "TERMINATED", {})  # its actor was still being placed
+    waiting = trial("x_00003", "PENDING", {})
+    failed = trial("x_00004", "ERROR", {})  # failed before it started: its error is the sweep's
+    for t in (done, silent):
+        ledger.on_trial_start(0, [], t)
+    ledger.on_experiment_end([done, silent, unstarted, waiting, failed])
+    assert ledger.never_started == {"/r/x_00002", "/r/x_00003"}
 
 
 def test_notes_tell_the_patience_rule_of_finished_trials_but_not_of_failed_ones():

@@ -14,33 +14,30 @@ class TrialLedger(Callback):
 
     Tune calls ``on_experiment_end`` however the experiment ends (finished, interrupted), with
     every trial: the runner reads this ledger to tell an interrupted sweep from a finished one.
-    ``sweep_stopper`` is the sweep's own rule for ending early (``--stop-at``, ``--patience``), if any.
     """
 
-    def __init__(self, sweep_stopper: Any = None) -> None:
+    def __init__(self) -> None:
         #: (Tune's status, whether the last result carried ``done``) of every trial; a trial the
         #: sweep's own end cut short counts as done
         self.trials: list[tuple[str, bool]] = []
         #: the folders of the trials the searcher made but that never started (a spent time
         #: budget, or the sweep's own end)
         self.never_started: set[str] = set()
-        self.sweep_stopper = sweep_stopper
         self._started: set[str] = set()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "sweep_stopper": None}  # Tune pickles its callbacks
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._started.add(trial.trial_id)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.trials = [(trial.status, _ended(_last_result(trial))) for trial in trials]
-        # Tune sets a waiting trial TERMINATED when a stopper ends the experiment: it never started.
-        stopped = self.sweep_stopper is not None and self.sweep_stopper.reason is not None
+        # A trial Tune never started can still end TERMINATED: at the experiment's end (a spent time
+        # budget, a stopper) Tune stops every trial it has asked an actor for, started or not. A
+        # trial that failed before it started is one of the sweep (its error is logged).
         self.never_started = {
             str(trial.path)
             for trial in trials
-            if trial.status == "PENDING" or (stopped and trial.trial_id not in self._started and not _last_result(trial))
+            if trial.status == "PENDING"
+            or (trial.status != "ERROR" and trial.trial_id not in self._started and not _last_result(trial))
         }
 
 

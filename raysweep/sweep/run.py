@@ -150,7 +150,7 @@ def run_planned(
 
     from raysweep.sweep.saved_state import DropFinishedCheckpoints, StateCopy, saved_results
 
-    ledger = TrialLedger(sweep_stopper)
+    ledger = TrialLedger()
     callbacks += [JsonLoggerCallback(), ledger]
     if not sweep_record.is_uri(plan.storage):
         callbacks.append(StateCopy(Path(plan.storage, plan.name)))
