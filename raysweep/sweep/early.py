@@ -35,6 +35,9 @@ from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
+#: held while MLflow's map of installed distributions is built (see :func:`import_modules`)
+_PACKAGES_MAP = threading.Lock()
+
 
 def in_background(name: str, work: Callable[[], Any]) -> threading.Thread:
     """Start ``work`` in a daemon thread; an exception in it is logged at debug level and dropped."""
@@ -89,10 +92,13 @@ def import_modules(names: list[str]) -> threading.Thread:
             # MLflow checks a logged model's requirements against what is installed, from a map of
             # every installed distribution that it builds once (half a second): built here, it is
             # off the end of the sweep. Private: without it, log_model builds the map itself.
+            # MLflow builds it when its global is unset and does not lock: the sweeps of a nested
+            # validation, started at once, each built it (a sixth of the driver's CPU on letter).
             try:
                 from mlflow.utils.requirements_utils import _init_modules_to_packages_map
 
-                _init_modules_to_packages_map()
+                with _PACKAGES_MAP:
+                    _init_modules_to_packages_map()
             except Exception:
                 pass
 
