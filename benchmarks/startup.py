@@ -160,6 +160,13 @@ class TrialCpuSampler:
     every other process of this job (this driver, the MLflow writer processes, Ray's own processes
     and idle workers: the descendants of this process) and the whole machine's busy time from
     /proc/stat, so that a low share can be put down to the job's own overhead or to other load.
+
+    A process that ends between two samples used CPU after the last one saw it. The kernel adds a
+    child's whole CPU time to its parent's ``cutime``/``cstime`` when the parent reaps it, so the
+    rise of a parent's reaped time, less what the samples had seen of the children that vanished,
+    is that unseen tail; it is counted to the vanished children's kind (``tails``). Without it a
+    sweep whose trial actors come and go (several sweeps at once: an actor is never passed from
+    one sweep to another) reads low. ``processes`` counts the trial processes seen.
     """
 
     #: the process titles of trial actors: Ray titles an actor's process ``ray::<Class>.<method>``;
@@ -177,6 +184,12 @@ class TrialCpuSampler:
         self.job_first: dict[int, float] = {}
         self.job_last: dict[int, float] = {}
         self.machine: list[float] = []
+        #: CPU seconds of processes of this job that ended between two samples, by kind
+        self.tails: dict[str, float] = {}
+        #: pid -> (parent, own CPU seconds with its reaped children's, kind) at the last sample
+        self._alive: dict[int, tuple[int, float, str]] = {}
+        #: parent pid -> its reaped children's CPU seconds at the last sample
+        self._reaped: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -197,6 +210,7 @@ class TrialCpuSampler:
     def _sample(self) -> None:
         parents: dict[int, int] = {}
         seen: dict[int, tuple[float, str]] = {}
+        reaped: dict[int, float] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -204,11 +218,13 @@ class TrialCpuSampler:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 seconds = (int(fields[11]) + int(fields[12])) / self._tick  # utime + stime
+                reaped[int(entry.name)] = (int(fields[13]) + int(fields[14])) / self._tick  # cutime + cstime
                 parents[int(entry.name)] = int(fields[1])
             except (OSError, IndexError, ValueError):
                 continue
             seen[int(entry.name)] = (seconds, command)
         me = os.getpid()
+        alive: dict[int, tuple[int, float, str]] = {}
         for pid, (seconds, command) in seen.items():
             ancestor, hops = pid, 0
             while ancestor not in (me, 0, 1) and hops < 64:
@@ -216,6 +232,7 @@ class TrialCpuSampler:
             if ancestor != me:
                 continue
             kind = self._kind(pid, command)
+            alive[pid] = (parents[pid], seconds + reaped.get(pid, 0.0), kind if kind != "ray" or pid not in self.kinds else self.kinds[pid])
             if kind == "trials":
                 self.first.setdefault(pid, 0.0)  # actors start during the sweep: count from their start
                 self.last[pid] = seconds
@@ -223,9 +240,30 @@ class TrialCpuSampler:
             self.kinds[pid] = kind if kind != "ray" or pid not in self.kinds else self.kinds[pid]
             self.job_first.setdefault(pid, 0.0 if pid not in self._before else self._before[pid])
             self.job_last[pid] = seconds
+        self._count_tails(alive, reaped)
         busy = self._machine_busy()
         if busy is not None:
             self.machine.append(busy)
+
+    def _count_tails(self, alive: dict[int, tuple[int, float, str]], reaped: dict[int, float]) -> None:
+        """Count the CPU that this job's processes used after their last sample and before they ended."""
+        vanished: dict[int, list[tuple[float, str]]] = {}
+        for pid, (parent, total, kind) in self._alive.items():
+            if pid not in alive:
+                vanished.setdefault(parent, []).append((total, kind))
+        for parent, before in self._reaped.items():
+            if parent not in reaped:
+                continue  # the parent is gone too: its children's tails are unknown
+            children = vanished.get(parent, [])
+            tail = reaped[parent] - before - sum(total for total, _ in children)
+            if tail <= 0.0:
+                continue
+            # Evenly among the children that ended in this interval; none: children that started
+            # and ended between two samples.
+            for _, kind in children or [(0.0, "unseen")]:
+                self.tails[kind] = self.tails.get(kind, 0.0) + tail / max(1, len(children))
+        self._alive = alive
+        self._reaped = {pid: reaped[pid] for pid in {parent for parent, _, _ in alive.values()} | set(alive) if pid in reaped}
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -250,16 +288,26 @@ class TrialCpuSampler:
 
     @property
     def cpu_seconds(self) -> float | None:
-        return sum(self.last[pid] - self.first[pid] for pid in self.last) if self.last else None
+        """The trial processes' CPU seconds, what they used after their last sample included."""
+        return sum(self.last[pid] - self.first[pid] for pid in self.last) + self.tails.get("trials", 0.0) if self.last else None
+
+    @property
+    def processes(self) -> int:
+        """How many trial processes were seen."""
+        return len(self.first)
 
     def breakdown(self) -> dict[str, float]:
-        """CPU seconds by kind (trials, driver, writer, ray), the machine's busy seconds, and the rest."""
-        out: dict[str, float] = {"trials": 0.0, "driver": 0.0, "writer": 0.0, "ray": 0.0}
+        """CPU seconds by kind (trials, driver, writer, ray), the machine's busy seconds, and the rest;
+        ``ended_unseen``: the part of the kinds' seconds used by processes after their last sample."""
+        out: dict[str, float] = {"trials": 0.0, "driver": 0.0, "writer": 0.0, "ray": 0.0, "unseen": 0.0}
         for pid, seconds in self.job_last.items():
             out[self.kinds[pid]] += seconds - self.job_first[pid]
+        for kind, seconds in self.tails.items():
+            out[kind] = out.get(kind, 0.0) + seconds
+        out["ended_unseen"] = sum(self.tails.values())
         if len(self.machine) >= 2:
             out["machine"] = self.machine[-1] - self.machine[0]
-            out["outside_job"] = max(0.0, out["machine"] - sum(out[k] for k in ("trials", "driver", "writer", "ray")))
+            out["outside_job"] = max(0.0, out["machine"] - sum(out[k] for k in ("trials", "driver", "writer", "ray", "unseen")))
         return {k: round(v, 1) for k, v in out.items()}
 
 
