@@ -232,12 +232,12 @@ class TrialCpuSampler:
             if ancestor != me:
                 continue
             kind = self._kind(pid, command)
-            alive[pid] = (parents[pid], seconds + reaped.get(pid, 0.0), kind if kind != "ray" or pid not in self.kinds else self.kinds[pid])
             if kind == "trials":
                 self.first.setdefault(pid, 0.0)  # actors start during the sweep: count from their start
                 self.last[pid] = seconds
             # A worker process turns from idle into a trial actor: it counts where it was seen last.
             self.kinds[pid] = kind if kind != "ray" or pid not in self.kinds else self.kinds[pid]
+            alive[pid] = (parents[pid], seconds + reaped.get(pid, 0.0), self.kinds[pid])
             self.job_first.setdefault(pid, 0.0 if pid not in self._before else self._before[pid])
             self.job_last[pid] = seconds
         self._count_tails(alive, reaped)

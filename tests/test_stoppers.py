@@ -183,9 +183,11 @@ def test_a_trial_whose_actor_a_spent_time_budget_stopped_before_it_started_is_no
     unstarted = trial("x_00002", "TERMINATED", {})  # its actor was still being placed
     waiting = trial("x_00003", "PENDING", {})
     failed = trial("x_00004", "ERROR", {})  # failed before it started: its error is the sweep's
+    # reported in an earlier session (it has a run), restored and waiting when the budget ran out
+    restored = trial("x_00005", "PENDING", {KEY: 0.8, "training_iteration": 2})
     for t in (done, silent):
         ledger.on_trial_start(0, [], t)
-    ledger.on_experiment_end([done, silent, unstarted, waiting, failed])
+    ledger.on_experiment_end([done, silent, unstarted, waiting, failed, restored])
     assert ledger.never_started == {"/r/x_00002", "/r/x_00003"}
 
 

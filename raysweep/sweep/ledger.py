@@ -30,14 +30,14 @@ class TrialLedger(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.trials = [(trial.status, _ended(_last_result(trial))) for trial in trials]
-        # A trial Tune never started can still end TERMINATED: at the experiment's end (a spent time
-        # budget, a stopper) Tune stops every trial it has asked an actor for, started or not. A
-        # trial that failed before it started is one of the sweep (its error is logged).
+        # Not started and nothing reported, whatever its status: at the experiment's end (a spent
+        # time budget, a stopper) Tune marks TERMINATED every trial it has asked an actor for,
+        # started or not. A trial that failed before it started is one of the sweep (its error is
+        # logged), and so is one that reported before (a retry, or an earlier session's) and waits.
         self.never_started = {
             str(trial.path)
             for trial in trials
-            if trial.status == "PENDING"
-            or (trial.status != "ERROR" and trial.trial_id not in self._started and not _last_result(trial))
+            if trial.status != "ERROR" and trial.trial_id not in self._started and not _last_result(trial)
         }
 
 
