@@ -9,6 +9,7 @@ started.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -598,7 +599,7 @@ def test_callback_writes_the_same_runs_inline_and_in_the_writer_process(
     tracker = make_tracker(uris["callback"])
     if transport == "early":
         early.start_writer(uris["callback"])
-        started = early._early_writer
+        started = early._early_writers[threading.get_ident()]
         time.sleep(0.5)  # a moment of the sweep's own start
         callback = start_trial_logging(tracker, early.take_writer())
         assert callback._channel.process is started and early.take_writer() is None
@@ -629,10 +630,10 @@ def test_a_writer_started_early_and_not_taken_is_ended(store_uri: str, monkeypat
     from raysweep.tracking.callback import WRITER_ENV
 
     early.start_writer(store_uri)
-    first = early._early_writer
+    first = early._early_writers[threading.get_ident()]
     early.start_writer(store_uri)  # the next sweep's start ends the one the last left behind
-    assert first.wait(10) != 0 and early._early_writer.poll() is None
-    second = early._early_writer
+    second = early._early_writers[threading.get_ident()]
+    assert first.wait(10) != 0 and second.poll() is None
     early.drop_writer()  # the sweep's end ends one it never took
     assert second.wait(10) != 0 and early.take_writer() is None
     # A sweep whose writer runs on Tune's loop ends the process started for it.
@@ -641,6 +642,39 @@ def test_a_writer_started_early_and_not_taken_is_ended(store_uri: str, monkeypat
     third = early.take_writer()
     start_trial_logging(make_tracker(store_uri), third)
     assert third.wait(10) != 0
+
+
+def test_sweeps_started_at_once_on_their_threads_each_take_their_own_early_writer(store_uri: str) -> None:
+    # The K+1 sweeps of a nested job start at once, each on a thread of its own: no sweep's start
+    # may end or take another's writer, and none may be left running untaken.
+    from raysweep.sweep import early
+
+    started: dict[str, Any] = {}
+    taken: dict[str, Any] = {}
+    a_started, b_started = threading.Event(), threading.Event()
+
+    def sweep(name: str, mine: threading.Event, other: threading.Event) -> None:
+        early.start_writer(store_uri)
+        started[name] = early._early_writers[threading.get_ident()]
+        mine.set()
+        other.wait(30)  # both have started before either takes
+        taken[name] = early.take_writer()
+
+    threads = [threading.Thread(target=sweep, args=("a", a_started, b_started)),
+               threading.Thread(target=sweep, args=("b", b_started, a_started))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert taken["a"] is started["a"] and taken["b"] is started["b"] and taken["a"] is not taken["b"]
+        assert taken["a"].poll() is None and taken["b"].poll() is None, "a sweep's start ended the other's writer"
+        assert early.take_writer() is None and not early._early_writers
+    finally:
+        for process in taken.values():
+            if process is not None:
+                process.kill()
+                process.wait()
 
 
 def _niceness(pid: int) -> int:

@@ -121,35 +121,38 @@ def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance:
     return names
 
 
-#: a writer process started by :func:`start_writer`, until the sweep's callback takes it
-_early_writer: Any = None
+#: the writer processes started by :func:`start_writer`, until their sweeps' callbacks take them:
+#: one per thread (the sweeps of a nested job start at once, each in a thread of its own)
+_early_writers: dict[int, Any] = {}
+_EARLY_WRITERS = threading.Lock()
 
 
 def start_writer(tracking_uri: str) -> None:
     """Start the sweep's MLflow writer process now (``raysweep.tracking._writer_process.spawn``):
     its MLflow import (about a second of CPU) runs while this process prepares the data, with a
-    core to itself, not beside the first trials. :func:`take_writer` hands it to the callback;
-    one never taken (the sweep failed first) is ended by the next call here or :func:`drop_writer`,
-    or when this process exits (its input closes)."""
-    global _early_writer
+    core to itself, not beside the first trials. :func:`take_writer`, on the same thread, hands
+    it to the callback; one never taken (the sweep failed first) is ended by the thread's next
+    call here or :func:`drop_writer`, or when this process exits (its input closes)."""
     drop_writer()
     try:
         from raysweep.tracking._writer_process import spawn
 
-        _early_writer = spawn(tracking_uri)
+        process = spawn(tracking_uri)
     except OSError as exc:  # the callback starts one itself, and says so if it cannot
         logger.debug("raysweep: could not start the MLflow writer early: %s", exc)
+        return
+    with _EARLY_WRITERS:
+        _early_writers[threading.get_ident()] = process
 
 
 def take_writer() -> Any:
-    """The writer process :func:`start_writer` started (None if none), now the caller's."""
-    global _early_writer
-    process, _early_writer = _early_writer, None
-    return process
+    """The writer process :func:`start_writer` started on this thread (None if none), now the caller's."""
+    with _EARLY_WRITERS:
+        return _early_writers.pop(threading.get_ident(), None)
 
 
 def drop_writer() -> None:
-    """End a writer process that was started early and never taken."""
+    """End a writer process this thread started early and never took."""
     process = take_writer()
     if process is not None:
         process.kill()
