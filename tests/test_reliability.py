@@ -687,8 +687,8 @@ class MlflowServer:
         wait_for(up, 180, f"mlflow server on port {self.port}", every=0.5)
 
     def stop(self, crash: bool = False) -> None:
-        """Stop the server: with SIGTERM, which it takes a few seconds (up to 30) to act on, or
-        with ``crash``, SIGKILL, which ends it at once."""
+        """Stop the server: with SIGTERM, which it took 3-6 s to act on here (after 30 s it is
+        killed), or with ``crash``, SIGKILL, which ends it at once."""
         if self.process is None:
             return
         try:
