@@ -104,3 +104,23 @@ def test_tuning_on_noise_looks_better_inside_than_on_the_held_out_folds(ray_loca
     result = run_sweep("random_forest", noise, nested_cv=3, num_samples=6, tracking=False, storage=str(tmp_path / "results"), **COMMON)
     inner = np.mean([fold.inner_best for fold in result.nested.folds])
     assert inner > result.nested.mean and result.nested.optimism > 0.05, result.nested
+
+
+def test_a_time_budget_gives_every_sweep_of_the_job_its_turn_and_its_trials(ray_local, tmp_path):
+    """With a time budget the job's sweeps start as the cluster has CPUs for them: each reuses its
+    actors until its budget is spent, so on 2 CPUs a third sweep started at once got none (before,
+    two sweeps of three ran trials for their whole budget and the job failed with "the time budget
+    ... ran out before any trial reported a score")."""
+    from raysweep.sweep.run import run_sweep
+
+    budget = 8
+    result = run_sweep(
+        "random_forest", "breast_cancer", nested_cv=2, time_budget=budget, tracking=False, storage=str(tmp_path / "results"),
+        scheduler="fifo", searcher="random", seed=0, overrides=["resource.max=20"],
+    )  # fmt: skip
+    assert [fold.fold for fold in result.nested.folds] == [1, 2]
+    assert all(0.8 < fold.score <= 1 and 0.8 < fold.inner_best <= 1 for fold in result.nested.folds), result.nested
+    for name in ("fold1", "fold2", "final"):
+        trials = list((tmp_path / "results" / f"{result.name}-{name}").glob("*/result.json"))
+        reported = [path for path in trials if path.read_text().strip()]
+        assert len(reported) >= 2, f"{name}: {len(reported)} trials reported in its {budget} s"

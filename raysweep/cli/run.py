@@ -20,7 +20,7 @@ def _run_options(func: Any) -> Any:
         click.option("--searcher", help="random, grid, hyperopt (TPE), optuna (TPE), gp (Gaussian process) or anneal: what to try next (default: the recipe's)."),
         click.option("--recipes", metavar="NAME,...", help="With RECIPE auto: the recipes (prebuilt names or YAML files) whose families compete in one sweep (default: every prebuilt recipe that fits the task)."),
         click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid); with --nested-cv, per inner sweep."),
-        click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds; with --nested-cv, per inner sweep (they run at once)."),
+        click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds; with --nested-cv, per inner sweep (each starts when the cluster has CPUs for its trials, its budget with it)."),
         click.option("--stop-at", type=float, metavar="VALUE", help="End the sweep as soon as a trial's validation metric reaches VALUE (in the metric's direction: accuracy >= VALUE, rmse <= VALUE); the best config is refit as usual."),
         click.option("--patience", type=int, metavar="N", help="End the sweep when N finished trials in a row (run to the end or stopped early by the scheduler; failed ones do not count) did not improve the best validation score."),
         click.option("--gpus-per-trial", metavar="F", help="GPUs Ray reserves for each trial: a fraction in (0, 1] to share one (0.25: four trials per GPU) or a whole number. XGBoost trials train on their GPU; other families say they cannot."),

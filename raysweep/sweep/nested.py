@@ -11,6 +11,12 @@ the job's output.
 The K inner sweeps and the final sweep run at once on the same Ray, each with a Tuner of its own in
 a thread of its own. One Tuner over fold-tagged trials would share one searcher between the folds:
 a fold's searcher would then learn from scores measured on rows that are its own held-out fold.
+
+With a time budget, not every sweep may start at once (:func:`sweeps_at_once`). A Tuner that
+reuses its actors (raysweep's do) keeps the CPUs it got until it has no trial left to run, and a
+budget-bound sweep always has one: on 2 CPUs, two of a job's six sweeps ran 450 trials each in
+their 120 s while the other four never started a trial, and the job failed. Each sweep's budget
+is Tune's, counted from its start, so a sweep starts when the cluster has CPUs for it.
 """
 
 from __future__ import annotations
@@ -125,7 +131,7 @@ def run_nested(
     the nested estimate (``result.nested``). ``run_inner`` runs one of them (``run_planned``).
     ``resume`` is the job's record (``raysweep resume``): the folds that had finished are read
     back, the other sweeps continue from Ray's saved state (:mod:`raysweep.sweep.nested_resume`)."""
-    from raysweep.sweep.connect import connect_ray
+    from raysweep.sweep.connect import cluster_cpus, connect_ray
     from raysweep.sweep.gpus import check_cluster_gpus
     from raysweep.sweep.environment import _quiet_environment
 
@@ -149,17 +155,31 @@ def run_nested(
     else:
         states = nested_resume.resume_parts(names, plan.storage, k, top)
     parts = plan_parts(plan, top_id)
+    at_once, per_sweep = sweeps_at_once(plan, len(parts), cluster_cpus())
+    if per_sweep is not None:
+        parts = [(replace(p, options=replace(p.options, max_concurrent=per_sweep)), part) for p, part in parts]
+    gate = threading.BoundedSemaphore(at_once)
     # A fold that had finished before a resume is its outcome, read back: it does not run again.
     outcomes: dict[int, Any] = {
         i: FoldScore(i + 1, state.done["score"], state.done["inner_best"], state.done["config"]) for i, state in enumerate(states) if state.done
     }
     running = [i for i in range(len(parts)) if i not in outcomes]
-    if resume is None:
+    if resume is None and at_once >= len(parts):
         say(f"raysweep: nested validation: {k} inner sweeps (one per outer fold) and the final sweep run at once")
+    elif resume is None:
+        say(
+            f"raysweep: nested validation: {k} inner sweeps (one per outer fold) and the final sweep, {at_once} at a time "
+            f"with {per_sweep} trial{'s' if per_sweep != 1 else ''} each (the cluster's CPUs shared out); "
+            f"each sweep's {plan.time_budget:g} s budget starts when it does"
+        )
     else:
         say(f"raysweep: resuming nested validation {plan.name}: {', '.join(names[i] for i in running)} go on; {len(outcomes)} fold(s) had finished")
 
     def sweep(index: int, part_plan: SweepPlan, part: Part) -> None:
+        while not gate.acquire(timeout=0.2):  # its turn (see sweeps_at_once)
+            if interrupted.is_set():
+                outcomes[index] = SweepInterrupted(f"{names[index]} had not started")
+                return
         try:
             # The final sweep shows its progress a line per change; the folds say when they end.
             show = progress and index == len(parts) - 1
@@ -172,8 +192,11 @@ def run_nested(
             if isinstance(exc, TrackingIncomplete) and index < k:
                 nested_resume.save_fold_outcome(part_plan, exc.result)
             outcomes[index] = exc
+        finally:
+            gate.release()
 
     status = "FAILED"
+    interrupted = threading.Event()  # replaced by the job's, which Ctrl-C sets
     try:
         with _shared_interrupt() as interrupted, _tune_registries_locked():
             threads = [threading.Thread(target=sweep, args=(i, *parts[i]), name=names[i], daemon=True) for i in running]
@@ -218,6 +241,22 @@ def run_nested(
             result,
         )
     return result
+
+
+def sweeps_at_once(plan: SweepPlan, sweeps: int, cpus: int) -> tuple[int, int | None]:
+    """How many of a job's ``sweeps`` run at once on ``cpus`` CPUs, and how many trials each runs
+    at once (None: the sweep's own ``--max-concurrent``, else the cluster's CPUs, as a plain sweep).
+
+    Without a time budget all start at once: a sweep whose trials wait for CPUs gets them as
+    another sweep's trials end, and its trial count is the same whenever they run. With one, every
+    sweep must have CPUs from its start, for its budget runs from then: the CPUs are shared out,
+    ``--max-concurrent`` trials per sweep (else an equal share, at least one), and as many sweeps
+    start as that leaves CPUs for; the others start as those end.
+    """
+    if not plan.time_budget:
+        return sweeps, None
+    per_sweep = plan.max_concurrent or max(1, cpus // sweeps)
+    return max(1, min(sweeps, cpus // per_sweep)), per_sweep
 
 
 def plan_parts(plan: SweepPlan, top_id: str | None) -> list[tuple[SweepPlan, Part]]:
