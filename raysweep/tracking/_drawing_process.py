@@ -1,7 +1,7 @@
 """The process that draws a sweep's charts: ``python -m raysweep.tracking._drawing_process``.
 
-It imports matplotlib and raysweep's chart code as it starts (at a lower priority than the
-sweep, see :mod:`raysweep.tracking.side_process`), then reads pickled jobs from stdin, one at a time: ``(name, args)``, where
+It imports matplotlib and raysweep's chart code as it starts (at nice 10, see
+:mod:`raysweep.tracking.side_process`), then reads pickled jobs from stdin, one at a time: ``(name, args)``, where
 ``name`` is one of :data:`JOBS`. Each job is answered on stdout with ``("ok", value)`` or
 ``("error", message)``. It ends when stdin closes (the sweep is done, or its process died).
 """

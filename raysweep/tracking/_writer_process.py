@@ -5,8 +5,10 @@ flush_every)``, then Tune's events as ``(method, *args)`` of :class:`raysweep.tr
 (``("replay", trial_folders)`` first when it takes over from a writer that died), ``("ping",
 token)`` (answered on stdout with ``(token, what is not written yet or None)`` once everything
 before it is handled) and ``("stop",)``.
-It runs at a lower priority than the sweep (its writing can wait; Tune's loop and the trials
-cannot) and in a session of its own, so a Ctrl-C meant for the sweep does not stop it halfway; when
+It runs at nice 10 (ranked below the sweep where the kernel schedules processes one by one; under
+Linux's autogroup its session's group shares the CPU with the sweep's, see
+:data:`raysweep.tracking.side_process.NICENESS`) and in a session of its own, so a Ctrl-C meant for
+the sweep does not stop it halfway; when
 the sweep's process dies (its end of the pipe closes), it writes what it holds and exits.
 """
 

@@ -12,8 +12,16 @@ import subprocess
 import sys
 from typing import BinaryIO
 
-#: how much lower than the sweep's a side process's CPU priority is: it takes what the trials and
-#: Tune's loop leave idle
+#: the nice value of a side process. It ranks the process below the sweep only where the kernel
+#: schedules processes one by one. Linux's autogroup (on by default in most distributions, and on
+#: the machine the benchmarks ran on) schedules each session as one group, and a side process has
+#: a session of its own (see :func:`spawn`): its group then gets as much CPU as the sweep's whole
+#: group (the driver, and on a local Ray every Ray process and trial) and the nice value ranks it
+#: only against itself. Three CPU-bound processes on 2 cores, two in one session and one at nice 10
+#: in a session of its own: the lone one got a whole core. Lowering its group's nice value too
+#: (``/proc/self/autogroup``) is not done: the writer then falls behind tiny trials and the sweep's
+#: end waits for it (300 no-op trials: 10.1 s against 9.0 s, median of 4 alternating pairs; see
+#: benchmarks/ANALYSIS.md, which also has what it did to a nested job).
 NICENESS = 10
 
 
