@@ -155,15 +155,16 @@ def run_nested(
     else:
         states = nested_resume.resume_parts(names, plan.storage, k, top)
     parts = plan_parts(plan, top_id)
-    at_once, per_sweep = sweeps_at_once(plan, len(parts), cluster_cpus())
-    if per_sweep is not None:
-        parts = [(replace(p, options=replace(p.options, max_concurrent=per_sweep)), part) for p, part in parts]
-    gate = threading.BoundedSemaphore(at_once)
     # A fold that had finished before a resume is its outcome, read back: it does not run again.
     outcomes: dict[int, Any] = {
         i: FoldScore(i + 1, state.done["score"], state.done["inner_best"], state.done["config"]) for i, state in enumerate(states) if state.done
     }
     running = [i for i in range(len(parts)) if i not in outcomes]
+    # The CPUs are shared among the sweeps that run (a resumed job's finished folds take none).
+    at_once, per_sweep = sweeps_at_once(plan, max(1, len(running)), cluster_cpus())
+    if per_sweep is not None:
+        parts = [(replace(p, options=replace(p.options, max_concurrent=per_sweep)), part) for p, part in parts]
+    gate = threading.BoundedSemaphore(at_once)
     if resume is None and at_once >= len(parts):
         say(f"raysweep: nested validation: {k} inner sweeps (one per outer fold) and the final sweep run at once")
     elif resume is None:
@@ -196,7 +197,6 @@ def run_nested(
             gate.release()
 
     status = "FAILED"
-    interrupted = threading.Event()  # replaced by the job's, which Ctrl-C sets
     try:
         with _shared_interrupt() as interrupted, _tune_registries_locked():
             threads = [threading.Thread(target=sweep, args=(i, *parts[i]), name=names[i], daemon=True) for i in running]
