@@ -396,9 +396,10 @@ def _requirements(*distributions: str) -> list[str]:
 def _sklearn_serialization(model: Any) -> dict[str, Any]:
     """skops (MLflow's safe default) trusting the types of the model raysweep itself built; else cloudpickle."""
     try:
-        import skops.io
+        from raysweep.tracking._skops import import_skops_io
 
-        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        skops_io = import_skops_io()
+        trusted = skops_io.get_untrusted_types(data=skops_io.dumps(model))
         return {"serialization_format": "skops", "skops_trusted_types": trusted}
     except Exception as exc:  # a model part skops cannot write
         logger.info("raysweep: skops cannot serialise the refit model (%s); using cloudpickle", exc)
