@@ -23,7 +23,7 @@ from fast_support import (
 from raysweep.errors import UserError
 from raysweep.tracking.sync import sync_sweep
 from raysweep.tracking.store import SweepTracker
-from raysweep.tracking.callback import _TrialView
+from raysweep.tracking.writer import TrialView
 from raysweep.tracking.writer import TrialWriter
 
 __all__ = ["empty_store", "store_uri"]  # fixtures
@@ -221,15 +221,15 @@ def _write_first_steps(uri: str, tracker: SweepTracker, monkeypatch: pytest.Monk
     def send(trial: RayTrial, count: int) -> dict[str, Any]:
         results = trial.results()[:count]
         for result in results:
-            writer.trial_result(_TrialView(trial.tid, trial.config, result, "RUNNING"), result)
+            writer.trial_result(TrialView(trial.tid, trial.config, result, "RUNNING"), result)
         return results[-1]
 
     send(FOUR[0], 1)  # open, first step only
     last = send(FOUR[1], 1)
-    writer.trial_completed(_TrialView(FOUR[1].tid, FOUR[1].config, last, "TERMINATED"))  # ended in MLflow
+    writer.trial_completed(TrialView(FOUR[1].tid, FOUR[1].config, last, "TERMINATED"))  # ended in MLflow
     # trial 3's run was opened just before the tracking server went away: no params, no metrics
     monkeypatch.setattr(tracker.client, "log_batch", lambda *args, **kwargs: (_ for _ in ()).throw(OSError("connection refused")))
-    writer.trial_started(_TrialView(FOUR[3].tid, FOUR[3].config, {}, "RUNNING"))
+    writer.trial_started(TrialView(FOUR[3].tid, FOUR[3].config, {}, "RUNNING"))
     send(FOUR[3], 1)
     monkeypatch.undo()
     return {name: run.info.run_id for name, run in trial_runs(uri, tracker.parent_run_id).items()}

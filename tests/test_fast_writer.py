@@ -9,6 +9,9 @@ started.
 from __future__ import annotations
 
 import json
+import pickle
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -22,8 +25,7 @@ from fast_support import (
 )  # fmt: skip
 from raysweep.tracking.callback import start_trial_logging
 from raysweep.tracking.store import SweepTracker
-from raysweep.tracking.callback import _TrialView
-from raysweep.tracking.writer import TrialWriter
+from raysweep.tracking.writer import TrialView, TrialWriter
 
 __all__ = ["empty_store", "store_uri"]  # fixtures
 
@@ -46,8 +48,8 @@ def make_writer(tracker: SweepTracker, session_started: float | None = None, flu
     return TrialWriter(tracker, time.time() if session_started is None else session_started, flush_every)
 
 
-def view(trial_id: str, config: dict, last: dict | None = None, status: str = "RUNNING", **errors: Any) -> _TrialView:
-    return _TrialView(trial_id, dict(config), dict(last or {}), status, seen=time.time(), **errors)
+def view(trial_id: str, config: dict, last: dict | None = None, status: str = "RUNNING", **errors: Any) -> TrialView:
+    return TrialView(trial_id, dict(config), dict(last or {}), status, seen=time.time(), **errors)
 
 
 def report(writer: TrialWriter, trial_id: str, config: dict, values: list[float], *, first: int = 1, done_at_end: bool = False,
@@ -782,3 +784,22 @@ def test_a_writer_replaced_after_ray_shut_down_replays_the_folders_seen_at_the_e
     # After Ray's shutdown: the folders seen earlier; one Tune can still name is taken as it is now
     assert trial_folders([_TrialAfterRay(A, None), _TrialAfterRay(B, "/r/b2")], seen) == {A: "/r/a", B: "/r/b2"}
     assert trial_folders([_TrialAfterRay(C, None)], {}) == {}
+
+
+def test_the_writer_process_reads_trial_events_without_importing_ray(tmp_path):
+    """What the callback sends the writer process unpickles there without Ray Tune: importing it
+    (and pandas with it) cost the writer about 3 s of CPU beside a sweep's first trials."""
+    result = tune_result(A, 1, 0.5, config=CONFIG)
+    messages = [
+        ("trial_started", TrialView.of(fake_trial(A, CONFIG))),
+        ("trial_result", TrialView.of(fake_trial(A, CONFIG, result)), dict(result)),
+        ("trial_completed", TrialView.of(fake_trial(A, CONFIG, result, status="TERMINATED"))),
+    ]
+    probe = (
+        "import pickle, sys; from raysweep.tracking.writer import TrialWriter; "
+        "messages = pickle.load(sys.stdin.buffer); "
+        "print([kind for kind, *_ in messages], sorted(m for m in ('ray', 'ray.tune', 'pandas') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], input=pickle.dumps(messages), capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert done.stdout.decode().strip() == "['trial_started', 'trial_result', 'trial_completed'] []"

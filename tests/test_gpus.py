@@ -120,16 +120,15 @@ def test_the_trial_run_is_tagged_with_the_device_and_gpus_of_its_first_result(st
     """The writer turns the trial's ``device`` and ``gpu_ids`` into tags, not metrics (no Ray)."""
     import time
 
-    from raysweep.tracking.callback import _TrialView
     from raysweep.tracking.store import SweepTracker
-    from raysweep.tracking.writer import TrialWriter
+    from raysweep.tracking.writer import TrialView, TrialWriter
 
     tracker = SweepTracker(store_uri, EXPERIMENT, SWEEP, METRIC, 3, True, tags={}, params={})
     tracker.start()
     writer = TrialWriter(tracker, time.time(), 0.0)
     for iteration in (1, 2):
         result = {**tune_result("e55ae_00000", iteration, 0.9, config={"max_depth": 3}), schema.DEVICE_RESULT: "cpu", schema.GPU_IDS_RESULT: "0"}
-        writer.trial_result(_TrialView("e55ae_00000", {"max_depth": 3}, result, "RUNNING", seen=time.time()), result)
+        writer.trial_result(TrialView("e55ae_00000", {"max_depth": 3}, result, "RUNNING", seen=time.time()), result)
     writer.close_open_runs("KILLED", "sweep_interrupted")
     run = trial_runs(store_uri, tracker.parent_run_id)["trial-0000"]
     assert (run.data.tags[schema.DEVICE], run.data.tags[schema.GPU_IDS]) == ("cpu", "0")

@@ -16,7 +16,6 @@ the dead one had not (see :meth:`MLflowTrialCallback._replace_dead_writer`).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 import logging
 import os
 import pickle
@@ -31,7 +30,7 @@ from ray.tune import Callback
 
 from raysweep.tracking import schema
 from raysweep.tracking.store import SweepTracker
-from raysweep.tracking.writer import TrialWriter
+from raysweep.tracking.writer import TrialView, TrialWriter
 
 logger = logging.getLogger("raysweep.tracking")
 
@@ -40,32 +39,6 @@ DRAIN_WAIT_S = 600.0
 WRITER_ENV = "RAYSWEEP_MLFLOW_WRITER"
 #: how many writers a sweep starts after the first, each when the one before it died
 WRITER_RESTARTS = 3
-
-
-@dataclass
-class _TrialView:
-    """What the MLflow writer needs of a Tune trial, taken when Tune raised the event."""
-
-    trial_id: str
-    config: dict[str, Any]
-    last_result: dict[str, Any]
-    status: str
-    error_file: str | None = None
-    error_msg: str | None = None
-    #: when Tune raised the event (seconds since the epoch): the run's start or end time
-    seen: float = 0.0
-
-    @classmethod
-    def of(cls, trial: Any, errors: bool = False) -> "_TrialView":
-        # The recorded result, not Trial.last_result: before a trial's first report that one waits
-        # on a remote call for Ray's default result.
-        metadata = getattr(trial, "run_metadata", None)
-        last = metadata.last_result if metadata is not None else trial.last_result
-        view = cls(trial.trial_id, dict(trial.config), dict(last or {}), trial.status, seen=time.time())
-        if errors or trial.status == "ERROR":
-            view.error_file = getattr(trial, "error_file", None)
-            view.error_msg = getattr(trial, "error_msg", None)
-        return view
 
 
 class MLflowTrialCallback(Callback):
@@ -85,7 +58,7 @@ class MLflowTrialCallback(Callback):
         #: Tune's trials (the list it passes to every hook), for a writer that takes over
         self._trials: list = []
         #: the trials that ended in this session: trial id -> the event that ended it
-        self._ended: dict[str, tuple[str, _TrialView]] = {}
+        self._ended: dict[str, tuple[str, TrialView]] = {}
         #: the sweep's end as sent to the writer: experiment_ended, then close_open_runs
         self._final: list[tuple[Any, ...]] = []
         #: how each writer that died ended ("was killed by SIGKILL")
@@ -174,7 +147,7 @@ class MLflowTrialCallback(Callback):
     # -- Tune callback hooks -------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._trials = trials
-        self._send("trial_started", _TrialView.of(trial))
+        self._send("trial_started", TrialView.of(trial))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         value = result.get(self.tracker.metric_key)
@@ -184,15 +157,15 @@ class MLflowTrialCallback(Callback):
                 (float(result.get(schema.RESOURCE, step)), float(value), time.time() - self._started)
             )
         self._trials = trials
-        self._send("trial_result", _TrialView.of(trial), dict(result))
+        self._send("trial_result", TrialView.of(trial), dict(result))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._trials = trials
-        self._ended[trial.trial_id] = ("trial_completed", _TrialView.of(trial))
+        self._ended[trial.trial_id] = ("trial_completed", TrialView.of(trial))
         self._send(*self._ended[trial.trial_id])
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        view = _TrialView.of(trial, errors=True)
+        view = TrialView.of(trial, errors=True)
         if view.last_result:
             # The retry repeats the steps since its last checkpoint: they are in the history already.
             logged, step = self.tracker.logged_through, schema.result_step(view.last_result, self.tracker.integer_resource)
@@ -201,14 +174,14 @@ class MLflowTrialCallback(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._trials = trials
-        self._ended[trial.trial_id] = ("trial_errored", _TrialView.of(trial, errors=True))
+        self._ended[trial.trial_id] = ("trial_errored", TrialView.of(trial, errors=True))
         self._send(*self._ended[trial.trial_id])
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._trials = trials
         # Taken while Ray runs: a writer found dead after Ray has shut down still gets them.
         self._folders = trial_folders(trials, {})
-        self._final.append(("experiment_ended", [_TrialView.of(trial) for trial in trials]))
+        self._final.append(("experiment_ended", [TrialView.of(trial) for trial in trials]))
         # Not waited for here: the writer catches up while the sweep refits its best config and
         # logs its outcome, and the sweep's end (close_open_runs) waits for it.
         self._send(*self._final[-1])
