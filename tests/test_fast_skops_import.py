@@ -87,9 +87,9 @@ class _LazyModule(types.ModuleType):
 def _compare(name: str, obj: object) -> tuple[str, str]:
     from skops.io import _utils
 
-    from raysweep.tracking._skops import _dict_first
+    from raysweep.tracking._skops import _indexed_whichmodule
 
-    return _dict_first(_utils.whichmodule)(obj, name), _utils.whichmodule(obj, name)
+    return _indexed_whichmodule(_utils.whichmodule)(obj, name), _utils.whichmodule(obj, name)
 
 
 def test_the_lookup_finds_the_first_module_in_import_order_as_skops_does(modules):
@@ -127,9 +127,9 @@ def test_modules_only_getattr_can_ask_are_asked_in_their_place(modules):
 def test_a_module_imported_between_lookups_is_seen(modules):
     from skops.io import _utils
 
-    from raysweep.tracking._skops import _dict_first, _ModuleIndex
+    from raysweep.tracking._skops import _indexed_whichmodule, _ModuleIndex
 
-    lookup, target = _dict_first(_utils.whichmodule), _Ufunc()
+    lookup, target = _indexed_whichmodule(_utils.whichmodule), _Ufunc()
     assert lookup(target, "probe_late_fn") == "__main__"
     assert _ModuleIndex._current is not None  # the index the next lookup would reuse
     late = types.ModuleType("raysweep_probe_late")

@@ -8,12 +8,14 @@ modules), which makes that some 660,000 failed attribute lookups, each raising a
 ``AttributeError`` inside ``getattr``: 1.2-1.9 s at the end of every tracked sweep here, against
 0.24 s with the lookup below.
 
-:func:`import_skops_io` loads ``skops.io._utils`` first and replaces its ``whichmodule`` with one
-that gives the same answer for the same process: a plain module's attribute is looked up in its
-``__dict__`` (no exception when it is missing); a module with a module-level ``__getattr__``, a
-module of another type, a dotted or dunder name and an object with ``__module__`` still go
-through skops' own function. It then runs ``skops.io``'s ``__init__`` as the import system would.
-If skops is laid out differently (a future release), the plain import is used.
+:func:`import_skops_io` loads ``skops.io._utils`` first and, while ``skops.io``'s ``__init__``
+runs, replaces its ``whichmodule`` with one that gives the same answer for the same process. It
+asks only the modules that can hold the name: the plain modules whose ``__dict__`` defines it (from
+an index of the loaded modules' names, rebuilt when ``sys.modules`` changes) and, in their place in
+import order, the modules only ``getattr`` can ask (a module-level ``__getattr__``, a module of
+another type). A dotted or dunder name and an object with ``__module__`` go through skops' own
+function, which is put back once the import is done. If skops is laid out differently (a future
+release), the plain import is used.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def _import() -> types.ModuleType:
             if not callable(getattr(utils, "whichmodule", None)):
                 raise AttributeError("skops.io._utils has no whichmodule")
             original = utils.whichmodule
-            utils.whichmodule = _dict_first(original)
+            utils.whichmodule = _indexed_whichmodule(original)
             try:
                 spec.loader.exec_module(package)
             finally:
@@ -75,8 +77,8 @@ def _import() -> types.ModuleType:
     return importlib.import_module("skops.io")
 
 
-def _dict_first(whichmodule: Callable[[Any, str], str]) -> Callable[[Any, str], str]:
-    """``whichmodule`` answered from an index of the loaded modules' names, else ``whichmodule`` itself."""
+def _indexed_whichmodule(whichmodule: Callable[[Any, str], str]) -> Callable[[Any, str], str]:
+    """``whichmodule`` answered from :class:`_ModuleIndex`, else by ``whichmodule`` itself."""
 
     def lookup(obj: Any, name: str) -> str:
         if getattr(obj, "__module__", None) is not None or "." in name or name.startswith("__"):
@@ -96,7 +98,6 @@ def _dict_first(whichmodule: Callable[[Any, str], str]) -> Callable[[Any, str], 
                     return module_name
         return "__main__"
 
-    lookup.__doc__ = whichmodule.__doc__
     return lookup
 
 
