@@ -136,3 +136,27 @@ def test_a_module_imported_between_lookups_is_seen(modules):
     late.probe_late_fn = target
     modules("raysweep_probe_late", late)
     assert lookup(target, "probe_late_fn") == "raysweep_probe_late"
+
+
+# -- the end of a sweep imports skops early -------------------------------------------------------
+def test_the_end_imports_of_a_tracked_sweep_with_a_scikit_learn_model_include_skops_and_pyfunc():
+    from raysweep.families import get_family
+    from raysweep.sweep.early import end_modules
+
+    forest = end_modules(get_family("random_forest"), False, tracked=True, importance=True, charts=False)
+    assert forest[-1] == "skops.io" and "mlflow.sklearn" in forest and "mlflow.pyfunc" in forest
+    # XGBoost on all-numeric data logs its booster in its own flavor: no skops; with categories, a pipeline in skops
+    assert "skops.io" not in end_modules(get_family("xgboost"), False, tracked=True, importance=True, charts=False)
+    assert "skops.io" in end_modules(get_family("xgboost"), True, tracked=True, importance=True, charts=False)
+    assert end_modules(get_family("random_forest"), False, tracked=False, importance=True, charts=False) == ["optuna", "optuna.importance"]
+
+
+def test_the_background_import_of_skops_goes_through_raysweeps_lookup(monkeypatch):
+    from raysweep.sweep import early
+    from raysweep.tracking import _skops
+
+    calls = []
+    monkeypatch.setattr(_skops, "import_skops_io", lambda: calls.append("raysweep"))
+    monkeypatch.setattr(early.importlib, "import_module", lambda name: calls.append(name))
+    early.import_modules(["json", "skops.io"]).join(timeout=60)
+    assert calls == ["json", "raysweep"]

@@ -6,8 +6,9 @@ Four pieces of a sweep's time are not on its own critical path, measured on the 
 * Opening the MLflow store (importing MLflow, creating or checking the sqlite tables: about 1.8 s)
   and importing Ray Tune, the trainable and the searcher's library (about 1 s) do not need a
   running Ray; they run while Ray starts, which spends most of its 4 s waiting for its processes.
-* The modules the end of a sweep uses (MLflow's model flavors and signature inference, Optuna for
-  the importance, matplotlib for a PBT lineage chart: about 1 s of imports) load while the trials
+* The modules the end of a sweep uses (MLflow's model flavors and signature inference, skops for
+  a scikit-learn model, Optuna for the importance, matplotlib for a PBT lineage chart: 1-2 s of
+  imports) load while the trials
   run in Ray's workers and the driver mostly waits for their results. The other charts are drawn
   by a process of their own at the end (:mod:`raysweep.tracking.drawing`).
 * The MLflow writer process's import of MLflow (about 1 s of CPU) runs while the sweep prepares its
@@ -81,7 +82,12 @@ def import_modules(names: list[str]) -> threading.Thread:
     def work() -> None:
         for name in names:
             try:
-                importlib.import_module(name)
+                if name == "skops.io":
+                    from raysweep.tracking._skops import import_skops_io
+
+                    import_skops_io()  # without skops' scan of every loaded module for each ufunc
+                else:
+                    importlib.import_module(name)
             except ImportError:  # the step that needs it says so
                 continue
         if "matplotlib" in names:
@@ -108,8 +114,10 @@ def import_modules(names: list[str]) -> threading.Thread:
 
 def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance: bool, charts: bool = True) -> list[str]:
     """The modules the end of a sweep imports: Optuna for the importance; when tracked, the model's
-    (MLflow's flavor for the refit model, its signature inference) and, with ``charts`` (drawn in
-    this process, not by a drawing process), matplotlib."""
+    (MLflow's flavor for the refit model, its signature inference, and for a scikit-learn model
+    skops, the format it is saved in: 0.8-1.1 s, most of it skops listing scikit-learn's
+    estimators) and, with ``charts`` (drawn in this process, not by a drawing process),
+    matplotlib."""
     names = []
     if importance:
         names += ["optuna", "optuna.importance"]
@@ -117,7 +125,10 @@ def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance:
         flavor = family.native_flavor(has_categories) or "sklearn"
         if charts:
             names += ["matplotlib", "matplotlib.pyplot", "matplotlib.collections"]
-        names += ["mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}", "raysweep.tracking.outcome"]
+        # mlflow.pyfunc: every flavor's save_model adds the pyfunc flavor (0.8 s, MLflow's pydantic types)
+        names += ["mlflow.models", "mlflow.models.signature", f"mlflow.{flavor}", "mlflow.pyfunc", "raysweep.tracking.outcome"]
+        if flavor == "sklearn":
+            names.append("skops.io")  # imported by raysweep.tracking._skops (see import_modules)
     return names
 
 
