@@ -39,9 +39,10 @@ _IMPORTING = threading.Lock()
 def import_skops_io() -> types.ModuleType:
     """``skops.io``, imported once per process with the lookup described above.
 
-    Called before anything else in the process imports ``skops.io`` (MLflow imports it when it
-    saves or loads a model in skops' format, after raysweep has asked for it on the same thread);
-    raysweep's own callers on other threads wait for the first.
+    Called before anything else in the process imports ``skops.io``: a sweep's end imports
+    (:func:`raysweep.sweep.early.import_modules`, on a thread of their own while the trials run)
+    and the model's log, which waits for that thread and asks again before MLflow saves in
+    skops' format. Callers on other threads wait for the first.
     """
     with _IMPORTING:
         if "skops.io" in sys.modules:
@@ -108,8 +109,9 @@ class _ModuleIndex:
     """``sys.modules`` in import order: which plain modules define each name (their values read
     live at each lookup), and the positions of the modules only ``getattr`` can ask (a
     module-level ``__getattr__``, a module of another type). Rebuilt whenever ``sys.modules``
-    changes (skops imports modules of its own between lookups); in use only while ``skops.io``
-    is imported, when nothing else binds names in loaded modules."""
+    changes (skops imports modules of its own between lookups, and other threads may import
+    while it runs: a sweep's Tune loop does). A module imported meanwhile comes after NumPy's and
+    SciPy's in import order, so it cannot change where skops' own lookup would find their ufuncs."""
 
     _current: "_ModuleIndex | None" = None
 
