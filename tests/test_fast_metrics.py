@@ -1,0 +1,92 @@
+"""raysweep's own rmse, mae, r2 and accuracy give scikit-learn's numbers (synthetic inputs)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from raysweep.metrics import score
+
+
+class _Fixed:
+    """A fitted model that predicts the given values, whatever the rows."""
+
+    def __init__(self, predictions) -> None:
+        self.predictions = np.asarray(predictions)
+
+    def predict(self, X):
+        return self.predictions
+
+
+def _sklearn(metric: str, y, pred) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # r2 of one row: UndefinedMetricWarning, and nan
+        if metric == "rmse":
+            return float(np.sqrt(skm.mean_squared_error(y, pred)))
+        if metric == "mae":
+            return float(skm.mean_absolute_error(y, pred))
+        if metric == "r2":
+            return float(skm.r2_score(y, pred))
+        return float(skm.accuracy_score(y, pred))
+
+
+rng = np.random.default_rng(0)
+TARGET = rng.normal(50.0, 20.0, 500)
+REGRESSION = {
+    "noisy": (TARGET, TARGET + rng.normal(0, 5, 500)),
+    "perfect": (TARGET, TARGET.copy()),
+    "constant target, imperfect": (np.full(40, 3.0), np.linspace(2.0, 4.0, 40)),
+    "constant target, perfect": (np.full(40, 3.0), np.full(40, 3.0)),
+    "one row": (np.array([1.5]), np.array([2.0])),
+    "a column of predictions": (TARGET, (TARGET + 1.0).reshape(-1, 1)),
+    "integer target": (np.arange(30), np.arange(30) * 1.1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REGRESSION))
+@pytest.mark.parametrize("metric", ["rmse", "mae", "r2"])
+def test_regression_metrics_are_scikit_learns(metric, case):
+    y, pred = REGRESSION[case]
+    expected = _sklearn(metric, y, pred)
+    got = score(metric, _Fixed(pred), np.zeros((len(y), 1)), y)
+    if np.isnan(expected):
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_errors_are_reported_in_the_targets_units():
+    y, pred = REGRESSION["noisy"]
+    assert score("rmse", _Fixed(pred / 4), None, y / 4, y_scale=4.0) == pytest.approx(_sklearn("rmse", y, pred), rel=1e-12)
+    assert score("mae", _Fixed(pred / 4), None, y / 4, y_scale=4.0) == pytest.approx(_sklearn("mae", y, pred), rel=1e-12)
+
+
+def test_a_prediction_that_is_not_finite_scores_nan():
+    assert np.isnan(score("rmse", _Fixed([1.0, np.inf]), None, np.array([1.0, 2.0])))
+
+
+@pytest.mark.parametrize("labels, pred", [
+    (rng.integers(0, 5, 300), rng.integers(0, 5, 300)),
+    (rng.integers(0, 2, 300), rng.integers(0, 2, 300).astype(float)),  # a model's float labels
+    (np.array([0, 1, 1]), np.array([0, 1, 1])),
+])  # fmt: skip
+def test_accuracy_is_scikit_learns(labels, pred):
+    assert score("accuracy", _Fixed(pred), None, labels, n_classes=5) == pytest.approx(_sklearn("accuracy", labels, pred), abs=1e-15)
+
+
+def test_scoring_these_metrics_does_not_import_sklearn_metrics():
+    """A trial process of an XGBoost or a no-op recipe does not pay for ``sklearn.metrics``."""
+    probe = (
+        "import sys, numpy as np; from raysweep.metrics import score\n"
+        "class M:\n    def predict(self, X): return np.arange(4.0)\n"
+        "[score(m, M(), None, np.arange(4.0) + 0.5) for m in ('rmse', 'mae', 'r2', 'accuracy')]\n"
+        "print('sklearn.metrics' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
