@@ -150,8 +150,11 @@ def run_planned(
 
     from raysweep.sweep.saved_state import DropFinishedCheckpoints, StateCopy, saved_results
 
+    from raysweep.sweep.actors import KeepStartingActors, keep_starting_actors
+
     ledger = TrialLedger()
-    callbacks += [JsonLoggerCallback(), ledger]
+    keep_starting_actors()
+    callbacks += [JsonLoggerCallback(), ledger, KeepStartingActors()]
     if not sweep_record.is_uri(plan.storage):
         callbacks.append(StateCopy(Path(plan.storage, plan.name)))
         if not strategies.get_scheduler(plan.scheduler).population:  # PBT copies checkpoints between trials
