@@ -7,14 +7,14 @@ waits for resources (an autoscaler may take minutes). It is wrong once the resou
 the actor's process is starting: whenever trials end sooner than a process starts (short trials,
 a busy machine, several sweeps sharing a cluster), every new trial takes the one cached actor and
 the actor being started for it is killed, so the sweep runs one trial at a time however many CPUs
-it has, and each trial costs a placement group created and removed. Measured here: the six
-sweeps of a nested job on adult (20 trials each) started 6 actors in all for 120 trials, each
-sweep on one; 300 trials whose first step takes milliseconds ran on one actor.
+it has, and each trial costs a placement group created and removed. Measured here: 300 trials
+whose first step takes milliseconds made 300 actor requests and ran on one actor of two CPUs.
 
 :func:`keep_starting_actors` changes one decision, for the Tuners whose callbacks hold a
 :class:`KeepStartingActors`: a staged trial whose own actor already holds its resources waits for
-it, and the cached actor goes to the next trial. Everything else (which trial runs, when actors are
-cached and evicted) stays Ray Tune's.
+it, and the cached actor goes to the next trial. A request still waiting for resources is handed
+over as before (the six sweeps of a nested job sharing 2 CPUs still make one for most trials).
+Everything else (which trial runs, when actors are cached and evicted) stays Ray Tune's.
 """
 
 from __future__ import annotations
@@ -33,12 +33,8 @@ class KeepStartingActors(Callback):
 
 
 def _marked(controller: Any) -> bool:
-    marked = controller.__dict__.get("_raysweep_keep_starting")
-    if marked is None:
-        callbacks = getattr(getattr(controller, "_callbacks", None), "_callbacks", ())
-        marked = any(isinstance(callback, KeepStartingActors) for callback in callbacks)
-        controller.__dict__["_raysweep_keep_starting"] = marked
-    return marked
+    callbacks = getattr(getattr(controller, "_callbacks", None), "_callbacks", ())
+    return any(isinstance(callback, KeepStartingActors) for callback in callbacks)
 
 
 def starting_own_actor(controller: Any, trial: Any) -> bool:
