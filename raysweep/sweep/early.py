@@ -176,6 +176,31 @@ def shutdown_ray() -> threading.Thread:
     def work() -> None:
         import ray
 
+        _stop_autoscaler_monitor()
         ray.shutdown()
 
     return in_background("ray-shutdown", work)
+
+
+def _stop_autoscaler_monitor() -> None:
+    """Kill the autoscaler monitor of the Ray this process started, before ``ray.shutdown``.
+
+    ``ray.shutdown`` stops the raylet and the GCS first, then asks the monitor to exit. The
+    monitor's exit handler reports its end to the GCS, which is gone, and Ray kills it after
+    waiting a second: a second of every shutdown (1.13 s, 1.01 of them on the monitor, measured
+    on a local Ray with two actors). Killed first, the rest takes about 0.15 s. The monitor of
+    a local Ray started by ``ray.init`` has no nodes to scale. Private API (``Node.all_processes``,
+    checked on Ray 2.60): without it, Ray's own shutdown runs as before.
+    """
+    try:
+        from ray._private import ray_constants, worker
+
+        node = worker._global_node
+        if node is None or not node.head:
+            return
+        for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
+            if info.process.poll() is None:
+                info.process.kill()
+                info.process.wait(timeout=1)
+    except Exception as exc:  # Ray's shutdown kills it then
+        logger.debug("raysweep: could not stop Ray's autoscaler monitor first: %s", exc)
