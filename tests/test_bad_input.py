@@ -311,9 +311,32 @@ def test_cli_reports_bad_input_in_one_line(case, tmp_path, monkeypatch):
     write_files(tmp_path, case.files)
     before = set(tmp_path.iterdir())
     monkeypatch.chdir(tmp_path)
+    writers = started_writers(monkeypatch)
     outcome = CliRunner().invoke(main, case.args, prog_name="raysweep")
     assert not isinstance(outcome.exception, Exception) or isinstance(outcome.exception, SystemExit), outcome.exception
     check_one_line_error(case, outcome.exit_code, outcome.stdout, outcome.stderr, tmp_path, before)
+    # `raysweep run` starts its MLflow writer before it reads its input; bad input ends it at
+    # once (it would otherwise hold the command's stderr open until its imports were done).
+    from raysweep.sweep import early
+
+    assert early.take_writer() is None
+    for process in writers:
+        assert process.wait(10) != 0  # killed, not left waiting for a sweep
+
+
+def started_writers(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The MLflow writer processes started from now on, as they start."""
+    from raysweep.tracking import _writer_process
+
+    started: list = []
+    spawn = _writer_process.spawn
+
+    def recording(*args, **kwargs):
+        started.append(spawn(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(_writer_process, "spawn", recording)
+    return started
 
 
 @pytest.mark.parametrize("case", SUBPROCESS_CASES, ids=[case.id for case in SUBPROCESS_CASES])

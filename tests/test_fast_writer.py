@@ -633,11 +633,22 @@ def test_a_writer_started_early_and_not_taken_is_ended(store_uri: str, monkeypat
 
     early.start_writer(store_uri)
     first = early._early_writers[threading.get_ident()]
-    early.start_writer(store_uri)  # the next sweep's start ends the one the last left behind
+    # The command line starts one before it reads its input; the sweep's own start keeps it (a
+    # writer that was never taken has not been told any sweep), and starts no second one.
+    early.start_writer(store_uri)
+    assert early._early_writers[threading.get_ident()] is first and first.poll() is None
+    # A sweep that writes to another kind of store ends the one the last left behind.
+    early.start_writer("http://127.0.0.1:5999")
     second = early._early_writers[threading.get_ident()]
-    assert first.wait(10) != 0 and second.poll() is None
+    assert first.wait(10) != 0 and second is not first and second.poll() is None
+    # So does the next start on a thread whose writer has died.
+    second.kill()
+    second.wait(10)
+    early.start_writer("http://127.0.0.1:5999")
+    third_http = early._early_writers[threading.get_ident()]
+    assert third_http is not second and third_http.poll() is None
     early.drop_writer()  # the sweep's end ends one it never took
-    assert second.wait(10) != 0 and early.take_writer() is None
+    assert third_http.wait(10) != 0 and early.take_writer() is None
     # A sweep whose writer runs on Tune's loop ends the process started for it.
     monkeypatch.setenv(WRITER_ENV, "inline")
     early.start_writer(store_uri)

@@ -51,11 +51,20 @@ def _run_options(func: Any) -> Any:
 @_run_options
 def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     """Run a sweep of RECIPE (a prebuilt name or a YAML path, or auto: several families in one sweep) on a dataset."""
+    from raysweep.sweep import early
     from raysweep.sweep.options import plan_sweep
+    from raysweep.tracking.store import resolve_tracking_uri
 
-    options["overrides"] = list(options["overrides"])
-    plan = plan_sweep(recipe, options.pop("dataset"), **options)
-    _execute(plan, as_json=as_json, verbose=verbose)
+    if not options.get("nested_cv"):  # a nested job's sweeps start their own, each on its thread
+        # Its MLflow import runs on the idle core while this process reads the recipe and the data.
+        early.start_writer(resolve_tracking_uri(options.get("tracking_uri")))
+    try:
+        options["overrides"] = list(options["overrides"])
+        plan = plan_sweep(recipe, options.pop("dataset"), **options)
+        _execute(plan, as_json=as_json, verbose=verbose)
+    except BaseException:
+        early.drop_writer()  # bad input (the sweep took it otherwise): the command ends at once
+        raise
 
 
 @click.command()

@@ -32,8 +32,13 @@ def spawn(tracking_uri: str | None = None) -> subprocess.Popen:
     the sweep prepares its data and Tune, not while the first trials do."""
     from raysweep.tracking.side_process import spawn as spawn_side
 
+    return spawn_side("raysweep.tracking._writer_process", *([SQL_STORE] if store_kind(tracking_uri) == "database" else []))
+
+
+def store_kind(tracking_uri: str | None) -> str:
+    """``"database"`` for a store MLflow opens with SQLAlchemy (the writer imports that store early), else ``"other"``."""
     database = bool(tracking_uri) and not str(tracking_uri).startswith(("http:", "https:", "databricks", "file:"))
-    return spawn_side("raysweep.tracking._writer_process", *([SQL_STORE] if database else []))
+    return "database" if database else "other"
 
 
 def main() -> int:
