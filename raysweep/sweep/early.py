@@ -152,21 +152,18 @@ def start_writer(tracking_uri: str) -> None:
     until it is told its sweep, so nothing reaches MLflow before the input is checked), and on 2
     cores its import then runs beside that single-threaded start, on the idle core. The README's
     demo: 0.94x the wall time (6 alternating pairs, 0.90-0.97x)."""
-    from raysweep.tracking._writer_process import store_kind
+    from raysweep.tracking._writer_process import spawn, suits
 
     with _EARLY_WRITERS:
         kept = _early_writers.get(threading.get_ident())
-    if kept is not None and kept.poll() is None and kept.raysweep_store_kind == store_kind(tracking_uri):
+    if kept is not None and suits(kept, tracking_uri):
         return
     drop_writer()
     try:
-        from raysweep.tracking._writer_process import spawn
-
         process = spawn(tracking_uri)
     except OSError as exc:  # the callback starts one itself, and says so if it cannot
         logger.debug("raysweep: could not start the MLflow writer early: %s", exc)
         return
-    process.raysweep_store_kind = store_kind(tracking_uri)
     with _EARLY_WRITERS:
         _early_writers[threading.get_ident()] = process
 

@@ -19,6 +19,7 @@ import os
 import pickle
 import subprocess
 import sys
+from typing import Any
 
 logger = logging.getLogger("raysweep.tracking")
 
@@ -32,13 +33,17 @@ def spawn(tracking_uri: str | None = None) -> subprocess.Popen:
     the sweep prepares its data and Tune, not while the first trials do."""
     from raysweep.tracking.side_process import spawn as spawn_side
 
-    return spawn_side("raysweep.tracking._writer_process", *([SQL_STORE] if store_kind(tracking_uri) == "database" else []))
+    return spawn_side("raysweep.tracking._writer_process", *([SQL_STORE] if is_database(tracking_uri) else []))
 
 
-def store_kind(tracking_uri: str | None) -> str:
-    """``"database"`` for a store MLflow opens with SQLAlchemy (the writer imports that store early), else ``"other"``."""
-    database = bool(tracking_uri) and not str(tracking_uri).startswith(("http:", "https:", "databricks", "file:"))
-    return "database" if database else "other"
+def is_database(tracking_uri: str | None) -> bool:
+    """Whether MLflow opens ``tracking_uri`` with its SQLAlchemy store (the writer imports that store early)."""
+    return bool(tracking_uri) and not str(tracking_uri).startswith(("http:", "https:", "databricks", "file:"))
+
+
+def suits(process: Any, tracking_uri: str | None) -> bool:
+    """Whether a writer ``process`` started by :func:`spawn`, still running, can write to ``tracking_uri``'s store."""
+    return process.poll() is None and (SQL_STORE in process.args) == is_database(tracking_uri)
 
 
 def main() -> int:
