@@ -10,6 +10,7 @@ which must raise the same ``UserError``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import Future
@@ -311,6 +312,7 @@ def test_cli_reports_bad_input_in_one_line(case, tmp_path, monkeypatch):
     write_files(tmp_path, case.files)
     before = set(tmp_path.iterdir())
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
     writers = started_writers(monkeypatch)
     outcome = CliRunner().invoke(main, case.args, prog_name="raysweep")
     assert not isinstance(outcome.exception, Exception) or isinstance(outcome.exception, SystemExit), outcome.exception
@@ -320,20 +322,22 @@ def test_cli_reports_bad_input_in_one_line(case, tmp_path, monkeypatch):
     from raysweep.sweep import early
 
     assert early.take_writer() is None
-    for process in writers:
+    for process, environment in writers:
         assert process.wait(10) != 0  # killed, not left waiting for a sweep
+        # It inherits the environment the sweep's processes get: Python's warnings off unless --verbose.
+        assert environment.get("PYTHONWARNINGS") == (None if "--verbose" in case.args else "ignore")
 
 
 def started_writers(monkeypatch: pytest.MonkeyPatch) -> list:
-    """The MLflow writer processes started from now on, as they start."""
+    """The MLflow writer processes started from now on, each with the environment it was started in."""
     from raysweep.tracking import _writer_process
 
     started: list = []
     spawn = _writer_process.spawn
 
     def recording(*args, **kwargs):
-        started.append(spawn(*args, **kwargs))
-        return started[-1]
+        started.append((spawn(*args, **kwargs), dict(os.environ)))
+        return started[-1][0]
 
     monkeypatch.setattr(_writer_process, "spawn", recording)
     return started

@@ -9,6 +9,7 @@ started.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -655,6 +656,23 @@ def test_a_writer_started_early_and_not_taken_is_ended(store_uri: str, monkeypat
     third = early.take_writer()
     start_trial_logging(make_tracker(store_uri), third)
     assert third.wait(10) != 0
+
+
+def test_the_writer_sets_its_own_mlflow_settings() -> None:
+    # The command line starts the writer before the sweep sets MLflow's settings in its own
+    # process: the writer must not depend on inheriting them.
+    names = ["MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"]
+    script = (
+        "import json, os\n"
+        "from raysweep.tracking._writer_process import prepare_environment\n"
+        "prepare_environment()\n"
+        f"print(json.dumps({{name: os.environ.get(name) for name in {names!r}}}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+                                       "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # fmt: skip
 
 
 def test_sweeps_started_at_once_on_their_threads_each_take_their_own_early_writer(store_uri: str) -> None:

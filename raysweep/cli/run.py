@@ -52,11 +52,14 @@ def _run_options(func: Any) -> Any:
 def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     """Run a sweep of RECIPE (a prebuilt name or a YAML path, or auto: several families in one sweep) on a dataset."""
     from raysweep.sweep import early
+    from raysweep.sweep.environment import _quiet_environment
     from raysweep.sweep.options import plan_sweep
     from raysweep.tracking.store import resolve_tracking_uri
 
     if not options.get("nested_cv"):  # a nested job's sweeps start their own, each on its thread
         # Its MLflow import runs on the idle core while this process reads the recipe and the data.
+        # It inherits the environment the sweep sets for its processes (warnings off unless --verbose).
+        _quiet_environment(verbose)
         early.start_writer(resolve_tracking_uri(options.get("tracking_uri")))
     try:
         options["overrides"] = list(options["overrides"])

@@ -46,15 +46,24 @@ def suits(process: Any, tracking_uri: str | None) -> bool:
     return process.poll() is None and (SQL_STORE in process.args) == is_database(tracking_uri)
 
 
+def prepare_environment() -> None:
+    """The writer's MLflow settings, set in the writer itself: the command line starts it before
+    the sweep sets them in its own process (see :func:`raysweep.sweep.early.start_writer`)."""
+    from raysweep.tracking.store import quick_failing_client_defaults, write_sqlite_lightly
+
+    write_sqlite_lightly()
+    quick_failing_client_defaults()  # a tracking server that went away fails calls within seconds
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run ... at" lines
+
+
 def main() -> int:
     from raysweep.tracking.side_process import detach
 
     inbox, outbox = detach()
 
-    from raysweep.tracking.store import write_sqlite_lightly
     from raysweep.tracking.writer import TrialWriter
 
-    write_sqlite_lightly()
+    prepare_environment()
     # MLflow's import (about a second) before the first message: a writer started early (see
     # spawn) has it done by the first trial. The store itself opens with "init".
     import mlflow.tracking  # noqa: F401
