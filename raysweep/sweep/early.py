@@ -144,14 +144,16 @@ def start_writer(tracking_uri: str) -> None:
     """Start the sweep's MLflow writer process now (``raysweep.tracking._writer_process.spawn``):
     its MLflow import (about a second of CPU) runs while this process prepares the sweep, not
     beside the first trials. :func:`take_writer`, on the same thread, hands it to the callback;
-    one never taken (the sweep failed first) is ended by the thread's next call here or
-    :func:`drop_writer`, or when this process exits (its input closes).
+    one never taken (the sweep failed first) is ended by :func:`drop_writer`, by the thread's next
+    call here when it does not suit that call's store (it is kept when it does, see below), or
+    when this process exits (its input closes).
 
     A writer this thread started earlier for the same kind of store, still running, is kept: the
     command line starts one before it reads the recipe and the dataset (the writer only imports
     until it is told its sweep, so nothing reaches MLflow before the input is checked), and on 2
     cores its import then runs beside that single-threaded start, on the idle core. The README's
-    demo: 0.94x the wall time (6 alternating pairs, 0.90-0.97x)."""
+    demo: 0.94x the wall time (6 alternating pairs, 0.90-0.97x), before :func:`shutdown_ray` stopped
+    waiting on Ray's autoscaler monitor."""
     from raysweep.tracking._writer_process import spawn, suits
 
     with _EARLY_WRITERS:
@@ -197,10 +199,11 @@ def shutdown_ray() -> threading.Thread:
 def _stop_autoscaler_monitor() -> None:
     """Kill the autoscaler monitor of the Ray this process started, before ``ray.shutdown``.
 
-    ``ray.shutdown`` stops the raylet and the GCS first, then asks the monitor to exit. The
-    monitor's exit handler reports its end to the GCS, which is gone, and Ray kills it after
-    waiting a second: a second of every shutdown (1.13 s, 1.01 of them on the monitor, measured
-    on a local Ray with two actors). Killed first, the rest takes about 0.15 s. The monitor of
+    ``ray.shutdown`` stops the raylet and the GCS first, then sends the monitor SIGTERM. The
+    monitor's SIGTERM handler tells the drivers, through the GCS that is gone, that the
+    autoscaler failed, and Ray kills it after waiting a second: a second of every shutdown
+    (1.13 s, 1.01 of them on the monitor, measured on a local Ray with two actors). Killed first
+    (SIGKILL, so no handler runs), the whole shutdown took 0.36 s. The monitor of
     a local Ray started by ``ray.init`` has no nodes to scale. Private API (``Node.all_processes``,
     checked on Ray 2.60): without it, Ray's own shutdown runs as before.
     """
