@@ -216,3 +216,25 @@ def test_resume_refuses_a_sweep_it_cannot_continue(tmp_path: Path, store_uri: st
     with pytest.raises(UserError) as caught:
         resume_sweep(SWEEP, storage=str(tmp_path / "raysweep_results"))
     assert str(caught.value) == message
+
+
+def test_the_command_lines_resume_refusing_ends_the_writer_it_started(tmp_path: Path, store_uri: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # `raysweep resume` starts the sweep's MLflow writer once it has found the sweep (its import
+    # runs while the data is read again); a refusal after that ends it at once.
+    from click.testing import CliRunner
+
+    from raysweep.cli import main
+    from raysweep.sweep import early
+    from raysweep.tracking import _writer_process
+
+    _, _, path = _saved(tmp_path, store_uri)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "dataset_fingerprint": "0000000000000000"}))
+    started: list = []
+    spawn = _writer_process.spawn
+    monkeypatch.setattr(_writer_process, "spawn", lambda *args: started.append(spawn(*args)) or started[-1])
+    outcome = CliRunner().invoke(main, ["resume", SWEEP, "--storage", str(tmp_path / "raysweep_results")], prog_name="raysweep")
+    assert outcome.exit_code == 2, outcome.output
+    assert "its contents changed since sweep" in outcome.stderr
+    assert len(started) == 1 and _writer_process.SQL_STORE in started[0].args  # the sweep's sqlite store
+    assert started[0].wait(10) != 0 and early.take_writer() is None

@@ -79,12 +79,23 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
     """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
     from rich.console import Console
 
+    from raysweep.sweep import early
+    from raysweep.sweep.environment import _quiet_environment
     from raysweep.sweep.run import find_resumable, resume_sweep
+    from raysweep.tracking.store import resolve_tracking_uri
 
-    find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
-    Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
-    live = not (as_json or verbose)
-    _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live), as_json)
+    _, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
+    if not (record.get("nested_cv") or record.get("nested_job")):  # a nested job's sweeps start their own
+        # As for `raysweep run`: the writer's MLflow import runs while the sweep's data is read again.
+        _quiet_environment(verbose)
+        early.start_writer(resolve_tracking_uri(record.get("options", {}).get("tracking_uri")))
+    try:
+        Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
+        live = not (as_json or verbose)
+        _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live), as_json)
+    except BaseException:
+        early.drop_writer()  # the sweep took it otherwise
+        raise
 
 
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
