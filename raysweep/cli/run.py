@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -51,22 +53,32 @@ def _run_options(func: Any) -> Any:
 @_run_options
 def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     """Run a sweep of RECIPE (a prebuilt name or a YAML path, or auto: several families in one sweep) on a dataset."""
-    from raysweep.sweep import early
-    from raysweep.sweep.environment import _quiet_environment
     from raysweep.sweep.options import plan_sweep
     from raysweep.tracking.store import resolve_tracking_uri
 
-    if not options.get("nested_cv"):  # a nested job's sweeps start their own, each on its thread
-        # Its MLflow import runs on the idle core while this process reads the recipe and the data.
-        # It inherits the environment the sweep sets for its processes (warnings off unless --verbose).
-        _quiet_environment(verbose)
-        early.start_writer(resolve_tracking_uri(options.get("tracking_uri")))
-    try:
+    # A nested job's sweeps start their own writers, each on its thread.
+    with _writer_started(None if options.get("nested_cv") else resolve_tracking_uri(options.get("tracking_uri")), verbose):
         options["overrides"] = list(options["overrides"])
         plan = plan_sweep(recipe, options.pop("dataset"), **options)
         _execute(plan, as_json=as_json, verbose=verbose)
+
+
+@contextlib.contextmanager
+def _writer_started(tracking_uri: str | None, verbose: bool) -> Iterator[None]:
+    """Start the sweep's MLflow writer process for ``tracking_uri`` now, before this process reads
+    its input (see :func:`raysweep.sweep.early.start_writer`): its MLflow import runs on the core
+    this single-threaded start leaves idle. The sweep takes it; when the block raises first (bad
+    input, Ctrl-C), it is ended at once. ``None``: no writer."""
+    from raysweep.sweep import early
+    from raysweep.sweep.environment import _quiet_environment
+
+    if tracking_uri is not None:
+        _quiet_environment(verbose)  # the writer inherits the sweep's environment (warnings off unless --verbose)
+        early.start_writer(tracking_uri)
+    try:
+        yield
     except BaseException:
-        early.drop_writer()  # bad input (the sweep took it otherwise): the command ends at once
+        early.drop_writer()
         raise
 
 
@@ -79,23 +91,16 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
     """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
     from rich.console import Console
 
-    from raysweep.sweep import early
-    from raysweep.sweep.environment import _quiet_environment
     from raysweep.sweep.run import find_resumable, resume_sweep
     from raysweep.tracking.store import resolve_tracking_uri
 
     _, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
-    if not (record.get("nested_cv") or record.get("nested_job")):  # a nested job's sweeps start their own
-        # As for `raysweep run`: the writer's MLflow import runs while the sweep's data is read again.
-        _quiet_environment(verbose)
-        early.start_writer(resolve_tracking_uri(record.get("options", {}).get("tracking_uri")))
-    try:
+    nested = record.get("nested_cv") or record.get("nested_job")
+    # Its import runs while the sweep's data is read again and Ray's results are synced.
+    with _writer_started(None if nested else resolve_tracking_uri(record.get("options", {}).get("tracking_uri")), verbose):
         Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
         live = not (as_json or verbose)
         _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live), as_json)
-    except BaseException:
-        early.drop_writer()  # the sweep took it otherwise
-        raise
 
 
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
