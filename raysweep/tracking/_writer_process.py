@@ -49,11 +49,10 @@ def suits(process: Any, tracking_uri: str | None) -> bool:
 def prepare_environment() -> None:
     """The writer's MLflow settings, set in the writer itself: the command line starts it before
     the sweep sets them in its own process (see :func:`raysweep.sweep.early.start_writer`)."""
-    from raysweep.tracking.store import quick_failing_client_defaults, write_sqlite_lightly
+    from raysweep.tracking.store import sweep_client_defaults, write_sqlite_lightly
 
     write_sqlite_lightly()
-    quick_failing_client_defaults()  # a tracking server that went away fails calls within seconds
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run ... at" lines
+    sweep_client_defaults()
 
 
 def main() -> int:

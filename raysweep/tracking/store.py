@@ -76,6 +76,14 @@ def quick_failing_client_defaults() -> None:
         os.environ.setdefault(name, value)
 
 
+def sweep_client_defaults() -> None:
+    """MLflow's client settings for the processes that write a sweep (the driver and its writer):
+    HTTP calls that fail within seconds, and no "View run ... at" line on stdout for every run
+    ended on a tracking server (dozens per sweep, which would corrupt `raysweep run --json`)."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    quick_failing_client_defaults()
+
+
 def write_sqlite_lightly() -> None:
     """Make this process's sqlite MLflow stores commit without waiting for the disk each time.
 
@@ -120,10 +128,7 @@ class SweepTracker:
     ) -> None:
         from mlflow.tracking import MlflowClient
 
-        # MLflow's client prints "View run ... at" to stdout for every run it ends on a tracking
-        # server: dozens of lines per sweep, and they would corrupt `raysweep run --json`.
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-        quick_failing_client_defaults()
+        sweep_client_defaults()
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment = experiment
