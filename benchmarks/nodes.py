@@ -216,7 +216,8 @@ def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
         f"trials of {first['steps']} steps of 1 s sleep, {first['trials_requested'] // first['slots']} waves (trials = waves x "
         f"CPUs); {' and '.join(TOOLS[t] for t in tools)}, alternating at each size; on {records[-1]['recorded_at']}, "
         f"{os.cpu_count()} CPUs, load average at the end of each run {loads}. raysweep's trials per second come from its "
-        "trial runs' times in MLflow (sqlite), plain Ray Tune's from its trial callbacks, where raysweep takes the runs' times.",
+        "trial runs' times in MLflow (sqlite)"
+        + (", plain Ray Tune's from its trial callbacks, where raysweep takes the runs' times." if "ray_tune" in tools else "."),
         "",
     ]
     for tool in tools:
