@@ -12,6 +12,10 @@
   (imports and validation, Ray's start, the MLflow store opened beside it, the dataset to the
   object store, the first actor, the first result, the trials, importance, refit, plots, model
   logging, the writer's last writes, exit after the summary); medians of the runs.
+* The same search written by hand with Ray Tune (``benchmarks/tune_demo.py``: ASHA, HyperOpt's
+  TPE, two trials at a time, actors reused, refit, test score), bare and with Ray's
+  ``MLflowLoggerCallback``, in each round after the pair (``--no-tune`` leaves it out): what a Ray
+  Tune user who skips raysweep waits for.
 * Floor: a cold ``ray.init()`` and one actor's first result, in a fresh process: what any sweep
   on Ray pays before its first trial reports.
 
@@ -138,15 +142,20 @@ def _timed(command: list[str], cwd: Path) -> tuple[float, subprocess.CompletedPr
     return seconds, completed
 
 
-def pair(scratch: Path) -> dict[str, Any]:
-    """One raysweep demo and one Optuna script, each a cold process in an empty folder."""
+def pair(scratch: Path, tune: bool = True) -> dict[str, Any]:
+    """One raysweep demo and one Optuna script, then (``tune``) the Ray Tune script bare and with
+    Ray's MLflow callback; each a cold process in an empty folder."""
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
         raysweep_s, _ = _timed(_raysweep() + DEMO, Path(folder))
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
         optuna_s, completed = _timed([sys.executable, str(BENCHMARKS_DIR / "optuna_demo.py")], Path(folder))
     optuna = json.loads(completed.stdout.strip().splitlines()[-1])
-    return {"raysweep_s": raysweep_s, "optuna_s": optuna_s, "ratio": raysweep_s / optuna_s, "optuna": optuna,
-            "loadavg": list(os.getloadavg())}  # fmt: skip
+    record = {"raysweep_s": raysweep_s, "optuna_s": optuna_s, "ratio": raysweep_s / optuna_s, "optuna": optuna}
+    for key, extra in (("tune", []), ("tune_mlflow", ["--mlflow"])) if tune else ():
+        with tempfile.TemporaryDirectory(dir=scratch) as folder:
+            seconds, completed = _timed([sys.executable, str(BENCHMARKS_DIR / "tune_demo.py"), *extra], Path(folder))
+        record[f"{key}_s"], record[key] = seconds, json.loads(completed.stdout.strip().splitlines()[-1])
+    return record | {"loadavg": list(os.getloadavg())}
 
 
 def breakdown(scratch: Path) -> dict[str, float]:
@@ -220,6 +229,14 @@ def markdown(record: dict[str, Any]) -> str:
         f"| `benchmarks/optuna_demo.py` (same search by hand), whole process | {median_range([p['optuna_s'] for p in pairs], 2)} | |",
         f"| ratio, pair by pair ({len(pairs)} pairs, A B A B) | {median_range(ratios, 2)}x | <= 3x: **{'met' if statistics.median(ratios) <= 3 else 'missed'}** |",
     ]
+    if all("tune_s" in p for p in pairs):
+        lines += [
+            f"| `benchmarks/tune_demo.py` (same search by hand with Ray Tune, no tracking), whole process | {median_range([p['tune_s'] for p in pairs], 2)} | |",
+            f"| `benchmarks/tune_demo.py --mlflow` (and Ray's `MLflowLoggerCallback`), whole process | {median_range([p['tune_mlflow_s'] for p in pairs], 2)} | |",
+            f"| the Ray Tune script (no tracking) against the Optuna script, round by round | {median_range([p['tune_s'] / p['optuna_s'] for p in pairs], 2)}x | |",
+            f"| raysweep against the Ray Tune script with MLflow, round by round | {median_range([p['raysweep_s'] / p['tune_mlflow_s'] for p in pairs], 2)}x | |",
+            f"| raysweep against the Ray Tune script with no tracking, round by round | {median_range([p['raysweep_s'] / p['tune_s'] for p in pairs], 2)}x | |",
+        ]
     if floors:
         first = table.get("command to the first result")
         lines.append(f"| floor: cold `ray.init()` + one actor's first result | {median_range(floors, 2)} | |")
@@ -240,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=5, help="alternating raysweep/Optuna pairs (default 5)")
     parser.add_argument("--breakdowns", type=int, default=5, help="probed raysweep runs for the breakdown (default 5)")
     parser.add_argument("--floors", type=int, default=5, help="cold ray.init + one actor runs (default 5)")
+    parser.add_argument("--no-tune", action="store_true", help="leave out the hand-written Ray Tune script")
     parser.add_argument("--out", default=str(BENCHMARKS_DIR / "results" / "demo.json"))
     parser.add_argument("--page", default=str(BENCHMARKS_DIR / "DEMO.md"))
     parser.add_argument("--report-only", action="store_true", help="rebuild the page from --out, run nothing")
@@ -255,9 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     loadavg_start = list(os.getloadavg())
     pairs = []
     for index in range(args.pairs):
-        pairs.append(pair(scratch))
+        pairs.append(pair(scratch, tune=not args.no_tune))
         p = pairs[-1]
-        print(f"pair {index + 1}: raysweep {p['raysweep_s']:.2f}s, optuna {p['optuna_s']:.2f}s, ratio {p['ratio']:.2f}x", flush=True)
+        tune_part = f", ray tune {p['tune_s']:.2f}s, with mlflow {p['tune_mlflow_s']:.2f}s" if "tune_s" in p else ""
+        print(f"pair {index + 1}: raysweep {p['raysweep_s']:.2f}s, optuna {p['optuna_s']:.2f}s{tune_part}, ratio {p['ratio']:.2f}x", flush=True)
     runs = [breakdown(scratch) for _ in range(args.breakdowns)]
     floors = [floor() for _ in range(args.floors)]
     names = list(dict.fromkeys(name for run in runs for name in run))

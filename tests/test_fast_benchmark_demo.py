@@ -1,0 +1,28 @@
+"""Fast tests of the demo benchmark's page (synthetic records)."""
+
+from __future__ import annotations
+
+from benchmarks.demo import markdown
+
+
+def _record(pairs: list[dict]) -> dict:
+    return {"recorded_at": "2026-12-02 17:00", "cpus": 2, "loadavg_start": [1.0], "loadavg_end": [2.0], "pairs": pairs,
+            "breakdowns": [{"whole process": 10.0}], "breakdown_median": {"whole process": 10.0}, "floors": []}  # fmt: skip
+
+
+def test_the_page_sets_raysweep_against_optuna_and_the_hand_written_ray_tune_script_round_by_round() -> None:
+    pairs = [
+        {"raysweep_s": 10.0, "optuna_s": 2.0, "ratio": 5.0, "tune_s": 12.0, "tune_mlflow_s": 16.0},
+        {"raysweep_s": 9.0, "optuna_s": 2.0, "ratio": 4.5, "tune_s": 11.0, "tune_mlflow_s": 18.0},
+    ]
+    page = markdown(_record(pairs))
+    assert "| ratio, pair by pair (2 pairs, A B A B) | 4.75 (4.50-5.00)x | <= 3x: **missed** |" in page
+    assert "| the Ray Tune script (no tracking) against the Optuna script, round by round | 5.75 (5.50-6.00)x | |" in page
+    assert "| raysweep against the Ray Tune script with MLflow, round by round | 0.56 (0.50-0.62)x | |" in page
+    assert "| raysweep against the Ray Tune script with no tracking, round by round | 0.83 (0.82-0.83)x | |" in page
+
+
+def test_a_record_without_the_ray_tune_script_keeps_its_page() -> None:
+    page = markdown(_record([{"raysweep_s": 6.0, "optuna_s": 2.0, "ratio": 3.0}]))
+    assert "| ratio, pair by pair (1 pairs, A B A B) | 3.00x | <= 3x: **met** |" in page
+    assert "Ray Tune script" not in page
