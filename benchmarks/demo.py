@@ -221,7 +221,7 @@ def markdown(record: dict[str, Any]) -> str:
     pairs, floors, table = record["pairs"], record["floors"], record["breakdown_median"]
     ratios = [p["ratio"] for p in pairs]
     lines = [
-        "# The README's demo against the same search written with Optuna", "",
+        "# The README's demo against the same search written by hand with Optuna and with Ray Tune", "",
         f"`python -m benchmarks.demo` on {record['recorded_at']}, {record['cpus']} CPUs, load average "
         f"{record['loadavg_start'][0]:.1f} at the start and {record['loadavg_end'][0]:.1f} at the end (the benchmark's own).", "",
         "| | median s (range) | goal |", "| --- | ---: | --- |",
