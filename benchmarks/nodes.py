@@ -13,7 +13,7 @@ slots busy. Trials per second come from the trial runs' start and end times in M
 tag (``raysweep.node_id``) on each run shows how the trials spread.
 
 Plain Ray Tune runs the same trials on the same kind of cluster, alternating with raysweep at each
-size (``--tools``): a function trainable that sleeps 1 s per step, ``reuse_actors=True``, the same
+size (``--tools``; the order reversed every other repeat): a function trainable that sleeps 1 s per step, ``reuse_actors=True``, the same
 number of trials at once, no scheduler. Its trials' start and end are taken where raysweep takes
 them for its runs (Tune's ``on_trial_start`` and ``on_trial_complete``), and each trial reports its
 node. What plain Ray Tune gets on a simulated cluster separates the simulation's limit (every
@@ -301,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for repeat in range(args.repeats):
         for nodes in sizes:
-            for tool in tools:
+            # each size's tools in turn, the order reversed every other repeat (A B, then B A)
+            for tool in tools if repeat % 2 == 0 else tools[::-1]:
                 # raysweep's records keep the names they had before the plain arm
                 stem = f"n{nodes}-r{repeat}" if tool == "raysweep" else f"{tool}-n{nodes}-r{repeat}"
                 place = scratch / stem

@@ -4,7 +4,7 @@
 
 The same search as ``raysweep run xgboost --dataset breast_cancer --num-samples 12``: the prebuilt
 XGBoost recipe's space and starting point, 50-round steps up to 300 rounds with Optuna's
-Hyperband pruner, two trials at a time (threads, one XGBoost thread each), the best config refit
+Hyperband pruner (its smallest resource 2 steps, the recipe's first ASHA rung; reduction factor 3), two trials at a time (threads, one XGBoost thread each), the best config refit
 on train + validation and scored on a held-out test split (60/20/20, stratified). No tracking,
 no plots, no saved model: the bare search. Prints one JSON line with its scores and trials.
 """
@@ -60,7 +60,7 @@ def main() -> None:
     study = optuna.create_study(
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=SEED),
-        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=MAX_ROUNDS // STEP, reduction_factor=3),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=2, max_resource=MAX_ROUNDS // STEP, reduction_factor=3),
     )
     study.enqueue_trial(DEFAULTS)
     study.optimize(objective, n_trials=TRIALS, n_jobs=2)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.demo import markdown
+from benchmarks.demo import markdown, pair
 
 
 def _record(pairs: list[dict]) -> dict:
@@ -17,6 +17,8 @@ def test_the_page_sets_raysweep_against_optuna_and_the_hand_written_ray_tune_scr
     ]
     page = markdown(_record(pairs))
     assert "| ratio, pair by pair (2 pairs, A B A B) | 4.75 (4.50-5.00)x | <= 3x: **missed** |" in page
+    turned = markdown(_record([p | {"order": ["raysweep", "optuna", "tune", "tune_mlflow"]} for p in pairs]))
+    assert "| ratio, round by round (2 rounds, the order turned by one each round) | 4.75 (4.50-5.00)x |" in turned
     assert "| the Ray Tune script (no tracking) against the Optuna script, round by round | 5.75 (5.50-6.00)x | |" in page
     assert "| raysweep against the Ray Tune script with MLflow, round by round | 0.56 (0.50-0.62)x | |" in page
     assert "| raysweep against the Ray Tune script with no tracking, round by round | 0.83 (0.82-0.83)x | |" in page
@@ -26,3 +28,23 @@ def test_a_record_without_the_ray_tune_script_keeps_its_page() -> None:
     page = markdown(_record([{"raysweep_s": 6.0, "optuna_s": 2.0, "ratio": 3.0}]))
     assert "| ratio, pair by pair (1 pairs, A B A B) | 3.00x | <= 3x: **met** |" in page
     assert "Ray Tune script" not in page
+
+
+def test_the_order_of_a_round_turns_by_one_each_round(monkeypatch, tmp_path) -> None:
+    from benchmarks import demo
+
+    ran: list[str] = []
+
+    def timed(command: list[str], cwd) -> tuple[float, object]:
+        name = "raysweep" if "run" in command else "tune_mlflow" if "--mlflow" in command else "tune" if "tune_demo.py" in command[-1] else "optuna"
+        ran.append(name)
+        return {"raysweep": 10.0, "optuna": 2.0, "tune": 11.0, "tune_mlflow": 16.0}[name], type("Done", (), {"stdout": "{}"})()
+
+    monkeypatch.setattr(demo, "_timed", timed)
+    rounds = [pair(tmp_path, turn=turn) for turn in range(4)]
+    assert [r["order"] for r in rounds] == [
+        ["raysweep", "optuna", "tune", "tune_mlflow"], ["optuna", "tune", "tune_mlflow", "raysweep"],
+        ["tune", "tune_mlflow", "raysweep", "optuna"], ["tune_mlflow", "raysweep", "optuna", "tune"],
+    ]  # fmt: skip
+    assert ran == [name for r in rounds for name in r["order"]]
+    assert {r["ratio"] for r in rounds} == {5.0} and rounds[0]["tune_mlflow_s"] == 16.0

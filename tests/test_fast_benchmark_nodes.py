@@ -55,8 +55,9 @@ def test_the_section_gives_each_tool_its_scaling_and_raysweep_against_plain_tune
 
 
 def test_records_from_before_the_plain_arm_read_as_raysweep_s() -> None:
-    old = [{k: v for k, v in _record("raysweep", n, 1.6 * n, 1.6 * n).items() if k not in ("tool", "trials_finished")}
+    new_keys = ("tool", "trials_finished", "first_wave_start_spread_s")
+    old = [{k: v for k, v in _record("raysweep", n, 1.6 * n, 1.6 * n).items() if k not in new_keys}
            | {"mlflow_child_statuses": {"FINISHED": 32 * n}} for n in (1, 4)]  # fmt: skip
     text = "\n".join(section(old, []))
     assert "raysweep (MLflow on):" in text and "plain Ray Tune" not in text
-    assert "| 1 | 32 | 1.60 | 1.60 | 1.0 | 8.0 | worker 0: 32 | 32/32 |" in text
+    assert "| 1 | 32 | 1.60 | 1.60 | - | 8.0 | worker 0: 32 | 32/32 |" in text
