@@ -1,7 +1,7 @@
 """The README's demo end to end, against the same search written by hand with Optuna.
 
-    python -m benchmarks.demo              # 5 alternating pairs, 5 breakdown runs, 5 floors
-    python -m benchmarks.demo --pairs 3    # a quicker look
+    python -m benchmarks.demo              # 5 rounds, 5 breakdown runs, 5 floors
+    python -m benchmarks.demo --pairs 3    # a quicker look (3 rounds)
 
 * Rounds: ``raysweep run xgboost --dataset breast_cancer --num-samples 12`` as a user types it (a
   cold process in an empty folder, so a cold Ray and a new ``mlflow.db``) and
@@ -266,7 +266,7 @@ def markdown(record: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=5, help="alternating raysweep/Optuna pairs (default 5)")
+    parser.add_argument("--pairs", type=int, default=5, help="rounds of raysweep, the Optuna script and the Ray Tune script, the order turned each round (default 5)")
     parser.add_argument("--breakdowns", type=int, default=5, help="probed raysweep runs for the breakdown (default 5)")
     parser.add_argument("--floors", type=int, default=5, help="cold ray.init + one actor runs (default 5)")
     parser.add_argument("--no-tune", action="store_true", help="leave out the hand-written Ray Tune script")
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         pairs.append(pair(scratch, tune=not args.no_tune, turn=index))
         p = pairs[-1]
         tune_part = f", ray tune {p['tune_s']:.2f}s, with mlflow {p['tune_mlflow_s']:.2f}s" if "tune_s" in p else ""
-        print(f"pair {index + 1}: raysweep {p['raysweep_s']:.2f}s, optuna {p['optuna_s']:.2f}s{tune_part}, ratio {p['ratio']:.2f}x", flush=True)
+        print(f"round {index + 1}: raysweep {p['raysweep_s']:.2f}s, optuna {p['optuna_s']:.2f}s{tune_part}, ratio {p['ratio']:.2f}x", flush=True)
     runs = [breakdown(scratch) for _ in range(args.breakdowns)]
     floors = [floor() for _ in range(args.floors)]
     names = list(dict.fromkeys(name for run in runs for name in run))

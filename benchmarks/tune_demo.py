@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 STARTED = time.perf_counter()
 
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> None:
                                                        n_initial_points=INITIAL_POINTS), max_concurrent=2),
             scheduler=ASHAScheduler(time_attr="rounds", max_t=MAX_ROUNDS, grace_period=GRACE_STEPS * STEP, reduction_factor=REDUCTION),
         ),
-        run_config=tune.RunConfig(name="tune-demo", storage_path=str(__import__("pathlib").Path.cwd() / "ray_results"),
+        run_config=tune.RunConfig(name="tune-demo", storage_path=str(Path.cwd() / "ray_results"),
                                   verbose=0, callbacks=callbacks),
     )  # fmt: skip
     results = tuner.fit()
