@@ -3,7 +3,8 @@
 Four pieces of a sweep's time are not on its own critical path, measured on the README's demo
 (2 cores, cold start):
 
-* Opening the MLflow store (importing MLflow, creating or checking the sqlite tables: about 1.8 s)
+* Opening the MLflow store (importing MLflow, checking the sqlite tables or, for a new store,
+  copying empty ones: see :mod:`raysweep.tracking.new_store`)
   and importing Ray Tune, the trainable and the searcher's library (about 1 s) do not need a
   running Ray; they run while Ray starts, which spends most of its 4 s waiting for its processes.
 * The modules the end of a sweep uses (MLflow's model flavors and signature inference, skops for
@@ -68,9 +69,11 @@ def before_ray(tracking_uri: str | None, modules: list[str]) -> threading.Thread
         if tracking_uri:
             from mlflow.tracking import MlflowClient
 
-            from raysweep.tracking.store import quick_failing_client_defaults
+            from raysweep.tracking.new_store import seed_sqlite_store
+            from raysweep.tracking.store import quick_failing_client_defaults, sqlite_path
 
             quick_failing_client_defaults()
+            seed_sqlite_store(sqlite_path(tracking_uri))
             MlflowClient(tracking_uri)._tracking_client.store  # noqa: B018 (the property opens the store)
         for name in modules:
             importlib.import_module(name)

@@ -128,7 +128,10 @@ class SweepTracker:
     ) -> None:
         from mlflow.tracking import MlflowClient
 
+        from raysweep.tracking.new_store import seed_sqlite_store
+
         sweep_client_defaults()
+        seed_sqlite_store(sqlite_path(tracking_uri))  # done already when the store opened while Ray started
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment = experiment
