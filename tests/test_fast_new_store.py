@@ -111,3 +111,22 @@ def test_the_write_ahead_log_of_a_deleted_store_does_not_come_back_in_the_new_on
     """)
     done = subprocess.run([sys.executable, "-c", reopen], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "['Default']", done.stderr[-2000:]
+
+
+def test_a_store_made_while_the_tables_were_being_made_keeps_its_write_ahead_log(cache, tmp_path, monkeypatch):
+    from raysweep.tracking import new_store
+
+    store = tmp_path / "mlflow.db"
+    make = new_store._make_template
+
+    def slow_make(template: Path) -> None:
+        # Meanwhile another sweep made the store and its writer logs ahead beside it
+        store.write_bytes(b"another sweep's store")
+        (tmp_path / "mlflow.db-wal").write_bytes(b"its last writes")
+        make(template)
+
+    monkeypatch.setattr(new_store, "_make_template", slow_make)
+    assert seed_sqlite_store(store) is False
+    assert store.read_bytes() == b"another sweep's store"
+    assert (tmp_path / "mlflow.db-wal").read_bytes() == b"its last writes"
+    assert template_path().exists()  # made all the same, for the next new store

@@ -106,14 +106,18 @@ def _copy_new(template: Path, path: Path) -> bool:
     when a writer switched it to write-ahead logging). Nothing can hold them for a file that does
     not exist.
     """
-    for suffix in ("-wal", "-shm", "-journal"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
     scratch = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.new")
-    shutil.copyfile(template, scratch)
     try:
+        shutil.copyfile(template, scratch)
+        # Checked again here, a moment before the link: the template may have taken a second to
+        # make, and a store made meanwhile may already write its own log beside it.
+        if path.exists():
+            return False
+        for suffix in ("-wal", "-shm", "-journal"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
         os.link(scratch, path)  # fails if the file exists: a store made meanwhile wins
         return True
     except FileExistsError:
         return False
     finally:
-        scratch.unlink()
+        scratch.unlink(missing_ok=True)
