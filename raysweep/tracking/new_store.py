@@ -1,10 +1,10 @@
 """A new sqlite MLflow store starts as a copy of empty tables, not as MLflow's migrations run anew.
 
 MLflow makes a new sqlite store by creating its first tables and then running every schema
-migration since (alembic, about a hundred steps): 1.2 s of CPU, against 0.5 s to open a store
-that has its tables. A sweep opens its store while Ray starts, on the same two cores, so the
-README's demo waited for it: a copy of a store with its tables made the demo 0.86x the wall time
-(4 alternating pairs, 0.84-0.87x, 2026-12-02).
+migration since (alembic, 69 steps with MLflow 3.17): 1.2 s of CPU, against 0.5 s to open a
+store that has its tables. A sweep opens its store while Ray starts, on the same two cores, and
+the README's demo waited for it: with a copy it took 0.89x the wall time of its first run on a
+machine, which makes the tables (5 alternating pairs, 0.86-1.01x, 2026-12-02; benchmarks/ANALYSIS.md).
 
 So the first new store a machine makes also leaves its empty tables in the user's cache
 (``$XDG_CACHE_HOME/raysweep``, else ``~/.cache/raysweep``), made by MLflow's own code, and each
