@@ -88,3 +88,49 @@ def test_only_the_monitor_of_a_ray_started_here_is_killed(head: bool | None, mon
     early._stop_autoscaler_monitor()
     assert monitor.killed is (head is True)
     assert raylet.killed is False
+
+
+#: a fresh interpreter starts the Ray a sweep starts (``connect_ray`` with no address) and prints
+#: the settings Ray recorded for its raylet and GCS
+_START_SCRIPT = """
+import json, ray
+from ray._private import worker
+from raysweep.sweep.connect import connect_ray
+started = connect_ray(None, verbose=False)
+print(json.dumps({"started": started, "config": worker._global_node._config}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("own", [None, "700"], ids=["raysweep's", "the user's own"])
+def test_the_ray_a_sweep_starts_retries_its_object_store_every_100_ms(own: str | None, tmp_path, monkeypatch) -> None:
+    # The raylet's connection to its object store: tried again every second by default, a second
+    # of Ray's start when the store's thread is late (see raysweep.cluster._nodes.RAY_START_CONFIG).
+    monkeypatch.delenv("RAY_raylet_client_num_connect_attempts", raising=False)
+    if own is None:
+        monkeypatch.delenv("RAY_raylet_client_connect_timeout_milliseconds", raising=False)
+    else:
+        monkeypatch.setenv("RAY_raylet_client_connect_timeout_milliseconds", own)
+    done = subprocess.run([sys.executable, "-c", _START_SCRIPT], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["started"] is True
+    config = outcome["config"]
+    assert config["raylet_client_num_connect_attempts"] == 100  # 10 s before Ray gives up, as by default
+    if own is None:
+        assert config["raylet_client_connect_timeout_milliseconds"] == 100
+    else:  # Ray reads the user's own setting from the environment; raysweep leaves it alone
+        assert "raylet_client_connect_timeout_milliseconds" not in config
+
+
+def test_the_nodes_of_a_local_cluster_get_the_same_settings_unless_the_user_set_them(tmp_path, monkeypatch) -> None:
+    from raysweep.cluster._nodes import _node_env
+
+    monkeypatch.delenv("RAY_raylet_client_num_connect_attempts", raising=False)
+    monkeypatch.setenv("RAY_raylet_client_connect_timeout_milliseconds", "700")
+    env = _node_env(tmp_path / "token", "cluster-id")
+    assert env["RAY_raylet_client_num_connect_attempts"] == "100"
+    assert env["RAY_raylet_client_connect_timeout_milliseconds"] == "700"
+    monkeypatch.delenv("RAY_raylet_client_connect_timeout_milliseconds")
+    assert _node_env(tmp_path / "token", "cluster-id")["RAY_raylet_client_connect_timeout_milliseconds"] == "100"

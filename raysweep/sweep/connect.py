@@ -200,6 +200,8 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
     """
     import ray
 
+    from raysweep.cluster._nodes import ray_start_config
+
     if ray.is_initialized():
         return False
     level = logging.INFO if verbose else logging.ERROR
@@ -210,7 +212,7 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
         if target is not None:
             ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
         else:
-            ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose)
+            ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose, _system_config=ray_start_config())
     except (ConnectionError, RuntimeError) as exc:
         if target is None:
             raise
