@@ -108,10 +108,10 @@ main()
 """
 
 _FLOOR = r"""
-import time
+import json, sys, time
 started = time.perf_counter()
 import ray
-ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, _system_config=json.loads(sys.argv[1]) or None)
 @ray.remote
 class Probe:
     def ready(self):
@@ -226,8 +226,9 @@ def parts(marks: dict[str, float], ended: float) -> dict[str, float]:
     return {name: round(value, 3) for name, value in found.items() if value is not None}
 
 
-def floor() -> float:
-    completed = subprocess.run([sys.executable, "-c", _FLOOR], env=_env(), capture_output=True, text=True, timeout=300)
+def floor(config: dict[str, Any] | None = None) -> float:
+    """A cold ``ray.init()`` and one actor's first result, in seconds; ``config``: Ray's ``_system_config``."""
+    completed = subprocess.run([sys.executable, "-c", _FLOOR, json.dumps(config or {})], env=_env(), capture_output=True, text=True, timeout=300)
     if completed.returncode != 0:
         raise RuntimeError(f"floor probe exited {completed.returncode}: {completed.stderr.strip()[-400:]}")
     return float(completed.stdout.strip().splitlines()[-1])
@@ -270,9 +271,15 @@ def markdown(record: dict[str, Any]) -> str:
     if floors:
         first = table.get("command to the first result")
         lines.append(f"| floor: cold `ray.init()` + one actor's first result | {median_range(floors, 2)} | |")
+        lowest = statistics.median(floors)
+        tuned = record.get("floors_tuned")
+        if tuned:
+            lines.append(f"| the same with the settings raysweep starts its Ray with (the object store retried every 0.1 s, not 1 s) | {median_range(tuned, 2)} | |")
+            lowest = min(lowest, statistics.median(tuned))
         if first is not None:
-            above = first - statistics.median(floors)
-            lines.append(f"| first trial's result, from the command | {first:.2f} ({above:.2f} above the floor) | <= 2 s above: **{'met' if above <= 2 else 'missed'}** |")
+            above = first - lowest
+            which = "the lower floor" if tuned else "the floor"
+            lines.append(f"| first trial's result, from the command | {first:.2f} ({above:.2f} above {which}) | <= 2 s above: **{'met' if above <= 2 else 'missed'}** |")
     exit_s = table.get("exit after the summary")
     if exit_s is not None:
         lines.append(f"| process gone after the summary | {exit_s:.2f} | <= 1 s: **{'met' if exit_s <= 1 else 'missed'}** |")
@@ -309,7 +316,13 @@ def main(argv: list[str] | None = None) -> None:
         first_part = f" (first on the machine {p['raysweep_first_s']:.2f}s)" if "raysweep_first_s" in p else ""
         print(f"round {index + 1}: raysweep {p['raysweep_s']:.2f}s{first_part}, optuna {p['optuna_s']:.2f}s{tune_part}, ratio {p['ratio']:.2f}x", flush=True)
     runs = [breakdown(scratch) for _ in range(args.breakdowns)]
-    floors = [floor() for _ in range(args.floors)]
+    # Ray's own settings and the ones raysweep starts its Ray with, in turn.
+    from raysweep.cluster._nodes import RAY_START_CONFIG
+
+    floors, floors_tuned = [], []
+    for _ in range(args.floors):
+        floors.append(floor())
+        floors_tuned.append(floor(RAY_START_CONFIG))
     names = list(dict.fromkeys(name for run in runs for name in run))
     table = {name: statistics.median([run[name] for run in runs if name in run]) for name in names}
     record = {
@@ -321,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
         "breakdowns": runs,
         "breakdown_median": table,
         "floors": floors,
+        "floors_tuned": floors_tuned,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))
@@ -332,8 +346,10 @@ def main(argv: list[str] | None = None) -> None:
               f"ratio {median_range([p['ratio'] for p in pairs], 2)}x (goal <= 3x), median of {len(pairs)} pairs")
     if floors:
         first = table.get("command to the first result")
-        print(f"floor (cold ray.init + one actor's first result): {median_range(floors, 2)} s"
-              + (f"; first result {first:.2f} s from the command, {first - statistics.median(floors):.2f} s above the floor" if first else ""))
+        lowest = min(statistics.median(floors), statistics.median(floors_tuned))
+        print(f"floor (cold ray.init + one actor's first result): {median_range(floors, 2)} s, "
+              f"with raysweep's settings for Ray's start {median_range(floors_tuned, 2)} s"
+              + (f"; first result {first:.2f} s from the command, {first - lowest:.2f} s above the lower floor" if first else ""))
     print("\n| part | median s |\n| --- | ---: |")
     for name, value in table.items():
         print(f"| {name} | {value:.2f} |")
