@@ -317,12 +317,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"round {index + 1}: raysweep {p['raysweep_s']:.2f}s{first_part}, optuna {p['optuna_s']:.2f}s{tune_part}, ratio {p['ratio']:.2f}x", flush=True)
     runs = [breakdown(scratch) for _ in range(args.breakdowns)]
     # Ray's own settings and the ones raysweep starts its Ray with, in turn.
-    from raysweep.cluster._nodes import RAY_START_CONFIG
+    from raysweep.cluster._nodes import ray_start_config
 
     floors, floors_tuned = [], []
     for _ in range(args.floors):
         floors.append(floor())
-        floors_tuned.append(floor(RAY_START_CONFIG))
+        floors_tuned.append(floor(ray_start_config()))
     names = list(dict.fromkeys(name for run in runs for name in run))
     table = {name: statistics.median([run[name] for run in runs if name in run]) for name in names}
     record = {

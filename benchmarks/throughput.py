@@ -14,11 +14,11 @@ Tune reports it; it logs every numeric key of the result, Tune's own among them)
 trial reports as fast as raysweep's trainable can.
 
 While raysweep runs, this process counts the validation metric's history rows in the store's
-database once a second (every 0.1 s from the first row to the last): the results that reached MLflow so far. Figures: results per second
-that Tune processed (from the first trial's start to its last result), results per second that
-reached MLflow (from the first trial's start until the last one was in), the backlog when Tune
-had processed its last result, the time it took to drain, and the rows at the end against the
-results the trials reported (nothing lost). Writes ``results/throughput/*.json`` and the
+database once a second (every 0.1 s from the first row to the last): the results that reached
+MLflow so far. Figures: results per second that Tune processed (from the first trial's start to
+its last result), results per second that reached MLflow (from the first trial's start until the
+last one was in), the backlog when Tune had processed its last result, the time it took to
+drain, and the rows at the end against the results the trials reported (nothing lost). Writes ``results/throughput/*.json`` and the
 throughput section of ``LOAD.md``.
 """
 
