@@ -93,6 +93,30 @@ def _load_builtin(spec: str, seed: int) -> tuple[Any, Any, str, str | None]:
     return bunch.data, bunch.target.rename("target"), name, task
 
 
+def _builtin_task(name: str) -> str:
+    return "regression" if name in ("diabetes", "make_regression") else "classification"
+
+
+def _load_kept_builtin(spec: str, seed: int) -> tuple[Any, Any, str, str]:
+    """:func:`_load_builtin`, kept in raysweep's cache after the first time (see :mod:`raysweep._cache`):
+    it then needs no scikit-learn, whose import is most of a small sweep's start before Ray."""
+    from raysweep import _cache
+
+    name, options = _parse_synthetic(spec)
+    synthetic = name in ("make_classification", "make_regression")
+    try:
+        kept_as = _cache.key("dataset", {"name": name, "options": options, "seed": seed if synthetic else None}, (__file__,))
+    except (OSError, ValueError):
+        kept_as = None
+    kept = _cache.load_table(kept_as) if kept_as and not (options and not synthetic) else None
+    if kept is not None:
+        return kept[0], kept[1], name, _builtin_task(name)
+    X, y, name, task = _load_builtin(spec, seed)
+    if kept_as:
+        _cache.save_table(kept_as, X, y)
+    return X, y, name, task
+
+
 def _read_table(path: Path) -> Any:
     import pandas as pd
 
@@ -141,7 +165,7 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
     notes: list[str] = []
     base = spec.partition(":")[0]
     if base in BUILTIN_DATASETS:
-        X, y, name, builtin_task = _load_builtin(spec, seed)
+        X, y, name, builtin_task = _load_kept_builtin(spec, seed)
         if target is not None and target != "target":
             raise UserError(f"--target {target}: the built-in dataset {name} has its own target; leave --target out")
         source = name

@@ -10,12 +10,13 @@ shared with ``raysweep validate``.
 from __future__ import annotations
 
 import difflib
+import inspect
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from raysweep import space
+from raysweep import _cache, space
 from raysweep.data import Dataset, load_dataset
 from raysweep.errors import UserError
 from raysweep.families import Family, get_family
@@ -209,8 +210,27 @@ def check_recipe(
     family = get_family(recipe.family)
     strategies.check(recipe, scheduler, searcher, family.supports_pbt)
     for task in tasks or recipe.tasks:
-        check_family_params(recipe, family, task)
+        passed = _passed_key(recipe, family, task)
+        if passed is None or not _cache.remembered(passed):
+            check_family_params(recipe, family, task)
+            if passed is not None:
+                _cache.remember(passed)
     return family
+
+
+def _passed_key(recipe: Recipe, family: Family, task: str) -> str | None:
+    """The name under which :func:`check_family_params` remembers a pass (see :mod:`raysweep._cache`),
+    or None for a family from outside raysweep (its code is not stamped: it is checked every time)."""
+    kind = type(family)
+    if not kind.__module__.startswith("raysweep.families."):
+        return None
+    parts = {"family": f"{kind.__module__}:{kind.__qualname__}", "task": task, "fixed": recipe.fixed,
+             "space": recipe.space, "per_step": recipe.resource.per_step}
+    code = (inspect.getfile(kind), inspect.getfile(Family), __file__, inspect.getfile(space))
+    try:
+        return _cache.key("recipe-check", parts, code)
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 def plan_sweep(

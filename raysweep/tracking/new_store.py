@@ -28,12 +28,9 @@ import tempfile
 import threading
 from pathlib import Path
 
+from raysweep._cache import cache_dir
+
 logger = logging.getLogger("raysweep.tracking")
-
-
-def cache_dir() -> Path:
-    """Where raysweep keeps what it makes once per machine."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "raysweep"
 
 
 def template_path() -> Path:
