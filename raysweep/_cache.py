@@ -66,14 +66,25 @@ def key(kind: str, parts: Any, code: tuple[str, ...] = ()) -> str:
     return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
 
 
+def _folder(name: str) -> Path | None:
+    """The cache's subfolder ``name``, or None when there is no home folder to put it in."""
+    try:
+        return cache_dir() / name
+    except RuntimeError:  # no $HOME and no passwd entry: nothing is kept
+        return None
+
+
 def remembered(name: str) -> bool:
     """Whether a check named ``name`` (from :func:`key`) passed before."""
-    return (cache_dir() / "checked" / name).is_file()
+    folder = _folder("checked")
+    return folder is not None and (folder / name).is_file()
 
 
 def remember(name: str) -> None:
     """Note that the check ``name`` passed (nothing happens when the folder cannot be written)."""
-    folder = cache_dir() / "checked"
+    folder = _folder("checked")
+    if folder is None:
+        return
     try:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / name).touch()
@@ -83,27 +94,33 @@ def remember(name: str) -> None:
 
 def save_table(name: str, frame: Any, target: Any) -> None:
     """Keep ``frame`` and ``target`` (pandas, numeric columns) as ``name``; silently skipped when they cannot be kept."""
-    folder = cache_dir() / "datasets"
+    folder = _folder("datasets")
+    if folder is None:
+        return
     arrays = {f"c{i}": frame[column].to_numpy() for i, column in enumerate(frame.columns)}
     arrays["target"] = target.to_numpy()
     if any(array.dtype == object for array in arrays.values()):
         return  # kept without pickle, so numbers only
     meta = {"columns": [str(c) for c in frame.columns], "target": str(target.name)}
     arrays["meta"] = np.array(json.dumps(meta))
+    partial = folder / f".{name}.{os.getpid()}.npz"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        partial = folder / f".{name}.{os.getpid()}.npz"
         with open(partial, "wb") as out:
             np.savez(out, **arrays)
         os.replace(partial, folder / f"{name}.npz")  # whole or not at all, for a run reading it meanwhile
     except OSError:
-        pass
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def load_table(name: str) -> tuple[Any, Any] | None:
     """The frame and target kept as ``name``, or None when there are none (or they cannot be read)."""
-    path = cache_dir() / "datasets" / f"{name}.npz"
-    if not path.is_file():
+    folder = _folder("datasets")
+    path = folder / f"{name}.npz" if folder is not None else None
+    if path is None or not path.is_file():
         return None
     import pandas as pd
 

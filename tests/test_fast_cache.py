@@ -151,3 +151,10 @@ def test_the_second_start_of_the_demo_imports_neither_scikit_learn_nor_xgboost_b
 
     assert imported_before_ray() == "['sklearn', 'xgboost']"  # the first time: the checks import them
     assert imported_before_ray() == "[]"
+
+
+def test_no_home_folder_keeps_nothing_and_still_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "expanduser", lambda self: (_ for _ in ()).throw(RuntimeError("Could not determine home directory")))
+    assert len(load_dataset("iris").X) == 150
+    check_recipe(load_recipe("svm"))
