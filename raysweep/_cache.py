@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def save_table(name: str, frame: Any, target: Any) -> None:
         return  # kept without pickle, so numbers only
     meta = {"columns": [str(c) for c in frame.columns], "target": str(target.name)}
     arrays["meta"] = np.array(json.dumps(meta))
-    partial = folder / f".{name}.{os.getpid()}.npz"
+    partial = folder / f".{name}.{os.getpid()}.{threading.get_ident()}.npz"  # the sweeps of a nested job load on threads
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as out:
