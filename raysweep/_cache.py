@@ -7,9 +7,9 @@ answer that is the same every time on the same installation. So:
 
 * a recipe check that passed is remembered (:func:`remembered` and :func:`remember`), keyed by
   everything the check reads (the family, the task, the recipe's fixed values, space and step)
-  and by what could change its answer (the versions of raysweep, scikit-learn, XGBoost and NumPy,
-  and the size and time of the checking code's files). A check that fails is never remembered:
-  it runs, and says why, every time;
+  and by what could change its answer (the versions of raysweep, scikit-learn, XGBoost, NumPy and
+  pandas, and the size and time of the checking code's files). A check that fails is never
+  remembered: it runs, and says why, every time;
 * a built-in dataset is kept as its columns (:func:`load_table` and :func:`save_table`), keyed by
   its name, its options and seed, and the versions of scikit-learn, NumPy and pandas.
 
