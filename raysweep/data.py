@@ -20,6 +20,8 @@ BUILTIN_DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes", "make
 _SYNTHETIC_OPTIONS = ("n_samples", "n_features", "n_informative", "n_classes", "noise", "random_state")
 #: an integer target with at most this many distinct values is taken as class labels
 MAX_INFERRED_CLASSES = 50
+#: the modules :func:`prepare` imports (a sweep imports them while Ray starts)
+PREPARE_MODULES = ("sklearn.model_selection", "sklearn.compose", "sklearn.impute", "sklearn.pipeline", "sklearn.preprocessing")
 
 
 @dataclass

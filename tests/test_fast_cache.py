@@ -158,3 +158,26 @@ def test_no_home_folder_keeps_nothing_and_still_loads(monkeypatch: pytest.Monkey
     monkeypatch.setattr(Path, "expanduser", lambda self: (_ for _ in ()).throw(RuntimeError("Could not determine home directory")))
     assert len(load_dataset("iris").X) == 150
     check_recipe(load_recipe("svm"))
+
+
+_PREPARE = """
+import sys, importlib
+from raysweep.data import PREPARE_MODULES, load_dataset, prepare
+from raysweep.families import get_family
+cases = [(load_dataset(spec), get_family(family)) for spec, family in
+         (("iris", "svm"), ("make_regression", "random_forest"), ("wine", "xgboost"), ("breast_cancer", "mlp"))]
+for name in PREPARE_MODULES:
+    importlib.import_module(name)
+before = set(sys.modules)
+for dataset, family in cases:
+    for cv in (None, 3):
+        prepare(dataset, family, seed=0, test_size=0.2, val_size=0.2, cv=cv)
+print(sorted(name for name in set(sys.modules) - before if name.startswith("sklearn")))
+"""
+
+
+def test_the_modules_a_sweep_imports_while_ray_starts_are_all_that_preparing_the_data_needs(tmp_path: Path) -> None:
+    # raysweep.sweep.run imports PREPARE_MODULES beside ray.init; prepare() runs right after it.
+    done = subprocess.run([sys.executable, "-c", _PREPARE], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -11,6 +11,7 @@ from raysweep.families._base import Family
 
 class MLPFamily(Family):
     name = "mlp"
+    estimator_modules = ("sklearn.neural_network",)
     encoding = "dense"
     native_missing = False
     scale_target = True

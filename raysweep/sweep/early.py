@@ -118,12 +118,14 @@ def import_modules(names: list[str]) -> threading.Thread:
 
 
 def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance: bool, charts: bool = True) -> list[str]:
-    """The modules the end of a sweep imports: Optuna for the importance; when tracked, the model's
+    """The modules the end of a sweep imports: the family's model's (for the refit; the recipe
+    check imported them before Ray starts unless it was remembered, see :mod:`raysweep._cache`),
+    Optuna for the importance; when tracked, the model's
     (MLflow's flavor for the refit model, its signature inference, and for a scikit-learn model
     skops, the format it is saved in: 0.8-1.1 s, most of it skops listing scikit-learn's
     estimators) and, with ``charts`` (drawn in this process, not by a drawing process),
     matplotlib."""
-    names = []
+    names = list(getattr(family, "estimator_modules", ()))  # for the refit
     if importance:
         names += ["optuna", "optuna.importance"]
     if tracked:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from raysweep.data import Dataset, prepare
+from raysweep.data import PREPARE_MODULES, Dataset, prepare
 from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete, UserError
 from raysweep.metrics import needs_proba
 from raysweep.recipes import Recipe
@@ -67,8 +67,9 @@ def run_planned(
         tracking_module.check_reachable(tracking_uri)
     warm = warm_start_for(plan, resume, progress)
     _quiet_environment(verbose)
-    # The MLflow store opens and Ray Tune is imported while Ray starts (see raysweep.sweep.early).
-    libraries = ["ray.tune", "raysweep.trainable", *strategies.get_searcher(plan.searcher).imports]
+    # The MLflow store opens and Ray Tune is imported while Ray starts (see raysweep.sweep.early),
+    # and so are scikit-learn's parts that split and encode the data once Ray is up (see raysweep._cache).
+    libraries = ["ray.tune", "raysweep.trainable", *strategies.get_searcher(plan.searcher).imports, *PREPARE_MODULES]
     opening: list[Any] = []
     # Ray first: an address that does not answer is a one-line error within seconds, before
     # the data is prepared and before anything opens the MLflow store.
