@@ -20,6 +20,7 @@ modules while Ray starts (:mod:`raysweep.sweep.early`). Anything that goes wrong
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "raysweep"
 
 
+@functools.cache  # 28 ms the first time: a sweep's start asks for a key several times
 def _versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 

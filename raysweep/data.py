@@ -79,23 +79,21 @@ def _load_builtin(spec: str, seed: int) -> tuple[Any, Any, str, str | None]:
         try:
             if name == "make_classification":
                 X, y = datasets.make_classification(n_classes=options.get("n_classes", 2), **kwargs)
-                task = "classification"
             else:
                 X, y = datasets.make_regression(noise=options.get("noise", 10.0), **kwargs)
-                task = "regression"
         except ValueError as exc:
             raise UserError(f"--dataset {spec}: {exc}") from None
         frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
-        return frame, pd.Series(y, name="target"), name, task
+        return frame, pd.Series(y, name="target"), name, _builtin_task(name)
     if options:
         raise UserError(f"--dataset {spec}: options are only for make_classification and make_regression")
     loader = getattr(datasets, f"load_{name}")
     bunch = loader(as_frame=True)
-    task = "regression" if name == "diabetes" else "classification"
-    return bunch.data, bunch.target.rename("target"), name, task
+    return bunch.data, bunch.target.rename("target"), name, _builtin_task(name)
 
 
 def _builtin_task(name: str) -> str:
+    """The task of the built-in dataset ``name``."""
     return "regression" if name in ("diabetes", "make_regression") else "classification"
 
 

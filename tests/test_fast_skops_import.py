@@ -148,10 +148,7 @@ def test_the_end_imports_of_a_tracked_sweep_with_a_scikit_learn_model_include_sk
     # XGBoost on all-numeric data logs its booster in its own flavor: no skops; with categories, a pipeline in skops
     assert "skops.io" not in end_modules(get_family("xgboost"), False, tracked=True, importance=True, charts=False)
     assert "skops.io" in end_modules(get_family("xgboost"), True, tracked=True, importance=True, charts=False)
-    assert end_modules(get_family("random_forest"), False, tracked=False, importance=True, charts=False) == [
-        "sklearn.ensemble", "optuna", "optuna.importance"]
-    # the model's own library first, for the refit: the recipe check no longer imports it before Ray once remembered
-    assert end_modules(get_family("xgboost"), False, tracked=True, importance=True, charts=False)[0] == "xgboost"
+    assert end_modules(get_family("random_forest"), False, tracked=False, importance=True, charts=False) == ["optuna", "optuna.importance"]
 
 
 def test_the_background_import_of_skops_goes_through_raysweeps_lookup(monkeypatch):
@@ -163,3 +160,17 @@ def test_the_background_import_of_skops_goes_through_raysweeps_lookup(monkeypatc
     monkeypatch.setattr(early.importlib, "import_module", lambda name: calls.append(name))
     early.import_modules(["json", "skops.io"]).join(timeout=60)
     assert calls == ["json", "raysweep"]
+
+
+def test_the_end_imports_load_the_refit_models_class_first_and_go_on_without_one(monkeypatch):
+    from raysweep.sweep import early
+    from raysweep.sweep.auto import AutoFamily
+
+    calls = []
+    monkeypatch.setattr(early.importlib, "import_module", lambda name: calls.append(name))
+    early.import_modules(["json"], model=lambda: calls.append("the model's class")).join(timeout=60)
+    assert calls == ["the model's class", "json"]
+    calls.clear()
+    # an auto sweep's stand-in family has no class of its own: the other imports still run
+    early.import_modules(["json"], model=lambda: AutoFamily().estimator_class("classification")).join(timeout=60)
+    assert calls == ["json"]

@@ -33,8 +33,6 @@ class Family:
     scale_target: bool = False
     #: the distributions a saved model of this family needs besides scikit-learn, numpy and pandas
     libraries: tuple[str, ...] = ()
-    #: the modules the family's model comes from (imported while the trials run, for the refit)
-    estimator_modules: tuple[str, ...] = ()
     #: whether the model trains on a GPU when its trial is given one (``--gpus-per-trial``)
     uses_gpu: bool = False
 

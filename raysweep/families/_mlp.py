@@ -11,7 +11,6 @@ from raysweep.families._base import Family
 
 class MLPFamily(Family):
     name = "mlp"
-    estimator_modules = ("sklearn.neural_network",)
     encoding = "dense"
     native_missing = False
     scale_target = True

@@ -9,7 +9,6 @@ from raysweep.families._base import Family
 
 class RandomForestFamily(Family):
     name = "random_forest"
-    estimator_modules = ("sklearn.ensemble",)
     encoding = "ordinal"
     native_missing = False
     reserved = ("n_estimators", "warm_start", "random_state", "n_jobs", "verbose", "oob_score")

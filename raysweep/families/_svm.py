@@ -12,7 +12,6 @@ from raysweep.families._base import Family
 
 class SVMFamily(Family):
     name = "svm"
-    estimator_modules = ("sklearn.svm",)
     encoding = "dense"
     native_missing = False
     scale_target = True

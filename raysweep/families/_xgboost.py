@@ -16,7 +16,6 @@ class XGBoostFamily(Family):
     native_missing = True
     reserved = ("n_estimators", "random_state", "n_jobs", "nthread", "verbosity", "early_stopping_rounds")
     libraries = ("xgboost",)
-    estimator_modules = ("xgboost",)
     uses_gpu = True
 
     def estimator_class(self, task: str) -> type:

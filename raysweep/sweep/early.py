@@ -81,10 +81,17 @@ def before_ray(tracking_uri: str | None, modules: list[str]) -> threading.Thread
     return in_background("mlflow-store", work)
 
 
-def import_modules(names: list[str]) -> threading.Thread:
-    """Import ``names`` in the background (the imports the end of the sweep will need)."""
+def import_modules(names: list[str], model: Callable[[], Any] | None = None) -> threading.Thread:
+    """Import ``names`` in the background (the imports the end of the sweep will need), after
+    ``model``, which imports the refit's model class (``Family.estimator_class``: the recipe check
+    imported it before Ray starts unless the check was remembered, see :mod:`raysweep._cache`)."""
 
     def work() -> None:
+        if model is not None:
+            try:
+                model()
+            except Exception:  # a family without one class (an auto sweep's stand-in): the refit imports its own
+                pass
         for name in names:
             try:
                 if name == "skops.io":
@@ -118,14 +125,12 @@ def import_modules(names: list[str]) -> threading.Thread:
 
 
 def end_modules(family: Any, has_categories: bool, *, tracked: bool, importance: bool, charts: bool = True) -> list[str]:
-    """The modules the end of a sweep imports: the family's model's (for the refit; the recipe
-    check imported them before Ray starts unless it was remembered, see :mod:`raysweep._cache`),
-    Optuna for the importance; when tracked, the model's
+    """The modules the end of a sweep imports: Optuna for the importance; when tracked, the model's
     (MLflow's flavor for the refit model, its signature inference, and for a scikit-learn model
     skops, the format it is saved in: 0.8-1.1 s, most of it skops listing scikit-learn's
     estimators) and, with ``charts`` (drawn in this process, not by a drawing process),
     matplotlib."""
-    names = list(getattr(family, "estimator_modules", ()))  # for the refit
+    names = []
     if importance:
         names += ["optuna", "optuna.importance"]
     if tracked:

@@ -209,7 +209,8 @@ def run_planned(
     population = strategies.get_scheduler(plan.scheduler).population
     # The charts are drawn by a process of their own (PBT's lineage here): no matplotlib in this one.
     end_imports = early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None,
-                                                         importance=not population, charts=population))
+                                                         importance=not population, charts=population),
+                                      model=lambda: plan.family.estimator_class(plan.task))
     drawer = None
     status = "FAILED"
     ray_release = None
