@@ -93,11 +93,16 @@ def test_only_the_monitor_of_a_ray_started_here_is_killed(head: bool | None, mon
 #: a fresh interpreter starts the Ray a sweep starts (``connect_ray`` with no address) and prints
 #: the settings Ray recorded for its raylet and GCS
 _START_SCRIPT = """
-import json, ray
+import json, sys, ray
 from ray._private import worker
 from raysweep.sweep.connect import connect_ray
-started = connect_ray(None, verbose=False)
-print(json.dumps({"started": started, "config": worker._global_node._config}))
+started = connect_ray(None, verbose=sys.argv[1:] == ["--verbose"])
+@ray.remote
+def one():
+    return 1
+node = worker._global_node
+running = sorted(kind for kind, infos in node.all_processes.items() if any(i.process.poll() is None for i in infos))
+print(json.dumps({"started": started, "config": node._config, "processes": running, "one": ray.get(one.remote())}))
 ray.shutdown()
 """
 
@@ -134,3 +139,53 @@ def test_the_nodes_of_a_local_cluster_get_the_same_settings_unless_the_user_set_
     assert env["RAY_raylet_client_connect_timeout_milliseconds"] == "700"
     monkeypatch.delenv("RAY_raylet_client_connect_timeout_milliseconds")
     assert _node_env(tmp_path / "token", "cluster-id")["RAY_raylet_client_connect_timeout_milliseconds"] == "100"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "--verbose"])
+def test_the_ray_a_sweep_starts_has_no_autoscaler_and_a_log_monitor_only_when_verbose(verbose: bool, tmp_path) -> None:
+    # Each is a Python process importing Ray's modules while Ray starts (0.5 and 0.4 CPU s): the
+    # embedded Ray has nothing to scale, and its workers' output reaches the driver only with
+    # --verbose (log_to_driver).
+    from ray._private import ray_constants
+
+    done = subprocess.run([sys.executable, "-c", _START_SCRIPT, *(["--verbose"] if verbose else [])],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["started"] is True and outcome["one"] == 1
+    processes = set(outcome["processes"])
+    assert {ray_constants.PROCESS_TYPE_GCS_SERVER, ray_constants.PROCESS_TYPE_RAYLET} <= processes, processes
+    assert ray_constants.PROCESS_TYPE_MONITOR not in processes
+    assert (ray_constants.PROCESS_TYPE_LOG_MONITOR in processes) is verbose, processes
+
+
+@pytest.mark.parametrize("log_monitor", [False, True])
+def test_the_embedded_head_settings_last_only_for_its_start(log_monitor: bool) -> None:
+    from ray._private import parameter
+
+    from raysweep.sweep.connect import _embedded_head
+
+    original = parameter.RayParams
+    with _embedded_head(log_monitor=log_monitor):
+        params = parameter.RayParams(num_cpus=1)
+        assert isinstance(params, original)
+    assert parameter.RayParams is original
+    assert params.no_monitor is True
+    assert params.include_log_monitor is (None if log_monitor else False)  # None: Ray's default, started
+    assert original(num_cpus=1).no_monitor is False
+
+
+def test_a_ray_without_those_settings_starts_as_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray._private import parameter
+
+    from raysweep.sweep.connect import _embedded_head
+
+    class OlderRayParams:  # no no_monitor or include_log_monitor among its arguments
+        def __init__(self, num_cpus: int | None = None) -> None:
+            self.num_cpus = num_cpus
+
+    monkeypatch.setattr(parameter, "RayParams", OlderRayParams)
+    with _embedded_head(log_monitor=False):
+        assert parameter.RayParams is OlderRayParams
+    assert parameter.RayParams is OlderRayParams

@@ -213,9 +213,10 @@ def _stop_autoscaler_monitor() -> None:
     monitor's SIGTERM handler tells the drivers, through the GCS that is gone, that the
     autoscaler failed, and Ray kills it after waiting a second: a second of every shutdown
     (1.13 s, 1.01 of them on the monitor, measured on a local Ray with two actors). Killed first
-    (SIGKILL, so no handler runs), the whole shutdown took 0.36 s. The monitor of
-    a local Ray started by ``ray.init`` has no nodes to scale. Private API (``Node.all_processes``,
-    checked on Ray 2.60): without it, Ray's own shutdown runs as before.
+    (SIGKILL, so no handler runs), the whole shutdown took 0.36 s. The monitor of a local Ray
+    started by ``ray.init`` has no nodes to scale; the Ray a sweep starts has no monitor
+    (``raysweep.sweep.connect._embedded_head``) unless Ray refused the setting. Private API
+    (``Node.all_processes``, checked on Ray 2.60): without it, Ray's own shutdown runs as before.
     """
     try:
         from ray._private import ray_constants, worker
