@@ -327,7 +327,11 @@ def test_a_sweep_survives_a_worker_node_dying(
     assert {run.data.tags.get("raysweep.outcome") for run in children} == {"completed"}
     by_id = {run.info.run_id: run for run in children}
     steps_expected = list(range(per_step, max_trees + 1, per_step))
-    lost_actor = re.compile(r"actor \S+ is unavailable|Actor(Died|Unavailable)Error|RayActorError|node \S+ .*(died|dead)", re.I)
+    # Ray words a lost actor by what it saw first: the node's death, or the worker process's exit
+    # when the node's processes were killed ("The actor died unexpectedly before finishing this task").
+    lost_actor = re.compile(
+        r"actor \S+ is unavailable|Actor(Died|Unavailable)Error|RayActorError|node \S+ .*(died|dead)|actor died unexpectedly", re.I
+    )
     for run_id, trial_id in victims.items():
         # Tune really saw the node failure on that trial (it writes error.txt even when it retries) ...
         trial_dirs = list((tmp_path / "results" / summary["name"]).glob(f"*{trial_id}*"))
