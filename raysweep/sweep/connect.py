@@ -240,17 +240,17 @@ def _embedded_head(*, log_monitor: bool) -> Iterator[None]:
     the same cores as the driver's start and the trials' first imports. Ray's ``init`` has no
     arguments for them; they are the ``no_monitor`` and ``include_log_monitor`` fields of the
     ``RayParams`` it builds (private API, checked on Ray 2.60). On a Ray without those fields,
-    or if anything here fails, Ray starts as it does by default.
+    Ray starts as it does by default.
     """
     try:
         from ray._private import parameter
 
         original = parameter.RayParams
         fields = inspect.signature(original).parameters
-        if "no_monitor" not in fields or "include_log_monitor" not in fields:
-            raise AttributeError("RayParams has no no_monitor or include_log_monitor")
-    except Exception as exc:
-        logger.debug("raysweep: Ray starts with its own head processes: %s", exc)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        fields = {}
+    if not {"no_monitor", "include_log_monitor"} <= fields.keys():
+        logger.debug("raysweep: Ray's RayParams has no no_monitor or include_log_monitor; Ray starts its own head processes")
         yield
         return
 
