@@ -189,3 +189,48 @@ def test_a_ray_without_those_settings_starts_as_by_default(monkeypatch: pytest.M
     with _embedded_head(log_monitor=False):
         assert parameter.RayParams is OlderRayParams
     assert parameter.RayParams is OlderRayParams
+
+
+# -- SIGTERM --------------------------------------------------------------------------------------
+@pytest.fixture
+def signal_handlers():
+    """Puts SIGINT's and SIGTERM's handlers back as they were after the test."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_sigterm_goes_to_what_handles_ctrl_c_now(signal_handlers) -> None:
+    import signal
+
+    from raysweep.sweep.connect import interrupt_on_sigterm
+
+    seen = []
+    signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))  # Ray Tune's, during the trials
+    interrupt_on_sigterm(signal.SIGTERM, None)
+    assert seen == [signal.SIGINT]
+    for handler in (signal.default_int_handler, signal.SIG_IGN, signal.SIG_DFL):  # outside the trials
+        signal.signal(signal.SIGINT, handler)
+        with pytest.raises(KeyboardInterrupt):
+            interrupt_on_sigterm(signal.SIGTERM, None)
+
+
+@pytest.mark.parametrize("ours", [True, False], ids=["raysweep's handler", "another handler"])
+def test_ray_init_keeps_raysweeps_sigterm_handler_and_leaves_any_other_to_ray(ours: bool, signal_handlers) -> None:
+    import signal
+
+    from raysweep.sweep.connect import _sigterm_kept, interrupt_on_sigterm
+
+    def rays(signum, frame):  # what ray.init installs: sys.exit(signum)
+        raise SystemExit(signum)
+
+    def theirs(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm if ours else theirs)
+    with _sigterm_kept():
+        signal.signal(signal.SIGTERM, rays)
+    assert signal.getsignal(signal.SIGTERM) is (interrupt_on_sigterm if ours else rays)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,6 +54,7 @@ def _run_options(func: Any) -> Any:
 @_run_options
 def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     """Run a sweep of RECIPE (a prebuilt name or a YAML path, or auto: several families in one sweep) on a dataset."""
+    _stop_on_sigterm()
     from raysweep.sweep.options import plan_sweep
     from raysweep.tracking.store import resolve_tracking_uri
 
@@ -61,6 +63,13 @@ def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
         options["overrides"] = list(options["overrides"])
         plan = plan_sweep(recipe, options.pop("dataset"), **options)
         _execute(plan, as_json=as_json, verbose=verbose)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops the sweep as Ctrl-C does, resumable."""
+    from raysweep.sweep.connect import interrupt_on_sigterm
+
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
 
 
 @contextlib.contextmanager
@@ -89,6 +98,7 @@ def _writer_started(tracking_uri: str | None, verbose: bool) -> Iterator[None]:
 @click.option("--verbose", is_flag=True, help="Show Ray's own output instead of the live view.")
 def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> None:
     """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
+    _stop_on_sigterm()
     from rich.console import Console
 
     from raysweep.sweep.run import find_resumable, resume_sweep

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import signal
 import socket
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,9 +216,10 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
         before_init()
     try:
         if target is not None:
-            ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
+            with _sigterm_kept():
+                ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
         else:
-            with _embedded_head(log_monitor=verbose):
+            with _embedded_head(log_monitor=verbose), _sigterm_kept():
                 ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose, _system_config=ray_start_config())
     except (ConnectionError, RuntimeError) as exc:
         if target is None:
@@ -224,6 +227,35 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise cannot_connect(target, first) from None
     return target is None
+
+
+def interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: SIGTERM (``kill``, ``timeout``, a job scheduler ending the job) stops a
+    sweep as Ctrl-C does, through whatever handles SIGINT right now. During the trials that is
+    Ray Tune's handler (or a nested job's, see :mod:`raysweep.sweep.nested`): the sweep's state is
+    saved, its runs end KILLED and ``raysweep resume`` continues it. A second SIGTERM, like a
+    second Ctrl-C, raises KeyboardInterrupt at once. The command line's ``run`` and ``resume``
+    install it."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:  # SIGINT ignored or left to the system: stop anyway
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """Around ``ray.init``: it makes SIGTERM end the driver with ``sys.exit`` (the sweep then
+    ends FAILED, its state unsaved), and the driver's core worker prints a stack dump on it.
+    When SIGTERM was :func:`interrupt_on_sigterm`, it is put back (which drops the dump too).
+    Any other handler is left as Ray sets it: a program that calls :func:`raysweep.run_sweep`
+    keeps Ray's usual behaviour."""
+    kept = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is interrupt_on_sigterm
+    try:
+        yield
+    finally:
+        if kept:
+            signal.signal(signal.SIGTERM, interrupt_on_sigterm)
 
 
 @contextmanager
