@@ -234,3 +234,27 @@ def test_ray_init_keeps_raysweeps_sigterm_handler_and_leaves_any_other_to_ray(ou
     with _sigterm_kept():
         signal.signal(signal.SIGTERM, rays)
     assert signal.getsignal(signal.SIGTERM) is (interrupt_on_sigterm if ours else rays)
+
+
+def test_the_command_line_sets_its_sigterm_handler_only_from_a_main_thread(signal_handlers) -> None:
+    import signal
+    import threading
+
+    from raysweep.cli.run import _stop_on_sigterm
+    from raysweep.sweep.connect import interrupt_on_sigterm
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    failures = []
+
+    def elsewhere() -> None:
+        try:
+            _stop_on_sigterm()
+        except Exception as exc:  # signal.signal outside the main thread raises ValueError
+            failures.append(exc)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert failures == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    _stop_on_sigterm()
+    assert signal.getsignal(signal.SIGTERM) is interrupt_on_sigterm

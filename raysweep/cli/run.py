@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,10 +67,12 @@ def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops the sweep as Ctrl-C does, resumable."""
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops the sweep as Ctrl-C does, resumable.
+    Only a main thread can set a handler: a command invoked on another thread leaves SIGTERM as it is."""
     from raysweep.sweep.connect import interrupt_on_sigterm
 
-    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt_on_sigterm)
 
 
 @contextlib.contextmanager
