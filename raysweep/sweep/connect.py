@@ -9,6 +9,9 @@ retries for minutes and prints its C++ log lines on the way, :func:`prepare_conn
 * asks the GCS there for its cluster id, with a deadline of a few seconds: an address that refuses
   the connection, does not answer or rejects the token is a one-line error.
 
+``ray.init`` also sets the driver's SIGTERM handler; the command line's own
+(:func:`interrupt_on_sigterm`, which stops a sweep as Ctrl-C does) is put back after it.
+
 Ray is imported only inside the functions.
 """
 
