@@ -25,8 +25,12 @@ ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", log_to_driv
 class Probe:
     def ready(self):
         return 1
+    def pid(self):
+        import os
+        return os.getpid()
 probe = Probe.remote()
 assert ray.get(probe.ready.remote()) == 1
+actor_pid = ray.get(probe.pid.remote())
 node = worker._global_node
 processes = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
 seen = {}
@@ -37,7 +41,12 @@ def watched():
     seen["still_serving"] = ray.get(probe.ready.remote()) == 1
 early._stop_autoscaler_monitor = watched
 early.shutdown_ray().join(60)
-print(json.dumps({"connected": ray.is_initialized(), **seen,
+import psutil
+try:
+    actor_status = psutil.Process(actor_pid).status()
+except psutil.NoSuchProcess:
+    actor_status = "gone"
+print(json.dumps({"connected": ray.is_initialized(), **seen, "actor": actor_status,
                   "ended": {kind: [p.poll() for p in ps] for kind, ps in processes.items()},
                   "monitor": ray_constants.PROCESS_TYPE_MONITOR}))
 """
@@ -58,6 +67,32 @@ def test_shutdown_kills_the_monitor_first_then_ends_every_process_of_the_ray_it_
     ended = outcome["ended"]
     assert {"raylet", "gcs_server", monitor} <= set(ended), ended
     assert all(code is not None for codes in ended.values() for code in codes), ended
+    # ... and the actor's process had exited when the shutdown returned (a zombie until its
+    # parent, the raylet, is reaped: it is)
+    assert outcome["actor"] in ("gone", "zombie"), outcome["actor"]
+
+
+_EXITS_SOON = "import time; time.sleep(0.3)"
+_IGNORES_SIGTERM = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"
+
+
+def test_the_shutdown_waits_for_rays_workers_and_kills_those_that_outlive_their_node() -> None:
+    import time
+
+    import ray  # noqa: F401  (psutil is Ray's own copy)
+    import psutil
+
+    soon = subprocess.Popen([sys.executable, "-c", _EXITS_SOON])
+    stuck = subprocess.Popen([sys.executable, "-c", _IGNORES_SIGTERM], stdout=subprocess.PIPE)
+    assert stuck.stdout.readline().strip() == b"1"  # its handler is set
+    processes = [psutil.Process(soon.pid), psutil.Process(stuck.pid)]
+    started = time.monotonic()
+    early._wait_for_exit(processes, timeout_s=2.0)
+    waited = time.monotonic() - started
+    # psutil reaped them (Popen sees no exit code): one exited by itself; the other was killed ...
+    assert [process.returncode for process in processes] == [0, -9]
+    assert waited >= 2.0  # ... only once the time given to it was over
+    early._wait_for_exit([], timeout_s=2.0)  # nothing to wait for
 
 
 class _Process:
