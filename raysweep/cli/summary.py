@@ -23,26 +23,67 @@ def report(result: Any, as_json: bool) -> None:
 
 
 def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, total: int | None = None) -> None:
-    """The leaderboard's ``top`` rows as a table: trial, score, resource, outcome, why it was
-    stopped early (when any trial was), then the config."""
+    """The leaderboard's ``top`` rows as a table, one line per trial: trial, score, resource,
+    outcome, the config, then why it was stopped early (when any trial was).
+
+    In a terminal the table keeps to its width: the trial's name, score, resource and outcome are
+    never cut, the stop reasons wrap in the width left to them, and the config columns that do not
+    fit are left out and named under the table (the best config is printed in full, and MLflow and
+    ``raysweep report`` have every trial's). Elsewhere (a file, a pipe) nothing is cut or wrapped.
+    """
     from rich.table import Table
 
     from raysweep.tracking.schema import STOP_DETAIL_RESULT
 
     total = len(board) if total is None else total
-    table = Table(title=f"leaderboard (top {min(top, len(board))} of {total})")
     name_column = "trial" if "trial" in board.columns else "trial_id"  # sweeps before readable names
     config_columns = [c for c in board.columns if c.startswith("config/")]
     stopped = STOP_DETAIL_RESULT in board.columns and board[STOP_DETAIL_RESULT].fillna("").astype(str).str.len().gt(0).any()
-    columns = [c for c in [name_column, "family", metric_key, "resource", "outcome"] if c in board.columns]
-    columns += [STOP_DETAIL_RESULT] * bool(stopped) + config_columns
     if stopped:
         board = board.fillna({STOP_DETAIL_RESULT: ""})  # a CSV read back holds NaN where there is none
-    for column in columns:
-        table.add_column(column.removeprefix("config/"))
-    for _, row in board.head(top).iterrows():
-        table.add_row(*[_fmt(row[c]) for c in columns])
-    console.print(table)
+    shown = board.head(top)
+    base = [c for c in [name_column, "family", metric_key, "resource", "outcome"] if c in board.columns]
+    cells = {c: [_fmt(value) for value in shown[c]] for c in [*base, *config_columns] + [STOP_DETAIL_RESULT] * bool(stopped)}
+    natural = {c: max([len(_header(c)), *(len(value) for value in values)]) for c, values in cells.items()}
+
+    # Each column takes its text, a space either side and a rule: 3 characters; the table 1 more.
+    fit = console.is_terminal
+    used = 1 + sum(natural[c] + 3 for c in base) + (min(natural[STOP_DETAIL_RESULT], _STOP_DETAIL_MIN) + 3 if stopped else 0)
+    configs, left_out = [], []
+    for column in config_columns:
+        if fit and (left_out or used + natural[column] + 3 > console.width):
+            left_out.append(column)
+            continue
+        configs.append(column)
+        used += natural[column] + 3
+
+    table = Table(title=f"leaderboard (top {min(top, len(board))} of {total})")
+    for column in [*base, *configs]:
+        table.add_column(_header(column), no_wrap=True, min_width=natural[column])
+    if stopped:
+        table.add_column(STOP_DETAIL_RESULT, no_wrap=not fit)
+    for index in range(len(shown)):
+        table.add_row(*[cells[c][index] for c in [*base, *configs] + [STOP_DETAIL_RESULT] * bool(stopped)])
+    if left_out:
+        table.caption = f"not shown for want of width: {', '.join(_header(c) for c in left_out)}"
+    if fit:
+        console.print(table)
+        return
+    # Outside a terminal the table is as wide as its text, whatever the console's width.
+    width = console.width
+    console.width = max(width, 1 + sum(natural[c] + 3 for c in cells))
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
+#: the narrowest the stop reasons' column gets in a terminal (they wrap within it)
+_STOP_DETAIL_MIN = 24
+
+
+def _header(column: str) -> str:
+    return column.removeprefix("config/")
 
 
 def _print_summary(result: Any, console: Any) -> None:

@@ -1,0 +1,77 @@
+"""The leaderboard a finished sweep and ``raysweep report`` print: one line per trial, the
+trial's name never cut; in a terminal it keeps to the width, elsewhere nothing is cut or wrapped."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from raysweep.cli.summary import print_leaderboard
+
+DETAIL = "asha: rung 1 (100 boosting_rounds): val_accuracy 0.9474 below the cutoff 0.9561"
+CONFIG = {"min_child_weight": 0.7862, "max_depth": 3, "colsample_bytree": 0.7639, "learning_rate": 0.06061,
+          "subsample": 0.8373, "reg_lambda": 0.0152}  # fmt: skip
+
+
+def board(rows: int = 4) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"trial": f"trial-4895efc{i}", "val_accuracy": 0.9737 - i / 100, "resource": 200 if i == 0 else 100,
+         "outcome": "completed" if i == 0 else "stopped_early", "stop_detail": "" if i == 0 else DETAIL,
+         **{f"config/{key}": value for key, value in CONFIG.items()}}
+        for i in range(rows)
+    ])  # fmt: skip
+
+
+def printed(width: int, terminal: bool, table: pd.DataFrame | None = None) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=width, force_terminal=terminal, color_system=None, highlight=False)
+    print_leaderboard(console, board() if table is None else table, "val_accuracy", top=10, total=12)
+    return out.getvalue()
+
+
+def row_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("│")]
+
+
+@pytest.mark.parametrize("width", [100, 120, 160])
+def test_in_a_terminal_the_table_keeps_to_the_width_and_names_what_it_left_out(width: int) -> None:
+    text = printed(width, terminal=True)
+    assert max(len(line) for line in text.splitlines()) <= width
+    header = next(line for line in text.splitlines() if line.startswith("┃"))
+    shown = [key for key in CONFIG if f" {key} " in header]
+    left_out = [key for key in CONFIG if key not in shown]
+    assert shown == list(CONFIG)[: len(shown)]  # the first (most important) parameters stay
+    assert left_out, "this board does not fit in these widths"
+    caption = " ".join(text[text.index("not shown for want of width:") :].split())
+    assert caption == f"not shown for want of width: {', '.join(left_out)}"
+    # Each trial's first line holds its whole name, score, resource, outcome and shown config ...
+    firsts = [line for line in row_lines(text) if "trial-4895efc" in line]
+    assert [line.split("│")[1].strip() for line in firsts] == [f"trial-4895efc{i}" for i in range(4)]
+    for line in firsts:
+        cells = [cell.strip() for cell in line.split("│")[2:-1]]
+        assert cells[2] in ("completed", "stopped_early") and "…" not in line
+        assert cells[3 : 3 + len(shown)] == [f"{CONFIG[key]:.4g}" for key in shown]
+    # ... and the stop reason wraps within its column, whole.
+    details = [line.split("│")[-2].strip() for line in row_lines(text)]
+    assert " ".join(" ".join(details).split()) == " ".join([DETAIL] * 3)
+
+
+def test_outside_a_terminal_each_trial_is_one_whole_line() -> None:
+    text = printed(160, terminal=False)
+    lines = row_lines(text)
+    assert len(lines) == 4 and "not shown" not in text and "…" not in text
+    for i, line in enumerate(lines):
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        assert cells[0] == f"trial-4895efc{i}"
+        assert cells[4:10] == [f"{value:.4g}" for value in CONFIG.values()]
+        assert cells[10] == ("" if i == 0 else DETAIL)
+
+
+def test_a_board_without_stopped_trials_has_no_stop_column_and_fits_whole_when_it_can() -> None:
+    table = board().assign(stop_detail="", outcome="completed")
+    text = printed(200, terminal=True, table=table)
+    assert "stop_detail" not in text and "not shown" not in text
+    assert len(row_lines(text)) == 4
