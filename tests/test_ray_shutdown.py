@@ -293,3 +293,24 @@ def test_the_command_line_sets_its_sigterm_handler_only_from_a_main_thread(signa
     assert failures == [] and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     _stop_on_sigterm()
     assert signal.getsignal(signal.SIGTERM) is interrupt_on_sigterm
+
+
+# -- the command line's Ray, at the end of a command ----------------------------------------------
+@pytest.mark.parametrize("up_before", [False, True], ids=["started by the command", "up before it"])
+def test_a_command_shuts_down_the_ray_it_connected_to_and_leaves_one_it_found(up_before: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raysweep.cli import run as cli_run
+
+    ray = SimpleNamespace(up=up_before)
+    ray.is_initialized = lambda: ray.up
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    released = []
+    monkeypatch.setattr(cli_run, "_release_ray", lambda: released.append(True))
+    monkeypatch.setattr(cli_run, "report", lambda result, as_json: None)
+
+    def sweep() -> str:
+        ray.up = True  # the sweep connects (a resumed sweep, a nested job)
+        raise KeyboardInterrupt  # ... and is interrupted
+
+    with pytest.raises(KeyboardInterrupt):
+        cli_run._report_when_done(sweep, as_json=False)
+    assert released == ([] if up_before else [True])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -146,9 +147,31 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
 
 def _report_when_done(sweep: Any, as_json: bool) -> None:
     """Run the sweep and print its result, also when MLflow lacks part of it (then exit 1)."""
+    held_before = _ray_up()  # a program that invoked this command keeps its own Ray
     try:
-        result = sweep()
-    except TrackingIncomplete as exc:
-        report(exc.result, as_json)
-        raise
-    report(result, as_json)
+        try:
+            result = sweep()
+        except TrackingIncomplete as exc:
+            report(exc.result, as_json)
+            raise
+        report(result, as_json)
+    finally:
+        if not held_before and _ray_up():
+            _release_ray()
+
+
+def _ray_up() -> bool:
+    """This process is connected to a Ray (without importing Ray when it is not)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+def _release_ray() -> None:
+    """Shut down the Ray this command connected to (a resumed sweep's, a nested job's; a sweep run
+    by ``raysweep run`` released its own already) and wait for its workers to exit
+    (:func:`raysweep.sweep.early.shutdown_ray`). Ray's own shutdown as the interpreter exits does
+    not wait for them: after an interrupt, trial actors that Tune had not ended yet could outlive
+    the command."""
+    from raysweep.sweep import early
+
+    early.shutdown_ray().join()
