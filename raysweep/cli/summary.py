@@ -43,7 +43,8 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
         board = board.fillna({STOP_DETAIL_RESULT: ""})  # a CSV read back holds NaN where there is none
     shown = board.head(top)
     base = [c for c in [name_column, "family", metric_key, "resource", "outcome"] if c in board.columns]
-    cells = {c: [_fmt(value) for value in shown[c]] for c in [*base, *config_columns] + [STOP_DETAIL_RESULT] * bool(stopped)}
+    detail = [STOP_DETAIL_RESULT] * bool(stopped)
+    cells = {c: [_fmt(value) for value in shown[c]] for c in [*base, *config_columns, *detail]}
     natural = {c: max([len(_header(c)), *(len(value) for value in values)]) for c, values in cells.items()}
 
     # Each column takes its text, a space either side and a rule: 3 characters; the table 1 more.
@@ -63,7 +64,7 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
     if stopped:
         table.add_column(STOP_DETAIL_RESULT, no_wrap=not fit)
     for index in range(len(shown)):
-        table.add_row(*[cells[c][index] for c in [*base, *configs] + [STOP_DETAIL_RESULT] * bool(stopped)])
+        table.add_row(*[cells[c][index] for c in [*base, *configs, *detail]])
     if left_out:
         table.caption = f"not shown for want of width: {', '.join(_header(c) for c in left_out)}"
     if fit:

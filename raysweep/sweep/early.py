@@ -221,17 +221,14 @@ def _node_workers() -> list[Any]:
     raylet is gone, and a trial actor that Tune had not ended yet (a sweep stopped by Ctrl-C or
     SIGTERM) was measured still running 0.5 s after the command had exited, on a loaded machine:
     the Ray worker's own SIGTERM handler raised ``SystemExit`` inside a weak reference's callback,
-    where Python ignores it. Private API (``Node.all_processes``, checked on Ray 2.60).
+    where Python ignores it.
     """
     try:
         import psutil  # Ray's own copy: importable once Ray is
-        from ray._private import ray_constants, worker
+        from ray._private import ray_constants
 
-        node = worker._global_node
-        if node is None:
-            return []
-        raylets = node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, [])
-        return [child for info in raylets for child in psutil.Process(info.process.pid).children(recursive=True)]
+        raylets = _started_here(ray_constants.PROCESS_TYPE_RAYLET)
+        return [child for process in raylets for child in psutil.Process(process.pid).children(recursive=True)]
     except Exception as exc:  # Ray's shutdown goes on as before
         logger.debug("raysweep: could not list Ray's worker processes: %s", exc)
         return []
@@ -266,14 +263,23 @@ def _stop_autoscaler_monitor() -> None:
     (``Node.all_processes``, checked on Ray 2.60): without it, Ray's own shutdown runs as before.
     """
     try:
-        from ray._private import ray_constants, worker
+        from ray._private import ray_constants
 
-        node = worker._global_node
-        if node is None or not node.head:
-            return
-        for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
-            if info.process.poll() is None:
-                info.process.kill()
-                info.process.wait(timeout=1)
+        for process in _started_here(ray_constants.PROCESS_TYPE_MONITOR):
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=1)
     except Exception as exc:  # Ray's shutdown kills it then
         logger.debug("raysweep: could not stop Ray's autoscaler monitor first: %s", exc)
+
+
+def _started_here(kind: str) -> list[Any]:
+    """The processes of one of Ray's kinds (``ray_constants.PROCESS_TYPE_*``) that the Ray this
+    process started runs, as ``subprocess.Popen``; none when this process joined a Ray or has
+    none. Private API (``Node.all_processes``, checked on Ray 2.60)."""
+    from ray._private import worker
+
+    node = worker._global_node
+    if node is None or not node.head:
+        return []
+    return [info.process for info in node.all_processes.get(kind, [])]
