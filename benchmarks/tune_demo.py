@@ -51,13 +51,9 @@ def trainable(config: dict, data: tuple) -> None:
         tune.report({"val_accuracy": float(accuracy_score(y_val, model.predict(X_val))), "rounds": rounds})
 
 
-def main(argv: list[str]) -> None:
-    X, y = load_breast_cancer(return_X_y=True)
-    X_pool, X_test, y_pool, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=SEED)
-    X_train, X_val, y_train, y_val = train_test_split(X_pool, y_pool, test_size=0.25, stratify=y_pool, random_state=SEED)
-
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    space = {
+def recipe_space() -> dict:
+    """The prebuilt XGBoost recipe's space in Ray Tune's terms."""
+    return {
         "learning_rate": tune.loguniform(0.01, 0.3),
         "max_depth": tune.randint(2, 11),
         "min_child_weight": tune.loguniform(0.5, 20.0),
@@ -65,6 +61,15 @@ def main(argv: list[str]) -> None:
         "colsample_bytree": tune.uniform(0.4, 1.0),
         "reg_lambda": tune.loguniform(0.001, 10.0),
     }
+
+
+def main(argv: list[str]) -> None:
+    X, y = load_breast_cancer(return_X_y=True)
+    X_pool, X_test, y_pool, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=SEED)
+    X_train, X_val, y_train, y_val = train_test_split(X_pool, y_pool, test_size=0.25, stratify=y_pool, random_state=SEED)
+
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    space = recipe_space()
     callbacks = []
     if "--mlflow" in argv:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
