@@ -276,10 +276,14 @@ def markdown(record: dict[str, Any]) -> str:
         if tuned:
             lines.append(f"| the same with the settings raysweep starts its Ray with (the object store retried every 0.1 s, not 1 s) | {median_range(tuned, 2)} | |")
             lowest = min(lowest, statistics.median(tuned))
+        which = "the lower floor" if tuned else "the floor"
         if first is not None:
             above = first - lowest
-            which = "the lower floor" if tuned else "the floor"
             lines.append(f"| first trial's result, from the command | {first:.2f} ({above:.2f} above {which}) | <= 2 s above: **{'met' if above <= 2 else 'missed'}** |")
+        tune_first = [p["tune"]["first_result_s"] for p in pairs if p.get("tune", {}).get("first_result_s") is not None]
+        if tune_first:
+            above = statistics.median(tune_first) - lowest
+            lines.append(f"| the Ray Tune script's first result, from its first line | {median_range(tune_first, 2)} ({above:.2f} above {which}) | |")
     exit_s = table.get("exit after the summary")
     if exit_s is not None:
         lines.append(f"| process gone after the summary | {exit_s:.2f} | <= 1 s: **{'met' if exit_s <= 1 else 'missed'}** |")

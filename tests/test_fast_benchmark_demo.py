@@ -77,3 +77,14 @@ def test_the_first_result_is_set_against_the_lower_of_the_two_floors() -> None:
     assert "| first trial's result, from the command | 6.50 (3.60 above the lower floor) | <= 2 s above: **missed** |" in page
     record["breakdown_median"]["command to the first result"] = 4.5
     assert "(1.60 above the lower floor) | <= 2 s above: **met** |" in markdown(record)
+
+
+def test_the_page_sets_the_ray_tune_scripts_first_result_against_the_same_floor_as_raysweeps() -> None:
+    pairs = [{"raysweep_s": 10.0, "optuna_s": 2.0, "ratio": 5.0, "tune_s": 12.0, "tune_mlflow_s": 16.0, "tune": {"first_result_s": s}}
+             for s in (9.0, 10.0, 11.0)]  # fmt: skip
+    record = _record(pairs) | {"floors": [3.5, 3.6], "floors_tuned": [3.0, 3.2], "breakdown_median": {"command to the first result": 7.0}}
+    page = markdown(record)
+    assert "| first trial's result, from the command | 7.00 (3.90 above the lower floor) | <= 2 s above: **missed** |" in page
+    assert "| the Ray Tune script's first result, from its first line | 10.00 (9.00-11.00) (6.90 above the lower floor) | |" in page
+    # records from before the Ray Tune script timed its first result keep their page
+    assert "first result, from its first line" not in markdown(_record(pairs[:1]) | {"pairs": [{k: v for k, v in pairs[0].items() if k != "tune"}], "floors": [3.0]})
