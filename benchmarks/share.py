@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import DEFAULT_DATA_DIR, REPO
+from benchmarks.nested import DATASETS  # the nested suite's files, targets and metrics: the same cells
 
 ARMS = ("raysweep", "tune")
-DATASETS = {"adult": ("adult.csv.gz", "income", "log_loss"), "letter": ("letter.csv", "Letter", "accuracy")}
 
 
 def _raysweep_arm(dataset: str, budget: float, scratch: Path) -> dict[str, Any]:
