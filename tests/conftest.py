@@ -4,6 +4,7 @@ the real datasets in ../shared/data when they are there, and a way to run the CL
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+
+from raysweep.cli.review import server_environment
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -120,18 +123,20 @@ def mlflow_server(tmp_path_factory):
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
          "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True, env=server_environment(),
     )
     uri = f"http://127.0.0.1:{port}"
     try:
         _wait_http(uri + "/health", 120)
         yield uri
     finally:
-        process.terminate()
+        # The server's own group: `mlflow server` starts uvicorn (and, with jobs on, a job runner)
+        # as children, which a SIGTERM to it alone leaves running.
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
         log.close()
 
 

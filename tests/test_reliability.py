@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from raysweep.cli.review import server_environment
+
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
 RF_EXPERIMENT = "raysweep-make_classification"
 #: the background sweeps: random forests grown 10 trees a step, 20 steps to 200 trees
@@ -669,6 +671,7 @@ class MlflowServer:
                  "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
                  "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.root, start_new_session=True,
+                env=server_environment(),
             )  # fmt: skip
         if self.startup_s is None:
             threading.Thread(target=self._time_startup, args=(self.process, time.monotonic()), daemon=True).start()
