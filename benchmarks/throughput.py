@@ -20,6 +20,11 @@ its last result), results per second that reached MLflow (from the first trial's
 last one was in), the backlog when Tune had processed its last result, the time it took to
 drain, and the rows at the end against the results the trials reported (nothing lost). Writes ``results/throughput/*.json`` and the
 throughput section of ``LOAD.md``.
+
+A thread samples ``/proc/stat`` every 0.1 s: how idle the cores were while Tune processed the
+results. After the runs, ``benchmarks.row_cost`` measures MLflow's own CPU per metric row (in the
+process, and over HTTP); with plain Ray Tune's busy core time per result, that gives the most a
+sweep writing as many rows per result as raysweep did can reach against plain Ray Tune.
 """
 
 from __future__ import annotations
@@ -166,8 +171,15 @@ def _free_port() -> int:
 
 
 def start_mlflow_server(root: Path) -> tuple[subprocess.Popen, str]:
-    """An ``mlflow server`` on 127.0.0.1 (a free port) with a sqlite store in ``root``; its URI once it answers."""
+    """An ``mlflow server`` on 127.0.0.1 (a free port) with a sqlite store in ``root``; its URI once it answers.
+
+    As ``raysweep ui`` runs it: in a process group of its own (stopped with :func:`stop_mlflow_server`)
+    and without MLflow's job runner, whose eight processes would spend about 20 s of CPU starting
+    while the measured sweep starts (a tracking server is up long before a sweep, and no
+    tracking call uses the runner)."""
     import urllib.request
+
+    from raysweep.cli.review import server_environment
 
     port = _free_port()
     log = open(root / "mlflow-server.log", "w")
@@ -175,7 +187,7 @@ def start_mlflow_server(root: Path) -> tuple[subprocess.Popen, str]:
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
          "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root,
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True, env=server_environment(),
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -187,16 +199,33 @@ def start_mlflow_server(root: Path) -> tuple[subprocess.Popen, str]:
                 return process, uri
         except OSError:
             time.sleep(0.5)
-    process.kill()
+    stop_mlflow_server(process)
     raise SystemExit(f"mlflow server did not answer within 120 s; see {root / 'mlflow-server.log'}")
 
 
-def count_rows(database: Path) -> int | None:
-    """The validation metric's history rows in an MLflow sqlite store (read only, one short query)."""
+def stop_mlflow_server(process: subprocess.Popen) -> None:
+    """Stop a server from :func:`start_mlflow_server` and every process it started (its group)."""
+    import signal
+
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def count_rows(database: Path, every_key: bool = False) -> int | None:
+    """The validation metric's history rows in an MLflow sqlite store (read only, one short query);
+    with ``every_key``, the rows of every metric."""
     if not database.exists():
         return None
     try:
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.2) as connection:
+            if every_key:
+                return connection.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
             return connection.execute("SELECT COUNT(*) FROM metrics WHERE key = ?", (METRIC,)).fetchone()[0]
     except sqlite3.Error:
         return None  # no table yet, or the writer holds the lock right now
@@ -223,6 +252,8 @@ def measure(tool: str, trials: int, steps: int, scratch: Path, seed: int) -> dic
                "--steps", str(steps), "--scratch", str(scratch), "--seed", str(seed), "--outcome", str(outcome_file),
                "--tracking-uri", tracking_uri or ""]  # fmt: skip
     curve: list[tuple[float, int]] = []
+    sampler = CpuSampler()
+    sampler.start()
     try:
         process = subprocess.Popen(command, cwd=REPO, env=env)
         while process.poll() is None:
@@ -233,16 +264,66 @@ def measure(tool: str, trials: int, steps: int, scratch: Path, seed: int) -> dic
         if process.returncode != 0:
             raise SystemExit(f"{tool}: the measured process exited {process.returncode}")
         final_rows = count_rows(database) if polled else None
+        all_rows = count_rows(database, every_key=True) if polled else None
     finally:
+        sampler.stop()
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            stop_mlflow_server(server)
     outcome = json.loads(outcome_file.read_text())
     record: dict[str, Any] = {"tool": tool, "trials_requested": trials, "steps": steps, "expected_results": trials * steps, **outcome}
     record["loadavg_end"] = [round(x, 1) for x in os.getloadavg()]
     record["recorded_at"] = time.strftime("%Y-%m-%d %H:%M")
     record.update(figures(record, curve, final_rows))
+    record.update(idle_shares(record, sampler.samples))
+    if all_rows is not None:
+        record["metric_rows_per_result"] = round(all_rows / record["expected_results"], 2)
     return record
+
+
+class CpuSampler:
+    """The machine's idle and total CPU time (``/proc/stat``, in ticks) every 0.1 s, in a thread."""
+
+    def __init__(self, every: float = FINE_POLL_S) -> None:
+        import threading
+
+        self.every = every
+        self.samples: list[tuple[float, int, int]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+            self.samples.append((time.time(), ticks[3] + ticks[4], sum(ticks)))  # idle + iowait, all
+            self._done.wait(self.every)
+
+
+def idle_share(samples: list[tuple[float, int, int]], start: float | None, end: float | None) -> float | None:
+    """The share of the machine's CPU time that was idle between ``start`` and ``end`` (the samples nearest them)."""
+    if not samples or start is None or end is None or end <= start:
+        return None
+    first = min(samples, key=lambda sample: abs(sample[0] - start))
+    last = min(samples, key=lambda sample: abs(sample[0] - end))
+    if last[2] <= first[2]:
+        return None
+    return (last[1] - first[1]) / (last[2] - first[2])
+
+
+def idle_shares(record: dict[str, Any], samples: list[tuple[float, int, int]]) -> dict[str, Any]:
+    """How idle the cores were while Tune processed the results: all of them, and the second half."""
+    out = {}
+    for key, start in (("idle_share", record.get("first_start")), ("idle_share_steady", record.get("half_result"))):
+        share = idle_share(samples, start, record.get("last_result"))
+        if share is not None:
+            out[key] = round(share, 4)
+    return out
 
 
 def figures(record: dict[str, Any], curve: list[tuple[float, int]], final_rows: int | None) -> dict[str, Any]:
@@ -273,7 +354,7 @@ def figures(record: dict[str, Any], curve: list[tuple[float, int]], final_rows: 
     return out
 
 
-def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
+def section(records: list[dict[str, Any]], argv: list[str], row_costs: list[dict[str, Any]] | None = None) -> list[str]:
     tools = list(dict.fromkeys(r["tool"] for r in records))
     by_tool = {tool: [r for r in records if r["tool"] == tool] for tool in tools}
     first = records[0]
@@ -305,6 +386,11 @@ def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
     row("results in MLflow at the end", "mlflow_rows", 0)
     row("results lost", "lost", 0)
     row("wall time of the run, s", "wall_s")
+    percent = [{**r, **{k: 100 * r[k] for k in ("idle_share", "idle_share_steady") if r.get(k) is not None}} for r in records]
+    by_tool_percent = {tool: [r for r in percent if r["tool"] == tool] for tool in tools}
+    for label, key in (("cores idle while Tune processed the results, %", "idle_share"), ("... in the second half, %", "idle_share_steady")):
+        lines.append(f"| {label} | " + " | ".join(median_range([r.get(key) for r in by_tool_percent[t]], 1) for t in tools) + " |")
+    row("metric rows written per result", "metric_rows_per_result", 2)
     lines.append("")
     if "ray_tune" in by_tool:
         base = [r.get("tune_results_per_s") for r in by_tool["ray_tune"]]
@@ -322,6 +408,8 @@ def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
                 lines.append(f"- {LABELS[tool]}: results per second Tune processed in the second half of the results, "
                              f"against plain Ray Tune's: {median_range(ratios, 2)}x.")
         lines.append("")
+    if row_costs and "ray_tune" in by_tool:
+        lines += ceiling_lines(by_tool, row_costs)
     if "ray_tune_mlflow" in by_tool:
         theirs = [r.get("mlflow_results_per_s") for r in by_tool["ray_tune_mlflow"]]
         for tool in ("raysweep_sqlite", "raysweep_http"):
@@ -333,6 +421,50 @@ def section(records: list[dict[str, Any]], argv: list[str]) -> list[str]:
     return lines
 
 
+def ceiling_lines(by_tool: dict[str, list[dict[str, Any]]], row_costs: list[dict[str, Any]]) -> list[str]:
+    """What MLflow's own CPU per row leaves of plain Ray Tune's rate, for each raysweep store."""
+    import statistics
+
+    from benchmarks import row_cost
+
+    cpus = os.cpu_count() or 1
+    busy = [
+        row_cost.busy_seconds_per_result(r["tune_results_per_s"], r["idle_share"], cpus)
+        for r in by_tool["ray_tune"] if r.get("tune_results_per_s") and r.get("idle_share") is not None
+    ]  # fmt: skip
+    if not busy:
+        return []
+    b = statistics.median(busy)
+    rounds = max(sum(1 for r in row_costs if r["kind"] == kind) for kind in row_cost.KINDS)
+    lines = [
+        f"MLflow's own CPU per metric row (`python -m benchmarks.row_cost`, run after the runs above: {rounds} round(s) "
+        f"of each store in turn, {row_cost.RUNS} runs, `log_batch` of {row_cost.ROWS_PER_BATCH} rows): "
+        + "; ".join(
+            f"{kind} {median_range([r['us_per_row'] for r in row_costs if r['kind'] == kind])} us"
+            + (f" (client {median_range([r['client_us_per_row'] for r in row_costs if r['kind'] == kind])}, server "
+               f"{median_range([r['server_us_per_row'] for r in row_costs if r['kind'] == kind])})" if kind == "http" else "")
+            for kind in row_cost.KINDS
+        )
+        + f". Plain Ray Tune kept the cores busy ({median_range([100 * r['idle_share'] for r in by_tool['ray_tune'] if r.get('idle_share') is not None])}% idle): "
+        f"{b * 1000:.2f} ms of core time per result. Whatever MLflow needs for a result's rows comes out of that time; "
+        "even if raysweep itself cost nothing, a sweep writing R rows per result can reach at most "
+        "B / (B + R x cost per row) of plain Ray Tune's rate:",
+        "",
+    ]  # fmt: skip
+    for tool, kind in (("raysweep_sqlite", "sqlite"), ("raysweep_http", "http")):
+        cost = row_cost.cost_per_row(row_costs, kind)
+        rows = [r["metric_rows_per_result"] for r in by_tool.get(tool, []) if r.get("metric_rows_per_result")]
+        if cost is None or not rows:
+            continue
+        r = statistics.median(rows)
+        lines.append(
+            f"- {LABELS[tool]}: {r:.2f} rows per result, so at most {row_cost.ceiling(b, r, cost):.2f}x "
+            f"(goal >= {GOAL}x); with the validation metric alone (1 row), at most {row_cost.ceiling(b, 1.0, cost):.2f}x."
+        )
+    lines.append("")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
@@ -341,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="runs per tool, in alternating order")
     parser.add_argument("--tools", default=",".join(TOOLS), help=f"of {', '.join(TOOLS)}")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--row-cost-rounds", type=int, default=3,
+                        help="afterwards, rounds of MLflow's CPU per row (benchmarks.row_cost); 0 skips them")
     parser.add_argument("--out", default=str(BENCHMARKS_DIR))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
@@ -371,9 +505,15 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             (folder / f"{tool}-r{repeat}.json").write_text(json.dumps(record, indent=1))
             print(json.dumps({k: v for k, v in record.items() if k != "curve"}), flush=True)
+    row_costs = None
+    if args.row_cost_rounds > 0 and any(t in INTO_MLFLOW for t in tools):
+        from benchmarks.row_cost import run_rounds
+
+        row_costs = run_rounds(args.row_cost_rounds, scratch)
+        (folder / "row_cost.json").write_text(json.dumps(row_costs, indent=1))
     from benchmarks.load import LOAD_TITLE
 
-    print(f"wrote {replace_section(out / 'LOAD.md', HEADING, section(records, argv), LOAD_TITLE, ('## 3. Scheduling across nodes', '## 4. A 100-node cluster'))}")
+    print(f"wrote {replace_section(out / 'LOAD.md', HEADING, section(records, argv, row_costs), LOAD_TITLE, ('## 3. Scheduling across nodes', '## 4. A 100-node cluster'))}")
     return 0
 
 
