@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._common import median_range
+
 #: the rows a round writes: 16 runs x BATCHES x ROWS_PER_BATCH
 RUNS = 16
 BATCHES = 8
@@ -93,7 +95,8 @@ def measure(kind: str, root: Path) -> dict[str, Any]:
     root.mkdir(parents=True, exist_ok=True)
     server = None
     if kind == "http":
-        from benchmarks.throughput import start_mlflow_server, stop_mlflow_server
+        from benchmarks.throughput import start_mlflow_server
+        from raysweep.cli.review import stop_server
 
         server, uri = start_mlflow_server(root)
     else:
@@ -109,7 +112,7 @@ def measure(kind: str, root: Path) -> dict[str, Any]:
         server_cpu = tree_cpu_seconds(server.pid) - server_before if server else 0.0
     finally:
         if server is not None:
-            stop_mlflow_server(server)
+            stop_server(server)
     return {
         "kind": kind,
         "rows": rows,
@@ -162,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     records = run_rounds(args.rounds)
     for kind in KINDS:
         mine = [r for r in records if r["kind"] == kind]
-        from benchmarks._common import median_range
-
         print(f"{kind}: {median_range([r['us_per_row'] for r in mine])} us of CPU per row "
               f"(client {median_range([r['client_us_per_row'] for r in mine])}, "
               f"server {median_range([r['server_us_per_row'] for r in mine])})")  # fmt: skip

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import BENCHMARKS_DIR, REPO, median_range, replace_section
+from benchmarks._common import BENCHMARKS_DIR, REPO, machine_cpu_seconds, median_range, replace_section
 
 TOOLS = ("ray_tune", "raysweep_off", "raysweep_sqlite", "raysweep_http", "ray_tune_mlflow")
 LABELS = {
@@ -173,13 +173,13 @@ def _free_port() -> int:
 def start_mlflow_server(root: Path) -> tuple[subprocess.Popen, str]:
     """An ``mlflow server`` on 127.0.0.1 (a free port) with a sqlite store in ``root``; its URI once it answers.
 
-    As ``raysweep ui`` runs it: in a process group of its own (stopped with :func:`stop_mlflow_server`)
+    As ``raysweep ui`` runs it: in a process group of its own (stopped with ``raysweep.cli.review.stop_server``)
     and without MLflow's job runner, whose eight processes would spend about 20 s of CPU starting
     while the measured sweep starts (a tracking server is up long before a sweep, and no
     tracking call uses the runner)."""
     import urllib.request
 
-    from raysweep.cli.review import server_environment
+    from raysweep.cli.review import server_environment, stop_server
 
     port = _free_port()
     log = open(root / "mlflow-server.log", "w")
@@ -199,22 +199,8 @@ def start_mlflow_server(root: Path) -> tuple[subprocess.Popen, str]:
                 return process, uri
         except OSError:
             time.sleep(0.5)
-    stop_mlflow_server(process)
+    stop_server(process)
     raise SystemExit(f"mlflow server did not answer within 120 s; see {root / 'mlflow-server.log'}")
-
-
-def stop_mlflow_server(process: subprocess.Popen) -> None:
-    """Stop a server from :func:`start_mlflow_server` and every process it started (its group)."""
-    import signal
-
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
 
 
 def count_rows(database: Path, every_key: bool = False) -> int | None:
@@ -268,7 +254,9 @@ def measure(tool: str, trials: int, steps: int, scratch: Path, seed: int) -> dic
     finally:
         sampler.stop()
         if server is not None:
-            stop_mlflow_server(server)
+            from raysweep.cli.review import stop_server
+
+            stop_server(server)
     outcome = json.loads(outcome_file.read_text())
     record: dict[str, Any] = {"tool": tool, "trials_requested": trials, "steps": steps, "expected_results": trials * steps, **outcome}
     record["loadavg_end"] = [round(x, 1) for x in os.getloadavg()]
@@ -281,13 +269,13 @@ def measure(tool: str, trials: int, steps: int, scratch: Path, seed: int) -> dic
 
 
 class CpuSampler:
-    """The machine's idle and total CPU time (``/proc/stat``, in ticks) every 0.1 s, in a thread."""
+    """The machine's idle and total CPU seconds (:func:`benchmarks._common.machine_cpu_seconds`) every 0.1 s, in a thread."""
 
     def __init__(self, every: float = FINE_POLL_S) -> None:
         import threading
 
         self.every = every
-        self.samples: list[tuple[float, int, int]] = []
+        self.samples: list[tuple[float, float, float]] = []
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -300,12 +288,14 @@ class CpuSampler:
 
     def _run(self) -> None:
         while not self._done.is_set():
-            ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-            self.samples.append((time.time(), ticks[3] + ticks[4], sum(ticks)))  # idle + iowait, all
+            seconds = machine_cpu_seconds()
+            if seconds is not None:
+                busy, every = seconds
+                self.samples.append((time.time(), every - busy, every))
             self._done.wait(self.every)
 
 
-def idle_share(samples: list[tuple[float, int, int]], start: float | None, end: float | None) -> float | None:
+def idle_share(samples: list[tuple[float, float, float]], start: float | None, end: float | None) -> float | None:
     """The share of the machine's CPU time that was idle between ``start`` and ``end`` (the samples nearest them)."""
     if not samples or start is None or end is None or end <= start:
         return None
@@ -316,7 +306,7 @@ def idle_share(samples: list[tuple[float, int, int]], start: float | None, end: 
     return (last[1] - first[1]) / (last[2] - first[2])
 
 
-def idle_shares(record: dict[str, Any], samples: list[tuple[float, int, int]]) -> dict[str, Any]:
+def idle_shares(record: dict[str, Any], samples: list[tuple[float, float, float]]) -> dict[str, Any]:
     """How idle the cores were while Tune processed the results: all of them, and the second half."""
     out = {}
     for key, start in (("idle_share", record.get("first_start")), ("idle_share_steady", record.get("half_result"))):

@@ -4,7 +4,6 @@ the real datasets in ../shared/data when they are there, and a way to run the CL
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,11 +11,11 @@ import time
 import urllib.request
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
-from raysweep.cli.review import server_environment
+from raysweep.cli.review import server_environment, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -130,13 +129,7 @@ def mlflow_server(tmp_path_factory):
         _wait_http(uri + "/health", 120)
         yield uri
     finally:
-        # The server's own group: `mlflow server` starts uvicorn (and, with jobs on, a job runner)
-        # as children, which a SIGTERM to it alone leaves running.
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_server(process)
         log.close()
 
 
@@ -197,3 +190,25 @@ def selected_cases(request: pytest.FixtureRequest, test: str) -> list[str]:
         for item in request.session.items
         if getattr(item, "module", None) is request.module and getattr(item, "originalname", None) == test
     ]
+
+
+# -- processes (from /proc) --------------------------------------------------------------------------
+def live_processes() -> Iterator[tuple[int, list[str], str]]:
+    """Every live process: (pid, the fields of /proc/PID/stat after its name, its command line)."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if fields and fields[0] not in ("Z", "X"):
+            yield int(entry.name), fields, cmdline
+
+
+def session_processes(session_id: int) -> dict[int, str]:
+    """Live processes of a process session (a driver started with start_new_session and all that
+    it started, Ray's processes included): pid -> command line."""
+    return {pid: cmdline.strip()[:120] for pid, fields, cmdline in live_processes() if int(fields[3]) == session_id}

@@ -42,7 +42,7 @@ def test_raysweep_is_set_against_plain_tune_with_its_goal_and_against_rays_mlflo
 def test_the_idle_share_is_the_idle_ticks_over_all_ticks_between_the_samples_nearest_the_window() -> None:
     from benchmarks.throughput import idle_share, idle_shares
 
-    # (time, idle + iowait ticks, all ticks): 2 cores, 200 ticks a second
+    # (time, idle + iowait CPU seconds, all CPU seconds), as machine_cpu_seconds gives them
     samples = [(0.0, 0, 0), (1.0, 100, 200), (2.0, 110, 400), (3.0, 130, 600), (4.0, 330, 800)]
     assert idle_share(samples, 1.0, 3.0) == 30 / 400  # 7.5% idle while the results came in
     assert idle_share(samples, 1.04, 2.96) == 30 / 400  # nearest samples

@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from conftest import live_processes, session_processes
+
 from raysweep.cli.review import server_environment
 
 TERMINAL = {"FINISHED", "FAILED", "KILLED"}
@@ -70,27 +72,6 @@ SECRETS = {
 # -- processes ------------------------------------------------------------------------------------
 def raysweep_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "raysweep", *args]
-
-
-def live_processes() -> Iterator[tuple[int, list[str], str]]:
-    """Every live process: (pid, the fields of /proc/PID/stat after its name, its command line)."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry.name}/stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        if fields and fields[0] not in ("Z", "X"):
-            yield int(entry.name), fields, cmdline
-
-
-def session_processes(session_id: int) -> dict[int, str]:
-    """Live processes of a process session (a driver started with start_new_session and all that
-    it started, Ray's processes included): pid -> command line."""
-    return {pid: cmdline.strip()[:120] for pid, fields, cmdline in live_processes() if int(fields[3]) == session_id}
 
 
 def end_session(session_id: int) -> dict[int, str]:

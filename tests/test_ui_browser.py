@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from conftest import free_port, run_cli
+from conftest import free_port, live_processes, run_cli, session_processes
 
 pytestmark = pytest.mark.browser
 
@@ -299,36 +299,6 @@ def _read_links(process: subprocess.Popen, timeout: float) -> dict[str, str]:
     raise AssertionError(f"raysweep ui printed no links within {timeout:.0f}s (exit code {process.poll()}): {seen}")
 
 
-def _descendants(pid: int) -> dict[int, str]:
-    """The processes below ``pid`` (children, their children, ...) with their command lines, from /proc."""
-    parents: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            except (OSError, IndexError, ValueError):
-                continue
-            parents[int(entry.name)] = (parent, command)
-    found: dict[int, str] = {}
-    grown = True
-    while grown:
-        grown = False
-        for child, (parent, command) in parents.items():
-            if (parent == pid or parent in found) and child not in found:
-                found[child] = command
-                grown = True
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -375,17 +345,18 @@ def ui_links(swept_store, tmp_path, request):
         while _port_open(port) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not _port_open(port), f"the MLflow UI server still listens on {port} after raysweep ui stopped"
-        left = {pid: command for pid, command in started.items() if _alive(pid)}
+        left = {session: session_processes(session) for session in servers if session_processes(session)}
         assert not left, f"processes of the MLflow UI server still running after raysweep ui stopped: {left}"
 
-    started: dict[int, str] = {}
+    servers: list[int] = []
     request.addfinalizer(stop)
     links = _read_links(process, timeout=240)
     assert all(url.startswith(f"http://127.0.0.1:{port}/#/") for url in links.values()), links
-    # The server and the workers it started (uvicorn); MLflow's job runner, which a sweep never
-    # uses, is not among them.
-    started.update(_descendants(process.pid))
-    assert any("mlflow" in command and "server" in command for command in started.values()), started
+    # The server runs in a session of its own, with the workers it started (uvicorn); MLflow's job
+    # runner, which a sweep never uses, is not among them.
+    servers.extend(pid for pid, fields, command in live_processes() if int(fields[1]) == process.pid and "mlflow" in command)
+    assert len(servers) == 1, servers
+    started = session_processes(servers[0])
     assert not [c for c in started.values() if "huey" in c or "_job_runner" in c], started
     return links
 

@@ -56,7 +56,7 @@ def _wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout:
                 return
         except OSError:
             time.sleep(0.5)
-    _stop(process)
+    stop_server(process)
     raise UserError(f"the MLflow UI server did not answer at {url} within {timeout:.0f}s; its log: {log_path}")
 
 
@@ -68,8 +68,9 @@ def server_environment() -> dict[str, str]:
     return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")}
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the server and the workers it started (its own process group)."""
+def stop_server(process: subprocess.Popen) -> None:
+    """Stop an ``mlflow server`` started in a session of its own and the processes it started (its
+    process group: a SIGTERM to the server alone leaves uvicorn, and the job runner, running)."""
     if process.poll() is not None:
         return
     try:
@@ -79,7 +80,10 @@ def _stop(process: subprocess.Popen) -> None:
     try:
         process.wait(15)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         process.wait(5)
 
 
@@ -140,7 +144,7 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
     except KeyboardInterrupt:
         click.echo("raysweep: stopping the MLflow UI", err=True)
     finally:
-        _stop(process)
+        stop_server(process)
         signal.signal(signal.SIGTERM, previous)
 
 
