@@ -296,7 +296,7 @@ def test_seed_reproduces_the_configs(ray_local, tmp_path, searcher, max_concurre
 
 # -- 9. time budget, cross-validation ----------------------------------------------------------------------------
 def test_time_budget_stops_the_sweep(ray_local, tmp_path):
-    budget = 15
+    budget = 10
     result = sweep(tmp_path, "random_forest", "breast_cancer", scheduler="fifo", searcher="random", num_samples=500,
                    time_budget=budget, max_concurrent=2)
     assert result.elapsed_s < budget + 30
