@@ -1,23 +1,30 @@
-"""The fast tier on every core: ``python -m pytest -m "not e2e"`` runs in two pytest-xdist workers.
+"""Both tiers on every core: ``python -m pytest -m "not e2e"`` and ``python -m pytest -m e2e`` each
+run in two pytest-xdist workers.
 
 Loaded with ``-p fast_tier`` from ``addopts`` (``pythonpath`` puts ``tests/`` on ``sys.path`` before
 ``-p`` plugins load), it adds ``-n 2 --dist loadfile`` when all of these hold:
 
-- the selection is the whole fast tier, ``-m "not e2e"`` over the default test paths (no file,
-  folder, node id or ``-k`` given: a few tests run faster in one process than two workers collect
-  them);
+- the selection is one whole tier, ``-m "not e2e"`` or ``-m e2e`` over the default test paths (no
+  file, folder, node id or ``-k`` given: a few tests run faster in one process than two workers
+  collect them);
 - pytest-xdist is installed and not turned off (``-p no:xdist``);
 - the command does not choose for itself (``-n``, ``--dist``, ``--tx``), and nothing needs one
   process (``--pdb``, ``--trace``, ``--collect-only``);
 - this is not an xdist worker, and the machine has at least two cores.
 
-The whole suite (``python -m pytest``, as CI runs it) stays in one process: its e2e tests share one
-Ray (the session's ``ray_local``) and one MLflow server. ``-p no:fast_tier`` turns this off.
+The whole suite (``python -m pytest``) stays in one process. ``-p no:fast_tier`` turns this off.
+
+The end-to-end tests spend about a quarter of their time waiting (on a server starting, a process
+exiting, a sweep's time budget) with a core idle: two workers fill it. Each worker has its own
+session fixtures (one local Ray each; the MLflow server ``.ci/run`` starts is shared, every test
+keeps to experiments and sweep names of its own). A test that needs a core to itself for a fixed
+time does not belong in this tier as written: the time budgets in it leave room for a second worker.
 
 ``loadfile`` keeps a test file in one worker: a module's fixtures (a store written once, the
-subprocesses a module starts as it begins for the cases the session runs) run once. The files
-start longest first, by the time each took in the last parallel run (pytest's cache), so that the
-two workers end together.
+subprocesses a module starts as it begins for the cases the session runs, a cluster) run once. The
+files start longest first, by the time each took in the last parallel run of the tier (pytest's
+cache), else by :data:`LONGEST_FIRST` (a clean clone, as CI runs it), so that the two workers end
+together.
 """
 
 from __future__ import annotations
@@ -29,23 +36,37 @@ import pytest
 
 #: at most this many workers (the fast tier's budget is for 2 cores); fewer cores, fewer workers
 WORKERS = 2
-FAST_TIER = "not e2e"
-#: pytest's cache key of each test file's duration in the last parallel fast tier
-DURATIONS_KEY = "raysweep/fast_tier_file_seconds"
+#: the ``-m`` expressions that select a whole tier -> pytest's cache key of each of its test files'
+#: durations in its last parallel run
+TIERS = {"not e2e": "raysweep/fast_tier_file_seconds", "e2e": "raysweep/e2e_tier_file_seconds"}
+#: with nothing cached, these files start first, in this order (the longest end-to-end files, from
+#: ``--durations=0`` of a two-worker run); the rest follow in xdist's order
+LONGEST_FIRST = (
+    "tests/test_reliability.py", "tests/test_sweeps.py", "tests/test_benchmarks_smoke.py", "tests/test_cluster_sweeps.py",
+    "tests/test_nested_resume.py", "tests/test_mlflow.py", "tests/test_local_cluster.py", "tests/test_ui_browser.py",
+    "tests/test_nested.py", "tests/test_warm_start.py", "tests/test_cli.py",
+)  # fmt: skip
 
 
-_PARALLEL = pytest.StashKey[bool]()
+#: the cache key of the tier running in workers
+_PARALLEL = pytest.StashKey[str]()
 
 
 def workers() -> int:
     return min(WORKERS, os.cpu_count() or 1)
 
 
+def tier(early_config: pytest.Config) -> str | None:
+    """The tier (its ``-m`` expression) this command runs whole, else ``None``."""
+    selected = " ".join(str(getattr(early_config.known_args_namespace, "markexpr", "") or "").split())
+    return selected if selected in TIERS else None
+
+
 def wants_workers(early_config: pytest.Config) -> bool:
     options = early_config.known_args_namespace
     if os.environ.get("PYTEST_XDIST_WORKER") or not early_config.pluginmanager.has_plugin("xdist") or workers() < 2:
         return False
-    if " ".join(str(getattr(options, "markexpr", "") or "").split()) != FAST_TIER:
+    if tier(early_config) is None:
         return False
     if getattr(options, "file_or_dir", None) or getattr(options, "keyword", ""):
         return False
@@ -60,25 +81,29 @@ def wants_workers(early_config: pytest.Config) -> bool:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     if wants_workers(early_config):
         args[:] = ["-n", str(workers()), "--dist", "loadfile", *args]
-        early_config.stash[_PARALLEL] = True
+        early_config.stash[_PARALLEL] = TIERS[tier(early_config)]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if config.stash.get(_PARALLEL, False):
-        config.pluginmanager.register(_LongestFirst(config), "fast_tier_longest_first")
+    key = config.stash.get(_PARALLEL, None)
+    if key is not None:
+        config.pluginmanager.register(_LongestFirst(config, key), "fast_tier_longest_first")
 
 
 class _LongestFirst:
     """Starts the test files that took longest last time first, and records how long each took now."""
 
-    def __init__(self, config: pytest.Config) -> None:
+    def __init__(self, config: pytest.Config, key: str) -> None:
         self.config = config
+        self.key = key
         self.seconds: dict[str, float] = {}
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         from xdist.scheduler import LoadFileScheduling
 
-        last: dict[str, float] = config.cache.get(DURATIONS_KEY, {}) if config.cache is not None else {}
+        last: dict[str, float] = config.cache.get(self.key, {}) if config.cache is not None else {}
+        if not last:
+            last = {path: float(len(LONGEST_FIRST) - rank) for rank, path in enumerate(LONGEST_FIRST)}
 
         class LongestFileFirst(LoadFileScheduling):
             """xdist's ``loadfile``, its queue of files sorted by last time's durations (unknown ones after, in xdist's order)."""
@@ -103,4 +128,4 @@ class _LongestFirst:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.config.cache is not None and self.seconds:
-            self.config.cache.set(DURATIONS_KEY, {scope: round(seconds, 2) for scope, seconds in self.seconds.items()})
+            self.config.cache.set(self.key, {scope: round(seconds, 2) for scope, seconds in self.seconds.items()})

@@ -444,10 +444,11 @@ def test_a_sweep_whose_trials_all_fail_ends_every_run_and_still_reports(ray_loca
 
 
 def test_a_time_budget_leaves_no_run_running(ray_local, mlflow_server, tmp_path_factory):
-    # Two trials of 20,000 epochs cannot finish in 12 s: the budget ends them mid-way.
+    # Two trials of 20,000 epochs cannot finish in 20 s: the budget ends them mid-way. (With 12 s,
+    # beside another test worker, a trial's actor once started too late to report a step.)
     result = sweep(
         tmp_path_factory, mlflow_server, "mlp", "digits", SWEEP_BUDGET,
-        scheduler="fifo", searcher="random", num_samples=2, time_budget=12,
+        scheduler="fifo", searcher="random", num_samples=2, time_budget=20,
         overrides=["resource.per_step=100", "resource.max=20000", "space.hidden_layer_sizes.values=[[64]]", "space.batch_size.values=[32]"],
     )
     client = client_for(mlflow_server)
