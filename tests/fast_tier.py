@@ -23,87 +23,95 @@ time does not belong in this tier as written: the time budgets in it leave room 
 ``loadfile`` keeps a test file in one worker: a module's fixtures (a store written once, the
 subprocesses a module starts as it begins for the cases the session runs, a cluster) run once. The
 files start longest first, by the time each took in the last parallel run of the tier (pytest's
-cache), else by :data:`LONGEST_FIRST` (a clean clone, as CI runs it), so that the two workers end
+cache), else by the tier's ``longest_first`` (a clean clone, as CI runs it), so that the two workers end
 together.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 #: at most this many workers (the fast tier's budget is for 2 cores); fewer cores, fewer workers
 WORKERS = 2
-#: the ``-m`` expressions that select a whole tier -> pytest's cache key of each of its test files'
-#: durations in its last parallel run
-TIERS = {"not e2e": "raysweep/fast_tier_file_seconds", "e2e": "raysweep/e2e_tier_file_seconds"}
-#: with nothing cached, these files start first, in this order (the longest end-to-end files, from
-#: ``--durations=0`` of a two-worker run); the rest follow in xdist's order
-LONGEST_FIRST = (
-    "tests/test_reliability.py", "tests/test_sweeps.py", "tests/test_benchmarks_smoke.py", "tests/test_cluster_sweeps.py",
-    "tests/test_nested_resume.py", "tests/test_mlflow.py", "tests/test_local_cluster.py", "tests/test_ui_browser.py",
-    "tests/test_nested.py", "tests/test_warm_start.py", "tests/test_cli.py",
-)  # fmt: skip
 
 
-#: the cache key of the tier running in workers
-_PARALLEL = pytest.StashKey[str]()
+@dataclass(frozen=True)
+class Tier:
+    """A tier that runs in workers when selected whole."""
+
+    #: pytest's cache key of each of the tier's test files' durations in its last parallel run
+    cache_key: str
+    #: with nothing cached, these files start first, in this order; the rest follow in xdist's order
+    longest_first: tuple[str, ...] = ()
+
+
+#: the ``-m`` expressions that select a whole tier
+TIERS = {
+    "not e2e": Tier("raysweep/fast_tier_file_seconds"),
+    # the longest end-to-end files, from ``--durations=0`` of a two-worker run
+    "e2e": Tier("raysweep/e2e_tier_file_seconds", (
+        "tests/test_reliability.py", "tests/test_sweeps.py", "tests/test_benchmarks_smoke.py", "tests/test_cluster_sweeps.py",
+        "tests/test_nested_resume.py", "tests/test_mlflow.py", "tests/test_local_cluster.py", "tests/test_ui_browser.py",
+        "tests/test_nested.py", "tests/test_warm_start.py", "tests/test_cli.py",
+    )),
+}  # fmt: skip
+
+#: the tier running in workers
+_PARALLEL = pytest.StashKey[Tier]()
 
 
 def workers() -> int:
     return min(WORKERS, os.cpu_count() or 1)
 
 
-def tier(early_config: pytest.Config) -> str | None:
-    """The tier (its ``-m`` expression) this command runs whole, else ``None``."""
-    selected = " ".join(str(getattr(early_config.known_args_namespace, "markexpr", "") or "").split())
-    return selected if selected in TIERS else None
-
-
-def wants_workers(early_config: pytest.Config) -> bool:
+def wants_workers(early_config: pytest.Config) -> Tier | None:
+    """The tier this command runs whole, if it is to run in workers."""
     options = early_config.known_args_namespace
     if os.environ.get("PYTEST_XDIST_WORKER") or not early_config.pluginmanager.has_plugin("xdist") or workers() < 2:
-        return False
-    if tier(early_config) is None:
-        return False
-    if getattr(options, "file_or_dir", None) or getattr(options, "keyword", ""):
-        return False
+        return None
+    selected = TIERS.get(" ".join(str(getattr(options, "markexpr", "") or "").split()))
+    if selected is None or getattr(options, "file_or_dir", None) or getattr(options, "keyword", ""):
+        return None
     if getattr(options, "numprocesses", None) is not None or getattr(options, "maxprocesses", None) is not None:
-        return False  # -n / --maxprocesses of the user's own (-n 0 too)
+        return None  # -n / --maxprocesses of the user's own (-n 0 too)
     if getattr(options, "tx", None) or getattr(options, "dist", "no") != "no" or getattr(options, "distload", False):
-        return False
-    return not any(getattr(options, name, False) for name in ("usepdb", "trace", "collectonly"))
+        return None
+    return None if any(getattr(options, name, False) for name in ("usepdb", "trace", "collectonly")) else selected
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    if wants_workers(early_config):
+    selected = wants_workers(early_config)
+    if selected is not None:
         args[:] = ["-n", str(workers()), "--dist", "loadfile", *args]
-        early_config.stash[_PARALLEL] = TIERS[tier(early_config)]
+        early_config.stash[_PARALLEL] = selected
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    key = config.stash.get(_PARALLEL, None)
-    if key is not None:
-        config.pluginmanager.register(_LongestFirst(config, key), "fast_tier_longest_first")
+    selected = config.stash.get(_PARALLEL, None)
+    if selected is not None:
+        config.pluginmanager.register(_LongestFirst(config, selected), "fast_tier_longest_first")
 
 
 class _LongestFirst:
     """Starts the test files that took longest last time first, and records how long each took now."""
 
-    def __init__(self, config: pytest.Config, key: str) -> None:
+    def __init__(self, config: pytest.Config, tier: Tier) -> None:
         self.config = config
-        self.key = key
+        self.tier = tier
         self.seconds: dict[str, float] = {}
 
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         from xdist.scheduler import LoadFileScheduling
 
-        last: dict[str, float] = config.cache.get(self.key, {}) if config.cache is not None else {}
-        if not last:
-            last = {path: float(len(LONGEST_FIRST) - rank) for rank, path in enumerate(LONGEST_FIRST)}
+        last: dict[str, float] = config.cache.get(self.tier.cache_key, {}) if config.cache is not None else {}
+        if not last:  # each listed file's place in the list for a duration, all before the unlisted (0)
+            order = self.tier.longest_first
+            last = {path: float(len(order) - rank) for rank, path in enumerate(order)}
 
         class LongestFileFirst(LoadFileScheduling):
             """xdist's ``loadfile``, its queue of files sorted by last time's durations (unknown ones after, in xdist's order)."""
@@ -128,4 +136,4 @@ class _LongestFirst:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.config.cache is not None and self.seconds:
-            self.config.cache.set(self.key, {scope: round(seconds, 2) for scope, seconds in self.seconds.items()})
+            self.config.cache.set(self.tier.cache_key, {scope: round(seconds, 2) for scope, seconds in self.seconds.items()})
