@@ -132,7 +132,8 @@ class _LongestFirst:
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         from xdist.scheduler import LoadFileScheduling
 
-        last: dict[str, float] = config.cache.get(self.tier.cache_key, {}) if config.cache is not None else {}
+        cache = getattr(config, "cache", None)  # none with ``-p no:cacheprovider``
+        last: dict[str, float] = cache.get(self.tier.cache_key, {}) if cache is not None else {}
         if not last:  # each listed file's place in the list for a duration, all before the unlisted (0)
             order = self.tier.longest_first
             last = {path: float(len(order) - rank) for rank, path in enumerate(order)}
@@ -159,5 +160,6 @@ class _LongestFirst:
         self.seconds[scope] = self.seconds.get(scope, 0.0) + report.duration
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.config.cache is not None and self.seconds:
-            self.config.cache.set(self.tier.cache_key, {scope: round(seconds, 2) for scope, seconds in self.seconds.items()})
+        cache = getattr(self.config, "cache", None)
+        if cache is not None and self.seconds:
+            cache.set(self.tier.cache_key, {scope: round(seconds, 2) for scope, seconds in self.seconds.items()})
