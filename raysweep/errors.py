@@ -39,8 +39,8 @@ class SweepInterrupted(Exception):
 
 
 class NothingToResume(Exception):
-    """``raysweep resume`` of a sweep that ended by its own rule (``--stop-at``, ``--patience``):
-    it is complete and its result stands. The CLI prints the message and exits 0, as a command
+    """``raysweep resume`` of a complete sweep (its outcome logged, whether it ran all its trials or
+    its own rule, ``--stop-at`` or ``--patience``, ended it): its result stands. The CLI prints the message and exits 0, as a command
     whose goal is met already does (a retry loop around ``resume`` ends)."""
 
     exit_code = 0

@@ -357,3 +357,9 @@ def test_a_first_sweep_prints_only_raysweeps_own_lines(tmp_path):
     assert models[0].name.startswith("xgboost-wine-")  # the sweep's default name
     parent = client.get_run(models[0].source_run_id)
     assert parent.info.run_name == models[0].name and parent.data.tags["raysweep.model_flavor"] == "xgboost"
+    # The sweep is complete: resume says so in one line, exits 0, and logs no second model.
+    name = models[0].name
+    again = run_cli("resume", name, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr == f"raysweep: sweep {name} is complete; nothing to resume. Its result: raysweep report {name}\n"
+    assert [m.model_id for m in client.search_logged_models(experiment_ids=[experiment.experiment_id])] == [models[0].model_id]

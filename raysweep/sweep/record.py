@@ -109,6 +109,8 @@ def save_plan(plan: Any, tracker: Any, warm_start: dict[str, Any] | None = None,
         "parent_run_id": tracker.parent_run_id if tracker else None,
         "warm_start": warm_start,
         "nested_job": nested_job,
+        # True once the sweep's outcome (refit, test score, model) is logged: it is complete.
+        "outcome_done": False,
         # An auto sweep's members and common scale (its recipe above names them only).
         "auto": to_record(plan.auto) if plan.auto is not None else None,
     }

@@ -244,8 +244,8 @@ def run_planned(
             plan, prepared, results, tracker, started, tracking_uri, phase=phase, never_started=never_started, stopped_by=stopped_by,
             log_model=part is None, drawer=drawer,
         )
-        if stopped_by:
-            sweep_record.update(sweep_record.sweep_dir(plan), outcome_done=True)
+        # Complete: `raysweep resume` says there is nothing to resume instead of refitting it again.
+        sweep_record.update(sweep_record.sweep_dir(plan), outcome_done=True)
         if warm.record is not None:
             result.warm_start_from, result.warm_start_trials = list(warm.record["from"]), int(warm.record["trials"])
         status = "FINISHED"
@@ -349,8 +349,9 @@ def _interrupted(ledger: Any, plan: SweepPlan, started: float) -> bool:
 def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, dict[str, Any]]:
     """The folder and record of a sweep that ``resume`` can continue.
 
-    Raises :class:`UserError` when there is no such sweep, and :class:`NothingToResume` when its
-    own rule (``--stop-at``, ``--patience``) ended it and its outcome is logged: it is complete.
+    Raises :class:`UserError` when there is no such sweep, and :class:`NothingToResume` when it is
+    complete: its outcome (refit, test score, model) is logged, whether it ran all its trials or its
+    own rule (``--stop-at``, ``--patience``) ended it.
     Of a nested validation's sweep, the job's folder and record
     (:func:`raysweep.sweep.nested_resume.resumable_job`).
     """
@@ -366,15 +367,13 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
         return resumable_job(candidate, record)
     from raysweep.tracking.outcome import outcome_logged
 
-    # Killed after its rule fired but before its outcome (refit, test score, model): resume finishes that.
+    # Killed after its trials (or its rule) but before its outcome (refit, test score, model): resume finishes that.
     done = record.get("outcome_done")
-    if done is None and record.get("stopped_by"):
-        done = outcome_logged(record)  # a record from before `outcome_done` was kept: ask MLflow
-    if record.get("stopped_by") and done:
-        raise NothingToResume(
-            f"raysweep: sweep {record['name']} ended by its own rule ({record['stopped_by']}); nothing to resume. "
-            f"Its result: raysweep report {record['name']}"
-        )
+    if done is None and (record.get("stopped_by") or record.get("parent_run_id")):
+        done = outcome_logged(record)  # a record from before `outcome_done` was kept for every sweep: ask MLflow
+    if done:
+        how = f"ended by its own rule ({record['stopped_by']})" if record.get("stopped_by") else "is complete"
+        raise NothingToResume(f"raysweep: sweep {record['name']} {how}; nothing to resume. Its result: raysweep report {record['name']}")
     if auto.is_auto_record(record):
         auto.from_record(record)  # a record that cannot rebuild the members is refused before anything starts
     return candidate, record
