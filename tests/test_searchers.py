@@ -274,6 +274,24 @@ def test_optuna_samples_with_multivariate_tpe_and_a_constant_liar():
     assert sampler._multivariate and sampler._constant_liar
 
 
+def test_optunas_study_is_made_without_its_info_line_and_its_verbosity_is_put_back(capfd):
+    import optuna
+
+    from raysweep.families import get_family
+    from raysweep.recipes import load_recipe
+    from raysweep.sweep import auto
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's default
+    searcher = registry.build_searcher("optuna", "score", "min", 5, 2).searcher
+    assert searcher.set_search_properties("score", "min", dsl.param_space({"x": MIXED["frac"]}, "optuna"))
+    recipes = [load_recipe(name) for name in ("random_forest", "svm")]
+    plan = auto.auto_recipe(recipes, "classification", [get_family(r.family) for r in recipes])
+    conditional = auto.searcher(plan, "optuna", "score", "min", 5, 2).searcher
+    assert searcher._ot_study is not None and conditional._ot_study is not None
+    assert "A new study created" not in capfd.readouterr().err
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO
+
+
 # -- real sweeps ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["gp", "optuna", "anneal", "hyperopt"])
 def test_a_sweep_with_each_searcher(name, ray_local, tmp_path):
