@@ -327,6 +327,52 @@ def test_second_retry_is_counted_and_keeps_both_errors(store_uri: str) -> None:
     assert [tags[f"raysweep.{key}"] for key in ("retries", "retry.1.error", "retry.2.error")] == ["2", "first failure", "second failure"]
 
 
+def test_a_resume_deletes_the_runs_of_trials_rays_saved_state_lacks_and_a_new_trial_of_the_same_id_gets_its_own(store_uri: str) -> None:
+    first = make_tracker(store_uri)
+    writer = make_writer(first)
+    writer.trial_started(view(A, CONFIG))
+    writer.trial_started(view(B, OTHER_CONFIG))
+    writer.trial_started(view(C, CONFIG))
+    last_a = report(writer, A, CONFIG, [0.9, 0.91])
+    last_b = report(writer, B, OTHER_CONFIG, [0.7, 0.71, 0.72])
+    writer.trial_completed(view(B, OTHER_CONFIG, last_b, "TERMINATED"))
+    report(writer, C, CONFIG, [0.5])
+    writer.flush_all()  # the driver killed here: A, C still RUNNING; Ray had saved A only
+    before = trial_runs(store_uri, first.parent_run_id)
+
+    resumed = SweepTracker(store_uri, EXPERIMENT, SWEEP, METRIC, 3, True, params={"time_budget_s": "none"})
+    resumed.reopen(first.experiment_id, first.parent_run_id, saved_trials={A})
+    assert sorted(resumed.lost_runs) == sorted([before["trial-0001"].info.run_id, before["trial-0002"].info.run_id])
+    assert resumed.existing_trial_runs == {A: before["trial-0000"].info.run_id} and set(resumed.resumed_history) == {A}
+    client = client_for(store_uri)
+    for name, status in (("trial-0001", "FINISHED"), ("trial-0002", "KILLED")):
+        lost = client.get_run(before[name].info.run_id)
+        assert (lost.info.lifecycle_stage, lost.info.status) == ("deleted", status), name
+        assert (lost.data.tags["raysweep.outcome"], lost.data.tags["raysweep.stop_reason"]) == ("lost", "not_in_rays_saved_state")
+
+    # Tune numbers its new trials on from its saved count: the next is B again, a new trial.
+    writer = make_writer(resumed)
+    writer.trial_started(view(B, CONFIG))
+    last_b = report(writer, B, CONFIG, [0.6, 0.8, 0.85])
+    writer.trial_completed(view(B, CONFIG, last_b, "TERMINATED"))
+    writer.experiment_ended([view(A, CONFIG, last_a, "TERMINATED"), view(B, CONFIG, last_b, "TERMINATED")])
+    after = trial_runs(store_uri, first.parent_run_id)
+    assert sorted(after) == ["trial-0000", "trial-0001"]
+    assert after["trial-0001"].info.run_id != before["trial-0001"].info.run_id
+    assert history(store_uri, after["trial-0001"].info.run_id) == [(20, 0.6), (40, 0.8), (60, 0.85)]
+
+
+def test_a_resume_without_rays_saved_state_deletes_nothing(store_uri: str) -> None:
+    first = make_tracker(store_uri)
+    writer = make_writer(first)
+    writer.trial_started(view(A, CONFIG))
+    report(writer, A, CONFIG, [0.9])
+    writer.flush_all()
+    resumed = SweepTracker(store_uri, EXPERIMENT, SWEEP, METRIC, 3, True, params={"time_budget_s": "none"})
+    resumed.reopen(first.experiment_id, first.parent_run_id)  # saved state unreadable: nothing is taken for lost
+    assert resumed.lost_runs == [] and set(resumed.existing_trial_runs) == {A}
+
+
 def test_resumed_sweep_continues_the_same_runs_without_repeating_steps(store_uri: str) -> None:
     first = make_tracker(store_uri)
     writer = make_writer(first)

@@ -232,14 +232,14 @@ def wait_for_first_metrics(sweep: Any, client: Any, experiment: str) -> None:
 
 def background_rf_sweep(
     cwd: Path, name: str, tracking_uri: str, num_samples: int, n_samples: int = 3000, concurrent: int = 2,
-    extra: list[str] | None = None,
+    extra: list[str] | None = None, env: dict[str, str] | None = None,
 ) -> Sweep:
     return Sweep(
         ["run", "random_forest", "--dataset", f"make_classification:n_samples={n_samples}",
          "--num-samples", str(num_samples), "--scheduler", "fifo", "--searcher", "random", "--name", name,
          "--set", "resource.per_step=10", "--max-concurrent", str(concurrent), "--tracking-uri", tracking_uri,
          "--json", *(extra or [])],
-        cwd,
+        cwd, env,
     )  # fmt: skip
 
 
@@ -488,9 +488,7 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_end_with_every_step_logged_o
     parents, children = sweep_runs(client, RF_EXPERIMENT)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert summary["parent_run_id"] == parents[0].info.run_id
-    assert len(children) == 6
-    trial_ids = [run.data.tags["raysweep.trial_id"] for run in children]
-    assert len(set(trial_ids)) == 6
+    children = each_trial_once(children, 6)
     assert_complete_histories(client, children)
     # The trials caught part-way continued from their last checkpoint (Ray's saved state), not
     # from scratch: Ray's results for them hold the first step once.
@@ -499,6 +497,72 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_end_with_every_step_logged_o
         assert iterations.count(1) == 1, f"{trial} started over: {iterations}"
         assert sorted(set(iterations)) == list(range(1, 21)), iterations
 
+
+
+def each_trial_once(children: list[Any], trials: int) -> list[Any]:
+    """The sweep's trial runs (not deleted): ``trials`` of them, each trial once, all FINISHED. A
+    deleted run is one resume took for lost (its trial not in Ray's saved state), tagged so; Tune
+    numbers the trials it makes on from its saved count, so a new trial may have a lost one's id."""
+    active = [run for run in children if run.info.lifecycle_stage == "active"]
+    ids = [run.data.tags["raysweep.trial_id"] for run in active]
+    assert len(active) == trials and len(set(ids)) == trials, ids
+    assert {run.info.status for run in active} == {"FINISHED"}
+    for run in children:
+        if run.info.lifecycle_stage == "deleted":
+            tags = run.data.tags
+            assert (tags["raysweep.outcome"], tags["raysweep.stop_reason"]) == ("lost", "not_in_rays_saved_state"), tags
+            assert run.info.status in ("FINISHED", "KILLED")
+    return active
+
+
+def saved_trials(cwd: Path, name: str) -> set[str]:
+    """The trials in Ray Tune's latest saved experiment state."""
+    state = max((cwd / "raysweep_results" / name).glob("experiment_state-*.json"))
+    return {json.loads(entry[0])["trial_id"] for entry in json.loads(state.read_text())["trial_data"]}
+
+
+def test_trials_that_ray_had_not_saved_when_the_driver_was_killed_are_run_again_and_their_runs_deleted(tmp_path):
+    """Ray Tune saves its experiment state every 10 s or more; the trials started since are unknown
+    to it after a SIGKILL, and the resumed sweep runs new ones in their place. Here Tune saves it
+    once, as the sweep starts (``TUNE_GLOBAL_CHECKPOINT_S``), so every trial run is of such a trial."""
+    name = "unsaved"
+    uri = sqlite_uri(tmp_path)
+    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=5, n_samples=1000, env={"TUNE_GLOBAL_CHECKPOINT_S": "100000"})
+    try:
+        wait_for(lambda: started(tmp_path, name) or not sweep.running(), 240, "the sweep to start")
+        client = client_for(uri)
+
+        def two_finished() -> bool:
+            assert sweep.running(), sweep.err.read_text()[-3000:]
+            return sum(run.info.status == "FINISHED" for run in sweep_runs(client, RF_EXPERIMENT)[1]) >= 2
+
+        wait_for(two_finished, 180, "two finished trial runs in MLflow")
+        os.kill(sweep.pid, signal.SIGKILL)
+        killed_at = time.time() * 1000
+        sweep.process.wait(30)
+    finally:
+        sweep.stop()
+    end_session(sweep.pid)
+    _, before = sweep_runs(client, RF_EXPERIMENT)
+    unsaved = {run.data.tags["raysweep.trial_id"] for run in before} - saved_trials(tmp_path, name)
+    assert len(unsaved) >= 2, "trial runs of trials Ray had not saved"
+
+    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert (summary["num_trials"], summary["num_errors"]) == (5, 0), summary
+    lost = len({run.info.run_id for run in before if run.data.tags["raysweep.trial_id"] in unsaved})
+    assert (
+        f"raysweep: {lost} trial runs of trials Ray had not saved when the driver died are deleted in MLflow; "
+        "new trials take their place (mlflow runs restore --run-id ID brings one back)"
+    ) in done.stderr.splitlines(), done.stderr[-3000:]
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert [run.info.status for run in parents] == ["FINISHED"]
+    active = each_trial_once(children, 5)
+    assert sum(run.info.lifecycle_stage == "deleted" for run in children) == lost
+    # The trials in the lost runs' places have runs of their own, begun after the kill, each step once.
+    assert all(run.info.start_time > killed_at for run in active if run.data.tags["raysweep.trial_id"] in unsaved)
+    assert_complete_histories(client, active)
 
 
 # -- the MLflow writer process killed -----------------------------------------------------------------

@@ -8,6 +8,7 @@ result (:mod:`raysweep.sweep.result`).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,18 @@ def run_planned(
         )
         tracker.exploits = exploits
         if resume and resume.get("parent_run_id"):
-            tracker.reopen(resume["experiment_id"], resume["parent_run_id"])
+            from raysweep.tracking.sync import saved_trial_ids
+
+            saved = None if sweep_record.is_uri(resume["path"]) else saved_trial_ids(Path(resume["path"]))
+            tracker.reopen(resume["experiment_id"], resume["parent_run_id"], saved_trials=saved)
+            if tracker.lost_runs and progress:
+                lost = len(tracker.lost_runs)
+                print(
+                    f"raysweep: {lost} trial run{'s' if lost > 1 else ''} of trials Ray had not saved when the driver died "
+                    f"{'are' if lost > 1 else 'is'} deleted in MLflow; new trials take their place "
+                    "(mlflow runs restore --run-id ID brings one back)",
+                    file=sys.stderr, flush=True,
+                )  # fmt: skip
         else:
             tracker.start(parent_run_id=part.parent_run_id if part else None)
             tracker.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)

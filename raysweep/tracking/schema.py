@@ -211,12 +211,16 @@ OUTCOME_RUNNING = "running"
 OUTCOME_COMPLETED = "completed"
 OUTCOME_STOPPED = "stopped_early"
 OUTCOME_FAILED = "failed"
+#: a trial Ray had not saved when the driver died: ``raysweep resume`` ran another in its place and deleted its run
+OUTCOME_LOST = "lost"
 REASON_SCHEDULER = "scheduler"
 REASON_TIME_BUDGET = "time_budget"
 REASON_INTERRUPTED = "sweep_interrupted"
 REASON_FAILED = "sweep_failed"
 #: the sweep ended early by its own rule (``--stop-at``, ``--patience``), a success
 REASON_SWEEP_STOPPED = "sweep_stopped"
+#: see :data:`OUTCOME_LOST`
+REASON_NOT_SAVED = "not_in_rays_saved_state"
 
 
 class Outcome(NamedTuple):

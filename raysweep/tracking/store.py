@@ -150,6 +150,8 @@ class SweepTracker:
         self.trial_callback: Any = None
         #: trial runs already in MLflow when a sweep is resumed: trial id -> run id
         self.existing_trial_runs: dict[str, str] = {}
+        #: on resume, the deleted runs of trials Ray had not saved (see :meth:`reopen`)
+        self.lost_runs: list[str] = []
         self.logged_through: dict[str, int] = {}
         #: PBT exploits, appended by the scheduler: (trial_id, donor_trial_id, step, new_config)
         self.exploits: list[tuple[str, str, int, dict[str, Any]]] = []
@@ -204,14 +206,35 @@ class SweepTracker:
         )
         return self.parent_run_id
 
-    def reopen(self, experiment_id: str, parent_run_id: str) -> str:
-        """Continue logging into a resumed sweep's parent run; its trial runs are found again by tag."""
+    def reopen(self, experiment_id: str, parent_run_id: str, saved_trials: set[str] | None = None) -> str:
+        """Continue logging into a resumed sweep's parent run; its trial runs are found again by tag.
+
+        ``saved_trials`` are the trials in Ray's saved state, which the resumed sweep goes on with.
+        Ray Tune saves that state every 10 s or more, so a driver killed at once (SIGKILL, a lost
+        machine) leaves MLflow runs of trials that started after the last save: Tune knows nothing of
+        them and runs new trials in their place. Those runs are tagged ``raysweep.outcome`` ``lost``
+        and deleted (MLflow's delete: ``mlflow runs restore --run-id ID`` brings one back), so that
+        the parent's trial runs are the sweep's trials, each once; :attr:`lost_runs` lists them.
+        """
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.client.update_run(parent_run_id, status="RUNNING")
         children = self.client.search_runs(
             [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10000
         )
+        if saved_trials is not None:
+            from mlflow.entities import RunTag
+
+            lost = [run for run in children if run.data.tags.get(schema.TRIAL_ID, "") not in saved_trials and schema.TRIAL_ID in run.data.tags]
+            for run in lost:
+                self.client.log_batch(run.info.run_id, tags=[
+                    RunTag(schema.OUTCOME, schema.OUTCOME_LOST), RunTag(schema.STOP_REASON, schema.REASON_NOT_SAVED),
+                ])  # fmt: skip
+                if run.info.status == "RUNNING":
+                    self.client.set_terminated(run.info.run_id, status="KILLED")
+                self.client.delete_run(run.info.run_id)
+            self.lost_runs = [run.info.run_id for run in lost]
+            children = [run for run in children if run not in lost]
         self.existing_trial_runs = {
             run.data.tags[schema.TRIAL_ID]: run.info.run_id for run in children if schema.TRIAL_ID in run.data.tags
         }

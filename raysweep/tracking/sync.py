@@ -110,6 +110,12 @@ def _saved_statuses(folder: Path) -> dict[str, str]:
         return {}  # another Ray version's format: the results alone decide
 
 
+def saved_trial_ids(folder: Path) -> set[str] | None:
+    """The trials in Tune's latest experiment state in ``folder``, those a resumed sweep goes on
+    with; None when there is no state to read (then nothing is taken for lost)."""
+    return set(_saved_statuses(folder)) or None
+
+
 def _read_trials(folder: Path) -> list[_Trial]:
     statuses = _saved_statuses(folder)
     found = (_read_trial(path, statuses) for path in sorted(path for path in folder.iterdir() if path.is_dir()))
