@@ -67,3 +67,41 @@ def test_a_cut_state_without_a_copy_is_one_line_naming_the_file(tmp_path: Path) 
     assert "\n" not in message
     assert message.startswith(f"sweep rf: Ray's saved state {cut} was cut off")
     assert message.endswith("start the sweep again with raysweep run")
+
+
+def saved_at(iteration: int) -> str:
+    return json.dumps({**STATE, "runner_data": {"_iteration": iteration}})
+
+
+def test_mend_takes_the_copy_when_tunes_own_state_is_a_save_behind(tmp_path: Path) -> None:
+    folder = tmp_path / "rf"
+    behind = write_state(folder, "experiment_state-2026-11-30_18-00-01.json", saved_at(100))
+    write_state(folder / COPY_FOLDER, behind.name, saved_at(250))  # copied; the sync to the folder never came
+    assert mend(folder, "rf") is True
+    assert json.loads(behind.read_text())["runner_data"] == {"_iteration": 250}
+    assert mend(folder, "rf") is False
+    # The copy one save behind Tune's own file (the next copy not taken yet): Tune's stays.
+    ahead = write_state(folder, behind.name, saved_at(300))
+    assert mend(folder, "rf") is False
+    assert json.loads(ahead.read_text())["runner_data"] == {"_iteration": 300}
+
+
+class _Trial:
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+
+def test_a_completed_trials_checkpoints_go_once_tune_has_saved_a_state_that_says_so(tmp_path: Path) -> None:
+    trial = tmp_path / "rf" / "SweepTrainable_00000"
+    for step in (3, 4):
+        (trial / f"checkpoint_00000{step}").mkdir(parents=True)
+        (trial / f"checkpoint_00000{step}" / "state.pkl").write_bytes(b"x")
+    (trial / "result.json").write_text("{}\n")
+    drop = saved_state.DropFinishedCheckpoints()
+    drop.on_trial_complete(5, [], _Trial(trial))
+    # Tune's saved state still names the trial running, from its last checkpoint: kept until the next save.
+    assert sorted(path.name for path in trial.iterdir()) == ["checkpoint_000003", "checkpoint_000004", "result.json"]
+    assert drop.get_state() is None  # Tune saves its state: nothing for it to pickle, the checkpoints go
+    assert [path.name for path in trial.iterdir()] == ["result.json"]
+    drop.on_trial_complete(6, [], _Trial(tmp_path / "a-uri-or-gone"))  # not a local folder: nothing to delete
+    assert drop.get_state() is None

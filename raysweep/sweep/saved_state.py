@@ -27,20 +27,34 @@ COPY_FOLDER = ".raysweep-state"
 
 
 class DropFinishedCheckpoints(Callback):
-    """Deletes a trial's checkpoints once it has completed (a completed trial is never restored).
+    """Deletes a trial's checkpoints once it has completed (a completed trial is never restored)
+    and Tune has saved an experiment state that says so.
 
     Tune's ``num_to_keep`` deletes a running trial's older checkpoints as it goes, and its
-    experiment state, saved every few seconds, can still name one of them when the driver is
+    experiment state, saved every 10 s or more, can still name one of them when the driver is
     killed: the resumed trial then fails with "Could not recover from checkpoint as it does not
     exist on storage anymore". raysweep therefore keeps a running trial's checkpoints (at most one
-    per step of the trials in flight) and deletes them all when the trial completes.
+    per step of the trials in flight) and deletes them all once the trial has completed. Not at
+    once: until Tune saves its state again, its saved state names the trial running, from its last
+    checkpoint, and a resume would restore it from there. Tune asks its callbacks for their state
+    (``get_state``) as it saves its own, after :class:`StateCopy` has copied that state (it comes
+    first among the sweep's callbacks): the checkpoints go then.
     """
+
+    def __init__(self) -> None:
+        self._completed: list[Path] = []
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         folder = Path(str(trial.path))
         if folder.is_dir():  # a local folder; a URI's checkpoints stay where they are
+            self._completed.append(folder)
+
+    def get_state(self) -> None:
+        completed, self._completed = self._completed, []
+        for folder in completed:
             for checkpoint in folder.glob("checkpoint_*"):
                 shutil.rmtree(checkpoint, ignore_errors=True)
+        return None
 
 
 class StateCopy(Callback):
@@ -70,16 +84,27 @@ class StateCopy(Callback):
 
 
 def mend(sweep_folder: str | Path, name: str) -> bool:
-    """Put the last complete experiment state back when Tune's newest one is cut.
+    """Put the last complete experiment state back when Tune's newest one is cut, or older than the copy.
+
+    Tune syncs its state from the driver's staging folder into the sweep's folder after saving
+    it; :class:`StateCopy` copies it before that sync, and :class:`DropFinishedCheckpoints`
+    deletes the checkpoints of the trials it records complete. A driver killed between the two
+    leaves Tune's own file one save behind the copy (its loop counter, ``_iteration``, lower):
+    the copy is the state to resume from.
 
     Returns whether a file was mended. Raises :class:`UserError` when Tune's state is cut and no
     complete copy is left: Tune would otherwise start the sweep again from its first trial.
     """
     folder = Path(sweep_folder)
     newest = _newest(folder)
-    if newest is None or _readable(newest):
+    if newest is None:
         return False
     copy = folder / COPY_FOLDER / newest.name
+    if _readable(newest):
+        if copy.is_file() and _readable(copy) and _iteration(copy) > _iteration(newest):
+            _copy_atomically(copy, newest)
+            return True
+        return False
     if not (copy.is_file() and _readable(copy)):
         raise UserError(
             f"sweep {name}: Ray's saved state {newest} was cut off when the sweep's driver stopped, "
@@ -100,6 +125,14 @@ def _newest(folder: Path | None) -> Path | None:
         return None
     names = fnmatch.filter(os.listdir(folder), STATE_PATTERN)
     return folder / max(names) if names else None
+
+
+def _iteration(path: Path) -> int:
+    """Tune's loop counter when it saved the state at ``path`` (later saves have higher ones); -1 if absent."""
+    try:
+        return int(json.loads(path.read_bytes())["runner_data"]["_iteration"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
 
 
 def _readable(path: Path) -> bool:
