@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from raysweep.best import better
-from raysweep.tracking.schema import trial_name
+from raysweep.tracking.schema import SWEEP_STOP_RESULT, trial_name
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
@@ -85,7 +85,11 @@ class LiveProgress(Callback):
         self.best: float | None = None
         self.best_trial: str | None = None
         self.best_steps = 0
+        #: the best's resource when it came from before a resume (see :meth:`resumed`), else None
+        self._best_resource: float | None = None
         self._fit_started = self.started
+        #: trials whose completion Tune reported in this session
+        self._completed: set[str] = set()
         self._status: dict[str, str] = {}
         self._steps: dict[str, int] = {}
         self._began: dict[str, float] = {}
@@ -130,8 +134,11 @@ class LiveProgress(Callback):
                 self.best = float(value)
                 self.best_trial = trial_name(trial.trial_id)
                 self.best_steps = steps if isinstance(steps, int) else 0
+                self._best_resource = None
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        with self._lock:
+            self._completed.add(trial.trial_id)
         self._ended(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -139,8 +146,17 @@ class LiveProgress(Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         with self._lock:
-            self._status = {trial.trial_id: str(trial.status) for trial in trials}
+            self._status = {trial.trial_id: self._state(trial) for trial in trials}
         self._show()
+
+    def resumed(self, history: dict[str, list[tuple[float, float, float]]]) -> None:
+        """The best score from before a resume: ``history`` is each trial's (resource, value, time)
+        as MLflow has them (:attr:`raysweep.tracking.store.SweepTracker.resumed_history`)."""
+        with self._lock:
+            for trial_id, points in history.items():
+                for resource, value, _ in points:
+                    if math.isfinite(value) and better(value, self.best, self.mode):
+                        self.best, self.best_trial, self._best_resource = value, trial_name(trial_id), resource
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.on_step_end(0, trials)
@@ -186,11 +202,28 @@ class LiveProgress(Callback):
             self._last_state, self._last_printed = state, now
             self.console.print(escape(self.line()), soft_wrap=True)
 
+    def _state(self, trial: Any) -> str:
+        """Tune's status of ``trial``, but ``STOPPED`` for one that Ctrl-C (or SIGTERM) ended before
+        it was done: Tune marks it ``TERMINATED`` too, and ``raysweep resume`` runs it on, so it is
+        waiting, not done. Done are the trials Tune reported complete, those whose last result says
+        ``done`` (a resume's trials that ended before) or that the sweep's own rule cut short, and
+        the trials running when a time budget ran out."""
+        status = str(trial.status)
+        if status != "TERMINATED" or trial.trial_id in self._completed:
+            return status
+        metadata = getattr(trial, "run_metadata", None)
+        last = getattr(metadata, "last_result", None) or {}
+        if last.get("done") or last.get(SWEEP_STOP_RESULT):
+            return status
+        if self.time_budget and self.clock() - self._fit_started >= 0.9 * self.time_budget:
+            return status
+        return "STOPPED"
+
     def _counts(self) -> tuple[int, int, int, int]:
         """(done, running, waiting, failed); waiting counts the trials not created yet when the total is known."""
         statuses = list(self._status.values())
         done, running, failed = statuses.count("TERMINATED"), statuses.count("RUNNING"), statuses.count("ERROR")
-        waiting = statuses.count("PENDING") + statuses.count("PAUSED")
+        waiting = statuses.count("PENDING") + statuses.count("PAUSED") + statuses.count("STOPPED")
         if self.total is not None:
             waiting = max(waiting, self.total - done - running - failed)
         return done, running, waiting, failed
@@ -205,7 +238,11 @@ class LiveProgress(Callback):
         """The best score so far, and the trial and resource it came at ('' before any)."""
         if self.best is None:
             return "-", ""
-        return f"{self.best:.5g}", f"by {self.best_trial} at {self._at(self.best_steps)}"
+        if self._best_resource is not None:
+            at = f"{self._best_resource:g} {self.resource.name}" if self.resource is not None else f"{self._best_resource:g}"
+        else:
+            at = self._at(self.best_steps)
+        return f"{self.best:.5g}", f"by {self.best_trial} at {at}"
 
     def estimate(self) -> tuple[float, str] | None:
         """The time left, in seconds, and how it was estimated; None when there is no basis yet.

@@ -27,8 +27,17 @@ class Clock:
         return self.now
 
 
-def trial(index: int, status: str = "PENDING") -> SimpleNamespace:
-    return SimpleNamespace(trial_id=f"a1b2c3d4_{index:05d}", status=status)
+def trial(index: int, status: str = "PENDING", done: bool = True) -> SimpleNamespace:
+    """A trial as Tune hands it to callbacks: one that ended (``TERMINATED``) carries ``done`` in its
+    last result unless Ctrl-C ended it (``done=False``)."""
+    last = {"done": True} if status == "TERMINATED" and done else {}
+    return SimpleNamespace(trial_id=f"a1b2c3d4_{index:05d}", status=status, run_metadata=SimpleNamespace(last_result=last))
+
+
+def finish(each: SimpleNamespace) -> None:
+    """The trial ran to its end: Tune marks it TERMINATED, its last result ``done``."""
+    each.status = "TERMINATED"
+    each.run_metadata.last_result = {"done": True}
 
 
 def view(live: bool, clock: Clock, **options) -> tuple[LiveProgress, Console]:
@@ -56,7 +65,7 @@ def play_a_sweep_start(progress: LiveProgress, clock: Clock) -> list[SimpleNames
     for step in range(1, 7):
         progress.on_trial_result(0, [], first, {"training_iteration": step, "val_accuracy": 0.90 + step / 100})
     progress.on_trial_result(0, [], second, {"training_iteration": 2, "val_accuracy": 0.91})
-    first.status = "TERMINATED"
+    finish(first)
     progress.on_trial_complete(0, [], first)
     third.status = "RUNNING"
     progress.on_trial_start(0, [], third)
@@ -87,7 +96,7 @@ def test_after_the_trials_the_live_view_shows_the_phase_and_no_estimate():
     progress, _ = view(True, clock)
     trials = play_a_sweep_start(progress, clock)
     for each in trials:
-        each.status = "TERMINATED"
+        finish(each)
     progress.on_experiment_end(trials + [trial(i, "TERMINATED") for i in (3, 4, 5)])
     clock.now = 40.0
     progress.phase("refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)")
@@ -130,7 +139,7 @@ def test_in_a_pipe_each_change_is_one_line_and_each_phase_one_line():
     clock.now = 20.0
     progress.on_step_end(0, trials)  # nothing changed: no line
     for each in trials:
-        each.status = "TERMINATED"
+        finish(each)
     clock.now = 30.0
     progress.on_experiment_end(trials)
     progress.phase("refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)")
@@ -193,3 +202,35 @@ def test_the_total_of_a_grid_search_is_its_passes_times_its_configs():
     assert _total_trials(grid) == 2 * space.grid_size(grid.recipe.space) > 2
     random = plan_sweep("xgboost", "iris", searcher="random", scheduler="fifo", num_samples=5, tracking_uri="sqlite:///unused.db")
     assert _total_trials(random) == 5
+
+
+def test_trials_that_ctrl_c_ended_before_they_were_done_are_waiting_not_done():
+    clock = Clock()
+    progress, console = view(False, clock)
+    clock.now = 20.0
+    progress.on_trial_complete(0, [], trial(0, "TERMINATED", done=False))  # Tune reported it complete
+    # Ctrl-C: Tune marks the two running trials TERMINATED, their last results not done
+    progress.on_step_end(0, [trial(0, "TERMINATED", done=False), trial(1, "TERMINATED"), trial(2, "TERMINATED", done=False),
+                             trial(3, "TERMINATED", done=False)])  # fmt: skip
+    assert progress.line().startswith("trials: 2 of 6 done, 0 running, 4 waiting, 0 failed | ")
+
+
+def test_trials_running_when_the_time_budget_ran_out_are_done():
+    clock = Clock()
+    progress, console = view(False, clock, total=None, time_budget=30.0)
+    clock.now = 29.0
+    progress.on_step_end(0, [trial(0, "TERMINATED"), trial(1, "TERMINATED", done=False)])
+    assert progress.line().startswith("trials: 2 done, 0 running, 0 waiting, 0 failed | ")
+    clock.now = 10.0  # long before the budget: the same trial was cut off by Ctrl-C
+    progress.on_step_end(0, [trial(0, "TERMINATED"), trial(1, "TERMINATED", done=False)])
+    assert progress.line().startswith("trials: 1 done, 0 running, 1 waiting, 0 failed | ")
+
+
+def test_a_resumed_sweep_starts_from_the_best_score_before_the_resume():
+    clock = Clock()
+    progress, console = view(False, clock)
+    progress.resumed({"a1b2c3d4_00000": [(50.0, 0.90, 1.0), (100.0, 0.95, 2.0)], "a1b2c3d4_00001": [(50.0, 0.93, 1.5), (100.0, float("nan"), 3.0)]})
+    progress.on_step_end(0, [trial(0, "TERMINATED"), trial(1, "TERMINATED"), trial(2, "PENDING")])
+    assert "| best val_accuracy 0.95 | by trial-0000 at 100 boosting_rounds | " in progress.line()
+    progress.on_trial_result(0, [], trial(2, "RUNNING"), {"training_iteration": 3, "val_accuracy": 0.97})
+    assert "| best val_accuracy 0.97 | by trial-0002 at 150 boosting_rounds | " in progress.line()

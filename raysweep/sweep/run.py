@@ -141,6 +141,8 @@ def run_planned(
 
             saved = None if sweep_record.is_uri(resume["path"]) else saved_trial_ids(Path(resume["path"]))
             tracker.reopen(resume["experiment_id"], resume["parent_run_id"], saved_trials=saved)
+            if view is not None:
+                view.resumed(tracker.resumed_history)
             if tracker.lost_runs and progress:
                 lost = len(tracker.lost_runs)
                 print(
