@@ -9,6 +9,8 @@ shared with ``raysweep validate``.
 
 from __future__ import annotations
 
+import math
+
 import difflib
 import inspect
 from dataclasses import dataclass
@@ -296,8 +298,8 @@ def plan_sweep(
         raise UserError(f"--cv {cv}: cross-validation needs at least 2 folds; use --cv 5, or leave --cv out for one validation split")
     if max_concurrent is not None and max_concurrent < 1:
         raise UserError(f"--max-concurrent {max_concurrent}: must be >= 1")
-    if time_budget is not None and time_budget <= 0:
-        raise UserError(f"--time-budget {time_budget}: must be a positive number of seconds")
+    if time_budget is not None and not (isinstance(time_budget, (int, float)) and 0 < time_budget < math.inf):
+        raise UserError(f"--time-budget {time_budget}: must be a finite positive number of seconds, e.g. --time-budget 600")
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
         raise UserError(f"--patience {patience}: must be a whole number of finished trials >= 1, e.g. --patience 10")
     gpus_per_trial = check_gpus_per_trial(gpus_per_trial)
