@@ -565,6 +565,60 @@ def test_trials_that_ray_had_not_saved_when_the_driver_was_killed_are_run_again_
     assert_complete_histories(client, active)
 
 
+@pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
+def test_a_stop_during_the_refit_ends_the_sweep_as_killed_and_resume_logs_the_outcome(how, tmp_path):
+    """Ctrl-C or SIGTERM after the trials, while the best config is refit: exit 130 and the command
+    that finishes the sweep; resume then logs the outcome without running a trial."""
+    name = "ending"
+    uri = sqlite_uri(tmp_path)
+    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=2, n_samples=3000)
+    try:
+        wait_for(lambda: "refitting the best config" in sweep.err.read_text() or not sweep.running(), 300, "the refit", every=0.02)
+        assert sweep.running(), sweep.err.read_text()[-3000:]
+        os.kill(sweep.pid, signal.SIGINT if how == "ctrl_c" else signal.SIGTERM)
+        stopped = sweep.wait(120)
+    finally:
+        sweep.stop()
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert stopped.stderr.rstrip().splitlines()[-1] == (
+        f"sweep {name} interrupted after its trials, before its outcome was logged. "
+        f"Finish it with: raysweep resume {name} --storage {tmp_path / 'raysweep_results'}"
+    ), stopped.stderr[-3000:]
+    assert stopped.stdout == ""
+    client = client_for(uri)
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert [run.info.status for run in parents] == ["KILLED"]
+    assert "test_accuracy" not in parents[0].data.metrics
+    trial_runs = sorted(run.info.run_id for run in children)
+
+    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    assert summary["num_trials"] == 2 and 0.5 < summary["test_score"] <= 1
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert [run.info.status for run in parents] == ["FINISHED"]
+    assert parents[0].data.metrics["test_accuracy"] == pytest.approx(summary["test_score"])
+    assert sorted(run.info.run_id for run in children) == trial_runs, "no trial ran again"
+
+
+def test_sigterm_reaches_pythons_handler_after_rays_shutdown_in_the_background(tmp_path):
+    """Ray's shutdown resets SIGTERM to the system's default at the C level; raysweep's shutdown
+    (in a thread, beside the refit) puts the handler back, so a SIGTERM after it is handled."""
+    probe = (
+        "import os, signal, sys, time, ray\n"
+        "from raysweep.sweep import early\n"
+        "ray.init(include_dashboard=False, logging_level='ERROR', num_cpus=1)\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (print('handled'), sys.exit(0)))\n"
+        "early.shutdown_ray().join()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(5)\n"
+        "print('not handled')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                          start_new_session=True)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "handled"), (done.returncode, done.stdout, done.stderr[-2000:])
+
+
 # -- the MLflow writer process killed -----------------------------------------------------------------
 def writer_processes(driver_pid: int) -> list[int]:
     """The MLflow writer processes a sweep's driver started (their command line names raysweep

@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import threading
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -202,10 +204,40 @@ def shutdown_ray() -> threading.Thread:
 
         workers = _node_workers()
         _stop_autoscaler_monitor()
-        ray.shutdown()
+        with _sigterm_disposition_kept():
+            ray.shutdown()
         _wait_for_exit(workers, WORKERS_EXIT_S)
 
     return in_background("ray-shutdown", work)
+
+
+@contextmanager
+def _sigterm_disposition_kept() -> Iterator[None]:
+    """Put SIGTERM's disposition back as it was once ``ray.shutdown`` has returned.
+
+    Ray's core worker, as it shuts down, resets SIGTERM to the system's default at the C level
+    (its failure signal handler covers SIGTERM; checked on Ray 2.60), while Python still names its
+    own handler: a SIGTERM during the refit or the model's logging then ended the process at once
+    (exit 143), its parent run left RUNNING, where it should stop the sweep as Ctrl-C does. Python's
+    ``signal.signal`` works in the main thread only, and the shutdown runs in a thread of its own:
+    so the disposition is read and written back with the C library's ``sigaction``, into and out
+    of one buffer larger than any platform's ``struct sigaction`` (its layout never matters). Where
+    that is not possible, Ray's shutdown goes on as before.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        saved: Any = ctypes.create_string_buffer(512)
+        if libc.sigaction(signal.SIGTERM, None, saved) != 0:
+            saved = None
+    except (OSError, AttributeError, ImportError):
+        saved = None
+    try:
+        yield
+    finally:
+        if saved is not None:
+            libc.sigaction(signal.SIGTERM, saved, None)
 
 
 #: how long the shutdown waits for the node's worker processes to exit before it kills them

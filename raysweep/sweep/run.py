@@ -8,10 +8,13 @@ result (:mod:`raysweep.sweep.result`).
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from raysweep.data import PREPARE_MODULES, Dataset, prepare
 from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete, UserError
@@ -228,13 +231,14 @@ def run_planned(
     drawer = None
     status = "FAILED"
     ray_release = None
+    results = None
     try:
         # A sweep its own rule ended, killed before its outcome: its trials are over, only the outcome is left.
         finishing = bool(resume and resume.get("stopped_by"))
         if finishing:
             results = saved_results(resume["path"], plan.metric_key, plan.mode)
         else:
-            with trial_runtime_env(plan.storage):
+            with trial_runtime_env(plan.storage), _sigint_kept():
                 results = tuner.fit()
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
@@ -265,6 +269,11 @@ def run_planned(
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        if results is not None:  # Ctrl-C or SIGTERM after the trials, during the refit or the logging
+            raise SweepInterrupted(
+                f"sweep {plan.name} interrupted after its trials, before its outcome was logged. Finish it with: "
+                f"raysweep resume {plan.name} --storage {plan.storage}"
+            ) from None
         raise
     finally:
         try:
@@ -328,6 +337,25 @@ def _total_trials(plan: SweepPlan) -> int | None:
         return plan.num_samples * space.grid_size(plan.recipe.space)
     # `type: grid` entries are Tune grid searches under any searcher: each sample runs them all.
     return plan.num_samples * math.prod(len(spec["values"]) for spec in plan.recipe.space.values() if spec["type"] == "grid")
+
+
+@contextmanager
+def _sigint_kept() -> Iterator[None]:
+    """Around ``Tuner.fit``: SIGINT's handler put back as it was before.
+
+    Tune installs a handler of its own for the trials (the first Ctrl-C saves the state and ends
+    the run) and leaves it installed when ``fit`` returns: a Ctrl-C, or a SIGTERM (handled as one,
+    :func:`raysweep.sweep.connect.interrupt_on_sigterm`), during the refit or the model's logging
+    then only set Tune's finished event and the sweep went on as if nothing had been asked. With
+    the handler from before, it stops the sweep there (``raysweep resume`` logs the outcome).
+    """
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if main and before is not None and signal.getsignal(signal.SIGINT) is not before:
+            signal.signal(signal.SIGINT, before)
 
 
 def _use_callbacks(tuner: Any, callbacks: list[Any], sweep_stopper: Any = None) -> None:
