@@ -132,6 +132,12 @@ def test_the_parent_run_holds_the_importance_and_report_prints_it(store_uri, tmp
     line = next(line for line in shown.stdout.splitlines() if line.startswith("parameter importance"))
     assert line.startswith("parameter importance (fANOVA over 16 trials, each at its last score): max_depth 0.")
     assert line.index("max_depth") < line.index("subsample") and "booster" in line and "learning_rate" in line
+    # No leaderboard logged (as for a sweep that failed): report names no file that is not there.
+    assert "leaderboard CSV: none recorded" in shown.stdout.splitlines(), shown.stdout
+    client.log_text(tracker.parent_run_id, "trial,val_accuracy\n", schema.LEADERBOARD_FILE)
+    shown = invoke_cli("report", SWEEP, "--tracking-uri", store_uri, cwd=tmp_path)
+    path = next(line for line in shown.stdout.splitlines() if line.startswith("leaderboard CSV: ")).removeprefix("leaderboard CSV: ")
+    assert path.endswith(schema.LEADERBOARD_FILE) and Path(path).read_text() == "trial,val_accuracy\n"
 
 
 def test_a_skipped_importance_leaves_its_reason_on_the_parent_run(store_uri, tmp_path):

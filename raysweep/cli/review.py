@@ -242,15 +242,19 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
 
     try:
         plots = [item.path for item in client.list_artifacts(run.info.run_id, schema.PLOTS_DIR)]
+        logged = {item.path for item in client.list_artifacts(run.info.run_id)}
     except Exception:
-        plots = []
+        plots, logged = [], {schema.LEADERBOARD_FILE}
     if plots:
         console.print("plots:")
         for path in plots:
             console.print(f"  {artifact_location(run, path, uri)}", soft_wrap=True)
     else:
         console.print("plots: none recorded")
-    console.print(f"leaderboard CSV: {artifact_location(run, schema.LEADERBOARD_FILE, uri)}", soft_wrap=True)
+    if schema.LEADERBOARD_FILE in logged:
+        console.print(f"leaderboard CSV: {artifact_location(run, schema.LEADERBOARD_FILE, uri)}", soft_wrap=True)
+    else:  # a sweep that failed, or stopped before its end: the leaderboard above is rebuilt from its trial runs
+        console.print("leaderboard CSV: none recorded", soft_wrap=True)
     console.print(f"artifacts: {run.info.artifact_uri}", soft_wrap=True)
     if uri.startswith(("http://", "https://")):
         for label, url in sweep_links(client, uri, run):
