@@ -27,13 +27,22 @@ class SVMFamily(Family):
 
     def build(self, params: dict[str, Any], task: str, seed: int, needs_proba: bool) -> Any:
         if task == "classification":
-            return self.estimator_class(task)(probability=needs_proba, random_state=seed, **params)
+            # `probability` only when a metric needs probabilities: scikit-learn 1.9 deprecates the
+            # parameter (to be removed in 1.11), and warns whenever it is given, False included.
+            extra = {"probability": True} if needs_proba else {}
+            return self.estimator_class(task)(random_state=seed, **extra, **params)
         return self.estimator_class(task)(**params)
 
     def train_step(self, model, X, y, step, resource, n_classes, seed):
+        import warnings
+
         fraction = min(1.0, float(resource.at(step)) / float(resource.max))
         rows = row_order(y, n_classes, seed)[: max(math.ceil(fraction * len(y)), 2 * max(n_classes, 1))]
-        return model.fit(X[rows], y[rows])
+        with warnings.catch_warnings():
+            # With roc_auc or log_loss, SVC(probability=True) (Platt scaling in libsvm) is still the
+            # model trained and logged; scikit-learn's notice of its deprecation is not the user's to act on.
+            warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
+            return model.fit(X[rows], y[rows])
 
 
 def row_order(y: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
