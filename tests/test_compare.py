@@ -158,3 +158,5 @@ def test_a_real_sweep_has_its_importance_and_compare_lists_it(ray_local, tmp_pat
     assert [(row.sweep, row.recipe, row.trials, row.best_validation_score) for row in rows] == [
         (result.name, "random_forest", 8, pytest.approx(result.best_validation_score))
     ]
+    # Its wall time spans the sweep from its start, as the summary's does (not only from Ray being up).
+    assert rows[0].wall_time_s >= round(result.elapsed_s, 1) - 0.1, (rows[0].wall_time_s, result.elapsed_s)

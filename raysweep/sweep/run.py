@@ -155,7 +155,7 @@ def run_planned(
                     file=sys.stderr, flush=True,
                 )  # fmt: skip
         else:
-            tracker.start(parent_run_id=part.parent_run_id if part else None)
+            tracker.start(parent_run_id=part.parent_run_id if part else None, started=time.time() - (time.monotonic() - started))
             tracker.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
             tracker.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
         from raysweep.tracking.callback import start_trial_logging

@@ -190,15 +190,20 @@ class SweepTracker:
             self.client.set_experiment_tag(found.experiment_id, *schema.EXPERIMENT_KIND)
         return found.experiment_id
 
-    def start(self, parent_run_id: str | None = None) -> str:
+    def start(self, parent_run_id: str | None = None, started: float | None = None) -> str:
         """Create (or reuse) the experiment and open the sweep's run (nested under ``parent_run_id``
-        when given: one sweep of a nested validation); returns its id."""
+        when given: one sweep of a nested validation); returns its id.
+
+        ``started`` (seconds since the epoch) is when the sweep began, before Ray started: the run
+        starts then, so that its duration in MLflow (and in ``raysweep compare``) is the sweep's,
+        as its summary gives it, not the part after Ray was up."""
         from mlflow.entities import Param
 
         self.experiment_id = self._experiment()
         above = {schema.PARENT_RUN_ID: parent_run_id} if parent_run_id else {}
         run = self.client.create_run(
-            self.experiment_id, run_name=self.sweep_name, tags={schema.SWEEP: self.sweep_name, **self.tags, **above}
+            self.experiment_id, run_name=self.sweep_name, tags={schema.SWEEP: self.sweep_name, **self.tags, **above},
+            start_time=int(started * 1000) if started is not None else None,
         )
         self.parent_run_id = run.info.run_id
         self.client.log_batch(
