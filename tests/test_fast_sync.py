@@ -182,15 +182,23 @@ def test_sync_into_empty_mlflow_writes_every_run_and_step(tmp_path: Path, store_
 
 
 @pytest.mark.parametrize(
-    ("searcher", "num_samples", "parent"),
-    [("random", 2, "FINISHED"), ("random", 5, "KILLED"), ("grid", 1, "FINISHED")],
-    ids=["all-trials-ended", "trials-missing", "grid-covers-its-grid"],
-)
+    ("searcher", "num_samples", "outcome_done", "parent"),
+    [("random", 2, True, "FINISHED"), ("random", 5, True, "KILLED"), ("grid", 1, True, "FINISHED"),
+     ("random", 2, False, "KILLED"), ("random", 2, None, "FINISHED")],
+    ids=["all-trials-ended", "trials-missing", "grid-covers-its-grid", "outcome-not-made", "record-before-outcome-done"],
+)  # fmt: skip
 def test_parent_run_ends_finished_only_when_the_sweep_ran_to_its_end(
-    tmp_path: Path, store_uri: str, searcher: str, num_samples: int, parent: str
+    tmp_path: Path, store_uri: str, searcher: str, num_samples: int, outcome_done: bool | None, parent: str
 ) -> None:
+    from raysweep.sweep import record as sweep_record
+
     sweep, tracker = make_sweep(tmp_path, store_uri, [RayTrial(0, [0.9, 0.93, 0.96]), RayTrial(1, [0.5])],
                                 searcher=searcher, num_samples=num_samples)  # fmt: skip
+    # The driver died after the outcome was made (the summary not recorded: the server away), or
+    # before (during the refit: resume makes it), or the record is older than `outcome_done`.
+    folder, saved = sweep_record.find(SWEEP, str(tmp_path / "raysweep_results"))
+    saved = {key: value for key, value in saved.items() if key != "outcome_done"}
+    sweep_record.save(folder, {**saved, **({} if outcome_done is None else {"outcome_done": outcome_done})})
     report = sync_sweep(SWEEP, storage=str(tmp_path / "raysweep_results"))
     assert report.parent_status == parent
     assert parent_status(store_uri, tracker) == parent

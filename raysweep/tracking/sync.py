@@ -335,14 +335,17 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
             report.runs_ended[run.info.run_name] = "KILLED"
             open_after = True
     if parent.info.status == "RUNNING":
-        # All trials there and ended: the sweep ran to its end (its summary may be missing).
-        # Otherwise it was cut off, and `raysweep resume` reopens the parent.
+        # All trials there and ended, and the outcome (refit, test score, model) made: the sweep ran
+        # to its end (its summary may be missing: the tracking server was away). Otherwise it was
+        # cut off, before or after its trials, and `raysweep resume` reopens the parent.
         options = record["options"]
         from raysweep.strategies.registry import get_searcher
 
         uncounted = options.get("fill_time_budget") or get_searcher(options.get("searcher") or "random").exhaustive
         expected = None if uncounted or record.get("stopped_by") else options.get("num_samples")
-        complete = not open_after and (expected is None or len(trials) >= expected)
+        # A record from before `outcome_done` was kept (None) goes by its trials alone.
+        outcome = record.get("outcome_done") is not False
+        complete = not open_after and (expected is None or len(trials) >= expected) and outcome
         report.parent_status = "FINISHED" if complete else "KILLED"
         client.set_terminated(parent_id, status=report.parent_status)
     return report
