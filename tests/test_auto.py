@@ -223,11 +223,15 @@ def test_an_auto_sweep_tags_each_trial_with_its_family_and_refits_the_winner_in_
         assert f"family {name}: {f['trials']} trials, best validation accuracy {f['best']:.5g}" in lines
     # `raysweep sync` reads the auto sweep's record (its common scale, not one recipe's) and finds
     # nothing missing; the record holds what `raysweep resume` rebuilds the sweep from (tests/test_auto_resume.py).
+    from raysweep.errors import NothingToResume
+    from raysweep.sweep import record as sweep_record
     from raysweep.sweep.run import find_resumable
     from raysweep.tracking.sync import sync_sweep
 
     synced = sync_sweep(result.name, storage=str(tmp_path / "results"))
     assert (synced.trials, synced.runs_created, synced.metrics_written) == (4, 0, 0)
-    _, record = find_resumable(result.name, str(tmp_path / "results"))
+    with pytest.raises(NothingToResume, match="is complete; nothing to resume"):
+        find_resumable(result.name, str(tmp_path / "results"))
+    _, record = sweep_record.find(result.name, str(tmp_path / "results"))
     rebuilt = auto.from_record(record)
     assert ([m.name for m in rebuilt.members], rebuilt.steps) == (families, 6)
