@@ -75,3 +75,15 @@ def test_a_board_without_stopped_trials_has_no_stop_column_and_fits_whole_when_i
     text = printed(200, terminal=True, table=table)
     assert "stop_detail" not in text and "not shown" not in text
     assert len(row_lines(text)) == 4
+
+
+def test_a_parameter_a_trial_does_not_have_is_blank_and_a_failed_score_says_nan() -> None:
+    # An auto sweep's board: each family's parameters, empty for the other family's trials.
+    table = pd.DataFrame([
+        {"trial": "trial-0000", "family": "xgboost", "val_accuracy": 0.96, "resource": 1.0, "outcome": "completed",
+         "config/max_depth": 3.0, "config/C": float("nan")},
+        {"trial": "trial-0001", "family": "svm", "val_accuracy": float("nan"), "resource": 0.0, "outcome": "failed",
+         "config/max_depth": float("nan"), "config/C": 2.5},
+    ])  # fmt: skip
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in row_lines(printed(160, terminal=False, table=table))]
+    assert rows == [["trial-0000", "xgboost", "0.96", "1", "completed", "3", ""], ["trial-0001", "svm", "nan", "0", "failed", "", "2.5"]]

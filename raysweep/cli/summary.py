@@ -44,7 +44,10 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
     shown = board.head(top)
     base = [c for c in [name_column, "family", metric_key, "resource", "outcome"] if c in board.columns]
     detail = [STOP_DETAIL_RESULT] * bool(stopped)
-    cells = {c: [_fmt(value) for value in shown[c]] for c in [*base, *config_columns, *detail]}
+    cells = {c: [_fmt(value) for value in shown[c]] for c in [*base, *detail]}
+    # A parameter a trial does not have (another family's, in an auto sweep) is blank, not nan.
+    cells.update({c: ["" if _missing(value) else _fmt(value) for value in shown[c]] for c in config_columns})
+    cells = {c: cells[c] for c in [*base, *config_columns, *detail]}
     natural = {c: max([len(_header(c)), *(len(value) for value in values)]) for c, values in cells.items()}
 
     # Each column takes its text, a space either side and a rule: 3 characters; the table 1 more.
@@ -133,6 +136,10 @@ def _print_nested(nested: Any, test_score: float, console: Any) -> None:
         f"nested estimate of {nested.metric} (unbiased): [bold]{nested.mean:.5g} ± {nested.std:.3g}[/] "
         f"beside the test {nested.metric} {test_score:.5g}; optimism of the inner bests {nested.optimism:+.3g}"
     )
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _fmt(value: Any) -> str:
