@@ -88,3 +88,19 @@ def test_a_plain_sweeps_links_have_no_folds(store_uri):  # noqa: F811
     links = dict(sweep_links(client, BASE, final))
     assert list(links) == ["trials", "charts", "compare", "sweep", "sweeps"]
     assert {run.info.run_id for run in client.search_runs([experiment_id], filter_string=shared_view(client, experiment_id, links["trials"])["searchFilter"])} == set(trials["job-final"])
+
+
+def test_a_nested_jobs_sweep_is_found_by_its_name_but_listed_under_its_job(store_uri, tmp_path):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+
+    from conftest import invoke_cli
+    from raysweep.tracking.queries import find_sweep, recent_sweeps
+
+    client = MlflowClient(store_uri)
+    job, parts, _ = nested_job(client, client.create_experiment("raysweep-iris"))
+    assert find_sweep(client, "job-fold2").info.run_id == parts["job-fold2"].info.run_id
+    assert find_sweep(client, "job").info.run_id == job.info.run_id
+    assert [run.info.run_id for run in recent_sweeps(client)] == [job.info.run_id]
+    shown = invoke_cli("report", "job-fold1", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("sweep job-fold1 ("), shown.stdout[:300]

@@ -50,17 +50,18 @@ def _quoted(value: str) -> str:
 
 
 def find_sweep(client: Any, name: str, experiment_ids: list[str] | None = None) -> Any | None:
-    """The newest sweep run named ``name`` (tag ``raysweep.sweep``), or None."""
+    """The newest sweep run named ``name`` (tag ``raysweep.sweep``), or None. A nested validation's
+    sweeps (``NAME-fold2``, ``NAME-final``), left out of the listings, are found by their name too."""
     ids = experiment_ids if experiment_ids is not None else all_experiment_ids(client)
     if not ids:
         return None
-    runs = client.search_runs(
-        ids,
-        filter_string=f"tags.`{schema.SWEEP}` = {_quoted(name)} AND {schema.SWEEP_RUN_FILTER}",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    return runs[0] if runs else None
+    for scope in (schema.SWEEP_RUN_FILTER, f"tags.`{schema.RECIPE}` LIKE '%'"):
+        runs = client.search_runs(
+            ids, filter_string=f"tags.`{schema.SWEEP}` = {_quoted(name)} AND {scope}", order_by=["attributes.start_time DESC"], max_results=1,
+        )  # fmt: skip
+        if runs:
+            return runs[0]
+    return None
 
 
 def newest_sweep(client: Any, uri: str) -> Any:
