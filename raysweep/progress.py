@@ -17,7 +17,8 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from raysweep.best import better
-from raysweep.tracking.schema import SWEEP_STOP_RESULT, trial_name
+from raysweep.sweep.ledger import budget_spent, trial_done
+from raysweep.tracking.schema import trial_name
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
@@ -209,15 +210,9 @@ class LiveProgress(Callback):
         ``done`` (a resume's trials that ended before) or that the sweep's own rule cut short, and
         the trials running when a time budget ran out."""
         status = str(trial.status)
-        if status != "TERMINATED" or trial.trial_id in self._completed:
+        if status != "TERMINATED" or trial.trial_id in self._completed or trial_done(trial):
             return status
-        metadata = getattr(trial, "run_metadata", None)
-        last = getattr(metadata, "last_result", None) or {}
-        if last.get("done") or last.get(SWEEP_STOP_RESULT):
-            return status
-        if self.time_budget and self.clock() - self._fit_started >= 0.9 * self.time_budget:
-            return status
-        return "STOPPED"
+        return status if budget_spent(self.time_budget, self.clock() - self._fit_started) else "STOPPED"
 
     def _counts(self) -> tuple[int, int, int, int]:
         """(done, running, waiting, failed); waiting counts the trials not created yet when the total is known."""

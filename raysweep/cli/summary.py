@@ -44,10 +44,8 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
     shown = board.head(top)
     base = [c for c in [name_column, "family", metric_key, "resource", "outcome"] if c in board.columns]
     detail = [STOP_DETAIL_RESULT] * bool(stopped)
-    cells = {c: [_fmt(value) for value in shown[c]] for c in [*base, *detail]}
     # A parameter a trial does not have (another family's, in an auto sweep) is blank, not nan.
-    cells.update({c: ["" if _missing(value) else _fmt(value) for value in shown[c]] for c in config_columns})
-    cells = {c: cells[c] for c in [*base, *config_columns, *detail]}
+    cells = {c: ["" if c in config_columns and _missing(value) else _fmt(value) for value in shown[c]] for c in [*base, *config_columns, *detail]}
     natural = {c: max([len(_header(c)), *(len(value) for value in values)]) for c, values in cells.items()}
 
     # Each column takes its text, a space either side and a rule: 3 characters; the table 1 more.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,6 @@ class SVMFamily(Family):
         return self.estimator_class(task)(**params)
 
     def train_step(self, model, X, y, step, resource, n_classes, seed):
-        import warnings
-
         fraction = min(1.0, float(resource.at(step)) / float(resource.max))
         rows = row_order(y, n_classes, seed)[: max(math.ceil(fraction * len(y)), 2 * max(n_classes, 1))]
         with warnings.catch_warnings():

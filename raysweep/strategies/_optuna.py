@@ -7,25 +7,11 @@ result, so two trials at once are not sent to the same place. ``OptunaSearch`` r
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
 
-
-@contextmanager
-def _quiet_study() -> Iterator[None]:
-    """Optuna's own INFO line as a study is made ("A new study created in memory ..."), left out:
-    raysweep prints its own lines only, and its Python API nothing unless asked. Optuna's verbosity
-    is put back afterwards, so a program's own studies log as it set them to."""
-    import optuna
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(verbosity)
+from raysweep.tracking.importance import quiet_optuna
 
 
 def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[dict[str, Any]] | None,
@@ -52,7 +38,7 @@ class WarmOptunaSearch(OptunaSearch):
         self.evaluated = list(evaluated or [])
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        with _quiet_study():  # the study is made here
+        with quiet_optuna():  # the study is made here
             if not super().set_search_properties(metric, mode, config, **spec):
                 return False
         evaluated, self.evaluated = self.evaluated, []
@@ -77,7 +63,7 @@ def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, sp
         # only over the trials of that family.
         warnings.simplefilter("ignore", ExperimentalWarning)
         sampler = TPESampler(seed=seed, multivariate=True, constant_liar=True, group=True)
-    with _quiet_study():  # given its space, OptunaSearch makes the study as it is built
+    with quiet_optuna():  # given its space, OptunaSearch makes the study as it is built
         searcher = ConditionalOptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, points_to_evaluate=points or None)
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 

@@ -29,7 +29,7 @@ class TrialLedger(Callback):
         self._started.add(trial.trial_id)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.trials = [(trial.status, _ended(_last_result(trial))) for trial in trials]
+        self.trials = [(trial.status, trial_done(trial)) for trial in trials]
         # Not started and nothing reported, whatever its status: at the experiment's end (a spent
         # time budget, a stopper) Tune marks TERMINATED every trial it has asked an actor for,
         # started or not. A trial that failed before it started is one of the sweep (its error is
@@ -39,6 +39,18 @@ class TrialLedger(Callback):
             for trial in trials
             if trial.status != "ERROR" and trial.trial_id not in self._started and not _last_result(trial)
         }
+
+
+def trial_done(trial: Any) -> bool:
+    """Whether Tune's last result of ``trial`` says it ended: ``done`` (completed, or stopped by the
+    scheduler) or cut short by the sweep's own rule. A trial Ctrl-C ended is neither."""
+    return _ended(_last_result(trial))
+
+
+def budget_spent(time_budget: float | None, elapsed: float) -> bool:
+    """Whether a sweep ``elapsed`` seconds into its time budget has spent it (Tune ends the trials
+    running then; within a tenth of the budget counts, as Tune stops a little early)."""
+    return bool(time_budget) and elapsed >= 0.9 * float(time_budget or 0)
 
 
 def _ended(last: dict[str, Any]) -> bool:

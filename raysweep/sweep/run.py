@@ -374,7 +374,9 @@ def _use_callbacks(tuner: Any, callbacks: list[Any], sweep_stopper: Any = None) 
 
 def _interrupted(ledger: Any, plan: SweepPlan, started: float) -> bool:
     """Whether Tune came back early because of Ctrl-C (trials left unfinished, budget not spent)."""
-    if plan.time_budget and time.monotonic() - started >= plan.time_budget * 0.9:
+    from raysweep.sweep.ledger import budget_spent
+
+    if budget_spent(plan.time_budget, time.monotonic() - started):
         return False
     trials = ledger.trials
     if any(status in ("PENDING", "RUNNING", "PAUSED") for status, _ in trials):

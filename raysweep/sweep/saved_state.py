@@ -100,12 +100,13 @@ def mend(sweep_folder: str | Path, name: str) -> bool:
     if newest is None:
         return False
     copy = folder / COPY_FOLDER / newest.name
-    if _readable(newest):
-        if copy.is_file() and _readable(copy) and _iteration(copy) > _iteration(newest):
+    tunes, ours = _load(newest), _load(copy)  # each read once: at 10,000 trials a state is tens of MB
+    if tunes is not None:
+        if ours is not None and _iteration(ours) > _iteration(tunes):
             _copy_atomically(copy, newest)
             return True
         return False
-    if not (copy.is_file() and _readable(copy)):
+    if ours is None:
         raise UserError(
             f"sweep {name}: Ray's saved state {newest} was cut off when the sweep's driver stopped, "
             "and no complete copy of it is left; start the sweep again with raysweep run"
@@ -127,19 +128,25 @@ def _newest(folder: Path | None) -> Path | None:
     return folder / max(names) if names else None
 
 
-def _iteration(path: Path) -> int:
-    """Tune's loop counter when it saved the state at ``path`` (later saves have higher ones); -1 if absent."""
+def _iteration(state: dict[str, Any]) -> int:
+    """Tune's loop counter when it saved ``state`` (later saves have higher ones); -1 if absent."""
     try:
-        return int(json.loads(path.read_bytes())["runner_data"]["_iteration"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(state["runner_data"]["_iteration"])
+    except (KeyError, TypeError, ValueError):
         return -1
 
 
-def _readable(path: Path) -> bool:
+def _load(path: Path) -> dict[str, Any] | None:
+    """The experiment state in ``path``; None when it is absent, cut or not Tune's."""
     try:
-        return isinstance(json.loads(path.read_bytes()), dict)
+        state = json.loads(path.read_bytes())
     except (OSError, ValueError):
-        return False
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _readable(path: Path) -> bool:
+    return _load(path) is not None
 
 
 def _copy_atomically(source: Path, target: Path) -> None:

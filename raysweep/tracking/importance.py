@@ -14,7 +14,8 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
 
 from raysweep.tracking import schema
 
@@ -92,16 +93,27 @@ def _fanova(scored: list[tuple[dict[str, Any], float]], space: dict[str, Mapping
             continue  # a trial without one of the parameters says nothing of it
         params = {name: _categorical_value(config[name]) if _is_categorical(distributions[name]) else config[name] for name in space}
         made.append(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
-    # Optuna announces every study it creates on its own logger; raysweep's caller did not ask for that.
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
+    with quiet_optuna():
         study = optuna.create_study()  # the direction does not matter: fANOVA splits the variance
         study.add_trials(made)
         found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(max_depth=FOREST_DEPTH, seed=seed))
+    return {name: float(share) for name, share in sorted(found.items(), key=lambda item: -item[1])}
+
+
+@contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Without Optuna's INFO lines ("A new study created in memory ..."): Optuna announces every
+    study it makes on its own logger, and raysweep prints its own lines only (its Python API
+    nothing unless asked). Optuna's verbosity is put back after, so a program's own studies log as
+    it set them to. Used by the importance and by the optuna searcher."""
+    import optuna
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+    try:
+        yield
     finally:
         optuna.logging.set_verbosity(verbosity)
-    return {name: float(share) for name, share in sorted(found.items(), key=lambda item: -item[1])}
 
 
 def distribution(spec: Mapping[str, Any], observed: list[Any]) -> Any:

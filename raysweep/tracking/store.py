@@ -230,7 +230,7 @@ class SweepTracker:
         if saved_trials is not None:
             from mlflow.entities import RunTag
 
-            lost = [run for run in children if run.data.tags.get(schema.TRIAL_ID, "") not in saved_trials and schema.TRIAL_ID in run.data.tags]
+            lost = [run for run in children if schema.TRIAL_ID in run.data.tags and run.data.tags[schema.TRIAL_ID] not in saved_trials]
             for run in lost:
                 self.client.log_batch(run.info.run_id, tags=[
                     RunTag(schema.OUTCOME, schema.OUTCOME_LOST), RunTag(schema.STOP_REASON, schema.REASON_NOT_SAVED),
