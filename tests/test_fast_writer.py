@@ -309,6 +309,32 @@ def test_retried_trial_skips_the_steps_it_repeats(store_uri: str, tmp_path: Path
     assert run.data.tags["raysweep.node_id"] == OTHER_NODE["node_id"]  # tagged afresh for the retry
 
 
+def test_a_retry_after_a_worker_died_keeps_rays_headline_above_the_actors_fields(store_uri: str, tmp_path: Path) -> None:
+    # Ray's ActorDiedError lists the actor's fields (tab-indented) under its headline, then the
+    # worker's exit detail, which can run over three lines: the last six lines alone would begin
+    # inside the list and drop the line that says what happened.
+    tracker = make_tracker(store_uri)
+    writer = make_writer(tracker)
+    writer.trial_started(view(A, CONFIG))
+    last = report(writer, A, CONFIG, [0.9])
+    message = "\n".join([
+        "ray.exceptions.ActorDiedError: The actor died unexpectedly before finishing this task.",
+        "\tclass_name: with_resources.<locals>.ResourceTrainable",
+        "\tactor_id: 8f6e8ac54abf916a995da60805000000",
+        "\tpid: 421",
+        "The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR Worker exit detail: Worker unexpectedly exits with a connection error code 2. End of file.",
+        "the system processes may be occupying more memory than what's reserved for them.",
+        "consider enabling resource isolation via --enable-resource-isolation to prevent node deaths.",
+    ])  # fmt: skip
+    error_file = write_error_file(tmp_path, message)
+    writer.trial_recovered(view(A, CONFIG, last, "PENDING", error_file=str(error_file)))
+    writer.trial_errored(view(A, CONFIG, last, "ERROR", error_file=str(error_file)))
+
+    tags = only_run(store_uri, tracker).data.tags
+    assert tags["raysweep.retry.1.error"] == message
+    assert tags["raysweep.error"] == message
+
+
 def test_second_retry_is_counted_and_keeps_both_errors(store_uri: str) -> None:
     tracker = make_tracker(store_uri, max_steps=4)
     writer = make_writer(tracker)

@@ -322,7 +322,12 @@ def error_text(error_file: str | None, error_msg: str | None = None) -> str:
     if not text:
         text = str(error_msg or "")
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(lines[-6:])
+    start = max(len(lines) - 6, 0)
+    # An excerpt that begins inside a tab-indented list (Ray's ``ActorDiedError`` lists the actor's
+    # fields under "The actor died unexpectedly ...") reaches back to the line the list belongs to.
+    while start > 0 and lines[start].startswith("\t") and len(lines) - start < 12:
+        start -= 1
+    return "\n".join(lines[start:])
 
 
 def trial_error(trial: Any) -> str:
