@@ -104,3 +104,47 @@ def test_a_nested_jobs_sweep_is_found_by_its_name_but_listed_under_its_job(store
     shown = invoke_cli("report", "job-fold1", "--tracking-uri", store_uri, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("sweep job-fold1 ("), shown.stdout[:300]
+
+
+def test_a_finished_jobs_report_shows_its_folds_and_the_nested_estimate_beside_the_test_score(store_uri, tmp_path):  # noqa: F811
+    import pandas as pd
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from conftest import invoke_cli
+
+    client = MlflowClient(store_uri)
+    job, _, _ = nested_job(client, client.create_experiment("raysweep-iris"))
+    folds = pd.DataFrame([
+        {"fold": 2, "score": 0.9, "inner_best": 0.97, "config": json.dumps({"max_depth": 6})},
+        {"fold": 1, "score": 0.8, "inner_best": 0.95, "config": json.dumps({"max_depth": 7})},
+    ])  # fmt: skip
+    client.log_table(job.info.run_id, folds, schema.NESTED_FOLDS_FILE)
+    client.log_batch(job.info.run_id, metrics=[Metric("test_accuracy", 0.875, 0, 0)])
+
+    shown = invoke_cli("report", "job", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    table = [line for line in shown.stdout.splitlines() if line.startswith("│ ")]
+    assert [line.split("│")[1:4] for line in table[-2:]] == [[" 1    ", " 0.8      ", " 0.95       "], [" 2    ", " 0.9      ", " 0.97       "]], shown.stdout
+    assert '{"max_depth": 7}' in table[-2]
+    # mean 0.85, std 0.05, optimism mean(0.95, 0.97) - 0.85 = +0.11
+    assert "nested estimate of accuracy (unbiased): 0.85 ± 0.05 beside the test accuracy 0.875; optimism of the inner bests +0.11" in shown.stdout
+
+
+def test_an_unfinished_jobs_report_lists_its_sweeps_and_says_there_is_no_estimate_yet(store_uri, tmp_path):  # noqa: F811
+    from mlflow.tracking import MlflowClient
+
+    from conftest import invoke_cli
+
+    client = MlflowClient(store_uri)
+    job, parts, _ = nested_job(client, client.create_experiment("raysweep-iris"))
+    client.set_terminated(parts["job-fold1"].info.run_id, "FINISHED")
+    client.set_terminated(parts["job-fold2"].info.run_id, "KILLED")
+    client.set_terminated(job.info.run_id, "KILLED")
+
+    shown = invoke_cli("report", "job", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "nested validation (2 outer folds): no estimate yet, the job did not finish; "
+        "its sweeps: job-final (RUNNING), job-fold1 (FINISHED), job-fold2 (KILLED)"
+    ) in shown.stdout, shown.stdout

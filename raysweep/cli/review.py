@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from raysweep.cli.summary import print_leaderboard
+from raysweep.cli.summary import print_leaderboard, print_nested
 from raysweep.errors import UserError
 from raysweep.tracking import importance, schema
 from raysweep.tracking.queries import (
@@ -217,6 +217,8 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
         console.print(f"best validation {metric}: {metrics[best_key]:.5g} (at resource {params.get(schema.best_param('resource'), '?')})")
     if test_key in metrics:
         console.print(f"test {metric} of the refit model: {metrics[test_key]:.5g}")
+    if schema.NESTED_CV in tags:
+        _print_nested_job(client, run, metric, params.get("mode", "max"), metrics.get(test_key), console)
     if schema.NUM_TRIALS in metrics:
         console.print(
             f"trials: {int(metrics[schema.NUM_TRIALS])} ({int(metrics.get(schema.NUM_STOPPED_EARLY, 0))} stopped early, "
@@ -261,3 +263,32 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
             console.print(f"in the MLflow UI ({label}): {url}", soft_wrap=True)
     else:
         console.print(f"in the MLflow UI: raysweep ui --tracking-uri {uri} --sweep {sweep}", soft_wrap=True)
+
+
+def _print_nested_job(client: Any, run: Any, metric: str, mode: str, test_score: float | None, console: Any) -> None:
+    """A nested validation's own part of its report: the folds' table and the nested estimate (as the
+    run's summary prints them), from the job's ``nested_folds.json``; of a job not finished, its sweeps."""
+    import json
+
+    from raysweep.sweep.nested import FoldScore, NestedEstimate
+    from raysweep.tracking.queries import child_runs
+
+    try:
+        logged = {item.path for item in client.list_artifacts(run.info.run_id)}
+        if schema.NESTED_FOLDS_FILE in logged:
+            with tempfile.TemporaryDirectory() as folder:
+                table = json.loads(Path(client.download_artifacts(run.info.run_id, schema.NESTED_FOLDS_FILE, folder)).read_text())
+            rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+            folds = [FoldScore(int(row["fold"]), float(row["score"]), float(row["inner_best"]), json.loads(row["config"])) for row in rows]
+            print_nested(NestedEstimate(metric, mode, sorted(folds, key=lambda fold: fold.fold)), test_score, console)
+            return
+    except Exception as error:  # the estimate is one part of the report: say why it is missing
+        console.print(f"nested validation: its folds' table could not be read ({error})", soft_wrap=True)
+        return
+    parts = sorted(child_runs(client, run), key=lambda part: part.data.tags.get(schema.SWEEP, part.info.run_name))
+    listed = ", ".join(f"{part.data.tags.get(schema.SWEEP, part.info.run_name)} ({part.info.status})" for part in parts)
+    console.print(
+        f"nested validation ({run.data.tags[schema.NESTED_CV]} outer folds): no estimate yet, the job did not finish"
+        + (f"; its sweeps: {listed}" if listed else ""),
+        soft_wrap=True,
+    )

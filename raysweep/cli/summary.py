@@ -94,7 +94,7 @@ def _print_summary(result: Any, console: Any) -> None:
     console.print(f"validation {result.metric}: {result.best_validation_score:.5g} (at resource {result.best_resource})")
     console.print(f"test {result.metric} of the refit model: [bold]{result.test_score:.5g}[/]")
     if getattr(result, "nested", None) is not None:
-        _print_nested(result.nested, result.test_score, console)
+        print_nested(result.nested, result.test_score, console)
     console.print(
         f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
     )
@@ -120,7 +120,7 @@ def _print_summary(result: Any, console: Any) -> None:
         console.print(f"in a terminal: raysweep report {result.name} --tracking-uri {result.tracking_uri}")
 
 
-def _print_nested(nested: Any, test_score: float, console: Any) -> None:
+def print_nested(nested: Any, test_score: float | None, console: Any) -> None:
     """The nested estimate beside the test score, then each fold's score, inner best and config."""
     from rich.table import Table
 
@@ -130,10 +130,14 @@ def _print_nested(nested: Any, test_score: float, console: Any) -> None:
     for fold in nested.folds:
         table.add_row(str(fold.fold), _fmt(fold.score), _fmt(fold.inner_best), json.dumps(fold.config, default=str))
     console.print(table)
-    console.print(
-        f"nested estimate of {nested.metric} (unbiased): [bold]{nested.mean:.5g} ± {nested.std:.3g}[/] "
-        f"beside the test {nested.metric} {test_score:.5g}; optimism of the inner bests {nested.optimism:+.3g}"
-    )
+    from rich.text import Text
+
+    beside = "" if test_score is None else f" beside the test {nested.metric} {test_score:.5g}"
+    # Text, not markup: ``raysweep report`` prints with markup off (names and configs hold brackets).
+    console.print(Text.assemble(
+        f"nested estimate of {nested.metric} (unbiased): ", (f"{nested.mean:.5g} ± {nested.std:.3g}", "bold"),
+        f"{beside}; optimism of the inner bests {nested.optimism:+.3g}",
+    ))  # fmt: skip
 
 
 def _missing(value: Any) -> bool:
