@@ -87,3 +87,28 @@ def test_a_parameter_a_trial_does_not_have_is_blank_and_a_failed_score_says_nan(
     ])  # fmt: skip
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in row_lines(printed(160, terminal=False, table=table))]
     assert rows == [["trial-0000", "xgboost", "0.96", "1", "completed", "3", ""], ["trial-0001", "svm", "nan", "0", "failed", "", "2.5"]]
+
+
+def test_a_board_rebuilt_from_the_trial_runs_shows_their_parameters_as_numbers_like_the_csv(tmp_path) -> None:
+    # A sweep that failed or was stopped has no leaderboard.csv: report rebuilds the board from
+    # the trial runs, whose parameters MLflow holds as text.
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.tracking import schema
+    from raysweep.tracking.queries import leaderboard_from_trials
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.create_experiment("raysweep-iris")
+    sweep = client.create_run(experiment_id, run_name="s", tags={schema.SWEEP: "s", schema.RECIPE: "xgboost", schema.METRIC: "accuracy"})
+    client.log_batch(sweep.info.run_id, params=[Param("mode", "max")])
+    for i, (rate, depth) in enumerate([("0.06061234523", "3"), ("0.123456789", "10")]):
+        trial = client.create_run(experiment_id, run_name=f"trial-000{i}", tags={schema.PARENT_RUN_ID: sweep.info.run_id})
+        client.log_batch(
+            trial.info.run_id, metrics=[Metric("val_accuracy", 0.9 + i / 100, 0, 20)],
+            params=[Param("learning_rate", rate), Param("max_depth", depth), Param("booster", "gbtree")],
+        )  # fmt: skip
+    rebuilt = leaderboard_from_trials(client, client.get_run(sweep.info.run_id))
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in row_lines(printed(160, terminal=False, table=rebuilt))]
+    assert [row[0] for row in rows] == ["trial-0001", "trial-0000"]
+    assert [row[4:] for row in rows] == [["0.1235", "10", "gbtree"], ["0.06061", "3", "gbtree"]], rows

@@ -188,12 +188,23 @@ def leaderboard_from_trials(client: Any, sweep_run: Any) -> Any:
             "outcome": child.data.tags.get(schema.OUTCOME, child.info.status.lower()),
             schema.STOP_DETAIL_RESULT: child.data.tags.get(schema.STOP_DETAIL, ""),
         }
-        row.update({f"config/{k}": v for k, v in child.data.params.items()})
+        row.update({f"config/{k}": _param_value(v) for k, v in child.data.params.items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):
         frame = frame.sort_values(metric_key, ascending=params.get("mode") == "min", na_position="last").reset_index(drop=True)
     return frame
+
+
+def _param_value(text: str) -> Any:
+    """A trial's parameter as MLflow holds it (text) read back as the number it was, as the
+    leaderboard's CSV reads back: ``0.48451234523`` is shown ``0.4845`` like the other columns."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def artifact_location(run: Any, path: str, uri: str) -> str:
