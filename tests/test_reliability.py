@@ -385,7 +385,7 @@ def all_failed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     done = raysweep(
         "run", "mlp", "--dataset", "iris", "--scheduler", "fifo", "--searcher", "random", "--num-samples", "2",
         "--set", "resource.max=10", "--set", "space.hidden_layer_sizes.values=[[0]]", "--name", "all-failed",
-        "--tracking-uri", sqlite_uri(cwd), cwd=cwd,
+        "--tracking-uri", sqlite_uri(cwd), "--json", cwd=cwd,
     )  # fmt: skip
     return {"cwd": cwd, "done": done}
 
@@ -393,7 +393,7 @@ def all_failed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_a_sweep_whose_every_trial_fails_exits_1_with_the_first_error(all_failed):
     done = all_failed["done"]
     assert done.returncode == 1, done.stderr[-4000:]
-    assert done.stdout.strip() == ""
+    assert done.stdout.strip() == ""  # with --json too: no JSON for a failed sweep (README)
     failed = [line for line in done.stderr.splitlines() if line.startswith("sweep failed:")]
     assert failed == [
         "sweep failed: every trial failed (2 of 2); first error: ValueError: hidden_layer_sizes must be > 0, got [0]."
