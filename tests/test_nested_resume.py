@@ -146,13 +146,15 @@ def test_a_nested_validation_stopped_with_ctrl_c_exits_130_and_resumes_to_one_fi
          "--json", "--address", address],
         tmp_path,
     )  # fmt: skip
-    client = client_for(uri)
     try:
 
         def a_trial_run_is_open() -> bool:
             assert sweep.running(), sweep.err.read_text()[-3000:]
-            if not started(tmp_path, name):  # the job's run is open, so its store has its tables
+            # Not before the job's run is open: MLflow's client opens its store as it is made, and
+            # one made here while the sweep makes it would have two processes create its tables.
+            if not started(tmp_path, name):
                 return False
+            client = client_for(uri)
             experiment = client.get_experiment_by_name("raysweep-breast_cancer")
             runs = client.search_runs([experiment.experiment_id]) if experiment is not None else []
             return any(schema.TRIAL_ID in run.data.tags and run.info.status == "RUNNING" for run in runs)
@@ -167,6 +169,7 @@ def test_a_nested_validation_stopped_with_ctrl_c_exits_130_and_resumes_to_one_fi
     assert not stopped.left_behind, stopped.left_behind
     job_record = json.loads((tmp_path / "raysweep_results" / name / "raysweep_sweep.json").read_text())
     assert not job_record.get(JOB_DONE), "the job ended before the Ctrl-C"
+    client = client_for(uri)
     experiment = client.get_experiment_by_name("raysweep-breast_cancer").experiment_id
     at_stop = client.search_runs([experiment], max_results=1000)
     assert "RUNNING" not in {run.info.status for run in at_stop}, [(r.info.run_name, r.info.status) for r in at_stop]
