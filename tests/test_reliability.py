@@ -675,11 +675,12 @@ def test_a_writer_killed_mid_sweep_is_replaced_and_mlflow_ends_complete(tmp_path
     assert (report["runs_created"], report["metrics_written"], report["runs_ended"], report["parent_status"]) == (0, 0, {}, None)
 
 # -- Ctrl-C and SIGTERM ------------------------------------------------------------------------------
-@pytest.fixture(scope="module", params=["ctrl_c", "sigterm"])
+@pytest.fixture(scope="module", params=["ctrl_c", "sigterm", "sigterm_group"])
 def interrupted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A sweep stopped part-way, then resumed: with one Ctrl-C (SIGINT to its process group, as a
-    terminal sends it), or with SIGTERM to the raysweep process alone (what ``kill``, ``timeout``
-    and a job scheduler's time limit send)."""
+    terminal sends it), with SIGTERM to the raysweep process alone (what ``kill`` sends), or with
+    SIGTERM to its whole process group (what ``timeout`` and a job scheduler's time limit send:
+    the embedded Ray's own processes must outlive it for the sweep to stop as after Ctrl-C)."""
     cwd = tmp_path_factory.mktemp(f"interrupted-{request.param}")
     name = "interrupted"
     uri = sqlite_uri(cwd)
@@ -695,6 +696,8 @@ def interrupted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         wait_for(mid_sweep, 180, "a trial with 2 steps in MLflow")
         if request.param == "ctrl_c":
             os.killpg(sweep.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        elif request.param == "sigterm_group":
+            os.killpg(sweep.pid, signal.SIGTERM)
         else:
             os.kill(sweep.pid, signal.SIGTERM)
         stopped = sweep.wait(180)

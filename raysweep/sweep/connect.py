@@ -222,7 +222,7 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
             with _sigterm_kept():
                 ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
         else:
-            with _embedded_head(log_monitor=verbose), _sigterm_kept():
+            with _embedded_head(log_monitor=verbose), _own_process_group(), _sigterm_kept():
                 ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose, _system_config=ray_start_config())
     except (ConnectionError, RuntimeError) as exc:
         if target is None:
@@ -301,6 +301,46 @@ def _embedded_head(*, log_monitor: bool) -> Iterator[None]:
         yield
     finally:
         parameter.RayParams = original
+
+
+@contextmanager
+def _own_process_group() -> Iterator[None]:
+    """While ``ray.init`` starts the embedded local Ray: its processes (the GCS server and the
+    raylet, which starts the workers) in a process group of their own.
+
+    ``timeout``, a job scheduler's time limit and a shell's ``kill -- -PGID`` send SIGTERM to the
+    command's whole process group. Ray's processes, in the driver's group by default, died of it at
+    once: the driver's handler could not stop the sweep through Ray, Ray's client in the driver
+    ended the process after 60 s ("Failed to connect to GCS within 60 seconds"), exit 1, its MLflow
+    runs left RUNNING. In a group of their own they outlive the signal, and the driver stops the
+    sweep as after Ctrl-C (exit 130, runs KILLED, resumable), then shuts them down. Ctrl-C's SIGINT
+    never reached them (Ray blocks it in its processes). They still end with the driver if it is
+    killed (Ray's fate-sharing: they get SIGKILL when their parent dies).
+
+    Ray's ``init`` has no argument for this: its processes are started by ``ConsolePopen`` of
+    ``ray._private.services`` (private API, checked on Ray 2.60), here given ``process_group=0``.
+    """
+    try:
+        from ray._private import services
+
+        original = services.ConsolePopen
+    except (ImportError, AttributeError):
+        yield
+        return
+    if os.name != "posix" or not isinstance(original, type):
+        yield
+        return
+
+    class OwnGroupPopen(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnGroupPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = original
 
 
 def cluster_cpus() -> int:
