@@ -65,11 +65,31 @@ class Target:
 
 
 def resolve_target(address: str | None) -> Target | None:
-    """The cluster to join: ``address``, else ``RAY_ADDRESS``; ``None`` for an embedded local Ray."""
+    """The cluster to join: ``address``, else ``RAY_ADDRESS``; ``None`` for an embedded local Ray.
+    An address Ray could not parse is a ``UserError`` (Ray's own error is a traceback)."""
     if address:
-        return Target(address, "--address")
-    from_env = os.environ.get("RAY_ADDRESS", "").strip()
-    return Target(from_env, "RAY_ADDRESS") if from_env else None
+        target = Target(address, "--address")
+    else:
+        from_env = os.environ.get("RAY_ADDRESS", "").strip()
+        target = Target(from_env, "RAY_ADDRESS") if from_env else None
+    if target is not None:
+        check_address_form(target)
+    return target
+
+
+def check_address_form(target: Target) -> None:
+    """Refuse what is not a Ray address: ``auto``, ``local``, ``HOST:PORT`` of the head's GCS, or a
+    ``scheme://`` address (``ray://HOST:10001``) Ray's client handles."""
+    address = target.address
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if sep and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536:
+        return
+    raise UserError(
+        f"{target.label}: not a Ray address; give the head node's HOST:PORT (e.g. 127.0.0.1:6379, as "
+        "`raysweep cluster up --local` and `ray start --head` print it), ray://HOST:10001 or auto"
+    )
 
 
 def recorded_token(target: Target, state_dir: Path | None = None) -> Path | None:

@@ -33,8 +33,29 @@ def absolute_tracking_uri(uri: str) -> str:
     return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).expanduser().resolve())
 
 
+#: the URI schemes MLflow tracks to (its tracking store registry: ``file`` and a bare path are
+#: MLflow's file store; a database scheme may name its driver, ``postgresql+psycopg2://``)
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks", "databricks-uc", "uc")
+
+
+def _uri_label(uri: str) -> tuple[str, str]:
+    """How the user gave ``uri``, for messages: the flag, or the environment variable it came from;
+    and how to go back to the default."""
+    if os.environ.get("MLFLOW_TRACKING_URI") == uri:
+        return f"MLFLOW_TRACKING_URI={uri}", f"unset MLFLOW_TRACKING_URI to log to {DEFAULT_TRACKING_URI}"
+    return f"--tracking-uri {uri}", f"leave --tracking-uri out to log to {DEFAULT_TRACKING_URI}"
+
+
 def check_reachable(uri: str) -> None:
-    """Fail with one line, before any trial runs, when the tracking server does not answer."""
+    """Fail with one line, before any trial runs, when MLflow cannot track to ``uri`` (a scheme it
+    has no store for) or its tracking server does not answer."""
+    label, default = _uri_label(uri)
+    scheme = uri.split("://", 1)[0] if "://" in uri else None
+    if scheme is not None and scheme.split("+", 1)[0].lower() not in TRACKING_SCHEMES:
+        raise UserError(
+            f"{label}: MLflow cannot track to a {scheme}:// URI; give sqlite:///FILE.db, the http://HOST:PORT "
+            f"of an MLflow server or a database URI (postgresql://, mysql://, mssql://), or {default}"
+        )
     if not uri.startswith(("http://", "https://")):
         return
     import urllib.error
@@ -47,10 +68,7 @@ def check_reachable(uri: str) -> None:
         return  # it answered: a server behind a proxy may not expose /health
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise UserError(
-            f"--tracking-uri {uri}: the MLflow tracking server does not answer ({reason}); start it, fix the URI, "
-            "or leave --tracking-uri out to log to sqlite:///mlflow.db"
-        ) from None
+        raise UserError(f"{label}: the MLflow tracking server does not answer ({reason}); start it, fix the URI, or {default}") from None
 
 
 def clean_param(value: Any) -> str:

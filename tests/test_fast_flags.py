@@ -1,0 +1,61 @@
+"""Flags and environment variables a sweep is pointed with, refused in one line before anything
+starts: a Ray address Ray could not parse, a tracking URI MLflow has no store for, and the
+tracking URI of ``MLFLOW_TRACKING_URI`` named as such (not as a ``--tracking-uri`` never given)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from conftest import invoke_cli
+from raysweep.errors import UserError
+from raysweep.sweep.connect import resolve_target
+
+ADDRESS_FIX = (
+    "not a Ray address; give the head node's HOST:PORT (e.g. 127.0.0.1:6379, as `raysweep cluster up --local` "
+    "and `ray start --head` print it), ray://HOST:10001 or auto"
+)
+
+
+@pytest.mark.parametrize("address", ["bogus", "127.0.0.1:abc", "127.0.0.1:0", "127.0.0.1:70000", ":6379"])
+def test_an_address_ray_could_not_parse_is_one_line_naming_the_flag(address: str) -> None:
+    # Ray's own parse of these is a traceback ("Invalid address format", "Unable to parse port number").
+    with pytest.raises(UserError) as raised:
+        resolve_target(address)
+    assert str(raised.value) == f"--address {address}: {ADDRESS_FIX}"
+
+
+def test_an_address_from_ray_address_is_named_as_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "head-node")
+    with pytest.raises(UserError) as raised:
+        resolve_target(None)
+    assert str(raised.value) == f"RAY_ADDRESS=head-node: {ADDRESS_FIX}"
+
+
+@pytest.mark.parametrize("address", ["auto", "local", "127.0.0.1:6379", "localhost:6379", "[::1]:6379", "ray://head:10001"])
+def test_the_addresses_ray_takes_pass(address: str) -> None:
+    assert resolve_target(address).address == address
+
+
+def test_a_tracking_uri_mlflow_has_no_store_for_is_one_line(tmp_path) -> None:
+    shown = invoke_cli("report", "--tracking-uri", "ftp://example/mlflow", cwd=tmp_path)
+    assert shown.returncode == 2
+    assert shown.stderr.strip() == (
+        "error: --tracking-uri ftp://example/mlflow: MLflow cannot track to a ftp:// URI; give sqlite:///FILE.db, the "
+        "http://HOST:PORT of an MLflow server or a database URI (postgresql://, mysql://, mssql://), or leave "
+        "--tracking-uri out to log to sqlite:///mlflow.db"
+    )
+
+
+def test_a_tracking_server_from_mlflow_tracking_uri_that_does_not_answer_names_the_variable(tmp_path, monkeypatch) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    shown = invoke_cli("report", cwd=tmp_path)
+    assert shown.returncode == 2
+    line = shown.stderr.strip()
+    assert line.startswith(f"error: MLFLOW_TRACKING_URI={uri}: the MLflow tracking server does not answer ("), line
+    assert line.endswith("; start it, fix the URI, or unset MLFLOW_TRACKING_URI to log to sqlite:///mlflow.db"), line
