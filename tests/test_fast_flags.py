@@ -59,3 +59,20 @@ def test_a_tracking_server_from_mlflow_tracking_uri_that_does_not_answer_names_t
     line = shown.stderr.strip()
     assert line.startswith(f"error: MLFLOW_TRACKING_URI={uri}: the MLflow tracking server does not answer ("), line
     assert line.endswith("; start it, fix the URI, or unset MLFLOW_TRACKING_URI to log to sqlite:///mlflow.db"), line
+
+
+def test_a_name_whose_folder_holds_a_sweep_is_refused_and_the_old_sweep_is_left_as_it_is(tmp_path) -> None:
+    from conftest import run_cli
+
+    folder = tmp_path / "raysweep_results" / "same"
+    folder.mkdir(parents=True)
+    record = folder / "raysweep_sweep.json"
+    record.write_text('{"name": "same"}')
+    done = run_cli("run", "random_forest", "--dataset", "iris", "--num-samples", "2", "--name", "same", cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: --name same: {folder} holds a sweep of that name already; pass another --name (or --storage), "
+        f"or continue that one with: raysweep resume same --storage {tmp_path / 'raysweep_results'}"
+    )
+    assert "Traceback" not in done.stderr
+    assert record.read_text() == '{"name": "same"}' and [p.name for p in folder.iterdir()] == ["raysweep_sweep.json"]
