@@ -76,3 +76,10 @@ def test_a_name_whose_folder_holds_a_sweep_is_refused_and_the_old_sweep_is_left_
     )
     assert "Traceback" not in done.stderr
     assert record.read_text() == '{"name": "same"}' and [p.name for p in folder.iterdir()] == ["raysweep_sweep.json"]
+
+
+@pytest.mark.parametrize("top", ["0", "-3"])
+def test_report_refuses_a_top_below_one(tmp_path, top: str) -> None:
+    shown = invoke_cli("report", "--top", top, cwd=tmp_path)
+    assert shown.returncode == 2
+    assert f"Invalid value for '--top': {top} is not in the range x>=1." in shown.stderr

@@ -97,8 +97,9 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
     """Serve the MLflow UI for the sweep's store on 127.0.0.1 and print the sweep's links.
 
     trials: (opened in the browser) the sweep's trial runs sorted by the validation metric, with
-    the metric and the searched parameters as columns; compare: the best trials side by side
-    with plots; sweep: the sweep's own run. Of a nested validation (--nested-cv): the final
+    the metric and the searched parameters as columns; charts: the same trials as MLflow's charts;
+    compare: the best trials side by side with plots; sweep: the sweep's own run; sweeps: the
+    experiment's sweeps, one row each. Of a nested validation (--nested-cv): the final
     sweep's trials, and folds: its sweeps as rows. With an http(s) tracking URI the server is already
     running: the links are printed and nothing is started. Otherwise the UI serves until Ctrl-C.
     """
@@ -177,7 +178,7 @@ def _announce(links: list[tuple[str, str]], experiment_id: str | None, sweep_run
 @click.argument("sweep", required=False)
 @click.option("--latest", is_flag=True, help="Report the newest sweep in the store (also what no SWEEP means).")
 @click.option("--tracking-uri", help="The sweep's MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
-@click.option("--top", type=int, default=20, show_default=True, help="How many trials of the leaderboard to show.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="How many trials of the leaderboard to show.")
 def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, top: int) -> None:
     """Print SWEEP's leaderboard, best config, scores and where its plots are (default: the newest sweep)."""
     from rich.console import Console
