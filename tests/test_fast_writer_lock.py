@@ -3,13 +3,14 @@ still writes what it was sent, before reading MLflow (else a trial's run could b
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
 
-from raysweep.tracking.writer_lock import hold, wait_for_writer
+from raysweep.tracking.writer_lock import _path, hold, release, wait_for_writer
 
 
 def test_a_sweep_without_a_writer_is_not_waited_for():
@@ -50,3 +51,32 @@ def test_resume_waits_until_the_writer_process_ends_and_gives_up_on_one_that_doe
     mine = hold(run_id)
     assert mine is not None
     mine.close()
+
+
+def test_a_writer_that_wrote_everything_removes_its_lock_file_and_a_waiter_does_not_make_it_again():
+    # The temporary folder kept one empty lock file per sweep (over a thousand seen on one machine).
+    run_id = uuid.uuid4().hex
+    lock = hold(run_id)
+    assert os.path.exists(_path(run_id))
+    release(lock, run_id)
+    assert not os.path.exists(_path(run_id)) and lock.closed
+    assert wait_for_writer(run_id, timeout=0.1)
+    assert not os.path.exists(_path(run_id))
+
+
+def test_a_writer_waiting_on_one_that_releases_locks_the_file_it_finds_then():
+    # The next writer of the same sweep (a resume) may open the file just before the earlier one
+    # removes it: it must then lock a new file, or a third could lock the path beside it.
+    run_id = uuid.uuid4().hex
+    first = hold(run_id)
+    script = textwrap.dedent(f"""
+        import os
+        from raysweep.tracking.writer_lock import _path, hold
+        lock = hold({run_id!r})
+        print(os.stat(_path({run_id!r})).st_ino == os.fstat(lock.fileno()).st_ino, flush=True)
+    """)
+    second = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.0)  # it has opened the file and waits for the lock
+    release(first, run_id)
+    out, _ = second.communicate(timeout=30)
+    assert out.strip() == "True"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -523,6 +524,8 @@ def test_cli_run_json_stays_one_object_with_a_tracking_server(mlflow_server, tmp
     assert sorted(run.info.run_name for run in children) == ["trial-0000", "trial-0001"]
     assert {run.info.status for run in children} == {"FINISHED"}
     assert not (tmp_path / "mlflow.db").exists()  # it logged to the server, not the default store
+    # The writer's lock file goes with it once everything is written.
+    assert not (Path(tempfile.gettempdir()) / f"raysweep-writer-{outcome['parent_run_id']}.lock").exists()
     assert_model_filed_with_the_sweep(
         mlflow_server, outcome["experiment_id"], outcome["parent_run_id"], outcome["model_uri"], SWEEP_CLI
     )

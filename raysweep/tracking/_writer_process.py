@@ -70,7 +70,9 @@ def main() -> int:
     if SQL_STORE in sys.argv:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
-    writer = None
+    from raysweep.tracking.writer_lock import hold, release
+
+    writer = lock = None
     while True:
         try:
             message = pickle.load(inbox)
@@ -79,13 +81,12 @@ def main() -> int:
             # `raysweep resume` (or `raysweep sync`) to end.
             if writer is not None:
                 writer.flush_all()
+                release(lock, writer.tracker.parent_run_id)
             return 0
         kind, args = message[0], message[1:]
         if kind == "init":
-            from raysweep.tracking.writer_lock import hold
-
             writer = TrialWriter(*args)
-            lock = hold(writer.tracker.parent_run_id)  # noqa: F841 (held until this process ends)
+            lock = hold(writer.tracker.parent_run_id)  # held until everything is written, or this process ends
         elif kind == "ping":
             pickle.dump((args[0], writer.unwritten() if writer is not None else None), outbox)
             outbox.flush()
@@ -95,6 +96,8 @@ def main() -> int:
             writer.replay(*args, replay_trial_folders)
         elif kind == "stop":
             # Everything is written (the sweep waited for the last ping): skip the slow teardown.
+            if writer is not None:
+                release(lock, writer.tracker.parent_run_id)
             sys.stderr.flush()
             os._exit(0)
         elif writer is not None:

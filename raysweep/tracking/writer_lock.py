@@ -29,12 +29,34 @@ def _path(parent_run_id: str) -> str:
 
 
 def hold(parent_run_id: str) -> IO[bytes] | None:
-    """Take the sweep's lock for this process's lifetime (keep the returned file open)."""
+    """Take the sweep's lock for this process's lifetime (keep the returned file open), or until
+    :func:`release`."""
     if fcntl is None or not parent_run_id:
         return None
-    handle = open(_path(parent_run_id), "ab")
-    fcntl.flock(handle, fcntl.LOCK_EX)  # an older writer of the same sweep finishes first
-    return handle
+    path = _path(parent_run_id)
+    while True:
+        handle = open(path, "ab")
+        fcntl.flock(handle, fcntl.LOCK_EX)  # an older writer of the same sweep finishes first
+        try:
+            if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()  # the older writer released it and removed its file meanwhile: lock the new one
+
+
+def release(handle: IO[bytes] | None, parent_run_id: str) -> None:
+    """Give the lock up once everything the writer was sent is written, and remove its file (the
+    temporary folder kept one empty file per sweep otherwise)."""
+    if handle is None:
+        return
+    try:
+        path = _path(parent_run_id)
+        if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+            os.unlink(path)  # while locked: a writer that opens it next locks a new file (see hold)
+    except OSError:
+        pass
+    handle.close()
 
 
 def wait_for_writer(parent_run_id: str | None, say: Callable[[str], None] | None = None, timeout: float = WAIT_SECONDS) -> bool:
@@ -42,7 +64,11 @@ def wait_for_writer(parent_run_id: str | None, say: Callable[[str], None] | None
     if fcntl is None or not parent_run_id or not os.path.exists(_path(parent_run_id)):
         return True
     deadline, told = time.monotonic() + timeout, False
-    with open(_path(parent_run_id), "ab") as handle:
+    try:
+        handle = open(_path(parent_run_id), "rb")  # not made again when its writer removed it meanwhile
+    except FileNotFoundError:
+        return True
+    with handle:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
