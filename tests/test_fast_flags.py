@@ -14,7 +14,7 @@ from raysweep.sweep.connect import resolve_target
 
 ADDRESS_FIX = (
     "not a Ray address; give the head node's HOST:PORT (e.g. 127.0.0.1:6379, as `raysweep cluster up --local` "
-    "and `ray start --head` print it), ray://HOST:10001 or auto"
+    "and `ray start --head` print it) or auto"
 )
 
 
@@ -26,6 +26,16 @@ def test_an_address_ray_could_not_parse_is_one_line_naming_the_flag(address: str
     assert str(raised.value) == f"--address {address}: {ADDRESS_FIX}"
 
 
+def test_a_ray_client_address_is_refused_for_tune_would_run_the_sweep_away_from_its_logging() -> None:
+    with pytest.raises(UserError) as raised:
+        resolve_target("ray://127.0.0.1:10001")
+    assert str(raised.value) == (
+        "--address ray://127.0.0.1:10001: Ray Client (ray://) addresses are not supported: Ray Tune would run the "
+        "sweep on the cluster, away from its MLflow logging; give the head node's HOST:6379 from a machine that "
+        "reaches it, or submit the sweep to the cluster with `ray job submit -- raysweep run ...`"
+    )
+
+
 def test_an_address_from_ray_address_is_named_as_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", "head-node")
     with pytest.raises(UserError) as raised:
@@ -33,7 +43,7 @@ def test_an_address_from_ray_address_is_named_as_the_variable(monkeypatch: pytes
     assert str(raised.value) == f"RAY_ADDRESS=head-node: {ADDRESS_FIX}"
 
 
-@pytest.mark.parametrize("address", ["auto", "local", "127.0.0.1:6379", "localhost:6379", "[::1]:6379", "ray://head:10001"])
+@pytest.mark.parametrize("address", ["auto", "local", "127.0.0.1:6379", "localhost:6379", "[::1]:6379"])
 def test_the_addresses_ray_takes_pass(address: str) -> None:
     assert resolve_target(address).address == address
 

@@ -36,7 +36,7 @@ def _run_options(func: Any) -> Any:
         click.option("--name", help="The sweep's name (default: RECIPE-DATASET-TIMESTAMP)."),
         click.option("--storage", help="Where Ray keeps results and checkpoints (a path or a cloud URI; default ./raysweep_results)."),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. space.max_depth.high=12."),
-        click.option("--address", help="A Ray cluster to join (GCS address, 'auto' or ray://...); default: an embedded local Ray, or RAY_ADDRESS."),
+        click.option("--address", help="A Ray cluster to join (its head's GCS address HOST:PORT, or 'auto'); default: an embedded local Ray, or RAY_ADDRESS."),
         click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
         click.option("--experiment", help="MLflow experiment (default: raysweep-DATASET, shared by every recipe run on the dataset)."),
         click.option("--max-failures", type=int, default=0, show_default=True, help="Retry a failed trial this many times."),

@@ -78,9 +78,18 @@ def resolve_target(address: str | None) -> Target | None:
 
 
 def check_address_form(target: Target) -> None:
-    """Refuse what is not a Ray address: ``auto``, ``local``, ``HOST:PORT`` of the head's GCS, or a
-    ``scheme://`` address (``ray://HOST:10001``) Ray's client handles."""
+    """Refuse what is not a Ray address a sweep can use: ``auto``, ``local`` or ``HOST:PORT`` of the
+    head's GCS (a ``scheme://`` address other than ``ray://`` is left to Ray)."""
     address = target.address
+    if address.startswith("ray://"):
+        # Through Ray Client, Ray Tune runs the sweep's loop on the cluster, as a task: its callbacks
+        # (MLflow's writer, the progress, the sweep's own accounting) are not this driver's, and the
+        # sweep ran its trials and then was taken for interrupted, with no trial run in MLflow.
+        raise UserError(
+            f"{target.label}: Ray Client (ray://) addresses are not supported: Ray Tune would run the sweep on the "
+            "cluster, away from its MLflow logging; give the head node's HOST:6379 from a machine that reaches it, "
+            "or submit the sweep to the cluster with `ray job submit -- raysweep run ...`"
+        )
     if address in ("auto", "local") or "://" in address:
         return
     host, sep, port = address.rpartition(":")
@@ -88,7 +97,7 @@ def check_address_form(target: Target) -> None:
         return
     raise UserError(
         f"{target.label}: not a Ray address; give the head node's HOST:PORT (e.g. 127.0.0.1:6379, as "
-        "`raysweep cluster up --local` and `ray start --head` print it), ray://HOST:10001 or auto"
+        "`raysweep cluster up --local` and `ray start --head` print it) or auto"
     )
 
 
