@@ -93,3 +93,20 @@ def test_report_refuses_a_top_below_one(tmp_path, top: str) -> None:
     shown = invoke_cli("report", "--top", top, cwd=tmp_path)
     assert shown.returncode == 2
     assert f"Invalid value for '--top': {top} is not in the range x>=1." in shown.stderr
+
+
+def test_a_sweep_stopped_before_tune_saved_anything_is_one_line_on_resume(tmp_path) -> None:
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.record import save_plan
+    from raysweep.sweep.run import find_resumable
+
+    storage = tmp_path / "results"
+    save_plan(plan_sweep("random_forest", "wine", name="early", storage=storage, num_samples=2), None)
+    with pytest.raises(UserError) as raised:
+        find_resumable("early", str(storage))
+    folder = storage / "early"
+    # It was Ray Tune's FileNotFoundError for tuner.pkl, with a traceback, once Ray was up.
+    assert str(raised.value) == (
+        f"sweep early stopped before Ray Tune saved its state ({folder} has no tuner.pkl): nothing to continue; "
+        f"remove {folder} and run the sweep again"
+    )

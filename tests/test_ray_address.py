@@ -105,6 +105,7 @@ def started(request: pytest.FixtureRequest, tmp_path_factory) -> dict[str, tuple
         storage = home / "results"
         plan = plan_sweep("random_forest", "wine", name="gone", storage=storage, address=REFUSED, num_samples=2)
         save_plan(plan, None)
+        (storage / "gone" / "tuner.pkl").write_bytes(b"")  # as if Tune had started it (resume refuses a sweep without)
         start("resume", ["resume", "gone", "--storage", str(storage)], home, user_env(home), {"address": REFUSED})
     for mode in token_modes:
         # What `raysweep cluster down --local` leaves behind in a shell that exported the token's path.
@@ -149,6 +150,11 @@ def test_resume_of_a_sweep_on_an_address_gone_fails_fast(started) -> None:
     future, used = started["resume"]
     done, elapsed = future.result()
     assert_fails_fast(done, elapsed, f"--address {used['address']}", "Connection refused")
+    # The address is the one the sweep ran on, not one given to resume: the line says how to pick another.
+    assert error_lines(done.stderr)[0].endswith(
+        " (the cluster sweep gone ran on); continue it on another with: raysweep resume gone --address HOST:PORT, "
+        "or --address local for a local Ray"
+    ), done.stderr
 
 
 @pytest.mark.parametrize("mode", [None, "token"])

@@ -708,8 +708,19 @@ def interrupted(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         "parent": parents[0].info.status if len(parents) == 1 else [r.info.status for r in parents],
         "children": {run.info.run_name: (run.info.status, run.data.tags.get("raysweep.outcome"), steps_of(client, run)) for run in children},
     }
-    resumed = raysweep("resume", name, "--json", cwd=cwd, timeout=400)
-    return {"cwd": cwd, "name": name, "client": client, "stopped": stopped, "at_stop": at_stop, "resumed": resumed}
+    elsewhere = None
+    if request.param == "sigterm_group":
+        # As if the sweep had run on a cluster that is gone since: resume there fails in one line that
+        # says how to continue elsewhere, and `--address local` continues it on an embedded Ray.
+        record_path = cwd / "raysweep_results" / name / "raysweep_sweep.json"
+        record = json.loads(record_path.read_text())
+        record["options"]["address"] = "127.0.0.1:1"
+        record_path.write_text(json.dumps(record))
+        elsewhere = raysweep("resume", name, "--json", cwd=cwd, timeout=120)
+        resumed = raysweep("resume", name, "--json", "--address", "local", cwd=cwd, timeout=400)
+    else:
+        resumed = raysweep("resume", name, "--json", cwd=cwd, timeout=400)
+    return {"cwd": cwd, "name": name, "client": client, "stopped": stopped, "at_stop": at_stop, "resumed": resumed, "elsewhere": elsewhere}
 
 
 def test_ctrl_c_or_sigterm_ends_the_open_trial_runs_as_killed(interrupted):
@@ -731,6 +742,19 @@ def test_ctrl_c_or_sigterm_exits_130_marks_the_parent_killed_and_says_how_to_res
     assert "Traceback" not in stopped.stderr
     assert "SIGTERM received" not in stopped.stderr  # the stack dump Ray's core worker prints on its own handler
     assert interrupted["at_stop"]["parent"] == "KILLED"
+
+
+def test_a_sweep_whose_cluster_is_gone_says_how_to_resume_it_elsewhere(interrupted):
+    gone = interrupted["elsewhere"]
+    if gone is None:
+        pytest.skip("only the sigterm_group sweep is taken for one whose cluster is gone")
+    assert gone.returncode == 2, gone.stderr[-3000:]
+    last = gone.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --address 127.0.0.1:1: cannot connect to a Ray cluster there (Connection refused)"), last
+    assert last.endswith(
+        " (the cluster sweep interrupted ran on); continue it on another with: raysweep resume interrupted "
+        "--address HOST:PORT, or --address local for a local Ray"
+    ), last
 
 
 def test_a_sweep_stopped_with_ctrl_c_or_sigterm_resumes_to_the_requested_number_of_trials(interrupted):

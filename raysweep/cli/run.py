@@ -115,9 +115,10 @@ def _writer_started(tracking_uri: str | None, verbose: bool) -> Iterator[None]:
 @click.command()
 @click.argument("sweep")
 @click.option("--storage", help="Where the sweep kept its state (default ./raysweep_results).")
+@click.option("--address", help="Continue on this Ray cluster (HOST:PORT, or 'local' for an embedded local Ray) instead of the one the sweep ran on.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout.")
 @click.option("--verbose", is_flag=True, help="Show Ray's own output instead of the live view.")
-def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> None:
+def resume(sweep: str, storage: str | None, address: str | None, as_json: bool, verbose: bool) -> None:
     """Continue an interrupted or killed sweep (by name, or the path of its folder)."""
     _stop_on_sigterm()
     from rich.console import Console
@@ -131,7 +132,18 @@ def resume(sweep: str, storage: str | None, as_json: bool, verbose: bool) -> Non
     with _writer_started(None if nested else resolve_tracking_uri(record.get("options", {}).get("tracking_uri")), verbose):
         Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
         live = not (as_json or verbose)
-        _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live), as_json)
+        recorded = record.get("options", {}).get("address")
+        try:
+            _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live, address=address), as_json)
+        except UserError as exc:
+            cut = str(exc).rfind(" (or leave --address out for a local Ray)")
+            if address is None and recorded and str(exc).startswith(f"--address {recorded}: cannot connect") and cut > 0:
+                # The address is the one the sweep ran on, not one given here: say how to pick another.
+                raise UserError(
+                    f"{str(exc)[:cut]} (the cluster sweep {sweep} ran on); continue it on another with: "
+                    f"raysweep resume {sweep} --address HOST:PORT, or --address local for a local Ray"
+                ) from None
+            raise
 
 
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:

@@ -420,13 +420,22 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
         raise NothingToResume(f"raysweep: sweep {record['name']} {how}; nothing to resume. Its result: raysweep report {record['name']}")
     if auto.is_auto_record(record):
         auto.from_record(record)  # a record that cannot rebuild the members is refused before anything starts
+    if not record.get("stopped_by") and not sweep_record.is_uri(candidate) and not (Path(candidate) / "tuner.pkl").exists():
+        # Stopped before Ray Tune saved anything (while Ray started, say): Tune has nothing to restore.
+        raise UserError(
+            f"sweep {record['name']} stopped before Ray Tune saved its state ({candidate} has no tuner.pkl): "
+            f"nothing to continue; remove {candidate} and run the sweep again"
+        )
     return candidate, record
 
 
 def resume_sweep(
-    name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False, live: bool = True
+    name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False, live: bool = True,
+    address: str | None = None,
 ) -> SweepResult:
-    """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs."""
+    """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs.
+    ``address``: a Ray cluster to continue it on instead of the one it ran on (``"local"``: an
+    embedded local Ray), for a cluster that is gone."""
     candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
 
@@ -437,6 +446,8 @@ def resume_sweep(
     if record["dataset"] is None:
         raise UserError(f"sweep {record['name']} was given its data as a Python object; resume it from Python with the same data")
     options = dict(record["options"])
+    if address is not None:
+        options["address"] = None if address == "local" else address
     # Records written before the options object held the name and storage beside the options.
     plan = plan_sweep(recipe, record["dataset"], **{"name": record["name"], "storage": record["storage"], **options})
     if plan.dataset.fingerprint != record["dataset_fingerprint"]:
