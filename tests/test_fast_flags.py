@@ -110,3 +110,22 @@ def test_a_sweep_stopped_before_tune_saved_anything_is_one_line_on_resume(tmp_pa
         f"sweep early stopped before Ray Tune saved its state ({folder} has no tuner.pkl): nothing to continue; "
         f"remove {folder} and run the sweep again"
     )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--name", " ", "--name ' ': a sweep's name may not be blank; pass one, or leave --name out for RECIPE-DATASET-TIMESTAMP"),
+        ("--register-model", "bad/name:x%", "--register-model 'bad/name:x%': the MLflow Model Registry takes no blank name and none with '/' or ':'; pass a name such as breast-cancer-xgboost"),
+        ("--register-model", "", "--register-model '': the MLflow Model Registry takes no blank name and none with '/' or ':'; pass a name such as breast-cancer-xgboost"),
+    ],
+    ids=["blank name", "model name with / and :", "blank model name"],
+)
+def test_names_a_sweep_could_not_use_are_refused_before_anything_starts(tmp_path, flag: str, value: str, message: str) -> None:
+    # The model's name was refused by MLflow only after the whole sweep, which still exited 0.
+    from conftest import run_cli
+
+    done = run_cli("run", "random_forest", "--dataset", "iris", "--num-samples", "2", flag, value, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: {message}"]
+    assert not (tmp_path / "raysweep_results").exists() and not (tmp_path / "mlflow.db").exists()

@@ -63,10 +63,23 @@ def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     # A nested job's sweeps start their own writers, each on its thread.
     with _writer_started(None if options.get("nested_cv") else resolve_tracking_uri(options.get("tracking_uri")), verbose):
         options["overrides"] = list(options["overrides"])
+        _check_names(options.get("name"), options.get("register_model"))
         plan = plan_sweep(recipe, options.pop("dataset"), **options)
         if options.get("name"):
             _refuse_a_name_in_use(plan)
         _execute(plan, as_json=as_json, verbose=verbose)
+
+
+def _check_names(name: str | None, model_name: str | None) -> None:
+    """A blank ``--name``, and a ``--register-model`` name the MLflow Model Registry refuses (blank,
+    or holding '/' or ':'; MLflow said so only after the sweep, which still exited 0)."""
+    if name is not None and not name.strip():
+        raise UserError(f"--name {name!r}: a sweep's name may not be blank; pass one, or leave --name out for RECIPE-DATASET-TIMESTAMP")
+    if model_name is not None and (not model_name.strip() or "/" in model_name or ":" in model_name):
+        raise UserError(
+            f"--register-model {model_name!r}: the MLflow Model Registry takes no blank name and none with '/' or ':'; "
+            "pass a name such as breast-cancer-xgboost"
+        )
 
 
 def _refuse_a_name_in_use(plan: Any) -> None:
