@@ -106,6 +106,25 @@ def score(metric: str, model: Any, X: np.ndarray, y: np.ndarray, n_classes: int 
     raise ValueError(f"unknown metric {metric!r}")
 
 
+def check_every_class_scored(metric: str, score_splits: list[np.ndarray], classes: Any, *, cv: int | None = None) -> None:
+    """Refuse ``roc_auc`` when a class has no row in a split the trials are scored on: its one-vs-rest
+    AUC is undefined there, so every trial's score was NaN and failed as "the model diverged".
+    ``score_splits``: the encoded targets of the validation split, or of each cross-validation fold."""
+    if metric != "roc_auc" or classes is None:
+        return
+    for y in score_splits:
+        present = set(np.unique(y).tolist())
+        missing = [classes[i] for i in range(len(classes)) if i not in present]
+        if missing:
+            where = f"one of the {cv} cross-validation folds" if cv else "the validation split"
+            shown = ", ".join(repr(c.item() if hasattr(c, "item") else c) for c in missing[:3])
+            fix = "fewer --cv folds" if cv else "--cv 3 (each row is scored in one fold)"
+            raise UserError(
+                f"--metric roc_auc: {where} has no row of class {shown} (too few rows of it), and roc_auc is undefined "
+                f"without one; use {fix}, another --metric (log_loss, accuracy, f1_macro), or more rows of that class"
+            )
+
+
 def _r2(truth: np.ndarray, pred: np.ndarray) -> float:
     """scikit-learn's ``r2_score``: nan below two rows; 1 for a perfect fit, 0 for an imperfect
     one of a constant target (its ``force_finite``)."""

@@ -90,3 +90,25 @@ def test_scoring_these_metrics_does_not_import_sklearn_metrics():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+def test_roc_auc_is_refused_when_a_class_has_no_row_to_be_scored_on() -> None:
+    # A class of 3 rows in 300: the stratified validation split can hold none of them, and then every
+    # trial's roc_auc was NaN and failed as "the model diverged".
+    from raysweep.errors import UserError
+    from raysweep.metrics import check_every_class_scored
+
+    classes = np.array(["no", "rare", "yes"], dtype=object)
+    with pytest.raises(UserError) as raised:
+        check_every_class_scored("roc_auc", [np.array([0, 2, 2, 0])], classes)
+    assert str(raised.value) == (
+        "--metric roc_auc: the validation split has no row of class 'rare' (too few rows of it), and roc_auc is "
+        "undefined without one; use --cv 3 (each row is scored in one fold), another --metric (log_loss, accuracy, "
+        "f1_macro), or more rows of that class"
+    )
+    with pytest.raises(UserError, match=r"one of the 5 cross-validation folds has no row of class 'rare' .* use fewer --cv folds"):
+        check_every_class_scored("roc_auc", [np.array([0, 1, 2]), np.array([0, 2])], classes, cv=5)
+    # Every class scored, another metric, or regression: nothing to refuse.
+    check_every_class_scored("roc_auc", [np.array([0, 1, 2])], classes)
+    check_every_class_scored("log_loss", [np.array([0, 2])], classes)
+    check_every_class_scored("roc_auc", [np.array([0.5, 1.5])], None)

@@ -984,6 +984,30 @@ def test_sync_of_an_unknown_sweep_says_so_in_one_line(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["sync.stderr", "sync.stdout"]  # no store made
 
 
+def test_roc_auc_on_a_class_the_validation_split_lacks_is_one_line_and_no_run(tmp_path):
+    """3 rows of one class in 300: the validation split holds none; every trial failed "diverged"."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["yes"] * 149 + ["no"] * 148 + ["rare"] * 3)
+    pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300), "label": labels}).to_csv(tmp_path / "rare.csv", index=False)
+    done = raysweep(
+        "run", "random_forest", "--dataset", "rare.csv", "--target", "label", "--metric", "roc_auc", "--num-samples", "2",
+        "--scheduler", "fifo", "--tracking-uri", sqlite_uri(tmp_path), cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --metric roc_auc: the validation split has no row of class 'rare' (too few rows of it), and roc_auc is "
+        "undefined without one; use --cv 3 (each row is scored in one fold), another --metric (log_loss, accuracy, "
+        "f1_macro), or more rows of that class"
+    )
+    assert "Traceback" not in done.stderr
+    if (tmp_path / "mlflow.db").exists():  # the writer may have opened the store: it holds no run
+        client = client_for(sqlite_uri(tmp_path))
+        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
 def test_a_writer_killed_while_the_tracking_server_is_away_exits_1_and_names_raysweep_sync(own_mlflow_server, tmp_path):
     server = own_mlflow_server
     server.wait_up()

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 from raysweep.data import PREPARE_MODULES, Dataset, prepare
 from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete, UserError
-from raysweep.metrics import needs_proba
+from raysweep.metrics import check_every_class_scored, needs_proba
 from raysweep.recipes import Recipe
 from raysweep import space
 from raysweep.strategies import registry as strategies
@@ -94,6 +94,10 @@ def run_planned(
         early.start_writer(tracking_uri)
     prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv,
                        rows=part.rows if part else None)
+    data = prepared.trial
+    check_every_class_scored(
+        plan.metric, [data.y_train[va] for _, va in data.folds] if data.folds else [data.y_val], prepared.classes, cv=plan.cv
+    )  # before any MLflow run
     _quiet_tune(verbose)
     max_concurrent = plan.max_concurrent or cluster_cpus()
     max_steps = plan.recipe.resource.max_steps
