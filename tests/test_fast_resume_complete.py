@@ -18,6 +18,7 @@ __all__ = ["empty_store", "store_uri"]  # fixtures
 
 def _record(tmp_path, **fields) -> str:
     sweep_record.save(str(tmp_path / "sweep"), {"name": "sweep", "options": {"metric": "accuracy"}, **fields})
+    (tmp_path / "sweep" / "tuner.pkl").write_bytes(b"")  # as Ray Tune leaves it once the trials start
     return str(tmp_path)
 
 

@@ -130,6 +130,7 @@ def _saved(tmp_path: Path, store_uri: str, **options: Any) -> tuple[Any, SweepTr
     tracker = SweepTracker(store_uri, plan.experiment, plan.name, plan.metric_key, 3, True, params=plan.settings())
     tracker.start()
     save_plan(plan, tracker)
+    (tmp_path / "raysweep_results" / SWEEP / "tuner.pkl").write_bytes(b"")  # as Ray Tune leaves it once the trials start
     return plan, tracker, tmp_path / "raysweep_results" / SWEEP / SWEEP_FILE
 
 
