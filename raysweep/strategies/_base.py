@@ -36,6 +36,10 @@ class Strategy:
     conditional: bool = False
     #: the libraries its builder imports, loaded while Ray starts (:mod:`raysweep.sweep.early`)
     imports: tuple[str, ...] = ()
+    #: a scheduler that pauses trials until the rest of their group catches up (HyperBand's
+    #: brackets): ``"module:function"``, ``(max_steps, reduction_factor) -> int``, the trials it
+    #: needs live at once beside the running ones (see :func:`raysweep.strategies.registry.searcher_concurrency`)
+    pauses: str = ""
 
     def builder(self) -> Callable[..., Any]:
         module_name, _, attribute = self.target.partition(":")

@@ -1,4 +1,15 @@
-"""HyperBand (Ray Tune's ``HyperBandScheduler``) along the recipe's resource steps."""
+"""HyperBand (Ray Tune's ``HyperBandScheduler``) along the recipe's resource steps.
+
+Ray's HyperBand is synchronous: it puts each new trial in a bracket, pauses a trial that reaches
+its bracket's milestone until every trial of the bracket has, then halves the bracket. A bracket is
+filled only while its trials are live at once, and a trial that ran to its end leaves its bracket:
+with no more trials live than the first bracket holds (it runs its trials to the end, never
+halving), every trial lands in that bracket and none is ever stopped. A paused trial is live for
+the searcher's concurrency limit as much as a running one, so the searcher must let a band's
+trials be live beside the running ones: :func:`band_trials` says how many, and
+:func:`raysweep.strategies.registry.searcher_concurrency` adds them. The trials a bracket keeps
+after its last halving run to the recipe's last step (the sweep's step limit ends them).
+"""
 
 from __future__ import annotations
 
@@ -27,7 +38,24 @@ def build(recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploi
         time_attr="training_iteration",
         max_t=max_steps,
         reduction_factor=recipe.reduction_factor,
+        # Ray's brackets end at their last milestone, below max_t unless max_t is a power of the
+        # reduction factor (4 steps, factor 3: at step 3); stopped there, a bracket's best trials
+        # would never reach the recipe's full resource. Without it they run on to the sweep's step limit.
+        stop_last_trials=False,
     )
+
+
+def band_trials(max_steps: int, reduction_factor: float) -> int:
+    """How many trials one HyperBand band puts in its brackets (those that run), by Ray's own sizes.
+
+    Private API: Ray's ``HyperBandScheduler`` sizes bracket ``s`` of a band with ``_get_n0(s)``
+    trials starting at ``_get_r0(s)`` steps, for ``s`` below ``_s_max_1``, and skips a bracket
+    whose start rounds to 0 steps. Checked on Ray 2.60.
+    """
+    from ray.tune.schedulers import HyperBandScheduler
+
+    scheduler = HyperBandScheduler(time_attr="training_iteration", max_t=max_steps, reduction_factor=reduction_factor)
+    return sum(scheduler._get_n0(s) for s in range(scheduler._s_max_1) if scheduler._get_r0(s) > 0)
 
 
 def _note_halving(scheduler: Any, bracket: Any, recipe: Any, stops: dict) -> None:

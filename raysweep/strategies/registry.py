@@ -7,6 +7,7 @@ package and one entry here.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ WARM_STARTING_POINTS = 3
 SCHEDULERS: dict[str, Strategy] = {
     "fifo": Strategy("fifo", f"{_HERE}._fifo:build"),
     "asha": Strategy("asha", f"{_HERE}._asha:build"),
-    "hyperband": Strategy("hyperband", f"{_HERE}._hyperband:build"),
+    "hyperband": Strategy("hyperband", f"{_HERE}._hyperband:build", pauses=f"{_HERE}._hyperband:band_trials"),
     "pbt": Strategy("pbt", f"{_HERE}._pbt:build", population=True),
 }
 #: what to try next
@@ -125,6 +126,25 @@ def build_scheduler(name: str, recipe: Any, metric: str, mode: str, max_steps: i
     each, where, and the cutoff it missed (see :class:`raysweep.strategies.stops.StopNotes`).
     """
     return get_scheduler(name).builder()(recipe, metric, mode, max_steps, seed, exploits if exploits is not None else [], stops)
+
+
+def searcher_concurrency(scheduler: str, max_concurrent: int, max_steps: int, reduction_factor: float, groups: int = 1) -> int:
+    """How many trials the searcher may have live at once under ``scheduler``: ``max_concurrent``,
+    plus, under a scheduler that pauses trials (HyperBand), one band of its trials per group.
+
+    Ray Tune's searchers count a paused trial as live (``BasicVariantGenerator``'s and
+    ``ConcurrencyLimiter``'s ``max_concurrent``). HyperBand fills a bracket only with trials live at
+    once, and its first bracket runs its trials to the end without halving: capped at the trials
+    that run at once (the CPUs), a sweep puts every trial in that first bracket and HyperBand stops
+    none. The trials that run at once stay bounded by the CPUs Ray gives them. ``groups``: an auto
+    sweep's families, each with a HyperBand of its own.
+    """
+    strategy = get_scheduler(scheduler)
+    if not strategy.pauses:
+        return max_concurrent
+    module_name, _, attribute = strategy.pauses.partition(":")
+    band = getattr(importlib.import_module(module_name), attribute)(max_steps, reduction_factor)
+    return max_concurrent + max(1, groups) * band
 
 
 def check_warm_start(searcher: str, scheduler: str | None = None) -> None:

@@ -60,11 +60,13 @@ class StopNotes(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # A trial stopped while paused (HyperBand drops the rest of a bracket) reports no new
-        # result: its last one gets the note.
+        # result: its last one gets the note, and the `done` Tune puts in the result of a trial
+        # its scheduler stops as it reports (without it the trial reads as cut off by Ctrl-C).
         detail = self.stops.pop(trial.trial_id, None)
         metadata = getattr(trial, "run_metadata", None)
         if detail and metadata is not None and metadata.last_result is not None:
             metadata.last_result[schema.STOP_DETAIL_RESULT] = detail
+            metadata.last_result["done"] = True
         if self.sweep_stopper is not None and trial.status != "ERROR":
             self.sweep_stopper.trial_finished(trial.trial_id)
 

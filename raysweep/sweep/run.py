@@ -206,7 +206,7 @@ def run_planned(
                 mode=plan.mode,
                 num_samples=plan.tune_num_samples,
                 scheduler=_scheduler(plan, max_steps, exploits, stops),
-                search_alg=_searcher(plan, max_concurrent, warm.points),
+                search_alg=_searcher(plan, _live_trials(plan, max_concurrent, max_steps), warm.points),
                 reuse_actors=True,
                 time_budget_s=plan.time_budget,
             ),
@@ -320,6 +320,13 @@ def _scheduler(plan: Any, max_steps: int, exploits: list, stops: dict[str, str])
     # alone); judging none let an SVM's first trials on adult run to full data and take the budget.
     quorum = 1 if plan.scheduler == "asha" else 0
     return PerGroupScheduler(build, family_of, quorum=quorum, stops=stops)
+
+
+def _live_trials(plan: SweepPlan, max_concurrent: int, max_steps: int) -> int:
+    """The trials the searcher may have live at once: ``max_concurrent``, and under HyperBand a band
+    of paused ones beside them (:func:`raysweep.strategies.registry.searcher_concurrency`)."""
+    groups = len(plan.auto.members) if plan.auto is not None else 1
+    return strategies.searcher_concurrency(plan.scheduler, max_concurrent, max_steps, plan.recipe.reduction_factor, groups)
 
 
 def _searcher(plan: SweepPlan, max_concurrent: int, evaluated: list | None) -> Any:

@@ -1,0 +1,200 @@
+"""HyperBand stops trials: its brackets fill, halve, say why, and their best trials run to the end.
+
+Ray's HyperBand fills a bracket only with trials live at once and pauses a trial at its bracket's
+milestone until the rest of the bracket gets there; its first bracket runs its trials to the end
+without halving. Capped at the trials that run at once (the CPUs), a sweep put every trial in that
+first bracket and HyperBand stopped none.
+
+Fast: Ray's own scheduler as the registry builds it, driven with results as Tune hands them (no
+Ray started), and the notes of a trial stopped while paused. End to end (real Ray, a sqlite MLflow
+store, digits): a sweep whose weak trials HyperBand stops, in the result and in MLflow.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from ray.tune.schedulers import TrialScheduler
+
+from raysweep.recipes import load_recipe
+from raysweep.strategies import registry as strategies
+from raysweep.strategies.stops import StopNotes
+from raysweep.sweep.ledger import TrialLedger, trial_done
+from raysweep.tracking import schema
+
+KEY = "val_accuracy"
+#: 4 steps of 5 epochs; with reduction factor 3 Ray's band is a bracket of 2 trials run to the end
+#: and one of 3 halved at step 1
+SHORT = ["resource.max=20"]
+CONTINUE, PAUSE, STOP = TrialScheduler.CONTINUE, TrialScheduler.PAUSE, TrialScheduler.STOP
+
+
+class Trial:
+    """What Ray's HyperBand reads of a trial (hashable, as Ray keys its brackets by trial)."""
+
+    def __init__(self, index: int) -> None:
+        self.trial_id = f"hb_{index:05d}"
+        self.status = "RUNNING"
+        self.is_saving = False
+
+
+class Controller:
+    """What Ray's HyperBand calls on Tune's controller: stopping a paused trial, which Tune does
+    once the scheduler's decision is made, telling the scheduler the trial is gone."""
+
+    def __init__(self) -> None:
+        self.stopped: list[str] = []
+        self._queue: list[Trial] = []
+
+    def stop_trial(self, trial: Trial) -> None:
+        self.stopped.append(trial.trial_id)
+        self._queue.append(trial)
+
+    def result(self, scheduler: Any, trial: Trial, step: int, value: float) -> str:
+        """Tune hands ``scheduler`` a result of ``trial``, then acts on the decision and the stops."""
+        action = scheduler.on_trial_result(self, trial, {"training_iteration": step, KEY: value})
+        if action == STOP:
+            scheduler.on_trial_complete(self, trial, {"training_iteration": step, KEY: value})
+        trial.status = {STOP: "TERMINATED", PAUSE: "PAUSED"}.get(action, "RUNNING")
+        while self._queue:
+            stopped = self._queue.pop(0)
+            scheduler.on_trial_remove(self, stopped)
+            stopped.status = "TERMINATED"
+        return action
+
+
+def hyperband(max_steps: int, notes: dict[str, str] | None = None, overrides: list[str] | None = None):
+    recipe = load_recipe("mlp", overrides if overrides is not None else SHORT)
+    scheduler = strategies.build_scheduler("hyperband", recipe, KEY, "max", max_steps, 0, [], notes)
+    scheduler.set_search_properties(KEY, "max")  # as Tune passes TuneConfig's metric and mode
+    return scheduler
+
+
+# -- how many trials the searcher may have live ---------------------------------------------------------
+@pytest.mark.parametrize("max_steps", [3, 4, 6, 12])
+@pytest.mark.parametrize("running", [1, 2, 8])
+def test_the_searcher_lets_hyperband_fill_a_whole_band_beside_the_running_trials(max_steps, running):
+    live = strategies.searcher_concurrency("hyperband", running, max_steps, 3.0)
+    scheduler = hyperband(max_steps)
+    # The trials the searcher hands out before any ends (a paused one is live as much as a running one).
+    trials = [Trial(i) for i in range(live)]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    first_band = [bracket for bracket in scheduler._hyperbands[0] if bracket is not None]
+    assert len(first_band) >= 2 and all(bracket.filled() for bracket in first_band)
+    assert any(scheduler._trial_info[trial][0]._halves > 0 for trial in trials), "some trial is in a bracket that halves"
+
+
+def test_the_trials_that_run_at_once_alone_leave_every_trial_in_the_bracket_that_never_halves():
+    """The cause, on Ray's own scheduler: 2 trials live at once (2 CPUs), each ending before the next starts."""
+    scheduler = hyperband(4)
+    live: list[Trial] = []
+    for index in range(9):
+        if len(live) == 2:
+            ended = live.pop(0)
+            scheduler.on_trial_complete(None, ended, {"training_iteration": 4, KEY: 0.9})
+        trial = Trial(index)
+        scheduler.on_trial_add(None, trial)
+        live.append(trial)
+        assert scheduler._trial_info[trial][0]._halves == 0
+    assert strategies.searcher_concurrency("hyperband", 2, 4, 3.0) == 2 + 5  # 2 running, a band of 2 + 3 beside them
+
+
+def test_other_schedulers_keep_the_trials_that_run_at_once():
+    for name in ("fifo", "asha", "pbt"):
+        assert strategies.searcher_concurrency(name, 3, 12, 3.0) == 3
+    # An auto sweep: a HyperBand per family, a band of each.
+    assert strategies.searcher_concurrency("hyperband", 2, 12, 3.0, groups=3) == 2 + 3 * 17
+
+
+def test_an_auto_sweep_passes_a_band_per_family_to_its_searcher():
+    from raysweep.families import get_family
+    from raysweep.sweep.auto import auto_recipe
+    from raysweep.sweep.run import _live_trials
+
+    recipes = [load_recipe(name) for name in ("random_forest", "svm")]
+    auto = auto_recipe(recipes, "classification", [get_family(r.family) for r in recipes])
+    plan = SimpleNamespace(auto=auto, scheduler="hyperband", recipe=auto.recipe)
+    band = strategies.searcher_concurrency("hyperband", 0, auto.steps, auto.recipe.reduction_factor)
+    assert _live_trials(plan, 2, auto.steps) == 2 + 2 * band
+    plain = SimpleNamespace(auto=None, scheduler="asha", recipe=recipes[0])
+    assert _live_trials(plain, 2, 10) == 2
+
+
+# -- a bracket's halving ---------------------------------------------------------------------------------
+def test_a_halving_stops_the_weak_trials_with_a_note_and_the_kept_one_runs_to_the_last_step():
+    notes: dict[str, str] = {}
+    scheduler, controller = hyperband(4, notes), Controller()
+    trials = [Trial(i) for i in range(5)]
+    for trial in trials:
+        scheduler.on_trial_add(controller, trial)
+    full, halved = trials[:2], trials[2:]  # Ray's band: 2 trials to the end, then 3 halved at step 1
+    assert controller.result(scheduler, full[0], 1, 0.5) == CONTINUE
+    best, paused, reporting = halved
+    assert controller.result(scheduler, best, 1, 0.95) == PAUSE
+    assert controller.result(scheduler, paused, 1, 0.60) == PAUSE
+    # The last of the bracket reaches its milestone: the bracket keeps 1 of 3.
+    assert controller.result(scheduler, reporting, 1, 0.80) == STOP
+    assert controller.stopped == [paused.trial_id] and paused.status == "TERMINATED"
+    assert set(notes) == {paused.trial_id, reporting.trial_id}
+    assert notes[paused.trial_id] == "hyperband: bracket 2, halving at 5 epochs (kept 1 of 3): val_accuracy 0.6 below the cutoff 0.95"
+    assert notes[reporting.trial_id].startswith("hyperband: bracket 2, halving at 5 epochs (kept 1 of 3): val_accuracy 0.8 ")
+    # The kept trial goes on to the recipe's last step (Ray's bracket would end it at step 3 of 4);
+    # the sweep's step limit ends it there.
+    best.status = "RUNNING"  # Tune unpauses it
+    assert [controller.result(scheduler, best, step, 0.96) for step in (2, 3)] == [CONTINUE] * 2
+
+
+def test_a_trial_stopped_while_paused_ends_as_stopped_by_the_scheduler_not_interrupted():
+    """Ray stops a paused trial with no new result: its last one gets the note and Tune's `done`."""
+    detail = "hyperband: bracket 2, halving at 5 epochs (kept 1 of 3): val_accuracy 0.6 below the cutoff 0.95"
+    last = {KEY: 0.6, "training_iteration": 1}
+    paused = SimpleNamespace(trial_id="x_00001", status="PAUSED", path="/r/x_00001", run_metadata=SimpleNamespace(last_result=last))
+    notes, ledger = StopNotes({"x_00001": detail}), TrialLedger()
+    ledger.on_trial_start(0, [], paused)
+    notes.on_trial_complete(0, [], paused)
+    paused.status = "TERMINATED"
+    ledger.on_experiment_end([paused])
+    assert last[schema.STOP_DETAIL_RESULT] == detail and trial_done(paused)
+    assert ledger.trials == [("TERMINATED", True)]
+    outcome = schema.outcome_of(last, max_steps=4, errored=False)
+    assert outcome == schema.Outcome("FINISHED", schema.OUTCOME_STOPPED, schema.REASON_SCHEDULER)
+    assert schema.stop_detail(outcome, last) == detail
+    # A trial ended with no note of the scheduler's is left as it was.
+    other = SimpleNamespace(trial_id="x_00002", status="RUNNING", run_metadata=SimpleNamespace(last_result={"training_iteration": 4}))
+    notes.on_trial_complete(0, [], other)
+    assert other.run_metadata.last_result == {"training_iteration": 4}
+
+
+# -- end to end ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("searcher", ["random", "hyperopt"])
+def test_hyperband_stops_weak_trials_of_a_real_sweep_and_says_so(ray_local, tmp_path, searcher):
+    from mlflow import MlflowClient
+
+    from raysweep import run_sweep
+
+    # The tester's sweep: 9 trials of 4 steps on the session's 2 CPUs; before, all 9 ran every step.
+    result = run_sweep("mlp", "digits", scheduler="hyperband", searcher=searcher, num_samples=9, seed=0, overrides=SHORT,
+                       tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", storage=str(tmp_path / "results"))  # fmt: skip
+    board = result.leaderboard
+    assert (result.num_trials, result.num_errors, result.stopped_by) == (9, 0, None)
+    assert set(board["outcome"]) == {"completed", "stopped_early"}
+    stopped = board[board["outcome"] == "stopped_early"]
+    # Ray's first band: 2 trials to the end, 3 halved at step 1 keeping 1 (more in the band after it).
+    assert len(stopped) >= 2, board[["trial", "steps", "outcome", KEY]]
+    assert result.num_stopped_early == len(stopped)
+    assert (stopped["steps"] == 1).all()
+    assert stopped["stop_detail"].str.startswith("hyperband: bracket ").all(), stopped["stop_detail"].tolist()
+    assert stopped["stop_detail"].str.contains("halving at 5 epochs").all()
+    assert (board.loc[board["outcome"] == "completed", "steps"] == 4).all(), "a bracket's kept trials run to the last step"
+
+    client = MlflowClient(result.tracking_uri)
+    runs = client.search_runs([result.experiment_id], filter_string=f"tags.`{schema.SWEEP}` = '{result.name}'")
+    trials = [r for r in runs if r.info.run_id != result.parent_run_id]
+    assert len(trials) == 9 and all(r.info.status == "FINISHED" for r in trials)
+    stopped_runs = [r for r in trials if r.data.tags.get(schema.OUTCOME) == schema.OUTCOME_STOPPED]
+    assert len(stopped_runs) == len(stopped)
+    assert {r.data.tags.get(schema.STOP_REASON) for r in stopped_runs} == {schema.REASON_SCHEDULER}
+    assert all(r.data.tags[schema.STOP_DETAIL].startswith("hyperband: ") for r in stopped_runs)
