@@ -29,7 +29,7 @@ def _run_options(func: Any) -> Any:
         click.option("--stop-at", type=float, metavar="VALUE", help="End the sweep as soon as a trial's validation metric reaches VALUE (in the metric's direction: accuracy >= VALUE, rmse <= VALUE); the best config is refit as usual."),
         click.option("--patience", type=int, metavar="N", help="End the sweep when N finished trials in a row (run to the end or stopped early by the scheduler; failed ones do not count) did not improve the best validation score."),
         click.option("--gpus-per-trial", metavar="F", help="GPUs Ray reserves for each trial: a fraction in (0, 1] to share one (0.25: four trials per GPU) or a whole number. XGBoost trials train on their GPU; other families say they cannot."),
-        click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster)."),
+        click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster); under hyperband, trials it paused come beside them."),
         click.option("--cv", type=int, help="Score each trial by K-fold cross-validation instead of one validation split."),
         click.option("--nested-cv", type=int, metavar="K", help="Nested validation: K outer folds of train+validation, each tuned by an inner sweep of its own and scored on its held-out fold (an unbiased estimate), then the final sweep; all at once on the same Ray. --num-samples and --time-budget apply to each inner sweep."),
         click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible."),
