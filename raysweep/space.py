@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from raysweep.errors import UserError
-from raysweep.recipes import highest
+from raysweep.recipes import highest, quantized_bounds
 from raysweep.strategies.registry import get_searcher
 
 #: how many points a numeric parameter without explicit ``grid`` points gets under grid search
@@ -53,15 +53,35 @@ def grid_points(spec: dict[str, Any]) -> list[Any]:
     if "grid" in spec:
         return list(spec["grid"])
     low, high = spec["low"], highest(spec)
+    if "q" in spec:
+        # Multiples of q within the bounds, as Ray Tune draws them (qrandint's q included).
+        low, high = quantized_bounds(spec)
+        high = max(high, low)  # no multiple at all: the schema refuses such an entry
     if kind.startswith("log") or kind.startswith("qlog"):
         points = [low * (high / low) ** (i / (GRID_POINTS - 1)) for i in range(GRID_POINTS)]
     else:
         points = [low + (high - low) * i / (GRID_POINTS - 1) for i in range(GRID_POINTS)]
+    if "q" in spec and "int" in kind:
+        return sorted({int(round(p / spec["q"]) * spec["q"]) for p in points})
     if "int" in kind:
         return sorted({int(round(p)) for p in points})
     if "q" in spec:
         return sorted({round(round(p / spec["q"]) * spec["q"], 12) for p in points})
     return [float(f"{p:.6g}") for p in points]
+
+
+def drawn_range(spec: dict[str, Any]) -> tuple[Any, Any]:
+    """The lowest and the highest value Ray Tune draws for a numeric space entry (whole numbers for the integer
+    types, multiples of ``q`` for the quantized ones; ``high`` itself for a continuous range, which comes as close)."""
+    kind = spec["type"]
+    if "q" in spec:
+        low, high = quantized_bounds(spec)
+        if kind == "qrandint" and spec["q"] == 1:
+            high = int(spec["high"]) - 1  # Ray Tune's qrandint excludes high when q is 1
+        return low, high
+    if kind in ("randint", "lograndint"):
+        return int(spec["low"]), int(spec["high"]) - 1
+    return spec["low"], spec["high"]
 
 
 def param_space(space: dict[str, dict[str, Any]], searcher: str, source: str = "recipe") -> dict[str, Any]:

@@ -254,6 +254,54 @@ CASES = [
          ("--set space.max_depth.high=5: space.max_depth: grid points [6, 9] lie outside [low=2, high=5]",)),
     Case("recipe name with a slash", ["validate", "bad.yaml"], ("bad.yaml: name: 'a/b': sweeps and MLflow experiments are named after it",),
          files={"bad.yaml": RECIPE + "name: a/b\n"}),
+    # -- every value of the space, not only the first, goes through the model's own checks ----------------
+    Case("a choice value the model rejects", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: space.criterion.values: 'log_los' is rejected by RandomForestClassifier (The 'criterion' parameter of "
+          "RandomForestClassifier must be a str among {", "}. Got 'log_los' instead.); fix or remove it"),
+         files={"bad.yaml": RECIPE + "  criterion: {type: choice, values: [gini, entropy, log_los]}\n"},
+         api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("an svm kernel the model rejects", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: space.kernel.values: 'polyy' is rejected by SVC (The 'kernel' parameter of SVC must be a str among {",
+          "Got 'polyy' instead.); fix or remove it"),
+         files={"bad.yaml": "family: svm\ntasks: [classification]\nmetric: accuracy\nresource: {name: train_fraction, per_step: 0.25, max: 1.0}\n"
+                            "space:\n  kernel: {type: choice, values: [rbf, linear, polyy]}\n"},
+         api={"recipe": "bad.yaml", "dataset": "iris"}),
+    Case("layer sizes the model rejects in training", ["run", "mlp", "--dataset", "iris", "--set", "space.hidden_layer_sizes.values=[[16],[0,8],32]"],
+         ("--set space.hidden_layer_sizes.values=[[16],[0,8],32]: [0, 8] is rejected by MLPClassifier (hidden_layer_sizes must "
+          "be whole numbers > 0, got [0, 8]); fix or remove it",),
+         api={"recipe": "mlp", "dataset": "iris", "overrides": ["space.hidden_layer_sizes.values=[[16],[0,8],32]"]}),
+    Case("a range end the model rejects", ["run", "random_forest", "--dataset", "iris", "--set", "space.max_features.high=3.0"],
+         ("--set space.max_features.high=3.0: 3.0 is rejected by RandomForestClassifier (The 'max_features' parameter of "
+          "RandomForestClassifier must be an int in the range [1, inf), a float in the range (0.0, 1.0]", "Got 3.0 instead.); lower high"),
+         api={"recipe": "random_forest", "dataset": "iris", "overrides": ["space.max_features.high=3.0"]}),
+    Case("a range end the model rejects, in a file", ["validate", "bad.yaml"],
+         ("bad.yaml: space.max_features.high: 3.0 is rejected by RandomForestClassifier (", "Got 3.0 instead.); lower high"),
+         files={"bad.yaml": RECIPE + "  max_features: {type: uniform, low: 0.5, high: 3.0}\n"}),
+    Case("the lowest value an integer range draws", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: space.max_depth.low: 0 is rejected by RandomForestClassifier (The 'max_depth' parameter of "
+          "RandomForestClassifier must be an int in the range [1, inf) or None. Got 0 instead.); raise low",),
+         files={"bad.yaml": recipe_with("{type: randint, low: 2, high: 8}", "{type: qrandint, low: 0, high: 8, q: 4}")},
+         api={"recipe": "bad.yaml", "dataset": "iris"}),
+    # -- a quantized range with nothing to draw --------------------------------------------------------
+    Case("no multiple of q within the bounds", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: space.max_depth.q: no multiple of 20 lies between low=2 and high=10, so there is no value to draw; "
+          "use a smaller q, or bounds that hold a multiple of it",),
+         files={"bad.yaml": recipe_with("{type: randint, low: 2, high: 8}", "{type: qrandint, low: 2, high: 10, q: 20}")},
+         api={"recipe": "bad.yaml", "dataset": "iris"}),
+    # -- a resource that a trial cannot train to -------------------------------------------------------
+    Case("resource.max not a multiple of per_step", ["run", "xgboost", "--dataset", "iris", "--set", "resource.per_step=20", "--set", "resource.max=70"],
+         ("--set resource.max=70: 70 is not a multiple of resource.per_step 20, so trials would train to 80; use 60 or 80",),
+         api={"recipe": "xgboost", "dataset": "iris", "overrides": ["resource.per_step=20", "resource.max=70"]}),
+    Case("resource.max not a multiple of per_step, in a file", ["validate", "bad.yaml"],
+         ("bad.yaml: resource.max: 30 is not a multiple of resource.per_step 20, so trials would train to 40; use 20 or 40",),
+         files={"bad.yaml": recipe_with("per_step: 10", "per_step: 20")}),
+    Case("a row share that stops short of all rows", ["run", "svm", "--dataset", "iris", "--set", "resource.per_step=0.3"],
+         ("--set resource.per_step=0.3: resource.max: 1.0 is not a multiple of resource.per_step 0.3, so trials would train to 0.9; "
+          "use resource.max 0.9, or a resource.per_step that divides 1.0 (0.25 or 0.2)",),
+         api={"recipe": "svm", "dataset": "iris", "overrides": ["resource.per_step=0.3"]}),
+    Case("a row share above 1", ["run", "svm", "--dataset", "iris", "--set", "resource.max=1.5"],
+         ("--set resource.max=1.5: 1.5 is above 1.0, but svm trains on a share of the training rows (1.0 is all of them); use at most 1.0",),
+         api={"recipe": "svm", "dataset": "iris", "overrides": ["resource.max=1.5"]}),
 ]
 
 #: the cases that also run in a subprocess: one or two of each kind (recipe, strategy, data, flags, validate), each
@@ -262,6 +310,7 @@ CASES = [
 SUBPROCESS = {
     "unknown recipe name", "malformed YAML", "pbt on svm", "--set a scheduler the family refuses",
     "unknown dataset name", "missing target column", "zero samples", "validate a bad recipe",
+    "a choice value the model rejects",
 }
 CLI_CASES = [case for case in CASES if case.args]
 SUBPROCESS_CASES = [case for case in CLI_CASES if case.id in SUBPROCESS]

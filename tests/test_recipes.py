@@ -76,7 +76,8 @@ def test_bundled_recipe_space_builds_for_every_searcher(name):
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_resolved_yaml_round_trips(name):
-    recipe = load_recipe(name, ["num_samples=5", "resource.max=100"])
+    # svm's resource is a share of the rows, at most 1.0
+    recipe = load_recipe(name, ["num_samples=5", f"resource.max={0.5 if name == 'svm' else 100}"])
     again = validate_recipe_data(yaml.safe_load(recipe.to_yaml()), recipe.source, name)
     assert again.raw == recipe.raw
     assert again.space == recipe.space
@@ -376,6 +377,20 @@ _DELETE = object()
         ("xgboost", "pbt.mutations.gamma", {"type": "uniform", "low": 0, "high": 1}, "pbt.mutations.gamma: is not in space"),
         ("xgboost", "pbt.mutations.learning_rate", {"type": "grid", "values": [0.1]}, "pbt.mutations.learning_rate.type: grid cannot be mutated"),
         ("xgboost", "pbt.mutations.learning_rate", {"type": "loguniform", "low": 0, "high": 1}, "pbt.mutations.learning_rate.low: must be > 0"),
+        ("xgboost", "space.max_depth", {"type": "qrandint", "low": 2, "high": 10, "q": 20},
+         "my.yaml: space.max_depth.q: no multiple of 20 lies between low=2 and high=10, so there is no value to draw; "
+         "use a smaller q, or bounds that hold a multiple of it"),
+        ("xgboost", "space.subsample", {"type": "quniform", "low": 0.55, "high": 0.95, "q": 0.5},
+         "my.yaml: space.subsample.q: no multiple of 0.5 lies between low=0.55 and high=0.95"),
+        ("xgboost", "pbt.mutations.learning_rate", {"type": "qloguniform", "low": 0.01, "high": 0.3, "q": 0.5},
+         "my.yaml: pbt.mutations.learning_rate.q: no multiple of 0.5 lies between low=0.01 and high=0.3"),
+        ("xgboost", "resource.max", 70,
+         "my.yaml: resource.max: 70 is not a multiple of resource.per_step 50, so trials would train to 50; use 50 or 100"),
+        ("mlp", "resource.max", 62, "my.yaml: resource.max: 62 is not a multiple of resource.per_step 5, so trials would train to 60; use 60 or 65"),
+        ("svm", "resource.max", 0.95,
+         "my.yaml: resource.max: 0.95 is not a multiple of resource.per_step 0.1, so trials would train to 0.9; use 0.9 or 1"),
+        ("svm", "resource.max", 1.2, "my.yaml: resource.max: 1.2 is above 1.0, but svm trains on a share of the training rows (1.0 is all of them); use at most 1.0"),
+        ("svm", "resource.max", "2e0", "my.yaml: resource.max: 2.0 is above 1.0, but svm trains on a share of the training rows"),
     ],
 )
 def test_schema_rule_names_the_key(name, path, value, fragment):
@@ -419,6 +434,101 @@ def test_family_parameter_checks():
         check_family_params(whole, get_family("xgboost"), "regression")
     with pytest.raises(UserError, match=r"unknown model family 'catboost'; use one of random_forest, svm, xgboost, mlp"):
         get_family("catboost")
+
+
+@pytest.mark.parametrize(
+    "recipe, overrides, message",
+    [
+        # every choice, not only the first
+        ("random_forest", ["space.max_depth={type: choice, values: [4, 8, -1]}"],
+         "--set space.max_depth={type: choice, values: [4, 8, -1]}: space.max_depth.values: -1 is rejected by RandomForestClassifier (The 'max_depth' "
+         "parameter of RandomForestClassifier must be an int in the range [1, inf) or None. Got -1 instead.); fix or remove it"),
+        ("mlp", ["space.hidden_layer_sizes.values=[[16],[0,8],32]"],
+         "--set space.hidden_layer_sizes.values=[[16],[0,8],32]: [0, 8] is rejected by MLPClassifier (hidden_layer_sizes must be "
+         "whole numbers > 0, got [0, 8]); fix or remove it"),
+        ("mlp", ["space.batch_size.values=[32, 64, 0]"],
+         "--set space.batch_size.values=[32, 64, 0]: 0 is rejected by MLPClassifier (The 'batch_size' parameter of MLPClassifier"),
+        # every grid point
+        ("svm", ["space.C.grid=[0.1, 1.0, -10.0]"],
+         "--set space.C.grid=[0.1, 1.0, -10.0]: -10.0 is rejected by SVC (The 'C' parameter of SVC must be a float in the range "
+         "(0.0, inf]. Got -10.0 instead.); fix or remove it"),
+        # both ends of a range: high, and the largest value an integer range draws
+        ("random_forest", ["space.max_features.high=3.0"],
+         "--set space.max_features.high=3.0: 3.0 is rejected by RandomForestClassifier (The 'max_features' parameter of "
+         "RandomForestClassifier must be an int in the range [1, inf), a float in the range (0.0, 1.0]"),
+        ("random_forest", ["space.min_samples_leaf={type: uniform, low: 0.1, high: 1.0}"],
+         "--set space.min_samples_leaf={type: uniform, low: 0.1, high: 1.0}: space.min_samples_leaf.high: 1.0 is rejected by RandomForestClassifier "
+         "(The 'min_samples_leaf' parameter of RandomForestClassifier must be an int in the range [1, inf) or a float in the range "
+         "(0.0, 1.0). Got 1.0 instead.); lower high"),
+        ("random_forest", ["space.max_depth={type: qrandint, low: 0, high: 33, q: 4}"],
+         "--set space.max_depth={type: qrandint, low: 0, high: 33, q: 4}: space.max_depth.low: 0 is rejected by RandomForestClassifier"),
+        ("random_forest", ["space.max_depth={type: qrandint, low: -3, high: 33, q: 4}"],
+         "--set space.max_depth={type: qrandint, low: -3, high: 33, q: 4}: space.max_depth.low: 0, the lowest value the range draws, is rejected by "
+         "RandomForestClassifier"),
+        # a PBT mutation's range is a range of the space too
+        ("random_forest", ["pbt.mutations.max_features.high=2.0"],
+         "--set pbt.mutations.max_features.high=2.0: 2.0 is rejected by RandomForestClassifier (The 'max_features' parameter"),
+    ],
+)
+def test_every_value_the_space_can_give_is_checked(recipe, overrides, message):
+    loaded = load_recipe(recipe, overrides + ["points_to_evaluate=[]"])
+    with pytest.raises(UserError) as info:
+        check_family_params(loaded, get_family(loaded.family), "classification")
+    assert str(info.value).startswith(message), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_every_value_is_checked_with_the_others_at_valid_values(tmp_path):
+    """Two bad values, each the only bad one of its parameter: the first named is the first in the recipe, and the
+    error is about it alone."""
+    mine = tmp_path / "two.yaml"
+    mine.write_text("family: random_forest\ntasks: [classification]\nmetric: accuracy\nresource: {name: trees, per_step: 10, max: 30}\n"
+                    "space:\n  criterion: {type: choice, values: [gini, entropy, log_los]}\n"
+                    "  max_features: {type: uniform, low: 0.5, high: 3.0}\n")
+    with pytest.raises(UserError) as info:
+        check_recipe(load_recipe(mine))
+    assert str(info.value).startswith(f"{mine}: space.criterion.values: 'log_los' is rejected by RandomForestClassifier (")
+    assert "max_features" not in str(info.value)
+    mine.write_text(mine.read_text().replace("log_los", "log_loss"))
+    with pytest.raises(UserError, match=r": space\.max_features\.high: 3\.0 is rejected by RandomForestClassifier \(.*; lower high$"):
+        check_recipe(load_recipe(mine))
+    mine.write_text(mine.read_text().replace("high: 3.0", "high: 1.0"))
+    check_recipe(load_recipe(mine))
+
+
+@pytest.mark.parametrize(
+    "text, path, value",
+    [
+        ("space:\n  alpha: {type: loguniform, low: 1e-5, high: 1e-2, grid: [1e-4, 1.0e-3]}\n", ("space", "alpha"),
+         {"type": "loguniform", "low": 1e-5, "high": 1e-2, "grid": [1e-4, 1e-3]}),
+        ("space:\n  alpha: {type: choice, values: [1e-5, 1.0e+2]}\n", ("space", "alpha"), {"type": "choice", "values": [1e-5, 100.0]}),
+        ("fixed: {tol: 1e-4, solver: adam}\nspace:\n  alpha: {type: uniform, low: 0, high: 1}\n", ("fixed",), {"tol": 1e-4, "solver": "adam"}),
+        ("space:\n  alpha: {type: quniform, low: 0, high: 1, q: 5E-2}\n", ("space", "alpha", "q"), 0.05),
+        ("space:\n  alpha: {type: uniform, low: 0, high: 1}\npoints_to_evaluate: [{alpha: 5e-1}]\n", ("points_to_evaluate",), [{"alpha": 0.5}]),
+    ],
+)
+def test_numbers_in_scientific_notation_are_numbers(tmp_path, text, path, value):
+    """YAML 1.1 reads 1e-5 (no dot) and 1.0e5 (no exponent sign) as strings; a recipe author means numbers."""
+    mine = tmp_path / "sci.yaml"
+    mine.write_text("family: mlp\ntasks: [classification]\nmetric: accuracy\nresource: {name: epochs, per_step: 5e0, max: 1e1}\n" + text)
+    recipe = load_recipe(mine)
+    node = yaml.safe_load(recipe.to_yaml())
+    for part in path:
+        node = node[part]
+    assert node == value
+    assert (recipe.resource.per_step, recipe.resource.max) == (5.0, 10.0)
+    check_recipe(recipe)
+
+
+def test_numbers_in_scientific_notation_from_the_command_line():
+    recipe = load_recipe("mlp", ["space.alpha.low=1e-7", "space.alpha.grid=[1e-5, 1e-3]", "fixed.tol=1e-4", "resource.max=6e1"])
+    assert recipe.space["alpha"]["low"] == 1e-7 and recipe.space["alpha"]["grid"] == [1e-5, 1e-3]
+    assert recipe.fixed["tol"] == 1e-4 and recipe.resource.max == 60.0
+    check_recipe(recipe)
+    # Still not numbers: words, and what overflows a float.
+    with pytest.raises(UserError, match=r"^--set space\.alpha\.low=1e400: must be a number, got '1e400'$"):
+        load_recipe("mlp", ["space.alpha.low=1e400"])
+    assert load_recipe("mlp", ["fixed.activation=relu"]).fixed["activation"] == "relu"
 
 
 # -- the search-space DSL ---------------------------------------------------------------------------------------
@@ -469,6 +579,9 @@ def test_space_types_are_closed():
         ({"type": "lograndint", "low": 1, "high": 101}, [1, 10, 100]),
         ({"type": "qrandint", "low": 0, "high": 10, "q": 5}, [0, 5, 10]),
         ({"type": "quniform", "low": 0.0, "high": 1.0, "q": 0.3}, [0.0, 0.6, 0.9]),
+        # multiples of q within the bounds, as Ray Tune draws them
+        ({"type": "qrandint", "low": 3, "high": 10, "q": 5}, [5, 10]),
+        ({"type": "quniform", "low": 0.1, "high": 1.0, "q": 0.25}, [0.25, 0.5, 1.0]),
     ],
 )
 def test_grid_points(spec, points):

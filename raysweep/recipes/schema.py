@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,57 @@ def _is_number(value: Any) -> bool:
         return False
 
 
+#: a number in scientific notation that YAML 1.1 (``yaml.safe_load``) leaves a string: ``1e-5`` (no dot),
+#: ``1.0e5`` (no sign in the exponent)
+_SCIENTIFIC = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def _as_number(value: Any) -> Any:
+    """``value``, or the number it spells when it is a string in scientific notation (``'1e-5'``).
+
+    A recipe author who writes ``1e-5`` means a number; YAML 1.1 reads it as a string.
+    """
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        number = float(value)
+        if math.isfinite(number):
+            return number
+    return value
+
+
+def _read_numbers(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with numbers in scientific notation read as numbers where a recipe holds numbers or model values:
+    the resource, the reduction factor, fixed values, space and mutation entries (bounds, ``q``, grid points, values)
+    and starting points. Anything not shaped as the schema wants is left for the checks to name."""
+    data = copy.deepcopy(data)
+
+    def numbers_in(mapping: Any, keys: tuple[str, ...] | None = None) -> None:
+        if isinstance(mapping, dict):
+            for key in list(mapping):
+                if keys is None or key in keys:
+                    mapping[key] = _as_number(mapping[key])
+
+    def entries(specs: Any) -> None:
+        if not isinstance(specs, dict):
+            return
+        for spec in specs.values():
+            numbers_in(spec, ("low", "high", "q"))
+            if isinstance(spec, dict):
+                for key in ("grid", "values"):
+                    if isinstance(spec.get(key), list):
+                        spec[key] = [_as_number(item) for item in spec[key]]
+
+    numbers_in(data.get("resource"), ("per_step", "max"))
+    numbers_in(data.get("early_stopping"), ("reduction_factor",))
+    numbers_in(data.get("fixed"))
+    entries(data.get("space"))
+    if isinstance(data.get("pbt"), dict):
+        entries(data["pbt"].get("mutations"))
+    if isinstance(data.get("points_to_evaluate"), list):
+        for point in data["points_to_evaluate"]:
+            numbers_in(point)
+    return data
+
+
 def _check_keys(source: str, path: str, mapping: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
     if not isinstance(mapping, dict):
         raise _fail(source, path, f"must be a mapping, got {type(mapping).__name__} {mapping!r}")
@@ -172,6 +224,23 @@ def highest(spec: dict[str, Any]) -> float:
     return spec["high"] - 1 if spec["type"] in ("randint", "lograndint") else spec["high"]
 
 
+def _grid_index(bound: float, q: float, inwards: Any) -> int:
+    """``bound``'s index among the multiples of ``q``, rounded inwards (``math.ceil`` for a lower bound), as Ray Tune does."""
+    scaled = bound / q
+    nearest = round(scaled)
+    return nearest if math.isclose(scaled, nearest) else inwards(scaled)
+
+
+def quantized_bounds(spec: dict[str, Any]) -> tuple[float, float]:
+    """The smallest and the largest multiple of ``q`` within a quantized entry's bounds, as Ray Tune draws them
+    (the lower one is larger than the upper one when there is none)."""
+    q = spec["q"]
+    low, high = _grid_index(spec["low"], q, math.ceil) * q, _grid_index(spec["high"], q, math.floor) * q
+    if spec["type"] in _INT_TYPES:
+        return int(low), int(high)
+    return round(low, 12), round(high, 12)
+
+
 def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise _fail(
@@ -210,12 +279,56 @@ def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
         )
     if "q" in spec and spec["q"] <= 0:
         raise _fail(source, f"{path}.q", f"must be > 0, got {spec['q']}")
+    if "q" in spec:
+        try:
+            lowest, largest = quantized_bounds(spec)
+        except (OverflowError, ValueError):  # a q so small that low / q is infinite
+            raise _fail(source, f"{path}.q", f"{spec['q']} is too small for the bounds (low={low}, high={high}); use a larger q") from None
+        if lowest > largest:
+            raise _fail(source, f"{path}.q", f"no multiple of {spec['q']} lies between low={low} and high={high}, so there is "
+                        "no value to draw; use a smaller q, or bounds that hold a multiple of it")
     if "grid" in spec:
         points = spec["grid"]
         if not isinstance(points, list) or not points or not all(_is_number(p) for p in points):
             raise _fail(source, f"{path}.grid", f"must be a non-empty list of numbers, got {points!r}")
 
     return spec
+
+
+def _share_of_rows(family: str) -> bool:
+    """Whether ``family`` trains along a share of the training rows (its resource is a fraction, at most 1)."""
+    from raysweep.families import get_family
+
+    try:
+        return not get_family(family).integer_resource
+    except Exception:  # a family registered from outside raysweep that does not load: its own checks will say so
+        return False
+
+
+def _nice(value: float) -> str:
+    return f"{round(value, 10):g}"
+
+
+def _check_resource_steps(source: str, family: str, per_step: float, maximum: float) -> None:
+    """``resource.max`` is whole steps of ``resource.per_step`` (a trial trains to the nearest whole number of steps),
+    and a share of the training rows is at most 1."""
+    if maximum > 1 and _share_of_rows(family):
+        raise _fail(source, "resource.max", f"{maximum} is above 1.0, but {family} trains on a share of the training rows "
+                    "(1.0 is all of them); use at most 1.0")
+    steps = maximum / per_step
+    if not math.isfinite(steps):
+        raise _fail(source, "resource.max", f"{maximum} is too many steps of resource.per_step {per_step} to count; "
+                    "use a larger resource.per_step or a smaller resource.max")
+    if math.isclose(steps, round(steps), rel_tol=1e-9, abs_tol=1e-9):
+        return
+    below, above = math.floor(steps) * per_step, math.ceil(steps) * per_step
+    if above > 1 + 1e-9 and _share_of_rows(family):
+        dividing = " or ".join([_nice(1 / n) for n in range(2, 101) if 1 / n <= per_step][:2])
+        fix = f"resource.max {_nice(below)}, or a resource.per_step that divides 1.0 ({dividing or '0.01'})"
+    else:
+        fix = f"{_nice(below)} or {_nice(above)}"
+    raise _fail(source, "resource.max", f"{maximum} is not a multiple of resource.per_step {per_step}, so trials would "
+                f"train to {_nice(round(steps) * per_step)}; use {fix}")
 
 
 def _check_point(source: str, path: str, point: Any, space: dict[str, dict[str, Any]], notes: list[str]) -> dict[str, Any]:
@@ -259,6 +372,7 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     if not isinstance(data, dict):
         raise _fail(source, "", f"a recipe must be a YAML mapping of keys, got a {type(data).__name__}")
     _check_keys(source, "", data, _TOP_KEYS, _REQUIRED_TOP)
+    data = _read_numbers(data)
     name = data.get("name")
     if name is not None and (not isinstance(name, (str, int)) or isinstance(name, bool) or "/" in str(name) or str(name).startswith(".")):
         raise _fail(source, "name", f"{name!r}: sweeps and MLflow experiments are named after it, so it must be a word "
@@ -297,6 +411,7 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
             raise _fail(source, f"resource.{key}", f"must be a positive number, got {res[key]!r}")
     if res["max"] < res["per_step"]:
         raise _fail(source, "resource.max", f"must be >= resource.per_step ({res['per_step']}), got {res['max']}")
+    _check_resource_steps(source, family, res["per_step"], res["max"])
     resource = Resource(str(res["name"]), res["per_step"], res["max"])
 
     for key, options in (("scheduler", tuple(SCHEDULERS)), ("searcher", tuple(SEARCHERS))):

@@ -13,6 +13,7 @@ import math
 
 import difflib
 import inspect
+import numbers
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from raysweep.errors import UserError
 from raysweep.families import Family, get_family
 from raysweep.metrics import METRICS, check_stop_at, direction
 from raysweep.recipes import TASKS, Recipe, load_recipe
+from raysweep.recipes import schema as recipe_schema
 from raysweep.splits import check_outer_folds
 from raysweep.strategies import registry as strategies
 from raysweep.sweep.gpus import check_gpus_per_trial, family_note
@@ -181,13 +183,77 @@ def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
                 raise UserError(f"{recipe.where(f'{section}.{param}')}: not a parameter of {family.estimator_class(task).__name__}; {hint}")
     if family.integer_resource and not float(recipe.resource.per_step).is_integer():
         raise UserError(f"{recipe.where('resource.per_step')}: {recipe.family} grows in whole {recipe.resource.name}, got {recipe.resource.per_step}")
-    # Let scikit-learn's own parameter constraints speak for the fixed values and the grid ends.
-    sample = {**recipe.fixed, **{k: space.grid_points(v)[0] for k, v in recipe.space.items()}}
+    # Let scikit-learn's own parameter constraints speak for the fixed values and for every value the space can
+    # give each parameter (each choice, each grid point, the ends of each range). One model per round of values,
+    # a value of each parameter in it: a parameter's constraints do not depend on the others', so a model that
+    # passes clears every value in it. Once a round fails, each value is checked on its own, in the recipe's
+    # order, the other parameters at the fixed values or the model's defaults, and the first rejected is named.
+    def build(params: dict[str, Any]) -> None:
+        _validate_model_params(family.build({**recipe.fixed, **params}, task, 0, False))
+
+    values: dict[str, list[tuple[str, Any, str, str]]] = {}
+    for section, specs in (("space", recipe.space), ("pbt.mutations", recipe.mutations)):
+        for param, spec in specs.items():
+            known = {repr((type(value), value)) for _, value, _, _ in values.get(param, [])}
+            values.setdefault(param, []).extend(check for check in _values_to_check(f"{section}.{param}", spec)
+                                                if repr((type(check[1]), check[1])) not in known)
+    for round_ in range(max((len(checks) for checks in values.values()), default=0) or 1):
+        this_round = {param: checks[round_][1] for param, checks in values.items() if round_ < len(checks)}
+        try:
+            build(this_round)
+        except (ValueError, TypeError) as exc:
+            _blame(recipe, family, task, build, values)
+            # Every value passes on its own: a rule of the family's across parameters.
+            names = ", ".join(f"{param}={value!r}" for param, value in this_round.items())
+            raise UserError(f"{recipe.where('fixed', 'space')}: the model rejects these values together ({names}: "
+                            f"{_first_line(exc)}); fix the fixed values or the space") from None
+
+
+def _blame(recipe: Recipe, family: Family, task: str, build: Any, values: dict[str, list[tuple[str, Any, str, str]]]) -> None:
+    """Raise the one-line error for the fixed values, else for the first value of the space the model rejects."""
     try:
-        _validate_model_params(family.build(sample, task, 0, False))
+        build({})
     except (ValueError, TypeError) as exc:
-        message = str(exc).strip().splitlines()[0]
-        raise UserError(f"{recipe.where('fixed', 'space')}: the model rejects these parameters ({message}); fix the fixed values or the space bounds") from None
+        where = recipe.where(*(f"fixed.{name}" for name in recipe.fixed)) if recipe.fixed else recipe.where("fixed", "space")
+        raise UserError(f"{where}: the model rejects these parameters ({_first_line(exc)}); fix the fixed values") from None
+    estimator = family.estimator_class(task).__name__
+    for param, checks in values.items():
+        for path, value, shown, fix in checks:
+            try:
+                build({param: value})
+            except (ValueError, TypeError) as exc:
+                raise UserError(f"{recipe.where(path)}: {shown} is rejected by {estimator} ({_first_line(exc)}); {fix}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _values_to_check(path: str, spec: dict[str, Any]) -> list[tuple[str, Any, str, str]]:
+    """The values the space entry at ``path`` can give its parameter that could break the model's constraints, each
+    as (the key path that gives it, the value, how the error shows it, the fix): every choice and grid point, and the
+    lowest and highest value a range draws (a parameter's constraints are ranges, so its ends stand for the middle;
+    ``high`` itself for a continuous range: grid search tries it, and draws come as close as they like)."""
+    checks: list[tuple[str, Any, str, str]] = []
+    seen: set[str] = set()
+
+    def add(key: str, value: Any, shown: str, fix: str) -> None:
+        if repr((type(value), value)) not in seen:
+            seen.add(repr((type(value), value)))
+            checks.append((f"{path}.{key}" if key else path, value, shown, fix))
+
+    if "values" in spec:
+        for value in spec["values"]:
+            add("values", value, repr(value), "fix or remove it")
+        return checks
+    lowest, largest = space.drawn_range(spec)
+    for key, value, word, fix in (("low", lowest, "lowest", "raise low"), ("high", largest, "highest", "lower high")):
+        given = spec[key]
+        shown = repr(value) if value == given else f"{value!r}, the {word} value the range draws,"
+        add(key, value, shown, fix)
+    for value in space.grid_points(spec):  # what grid search tries: explicit points, or the ends and the middle
+        add("grid" if "grid" in spec else "", value, repr(value), "fix or remove it" if "grid" in spec else "narrow the range")
+    return checks
 
 
 def _validate_model_params(model: Any) -> None:
@@ -195,10 +261,16 @@ def _validate_model_params(model: Any) -> None:
 
     Private API: scikit-learn checks parameters only inside ``fit``; ``_validate_params`` is the
     check itself, without data. Checked on scikit-learn 1.9. A model without it (XGBoost's) is
-    left to its first fit.
+    left to its first fit. The MLP's layer sizes are checked here as its ``fit`` does (their
+    constraint is only "array-like": ``[0, 8]`` passes ``_validate_params`` and fails in training).
     """
     if hasattr(model, "_parameter_constraints") and hasattr(model, "_validate_params"):
         model._validate_params()
+    if type(model).__module__.startswith("sklearn.neural_network"):
+        sizes = model.hidden_layer_sizes
+        layers = list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
+        if any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0 for n in layers):
+            raise ValueError(f"hidden_layer_sizes must be whole numbers > 0, got {layers}")
 
 
 def check_recipe(
@@ -227,8 +299,8 @@ def _passed_key(recipe: Recipe, family: Family, task: str) -> str | None:
     if not kind.__module__.startswith("raysweep.families."):
         return None
     parts = {"family": f"{kind.__module__}:{kind.__qualname__}", "task": task, "fixed": recipe.fixed,
-             "space": recipe.space, "per_step": recipe.resource.per_step}
-    code = (inspect.getfile(kind), inspect.getfile(Family), __file__, inspect.getfile(space))
+             "space": recipe.space, "mutations": recipe.mutations, "per_step": recipe.resource.per_step}
+    code = (inspect.getfile(kind), inspect.getfile(Family), __file__, inspect.getfile(space), inspect.getfile(recipe_schema))
     try:
         return _cache.key("recipe-check", parts, code)
     except (OSError, TypeError, ValueError):
