@@ -32,20 +32,19 @@ SWEEP_CLI = f"mlflow-cli-{SESSION}"
 EXPERIMENT = "raysweep-tests-mlflow"
 REGISTERED = "raysweep-tests-xgboost"
 
-# A recipe whose second grid point passes raysweep's checks (the model is built with the first)
-# but makes scikit-learn refuse to train: that trial fails inside training, the other completes.
+# A recipe whose second grid point passes raysweep's checks (XGBoost checks its parameters only at
+# its first fit) but makes XGBoost refuse to train: that trial fails inside training, the other completes.
 FAILING_RECIPE = """\
-name: mlp_breaks
-family: mlp
+name: xgb_breaks
+family: xgboost
 tasks: [classification]
 metric: {classification: accuracy}
-resource: {name: epochs, per_step: 5, max: 10}
+resource: {name: boosting_rounds, per_step: 5, max: 10}
 scheduler: fifo
 searcher: random
 num_samples: 1
-fixed: {solver: adam}
 space:
-  batch_size: {type: grid, values: [32, 0]}
+  tree_method: {type: grid, values: [hist, nope]}
 """
 
 
@@ -402,16 +401,16 @@ def test_pbt_records_every_exploit_its_donor_and_the_hyperparameters_over_time(p
 
 # -- failures and cut-off sweeps ----------------------------------------------------------------------
 def test_a_trial_failing_in_training_is_a_failed_run_with_the_error(ray_local, mlflow_server, tmp_path_factory):
-    recipe = tmp_path_factory.mktemp("recipe") / "mlp_breaks.yaml"
+    recipe = tmp_path_factory.mktemp("recipe") / "xgb_breaks.yaml"
     recipe.write_text(FAILING_RECIPE)
     result = sweep(tmp_path_factory, mlflow_server, str(recipe), "iris", SWEEP_FAILING)
     assert (result.num_trials, result.num_errors) == (2, 1)
     client = client_for(mlflow_server)
-    runs = {run.data.params["batch_size"]: run for run in trial_runs(client, result)}
-    failed, completed = runs["0"], runs["32"]
+    runs = {run.data.params["tree_method"]: run for run in trial_runs(client, result)}
+    failed, completed = runs["nope"], runs["hist"]
     assert failed.info.status == "FAILED"
     assert failed.data.tags["raysweep.outcome"] == "failed"
-    assert "batch_size" in failed.data.tags["raysweep.error"] and "Got 0" in failed.data.tags["raysweep.error"]
+    assert "XGBoostError: Invalid Input: 'nope'" in failed.data.tags["raysweep.error"], failed.data.tags["raysweep.error"]
     assert completed.info.status == "FINISHED"
     assert completed.data.tags["raysweep.outcome"] == "completed"
     assert_no_run_left_running(client, result)
@@ -420,11 +419,11 @@ def test_a_trial_failing_in_training_is_a_failed_run_with_the_error(ray_local, m
 def test_a_sweep_whose_trials_all_fail_ends_every_run_and_still_reports(ray_local, mlflow_server, tmp_path_factory, tmp_path):
     from raysweep.errors import SweepFailed
 
-    # scikit-learn accepts hidden_layer_sizes=[0] when the model is built and refuses it in fit
-    with pytest.raises(SweepFailed, match="hidden_layer_sizes"):
+    # XGBoost checks its parameters at its first fit: every trial fails in training
+    with pytest.raises(SweepFailed, match="Invalid Input: 'nope'"):
         sweep(
-            tmp_path_factory, mlflow_server, "mlp", "iris", SWEEP_ALL_FAIL, scheduler="fifo", searcher="random",
-            num_samples=2, overrides=["resource.max=10", "space.hidden_layer_sizes.values=[[0]]"],
+            tmp_path_factory, mlflow_server, "xgboost", "iris", SWEEP_ALL_FAIL, scheduler="fifo", searcher="random",
+            num_samples=2, overrides=["resource.max=100", "fixed.tree_method=nope"],
         )
     client = client_for(mlflow_server)
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -435,7 +434,7 @@ def test_a_sweep_whose_trials_all_fail_ends_every_run_and_still_reports(ray_loca
     assert len(trials) == 2
     for run in trials:
         assert run.info.status == "FAILED" and run.data.tags["raysweep.outcome"] == "failed"
-        assert "hidden_layer_sizes must be > 0" in run.data.tags["raysweep.error"]
+        assert "Invalid Input: 'nope'" in run.data.tags["raysweep.error"]
 
     # no leaderboard.csv was written: the report rebuilds the leaderboard from the trial runs
     done = run_cli("report", SWEEP_ALL_FAIL, "--tracking-uri", mlflow_server, cwd=tmp_path, timeout=120)

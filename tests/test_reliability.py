@@ -380,11 +380,12 @@ def test_secrets_in_the_environment_reach_no_ray_log(faulty_sweep):
 # -- every trial fails ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def all_failed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """scikit-learn accepts hidden_layer_sizes=[0] when the model is built and refuses it in fit."""
+    """XGBoost checks its parameters at its first fit (raysweep's check before Ray has nothing to ask
+    it): a tree method it does not know fails every trial in training."""
     cwd = tmp_path_factory.mktemp("all-failed")
     done = raysweep(
-        "run", "mlp", "--dataset", "iris", "--scheduler", "fifo", "--searcher", "random", "--num-samples", "2",
-        "--set", "resource.max=10", "--set", "space.hidden_layer_sizes.values=[[0]]", "--name", "all-failed",
+        "run", "xgboost", "--dataset", "iris", "--scheduler", "fifo", "--searcher", "random", "--num-samples", "2",
+        "--set", "resource.max=100", "--set", "fixed.tree_method=nope", "--name", "all-failed",
         "--tracking-uri", sqlite_uri(cwd), "--json", cwd=cwd,
     )  # fmt: skip
     return {"cwd": cwd, "done": done}
@@ -395,9 +396,9 @@ def test_a_sweep_whose_every_trial_fails_exits_1_with_the_first_error(all_failed
     assert done.returncode == 1, done.stderr[-4000:]
     assert done.stdout.strip() == ""  # with --json too: no JSON for a failed sweep (README)
     failed = [line for line in done.stderr.splitlines() if line.startswith("sweep failed:")]
-    assert failed == [
-        "sweep failed: every trial failed (2 of 2); first error: ValueError: hidden_layer_sizes must be > 0, got [0]."
-    ]
+    assert len(failed) == 1 and failed[0].startswith(
+        "sweep failed: every trial failed (2 of 2); first error: xgboost.core.XGBoostError: Invalid Input: 'nope', valid values are:"
+    ), failed
     assert done.stderr.strip().splitlines()[-1] == failed[0]
     client = client_for(sqlite_uri(all_failed["cwd"]))
     parents, children = sweep_runs(client, "raysweep-iris")
@@ -405,7 +406,7 @@ def test_a_sweep_whose_every_trial_fails_exits_1_with_the_first_error(all_failed
     assert len(children) == 2
     for run in children:
         assert run.info.status == "FAILED" and run.data.tags["raysweep.outcome"] == "failed"
-        assert "hidden_layer_sizes must be > 0" in run.data.tags["raysweep.error"]
+        assert "Invalid Input: 'nope'" in run.data.tags["raysweep.error"]
 
 
 def test_a_sweep_whose_every_trial_fails_prints_no_traceback(all_failed):
