@@ -105,6 +105,12 @@ def grid_size(space: dict[str, dict[str, Any]]) -> int:
     return math.prod(len(grid_points(spec)) for spec in space.values())
 
 
+def grid_entries_size(space: dict[str, dict[str, Any]]) -> int:
+    """The configs of the space's ``type: grid`` entries alone: Tune grid searches them under any
+    searcher, so each sample runs them all."""
+    return math.prod(len(spec["values"]) for spec in space.values() if spec["type"] == "grid")
+
+
 def mutations(specs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """PBT ``hyperparam_mutations``: choices become lists, ranges become Tune domains."""
     return {name: list(spec["values"]) if spec["type"] == "choice" else to_domain(spec) for name, spec in specs.items()}

@@ -148,3 +148,14 @@ def test_time_budget_fills_and_asha_says_why(tmp_path: Path) -> None:
     assert report.returncode == 0, report.stderr
     assert f"sweep {summary['name']} (FINISHED)" in report.stdout
     assert "stop_detail" in report.stdout and "asha: rung" in report.stdout
+
+
+def test_the_header_counts_the_trials_a_type_grid_entry_multiplies() -> None:
+    # Two samples of a random search over a space with a 2-point `type: grid` entry run 4 trials (the
+    # progress line's "of 4"); the header said "2 trials".
+    from raysweep.space import grid_entries_size
+
+    plan = plan_sweep("random_forest", "iris", num_samples=2, searcher="random",
+                      overrides=["space.min_samples_leaf={type: grid, values: [1, 5]}"])  # fmt: skip
+    assert plan.options.trials_rule(False, grid_entries_size(plan.recipe.space)) == "4 trials (2 samples x 2 grid points)"
+    assert plan.options.trials_rule(False, 1) == "2 trials"

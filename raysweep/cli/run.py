@@ -163,6 +163,7 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     from rich.console import Console
     from rich.markup import escape
 
+    from raysweep.space import grid_entries_size
     from raysweep.sweep.run import run_planned
     from raysweep.strategies.registry import get_searcher
 
@@ -176,7 +177,7 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
         err.print(f"[yellow]note: {escape(note)}[/]")
     err.print(
         f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
-        f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(get_searcher(plan.searcher).exhaustive)}, "
+        f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(get_searcher(plan.searcher).exhaustive, grid_entries_size(plan.recipe.space))}, "
         f"metric {plan.metric} ({plan.mode})"
         + (f"; nested validation: {plan.nested_cv} outer folds, the rule above for each inner sweep and the final sweep" if plan.nested_cv else "")
     )

@@ -85,11 +85,18 @@ class SweepOptions:
         """Tune's ``num_samples``: -1 (no end but the time budget) when trials fill the budget."""
         return -1 if self.fill_time_budget else self.num_samples
 
-    def trials_rule(self, exhaustive: bool) -> str:
-        """How many trials the sweep runs, for its header: ``12 trials or 60 s, whichever comes first``."""
+    def trials_rule(self, exhaustive: bool, grid: int = 1) -> str:
+        """How many trials the sweep runs, for its header: ``12 trials or 60 s, whichever comes first``.
+        ``grid``: the configs of the space's ``type: grid`` entries, which every sample runs (Tune's grid
+        search under any searcher)."""
         if self.fill_time_budget:
             return f"up to {self.time_budget:g} s, trials until the budget is spent"
-        count = f"{self.num_samples} {'grid pass(es)' if exhaustive else 'trials'}"
+        if exhaustive:
+            count = f"{self.num_samples} grid pass(es)"
+        elif grid > 1:
+            count = f"{self.num_samples * grid} trials ({self.num_samples} samples x {grid} grid points)"
+        else:
+            count = f"{self.num_samples} trials"
         return f"{count} or {self.time_budget:g} s, whichever comes first" if self.time_budget else count
 
     @property

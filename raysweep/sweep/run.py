@@ -7,7 +7,6 @@ result (:mod:`raysweep.sweep.result`).
 
 from __future__ import annotations
 
-import math
 import signal
 import sys
 import threading
@@ -347,7 +346,7 @@ def _total_trials(plan: SweepPlan) -> int | None:
     if strategies.get_searcher(plan.searcher).exhaustive:
         return plan.num_samples * space.grid_size(plan.recipe.space)
     # `type: grid` entries are Tune grid searches under any searcher: each sample runs them all.
-    return plan.num_samples * math.prod(len(spec["values"]) for spec in plan.recipe.space.values() if spec["type"] == "grid")
+    return plan.num_samples * space.grid_entries_size(plan.recipe.space)
 
 
 @contextmanager
