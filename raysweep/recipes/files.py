@@ -83,6 +83,27 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
     return data
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, refusing a key given twice in one mapping (YAML keeps the last
+    without a word: a recipe's first ``max_depth`` would be dropped silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                continue
+            if first is not key_node:
+                raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice (first at line {first.start_mark.line + 1}); keep one")
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(yaml.YAMLError):
+    pass
+
+
 def read_recipe_file(path: Path) -> Any:
     """The raw YAML content of a recipe file (one line errors for unreadable or malformed files)."""
     try:
@@ -90,7 +111,9 @@ def read_recipe_file(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read the recipe ({exc.__class__.__name__}: {exc}); check the file") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader: no Python objects)
+    except _DuplicateKey as exc:
+        raise UserError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
