@@ -222,7 +222,7 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
     if chosen == "classification":
         counts = y.value_counts()
         if len(counts) < 2:
-            raise UserError(f"{source}: target {y.name!r} has a single class ({counts.index[0]!r}); classification needs at least two")
+            raise UserError(f"{source}: target {y.name!r} has a single class ({_plain(counts.index[0])!r}); classification needs at least two")
     if len(y) < 10:
         raise UserError(f"{source}: only {len(y)} rows; raysweep needs at least 10 to split into train, validation and test")
     return Dataset(name=name, X=X, y=y, task=chosen, notes=notes)
@@ -415,3 +415,8 @@ def prepare(
         categorical_columns=categorical,
         sizes={"train": len(train), "validation": len(val), "test": len(test)},
     )
+
+
+def _plain(value: Any) -> Any:
+    """A pandas or numpy scalar as the Python value it holds, for messages (``7``, not ``np.int64(7)``)."""
+    return value.item() if hasattr(value, "item") else value
