@@ -105,13 +105,21 @@ def quiet_optuna() -> Iterator[None]:
     """Without Optuna's INFO lines ("A new study created in memory ..."): Optuna announces every
     study it makes on its own logger, and raysweep prints its own lines only (its Python API
     nothing unless asked). Optuna's verbosity is put back after, so a program's own studies log as
-    it set them to. Used by the importance and by the optuna searcher."""
+    it set them to. Used by the importance and by the optuna searcher.
+
+    Nor its warning that a ``choice`` of lists (the MLP's ``hidden_layer_sizes``) cannot go to a
+    persistent storage: raysweep's studies are in memory (five warnings, ten lines, on every
+    ``mlp`` sweep with ``--searcher optuna``)."""
+    import warnings
+
     import optuna
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Choices for a categorical distribution should be a tuple", category=UserWarning)
+            yield
     finally:
         optuna.logging.set_verbosity(verbosity)
 
