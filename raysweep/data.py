@@ -210,6 +210,9 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
             y = y.astype(str).str.strip()
         X = X.reset_index(drop=True)
         y = y.reset_index(drop=True)
+        empty = [str(column) for column in X.columns if X[column].isna().all()]
+        if empty:
+            notes.append(f"no value in any row of column(s) {', '.join(repr(c) for c in empty)}: nothing to learn from them")
 
     if X.shape[1] == 0:
         raise UserError(f"{source}: no feature columns besides the target {y.name!r}; a model needs at least one")

@@ -85,6 +85,17 @@ def test_messy_csv_loads_with_notes(messy_csv):
     assert feature_columns(data.X) == (["signal", "income"], ["city", "member"])
 
 
+def test_a_column_with_no_value_in_any_row_is_noted_once(tmp_path):
+    frame = messy_frame(40)
+    frame["blank"] = float("nan")
+    path = tmp_path / "blank.csv"
+    frame.to_csv(path, index=False)
+    data = load_dataset(str(path), target="label")
+    assert [note for note in data.notes if "no value in any row" in note] == ["no value in any row of column(s) 'blank': nothing to learn from them"]
+    frame.drop(columns=["blank"]).to_csv(path, index=False)
+    assert not [note for note in load_dataset(str(path), target="label").notes if "no value in any row" in note]
+
+
 def test_saved_index_column_is_dropped(tmp_path):
     frame = messy_frame(40)
     path = tmp_path / "with_index.csv"

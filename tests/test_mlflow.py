@@ -470,17 +470,25 @@ def test_mlflow_chatter_is_left_out_of_a_sweep_and_kept_under_verbose(tmp_path, 
 
     from raysweep.sweep.environment import _quiet_libraries
 
+    import numpy as np
+    from sklearn.impute import SimpleImputer
+
     integers = pd.DataFrame({"count": [1, 2, 3]})
+    empty_column = np.array([[1.0, np.nan], [2.0, np.nan]])  # scikit-learn's imputer warns at each transform (the dataset notes it once)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _quiet_libraries(verbose=False)
         MlflowClient(f"sqlite:///{tmp_path / 'quiet.db'}").search_experiments()
         infer_signature(integers)
+        SimpleImputer(strategy="median").fit(empty_column).transform(empty_column)
         quiet = capsys.readouterr().err, [str(w.message) for w in caught]
         _quiet_libraries(verbose=True)
         MlflowClient(f"sqlite:///{tmp_path / 'verbose.db'}").search_experiments()
         infer_signature(integers)
+        SimpleImputer(strategy="median").fit(empty_column).transform(empty_column)
         verbose = capsys.readouterr().err, [str(w.message) for w in caught]
+    assert not any("Skipping features without any observed values" in message for message in quiet[1])
+    assert any("Skipping features without any observed values" in message for message in verbose[1])
     assert "Creating initial MLflow database tables" not in quiet[0]
     assert not any("Inferred schema contains integer" in message for message in quiet[1])
     assert "INFO mlflow.store.db.utils: Creating initial MLflow database tables" in verbose[0]

@@ -37,6 +37,10 @@ _CHATTY_LOGGERS = ("mlflow.store.db", "alembic")
 #: MLflow's six-line hint when a model signature has integer columns: a note to whoever writes
 #: the signature (raysweep), nothing the user of a sweep acts on
 _SCHEMA_HINT = r"Hint: Inferred schema contains integer column"
+#: scikit-learn's imputer on a column with no value in any row, once per fit (seven times in an SVM
+#: or MLP sweep's output): the dataset's note names the column once, and the model leaves it out
+_EMPTY_COLUMN = r"Skipping features without any observed values"
+_QUIETENED = (_SCHEMA_HINT, _EMPTY_COLUMN)
 #: levels the loggers had before raysweep quietened them, put back under --verbose
 _replaced_levels: dict[str, int] = {}
 
@@ -48,13 +52,14 @@ def _quiet_libraries(verbose: bool) -> None:
         for name, level in _replaced_levels.items():
             logging.getLogger(name).setLevel(level)
         _replaced_levels.clear()
-        warnings.filters[:] = [f for f in warnings.filters if f[1] is None or f[1].pattern != _SCHEMA_HINT]
+        warnings.filters[:] = [f for f in warnings.filters if f[1] is None or f[1].pattern not in _QUIETENED]
         return
     for name in _CHATTY_LOGGERS:
         library_logger = logging.getLogger(name)
         _replaced_levels.setdefault(name, library_logger.level)
         library_logger.setLevel(max(library_logger.level, logging.WARNING))
-    warnings.filterwarnings("ignore", message=_SCHEMA_HINT, category=UserWarning)
+    for message in _QUIETENED:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
 class _TuneTrialErrors(logging.Filter):
