@@ -80,7 +80,7 @@ def drawn_range(spec: dict[str, Any]) -> tuple[Any, Any]:
             high = int(spec["high"]) - 1  # Ray Tune's qrandint excludes high when q is 1
         return low, high
     if kind in ("randint", "lograndint"):
-        return int(spec["low"]), int(spec["high"]) - 1
+        return int(spec["low"]), int(highest(spec))
     return spec["low"], spec["high"]
 
 

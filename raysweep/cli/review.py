@@ -208,6 +208,11 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
         f"{tags.get(schema.RECIPE, '?')} on {tags.get(schema.DATASET, '?')} ({tags.get(schema.TASK, '?')}), "
         f"{tags.get(schema.SCHEDULER, '?')} + {tags.get(schema.SEARCHER, '?')}, metric {metric} ({params.get('mode', '?')})"
     )
+    try:
+        plots = [item.path for item in client.list_artifacts(run.info.run_id, schema.PLOTS_DIR)]
+        logged = {item.path for item in client.list_artifacts(run.info.run_id)}
+    except Exception:
+        plots, logged = [], {schema.LEADERBOARD_FILE}
     board = leaderboard(client, run)
     print_leaderboard(console, board, metric_key, top=top)
 
@@ -219,7 +224,7 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
     if test_key in metrics:
         console.print(f"test {metric} of the refit model: {metrics[test_key]:.5g}")
     if schema.NESTED_CV in tags:
-        _print_nested_job(client, run, metric, params.get("mode", "max"), metrics.get(test_key), console)
+        _print_nested_job(client, run, logged, metric, params.get("mode", "max"), metrics.get(test_key), console)
     if schema.NUM_TRIALS in metrics:
         console.print(
             f"trials: {int(metrics[schema.NUM_TRIALS])} ({int(metrics.get(schema.NUM_STOPPED_EARLY, 0))} stopped early, "
@@ -243,11 +248,6 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
             + (f", registered as {registered}" if registered else "")
         )
 
-    try:
-        plots = [item.path for item in client.list_artifacts(run.info.run_id, schema.PLOTS_DIR)]
-        logged = {item.path for item in client.list_artifacts(run.info.run_id)}
-    except Exception:
-        plots, logged = [], {schema.LEADERBOARD_FILE}
     if plots:
         console.print("plots:")
         for path in plots:
@@ -266,16 +266,16 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
         console.print(f"in the MLflow UI: raysweep ui --tracking-uri {uri} --sweep {sweep}", soft_wrap=True)
 
 
-def _print_nested_job(client: Any, run: Any, metric: str, mode: str, test_score: float | None, console: Any) -> None:
+def _print_nested_job(client: Any, run: Any, logged: set[str], metric: str, mode: str, test_score: float | None, console: Any) -> None:
     """A nested validation's own part of its report: the folds' table and the nested estimate (as the
-    run's summary prints them), from the job's ``nested_folds.json``; of a job not finished, its sweeps."""
+    run's summary prints them), from the job's ``nested_folds.json`` (``logged``: the run's artifacts);
+    of a job not finished, its sweeps."""
     import json
 
     from raysweep.sweep.nested import FoldScore, NestedEstimate
     from raysweep.tracking.queries import child_runs
 
     try:
-        logged = {item.path for item in client.list_artifacts(run.info.run_id)}
         if schema.NESTED_FOLDS_FILE in logged:
             with tempfile.TemporaryDirectory() as folder:
                 table = json.loads(Path(client.download_artifacts(run.info.run_id, schema.NESTED_FOLDS_FILE, folder)).read_text())

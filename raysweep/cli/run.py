@@ -63,23 +63,10 @@ def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     # A nested job's sweeps start their own writers, each on its thread.
     with _writer_started(None if options.get("nested_cv") else resolve_tracking_uri(options.get("tracking_uri")), verbose):
         options["overrides"] = list(options["overrides"])
-        _check_names(options.get("name"), options.get("register_model"))
         plan = plan_sweep(recipe, options.pop("dataset"), **options)
         if options.get("name"):
             _refuse_a_name_in_use(plan)
         _execute(plan, as_json=as_json, verbose=verbose)
-
-
-def _check_names(name: str | None, model_name: str | None) -> None:
-    """A blank ``--name``, and a ``--register-model`` name the MLflow Model Registry refuses (blank,
-    or holding '/' or ':'; MLflow said so only after the sweep, which still exited 0)."""
-    if name is not None and not name.strip():
-        raise UserError(f"--name {name!r}: a sweep's name may not be blank; pass one, or leave --name out for RECIPE-DATASET-TIMESTAMP")
-    if model_name is not None and (not model_name.strip() or "/" in model_name or ":" in model_name):
-        raise UserError(
-            f"--register-model {model_name!r}: the MLflow Model Registry takes no blank name and none with '/' or ':'; "
-            "pass a name such as breast-cancer-xgboost"
-        )
 
 
 def _refuse_a_name_in_use(plan: Any) -> None:
@@ -145,18 +132,7 @@ def resume(sweep: str, storage: str | None, address: str | None, as_json: bool, 
     with _writer_started(None if nested else resolve_tracking_uri(record.get("options", {}).get("tracking_uri")), verbose):
         Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
         live = not (as_json or verbose)
-        recorded = record.get("options", {}).get("address")
-        try:
-            _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live, address=address), as_json)
-        except UserError as exc:
-            cut = str(exc).rfind(" (or leave --address out for a local Ray)")
-            if address is None and recorded and str(exc).startswith(f"--address {recorded}: cannot connect") and cut > 0:
-                # The address is the one the sweep ran on, not one given here: say how to pick another.
-                raise UserError(
-                    f"{str(exc)[:cut]} (the cluster sweep {sweep} ran on); continue it on another with: "
-                    f"raysweep resume {sweep} --address HOST:PORT, or --address local for a local Ray"
-                ) from None
-            raise
+        _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live, address=address), as_json)
 
 
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:

@@ -50,6 +50,8 @@ class Target:
     address: str
     flag: str
     """How the user gave it, for error messages: ``--address`` or ``RAY_ADDRESS``."""
+    resumed: str | None = None
+    """The sweep being resumed, whose record (or ``resume --address``) gave the address."""
 
     @property
     def label(self) -> str:
@@ -64,11 +66,12 @@ class Target:
         return host.strip("[]"), int(port)
 
 
-def resolve_target(address: str | None) -> Target | None:
+def resolve_target(address: str | None, resumed: str | None = None) -> Target | None:
     """The cluster to join: ``address``, else ``RAY_ADDRESS``; ``None`` for an embedded local Ray.
-    An address Ray could not parse is a ``UserError`` (Ray's own error is a traceback)."""
+    ``resumed``: the sweep being resumed, which gave ``address``. An address Ray could not parse is
+    a ``UserError`` (Ray's own error is a traceback)."""
     if address:
-        target = Target(address, "--address")
+        target = Target(address, "--address", resumed)
     else:
         from_env = os.environ.get("RAY_ADDRESS", "").strip()
         target = Target(from_env, "RAY_ADDRESS") if from_env else None
@@ -169,10 +172,12 @@ def _token_hint() -> str:
 
 def cannot_connect(target: Target, reason: str) -> UserError:
     """The one line a driver prints when it cannot join ``target``."""
-    return UserError(
-        f"{target.label}: cannot connect to a Ray cluster there ({reason}); check the address; {_token_hint()} "
-        f"(or {'leave --address out' if target.flag == '--address' else 'unset RAY_ADDRESS'} for a local Ray)"
-    )
+    if target.resumed:  # the cluster the sweep ran on (or resume --address): resume can go elsewhere
+        other = (f" (the cluster sweep {target.resumed} ran on); continue it on another with: raysweep resume "
+                 f"{target.resumed} --address HOST:PORT, or --address local for a local Ray")
+    else:
+        other = f" (or {'leave --address out' if target.flag == '--address' else 'unset RAY_ADDRESS'} for a local Ray)"
+    return UserError(f"{target.label}: cannot connect to a Ray cluster there ({reason}); check the address; {_token_hint()}{other}")
 
 
 def probe(target: Target, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -212,9 +217,9 @@ def probe(target: Target, timeout_s: float = PROBE_TIMEOUT_S) -> None:
             raise cannot_connect(target, reason) from None
 
 
-def prepare_connection(address: str | None, state_dir: Path | None = None) -> Target | None:
+def prepare_connection(address: str | None, state_dir: Path | None = None, resumed: str | None = None) -> Target | None:
     """Everything before ``ray.init``: the target (``None``: an embedded Ray), its token, and the quick check."""
-    target = resolve_target(address)
+    target = resolve_target(address, resumed)
     token = recorded_token(target, state_dir) if target is not None else None
     if token is not None:
         _use_token(token)
@@ -225,7 +230,7 @@ def prepare_connection(address: str | None, state_dir: Path | None = None) -> Ta
     return target
 
 
-def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], Any] | None = None) -> bool:
+def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], Any] | None = None, resumed: str | None = None) -> bool:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), else start an embedded local Ray.
 
     Returns whether this call started Ray (an embedded local Ray that this process owns).
@@ -243,7 +248,7 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
     if ray.is_initialized():
         return False
     level = logging.INFO if verbose else logging.ERROR
-    target = prepare_connection(address)
+    target = prepare_connection(address, resumed=resumed)
     if before_init is not None and (target is None or target.host_port is not None):
         before_init()
     try:

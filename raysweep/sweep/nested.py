@@ -144,7 +144,7 @@ def run_nested(
         check_reachable(tracking_uri)
     say = _teller(progress)
     _quiet_environment(verbose)
-    connect_ray(plan.address, verbose)  # in this thread: the sweeps' threads find Ray started
+    connect_ray(plan.address, verbose, resumed=plan.name if resume is not None else None)  # in this thread: the sweeps' threads find Ray started
     check_cluster_gpus(plan.gpus_per_trial)  # before the job's MLflow run and record
     top = _open_job_run(plan, tracking_uri, resume) if tracking_uri else None
     top_id = top.parent_run_id if top is not None else None

@@ -429,6 +429,14 @@ def plan_sweep(
     if num_samples is None:
         num_samples = 1 if exhaustive else recipe.num_samples
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    if name is not None and not name.strip():
+        raise UserError(f"--name {name!r}: a sweep's name may not be blank; pass one, or leave --name out for RECIPE-DATASET-TIMESTAMP")
+    # The Model Registry refuses these only when the refit model is registered, after the whole sweep.
+    if register_model is not None and (not register_model.strip() or "/" in register_model or ":" in register_model):
+        raise UserError(
+            f"--register-model {register_model!r}: the MLflow Model Registry takes no blank name and none with '/' or ':'; "
+            "pass a name such as breast-cancer-xgboost"
+        )
     name = name or f"{recipe.name}-{dataset.name}-{stamp}"
     if "/" in name or name.startswith("."):
         raise UserError(f"--name {name}: a sweep name may not contain '/' or start with '.'")

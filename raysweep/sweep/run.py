@@ -77,7 +77,10 @@ def run_planned(
     # Ray first: an address that does not answer is a one-line error within seconds, before
     # the data is prepared and before anything opens the MLflow store.
     try:
-        started_ray = connect_ray(plan.address, verbose, before_init=lambda: opening.append(early.before_ray(tracking_uri, libraries)))
+        started_ray = connect_ray(
+            plan.address, verbose, before_init=lambda: opening.append(early.before_ray(tracking_uri, libraries)),
+            resumed=plan.name if resume is not None else None,
+        )
     finally:
         for thread in opening:
             thread.join()
