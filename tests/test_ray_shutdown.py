@@ -295,6 +295,61 @@ def test_the_command_line_sets_its_sigterm_handler_only_from_a_main_thread(signa
     assert signal.getsignal(signal.SIGTERM) is interrupt_on_sigterm
 
 
+@pytest.mark.parametrize("before", ["python's", "ignored"])
+def test_the_command_line_keeps_ctrl_c_out_of_imports_and_leaves_an_ignored_one_ignored(before: str, signal_handlers) -> None:
+    import signal
+
+    from raysweep.cli.run import _stop_on_sigterm
+    from raysweep.sweep.connect import interrupt_outside_imports
+
+    signal.signal(signal.SIGINT, signal.default_int_handler if before == "python's" else signal.SIG_IGN)
+    _stop_on_sigterm()
+    assert signal.getsignal(signal.SIGINT) is (interrupt_outside_imports if before == "python's" else signal.SIG_IGN)
+
+
+# A module that sends this process SIGINT as it is imported, then takes a while to finish importing.
+SLOW_MODULE = """
+import os, signal, time
+os.kill(os.getpid(), signal.SIGINT)
+deadline = time.monotonic() + {seconds}
+while time.monotonic() < deadline:
+    time.sleep(0.001)
+finished = True
+"""
+
+CTRL_C_PROBE = """
+import _imp, signal, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+from raysweep.sweep import connect
+connect.IMPORT_GRACE_S = float(sys.argv[2])
+signal.signal(signal.SIGINT, connect.interrupt_outside_imports)
+try:
+    import slow_module
+    time.sleep(2)
+    print("not interrupted")
+except KeyboardInterrupt:
+    imported = getattr(sys.modules.get("slow_module"), "finished", False)
+    other = threading.Thread(target=lambda: __import__("json"))  # a thread that imports after the Ctrl-C
+    other.start()
+    other.join(5)
+    print("interrupted", "after" if imported else "inside", "the import;", "imports go on" if not other.is_alive() else "imports hang")
+"""
+
+
+@pytest.mark.parametrize(("import_s", "grace_s", "expected"), [
+    (0.3, 5.0, "interrupted after the import; imports go on"),
+    (30.0, 0.5, "interrupted inside the import; imports go on"),
+], ids=["an import that ends", "an import that does not end in time"])  # fmt: skip
+def test_ctrl_c_during_an_import_is_raised_once_it_is_over(import_s: float, grace_s: float, expected: str, tmp_path) -> None:
+    """A KeyboardInterrupt raised inside Python's import machinery can leave its global lock held,
+    and every other thread's next import then waits forever (a sweep stopped as its refit began hung
+    at its end): the command line's SIGINT handler raises it once the import is over, or after
+    IMPORT_GRACE_S."""
+    (tmp_path / "slow_module.py").write_text(SLOW_MODULE.format(seconds=import_s))
+    done = subprocess.run([sys.executable, "-c", CTRL_C_PROBE, str(tmp_path), str(grace_s)], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == expected, done.stderr[-2000:]
+
+
 # -- the command line's Ray, at the end of a command ----------------------------------------------
 @pytest.mark.parametrize("up_before", [False, True], ids=["started by the command", "up before it"])
 def test_a_command_shuts_down_the_ray_it_connected_to_and_leaves_one_it_found(up_before: bool, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,12 +85,16 @@ def _refuse_a_name_in_use(plan: Any) -> None:
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops the sweep as Ctrl-C does, resumable.
-    Only a main thread can set a handler: a command invoked on another thread leaves SIGTERM as it is."""
-    from raysweep.sweep.connect import interrupt_on_sigterm
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops the sweep as Ctrl-C does, resumable;
+    Ctrl-C is never raised inside an import (:func:`raysweep.sweep.connect.interrupt_outside_imports`;
+    a SIGINT ignored from the start, as under ``nohup``, stays ignored). Only a main thread can set
+    a handler: a command invoked on another thread leaves both as they are."""
+    from raysweep.sweep.connect import interrupt_on_sigterm, interrupt_outside_imports
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt_on_sigterm)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, interrupt_outside_imports)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,6 +279,48 @@ def interrupt_on_sigterm(signum: int, frame: Any) -> None:
         handler(signal.SIGINT, frame)
     else:  # SIGINT ignored or left to the system: stop anyway
         raise KeyboardInterrupt
+
+
+#: how long a Ctrl-C that came during an import waits for it to end, at most (see :func:`interrupt_outside_imports`)
+IMPORT_GRACE_S = 5.0
+#: how often it looks again whether the import is over
+_IMPORT_RETRY_S = 0.02
+_deferred_since: float | None = None
+
+
+def interrupt_outside_imports(signum: int, frame: Any) -> None:
+    """A SIGINT handler: KeyboardInterrupt, as Python's own, but not while this thread imports.
+
+    Python's import machinery takes its locks in plain Python code (``importlib._bootstrap``), and
+    a KeyboardInterrupt raised just after it takes the global import lock, before the ``try`` that
+    gives it back, leaves that lock held for good: every later import by another thread waits
+    forever. A sweep's threads import beside the main one (Ray's shutdown imports ``ray.dag`` while
+    the best config is refit): a Ctrl-C sent as the refit began hung the sweep at its end, 2 times
+    in 30. A Ctrl-C that comes while this thread is importing is raised once the import is over
+    (the signal is sent again every few milliseconds), or after :data:`IMPORT_GRACE_S` whatever
+    the import does. The command line's ``run`` and ``resume`` install it."""
+    global _deferred_since
+    now = time.monotonic()
+    if _importing(frame) and (_deferred_since is None or now - _deferred_since < IMPORT_GRACE_S):
+        if _deferred_since is None:
+            _deferred_since = now
+        timer = threading.Timer(_IMPORT_RETRY_S, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
+    _deferred_since = None
+    raise KeyboardInterrupt
+
+
+def _importing(frame: Any) -> bool:
+    """Whether ``frame`` or a frame that called it runs Python's import machinery."""
+    while frame is not None:
+        if "importlib._bootstrap" in frame.f_code.co_filename or frame.f_code.co_filename.endswith(
+            ("importlib/_bootstrap.py", "importlib/_bootstrap_external.py")
+        ):
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextmanager
