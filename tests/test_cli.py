@@ -285,6 +285,17 @@ def test_real_dataset_through_the_cli(shared_data, tmp_path):
     assert outcome["num_trials"] == 4 and outcome["num_errors"] == 0
     # Predicting the majority class gives 0.76; boosted trees reach about 0.87.
     assert 0.83 < outcome["test_score"] <= 0.9
+    # The logged model predicts alike from the file read as raysweep reads it and by plain
+    # pd.read_csv, whose text keeps the space after each comma (" Private").
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    model = mlflow.pyfunc.load_model(outcome["model_uri"])
+    as_read = pd.read_csv(path, skipinitialspace=True).drop(columns=["Unnamed: 0", "income"])
+    plain = pd.read_csv(path).drop(columns=["Unnamed: 0", "income"])
+    assert plain["workclass"].str.startswith(" ").any()
+    assert list(model.predict(plain)) == list(model.predict(as_read))
 
 
 PROGRESS_LINE = re.compile(

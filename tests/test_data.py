@@ -256,3 +256,16 @@ def test_class_missing_from_the_training_rows(ray_local, tmp_path):
     assert math.isfinite(result.best_validation_score) and 0.7 < result.test_score <= 1.0
     proba = result.model.predict_proba(data.X)
     assert proba.shape == (len(data.X), 3), "one probability column per class, the unseen one included"
+
+
+@pytest.mark.parametrize("encoding", ["ordinal", "dense"])
+def test_text_read_without_skipping_the_space_after_each_comma_encodes_as_raysweeps_reader_read_it(encoding: str) -> None:
+    """raysweep's CSV reader skips the space after each comma (adult's " Private"): a frame read by
+    plain pd.read_csv gives the fitted preprocessing the same numbers, not unknown categories."""
+    from raysweep.data import make_preprocessor
+
+    as_read = pd.DataFrame({"work": ["Private", "State-gov", "Private", "Self-emp"], "hours": [40.0, 20.0, 35.0, 60.0]})
+    plain = as_read.assign(work=" " + as_read["work"])
+    preprocessor = make_preprocessor(encoding, ["hours"], ["work"], native_missing=False).fit(as_read)
+    np.testing.assert_array_equal(preprocessor.transform(plain), preprocessor.transform(as_read))
+    assert len(np.unique(preprocessor.transform(plain)[:, -1])) > 1  # the categories stay apart
