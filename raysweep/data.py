@@ -373,7 +373,7 @@ def prepare(
     classification = classes is not None
 
     def split(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        return split_rows(rows, fraction, y_encoded if classification else None, seed)
+        return split_rows(rows, fraction, y_encoded if classification else None, seed, "validation", classes)
 
     pool, test = rows if rows is not None else tuning_pool(dataset, seed, test_size)
     if cv is not None:

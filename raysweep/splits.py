@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import numpy as np
 
 from raysweep.errors import UserError
+
+logger = logging.getLogger(__name__)
 
 
 def encoded_target(dataset: Any) -> tuple[np.ndarray | None, np.ndarray]:
@@ -19,21 +22,52 @@ def encoded_target(dataset: Any) -> tuple[np.ndarray | None, np.ndarray]:
     return np.unique(labels.astype(str) if labels.dtype == object else labels, return_inverse=True)
 
 
-def split_rows(rows: np.ndarray, fraction: float, labels: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``rows`` cut in two, ``fraction`` of them in the second part; stratified on ``labels`` when given."""
+#: what :func:`split_rows` has said in this process (a nested validation splits every fold alike)
+_said: set[str] = set()
+
+
+def split_rows(
+    rows: np.ndarray, fraction: float, labels: np.ndarray | None, seed: int, part: str = "test", classes: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` cut in two, ``fraction`` of them in the second part (the ``part`` split); stratified
+    on ``labels`` (indices into ``classes``) when given, and when that cannot be done, a plain
+    shuffled split, said once as a warning."""
     from sklearn.model_selection import train_test_split
 
     try:
         return train_test_split(rows, test_size=fraction, random_state=seed, stratify=None if labels is None else labels[rows])
     except ValueError:
         # A class too rare to stratify on: fall back to a plain shuffled split.
+        note = _unstratified(part, labels[rows], classes, fraction)
+        if note not in _said:
+            _said.add(note)
+            logger.warning("%s", note)
         return train_test_split(rows, test_size=fraction, random_state=seed)
+
+
+def _unstratified(part: str, labels: np.ndarray, classes: np.ndarray | None, fraction: float) -> str:
+    """Why the ``part`` split (``fraction`` of rows with these class ``labels``) is not stratified, and the fix."""
+    counts = np.bincount(labels)
+    present = np.flatnonzero(counts)
+    rarest = present[np.argmin(counts[present])]
+    flag = "--test-size" if part == "test" else "--val-size"
+    if counts[rarest] < 2:
+        name = classes[rarest] if classes is not None else rarest
+        name = name.item() if hasattr(name, "item") else name
+        why = f"class {name!r} has only {counts[rarest]} row (stratifying needs 2 of each class); drop or merge that class"
+    else:
+        held = math.ceil(fraction * len(labels))
+        if held < len(present):
+            why = f"its {held} rows cannot hold one of each of the {len(present)} classes; give a larger {flag}"
+        else:
+            why = f"the {len(labels) - held} rows beside it cannot hold one of each of the {len(present)} classes; give a smaller {flag}"
+    return f"raysweep: the {part} split is drawn at random, not stratified: {why} to stratify it"
 
 
 def tuning_pool(dataset: Any, seed: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:
     """The row indices of (train + validation, test): the one test split every sweep of this seed makes."""
     classes, y_encoded = encoded_target(dataset)
-    return split_rows(np.arange(len(y_encoded)), test_size, y_encoded if classes is not None else None, seed)
+    return split_rows(np.arange(len(y_encoded)), test_size, y_encoded if classes is not None else None, seed, "test", classes)
 
 
 def smallest_class(dataset: Any, seed: int, test_size: float) -> int | None:

@@ -269,3 +269,34 @@ def test_text_read_without_skipping_the_space_after_each_comma_encodes_as_rayswe
     preprocessor = make_preprocessor(encoding, ["hours"], ["work"], native_missing=False).fit(as_read)
     np.testing.assert_array_equal(preprocessor.transform(plain), preprocessor.transform(as_read))
     assert len(np.unique(preprocessor.transform(plain)[:, -1])) > 1  # the categories stay apart
+
+
+def test_a_split_that_cannot_be_stratified_says_why_and_how_to_fix_it(caplog, monkeypatch) -> None:
+    from raysweep import splits
+    from raysweep.data import Dataset
+
+    monkeypatch.setattr(splits, "_said", set())
+    frame = messy_frame(rows=120)
+    y = frame.pop("label").str.strip()
+    family = get_family("random_forest")
+    with caplog.at_level("WARNING", logger="raysweep.splits"):
+        prepare(Dataset(name="customers", X=frame, y=y, task="classification"), family, seed=0)
+    assert caplog.messages == [], "two classes of 50+ rows stratify"
+    y.iloc[7] = "rare"
+    with caplog.at_level("WARNING", logger="raysweep.splits"):
+        prepared = prepare(Dataset(name="customers", X=frame, y=y, task="classification"), family, seed=0)
+        prepare(Dataset(name="customers", X=frame, y=y, task="classification"), family, seed=0)  # said once
+    assert caplog.messages[0] == (
+        "raysweep: the test split is drawn at random, not stratified: class 'rare' has only 1 row "
+        "(stratifying needs 2 of each class); drop or merge that class to stratify it"
+    )
+    assert len(caplog.messages) == len(set(caplog.messages)) <= 2
+    assert prepared.sizes["test"] == 24
+    caplog.clear()
+    ten_classes = pd.Series(np.repeat([f"c{i}" for i in range(10)], 3))
+    with caplog.at_level("WARNING", logger="raysweep.splits"):
+        prepare(Dataset(name="tiny", X=frame.iloc[:30].reset_index(drop=True), y=ten_classes, task="classification"), family, seed=0)
+    assert caplog.messages[0] == (
+        "raysweep: the test split is drawn at random, not stratified: its 6 rows cannot hold one of each of the "
+        "10 classes; give a larger --test-size to stratify it"
+    )
