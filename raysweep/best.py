@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["TrialBest", "better", "sweep_best", "trial_best"]
+__all__ = ["TrialBest", "better", "made_order", "sweep_best", "trial_best"]
 
 CONFIG_PREFIX = "config/"
 
@@ -28,6 +28,15 @@ def better(value: float, than: float | None, mode: str) -> bool:
     if than is None:
         return True
     return value > than if mode == "max" else value < than
+
+
+def made_order(experiment_tag: Any, trial_id: Any) -> tuple[int, str]:
+    """Where a trial came in the order Tune made it, which settles ties between trials (the first
+    made keeps a score): the counter that starts its ``experiment_tag`` (``"12_max_depth=..."``;
+    both of Tune's trial generators number trials so, and keep the count over a restore), then its
+    id. Trial ids are random for every searcher but random and grid."""
+    counter = str(experiment_tag or "").split("_", 1)[0]
+    return (int(counter) if counter.isdigit() else 1 << 62, str(trial_id or ""))
 
 
 @dataclass(frozen=True)

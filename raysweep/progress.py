@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ray.tune import Callback
 
-from raysweep.best import better
+from raysweep.best import better, made_order
 from raysweep.sweep.ledger import budget_spent, trial_done
 from raysweep.tracking.schema import trial_name
 from rich.console import Console, Group, RenderableType
@@ -88,6 +88,8 @@ class LiveProgress(Callback):
         self.best_steps = 0
         #: the best's resource when it came from before a resume (see :meth:`resumed`), else None
         self._best_resource: float | None = None
+        #: where the best trial came in the order Tune made the trials (None: not known, after a resume)
+        self._best_order: tuple[int, str] | None = None
         self._fit_started = self.started
         #: trials whose completion Tune reported in this session
         self._completed: set[str] = set()
@@ -108,6 +110,7 @@ class LiveProgress(Callback):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_best_order", None)  # a view saved by an earlier raysweep
         self.__dict__.update(state)
         self.console = Console(stderr=True, highlight=False)
         self._lock = threading.Lock()
@@ -131,11 +134,17 @@ class LiveProgress(Callback):
             if isinstance(steps, int):
                 self._steps[trial.trial_id] = steps
             value = result.get(self.metric_key)
-            if isinstance(value, (int, float)) and math.isfinite(value) and better(float(value), self.best, self.mode):
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                return
+            order = made_order(getattr(trial, "experiment_tag", None), trial.trial_id)
+            # Of equal scores the summary keeps the trial made first (raysweep.best), and so does this line.
+            tie = float(value) == self.best and self._best_order is not None and order < self._best_order
+            if better(float(value), self.best, self.mode) or tie:
                 self.best = float(value)
                 self.best_trial = trial_name(trial.trial_id)
                 self.best_steps = steps if isinstance(steps, int) else 0
                 self._best_resource = None
+                self._best_order = order
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         with self._lock:
@@ -158,6 +167,7 @@ class LiveProgress(Callback):
                 for resource, value, _ in points:
                     if math.isfinite(value) and better(value, self.best, self.mode):
                         self.best, self.best_trial, self._best_resource = value, trial_name(trial_id), resource
+                        self._best_order = None
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.on_step_end(0, trials)

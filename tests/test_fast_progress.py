@@ -179,6 +179,31 @@ def test_a_minimised_metric_keeps_its_lowest_and_ignores_nan():
     assert progress.line().split(" | ")[1:3] == ["best val_rmse 2.5", "by trial-0001 at 20 epochs"]
 
 
+def test_of_equal_scores_the_line_names_the_trial_made_first_as_the_summary_does():
+    """Tune reports trials in the order they run, the summary ranks them in the order they were made
+    (raysweep.best): on a tie both name the trial made first, at its first step with that score."""
+    from raysweep.best import made_order, sweep_best, trial_best
+
+    clock = Clock()
+    console = Console(file=io.StringIO(), width=120, record=True)
+    progress = LiveProgress("val_accuracy", "max", total=3, resource=BOOSTING, live=False, console=console, clock=clock)
+    made = [trial(i, "RUNNING") for i in range(3)]
+    for i, each in enumerate(made):
+        each.trial_id, each.experiment_tag = f"f00d{9 - i:04d}", f"{i + 1}_max_depth={i + 3}"  # ids against the made order
+    reported = [(made[1], 1, 0.9), (made[0], 2, 0.8), (made[0], 3, 0.9), (made[0], 4, 0.9), (made[2], 1, 0.9)]
+    for each, step, value in reported:
+        progress.on_trial_result(0, [], each, {"training_iteration": step, "val_accuracy": value})
+    assert progress.line().split(" | ")[1:3] == ["best val_accuracy 0.9", f"by trial-{made[0].trial_id} at 150 boosting_rounds"]
+
+    by_made_order = sorted(made, key=lambda each: made_order(each.experiment_tag, each.trial_id))
+    bests = [
+        trial_best([{"val_accuracy": v, "training_iteration": s} for t, s, v in reported if t is each], "val_accuracy", "max", {})
+        for each in by_made_order
+    ]  # fmt: skip
+    chosen = sweep_best(bests, "max")
+    assert (by_made_order[chosen], bests[chosen].steps) == (made[0], 3)
+
+
 def test_the_view_survives_tunes_pickling():
     clock = Clock()
     progress, _ = view(True, clock)

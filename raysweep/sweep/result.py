@@ -196,12 +196,11 @@ def _leaderboard(results: Any, plan: SweepPlan, bests: list[Any] | None = None) 
 
 
 def _made_order(result: Any) -> tuple[int, str]:
-    """Where a trial came in the order Tune made it: the counter that starts its ``experiment_tag``
-    (``"12_max_depth=..."``; both of Tune's trial generators number trials so, and keep the count
-    over a restore), then its id. Trial ids are random for every searcher but random and grid."""
+    """Where a trial came in the order Tune made it (:func:`raysweep.best.made_order`)."""
+    from raysweep.best import made_order
+
     metrics = result.metrics or {}
-    counter = str(metrics.get("experiment_tag") or "").split("_", 1)[0]
-    return (int(counter) if counter.isdigit() else 1 << 62, str(metrics.get("trial_id") or ""))
+    return made_order(metrics.get("experiment_tag"), metrics.get("trial_id"))
 
 
 def summarise(
