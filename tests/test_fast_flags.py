@@ -88,6 +88,18 @@ def test_a_name_whose_folder_holds_a_sweep_is_refused_and_the_old_sweep_is_left_
     assert record.read_text() == '{"name": "same"}' and [p.name for p in folder.iterdir()] == ["raysweep_sweep.json"]
 
 
+def test_run_sweep_refuses_a_name_in_use_too(tmp_path) -> None:
+    """The Python API refuses what the command line does (before Ray starts: nothing is written)."""
+    from raysweep import UserError, run_sweep
+
+    folder = tmp_path / "same"
+    folder.mkdir()
+    (folder / "raysweep_sweep.json").write_text('{"name": "same"}')
+    with pytest.raises(UserError, match=r"^--name same: .* holds a sweep of that name already; pass another --name"):
+        run_sweep("random_forest", "iris", name="same", storage=str(tmp_path), num_samples=2, tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert [p.name for p in tmp_path.iterdir()] == ["same"]
+
+
 @pytest.mark.parametrize("top", ["0", "-3"])
 def test_report_refuses_a_top_below_one(tmp_path, top: str) -> None:
     shown = invoke_cli("report", "--top", top, cwd=tmp_path)

@@ -65,23 +65,10 @@ def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
         options["overrides"] = list(options["overrides"])
         plan = plan_sweep(recipe, options.pop("dataset"), **options)
         if options.get("name"):
-            _refuse_a_name_in_use(plan)
+            from raysweep.sweep.record import refuse_a_name_in_use
+
+            refuse_a_name_in_use(plan)
         _execute(plan, as_json=as_json, verbose=verbose)
-
-
-def _refuse_a_name_in_use(plan: Any) -> None:
-    """A ``--name`` whose folder in the storage holds a sweep already is refused: the new sweep's
-    trials would join the old one's folder (``sync`` would then log both under one run) and
-    ``resume``/``report`` would reach only the newer one."""
-    from raysweep.sweep import record as sweep_record
-
-    folder = sweep_record.sweep_dir(plan)
-    if sweep_record.read_text(f"{folder}/{sweep_record.SWEEP_FILE}") is None:
-        return
-    raise UserError(
-        f"--name {plan.name}: {folder} holds a sweep of that name already; pass another --name (or --storage), "
-        f"or continue that one with: raysweep resume {plan.name} --storage {plan.storage}"
-    )
 
 
 def _stop_on_sigterm() -> None:

@@ -87,6 +87,22 @@ def sweep_dir(plan: Any) -> str:
     return f"{plan.storage.rstrip('/')}/{plan.name}"
 
 
+def refuse_a_name_in_use(plan: Any) -> None:
+    """Refuse a sweep ``name`` given by the user whose folder in the storage holds a sweep already:
+    the new sweep's trials would join the old one's folder (``sync`` would then log both under one
+    run) and ``resume``/``report`` would reach only the newer one. A raised
+    :class:`~raysweep.errors.UserError` names the fix."""
+    from raysweep.errors import UserError
+
+    folder = sweep_dir(plan)
+    if read_text(f"{folder}/{SWEEP_FILE}") is None:
+        return
+    raise UserError(
+        f"--name {plan.name}: {folder} holds a sweep of that name already; pass another --name (or --storage), "
+        f"or continue that one with: raysweep resume {plan.name} --storage {plan.storage}"
+    )
+
+
 def save_plan(plan: Any, tracker: Any, warm_start: dict[str, Any] | None = None, nested_job: str | None = None) -> None:
     """What ``raysweep resume`` needs to rebuild this sweep, next to Ray's own state."""
     from dataclasses import asdict

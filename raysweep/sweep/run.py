@@ -504,4 +504,6 @@ def run_sweep(
     lacks part of the sweep because the process that writes the trial runs died.
     """
     plan = plan_sweep(recipe, dataset, **options)
+    if options.get("name"):
+        sweep_record.refuse_a_name_in_use(plan)
     return run_planned(plan, verbose=verbose, progress=progress, tracking=tracking)
