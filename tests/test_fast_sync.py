@@ -316,8 +316,15 @@ def test_steps_a_restored_trial_reported_again_count_once(tmp_path: Path, store_
     assert history(store_uri, run.info.run_id) == [(20, 0.9), (40, 0.93), (60, 0.96)]
 
 
-def test_trial_that_never_reported_gets_a_run_with_its_params(tmp_path: Path, store_uri: str) -> None:
+@pytest.mark.parametrize("params_file", [True, False], ids=["params.json", "only tune's state"])
+def test_trial_that_never_reported_gets_a_run_with_its_params(tmp_path: Path, store_uri: str, params_file: bool) -> None:
+    """Ray writes a trial's params.json first where the driver runs and copies it to the storage
+    later: a sweep stopped before that (Ctrl-C, SIGKILL before the trial's first result) leaves the
+    trial's folder without it, and its config is then read from Tune's experiment state."""
     sweep, tracker = make_sweep(tmp_path, store_uri, [RayTrial(0, [], status="RUNNING", done=False)])
+    if not params_file:
+        for found in sweep.glob("*/params.json"):
+            found.unlink()
     report = sync_sweep(str(sweep))
     run = trial_runs(store_uri, tracker.parent_run_id)["trial-0000"]
     assert run.data.params == {"max_depth": "16", "min_samples_leaf": "4", "max_features": "0.5"}

@@ -388,6 +388,28 @@ def test_a_resume_deletes_the_runs_of_trials_rays_saved_state_lacks_and_a_new_tr
     assert history(store_uri, after["trial-0001"].info.run_id) == [(20, 0.6), (40, 0.8), (60, 0.85)]
 
 
+def test_a_resumed_trial_whose_run_has_no_params_gets_its_config(store_uri: str) -> None:
+    """A run made for a trial that had reported nothing (by `raysweep sync` from a folder without
+    the trial's config) is given the config when the resumed sweep runs the trial."""
+    from raysweep.tracking import schema
+
+    first = make_tracker(store_uri)
+    bare = first.client.create_run(first.experiment_id, run_name="trial-0000",
+                                   tags=schema.new_trial_run_tags(first.parent_run_id, SWEEP, A, None))  # fmt: skip
+    first.client.set_terminated(bare.info.run_id, status="KILLED")
+    resumed = SweepTracker(store_uri, EXPERIMENT, SWEEP, METRIC, 3, True, params={"time_budget_s": "none"})
+    resumed.reopen(first.experiment_id, first.parent_run_id)
+    assert resumed.existing_trial_runs == {A: bare.info.run_id}
+    writer = make_writer(resumed)
+    writer.trial_started(view(A, CONFIG))
+    last_a = report(writer, A, CONFIG, [0.9])
+    writer.trial_completed(view(A, CONFIG, last_a, "TERMINATED"))
+    writer.experiment_ended([view(A, CONFIG, last_a, "TERMINATED")])
+    run = client_for(store_uri).get_run(bare.info.run_id)
+    assert run.data.params == {k: str(v) for k, v in CONFIG.items()}
+    assert run.info.status == "FINISHED"
+
+
 def test_a_resume_without_rays_saved_state_deletes_nothing(store_uri: str) -> None:
     first = make_tracker(store_uri)
     writer = make_writer(first)

@@ -95,17 +95,16 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _saved_statuses(folder: Path) -> dict[str, str]:
-    """Trial id -> status in Tune's latest experiment state; empty when it cannot be read."""
+def _saved_trials(folder: Path) -> dict[str, dict[str, Any]]:
+    """Trial id -> its ``status`` and ``config`` in Tune's latest experiment state; empty when it
+    cannot be read."""
     states = sorted(folder.glob("experiment_state-*.json"), key=lambda path: path.stat().st_mtime)
     if not states:
         return {}
     try:
         saved = json.loads(states[-1].read_text())
-        return {
-            trial["trial_id"]: trial["status"]
-            for trial in (json.loads(entry[0]) for entry in saved["trial_data"])
-        }
+        trials = (json.loads(entry[0]) for entry in saved["trial_data"])
+        return {trial["trial_id"]: {"status": trial["status"], "config": trial.get("config")} for trial in trials}
     except (ValueError, KeyError, TypeError, IndexError):
         return {}  # another Ray version's format: the results alone decide
 
@@ -113,17 +112,18 @@ def _saved_statuses(folder: Path) -> dict[str, str]:
 def saved_trial_ids(folder: Path) -> set[str] | None:
     """The trials in Tune's latest experiment state in ``folder``, those a resumed sweep goes on
     with; None when there is no state to read (then nothing is taken for lost)."""
-    return set(_saved_statuses(folder)) or None
+    return set(_saved_trials(folder)) or None
 
 
 def _read_trials(folder: Path) -> list[_Trial]:
-    statuses = _saved_statuses(folder)
-    found = (_read_trial(path, statuses) for path in sorted(path for path in folder.iterdir() if path.is_dir()))
+    saved = _saved_trials(folder)
+    found = (_read_trial(path, saved) for path in sorted(path for path in folder.iterdir() if path.is_dir()))
     return [trial for trial in found if trial is not None]
 
 
-def _read_trial(trial_folder: Path, statuses: dict[str, str]) -> _Trial | None:
-    """One trial as Ray recorded it in its folder; None for a folder that is not a trial's."""
+def _read_trial(trial_folder: Path, saved: dict[str, dict[str, Any]]) -> _Trial | None:
+    """One trial as Ray recorded it in its folder (and Tune's experiment state, ``saved``); None
+    for a folder that is not a trial's."""
     found = _TRIAL_ID.search(f"_{trial_folder.name}_")
     results_file = trial_folder / "result.json"
     if found is None and not results_file.is_file():
@@ -139,9 +139,14 @@ def _read_trial(trial_folder: Path, statuses: dict[str, str]) -> _Trial | None:
     config = results[-1].get("config") if results else None
     if config is None and (trial_folder / "params.json").is_file():
         config = json.loads((trial_folder / "params.json").read_text())
+    state = saved.get(trial_id, {})
+    if not config and isinstance(state.get("config"), dict):
+        # A trial that had reported nothing when its sweep stopped has neither file in the
+        # storage (Ray writes them elsewhere first); Tune's experiment state has its config.
+        config = state["config"]
     error_file = trial_folder / "error.txt"
     error = schema.error_text(str(error_file)) if error_file.is_file() else None
-    return _Trial(trial_id, trial_folder, results, dict(config or {}), error, statuses.get(trial_id))
+    return _Trial(trial_id, trial_folder, results, dict(config or {}), error, state.get("status"))
 
 
 # -- writing to MLflow ---------------------------------------------------------------------------

@@ -184,11 +184,15 @@ class TrialWriter:
             self.client.update_run(existing, status="RUNNING")
             # An interrupted trial's run says how it was stopped; it runs again now.
             self.client.set_tag(existing, schema.OUTCOME, schema.OUTCOME_RUNNING)
+            logged = self.client.get_run(existing).data
             for stale in (schema.STOP_REASON, schema.STOP_DETAIL):
-                if stale in self.client.get_run(existing).data.tags:
+                if stale in logged.tags:
                     self.client.delete_tag(existing, stale)
+            # A run made for a trial that had reported nothing (by `raysweep sync`, or a writer
+            # stopped before its first write) may lack the trial's config: it gets it now.
+            missing = [Param(k, clean_param(v)) for k, v in split(dict(trial.config))[1].items() if k not in logged.params]
             run = self.runs[trial.trial_id] = _TrialRun(
-                existing, logged_through=self.tracker.logged_through.get(trial.trial_id, -1)
+                existing, logged_through=self.tracker.logged_through.get(trial.trial_id, -1), pending_params=missing
             )
             return run
         family, params = split(dict(trial.config))
