@@ -78,6 +78,7 @@ def test_a_name_whose_folder_holds_a_sweep_is_refused_and_the_old_sweep_is_left_
     folder.mkdir(parents=True)
     record = folder / "raysweep_sweep.json"
     record.write_text('{"name": "same"}')
+    (folder / "tuner.pkl").write_bytes(b"ray tune's state")
     done = run_cli("run", "random_forest", "--dataset", "iris", "--num-samples", "2", "--name", "same", cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
@@ -85,7 +86,22 @@ def test_a_name_whose_folder_holds_a_sweep_is_refused_and_the_old_sweep_is_left_
         f"or continue that one with: raysweep resume same --storage {tmp_path / 'raysweep_results'}"
     )
     assert "Traceback" not in done.stderr
-    assert record.read_text() == '{"name": "same"}' and [p.name for p in folder.iterdir()] == ["raysweep_sweep.json"]
+    assert record.read_text() == '{"name": "same"}' and sorted(p.name for p in folder.iterdir()) == ["raysweep_sweep.json", "tuner.pkl"]
+
+
+def test_a_name_whose_sweep_never_got_its_state_saved_is_free_again(tmp_path) -> None:
+    """Ctrl-C while Ray started leaves the sweep's record but no Tune state: nothing to resume,
+    and the same --name runs again (a nested job's record is refused still)."""
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.record import refuse_a_name_in_use
+
+    plan = plan_sweep("random_forest", "iris", name="same", storage=tmp_path, num_samples=2)
+    (tmp_path / "same").mkdir()
+    (tmp_path / "same" / "raysweep_sweep.json").write_text('{"name": "same"}')
+    refuse_a_name_in_use(plan)
+    (tmp_path / "same" / "raysweep_sweep.json").write_text('{"name": "same", "nested_cv": 3}')
+    with pytest.raises(UserError, match="holds a sweep of that name already"):
+        refuse_a_name_in_use(plan)
 
 
 def test_run_sweep_refuses_a_name_in_use_too(tmp_path) -> None:
@@ -95,6 +111,7 @@ def test_run_sweep_refuses_a_name_in_use_too(tmp_path) -> None:
     folder = tmp_path / "same"
     folder.mkdir()
     (folder / "raysweep_sweep.json").write_text('{"name": "same"}')
+    (folder / "tuner.pkl").write_bytes(b"ray tune's state")
     with pytest.raises(UserError, match=r"^--name same: .* holds a sweep of that name already; pass another --name"):
         run_sweep("random_forest", "iris", name="same", storage=str(tmp_path), num_samples=2, tracking_uri=f"sqlite:///{tmp_path}/m.db")
     assert [p.name for p in tmp_path.iterdir()] == ["same"]
@@ -141,3 +158,28 @@ def test_names_a_sweep_could_not_use_are_refused_before_anything_starts(tmp_path
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [f"error: {message}"]
     assert not (tmp_path / "raysweep_results").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["before tune saved anything", "tune's state saved"])
+def test_ctrl_c_before_the_trials_is_exit_130_and_says_whether_there_is_anything_to_resume(tmp_path, saved: bool) -> None:
+    """A KeyboardInterrupt that reaches the command line (Ctrl-C while Ray starts) was click's
+    "Aborted!", exit 1: it says what is left instead, exit 130."""
+    from raysweep.cli.run import _report_when_done
+    from raysweep.errors import SweepInterrupted
+
+    if saved:
+        (tmp_path / "same").mkdir()
+        (tmp_path / "same" / "tuner.pkl").write_bytes(b"ray tune's state")
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted) as raised:
+        _report_when_done(interrupted, False, ("same", str(tmp_path)))
+    assert raised.value.exit_code == 130
+    assert str(raised.value) == (
+        f"sweep same interrupted; continue it with: raysweep resume same --storage {tmp_path}" if saved
+        else "sweep same interrupted before its trials started: nothing to resume; run it again"
+    )  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):  # a nested job's own handling stands
+        _report_when_done(interrupted, False, None)

@@ -7,12 +7,13 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
 
 from raysweep.cli.summary import report
-from raysweep.errors import TrackingIncomplete, UserError
+from raysweep.errors import SweepInterrupted, TrackingIncomplete, UserError
 
 
 def _run_options(func: Any) -> Any:
@@ -117,13 +118,14 @@ def resume(sweep: str, storage: str | None, address: str | None, as_json: bool, 
     from raysweep.sweep.run import find_resumable, resume_sweep
     from raysweep.tracking.store import resolve_tracking_uri
 
-    _, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
+    folder, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
     nested = record.get("nested_cv") or record.get("nested_job")
     # Its import runs while the sweep's data is read again and Ray's results are synced.
     with _writer_started(None if nested else resolve_tracking_uri(record.get("options", {}).get("tracking_uri")), verbose):
         Console(stderr=True, highlight=False).print(f"raysweep: resuming {sweep}")
         live = not (as_json or verbose)
-        _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live, address=address), as_json)
+        stopped = None if nested else (record["name"], folder.rstrip("/").rsplit("/", 1)[0])
+        _report_when_done(lambda: resume_sweep(sweep, storage=storage, verbose=verbose, progress=True, live=live, address=address), as_json, stopped)
 
 
 def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
@@ -152,11 +154,13 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     live = not (as_json or verbose)
     # A command-line sweep is the process's only use of the Ray it starts: Ray shuts down while the
     # best config is refit and logged (run_planned's release_ray).
-    _report_when_done(lambda: run_planned(plan, verbose=verbose, progress=True, live=live, release_ray=True), as_json)
+    stopped = None if plan.nested_cv else (plan.name, plan.storage)
+    _report_when_done(lambda: run_planned(plan, verbose=verbose, progress=True, live=live, release_ray=True), as_json, stopped)
 
 
-def _report_when_done(sweep: Any, as_json: bool) -> None:
-    """Run the sweep and print its result, also when MLflow lacks part of it (then exit 1)."""
+def _report_when_done(sweep: Any, as_json: bool, stopped: tuple[str, str] | None = None) -> None:
+    """Run the sweep and print its result, also when MLflow lacks part of it (then exit 1).
+    ``stopped``: the sweep's (name, storage), for what a Ctrl-C before its trials says."""
     held_before = _ray_up()  # a program that invoked this command keeps its own Ray
     try:
         try:
@@ -164,10 +168,25 @@ def _report_when_done(sweep: Any, as_json: bool) -> None:
         except TrackingIncomplete as exc:
             report(exc.result, as_json)
             raise
+        except KeyboardInterrupt:
+            if stopped is None:
+                raise
+            raise _interrupted_before_its_trials(*stopped) from None
         report(result, as_json)
     finally:
         if not held_before and _ray_up():
             _release_ray()
+
+
+def _interrupted_before_its_trials(name: str, storage: str) -> SweepInterrupted:
+    """What Ctrl-C (or SIGTERM) says when it came before Ray Tune took the sweep over (while Ray
+    started, say: Tune's own handler turns one during the trials into a saved state): exit 130,
+    and whether there is anything to resume (click alone says "Aborted!", exit 1)."""
+    from raysweep.sweep import record as sweep_record
+
+    if sweep_record.is_uri(storage) or (Path(storage) / name / "tuner.pkl").exists():
+        return SweepInterrupted(f"sweep {name} interrupted; continue it with: raysweep resume {name} --storage {storage}")
+    return SweepInterrupted(f"sweep {name} interrupted before its trials started: nothing to resume; run it again")
 
 
 def _ray_up() -> bool:

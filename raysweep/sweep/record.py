@@ -95,8 +95,16 @@ def refuse_a_name_in_use(plan: Any) -> None:
     from raysweep.errors import UserError
 
     folder = sweep_dir(plan)
-    if read_text(f"{folder}/{SWEEP_FILE}") is None:
+    text = read_text(f"{folder}/{SWEEP_FILE}")
+    if text is None:
         return
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = {}
+    started = is_uri(folder) or (Path(folder) / "tuner.pkl").exists() or any(record.get(key) for key in ("stopped_by", "nested_cv", "nested_job"))
+    if not started:
+        return  # stopped before Ray Tune saved anything (Ctrl-C while Ray started): nothing to resume, the name is free
     raise UserError(
         f"--name {plan.name}: {folder} holds a sweep of that name already; pass another --name (or --storage), "
         f"or continue that one with: raysweep resume {plan.name} --storage {plan.storage}"
