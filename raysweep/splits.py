@@ -34,8 +34,10 @@ def split_rows(
     shuffled split, said once as a warning."""
     from sklearn.model_selection import train_test_split
 
+    if labels is None:
+        return train_test_split(rows, test_size=fraction, random_state=seed)
     try:
-        return train_test_split(rows, test_size=fraction, random_state=seed, stratify=None if labels is None else labels[rows])
+        return train_test_split(rows, test_size=fraction, random_state=seed, stratify=labels[rows])
     except ValueError:
         # A class too rare to stratify on: fall back to a plain shuffled split.
         note = _unstratified(part, labels[rows], classes, fraction)
@@ -50,18 +52,16 @@ def _unstratified(part: str, labels: np.ndarray, classes: np.ndarray | None, fra
     counts = np.bincount(labels)
     present = np.flatnonzero(counts)
     rarest = present[np.argmin(counts[present])]
-    flag = "--test-size" if part == "test" else "--val-size"
     if counts[rarest] < 2:
         name = classes[rarest] if classes is not None else rarest
         name = name.item() if hasattr(name, "item") else name
-        why = f"class {name!r} has only {counts[rarest]} row (stratifying needs 2 of each class); drop or merge that class"
+        why = f"class {name!r} has only {counts[rarest]} row (stratifying needs 2 of each class); drop or merge that class to stratify it"
     else:
         held = math.ceil(fraction * len(labels))
-        if held < len(present):
-            why = f"its {held} rows cannot hold one of each of the {len(present)} classes; give a larger {flag}"
-        else:
-            why = f"the {len(labels) - held} rows beside it cannot hold one of each of the {len(present)} classes; give a smaller {flag}"
-    return f"raysweep: the {part} split is drawn at random, not stratified: {why} to stratify it"
+        rows = held if held < len(present) else len(labels) - held
+        which = "its" if held < len(present) else "the other part's"
+        why = f"{which} {rows} rows cannot hold one of each of the {len(present)} classes; more rows of each class would stratify it"
+    return f"raysweep: the {part} split is drawn at random, not stratified: {why}"
 
 
 def tuning_pool(dataset: Any, seed: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:

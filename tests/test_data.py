@@ -298,5 +298,22 @@ def test_a_split_that_cannot_be_stratified_says_why_and_how_to_fix_it(caplog, mo
         prepare(Dataset(name="tiny", X=frame.iloc[:30].reset_index(drop=True), y=ten_classes, task="classification"), family, seed=0)
     assert caplog.messages[0] == (
         "raysweep: the test split is drawn at random, not stratified: its 6 rows cannot hold one of each of the "
-        "10 classes; give a larger --test-size to stratify it"
+        "10 classes; more rows of each class would stratify it"
+    )
+
+
+@pytest.mark.parametrize("where", ["a feature", "the target"])
+def test_an_infinite_value_is_one_line_naming_the_column_and_the_row(tmp_path, where: str) -> None:
+    """scikit-learn refused it as the data was encoded, after Ray started (a traceback), and
+    XGBoost failed every trial."""
+    frame = messy_frame(rows=40).drop(columns=["label"]).assign(label=lambda f: f["signal"] * 2)
+    frame.loc[6, "income" if where == "a feature" else "label"] = np.inf
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(UserError) as raised:
+        load_dataset(str(path), target="label")
+    what = "column 'income'" if where == "a feature" else "target 'label'"
+    assert str(raised.value) == (
+        f"{path}: {what} holds an infinite value in 1 row(s) (the first is data row 7); "
+        "replace it with a number, or leave the cell empty (a missing value)"
     )
