@@ -183,3 +183,15 @@ def test_ctrl_c_before_the_trials_is_exit_130_and_says_whether_there_is_anything
     )  # fmt: skip
     with pytest.raises(KeyboardInterrupt):  # a nested job's own handling stands
         _report_when_done(interrupted, False, None)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 99999999999])
+def test_a_seed_numpy_cannot_take_is_one_line_before_anything_starts(seed: int) -> None:
+    """It failed after Ray started (NumPy's "Seed must be between 0 and 2**32 - 1"), and for a
+    regression the split then read the missing class labels: a traceback."""
+    from raysweep.sweep.options import plan_sweep
+
+    with pytest.raises(UserError) as raised:
+        plan_sweep("random_forest", "diabetes", seed=seed)
+    assert str(raised.value) == f"--seed {seed}: a seed is a whole number from 0 to 4294967295"
+    assert plan_sweep("random_forest", "diabetes", seed=2**32 - 1).seed == 2**32 - 1

@@ -35,6 +35,9 @@ from raysweep.sweep.record import is_uri
 from raysweep.tracking import schema
 from raysweep.tracking.store import resolve_tracking_uri
 
+#: the largest seed NumPy's and scikit-learn's random generators take (``--seed``)
+MAX_SEED = 2**32 - 1
+
 #: seconds between a running trial's checkpoints, unless --checkpoint-every says otherwise
 DEFAULT_CHECKPOINT_EVERY = 10.0
 
@@ -357,6 +360,9 @@ def plan_sweep(
     """
     # Choices are names, not spellings: --scheduler PBT is pbt.
     task, metric, scheduler, searcher = (value.lower() if isinstance(value, str) else value for value in (task, metric, scheduler, searcher))
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
+        # NumPy's and scikit-learn's generators take these: another seed failed after Ray started.
+        raise UserError(f"--seed {seed}: a seed is a whole number from 0 to {MAX_SEED}")
     auto_plan = None
     dataset_spec = dataset if isinstance(dataset, str) else None
     if isinstance(recipe, AutoPlan):  # resume: the members as the sweep record holds them
