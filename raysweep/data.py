@@ -213,6 +213,7 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
         empty = [str(column) for column in X.columns if X[column].isna().all()]
         if empty:
             notes.append(f"no value in any row of column(s) {', '.join(repr(c) for c in empty)}: nothing to learn from them")
+        _refuse_infinite_values(source, X, y)
 
     if X.shape[1] == 0:
         raise UserError(f"{source}: no feature columns besides the target {y.name!r}; a model needs at least one")
@@ -229,6 +230,22 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
     if len(y) < 10:
         raise UserError(f"{source}: only {len(y)} rows; raysweep needs at least 10 to split into train, validation and test")
     return Dataset(name=name, X=X, y=y, task=chosen, notes=notes)
+
+
+def _refuse_infinite_values(source: str, X: Any, y: Any) -> None:
+    """A number column with ``inf`` (a CSV's ``inf``, or a division by zero upstream): scikit-learn
+    refuses it as the data is encoded, after Ray started, and XGBoost fails every trial."""
+    import pandas as pd
+
+    for column, series in [*X.items(), (y.name, y)]:
+        if pd.api.types.is_float_dtype(series):
+            rows = np.flatnonzero(np.isinf(series.to_numpy(dtype=float, na_value=np.nan)))
+            if len(rows):
+                what = "target" if series is y else "column"
+                raise UserError(
+                    f"{source}: {what} {column!r} holds an infinite value in {len(rows)} row(s) (the first is data row "
+                    f"{rows[0] + 1}); replace it with a number, or leave the cell empty (a missing value)"
+                )
 
 
 @dataclass

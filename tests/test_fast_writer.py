@@ -335,6 +335,34 @@ def test_a_retry_after_a_worker_died_keeps_rays_headline_above_the_actors_fields
     assert tags["raysweep.error"] == message
 
 
+XGBOOST_ERROR = [
+    "Traceback (most recent call last):",
+    '  File "raysweep/families/_xgboost.py", line 120, in train',
+    "xgboost.core.XGBoostError: [00:35:01] /workspace/src/data/data.cc:500: Check failed: valid: "
+    "Input data contains `inf` or a value too large, while `missing` is not set to `inf`",
+    "Stack trace:",
+    *[f"  [bt] ({i}) /usr/lib/python3/site-packages/xgboost/lib/libxgboost.so(+0x{i}2a) [0x7f78{i}]" for i in range(8)],
+    "  [bt] (8) /lib/x86_64-linux-gnu/libffi.so.8(ffi_call+0xcd) [0x7f7811]",
+]
+
+
+def test_a_native_stack_trace_does_not_push_the_error_out_of_the_tag_or_the_summary(store_uri: str, tmp_path: Path) -> None:
+    """XGBoost's errors end in ten lines of C++ frames: the tag kept only frames, and a sweep whose
+    every trial failed said "first error: [bt] (8) .../libffi.so.8(ffi_call+0xcd)"."""
+    from raysweep.tracking.schema import error_headline
+
+    tracker = make_tracker(store_uri)
+    writer = make_writer(tracker)
+    writer.trial_started(view(A, CONFIG))
+    last = report(writer, A, CONFIG, [0.9])
+    error_file = write_error_file(tmp_path, "\n".join(XGBOOST_ERROR))
+    writer.trial_errored(view(A, CONFIG, last, "ERROR", error_file=str(error_file)))
+    tag = only_run(store_uri, tracker).data.tags["raysweep.error"]
+    assert tag.endswith("\n".join(XGBOOST_ERROR[:3])) and "[bt]" not in tag, tag
+    assert error_headline("\n".join(XGBOOST_ERROR)) == XGBOOST_ERROR[2]
+    assert error_headline("ValueError: bad\n") == "ValueError: bad"
+
+
 def test_second_retry_is_counted_and_keeps_both_errors(store_uri: str) -> None:
     tracker = make_tracker(store_uri, max_steps=4)
     writer = make_writer(tracker)

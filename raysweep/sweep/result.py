@@ -234,7 +234,7 @@ def summarise(
         from raysweep.tracking.importance import ordered_leaderboard
 
         leaderboard = ordered_leaderboard(leaderboard, importance)
-    errors = [str(r.error).strip().splitlines()[-1] for r in results if r.error is not None]
+    errors = [schema.error_headline(r.error) for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and _finite(r.metrics.get(plan.metric_key))]
     if not ok:
         if not errors and plan.time_budget:

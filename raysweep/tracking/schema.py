@@ -9,6 +9,7 @@ one function here. Nothing here imports MLflow or Ray.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, NamedTuple
 
 # -- MLflow's own names ----------------------------------------------------------------------
@@ -321,13 +322,33 @@ def error_text(error_file: str | None, error_msg: str | None = None) -> str:
             text = handle.read()
     if not text:
         text = str(error_msg or "")
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    lines = _without_native_trace([line for line in text.strip().splitlines() if line.strip()])
     start = max(len(lines) - 6, 0)
     # An excerpt that begins inside a tab-indented list (Ray's ``ActorDiedError`` lists the actor's
     # fields under "The actor died unexpectedly ...") reaches back to the line the list belongs to.
     while start > 0 and lines[start].startswith("\t") and len(lines) - start < 12:
         start -= 1
     return "\n".join(lines[start:])
+
+
+#: a line of the native stack trace a C++ library appends to its error (XGBoost: "Stack trace:", "  [bt] (8) ...")
+_NATIVE_FRAME = re.compile(r"^\s*(\[bt\] \(\d+\) |Stack trace:\s*$)")
+
+
+def _without_native_trace(lines: list[str]) -> list[str]:
+    """The error's lines without the native stack trace at their end: XGBoost's errors end in ten
+    lines of C++ frames, and their last line ("[bt] (8) .../libffi.so.8(ffi_call+0xcd)") was all a
+    failed sweep said of why."""
+    end = len(lines)
+    while end > 1 and _NATIVE_FRAME.match(lines[end - 1]):
+        end -= 1
+    return lines[:end]
+
+
+def error_headline(text: Any) -> str:
+    """The line of an error that says what went wrong: its last, a native stack trace left out."""
+    lines = _without_native_trace([line for line in str(text).strip().splitlines() if line.strip()])
+    return lines[-1].strip() if lines else ""
 
 
 def trial_error(trial: Any) -> str:
