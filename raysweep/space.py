@@ -31,7 +31,10 @@ def to_domain(spec: dict[str, Any]) -> Any:
     if kind == "randint":
         return tune.randint(int(spec["low"]), int(spec["high"]))
     if kind == "qrandint":
-        return tune.qrandint(int(spec["low"]), int(spec["high"]), int(spec["q"]))
+        # Bounds on the grid of q: Optuna's and HyperOpt's integer steps count from the lower bound
+        # (1..9 by 2 drew 5, 7, 9 with Optuna), Ray's own sampler rounds to multiples of q.
+        low, high = quantized_bounds(spec)
+        return tune.qrandint(int(low), int(high), int(spec["q"]))
     if kind == "lograndint":
         return tune.lograndint(int(spec["low"]), int(spec["high"]))
     if kind == "choice":

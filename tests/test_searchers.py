@@ -274,6 +274,27 @@ def test_optuna_samples_with_multivariate_tpe_and_a_constant_liar():
     assert sampler._multivariate and sampler._constant_liar
 
 
+def test_qrandint_draws_multiples_of_q_under_every_searcher():
+    """qrandint 1..9 by 2 is 2, 4, 6, 8 (the README: multiples of q within the bounds), as Ray's own
+    sampler draws it; Optuna counted its steps from the lower bound and drew 5, 7, 9."""
+    import optuna
+    from ray.tune.search.hyperopt import HyperOptSearch
+    from ray.tune.search.optuna import OptunaSearch
+
+    from raysweep.sweep.auto import _suggest
+
+    spec = {"type": "qrandint", "low": 1, "high": 9, "q": 2}
+    domain = dsl.to_domain(spec)
+    assert {int(domain.sample()) for _ in range(200)} == {2, 4, 6, 8}
+    assert OptunaSearch.convert_search_space({"x": domain})["x"] == optuna.distributions.IntDistribution(2, 8, step=2)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert {_suggest(study.ask(), "x", spec) for _ in range(60)} == {2, 4, 6, 8}  # an auto sweep's TPE
+    from hyperopt.pyll.stochastic import sample
+
+    hyperopt_space = HyperOptSearch.convert_search_space({"x": domain})
+    assert {int(sample(hyperopt_space)["x"]) for _ in range(200)} <= {2, 4, 6, 8}
+
+
 def test_optunas_study_is_made_without_its_info_line_and_its_verbosity_is_put_back(capfd):
     import optuna
 

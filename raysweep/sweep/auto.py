@@ -24,7 +24,7 @@ from typing import Any
 from raysweep.errors import UserError
 from raysweep.families import Family
 from raysweep.families._resource import Resource
-from raysweep.recipes import Recipe, bundled_recipe_names, load_recipe
+from raysweep.recipes import Recipe, bundled_recipe_names, load_recipe, quantized_bounds
 from raysweep.strategies import registry as strategies
 
 #: the recipe name that means "every member recipe competes"
@@ -312,6 +312,8 @@ def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
     log = kind.startswith("log") or kind.startswith("qlog")
     if "int" in kind:
         high = high - 1 if kind in ("randint", "lograndint") else high
+        if kind == "qrandint":  # multiples of q, as the other searchers draw them (space.to_domain)
+            low, high = quantized_bounds(spec)
         return trial.suggest_int(name, int(low), int(high), step=int(spec.get("q", 1)), log=log)
     return trial.suggest_float(name, low, high, step=spec.get("q"), log=log and "q" not in spec)
 
