@@ -381,24 +381,16 @@ def prepare(
     (tuning pool, test) row indices instead of the usual test split: one outer fold of a nested
     validation, whose held-out rows take the test split's place.
     """
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    from raysweep.splits import encoded_target, split_rows, tuning_pool
+    from raysweep.splits import encoded_target, scored_rows, tuning_pool
 
     X = dataset.X
     classes, y_encoded = encoded_target(dataset)
     classification = classes is not None
 
-    def split(rows: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        return split_rows(rows, fraction, y_encoded if classification else None, seed, "validation", classes)
-
     pool, test = rows if rows is not None else tuning_pool(dataset, seed, test_size)
-    if cv is not None:
-        if cv > len(pool):
-            raise UserError(f"--cv {cv}: only {len(pool)} rows remain for tuning after the test split; use fewer folds")
-        train, val = pool, pool[:0]
-    else:
-        train, val = split(pool, val_size / (1 - test_size))
+    if cv is not None and cv > len(pool):
+        raise UserError(f"--cv {cv}: only {len(pool)} rows remain for tuning after the test split; use fewer folds")
+    train, val, folds = scored_rows(y_encoded, classes, pool, seed, test_size, val_size, cv)
 
     numeric, categorical = feature_columns(X)
     preprocessor = make_preprocessor(family.encoding, numeric, categorical, family.native_missing)
@@ -418,14 +410,6 @@ def prepare(
         y_scale = float(np.std(y_encoded[fit_rows])) or 1.0
     y_trial = (y_encoded - y_center) / y_scale
 
-    folds = None
-    if cv is not None:
-        if classification:
-            smallest = int(np.bincount(y_encoded[pool]).min())
-            splitter: Any = StratifiedKFold(cv, shuffle=True, random_state=seed) if smallest >= cv else KFold(cv, shuffle=True, random_state=seed)
-        else:
-            splitter = KFold(cv, shuffle=True, random_state=seed)
-        folds = [(tr, va) for tr, va in splitter.split(np.zeros(len(pool)), y_encoded[pool])]
     trial = TrialData(
         X_train=encode(train),
         y_train=y_trial[train],

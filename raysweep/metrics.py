@@ -106,23 +106,40 @@ def score(metric: str, model: Any, X: np.ndarray, y: np.ndarray, n_classes: int 
     raise ValueError(f"unknown metric {metric!r}")
 
 
-def check_every_class_scored(metric: str, score_splits: list[np.ndarray], classes: Any, *, cv: int | None = None) -> None:
+def check_every_class_scored(
+    metric: str, score_splits: list[np.ndarray], classes: Any, *, cv: int | None = None, pool: np.ndarray | None = None,
+) -> None:
     """Refuse ``roc_auc`` when a class has no row in a split the trials are scored on: its one-vs-rest
     AUC is undefined there, so every trial's score was NaN and failed as "the model diverged".
-    ``score_splits``: the encoded targets of the validation split, or of each cross-validation fold."""
+    ``score_splits``: the encoded targets of the validation split, or of each cross-validation fold;
+    ``pool``: those of the rows tuned on, whose count of the class says which ``--cv`` would do."""
     if metric != "roc_auc" or classes is None:
         return
     for y in score_splits:
         present = set(np.unique(y).tolist())
-        missing = [classes[i] for i in range(len(classes)) if i not in present]
+        missing = [i for i in range(len(classes)) if i not in present]
         if missing:
             where = f"one of the {cv} cross-validation folds" if cv else "the validation split"
-            shown = ", ".join(repr(c.item() if hasattr(c, "item") else c) for c in missing[:3])
-            fix = "fewer --cv folds" if cv else "--cv 3 (each row is scored in one fold)"
+            shown = ", ".join(repr(_plain(classes[i])) for i in missing[:3])
+            rows = min(int(np.sum(pool == i)) for i in missing) if pool is not None else None
+            others = "another --metric (log_loss, accuracy, f1_macro)"
+            if rows is not None and rows < 2:
+                # No split can give each fold one: --cv needs 2 folds at least.
+                raise UserError(
+                    f"--metric roc_auc: class {shown} has {rows} row{'' if rows == 1 else 's'} among the rows tuned on, too few "
+                    f"to score it in every split, and roc_auc is undefined without one; use {others}, drop or merge that "
+                    "class, or add rows of it"
+                )
+            folds = min(rows, 3) if rows is not None else 3
+            fix = (f"--cv {rows} or fewer" if rows is not None else "fewer --cv folds") if cv else f"--cv {folds} (each row is scored in one fold)"
             raise UserError(
                 f"--metric roc_auc: {where} has no row of class {shown} (too few rows of it), and roc_auc is undefined "
-                f"without one; use {fix}, another --metric (log_loss, accuracy, f1_macro), or more rows of that class"
+                f"without one; use {fix}, {others}, or more rows of that class"
             )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
 
 
 def _r2(truth: np.ndarray, pred: np.ndarray) -> float:

@@ -64,6 +64,23 @@ def _unstratified(part: str, labels: np.ndarray, classes: np.ndarray | None, fra
     return f"raysweep: the {part} split is drawn at random, not stratified: {why}"
 
 
+def scored_rows(
+    y_encoded: np.ndarray, classes: np.ndarray | None, pool: np.ndarray, seed: int, test_size: float, val_size: float, cv: int | None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]] | None]:
+    """(train, validation, folds) of a tuning ``pool`` (row indices): a validation split of
+    ``val_size`` of the whole data, or with ``cv`` the whole pool and its K folds (positions in
+    the pool), stratified when every class has a row for each fold."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if cv is None:
+        train, val = split_rows(pool, val_size / (1 - test_size), y_encoded if classes is not None else None, seed, "validation", classes)
+        return train, val, None
+    splitter: Any = KFold(cv, shuffle=True, random_state=seed)
+    if classes is not None and int(np.bincount(y_encoded[pool]).min()) >= cv:
+        splitter = StratifiedKFold(cv, shuffle=True, random_state=seed)
+    return pool, pool[:0], [(tr, va) for tr, va in splitter.split(np.zeros(len(pool)), y_encoded[pool])]
+
+
 def tuning_pool(dataset: Any, seed: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:
     """The row indices of (train + validation, test): the one test split every sweep of this seed makes."""
     classes, y_encoded = encoded_target(dataset)

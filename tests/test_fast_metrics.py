@@ -108,7 +108,37 @@ def test_roc_auc_is_refused_when_a_class_has_no_row_to_be_scored_on() -> None:
     )
     with pytest.raises(UserError, match=r"one of the 5 cross-validation folds has no row of class 'rare' .* use fewer --cv folds"):
         check_every_class_scored("roc_auc", [np.array([0, 1, 2]), np.array([0, 2])], classes, cv=5)
+    # With the rows tuned on: as many folds as the class has rows; none when it has one.
+    with pytest.raises(UserError, match=r"use --cv 2 \(each row is scored in one fold\)"):
+        check_every_class_scored("roc_auc", [np.array([0, 2, 2, 0])], classes, pool=np.array([0, 1, 1, 2, 0, 2]))
+    with pytest.raises(UserError) as raised:
+        check_every_class_scored("roc_auc", [np.array([0, 2])], classes, cv=2, pool=np.array([0, 1, 2, 0, 2]))
+    assert str(raised.value) == (
+        "--metric roc_auc: class 'rare' has 1 row among the rows tuned on, too few to score it in every split, and "
+        "roc_auc is undefined without one; use another --metric (log_loss, accuracy, f1_macro), drop or merge that "
+        "class, or add rows of it"
+    )
     # Every class scored, another metric, or regression: nothing to refuse.
     check_every_class_scored("roc_auc", [np.array([0, 1, 2])], classes)
     check_every_class_scored("log_loss", [np.array([0, 2])], classes)
     check_every_class_scored("roc_auc", [np.array([0.5, 1.5])], None)
+
+
+def test_plan_sweep_refuses_roc_auc_on_a_class_no_split_can_score_before_ray_starts() -> None:
+    """It was refused after Ray started (the data is encoded once Ray is up), and its advice went
+    round in circles: --cv 3, then fewer folds, for a class of one row."""
+    import pandas as pd
+
+    from raysweep.data import Dataset
+    from raysweep.errors import UserError
+    from raysweep.sweep.options import plan_sweep
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["yes"] * 149 + ["no"] * 148 + ["rare"] * 3)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    dataset = Dataset(name="rare", X=frame, y=pd.Series(labels, name="label"), task="classification")
+    with pytest.raises(UserError, match=r"the validation split has no row of class 'rare' .* use --cv 2 \("):
+        plan_sweep("random_forest", dataset, metric="roc_auc")
+    with pytest.raises(UserError, match=r"one of the 3 cross-validation folds has no row of class 'rare' .* use --cv 2 or fewer"):
+        plan_sweep("random_forest", dataset, metric="roc_auc", cv=3)
+    assert plan_sweep("random_forest", dataset, metric="roc_auc", cv=2).cv == 2

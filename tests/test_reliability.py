@@ -1000,7 +1000,7 @@ def test_roc_auc_on_a_class_the_validation_split_lacks_is_one_line_and_no_run(tm
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1] == (
         "error: --metric roc_auc: the validation split has no row of class 'rare' (too few rows of it), and roc_auc is "
-        "undefined without one; use --cv 3 (each row is scored in one fold), another --metric (log_loss, accuracy, "
+        "undefined without one; use --cv 2 (each row is scored in one fold), another --metric (log_loss, accuracy, "
         "f1_macro), or more rows of that class"
     )
     assert "Traceback" not in done.stderr

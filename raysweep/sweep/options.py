@@ -429,6 +429,8 @@ def plan_sweep(
             raise UserError(f"--cv {cv}: only {rows} rows remain for tuning after the test split; use fewer folds")
     if nested_cv is not None:
         check_outer_folds(nested_cv, dataset, seed=seed, test_size=test_size, cv=cv)
+    elif metric == "roc_auc":
+        _check_every_class_scored(dataset, metric, seed=seed, test_size=test_size, val_size=val_size, cv=cv)
     exhaustive = strategies.get_searcher(searcher).exhaustive
     if fill_time_budget is None:
         fill_time_budget = num_samples is None and time_budget is not None and not exhaustive
@@ -477,6 +479,21 @@ def plan_sweep(
         nested_cv=nested_cv,
     )
     return SweepPlan(recipe=recipe, family=family, dataset=dataset, options=options, dataset_spec=dataset_spec, auto=auto_plan)
+
+
+def _check_every_class_scored(dataset: Dataset, metric: str, *, seed: int, test_size: float, val_size: float, cv: int | None) -> None:
+    """``roc_auc`` needs a row of each class in every split it scores: checked on the splits the
+    sweep will make, before Ray starts (the sweep checks them again once its data is encoded)."""
+    from raysweep.metrics import check_every_class_scored
+    from raysweep.splits import encoded_target, scored_rows, tuning_pool
+
+    classes, y = encoded_target(dataset)
+    if classes is None:
+        return
+    pool, _ = tuning_pool(dataset, seed, test_size)
+    _, val, folds = scored_rows(y, classes, pool, seed, test_size, val_size, cv)
+    scored = [y[pool][held_out] for _, held_out in folds] if folds else [y[val]]
+    check_every_class_scored(metric, scored, classes, cv=cv, pool=y[pool])
 
 
 def _plan_auto(

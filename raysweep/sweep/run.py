@@ -98,8 +98,9 @@ def run_planned(
                        rows=part.rows if part else None)
     data = prepared.trial
     check_every_class_scored(
-        plan.metric, [data.y_train[va] for _, va in data.folds] if data.folds else [data.y_val], prepared.classes, cv=plan.cv
-    )  # before any MLflow run
+        plan.metric, [data.y_train[va] for _, va in data.folds] if data.folds else [data.y_val], prepared.classes, cv=plan.cv,
+        pool=prepared.y_pool,
+    )  # before any MLflow run (a sweep of a nested validation's fold; any other sweep was checked by plan_sweep)
     _quiet_tune(verbose)
     max_concurrent = plan.max_concurrent or cluster_cpus()
     max_steps = plan.recipe.resource.max_steps
