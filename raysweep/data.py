@@ -227,6 +227,14 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
         counts = y.value_counts()
         if len(counts) < 2:
             raise UserError(f"{source}: target {y.name!r} has a single class ({_plain(counts.index[0])!r}); classification needs at least two")
+        if len(counts) > 2 and int((counts == 1).sum()) * 2 > len(counts):
+            # A measurement taken as classes (--task classification on prices): every score was 0.
+            numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+            raise UserError(
+                f"{source}: target {y.name!r} has {len(counts):,} distinct values in {len(y):,} rows, most of them once: "
+                f"too few rows of each class to learn from; "
+                + ("use --task regression to predict the number" if numeric else "choose another --target")
+            )
     if len(y) < 10:
         raise UserError(f"{source}: only {len(y)} rows; raysweep needs at least 10 to split into train, validation and test")
     return Dataset(name=name, X=X, y=y, task=chosen, notes=notes)

@@ -317,3 +317,22 @@ def test_an_infinite_value_is_one_line_naming_the_column_and_the_row(tmp_path, w
         f"{path}: {what} holds an infinite value in 1 row(s) (the first is data row 7); "
         "replace it with a number, or leave the cell empty (a missing value)"
     )
+
+
+@pytest.mark.parametrize("target", ["price", "order_id"])
+def test_a_target_of_mostly_one_row_classes_is_refused_as_classification(tmp_path, target: str) -> None:
+    """--task classification on prices ran a whole sweep of 300 one-row classes, every score 0."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    frame["price"] = (frame["a"] * 2 + rng.normal(size=300)).round(6)
+    frame["order_id"] = [f"order-{i}" for i in range(300)]
+    path = tmp_path / "sales.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(UserError) as raised:
+        load_dataset(str(path), target=target, task="classification")
+    fix = "use --task regression to predict the number" if target == "price" else "choose another --target"
+    assert str(raised.value) == (
+        f"{path}: target {target!r} has 300 distinct values in 300 rows, most of them once: too few rows of each class "
+        f"to learn from; {fix}"
+    )
+    assert load_dataset(str(path), target="price").task == "regression"
