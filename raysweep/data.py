@@ -135,6 +135,26 @@ def _read_table(path: Path) -> Any:
     raise UserError(f"{path}: unsupported file type {''.join(path.suffixes) or '(none)'}; use .csv, .csv.gz, .tsv or .parquet")
 
 
+def _repeated_names(path: Path, frame: Any) -> list[str]:
+    """A note for each column name a CSV's header repeats: pandas reads the second ``a`` as ``a.1``."""
+    import pandas as pd
+
+    if not any(s.lower() in (".csv", ".tsv", ".txt") for s in path.suffixes):
+        return []
+    sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+    header = list(pd.read_csv(path, sep=sep, skipinitialspace=True, header=None, nrows=1).iloc[0])
+    if len(header) != len(frame.columns):
+        return []
+    seen: dict[str, list[str]] = {}
+    for name, read_as in zip(header, frame.columns):
+        if not pd.isna(name):  # blank names are pandas' "Unnamed: N", each its own
+            seen.setdefault(str(name), []).append(str(read_as))
+    return [
+        f"the header names column {name!r} {len(read_as)} times: read as {', '.join(repr(r) for r in read_as)}"
+        for name, read_as in seen.items() if len(read_as) > 1
+    ]
+
+
 def _infer_task(y: Any, source: str, target: str) -> str:
     import pandas as pd
 
@@ -181,6 +201,7 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
             raise UserError(f"--dataset {spec}: is a directory; give a CSV or Parquet file")
         frame = _read_table(path)
         source = str(path)
+        notes += _repeated_names(path, frame)
         if frame.shape[0] == 0:
             raise UserError(f"{source}: has a header but no data rows; add rows")
         first = frame.columns[0]

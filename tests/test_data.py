@@ -336,3 +336,12 @@ def test_a_target_of_mostly_one_row_classes_is_refused_as_classification(tmp_pat
         f"to learn from; {fix}"
     )
     assert load_dataset(str(path), target="price").task == "regression"
+
+
+def test_a_column_name_the_header_repeats_is_a_note_naming_how_it_was_read(tmp_path) -> None:
+    path = tmp_path / "twice.csv"
+    rows = "\n".join(f"{i},{i * 2},{i % 3},{'xy'[i % 2]}" for i in range(12))
+    path.write_text("a,a,b,label\n" + rows + "\n")
+    dataset = load_dataset(str(path), target="label")
+    assert list(dataset.X.columns) == ["a", "a.1", "b"]
+    assert "the header names column 'a' 2 times: read as 'a', 'a.1'" in dataset.notes
