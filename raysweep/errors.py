@@ -41,6 +41,10 @@ class SweepInterrupted(Exception):
 class NothingToResume(Exception):
     """``raysweep resume`` of a complete sweep (its outcome logged, whether it ran all its trials or
     its own rule, ``--stop-at`` or ``--patience``, ended it): its result stands. The CLI prints the message and exits 0, as a command
-    whose goal is met already does (a retry loop around ``resume`` ends)."""
+    whose goal is met already does (a retry loop around ``resume`` ends). ``name``: the sweep's."""
 
     exit_code = 0
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name

@@ -54,3 +54,71 @@ def test_an_older_record_asks_mlflow_for_the_test_score(tmp_path, store_uri, sco
             find_resumable("sweep", storage)
     else:
         assert find_resumable("sweep", storage)[1]["parent_run_id"] == parent
+
+
+# -- the report command the hint gives works from where the user is ---------------------------
+ELSEWHERE = "sqlite:////srv/sweeps/mlflow.db"
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    """The user's folder, with no MLFLOW_TRACKING_URI: report reads ./mlflow.db unless told otherwise."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def _resume_says(storage: str) -> str:
+    outcome = CliRunner().invoke(main, ["resume", "sweep", "--storage", storage], prog_name="raysweep")
+    assert (outcome.exit_code, outcome.stdout) == (0, ""), outcome.output
+    return outcome.stderr
+
+
+def test_report_command_names_a_store_that_is_not_the_default_here(here, monkeypatch):
+    from raysweep.tracking.store import report_command
+
+    assert report_command("s", ELSEWHERE) == f"raysweep report s --tracking-uri {ELSEWHERE}"
+    assert report_command("s", f"sqlite:///{here}/mlflow.db") == "raysweep report s"  # the default store, here
+    assert report_command("s", "sqlite:///mlflow.db") == "raysweep report s"
+    assert report_command("s", None) == "raysweep report s"  # an older record: nothing to name
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", ELSEWHERE)
+    assert report_command("s", ELSEWHERE) == "raysweep report s"  # report finds it from the environment
+    assert report_command("s", f"sqlite:///{here}/mlflow.db") == f"raysweep report s --tracking-uri sqlite:///{here}/mlflow.db"
+
+
+def test_resume_of_a_complete_nested_validation_names_its_store(tmp_path, here):
+    storage = _record(tmp_path, nested_cv=3, recipe={"family": "random_forest"}, done=True, options={"tracking_uri": ELSEWHERE})
+    assert _resume_says(storage) == (
+        f"raysweep: nested validation sweep is complete; nothing to resume. Its result: raysweep report sweep --tracking-uri {ELSEWHERE}\n"
+    )
+
+
+def test_resume_of_a_complete_nested_validation_in_the_default_store_here(tmp_path, here):
+    storage = _record(tmp_path, nested_cv=3, recipe={"family": "random_forest"}, done=True, options={"tracking_uri": f"sqlite:///{here}/mlflow.db"})
+    assert _resume_says(storage) == "raysweep: nested validation sweep is complete; nothing to resume. Its result: raysweep report sweep\n"
+
+
+def test_resume_of_a_complete_sweep_names_its_store(tmp_path, here):
+    storage = _record(tmp_path, outcome_done=True, parent_run_id="0123", options={"metric": "accuracy", "tracking_uri": ELSEWHERE})
+    assert _resume_says(storage) == (
+        f"raysweep: sweep sweep is complete; nothing to resume. Its result: raysweep report sweep --tracking-uri {ELSEWHERE}\n"
+    )
+
+
+def test_resume_of_a_complete_sweep_in_the_default_store_here(tmp_path, here):
+    storage = _record(tmp_path, outcome_done=True, parent_run_id="0123", options={"metric": "accuracy", "tracking_uri": f"sqlite:///{here}/mlflow.db"})
+    assert _resume_says(storage) == "raysweep: sweep sweep is complete; nothing to resume. Its result: raysweep report sweep\n"
+
+
+def test_resume_json_of_a_complete_sweep_prints_an_object_a_program_can_read(tmp_path, here):
+    """With --json stdout stayed empty on exit 0: a program parsing it had nothing."""
+    import json
+
+    storage = _record(tmp_path, outcome_done=True, parent_run_id="0123", options={"metric": "accuracy", "tracking_uri": ELSEWHERE})
+    outcome = CliRunner().invoke(main, ["resume", "sweep", "--storage", storage, "--json"], prog_name="raysweep")
+    assert outcome.exit_code == 0, outcome.output
+    said = json.loads(outcome.stdout)
+    assert said == {
+        "name": "sweep", "nothing_to_resume": True,
+        "message": f"raysweep: sweep sweep is complete; nothing to resume. Its result: raysweep report sweep --tracking-uri {ELSEWHERE}",
+    }  # fmt: skip

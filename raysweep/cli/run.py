@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sys
 import threading
@@ -13,7 +14,7 @@ from typing import Any
 import click
 
 from raysweep.cli.summary import report
-from raysweep.errors import SweepInterrupted, TrackingIncomplete, UserError
+from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete, UserError
 
 
 def _run_options(func: Any) -> Any:
@@ -118,7 +119,12 @@ def resume(sweep: str, storage: str | None, address: str | None, as_json: bool, 
     from raysweep.sweep.run import find_resumable, resume_sweep
     from raysweep.tracking.store import resolve_tracking_uri
 
-    folder, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
+    try:
+        folder, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
+    except NothingToResume as done:
+        if as_json:  # a program reading stdout gets an object too, not nothing
+            click.echo(json.dumps({"name": done.name or sweep, "nothing_to_resume": True, "message": str(done)}))
+        raise
     nested = record.get("nested_cv") or record.get("nested_job")
     # Its import runs while the sweep's data is read again and Ray's results are synced.
     with _writer_started(None if nested else resolve_tracking_uri(record.get("options", {}).get("tracking_uri")), verbose):

@@ -20,7 +20,7 @@ def sync_command(sweep: str, storage: str | None, tracking_uri: str | None, as_j
 
     Writes the trial runs, metric steps and end statuses MLflow lacks (a tracking server that
     was away, a killed driver); never writes a step twice. Run it once the sweep has stopped.
-    A nested validation (``--nested-cv``) is synced sweep by sweep.
+    A nested validation (--nested-cv) is synced sweep by sweep.
     """
     import os
 

@@ -47,8 +47,11 @@ def resumable_job(candidate: str, record: dict[str, Any]) -> tuple[str, dict[str
     if record.get("recipe") is None:
         raise UserError(sweep_record.resume_refusal(record["name"], record.get("nested_cv")))
     if record.get(JOB_DONE):
+        from raysweep.tracking.store import report_command
+
         raise NothingToResume(
-            f"raysweep: nested validation {record['name']} is complete; nothing to resume. Its result: raysweep report {record['name']}"
+            f"raysweep: nested validation {record['name']} is complete; nothing to resume. "
+            f"Its result: {report_command(record['name'], record.get('options', {}).get('tracking_uri'))}"
         )
     return candidate, record
 

@@ -431,7 +431,13 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
         done = outcome_logged(record)  # a record from before `outcome_done` was kept for every sweep: ask MLflow
     if done:
         how = f"ended by its own rule ({record['stopped_by']})" if record.get("stopped_by") else "is complete"
-        raise NothingToResume(f"raysweep: sweep {record['name']} {how}; nothing to resume. Its result: raysweep report {record['name']}")
+        from raysweep.tracking.store import report_command
+
+        raise NothingToResume(
+            f"raysweep: sweep {record['name']} {how}; nothing to resume. "
+            f"Its result: {report_command(record['name'], record.get('options', {}).get('tracking_uri'))}",
+            name=record["name"],
+        )
     if auto.is_auto_record(record):
         auto.from_record(record)  # a record that cannot rebuild the members is refused before anything starts
     if not record.get("stopped_by") and not sweep_record.is_uri(candidate) and not (Path(candidate) / "tuner.pkl").exists():

@@ -139,6 +139,14 @@ def target_sweep(client: Any, uri: str, experiment: str | None, sweep: str | Non
     if sweep:
         run = find_sweep(client, sweep, ids)
         if run is None:
+            # named in another experiment than --experiment: say which, not that it does not exist
+            elsewhere = find_sweep(client, sweep) if ids is not None else None
+            if elsewhere is not None:
+                name = client.get_experiment(elsewhere.info.experiment_id).name
+                raise UserError(
+                    f"--sweep {sweep}: that sweep is in experiment {name}, not {experiment}; "
+                    f"pass --experiment {name}, or leave --experiment out"
+                )
             raise unknown_sweep(client, sweep, uri)
         return run.info.experiment_id, run
     newest = recent_sweeps(client, 1, ids)

@@ -34,8 +34,19 @@ def absolute_tracking_uri(uri: str) -> str:
 
 
 #: the URI schemes MLflow tracks to (its tracking store registry: ``file`` and a bare path are
-#: MLflow's file store; a database scheme may name its driver, ``postgresql+psycopg2://``)
+#: MLflow's file store, which MLflow 3 refuses unless ``MLFLOW_ALLOW_FILE_STORE`` is true; a
+#: database scheme may name its driver, ``postgresql+psycopg2://``)
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks", "databricks-uc", "uc")
+
+
+def _file_store(uri: str) -> bool:
+    """``uri`` is MLflow's file store (``file://`` or a bare path) and MLflow will refuse it: it
+    does unless the user set ``MLFLOW_ALLOW_FILE_STORE`` true (MLflow's own opt-out)."""
+    import urllib.parse
+
+    if uri in ("databricks", "databricks-uc", "uc") or urllib.parse.urlparse(uri).scheme not in ("", "file"):
+        return False  # MLflow reads those three bare words as schemes
+    return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1")
 
 
 def _uri_label(uri: str) -> tuple[str, str]:
@@ -48,8 +59,14 @@ def _uri_label(uri: str) -> tuple[str, str]:
 
 def check_reachable(uri: str) -> None:
     """Fail with one line, before any trial runs, when MLflow cannot track to ``uri`` (a scheme it
-    has no store for) or its tracking server does not answer."""
+    has no store for, a folder) or its tracking server does not answer."""
     label, default = _uri_label(uri)
+    if _file_store(uri):
+        raise UserError(
+            f"{label}: MLflow 3 refuses a folder (its file store) as the tracking store; give sqlite:///FILE.db "
+            f"(sqlite:///mlflow.db: one file here; `mlflow migrate-filestore` moves a folder's runs into one), "
+            f"the http://HOST:PORT of an MLflow server, or {default}"
+        )
     scheme = uri.split("://", 1)[0] if "://" in uri else None
     if scheme is not None and scheme.split("+", 1)[0].lower() not in TRACKING_SCHEMES:
         raise UserError(
@@ -69,6 +86,18 @@ def check_reachable(uri: str) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise UserError(f"{label}: the MLflow tracking server does not answer ({reason}); start it, fix the URI, or {default}") from None
+
+
+def report_command(name: str, tracking_uri: str | None) -> str:
+    """The ``raysweep report`` command of sweep ``name`` logged to ``tracking_uri``, as a user types
+    it here: with ``--tracking-uri`` unless that store is the one report reads without it (the
+    default store of this folder, or ``MLFLOW_TRACKING_URI``)."""
+    import shlex
+
+    command = f"raysweep report {shlex.quote(name)}"
+    if tracking_uri and absolute_tracking_uri(tracking_uri) != absolute_tracking_uri(resolve_tracking_uri(None)):
+        command += f" --tracking-uri {shlex.quote(tracking_uri)}"
+    return command
 
 
 def clean_param(value: Any) -> str:

@@ -1,0 +1,170 @@
+"""What a user meets when reviewing sweeps with input that cannot work: one line naming the flag
+(or the environment variable) and the fix, exit code 2, nothing started or written.
+
+- A file store (``./mlruns``, ``file://``), which MLflow 3 refuses, in every command that opens a
+  store: report, compare, ui, sync and run (before its header and before Ray).
+- ``ui --experiment E --sweep S`` with S in another experiment names that experiment.
+- No command's ``--help`` shows reStructuredText markup from its docstring.
+
+A sqlite store in tmp_path; no Ray, no MLflow server.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import invoke_cli, run_cli
+from fast_support import empty_store, store_uri
+from raysweep.errors import UserError
+from raysweep.sweep import record as sweep_record
+from raysweep.tracking import schema
+from raysweep.tracking.store import check_reachable
+
+__all__ = ["empty_store", "store_uri"]  # fixtures
+
+
+def _refused(given: str, fix: str = "leave --tracking-uri out to log to sqlite:///mlflow.db") -> str:
+    return (
+        f"error: {given}: MLflow 3 refuses a folder (its file store) as the tracking store; give sqlite:///FILE.db "
+        "(sqlite:///mlflow.db: one file here; `mlflow migrate-filestore` moves a folder's runs into one), "
+        f"the http://HOST:PORT of an MLflow server, or {fix}\n"
+    )
+
+
+@pytest.fixture
+def no_tracking_env(monkeypatch):
+    """No store from the environment, and a sweep that got as far as starting Ray fails at once."""
+    import raysweep.sweep.run
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("Ray would start: the bad input was not refused before it")
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setattr(raysweep.sweep.run, "connect_ray", refuse)
+
+
+def _saved_sweep(tmp_path, tracking_uri: str = "sqlite:///mlflow.db") -> str:
+    """A tracked sweep's record under tmp_path/rs, as ``raysweep sync`` finds it."""
+    storage = tmp_path / "rs"
+    sweep_record.save(str(storage / "s1"), {
+        "name": "s1", "storage": str(storage), "parent_run_id": "0123", "experiment_id": "1",
+        "options": {"metric": "accuracy", "tracking_uri": tracking_uri},
+    })  # fmt: skip
+    return str(storage)
+
+
+#: every command that opens an MLflow store, with what it needs besides --tracking-uri
+COMMANDS = {
+    "report": ["report"],
+    "compare": ["compare"],
+    "ui": ["ui", "--no-browser"],
+    "sync": ["sync", "s1", "--storage", "{storage}"],
+    "run": ["run", "random_forest", "--dataset", "iris", "--num-samples", "2", "--storage", "{storage}", "--name", "new"],
+}
+
+
+@pytest.mark.parametrize("uri", ["./mlruns", "mlruns", "file:///{tmp}/mlruns"], ids=["relative", "bare", "file-uri"])
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_file_store_is_one_line_naming_the_flag(tmp_path, no_tracking_env, command, uri):
+    storage = _saved_sweep(tmp_path)
+    uri = uri.format(tmp=tmp_path)
+    args = [arg.format(storage=storage) for arg in COMMANDS[command]]
+    shown = invoke_cli(*args, "--tracking-uri", uri, cwd=tmp_path)
+    assert (shown.returncode, shown.stderr, shown.stdout) == (2, _refused(f"--tracking-uri {uri}"), "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rs"]  # no mlruns folder, no mlflow.db
+    assert sorted(p.name for p in (tmp_path / "rs").iterdir()) == ["s1"]  # run started nothing
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_file_store_from_mlflow_tracking_uri_names_the_variable(tmp_path, no_tracking_env, monkeypatch, command):
+    storage = _saved_sweep(tmp_path, tracking_uri=None)  # sync then takes the store from the environment too
+    uri = f"file://{tmp_path}/mlruns"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    shown = invoke_cli(*[arg.format(storage=storage) for arg in COMMANDS[command]], cwd=tmp_path)
+    expected = _refused(f"MLFLOW_TRACKING_URI={uri}", "unset MLFLOW_TRACKING_URI to log to sqlite:///mlflow.db")
+    assert (shown.returncode, shown.stderr, shown.stdout) == (2, expected, "")
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_run_with_a_file_store_says_so_before_its_header(tmp_path, no_tracking_env):
+    """As a user runs it: the one line is all of stderr (no header, no traceback), and Ray never starts."""
+    done = run_cli("run", "random_forest", "--dataset", "iris", "--num-samples", "2", "--tracking-uri", "./mlruns",
+                   cwd=tmp_path, env={"MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": ""}, timeout=120)  # fmt: skip
+    assert (done.returncode, done.stderr, done.stdout) == (2, _refused("--tracking-uri ./mlruns"), "")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mlflows_own_opt_out_lets_a_file_store_through(no_tracking_env, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    check_reachable("./mlruns")
+    check_reachable("file:///tmp/mlruns")
+
+
+@pytest.mark.parametrize("uri", ["sqlite:///mlflow.db", "postgresql+psycopg2://u@h/db", "databricks"])
+def test_other_stores_pass(no_tracking_env, uri):
+    check_reachable(uri)
+
+
+# -- ui --experiment E --sweep S, S in another experiment ----------------------------------------
+def _two_experiments(store_uri: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store_uri)
+    iris = client.create_experiment("raysweep-iris")
+    client.create_experiment("raysweep-wine")
+    client.create_run(iris, run_name="rf-iris-1", tags={schema.SWEEP: "rf-iris-1", schema.RECIPE: "random_forest", schema.METRIC: "accuracy"})
+
+
+def test_ui_names_the_experiment_a_sweep_is_in(tmp_path, store_uri, no_tracking_env):
+    _two_experiments(store_uri)
+    shown = invoke_cli("ui", "--no-browser", "--tracking-uri", store_uri, "--experiment", "raysweep-wine", "--sweep", "rf-iris-1", cwd=tmp_path)
+    assert (shown.returncode, shown.stdout) == (2, "")
+    assert shown.stderr == (
+        "error: --sweep rf-iris-1: that sweep is in experiment raysweep-iris, not raysweep-wine; "
+        "pass --experiment raysweep-iris, or leave --experiment out\n"
+    )
+
+
+def test_ui_still_says_when_a_sweep_is_nowhere(tmp_path, store_uri, no_tracking_env):
+    _two_experiments(store_uri)
+    shown = invoke_cli("ui", "--no-browser", "--tracking-uri", store_uri, "--experiment", "raysweep-wine", "--sweep", "rf-iris-9", cwd=tmp_path)
+    assert (shown.returncode, shown.stderr) == (2, f"error: no sweep named 'rf-iris-9' in {store_uri}; recent sweeps: rf-iris-1\n")
+
+
+def test_the_sweep_in_its_own_experiment_is_found(store_uri):
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.tracking.queries import target_sweep
+
+    _two_experiments(store_uri)
+    client = MlflowClient(store_uri)
+    experiment_id, run = target_sweep(client, store_uri, "raysweep-iris", "rf-iris-1")
+    assert (client.get_experiment(experiment_id).name, run.info.run_name) == ("raysweep-iris", "rf-iris-1")
+    with pytest.raises(UserError):
+        target_sweep(client, store_uri, "raysweep-wine", "rf-iris-1")
+
+
+# -- --help ------------------------------------------------------------------------------------
+def _commands() -> list[tuple[str, ...]]:
+    import click
+
+    from raysweep.cli import main
+
+    found = []
+    for name, command in main.commands.items():
+        found.append((name,))
+        if isinstance(command, click.Group):
+            found += [(name, sub) for sub in command.commands]
+    return found
+
+
+#: reStructuredText a docstring may hold that --help would print as it is
+RST = re.compile(r"``|:(func|class|mod|meth|attr|data|exc|ref):`")
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+def test_help_shows_no_rst_markup(tmp_path, command):
+    shown = invoke_cli(*command, "--help", cwd=tmp_path)
+    assert shown.returncode == 0
+    assert not RST.search(shown.stdout), shown.stdout
