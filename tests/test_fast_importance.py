@@ -140,6 +140,17 @@ def test_the_parent_run_holds_the_importance_and_report_prints_it(store_uri, tmp
     assert path.endswith(schema.LEADERBOARD_FILE) and Path(path).read_text() == "trial,val_accuracy\n"
 
 
+def test_report_says_the_sweeps_own_rule_stopped_it(store_uri, tmp_path):
+    """A sweep --stop-at ended: its summary said so, report did not."""
+    tracker = _tracker(store_uri)
+    rule = "--stop-at 0.95: trial-0003 reached val_accuracy 0.96"
+    client_for(store_uri).set_tag(tracker.parent_run_id, schema.STOPPED_BY, rule)
+    tracker.finish("FINISHED")
+    shown = invoke_cli("report", SWEEP, "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"sweep stopped early: {rule}" in shown.stdout.splitlines(), shown.stdout
+
+
 def test_a_skipped_importance_leaves_its_reason_on_the_parent_run(store_uri, tmp_path):
     tracker = _tracker(store_uri)
     log_importance(tracker, sweep_importance(synthetic_trials(3, 0), SPACE), METRIC, SWEEP, tmp_path)

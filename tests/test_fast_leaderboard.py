@@ -108,7 +108,12 @@ def test_a_board_rebuilt_from_the_trial_runs_shows_their_parameters_as_numbers_l
             trial.info.run_id, metrics=[Metric("val_accuracy", 0.9 + i / 100, 0, 20)],
             params=[Param("learning_rate", rate), Param("max_depth", depth), Param("booster", "gbtree")],
         )  # fmt: skip
+    # trial-0000 was cut off by the sweep's stop (Ctrl-C, or `raysweep sync` after a killed driver)
+    cut_off = client.search_runs([experiment_id], "attributes.run_name = 'trial-0000'")[0].info.run_id
+    client.set_tag(cut_off, schema.OUTCOME, schema.OUTCOME_STOPPED)
+    client.set_tag(cut_off, schema.STOP_REASON, schema.REASON_INTERRUPTED)
     rebuilt = leaderboard_from_trials(client, client.get_run(sweep.info.run_id))
+    assert list(rebuilt["outcome"]) == ["running", "interrupted"]  # not "stopped_early" with no detail
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in row_lines(printed(160, terminal=False, table=rebuilt))]
     assert [row[0] for row in rows] == ["trial-0001", "trial-0000"]
     assert [row[4:] for row in rows] == [["0.1235", "10", "gbtree"], ["0.06061", "3", "gbtree"]], rows

@@ -232,6 +232,8 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
         )
     elif run.info.status != "FINISHED":
         console.print(f"the sweep did not finish ({run.info.status}): the leaderboard is rebuilt from its trial runs")
+    if tags.get(schema.STOPPED_BY):  # as the sweep's own summary said it
+        console.print(f"sweep stopped early: {tags[schema.STOPPED_BY]}", soft_wrap=True)
     ranked = schema.importances(metrics)
     if ranked:
         console.print(

@@ -171,6 +171,16 @@ def leaderboard(client: Any, sweep_run: Any) -> Any:
     return leaderboard_from_trials(client, sweep_run)
 
 
+def _outcome(run: Any) -> str:
+    """A trial run's outcome for the board: a trial the sweep's stop cut off (Ctrl-C, a killed
+    driver) is ``interrupted``, not ``stopped_early``, which its tag says beside the reason."""
+    tags = run.data.tags
+    outcome = tags.get(schema.OUTCOME, run.info.status.lower())
+    if outcome == schema.OUTCOME_STOPPED and tags.get(schema.STOP_REASON) == schema.REASON_INTERRUPTED:
+        return "interrupted"
+    return outcome
+
+
 def leaderboard_from_trials(client: Any, sweep_run: Any) -> Any:
     """The leaderboard rebuilt from the sweep's trial runs: each trial at its best step, best first."""
     import pandas as pd
@@ -193,7 +203,7 @@ def leaderboard_from_trials(client: Any, sweep_run: Any) -> Any:
             "trial_id": child.data.tags.get(schema.TRIAL_ID, ""),
             metric_key: best.value if best else float("nan"),
             "resource": resources.get(best.step, best.step) if best else 0,
-            "outcome": child.data.tags.get(schema.OUTCOME, child.info.status.lower()),
+            "outcome": _outcome(child),
             schema.STOP_DETAIL_RESULT: child.data.tags.get(schema.STOP_DETAIL, ""),
         }
         row.update({f"config/{k}": _param_value(v) for k, v in child.data.params.items()})
