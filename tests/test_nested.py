@@ -47,6 +47,8 @@ def test_nested_cv_on_breast_cancer_scores_every_fold_logs_one_tree_and_resumes_
         by_parent.setdefault(run.data.tags.get(schema.PARENT_RUN_ID), []).append(run)
     (top,) = by_parent[None]
     assert top.info.run_id == result.parent_run_id and top.data.tags[schema.NESTED_CV] == "3"
+    # The job's run spans the job from its start (compare's wall time), as its elapsed_s does.
+    assert (top.info.end_time - top.info.start_time) / 1000 >= round(result.elapsed_s, 1) - 0.1, (top.info, result.elapsed_s)
     parts = {run.info.run_name: run for run in by_parent[top.info.run_id]}
     assert sorted(parts) == ["job-final", "job-fold1", "job-fold2", "job-fold3"]
     assert [parts[f"job-fold{i}"].data.tags[schema.NESTED_FOLD] for i in (1, 2, 3)] == ["1", "2", "3"]

@@ -146,7 +146,9 @@ def run_nested(
     _quiet_environment(verbose)
     connect_ray(plan.address, verbose, resumed=plan.name if resume is not None else None)  # in this thread: the sweeps' threads find Ray started
     check_cluster_gpus(plan.gpus_per_trial)  # before the job's MLflow run and record
-    top = _open_job_run(plan, tracking_uri, resume) if tracking_uri else None
+    # The job's run starts when the job did (before Ray): its duration in MLflow and `raysweep
+    # compare` is the job's, as its summary gives it (it was 7 s short on a 30 s job).
+    top = _open_job_run(plan, tracking_uri, resume, started=time.time() - (time.monotonic() - started)) if tracking_uri else None
     top_id = top.parent_run_id if top is not None else None
     names = part_names(plan.name, k)
     if resume is None:
@@ -285,9 +287,10 @@ def _fold_score(index: int, outcome: Any) -> FoldScore:
     return FoldScore(index + 1, outcome.test_score, outcome.best_validation_score, outcome.best_config)
 
 
-def _open_job_run(plan: SweepPlan, tracking_uri: str, resume: dict[str, Any] | None = None) -> Any:
+def _open_job_run(plan: SweepPlan, tracking_uri: str, resume: dict[str, Any] | None = None, started: float | None = None) -> Any:
     """The job's own MLflow run: the one sweep listings show; the sweeps' runs are nested under it.
-    A resumed job (``resume``: its record) opens its run again."""
+    A resumed job (``resume``: its record) opens its run again; a new one starts at ``started``
+    (seconds since the epoch)."""
     from raysweep.sweep.tags import sweep_tags
     from raysweep.tracking.store import SweepTracker
 
@@ -298,7 +301,7 @@ def _open_job_run(plan: SweepPlan, tracking_uri: str, resume: dict[str, Any] | N
     if resume is not None and resume.get("parent_run_id"):
         top.reopen(resume["experiment_id"], resume["parent_run_id"])
         return top
-    top.start()
+    top.start(started=started)
     top.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
     top.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
     return top
