@@ -261,6 +261,15 @@ CASES = [
          ("--set space.max_depth.high=5: space.max_depth: grid points [6, 9] lie outside [low=2, high=5]",)),
     Case("recipe name with a slash", ["validate", "bad.yaml"], ("bad.yaml: name: 'a/b': sweeps and MLflow experiments are named after it",),
          files={"bad.yaml": RECIPE + "name: a/b\n"}),
+    Case("recipe name with a space", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: name: 'my recipe': sweeps and MLflow experiments are named after it, so it must be one word of letters, "
+          "digits, '-', '_' and '.'; rename it, e.g. my_recipe",),
+         files={"bad.yaml": RECIPE + "name: my recipe\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
+    # -- Ray Tune draws integers with NumPy's int64 ------------------------------------------------------
+    Case("an integer bound too large for Ray Tune", ["run", "bad.yaml", "--dataset", "iris"],
+         ("bad.yaml: space.max_depth.high: must fit in a 64-bit integer for randint, got 100000000000000000000000; "
+          "use a bound between -9223372036854775808 and 9223372036854775807",),
+         files={"bad.yaml": recipe_with("high: 8", "high: 100000000000000000000000")}, api={"recipe": "bad.yaml", "dataset": "iris"}),
     # -- every value of the space, not only the first, goes through the model's own checks ----------------
     Case("a choice value the model rejects", ["run", "bad.yaml", "--dataset", "iris"],
          ("bad.yaml: space.criterion.values: 'log_los' is rejected by RandomForestClassifier (The 'criterion' parameter of "

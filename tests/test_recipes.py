@@ -235,9 +235,52 @@ def test_check_recipe_refuses_what_a_sweep_would(overrides, message):
 
 def test_recipe_name_must_make_a_sweep_name():
     data = raw_recipe("svm")
-    for name in ("a/b", ".hidden", ["x"]):
-        with pytest.raises(UserError, match=r"^my\.yaml: name: .*must be a word without '/' that does not start with '\.'"):
+    for name in ("a/b", ".hidden", ["x"], "my recipe", "v1."):
+        with pytest.raises(UserError, match=r"^my\.yaml: name: .*must be one word of letters, digits, '-', '_' and '\.'; rename it"):
             validate_recipe_data({**data, "name": name}, "my.yaml")
+    for name in ("my-svm_2", 2024, "Über", "v1.2"):
+        assert validate_recipe_data({**data, "name": name}, "my.yaml").name == str(name)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        # `raysweep report my recipe-...` would be two words on the command line
+        ("my recipe", "my.yaml: name: 'my recipe': sweeps and MLflow experiments are named after it, so it must be one word "
+                      "of letters, digits, '-', '_' and '.'; rename it, e.g. my_recipe"),
+        ("a/b", "my.yaml: name: 'a/b': sweeps and MLflow experiments are named after it, so it must be one word "
+                "of letters, digits, '-', '_' and '.'; rename it, e.g. a_b"),
+        (["x"], "my.yaml: name: ['x']: sweeps and MLflow experiments are named after it, so it must be one word "
+                "of letters, digits, '-', '_' and '.'; rename it"),
+    ],
+)
+def test_a_recipe_name_that_is_not_one_word_is_refused_in_one_line(name, message):
+    with pytest.raises(UserError) as info:
+        validate_recipe_data({**raw_recipe("svm"), "name": name}, "my.yaml")
+    assert str(info.value) == message
+    with pytest.raises(UserError) as info:
+        load_recipe("svm", ["name=my recipe"])
+    assert str(info.value) == ("--set name=my recipe: 'my recipe': sweeps and MLflow experiments are named after it, so it "
+                               "must be one word of letters, digits, '-', '_' and '.'; rename it, e.g. my_recipe")
+
+
+def test_scheduler_and_searcher_names_are_taken_in_any_case(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    data = {**raw_recipe("random_forest"), "name": "mine", "scheduler": "ASHA", "searcher": "HyperOpt"}
+    mine.write_text(yaml.safe_dump(data))
+    recipe = load_recipe(mine)
+    assert (recipe.scheduler, recipe.searcher) == ("asha", "hyperopt")
+    assert (recipe.raw["scheduler"], recipe.raw["searcher"]) == ("asha", "hyperopt")
+    check_recipe(recipe)
+    recipe = load_recipe("random_forest", ["searcher=GP", "scheduler=HyperBand"])
+    assert (recipe.scheduler, recipe.searcher) == ("hyperband", "gp")
+    check_recipe(recipe)
+    with pytest.raises(UserError) as info:
+        load_recipe("random_forest", ["searcher=Bohb"])
+    assert str(info.value) == "--set searcher=Bohb: unknown searcher 'Bohb'; use one of random, grid, hyperopt, gp, optuna, anneal"
+    with pytest.raises(UserError) as info:
+        validate_recipe_data({**data, "scheduler": "ASHAA"}, "my.yaml")
+    assert str(info.value) == "my.yaml: scheduler: unknown scheduler 'ASHAA' (did you mean 'asha'?); use one of fifo, asha, hyperband, pbt"
 
 
 def test_apply_overrides_leaves_its_input_alone():
@@ -390,7 +433,7 @@ _DELETE = object()
         ("svm", "resource.max", 0.95,
          "my.yaml: resource.max: 0.95 is not a multiple of resource.per_step 0.1, so trials would train to 0.9; use 0.9 or 1"),
         ("svm", "resource.max", 1.2, "my.yaml: resource.max: 1.2 is above 1.0, but svm trains on a share of the training rows (1.0 is all of them); use at most 1.0"),
-        ("svm", "resource.max", "2e0", "my.yaml: resource.max: 2.0 is above 1.0, but svm trains on a share of the training rows"),
+        ("svm", "resource.max", "2e0", "my.yaml: resource.max: 2 is above 1.0, but svm trains on a share of the training rows"),
     ],
 )
 def test_schema_rule_names_the_key(name, path, value, fragment):
@@ -478,6 +521,30 @@ def test_every_value_the_space_can_give_is_checked(recipe, overrides, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["space.max_depth.type=uniform"],
+         "--set space.max_depth.type=uniform: 18.5, a value uniform draws, is rejected by RandomForestClassifier (The 'max_depth' "
+         "parameter of RandomForestClassifier must be an int in the range [1, inf) or None. Got 18.5 instead.); use type: randint"),
+        (["space.max_depth.type=loguniform"],
+         "--set space.max_depth.type=loguniform: 11.4891, a value loguniform draws, is rejected by RandomForestClassifier (The "
+         "'max_depth' parameter of RandomForestClassifier must be an int in the range [1, inf) or None. Got 11.4891 instead.); "
+         "use type: lograndint"),
+        (["space.max_depth={type: quniform, low: 4, high: 33, q: 1}"],
+         "--set space.max_depth={type: quniform, low: 4, high: 33, q: 1}: space.max_depth.type: 18.0, a value quniform draws, is "
+         "rejected by RandomForestClassifier (The 'max_depth' parameter of RandomForestClassifier must be an int in the range "
+         "[1, inf) or None. Got 18.0 instead.); use type: qrandint"),
+    ],
+)
+def test_a_float_range_on_an_integer_parameter_is_refused(overrides, message):
+    """The ends of [4, 33] are whole numbers, so the model's own check passed them; Ray Tune draws floats between them."""
+    recipe = load_recipe("random_forest", overrides)
+    with pytest.raises(UserError) as info:
+        check_recipe(recipe)
+    assert str(info.value) == message
+
+
 def test_every_value_is_checked_with_the_others_at_valid_values(tmp_path):
     """Two bad values, each the only bad one of its parameter: the first named is the first in the recipe, and the
     error is about it alone."""
@@ -529,6 +596,55 @@ def test_numbers_in_scientific_notation_from_the_command_line():
     with pytest.raises(UserError, match=r"^--set space\.alpha\.low=1e400: must be a number, got '1e400'$"):
         load_recipe("mlp", ["space.alpha.low=1e400"])
     assert load_recipe("mlp", ["fixed.activation=relu"]).fixed["activation"] == "relu"
+
+
+def test_whole_numbers_in_scientific_notation_are_ints(tmp_path):
+    """1e1 spells the number 10: an integer parameter takes it, as it takes 10."""
+    recipe = load_recipe("random_forest", ["fixed.max_leaf_nodes=1e1", "space.max_depth.high=4E1", "space.max_features.low=1e-1"])
+    assert recipe.fixed == {"max_leaf_nodes": 10} and type(recipe.fixed["max_leaf_nodes"]) is int
+    assert recipe.space["max_depth"]["high"] == 40 and type(recipe.space["max_depth"]["high"]) is int
+    assert recipe.space["max_features"]["low"] == 0.1
+    check_recipe(recipe)
+    mine = tmp_path / "sci.yaml"
+    mine.write_text("family: random_forest\ntasks: [classification]\nmetric: accuracy\nresource: {name: trees, per_step: 2e1, max: 2E2}\n"
+                    "fixed: {max_leaf_nodes: 2E3, min_impurity_decrease: 1e-5, min_samples_split: 1.5e1}\n"
+                    "space:\n  max_depth: {type: randint, low: 2e0, high: 1e1, grid: [4e0, 8e0]}\n")
+    recipe = load_recipe(mine)
+    assert recipe.fixed == {"max_leaf_nodes": 2000, "min_impurity_decrease": 1e-5, "min_samples_split": 15}
+    assert [type(v) for v in recipe.fixed.values()] == [int, float, int]
+    assert recipe.space["max_depth"] == {"type": "randint", "low": 2, "high": 10, "grid": [4, 8]}
+    assert (recipe.resource.per_step, recipe.resource.max) == (20, 200)
+    check_recipe(recipe)
+    assert validate_recipe_data({**raw_recipe("svm"), "fixed": {"tol": "1e23"}}, "my.yaml").fixed["tol"] == 10**23
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("space.max_depth", {"type": "randint", "low": 2, "high": 100000000000000000000000},
+         "my.yaml: space.max_depth.high: must fit in a 64-bit integer for randint, got 100000000000000000000000; "
+         "use a bound between -9223372036854775808 and 9223372036854775807"),
+        ("space.max_depth", {"type": "qrandint", "low": -2**63 - 1, "high": 8, "q": 2},
+         "my.yaml: space.max_depth.low: must fit in a 64-bit integer for qrandint, got -9223372036854775809; "
+         "use a bound between -9223372036854775808 and 9223372036854775807"),
+        ("space.min_samples_leaf", {"type": "lograndint", "low": 1, "high": "1e30"},
+         "my.yaml: space.min_samples_leaf.high: must fit in a 64-bit integer for lograndint, got 1000000000000000000000000000000; "
+         "use a bound between -9223372036854775808 and 9223372036854775807"),
+        ("space.max_depth", {"type": "randint", "low": 2, "high": 8, "grid": [4, 2**63]},
+         "my.yaml: space.max_depth.grid: 9223372036854775808 does not fit in a 64-bit integer; "
+         "use grid points between -9223372036854775808 and 9223372036854775807"),
+        ("pbt.mutations.min_samples_leaf", {"type": "randint", "low": 1, "high": 1e20},
+         "my.yaml: pbt.mutations.min_samples_leaf.high: must fit in a 64-bit integer for randint, got 1e+20; "
+         "use a bound between -9223372036854775808 and 9223372036854775807"),
+    ],
+)
+def test_integer_bounds_must_fit_in_64_bits(path, value, message):
+    """Ray Tune draws integers with NumPy's int64: a larger bound passed every check and crashed the sweep after Ray started."""
+    with pytest.raises(UserError) as info:
+        validate_recipe_data(mutate("random_forest", path, value), "my.yaml")
+    assert str(info.value) == message
+    largest = mutate("random_forest", "space.max_depth", {"type": "randint", "low": -2**63, "high": 2**63 - 1})
+    assert validate_recipe_data(largest, "my.yaml").space["max_depth"]["high"] == 2**63 - 1
 
 
 # -- the search-space DSL ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ MLflow or scikit-learn, so listing and validating recipes stays fast.
 from __future__ import annotations
 
 import copy
+import decimal
 import difflib
 import hashlib
 import json
@@ -40,6 +41,10 @@ SPACE_TYPES: dict[str, tuple[str, ...]] = {
 _NUMERIC_TYPES = {t for t, keys in SPACE_TYPES.items() if "low" in keys}
 _INT_TYPES = {"randint", "qrandint", "lograndint"}
 _LOG_TYPES = {"loguniform", "qloguniform", "lograndint"}
+#: the integers Ray Tune can draw (NumPy's int64)
+_INT64 = (-(2**63), 2**63 - 1)
+#: what a recipe's name may hold: it names sweeps and MLflow experiments, and is one word on the command line
+_NAME = re.compile(r"[\w-]+(\.[\w-]+)*")
 
 _TOP_KEYS = (
     "name",
@@ -109,12 +114,14 @@ _SCIENTIFIC = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
 def _as_number(value: Any) -> Any:
     """``value``, or the number it spells when it is a string in scientific notation (``'1e-5'``).
 
-    A recipe author who writes ``1e-5`` means a number; YAML 1.1 reads it as a string.
+    A recipe author who writes ``1e-5`` means a number; YAML 1.1 reads it as a string. A whole number
+    (``1e1``, ``2E3``) is an int, so that integer parameters take it.
     """
     if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
         number = float(value)
         if math.isfinite(number):
-            return number
+            exact = decimal.Decimal(value.strip())
+            return int(exact) if exact == exact.to_integral_value() else number
     return value
 
 
@@ -271,6 +278,9 @@ def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
             raise _fail(source, f"{path}.{key}", f"must be a number, got {value!r}")
         if kind in _INT_TYPES and not float(value).is_integer():
             raise _fail(source, f"{path}.{key}", f"must be a whole number for {kind}, got {value!r}")
+        if kind in _INT_TYPES and not _INT64[0] <= value <= _INT64[1]:
+            raise _fail(source, f"{path}.{key}", f"must fit in a 64-bit integer for {kind}, got {value!r}; "
+                        f"use a bound between {_INT64[0]} and {_INT64[1]}")
     if not low < high:
         raise _fail(source, path, f"low < high must hold, but got (low={low}, high={high}); swap or widen the bounds")
     if kind in _LOG_TYPES and low <= 0:
@@ -291,6 +301,10 @@ def _check_space_entry(source: str, path: str, spec: Any) -> dict[str, Any]:
         points = spec["grid"]
         if not isinstance(points, list) or not points or not all(_is_number(p) for p in points):
             raise _fail(source, f"{path}.grid", f"must be a non-empty list of numbers, got {points!r}")
+        for point in points:
+            if (kind in _INT_TYPES or isinstance(point, int)) and not _INT64[0] <= point <= _INT64[1]:
+                raise _fail(source, f"{path}.grid", f"{point!r} does not fit in a 64-bit integer; "
+                            f"use grid points between {_INT64[0]} and {_INT64[1]}")
 
     return spec
 
@@ -374,9 +388,10 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     _check_keys(source, "", data, _TOP_KEYS, _REQUIRED_TOP)
     data = _read_numbers(data)
     name = data.get("name")
-    if name is not None and (not isinstance(name, (str, int)) or isinstance(name, bool) or "/" in str(name) or str(name).startswith(".")):
-        raise _fail(source, "name", f"{name!r}: sweeps and MLflow experiments are named after it, so it must be a word "
-                    "without '/' that does not start with '.'; use letters, digits, '-' and '_'")
+    if name is not None and (not isinstance(name, (str, int)) or isinstance(name, bool) or not _NAME.fullmatch(str(name))):
+        word = re.sub(r"[^\w-]+", "_", name).strip("_") if isinstance(name, str) else ""
+        raise _fail(source, "name", f"{name!r}: sweeps and MLflow experiments are named after it, so it must be one word "
+                    f"of letters, digits, '-', '_' and '.'; rename it{f', e.g. {word}' if word else ''}")
 
     from raysweep.families import family_names
 
@@ -415,9 +430,11 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     resource = Resource(str(res["name"]), res["per_step"], res["max"])
 
     for key, options in (("scheduler", tuple(SCHEDULERS)), ("searcher", tuple(SEARCHERS))):
-        if key in data and data[key] not in options:
+        if key in data and (data[key].lower() if isinstance(data[key], str) else data[key]) not in options:
             value = data[key]
-            raise _fail(source, key, f"unknown {key} {value!r}{_suggest(str(value), options)}; use one of {', '.join(options)}")
+            raise _fail(source, key, f"unknown {key} {value!r}{_suggest(str(value).lower(), options)}; use one of {', '.join(options)}")
+        if key in data:
+            data[key] = data[key].lower()  # names are taken in any case, as on the command line (--scheduler PBT)
     for key in ("num_samples", "max_concurrent"):
         if key in data and data[key] is not None:
             value = data[key]
