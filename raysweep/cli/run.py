@@ -34,7 +34,7 @@ def _run_options(func: Any) -> Any:
         click.option("--max-concurrent", type=int, help="Trials at once (default: one per CPU in the cluster); under hyperband, trials it paused come beside them."),
         click.option("--cv", type=int, help="Score each trial by K-fold cross-validation instead of one validation split."),
         click.option("--nested-cv", type=int, metavar="K", help="Nested validation: K outer folds of train+validation, each tuned by an inner sweep of its own and scored on its held-out fold (an unbiased estimate), then the final sweep; all at once on the same Ray. --num-samples and --time-budget apply to each inner sweep."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible (0 to 4294967295)."),
         click.option("--name", help="The sweep's name (default: RECIPE-DATASET-TIMESTAMP)."),
         click.option("--storage", help="Where Ray keeps results and checkpoints (a path or a cloud URI; default ./raysweep_results)."),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. space.max_depth.high=12."),
