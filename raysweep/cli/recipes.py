@@ -75,16 +75,19 @@ def recipes_show(recipe: str, overrides: tuple[str, ...]) -> None:
 @click.command()
 @click.argument("recipe")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field.")
-def validate(recipe: str, overrides: tuple[str, ...]) -> None:
+@click.option("--scheduler", help="Check it with this scheduler, as `raysweep run --scheduler` would (default: the recipe's).")
+@click.option("--searcher", help="Check it with this searcher, as `raysweep run --searcher` would (default: the recipe's).")
+def validate(recipe: str, overrides: tuple[str, ...], scheduler: str | None, searcher: str | None) -> None:
     """Check a recipe file (or prebuilt recipe) without running anything.
 
-    It runs every check of `raysweep run` that needs no data, for every task of the recipe.
+    It runs every check of `raysweep run` that needs no data, for every task of the recipe, with
+    the recipe's scheduler and searcher or the ones given.
     """
     from raysweep.recipes import load_recipe
     from raysweep.sweep.options import check_recipe
 
     loaded = load_recipe(recipe, list(overrides))
-    check_recipe(loaded)
+    check_recipe(loaded, scheduler=scheduler.lower() if scheduler else None, searcher=searcher.lower() if searcher else None)
     for note in loaded.notes:
         click.echo(f"{loaded.source}: {note}", err=True)
     click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameter{'s' if len(loaded.space) != 1 else ''} searched)")
