@@ -195,3 +195,15 @@ def test_a_seed_numpy_cannot_take_is_one_line_before_anything_starts(seed: int) 
         plan_sweep("random_forest", "diabetes", seed=seed)
     assert str(raised.value) == f"--seed {seed}: a seed is a whole number from 0 to 4294967295"
     assert plan_sweep("random_forest", "diabetes", seed=2**32 - 1).seed == 2**32 - 1
+
+
+def test_a_grace_period_at_or_past_the_last_step_is_a_note_that_asha_stops_nothing() -> None:
+    from raysweep.sweep.options import plan_sweep
+
+    plan = plan_sweep("random_forest", "iris", overrides=["early_stopping.grace_period=20"], scheduler="asha")
+    assert plan.notes == [
+        "early_stopping.grace_period 20 is not below the 10 steps a trial has, so asha stops no trial early; lower it "
+        "(or raise resource.max)"
+    ]
+    assert plan_sweep("random_forest", "iris", scheduler="asha").notes == []
+    assert plan_sweep("random_forest", "iris", overrides=["early_stopping.grace_period=20"], scheduler="fifo").notes == []

@@ -139,7 +139,15 @@ class SweepPlan:
         """Lines the sweep says at its start about its options (a family asked for GPUs it cannot use)."""
         families = [member.family for member in self.auto.members] if self.auto is not None else self.family
         note = family_note(families, self.options.gpus_per_trial)
-        return [note] if note else []
+        notes = [note] if note else []
+        steps, grace = self.recipe.resource.max_steps, self.recipe.grace_period
+        if self.options.scheduler == "asha" and self.auto is None and grace >= steps:
+            # ASHA's first rung is at the grace period: at the last step or beyond it no trial is stopped early.
+            notes.append(
+                f"early_stopping.grace_period {grace} is not below the {steps} steps a trial has, so asha stops no trial "
+                "early; lower it (or raise resource.max)"
+            )
+        return notes
 
     def settings(self) -> dict[str, Any]:
         """The sweep's settings, as logged to MLflow."""
