@@ -620,6 +620,30 @@ def test_sigterm_reaches_pythons_handler_after_rays_shutdown_in_the_background(t
     assert (done.returncode, done.stdout.strip()) == (0, "handled"), (done.returncode, done.stdout, done.stderr[-2000:])
 
 
+def test_rays_shutdown_leaves_the_command_lines_sigterm_handler_in_place_throughout(tmp_path):
+    """Ray's driver, as it shuts down, set SIGTERM back to the system's default (its C++ failure
+    signal handler uninstalled): a SIGTERM in that moment, while the best config was refit, ended the
+    process at once (exit 143). The command line's driver runs without that handler: a plain
+    ray.shutdown, without raysweep putting anything back, leaves SIGTERM handled."""
+    probe = (
+        "import os, signal, sys, threading, time, ray\n"
+        "from raysweep.sweep.connect import _sigterm_kept, interrupt_on_sigterm\n"
+        "signal.signal(signal.SIGTERM, interrupt_on_sigterm)\n"
+        "signal.signal(signal.SIGINT, lambda *_: (print('handled'), sys.exit(0)))\n"
+        "with _sigterm_kept():\n"
+        "    ray.init(include_dashboard=False, logging_level='ERROR', num_cpus=1)\n"
+        "shutdown = threading.Thread(target=ray.shutdown)\n"
+        "shutdown.start()\n"
+        "shutdown.join()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(5)\n"
+        "print('not handled')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                          start_new_session=True)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "handled"), (done.returncode, done.stdout, done.stderr[-2000:])
+
+
 # -- the MLflow writer process killed -----------------------------------------------------------------
 def writer_processes(driver_pid: int) -> list[int]:
     """The MLflow writer processes a sweep's driver started (their command line names raysweep

@@ -331,6 +331,15 @@ def _sigterm_kept() -> Iterator[None]:
     Any other handler is left as Ray sets it: a program that calls :func:`raysweep.run_sweep`
     keeps Ray's usual behaviour."""
     kept = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is interrupt_on_sigterm
+    if kept:
+        # Without its C++ failure signal handler the driver's core worker leaves SIGTERM alone as
+        # it shuts down: with it, Ray's shutdown set SIGTERM back to the system's default, and a
+        # SIGTERM in that moment (the shutdown runs beside the refit) ended the process at once,
+        # exit 143, its runs left RUNNING (raysweep.sweep.early puts the handler back after, but
+        # could not close that window). Only this process: Ray's own workers keep theirs.
+        from ray._private import ray_constants
+
+        ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     try:
         yield
     finally:
