@@ -263,7 +263,7 @@ def test_run_json_matches_the_python_api(ray_local, tmp_path, capsys):
     assert "trials: " not in said.err and "refitting" not in said.err and said.out == "", said
 
 
-def test_real_dataset_through_the_cli(shared_data, tmp_path):
+def test_real_dataset_through_the_cli(shared_data, tmp_path, monkeypatch):
     """adult.csv.gz as found: gzip, a saved index column, text with leading spaces, '<=50K' / '>50K' labels."""
     path = shared_data / "adult.csv.gz"
     if not path.exists():
@@ -290,7 +290,9 @@ def test_real_dataset_through_the_cli(shared_data, tmp_path):
     import mlflow
     import pandas as pd
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    # Not mlflow.set_tracking_uri: it sets MLFLOW_TRACKING_URI for the rest of this process, and the
+    # sweeps later tests start would log into this test's store.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     model = mlflow.pyfunc.load_model(outcome["model_uri"])
     as_read = pd.read_csv(path, skipinitialspace=True).drop(columns=["Unnamed: 0", "income"])
     plain = pd.read_csv(path).drop(columns=["Unnamed: 0", "income"])
