@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.errors import UserError
+from raysweep.errors import UserError, plain
 from raysweep.recipes.schema import _suggest
 
 BUILTIN_DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes", "make_classification", "make_regression")
@@ -247,7 +247,7 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
     if chosen == "classification":
         counts = y.value_counts()
         if len(counts) < 2:
-            raise UserError(f"{source}: target {y.name!r} has a single class ({_plain(counts.index[0])!r}); classification needs at least two")
+            raise UserError(f"{source}: target {y.name!r} has a single class ({plain(counts.index[0])!r}); classification needs at least two")
         if len(counts) > 2 and int((counts == 1).sum()) * 2 > len(counts):
             # A measurement taken as classes (--task classification on prices): every score was 0.
             numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
@@ -462,8 +462,3 @@ def prepare(
         categorical_columns=categorical,
         sizes={"train": len(train), "validation": len(val), "test": len(test)},
     )
-
-
-def _plain(value: Any) -> Any:
-    """A pandas or numpy scalar as the Python value it holds, for messages (``7``, not ``np.int64(7)``)."""
-    return value.item() if hasattr(value, "item") else value

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def plain(value: Any) -> Any:
+    """A NumPy or pandas scalar as the Python value it holds, for messages (``7``, not ``np.int64(7)``)."""
+    return value.item() if hasattr(value, "item") else value
+
+
 class UserError(Exception):
     """A problem with what the user asked for: a recipe, a dataset, a flag.
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.errors import UserError
+from raysweep.errors import UserError, plain
 
 #: metric name -> (task, direction). The direction follows the metric.
 METRICS: dict[str, tuple[str, str]] = {
@@ -120,7 +120,7 @@ def check_every_class_scored(
         missing = [i for i in range(len(classes)) if i not in present]
         if missing:
             where = f"one of the {cv} cross-validation folds" if cv else "the validation split"
-            shown = ", ".join(repr(_plain(classes[i])) for i in missing[:3])
+            shown = ", ".join(repr(plain(classes[i])) for i in missing[:3])
             rows = min(int(np.sum(pool == i)) for i in missing) if pool is not None else None
             others = "another --metric (log_loss, accuracy, f1_macro)"
             if rows is not None and rows < 2:
@@ -136,10 +136,6 @@ def check_every_class_scored(
                 f"--metric roc_auc: {where} has no row of class {shown} (too few rows of it), and roc_auc is undefined "
                 f"without one; use {fix}, {others}, or more rows of that class"
             )
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _r2(truth: np.ndarray, pred: np.ndarray) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from raysweep.errors import UserError
+from raysweep.errors import UserError, plain
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ def _unstratified(part: str, labels: np.ndarray, classes: np.ndarray | None, fra
     present = np.flatnonzero(counts)
     rarest = present[np.argmin(counts[present])]
     if counts[rarest] < 2:
-        name = classes[rarest] if classes is not None else rarest
-        name = name.item() if hasattr(name, "item") else name
+        name = plain(classes[rarest] if classes is not None else rarest)
         why = f"class {name!r} has only {counts[rarest]} row (stratifying needs 2 of each class); drop or merge that class to stratify it"
     else:
         held = math.ceil(fraction * len(labels))

@@ -602,22 +602,27 @@ def test_a_stop_during_the_refit_ends_the_sweep_as_killed_and_resume_logs_the_ou
     assert sorted(run.info.run_id for run in children) == trial_runs, "no trial ran again"
 
 
+def assert_sigterm_handled_after(cwd: Path, setup: str) -> None:
+    """Run ``setup`` (Python: Ray started and shut down, a handler that prints "handled" and exits 0)
+    in a process of its own, then send that process SIGTERM: it must be handled, not end the process."""
+    probe = (
+        "import os, signal, sys, threading, time, ray\n" + setup
+        + "os.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(5)\nprint('not handled')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=180,
+                          start_new_session=True)  # fmt: skip
+    assert (done.returncode, done.stdout.strip()) == (0, "handled"), (done.returncode, done.stdout, done.stderr[-2000:])
+
+
 def test_sigterm_reaches_pythons_handler_after_rays_shutdown_in_the_background(tmp_path):
     """Ray's shutdown resets SIGTERM to the system's default at the C level; raysweep's shutdown
     (in a thread, beside the refit) puts the handler back, so a SIGTERM after it is handled."""
-    probe = (
-        "import os, signal, sys, time, ray\n"
+    assert_sigterm_handled_after(tmp_path, (
         "from raysweep.sweep import early\n"
         "ray.init(include_dashboard=False, logging_level='ERROR', num_cpus=1)\n"
         "signal.signal(signal.SIGTERM, lambda *_: (print('handled'), sys.exit(0)))\n"
         "early.shutdown_ray().join()\n"
-        "os.kill(os.getpid(), signal.SIGTERM)\n"
-        "time.sleep(5)\n"
-        "print('not handled')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=180,
-                          start_new_session=True)  # fmt: skip
-    assert (done.returncode, done.stdout.strip()) == (0, "handled"), (done.returncode, done.stdout, done.stderr[-2000:])
+    ))  # fmt: skip
 
 
 def test_rays_shutdown_leaves_the_command_lines_sigterm_handler_in_place_throughout(tmp_path):
@@ -625,8 +630,7 @@ def test_rays_shutdown_leaves_the_command_lines_sigterm_handler_in_place_through
     signal handler uninstalled): a SIGTERM in that moment, while the best config was refit, ended the
     process at once (exit 143). The command line's driver runs without that handler: a plain
     ray.shutdown, without raysweep putting anything back, leaves SIGTERM handled."""
-    probe = (
-        "import os, signal, sys, threading, time, ray\n"
+    assert_sigterm_handled_after(tmp_path, (
         "from raysweep.sweep.connect import _sigterm_kept, interrupt_on_sigterm\n"
         "signal.signal(signal.SIGTERM, interrupt_on_sigterm)\n"
         "signal.signal(signal.SIGINT, lambda *_: (print('handled'), sys.exit(0)))\n"
@@ -635,13 +639,7 @@ def test_rays_shutdown_leaves_the_command_lines_sigterm_handler_in_place_through
         "shutdown = threading.Thread(target=ray.shutdown)\n"
         "shutdown.start()\n"
         "shutdown.join()\n"
-        "os.kill(os.getpid(), signal.SIGTERM)\n"
-        "time.sleep(5)\n"
-        "print('not handled')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=180,
-                          start_new_session=True)  # fmt: skip
-    assert (done.returncode, done.stdout.strip()) == (0, "handled"), (done.returncode, done.stdout, done.stderr[-2000:])
+    ))  # fmt: skip
 
 
 # -- the MLflow writer process killed -----------------------------------------------------------------

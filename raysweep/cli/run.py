@@ -8,13 +8,12 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import click
 
 from raysweep.cli.summary import report
-from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete, UserError
+from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete
 
 
 def _run_options(func: Any) -> Any:
@@ -190,7 +189,7 @@ def _interrupted_before_its_trials(name: str, storage: str) -> SweepInterrupted:
     and whether there is anything to resume (click alone says "Aborted!", exit 1)."""
     from raysweep.sweep import record as sweep_record
 
-    if sweep_record.is_uri(storage) or (Path(storage) / name / "tuner.pkl").exists():
+    if sweep_record.tune_state_saved(f"{storage.rstrip('/')}/{name}"):
         return SweepInterrupted(f"sweep {name} interrupted; continue it with: raysweep resume {name} --storage {storage}")
     return SweepInterrupted(f"sweep {name} interrupted before its trials started: nothing to resume; run it again")
 

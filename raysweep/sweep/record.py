@@ -87,6 +87,12 @@ def sweep_dir(plan: Any) -> str:
     return f"{plan.storage.rstrip('/')}/{plan.name}"
 
 
+def tune_state_saved(folder: str) -> bool:
+    """Whether Ray Tune saved a sweep's state in ``folder`` (its ``tuner.pkl``), so that ``resume``
+    has something to restore; a cloud folder is taken to have it (not looked into)."""
+    return is_uri(folder) or (Path(folder) / "tuner.pkl").exists()
+
+
 def refuse_a_name_in_use(plan: Any) -> None:
     """Refuse a sweep ``name`` given by the user whose folder in the storage holds a sweep already:
     the new sweep's trials would join the old one's folder (``sync`` would then log both under one
@@ -102,7 +108,7 @@ def refuse_a_name_in_use(plan: Any) -> None:
         record = json.loads(text)
     except ValueError:
         record = {}
-    started = is_uri(folder) or (Path(folder) / "tuner.pkl").exists() or any(record.get(key) for key in ("stopped_by", "nested_cv", "nested_job"))
+    started = tune_state_saved(folder) or any(record.get(key) for key in ("stopped_by", "nested_cv", "nested_job"))
     if not started:
         return  # stopped before Ray Tune saved anything (Ctrl-C while Ray started): nothing to resume, the name is free
     raise UserError(

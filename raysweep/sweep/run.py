@@ -96,11 +96,12 @@ def run_planned(
         early.start_writer(tracking_uri)
     prepared = prepare(plan.dataset, plan.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv,
                        rows=part.rows if part else None)
-    data = prepared.trial
-    check_every_class_scored(
-        plan.metric, [data.y_train[va] for _, va in data.folds] if data.folds else [data.y_val], prepared.classes, cv=plan.cv,
-        pool=prepared.y_pool,
-    )  # before any MLflow run (a sweep of a nested validation's fold; any other sweep was checked by plan_sweep)
+    if part is not None:  # a nested validation's sweep, on its fold's rows (plan_sweep checked any other sweep before Ray)
+        data = prepared.trial
+        check_every_class_scored(
+            plan.metric, [data.y_train[va] for _, va in data.folds] if data.folds else [data.y_val], prepared.classes, cv=plan.cv,
+            pool=prepared.y_pool,
+        )  # before any MLflow run
     _quiet_tune(verbose)
     max_concurrent = plan.max_concurrent or cluster_cpus()
     max_steps = plan.recipe.resource.max_steps
@@ -440,7 +441,7 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
         )
     if auto.is_auto_record(record):
         auto.from_record(record)  # a record that cannot rebuild the members is refused before anything starts
-    if not record.get("stopped_by") and not sweep_record.is_uri(candidate) and not (Path(candidate) / "tuner.pkl").exists():
+    if not record.get("stopped_by") and not sweep_record.tune_state_saved(candidate):
         # Stopped before Ray Tune saved anything (while Ray started, say): Tune has nothing to restore.
         raise UserError(
             f"sweep {record['name']} stopped before Ray Tune saved its state ({candidate} has no tuner.pkl): "
