@@ -113,6 +113,24 @@ def test_without_a_scope_compare_shows_the_newest_sweeps_dataset(sweeps_uri):
     assert rows[0].mode == "min" and rows[0].best_validation_score == 55.0
 
 
+def test_an_interrupted_sweep_shows_its_trials_best_score_so_far_and_ranks_by_it(sweeps_uri, tmp_path):
+    tags = {schema.RECIPE: "svm", schema.DATASET: "breast_cancer", schema.METRIC: "accuracy", schema.SCHEDULER: "asha", schema.SEARCHER: "random"}
+    tracker = SweepTracker(sweeps_uri, "bc", "svm-cut", schema.validation_metric("accuracy"), 3, True, tags=tags, params={"mode": "max", "metric": "accuracy"})
+    parent = tracker.start()
+    client = client_for(sweeps_uri)
+    experiment_id = client.get_run(parent).info.experiment_id
+    for name, best in [("trial-a", 0.951), ("trial-b", 0.962), ("trial-c", None)]:  # trial-c failed before its first score
+        child = client.create_run(experiment_id, tags={schema.PARENT_RUN_ID: parent}, run_name=name)
+        if best is not None:
+            client.log_metric(child.info.run_id, schema.best_metric("accuracy"), best)
+        client.set_terminated(child.info.run_id, "KILLED")
+    tracker.finish("KILLED")  # Ctrl-C: no summary, so no best score or trial count on the parent
+    data = json.loads(invoke_cli("compare", "--experiment", "bc", "--json", "--tracking-uri", sweeps_uri, cwd=tmp_path).stdout)
+    assert [row["sweep"] for row in data["sweeps"]] == ["rf-1", "svm-cut", "xgb-1", "svm-1"]
+    cut = data["sweeps"][1]
+    assert cut["best_validation_score"] == 0.962 and cut["trials"] == 3 and cut["status"] == "KILLED" and cut["test_score"] is None
+
+
 @pytest.mark.parametrize(
     "scope, message",
     [

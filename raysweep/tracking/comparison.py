@@ -50,9 +50,11 @@ def sweep_row(client: Any, run: Any, experiment_name: str) -> SweepRow:
     """What the table shows of one sweep's parent run."""
     tags, metrics, info = run.data.tags, run.data.metrics, run.info
     metric, mode = sweep_metric(run)
-    trials = metrics.get(schema.NUM_TRIALS)
-    if trials is None:  # an unfinished sweep has no count yet: its trial runs are the count
-        trials = len(child_runs(client, run))
+    trials, best = metrics.get(schema.NUM_TRIALS), _finite(metrics.get(schema.best_metric(metric)))
+    if trials is None or best is None:  # an unfinished sweep has neither yet: its trial runs have them so far
+        children = child_runs(client, run)
+        trials = len(children) if trials is None else trials
+        best = best if best is not None else _best_of_trials(children, schema.best_metric(metric), mode)
     end = info.end_time / 1000 if info.end_time else (time.time() if info.status == "RUNNING" else None)
     return SweepRow(
         sweep=tags.get(schema.SWEEP, info.run_name),
@@ -64,13 +66,21 @@ def sweep_row(client: Any, run: Any, experiment_name: str) -> SweepRow:
         metric=metric,
         mode=mode,
         trials=int(trials),
-        best_validation_score=_finite(metrics.get(schema.best_metric(metric))),
+        best_validation_score=best,
         test_score=_finite(metrics.get(schema.test_metric(metric))),
         wall_time_s=round(end - info.start_time / 1000, 1) if end and info.start_time else None,
         started=datetime.fromtimestamp(info.start_time / 1000, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         status=info.status,
         run_id=info.run_id,
     )
+
+
+def _best_of_trials(children: list[Any], key: str, mode: str) -> float | None:
+    """The best of the trials' best-so-far scores (``key``), in the metric's direction; None if no trial scored."""
+    scores = [score for score in (_finite(child.data.metrics.get(key)) for child in children) if score is not None]
+    if not scores:
+        return None
+    return max(scores) if mode == "max" else min(scores)
 
 
 def _experiments(client: Any, uri: str, experiment: str | None) -> dict[str, str]:
