@@ -90,6 +90,11 @@ def test_nested_cv_on_breast_cancer_scores_every_fold_logs_one_tree_and_resumes_
     # The job's estimate is on its run once: K scores by fold, K rows in the folds' table.
     history = client.get_metric_history(top.info.run_id, schema.nested_metric("accuracy"))
     assert sorted(m.step for m in history) == [1, 2, 3]
+    # The final sweep had finished: it is refit for the job's model, and its own run is left as it was.
+    final_run = parts["job-final"].info.run_id
+    for key in (schema.test_metric("accuracy"), schema.best_metric("accuracy"), schema.NUM_TRIALS):
+        assert len(client.get_metric_history(final_run, key)) == 1, key
+    assert client.get_run(final_run).info.end_time == parts["job-final"].info.end_time
     (tmp_path / "again").mkdir()
     table = json.loads(Path(client.download_artifacts(top.info.run_id, schema.NESTED_FOLDS_FILE, str(tmp_path / "again"))).read_text())
     assert len(table["data"]) == 3

@@ -162,6 +162,9 @@ def run_nested(
         i: FoldScore(i + 1, state.done["score"], state.done["inner_best"], state.done["config"]) for i, state in enumerate(states) if state.done
     }
     running = [i for i in range(len(parts)) if i not in outcomes]
+    # The final sweep, had it finished, runs no trial and logs nothing again: the job needs its
+    # result (refit model, scores, leaderboard) for its own run, which it had not logged yet.
+    rebuilt = {i for i in running if (states[i].record or {}).get("outcome_done")}
     # The CPUs are shared among the sweeps that run (a resumed job's finished folds take none).
     at_once, per_sweep = sweeps_at_once(plan, max(1, len(running)), cluster_cpus())
     if per_sweep is not None:
@@ -176,7 +179,12 @@ def run_nested(
             f"each sweep's {plan.time_budget:g} s budget starts when it does"
         )
     else:
-        say(f"raysweep: resuming nested validation {plan.name}: {', '.join(names[i] for i in running)} go on; {len(outcomes)} fold(s) had finished")
+        go_on = [names[i] for i in running if i not in rebuilt]
+        say(
+            f"raysweep: resuming nested validation {plan.name}: {', '.join(go_on) or 'no sweep'} "
+            f"go{'es' if len(go_on) == 1 else ''} on; {len(outcomes)} fold(s) had finished"
+            + (f"; {names[-1]} had finished: its best config is refit for the job's model, its own run kept as it was" if rebuilt else "")
+        )
 
     def sweep(index: int, part_plan: SweepPlan, part: Part) -> None:
         while not gate.acquire(timeout=0.2):  # its turn (see sweeps_at_once)
@@ -187,7 +195,8 @@ def run_nested(
             # The final sweep shows its progress a line per change; the folds say when they end.
             show = progress and index == len(parts) - 1
             outcomes[index] = run_inner(
-                part_plan, verbose=verbose, progress=show, live=False, tracking=tracking, part=part, resume=states[index].record
+                part_plan, verbose=verbose, progress=show and index not in rebuilt, live=False, tracking=tracking and index not in rebuilt,
+                part=part, resume=states[index].record,
             )
             if index < k:
                 nested_resume.save_fold_outcome(part_plan, outcomes[index])
