@@ -50,7 +50,7 @@ class LiveProgress(Callback):
     ``total`` is how many trials the sweep runs (None: not known up front), ``resource`` the
     recipe's resource (its ``name``, ``per_step``, ``max_steps`` and ``at(steps)``),
     ``concurrency`` how many trials run at once, ``time_budget`` the sweep's budget in seconds
-    and ``started`` the clock reading the elapsed time counts from. The best score is the best
+    (``budget_used`` of it spent by a resumed sweep's earlier sessions) and ``started`` the clock reading the elapsed time counts from. The best score is the best
     validation score at any step of any trial so far: the one the sweep's result, leaderboard
     and refit end up with (see :mod:`raysweep.best`). :meth:`phase` reports what the sweep does
     after its trials; :meth:`close` ends the view.
@@ -65,6 +65,7 @@ class LiveProgress(Callback):
         resource: Any = None,
         concurrency: int | None = None,
         time_budget: float | None = None,
+        budget_used: float = 0.0,
         started: float | None = None,
         live: bool | None = None,
         console: Console | None = None,
@@ -77,6 +78,8 @@ class LiveProgress(Callback):
         self.resource = resource
         self.concurrency = concurrency
         self.time_budget = time_budget
+        #: seconds of the budget a resumed sweep's earlier sessions spent (Tune goes on with the rest)
+        self.budget_used = budget_used
         self.clock = clock
         self.started = clock() if started is None else started
         self.console = console or Console(stderr=True, highlight=False)
@@ -111,6 +114,7 @@ class LiveProgress(Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_best_order", None)  # a view saved by an earlier raysweep
+        state.setdefault("budget_used", 0.0)
         self.__dict__.update(state)
         self.console = Console(stderr=True, highlight=False)
         self._lock = threading.Lock()
@@ -222,7 +226,11 @@ class LiveProgress(Callback):
         status = str(trial.status)
         if status != "TERMINATED" or trial.trial_id in self._completed or trial_done(trial):
             return status
-        return status if budget_spent(self.time_budget, self.clock() - self._fit_started) else "STOPPED"
+        return status if budget_spent(self.time_budget, self._budget_elapsed()) else "STOPPED"
+
+    def _budget_elapsed(self, now: float | None = None) -> float:
+        """Seconds of the time budget spent: this session's since Tune began, and the earlier sessions'."""
+        return (self.clock() if now is None else now) - self._fit_started + self.budget_used
 
     def _counts(self) -> tuple[int, int, int, int]:
         """(done, running, waiting, failed); waiting counts the trials not created yet when the total is known."""
@@ -265,7 +273,7 @@ class LiveProgress(Callback):
             at_once = max(1, min(self.concurrency or running or 1, to_go or 1))
             guesses.append((mean * to_go / at_once, f"finished trials' mean {duration(mean)} × {to_go} to go ÷ {at_once} at once"))
         if self.time_budget:
-            guesses.append((max(0.0, self.time_budget - (now - self._fit_started)), f"time budget {duration(self.time_budget)}"))
+            guesses.append((max(0.0, self.time_budget - self._budget_elapsed(now)), f"time budget {duration(self.time_budget)}"))
         return min(guesses, key=lambda guess: guess[0]) if guesses else None
 
     def line(self) -> str:

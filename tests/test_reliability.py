@@ -231,12 +231,14 @@ def wait_for_first_metrics(sweep: Any, client: Any, experiment: str) -> None:
 
 
 def background_rf_sweep(
-    cwd: Path, name: str, tracking_uri: str, num_samples: int, n_samples: int = 3000, concurrent: int = 2,
+    cwd: Path, name: str, tracking_uri: str, num_samples: int | None, n_samples: int = 3000, concurrent: int = 2,
     extra: list[str] | None = None, env: dict[str, str] | None = None,
 ) -> Sweep:
+    """``num_samples`` None: no trial count (a time budget in ``extra`` then fills itself with trials)."""
+    count = [] if num_samples is None else ["--num-samples", str(num_samples)]
     return Sweep(
         ["run", "random_forest", "--dataset", f"make_classification:n_samples={n_samples}",
-         "--num-samples", str(num_samples), "--scheduler", "fifo", "--searcher", "random", "--name", name,
+         *count, "--scheduler", "fifo", "--searcher", "random", "--name", name,
          "--set", "resource.per_step=10", "--max-concurrent", str(concurrent), "--tracking-uri", tracking_uri,
          "--json", *(extra or [])],
         cwd, env,
@@ -791,6 +793,38 @@ def test_a_sweep_stopped_with_ctrl_c_or_sigterm_resumes_to_the_requested_number_
     assert len(children) == 4
     assert len({run.data.tags["raysweep.trial_id"] for run in children}) == 4
     assert_complete_histories(client, children, steps=list(range(10, 101, 10)))
+    assert not done.left_behind, done.left_behind
+
+
+def test_a_time_budgeted_sweep_stopped_with_ctrl_c_resumes_to_its_end_on_what_is_left_of_its_budget(tmp_path):
+    """Tune saves its budget's clock with its state, and a resume spends only what is left: raysweep
+    took such a resume for one more interruption (exit 130) when its own session had been short."""
+    name, budget = "budgeted", 40
+    uri = sqlite_uri(tmp_path)
+    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=None, n_samples=2000, extra=["--time-budget", str(budget)])
+    try:
+        wait_for(lambda: started(tmp_path, name) or not sweep.running(), 240, "the sweep to start")
+        client = client_for(uri)
+
+        def a_trial_ran() -> bool:
+            assert sweep.running(), sweep.err.read_text()[-3000:]
+            return bool(trial_steps(client, RF_EXPERIMENT))
+
+        wait_for(a_trial_ran, 180, "a trial in MLflow")
+        # Half the budget spent: what is left, with a resume's own start, is shorter than 90% of it.
+        time.sleep(budget * 0.45)
+        os.killpg(sweep.pid, signal.SIGINT)
+        stopped = sweep.wait(180)
+    finally:
+        sweep.stop()
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "interrupted" not in done.stderr.splitlines()[-1], done.stderr[-2000:]
+    summary = summary_of(done.stdout)
+    parents, children = sweep_runs(client, RF_EXPERIMENT)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert summary["num_trials"] == len(children) > 0 and summary["test_score"] > 0.5, summary
     assert not done.left_behind, done.left_behind
 
 

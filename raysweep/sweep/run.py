@@ -127,10 +127,15 @@ def run_planned(
     stops: dict[str, str] = {}
     callbacks: list[Any] = [StopNotes(stops, sweep_stopper)]
     view = None
+    # A resumed sweep goes on with what Tune left of its time budget (Tune saves its clock with its state).
+    from raysweep.sweep.saved_state import budget_used as saved_budget_used
+
+    budget_before = saved_budget_used(resume["path"]) if resume and plan.time_budget and not sweep_record.is_uri(resume["path"]) else 0.0
     if progress:
         view = LiveProgress(
             plan.metric_key, plan.mode, total=_total_trials(plan), resource=plan.recipe.resource,
-            concurrency=max_concurrent, time_budget=plan.time_budget, started=started, live=None if live else False,
+            concurrency=max_concurrent, time_budget=plan.time_budget, budget_used=budget_before, started=started,
+            live=None if live else False,
         )  # fmt: skip
         callbacks.append(view)
     phase = view.phase if view is not None else None
@@ -256,7 +261,7 @@ def run_planned(
         if stopped_by:
             # No trial is left for `raysweep resume`, only the outcome until `outcome_done` says it is logged.
             sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by, outcome_done=False, never_started=sorted(never_started))
-        elif _interrupted(ledger, plan, started):
+        elif _interrupted(ledger, plan, started - budget_before):
             status = "KILLED"
             raise SweepInterrupted(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
@@ -388,7 +393,10 @@ def _use_callbacks(tuner: Any, callbacks: list[Any], sweep_stopper: Any = None) 
 
 
 def _interrupted(ledger: Any, plan: SweepPlan, started: float) -> bool:
-    """Whether Tune came back early because of Ctrl-C (trials left unfinished, budget not spent)."""
+    """Whether Tune came back early because of Ctrl-C (trials left unfinished, budget not spent).
+
+    ``started``: when the time budget began, on ``time.monotonic()`` (a resume's: as far back as
+    its earlier sessions spent of it)."""
     from raysweep.sweep.ledger import budget_spent
 
     if budget_spent(plan.time_budget, time.monotonic() - started):

@@ -120,6 +120,32 @@ def has_saved_state(sweep_folder: Path) -> bool:
     return _newest(sweep_folder) is not None
 
 
+def budget_used(sweep_folder: str | Path) -> float:
+    """Seconds of the sweep's time budget that Tune counted in its saved sessions (0.0 when none).
+
+    Tune keeps its ``TimeoutStopper`` in the experiment state and a resumed sweep goes on with what
+    is left of the budget, not with the whole of it: a resume's own clock must start that far in.
+    Private API: the stopper is ``runner_data["_stopper"]``, pickled (a ``CombinedStopper`` holding
+    it beside the sweep's own stopper), its budget left ``_budget``; checked on Ray 2.60.
+    """
+    import cloudpickle
+
+    newest = _newest(Path(sweep_folder))
+    state = _load(newest) if newest is not None else None
+    try:
+        pickled = state["runner_data"]["_stopper"]["value"]
+        stopper = cloudpickle.loads(bytes.fromhex(pickled))
+    except Exception:  # no state, no stopper, or not Tune's layout: nothing counted
+        return 0.0
+    found = [stopper]
+    while found:
+        candidate = found.pop()
+        found.extend(getattr(candidate, "_stoppers", ()) or ())
+        if hasattr(candidate, "_timeout_seconds") and hasattr(candidate, "_budget"):
+            return max(0.0, float(candidate._timeout_seconds) - float(candidate._budget))
+    return 0.0
+
+
 def _newest(folder: Path | None) -> Path | None:
     # The file Tune restores from: the greatest name (Tune's _find_newest_experiment_checkpoint).
     if folder is None or not folder.is_dir():
