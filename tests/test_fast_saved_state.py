@@ -105,3 +105,43 @@ def test_a_completed_trials_checkpoints_go_once_tune_has_saved_a_state_that_says
     assert [path.name for path in trial.iterdir()] == ["result.json"]
     drop.on_trial_complete(6, [], _Trial(tmp_path / "a-uri-or-gone"))  # not a local folder: nothing to delete
     assert drop.get_state() is None
+
+
+def _state_with_budget(folder: Path, budget: float, left: float, session: str = "2026-12-05_02-34-49") -> None:
+    """An experiment state as Tune saves it: its stoppers pickled in ``runner_data`` (a time budget
+    beside the sweep's own stopper), the budget's clock at ``left`` seconds to go."""
+    from ray.tune.stopper import CombinedStopper, MaximumIterationStopper, TimeoutStopper
+    from ray.tune.utils.serialization import TuneFunctionEncoder
+
+    timeout = TimeoutStopper(budget)
+    timeout._budget = left
+    runner_data = {"_iteration": 5, "_stopper": CombinedStopper(MaximumIterationStopper(10), timeout)}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"experiment_state-{session}.json").write_text(json.dumps({"runner_data": runner_data, "trial_data": []}, cls=TuneFunctionEncoder))
+
+
+def test_the_budget_tune_spent_is_read_from_its_saved_state(tmp_path):
+    _state_with_budget(tmp_path / "a", 60, 12.5)
+    assert saved_state.budget_used(tmp_path / "a") == 47.5
+    _state_with_budget(tmp_path / "b", 30, -0.2)  # Tune's last check found the budget gone
+    assert saved_state.budget_used(tmp_path / "b") == 30.2
+    assert saved_state.budget_used(tmp_path / "none") is None  # nothing saved
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "experiment_state-2026-12-05_02-34-49.json").write_text('{"runner_data": {')
+    assert saved_state.budget_used(tmp_path / "cut") is None
+
+
+def test_ctrl_c_with_part_of_the_budget_left_is_an_interruption_by_tunes_clock(tmp_path):
+    """By the clock from the command's start (Ray's start included) a Ctrl-C with 15 s of a 30 s
+    budget left counted as its end: the sweep refit and exited 0, with nothing to resume."""
+    import time
+
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.run import _time_budget_spent
+
+    plan = plan_sweep("random_forest", "iris", time_budget=30, name="cut", storage=str(tmp_path))
+    long_ago = time.monotonic() - 29  # the command started 29 s ago
+    _state_with_budget(tmp_path / "cut", 30, 15.0)
+    assert not _time_budget_spent(plan, long_ago)
+    _state_with_budget(tmp_path / "cut", 30, -0.1)
+    assert _time_budget_spent(plan, time.monotonic())

@@ -130,7 +130,7 @@ def run_planned(
     # A resumed sweep goes on with what Tune left of its time budget (Tune saves its clock with its state).
     from raysweep.sweep.saved_state import budget_used as saved_budget_used
 
-    budget_before = saved_budget_used(resume["path"]) if resume and plan.time_budget and not sweep_record.is_uri(resume["path"]) else 0.0
+    budget_before = (saved_budget_used(resume["path"]) or 0.0) if resume and plan.time_budget and not sweep_record.is_uri(resume["path"]) else 0.0
     if progress:
         view = LiveProgress(
             plan.metric_key, plan.mode, total=_total_trials(plan), resource=plan.recipe.resource,
@@ -261,7 +261,7 @@ def run_planned(
         if stopped_by:
             # No trial is left for `raysweep resume`, only the outcome until `outcome_done` says it is logged.
             sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by, outcome_done=False, never_started=sorted(never_started))
-        elif _interrupted(ledger, plan, started - budget_before):
+        elif _interrupted(ledger, plan, _time_budget_spent(plan, started - budget_before)):
             status = "KILLED"
             raise SweepInterrupted(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
@@ -392,14 +392,25 @@ def _use_callbacks(tuner: Any, callbacks: list[Any], sweep_stopper: Any = None) 
         run_config.stop = sweep_stopper
 
 
-def _interrupted(ledger: Any, plan: SweepPlan, started: float) -> bool:
-    """Whether Tune came back early because of Ctrl-C (trials left unfinished, budget not spent).
-
-    ``started``: when the time budget began, on ``time.monotonic()`` (a resume's: as far back as
-    its earlier sessions spent of it)."""
+def _time_budget_spent(plan: SweepPlan, started: float) -> bool:
+    """Whether Tune's time budget ran out: as Tune's own clock says, saved with its state after the
+    trials (Ctrl-C with a second of the budget left is an interruption, not its end). Without a
+    local saved state, by the clock: ``started`` on ``time.monotonic()``, a resume's as far back as
+    its earlier sessions spent of the budget."""
     from raysweep.sweep.ledger import budget_spent
+    from raysweep.sweep.saved_state import budget_used
 
-    if budget_spent(plan.time_budget, time.monotonic() - started):
+    if not plan.time_budget:
+        return False
+    used = None if sweep_record.is_uri(plan.storage) else budget_used(Path(plan.storage, plan.name))
+    if used is not None:
+        return used >= plan.time_budget
+    return budget_spent(plan.time_budget, time.monotonic() - started)
+
+
+def _interrupted(ledger: Any, plan: SweepPlan, budget_spent: bool) -> bool:
+    """Whether Tune came back early because of Ctrl-C (trials left unfinished, budget not spent)."""
+    if budget_spent:
         return False
     trials = ledger.trials
     if any(status in ("PENDING", "RUNNING", "PAUSED") for status, _ in trials):

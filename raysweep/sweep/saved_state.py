@@ -120,8 +120,9 @@ def has_saved_state(sweep_folder: Path) -> bool:
     return _newest(sweep_folder) is not None
 
 
-def budget_used(sweep_folder: str | Path) -> float:
-    """Seconds of the sweep's time budget that Tune counted in its saved sessions (0.0 when none).
+def budget_used(sweep_folder: str | Path) -> float | None:
+    """Seconds of the sweep's time budget that Tune counted in its saved sessions (None: no saved
+    state with a budget in it).
 
     Tune keeps its ``TimeoutStopper`` in the experiment state and a resumed sweep goes on with what
     is left of the budget, not with the whole of it: a resume's own clock must start that far in.
@@ -135,15 +136,15 @@ def budget_used(sweep_folder: str | Path) -> float:
     try:
         pickled = state["runner_data"]["_stopper"]["value"]
         stopper = cloudpickle.loads(bytes.fromhex(pickled))
-    except Exception:  # no state, no stopper, or not Tune's layout: nothing counted
-        return 0.0
+    except Exception:  # no state, no stopper, or not Tune's layout
+        return None
     found = [stopper]
     while found:
         candidate = found.pop()
         found.extend(getattr(candidate, "_stoppers", ()) or ())
         if hasattr(candidate, "_timeout_seconds") and hasattr(candidate, "_budget"):
             return max(0.0, float(candidate._timeout_seconds) - float(candidate._budget))
-    return 0.0
+    return None
 
 
 def _newest(folder: Path | None) -> Path | None:
