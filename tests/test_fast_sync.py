@@ -378,3 +378,24 @@ def test_sweep_run_without_tracking_has_nothing_to_sync(tmp_path: Path, store_ur
     record_file.write_text(json.dumps({**record, "experiment_id": None, "parent_run_id": None}))
     with pytest.raises(UserError, match=f"^sweep {SWEEP} ran without MLflow tracking: there is no parent run to sync to$"):
         sync_sweep(str(sweep))
+
+
+def test_the_trials_a_resume_keeps_come_from_the_state_tune_restores_not_the_newest_file(tmp_path: Path) -> None:
+    """Tune copies every session's experiment state again as a sweep ends, a fraction of a
+    millisecond apart in any order: the newest file was once an earlier session's, and a second
+    resume deleted the runs of 50 trials Ray had saved, as lost."""
+    import os
+
+    from raysweep.tracking.sync import saved_trial_ids
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    write_experiment_state(sweep, [RayTrial(0, [0.9]), RayTrial(1, [0.8]), RayTrial(2, [0.7])])  # the later session, all three
+    later = sweep / f"experiment_state-{STAMP}.json"
+    earlier = sweep / "experiment_state-2026-11-30_15-02-11.json"
+    state = json.loads(later.read_text())
+    state["trial_data"] = state["trial_data"][:1]  # the first session had made one trial
+    earlier.write_text(json.dumps(state))
+    os.utime(later, ns=(1796052000_000_000_000, 1796052000_000_000_000))
+    os.utime(earlier, ns=(1796052000_000_500_000, 1796052000_000_500_000))  # copied half a millisecond later
+    assert saved_trial_ids(sweep) == {"e55ae_00000", "e55ae_00001", "e55ae_00002"}

@@ -98,7 +98,9 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
 def _saved_trials(folder: Path) -> dict[str, dict[str, Any]]:
     """Trial id -> its ``status`` and ``config`` in Tune's latest experiment state; empty when it
     cannot be read."""
-    states = sorted(folder.glob("experiment_state-*.json"), key=lambda path: path.stat().st_mtime)
+    # The file Tune restores from: the greatest name (its session's start), not the newest time:
+    # Tune copies every session's file again as a sweep ends, a fraction of a millisecond apart.
+    states = sorted(folder.glob("experiment_state-*.json"), key=lambda path: path.name)
     if not states:
         return {}
     try:
