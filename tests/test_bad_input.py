@@ -206,6 +206,9 @@ CASES = [
          ("--target species: the built-in dataset iris has its own target; leave --target out",),
          api={"recipe": "xgboost", "dataset": "iris", "target": "species"}),
     # -- flags -------------------------------------------------------------------------------------
+    Case("storage is a file", ["run", "xgboost", "--dataset", "iris", "--storage", "data.csv/results"],
+         ("data.csv is a file, not a folder; pass a folder for Ray's state of the sweep",), files={"data.csv": GOOD_CSV},
+         api={"recipe": "xgboost", "dataset": "iris", "storage": "data.csv/results"}),
     Case("zero samples", ["run", "xgboost", "--dataset", "iris", "--num-samples", "0"],
          ("--num-samples 0: must be a whole number >= 1",), api={"recipe": "xgboost", "dataset": "iris", "num_samples": 0}),
     Case("negative samples", ["run", "xgboost", "--dataset", "iris", "--num-samples", "-3"],

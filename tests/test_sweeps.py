@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from fast_support import empty_store, store_uri  # noqa: F401 (fixtures)
 from raysweep import space
 from raysweep.strategies import _pbt, registry as strategies
 from raysweep.data import load_dataset, prepare
@@ -460,3 +461,20 @@ def test_best_means_the_best_step_everywhere(ray_local, tmp_path, mlflow_server,
     assert f"best validation rmse: {best_value:.5g} (at resource {best_resource})" in report.stdout, report.stdout
     top = next(line for line in report.stdout.splitlines() if "trial-" in line)
     assert f"{best_value:.4g}" in top and f" {best_resource} " in top, report.stdout
+
+
+def test_a_sweep_that_fails_after_its_parent_run_opened_ends_it_failed(ray_local, tmp_path, monkeypatch, store_uri):  # noqa: F811
+    """Anything raised between the parent run's start and the trials (building Ray Tune's search
+    space, its Tuner) left the run RUNNING for good."""
+    from mlflow.tracking import MlflowClient
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the search space could not be built")
+
+    monkeypatch.setattr(space, "param_space", broken)
+    with pytest.raises(RuntimeError, match="could not be built"):
+        run_sweep("random_forest", "iris", num_samples=1, name="broken", tracking_uri=store_uri, storage=str(tmp_path / "results"))
+    client = MlflowClient(store_uri)
+    experiment = client.get_experiment_by_name("raysweep-iris")
+    runs = client.search_runs([experiment.experiment_id])
+    assert [(run.info.run_name, run.info.status) for run in runs] == [("broken", "FAILED")]

@@ -335,6 +335,19 @@ def _passed_key(recipe: Recipe, family: Family, task: str) -> str | None:
         return None
 
 
+def _check_storage(folder: str) -> None:
+    """A local ``--storage`` that Ray could not write its state in is a :class:`UserError`, before Ray starts."""
+    import os
+
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--storage {folder}: {existing} is a file, not a folder; pass a folder for Ray's state of the sweep")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--storage {folder}: cannot write in {existing}; pass a folder you can write in")
+
+
 def plan_sweep(
     recipe: str | Path | Recipe | AutoPlan,
     dataset: str | Dataset,
@@ -467,6 +480,8 @@ def plan_sweep(
     if "/" in name or name.startswith("."):
         raise UserError(f"--name {name}: a sweep name may not contain '/' or start with '.'")
     storage_path = str(storage) if is_uri(storage) else str(Path(storage or "raysweep_results").expanduser().resolve())
+    if not is_uri(storage_path):
+        _check_storage(storage_path)
     options = SweepOptions(
         task=chosen_task,
         metric=metric,

@@ -175,77 +175,77 @@ def run_planned(
 
         callbacks.append(start_trial_logging(tracker, early.take_writer()))
 
-    from ray.tune.logger import JsonLoggerCallback
-
-    from raysweep.sweep.ledger import TrialLedger
-
-    from raysweep.sweep.saved_state import DropFinishedCheckpoints, StateCopy, saved_results
-
-    from raysweep.sweep.actors import KeepStartingActors, keep_starting_actors
-
-    ledger = TrialLedger()
-    keep_starting_actors()
-    callbacks += [JsonLoggerCallback(), ledger, KeepStartingActors()]
-    if not sweep_record.is_uri(plan.storage):
-        callbacks.append(StateCopy(Path(plan.storage, plan.name)))
-        if not strategies.get_scheduler(plan.scheduler).population:  # PBT copies checkpoints between trials
-            callbacks.append(DropFinishedCheckpoints())
-    if plan.auto is not None:
-        from raysweep.sweep import auto
-
-        trainable = tune.with_resources(tune.with_parameters(AutoTrainable, **auto.trial_inputs(plan, spec)), trial_resources(plan.gpus_per_trial))
-        param_space = auto.param_space(plan.auto, plan.searcher)
-    else:
-        trainable = tune.with_resources(
-            tune.with_parameters(SweepTrainable if part is None else part.trainable(SweepTrainable), data=prepared.trial, spec=spec),
-            trial_resources(plan.gpus_per_trial),
-        )
-        param_space = space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source)
-    if resume:
-        tuner = tune.Tuner.restore(
-            resume["path"], trainable=trainable, param_space=param_space, resume_unfinished=True, resume_errored=False
-        )
-        _use_callbacks(tuner, callbacks, sweep_stopper)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=TuneConfig(
-                metric=plan.metric_key,
-                mode=plan.mode,
-                num_samples=plan.tune_num_samples,
-                scheduler=_scheduler(plan, max_steps, exploits, stops),
-                search_alg=_searcher(plan, _live_trials(plan, max_concurrent, max_steps), warm.points),
-                reuse_actors=True,
-                time_budget_s=plan.time_budget,
-            ),
-            run_config=RunConfig(
-                name=plan.name,
-                storage_path=plan.storage,
-                stop=sweep_stopper or {"training_iteration": max_steps},
-                callbacks=callbacks,
-                verbose=2 if verbose else 0,
-                failure_config=FailureConfig(max_failures=plan.max_failures),
-                # A finished trial is never restored (the best config is refit): no checkpoint at its end.
-                checkpoint_config=CheckpointConfig(num_to_keep=4 if strategies.get_scheduler(plan.scheduler).population else None, checkpoint_at_end=False),
-            ),
-        )
-        sweep_record.save_plan(plan, tracker, warm.record, part.tags.get(schema.NESTED_JOB) if part else None)
-    if strategies.get_scheduler(plan.scheduler).population:
-        import random
-
-        # Ray's PBT draws its explore/exploit decisions from Python's global random module.
-        random.seed(plan.seed)
-    population = strategies.get_scheduler(plan.scheduler).population
-    # The charts are drawn by a process of their own (PBT's lineage here): no matplotlib in this one.
-    end_imports = early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None,
-                                                         importance=not population, charts=population),
-                                      model=lambda: plan.family.estimator_class(plan.task))
     drawer = None
     status = "FAILED"
     ray_release = None
     results = None
-    try:
+    try:  # from here on the parent run, once open, ends FAILED should anything raise
+        from ray.tune.logger import JsonLoggerCallback
+
+        from raysweep.sweep.ledger import TrialLedger
+
+        from raysweep.sweep.saved_state import DropFinishedCheckpoints, StateCopy, saved_results
+
+        from raysweep.sweep.actors import KeepStartingActors, keep_starting_actors
+
+        ledger = TrialLedger()
+        keep_starting_actors()
+        callbacks += [JsonLoggerCallback(), ledger, KeepStartingActors()]
+        if not sweep_record.is_uri(plan.storage):
+            callbacks.append(StateCopy(Path(plan.storage, plan.name)))
+            if not strategies.get_scheduler(plan.scheduler).population:  # PBT copies checkpoints between trials
+                callbacks.append(DropFinishedCheckpoints())
+        if plan.auto is not None:
+            from raysweep.sweep import auto
+
+            trainable = tune.with_resources(tune.with_parameters(AutoTrainable, **auto.trial_inputs(plan, spec)), trial_resources(plan.gpus_per_trial))
+            param_space = auto.param_space(plan.auto, plan.searcher)
+        else:
+            trainable = tune.with_resources(
+                tune.with_parameters(SweepTrainable if part is None else part.trainable(SweepTrainable), data=prepared.trial, spec=spec),
+                trial_resources(plan.gpus_per_trial),
+            )
+            param_space = space.param_space(plan.recipe.space, plan.searcher, plan.recipe.source)
+        if resume:
+            tuner = tune.Tuner.restore(
+                resume["path"], trainable=trainable, param_space=param_space, resume_unfinished=True, resume_errored=False
+            )
+            _use_callbacks(tuner, callbacks, sweep_stopper)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space,
+                tune_config=TuneConfig(
+                    metric=plan.metric_key,
+                    mode=plan.mode,
+                    num_samples=plan.tune_num_samples,
+                    scheduler=_scheduler(plan, max_steps, exploits, stops),
+                    search_alg=_searcher(plan, _live_trials(plan, max_concurrent, max_steps), warm.points),
+                    reuse_actors=True,
+                    time_budget_s=plan.time_budget,
+                ),
+                run_config=RunConfig(
+                    name=plan.name,
+                    storage_path=plan.storage,
+                    stop=sweep_stopper or {"training_iteration": max_steps},
+                    callbacks=callbacks,
+                    verbose=2 if verbose else 0,
+                    failure_config=FailureConfig(max_failures=plan.max_failures),
+                    # A finished trial is never restored (the best config is refit): no checkpoint at its end.
+                    checkpoint_config=CheckpointConfig(num_to_keep=4 if strategies.get_scheduler(plan.scheduler).population else None, checkpoint_at_end=False),
+                ),
+            )
+            sweep_record.save_plan(plan, tracker, warm.record, part.tags.get(schema.NESTED_JOB) if part else None)
+        if strategies.get_scheduler(plan.scheduler).population:
+            import random
+
+            # Ray's PBT draws its explore/exploit decisions from Python's global random module.
+            random.seed(plan.seed)
+        population = strategies.get_scheduler(plan.scheduler).population
+        # The charts are drawn by a process of their own (PBT's lineage here): no matplotlib in this one.
+        end_imports = early.import_modules(early.end_modules(plan.family, bool(prepared.categorical_columns), tracked=tracker is not None,
+                                                             importance=not population, charts=population),
+                                          model=lambda: plan.family.estimator_class(plan.task))
         # A sweep its own rule ended, killed before its outcome: its trials are over, only the outcome is left.
         finishing = bool(resume and resume.get("stopped_by"))
         if finishing:
