@@ -93,8 +93,11 @@ def score(metric: str, model: Any, X: np.ndarray, y: np.ndarray, n_classes: int 
         return float("nan")
     labels = np.arange(n_classes)
     if metric == "log_loss":
-        proba = np.clip(scores, 1e-15, 1.0)
-        proba = proba / proba.sum(axis=1, keepdims=True)
+        # scikit-learn's own clipping (machine epsilon), as `sklearn.metrics.log_loss` on the model's
+        # predict_proba gives it; rows are only brought to sum to one (float32 models' do not quite).
+        proba = np.clip(scores.astype(np.float64), 0.0, 1.0)
+        sums = proba.sum(axis=1, keepdims=True)
+        proba = np.divide(proba, sums, out=np.full_like(proba, 1.0 / n_classes), where=sums > 0)
         return float(skm.log_loss(y, proba, labels=labels))
     if metric == "roc_auc":
         if len(np.unique(y)) < 2:

@@ -142,3 +142,23 @@ def test_plan_sweep_refuses_roc_auc_on_a_class_no_split_can_score_before_ray_sta
     with pytest.raises(UserError, match=r"one of the 3 cross-validation folds has no row of class 'rare' .* use --cv 2 or fewer"):
         plan_sweep("random_forest", dataset, metric="roc_auc", cv=3)
     assert plan_sweep("random_forest", dataset, metric="roc_auc", cv=2).cv == 2
+
+
+class _Proba:
+    """A fitted classifier whose probabilities are the given rows."""
+
+    def __init__(self, proba) -> None:
+        self.proba = np.asarray(proba, dtype=float)
+
+    def predict_proba(self, X):
+        return self.proba
+
+
+def test_log_loss_is_scikit_learns_on_the_models_probabilities_even_at_zero():
+    """A row giving its true class probability 0 was clipped at 1e-15, scikit-learn clips at
+    machine epsilon: here 9.198 against `sklearn.metrics.log_loss`'s 9.574 on the same
+    predict_proba, the sweep's log_loss and the one a user computes from the logged model apart."""
+    proba = [[1.0, 0.0, 0.0], [0.2, 0.7, 0.1], [0.0, 0.5, 0.5], [0.3, 0.3, 0.4]]
+    y = np.array([1, 1, 2, 0])  # the first row's true class has probability 0
+    expected = skm.log_loss(y, proba, labels=[0, 1, 2])
+    assert score("log_loss", _Proba(proba), None, y, n_classes=3) == pytest.approx(expected, rel=1e-12)
