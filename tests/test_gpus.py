@@ -82,6 +82,31 @@ def test_a_cluster_without_gpus_refuses_before_any_trial_or_mlflow_run(ray_local
     assert not (tmp_path / "ray").exists()
 
 
+def _node(cpus: float, gpus: float, alive: bool = True) -> dict:
+    """A node as ``ray.nodes()`` lists it (the fields the check reads)."""
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return {"Alive": alive, "Resources": resources}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "largest"),
+    [
+        ([_node(8, 1), _node(8, 1)], 1.0),  # two 1-GPU nodes: a 2-GPU trial fits on neither
+        ([_node(8, 0), _node(8, 4)], 4.0),
+        ([_node(0, 4), _node(8, 1)], 1.0),  # a GPU node without CPUs holds no trial (each takes a CPU)
+        ([_node(8, 4, alive=False), _node(8, 1)], 1.0),  # a dead node's GPUs are gone
+        ([_node(8, 0)], 0.0),
+        ([], 0.0),
+    ],
+)
+def test_the_gpus_a_trial_can_get_are_one_nodes_not_the_clusters_sum(nodes, largest) -> None:
+    """Two nodes of one GPU each and --gpus-per-trial 2 passed the check (2 GPUs in the cluster)
+    and the sweep waited for ever with every trial pending."""
+    from raysweep.sweep.gpus import largest_node_gpus
+
+    assert largest_node_gpus(nodes) == largest
+
+
 _SHARED_GPU_SWEEP = textwrap.dedent(
     """
     import sys

@@ -45,19 +45,33 @@ def trial_resources(gpus_per_trial: float | None) -> dict[str, float]:
     return {"cpu": 1, "gpu": gpus_per_trial} if gpus_per_trial else {"cpu": 1}
 
 
-def check_cluster_gpus(gpus_per_trial: float | None) -> None:
-    """Refuse, before any trial or MLflow run, a GPU request the connected cluster cannot meet."""
+def check_cluster_gpus(gpus_per_trial: float | None, resuming: bool = False) -> None:
+    """Refuse, before any trial or MLflow run, a GPU request no node of the connected cluster can meet
+    (a trial takes its CPU and its GPUs on one node: two nodes of 1 GPU do not hold a 2-GPU trial)."""
     if not gpus_per_trial:
         return
     import ray
 
-    available = float(ray.cluster_resources().get("GPU", 0))
-    if available < gpus_per_trial:
-        where = "has no GPU" if not available else f"has {available:g} GPU(s)"
-        raise UserError(
-            f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster {where}, so no trial could start; "
-            "join a cluster with GPUs (--address), or leave --gpus-per-trial out to train on the CPUs"
-        )
+    total, largest = float(ray.cluster_resources().get("GPU", 0)), largest_node_gpus(ray.nodes())
+    if largest < gpus_per_trial:
+        if not total:
+            where = "has no GPU"
+        elif largest == total:
+            where = f"has {total:g} GPU(s)"
+        else:
+            where = f"has {total:g} GPUs, at most {largest:g} on one node with a CPU, and a trial's GPUs must be on one node"
+        fix = "resume it on a cluster with GPUs (--address)" if resuming else "join a cluster with GPUs (--address), or leave --gpus-per-trial out to train on the CPUs"
+        raise UserError(f"--gpus-per-trial {gpus_per_trial:g}: the Ray cluster {where}, so no trial could start; {fix}")
+
+
+def largest_node_gpus(nodes: list[dict[str, Any]]) -> float:
+    """The most GPUs one live node offers a trial (which also needs a CPU there), from ``ray.nodes()``."""
+    sizes = [
+        float(node.get("Resources", {}).get("GPU", 0))
+        for node in nodes
+        if node.get("Alive") and float(node.get("Resources", {}).get("CPU", 0)) >= 1
+    ]
+    return max(sizes, default=0.0)
 
 
 def trial_gpu_ids() -> list[Any]:

@@ -145,7 +145,7 @@ def run_nested(
     say = _teller(progress)
     _quiet_environment(verbose)
     connect_ray(plan.address, verbose, resumed=plan.name if resume is not None else None)  # in this thread: the sweeps' threads find Ray started
-    check_cluster_gpus(plan.gpus_per_trial)  # before the job's MLflow run and record
+    check_cluster_gpus(plan.gpus_per_trial, resuming=resume is not None)  # before the job's MLflow run and record
     # The job's run starts when the job did (before Ray): its duration in MLflow and `raysweep
     # compare` is the job's, as its summary gives it (it was 7 s short on a 30 s job).
     top = _open_job_run(plan, tracking_uri, resume, started=time.time() - (time.monotonic() - started)) if tracking_uri else None

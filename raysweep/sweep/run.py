@@ -85,7 +85,7 @@ def run_planned(
         for thread in opening:
             thread.join()
     # Known once Ray is up; still before any trial and before the sweep's MLflow runs.
-    check_cluster_gpus(plan.gpus_per_trial)
+    check_cluster_gpus(plan.gpus_per_trial, resuming=resume is not None)
     from ray import tune
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig
 
