@@ -954,3 +954,15 @@ def test_the_writer_process_reads_trial_events_without_importing_ray(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], input=pickle.dumps(messages), capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().strip() == "['trial_started', 'trial_result', 'trial_completed'] []"
+
+
+@pytest.mark.parametrize(
+    ("trial_id", "name", "number"),
+    [("e55ae_00007", "trial-0007", 7), ("3a2f1c9e", "trial-3a2f1c9e", None), ("02885254", "trial-02885254", None)],
+)
+def test_a_searchers_trial_id_of_digits_only_keeps_its_leading_zero(trial_id: str, name: str, number: int | None) -> None:
+    """HyperOpt's trial 02885254 (about 2% of eight-hex-digit ids are digits only) became the run
+    trial-2885254, in MLflow, the progress line, the leaderboard and the plots."""
+    from raysweep.tracking.schema import trial_name, trial_number
+
+    assert (trial_name(trial_id), trial_number(trial_id)) == (name, number)

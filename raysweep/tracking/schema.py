@@ -303,15 +303,17 @@ def result_metrics(result: dict[str, Any], integer_resource: bool) -> tuple[int,
 
 
 def trial_name(trial_id: str) -> str:
-    """A readable trial name, ``trial-0007``, from Tune's ``<experiment>_00007`` trial id."""
-    index = trial_id.rsplit("_", 1)[-1]
-    return f"trial-{int(index):04d}" if index.isdigit() else f"trial-{trial_id}"
+    """A readable trial name, ``trial-0007``, from Tune's ``<experiment>_00007`` trial id; a
+    searcher's id (eight hex digits, ``02885254`` among them) as it is: ``trial-02885254``."""
+    number = trial_number(trial_id)
+    return f"trial-{number:04d}" if number is not None else f"trial-{trial_id}"
 
 
 def trial_number(trial_id: str) -> int | None:
-    """The trial's index in the sweep (7 for ``a1b2c_00007``), or None for another id shape."""
-    index = trial_id.rsplit("_", 1)[-1]
-    return int(index) if index.isdigit() else None
+    """The trial's index in the sweep (7 for ``a1b2c_00007``), or None for another id shape
+    (a searcher's hex id, even one of digits only)."""
+    head, _, index = trial_id.rpartition("_")
+    return int(index) if head and index.isdigit() else None
 
 
 def error_text(error_file: str | None, error_msg: str | None = None) -> str:
