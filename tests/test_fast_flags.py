@@ -36,6 +36,18 @@ def test_a_ray_client_address_is_refused_for_tune_would_run_the_sweep_away_from_
     )
 
 
+@pytest.mark.parametrize("address", ["http://127.0.0.1:8265", "https://head.example:8265"])
+def test_the_dashboard_address_is_refused_for_the_clusters(address: str) -> None:
+    # Ray's own refusal of it was a traceback ("Invalid Ray address ... It looks like you set RAY_ADDRESS to an HTTP address").
+    with pytest.raises(UserError) as raised:
+        resolve_target(address)
+    assert str(raised.value) == (
+        f"--address {address}: that is the address of Ray's dashboard and job server (the one `ray job submit` takes), "
+        "not of the cluster; give the head node's HOST:PORT (e.g. 127.0.0.1:6379, as `raysweep cluster up --local` "
+        "and `ray start --head` print it)"
+    )
+
+
 def test_an_address_from_ray_address_is_named_as_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", "head-node")
     with pytest.raises(UserError) as raised:

@@ -94,6 +94,12 @@ def check_address_form(target: Target) -> None:
             "cluster, away from its MLflow logging; give the head node's HOST:6379 from a machine that reaches it, "
             "or submit the sweep to the cluster with `ray job submit -- raysweep run ...`"
         )
+    if address.startswith(("http://", "https://")):
+        raise UserError(
+            f"{target.label}: that is the address of Ray's dashboard and job server (the one `ray job submit` "
+            "takes), not of the cluster; give the head node's HOST:PORT (e.g. 127.0.0.1:6379, as "
+            "`raysweep cluster up --local` and `ray start --head` print it)"
+        )
     if address in ("auto", "local") or "://" in address:
         return
     host, sep, port = address.rpartition(":")
