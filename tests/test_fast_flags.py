@@ -197,6 +197,31 @@ def test_ctrl_c_before_the_trials_is_exit_130_and_says_whether_there_is_anything
         _report_when_done(interrupted, False, None)
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["run", "random_forest", "--dataset", "iris"], "raysweep: interrupted before the sweep started: nothing was written, nothing to resume"),
+        (["resume", "same"], "raysweep: interrupted before the resume started: sweep same is as it was; resume it again"),
+    ],
+    ids=["run", "resume"],
+)
+def test_ctrl_c_while_the_input_is_read_is_exit_130_and_one_line(tmp_path, monkeypatch, args: list[str], line: str) -> None:
+    """Ctrl-C in a command's first seconds (the data loaded and checked) was click's "Aborted!", exit 1."""
+    from click.testing import CliRunner
+
+    from raysweep.cli import main
+    from raysweep.sweep import options, run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(options, "plan_sweep", interrupted)
+    monkeypatch.setattr(run, "find_resumable", interrupted)
+    monkeypatch.chdir(tmp_path)
+    outcome = CliRunner().invoke(main, args, prog_name="raysweep")
+    assert (outcome.exit_code, outcome.stderr.strip()) == (130, line)
+
+
 @pytest.mark.parametrize("seed", [-1, 2**32, 99999999999])
 def test_a_seed_numpy_cannot_take_is_one_line_before_anything_starts(seed: int) -> None:
     """It failed after Ray started (NumPy's "Seed must be between 0 and 2**32 - 1"), and for a

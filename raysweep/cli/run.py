@@ -64,12 +64,25 @@ def run(recipe: str, as_json: bool, verbose: bool, **options: Any) -> None:
     # A nested job's sweeps start their own writers, each on its thread.
     with _writer_started(None if options.get("nested_cv") else resolve_tracking_uri(options.get("tracking_uri")), verbose):
         options["overrides"] = list(options["overrides"])
-        plan = plan_sweep(recipe, options.pop("dataset"), **options)
-        if options.get("name"):
-            from raysweep.sweep.record import refuse_a_name_in_use
+        with _nothing_started_on_ctrl_c():
+            plan = plan_sweep(recipe, options.pop("dataset"), **options)
+            if options.get("name"):
+                from raysweep.sweep.record import refuse_a_name_in_use
 
-            refuse_a_name_in_use(plan)
+                refuse_a_name_in_use(plan)
         _execute(plan, as_json=as_json, verbose=verbose)
+
+
+@contextlib.contextmanager
+def _nothing_started_on_ctrl_c(
+    message: str = "raysweep: interrupted before the sweep started: nothing was written, nothing to resume",
+) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) while the input is read and checked: exit 130 and one line, as later
+    (click alone says "Aborted!", exit 1)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise SweepInterrupted(message) from None
 
 
 def _stop_on_sigterm() -> None:
@@ -119,7 +132,8 @@ def resume(sweep: str, storage: str | None, address: str | None, as_json: bool, 
     from raysweep.tracking.store import resolve_tracking_uri
 
     try:
-        folder, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
+        with _nothing_started_on_ctrl_c(f"raysweep: interrupted before the resume started: sweep {sweep} is as it was; resume it again"):
+            folder, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
     except NothingToResume as done:
         if as_json:  # a program reading stdout gets an object too, not nothing
             click.echo(json.dumps({"name": done.name or sweep, "nothing_to_resume": True, "message": str(done)}))
@@ -143,7 +157,8 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
 
     from raysweep.tracking.store import check_reachable, resolve_tracking_uri
 
-    check_reachable(resolve_tracking_uri(plan.tracking_uri))
+    with _nothing_started_on_ctrl_c():
+        check_reachable(resolve_tracking_uri(plan.tracking_uri))
     err = Console(stderr=True, highlight=False)
     for where, note in [(plan.recipe.source, n) for n in plan.recipe.notes] + [(plan.dataset.name, n) for n in plan.dataset.notes]:
         err.print(f"[dim]{escape(f'{where}: {note}')}[/]")
