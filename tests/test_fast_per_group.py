@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from ray.tune.schedulers import TrialScheduler
 
 from raysweep.families import get_family
@@ -112,3 +114,20 @@ def test_a_group_made_after_the_search_properties_gets_them_and_they_are_set_onc
     group = scheduler.groups["xgboost"]
     assert (group.metric, group._mode) == ("val_rmse", "min")
     assert scheduler.metric == "val_rmse"
+
+
+@pytest.mark.parametrize(
+    ("value", "cutoff", "mode", "detail"),
+    [
+        (0.91, 0.94, "max", "val_accuracy 0.91 below the cutoff 0.94"),
+        (0.96491, 0.96493, "max", "val_accuracy 0.96491 below the cutoff 0.96493"),  # 0.9649 below 0.9649 at four digits
+        (0.9649, 0.9649, "max", "val_accuracy 0.9649 equal to the cutoff, and the trials kept were ranked before it"),
+        (12.5, 11.0, "min", "val_accuracy 12.5 above the cutoff 11"),
+    ],
+)
+def test_a_stop_detail_never_reads_as_a_score_below_itself(value, cutoff, mode, detail):
+    """HyperBand keeps a fixed number of trials: a trial tied with the cutoff was said to be "0.9649
+    below the cutoff 0.9649"."""
+    from raysweep.strategies._base import stop_detail
+
+    assert stop_detail("hyperband", "bracket 2", "val_accuracy", value, cutoff, mode) == f"hyperband: bracket 2: {detail}"

@@ -49,8 +49,13 @@ class Strategy:
 def stop_detail(rule: str, where: str, metric: str, value: float, cutoff: float, mode: str) -> str:
     """Why a scheduler stopped a trial: ``asha: rung 2 (100 boosting_rounds): val_accuracy 0.91
     below the rung's cutoff 0.94`` (``above`` for a metric to minimise)."""
+    if value == cutoff:  # HyperBand keeps a fixed number: of tied trials, those it ranked first
+        return f"{rule}: {where}: {metric} {value:.4g} equal to the cutoff, and the trials kept were ranked before it"
     side = "below" if mode == "max" else "above"
-    return f"{rule}: {where}: {metric} {value:.4g} {side} the cutoff {cutoff:.4g}"
+    digits = 4
+    while f"{value:.{digits}g}" == f"{cutoff:.{digits}g}" and digits < 17:  # 0.96491 below 0.96493, not 0.9649 below 0.9649
+        digits += 1
+    return f"{rule}: {where}: {metric} {value:.{digits}g} {side} the cutoff {cutoff:.{digits}g}"
 
 
 def resource_text(recipe: Any, result: dict[str, Any]) -> str:
