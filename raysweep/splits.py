@@ -75,8 +75,22 @@ def scored_rows(
         train, val = split_rows(pool, val_size / (1 - test_size), y_encoded if classes is not None else None, seed, "validation", classes)
         return train, val, None
     splitter: Any = KFold(cv, shuffle=True, random_state=seed)
-    if classes is not None and int(np.bincount(y_encoded[pool]).min()) >= cv:
-        splitter = StratifiedKFold(cv, shuffle=True, random_state=seed)
+    if classes is not None:
+        counts = np.bincount(y_encoded[pool])
+        present = np.flatnonzero(counts)
+        rarest = present[np.argmin(counts[present])]
+        if counts[rarest] >= cv:
+            splitter = StratifiedKFold(cv, shuffle=True, random_state=seed)
+        else:
+            name = plain(classes[rarest])
+            fix = f"--cv {counts[rarest]} or fewer stratifies them" if counts[rarest] >= 2 else "drop or merge that class to stratify them"
+            note = (
+                f"raysweep: the {cv} cross-validation folds are drawn at random, not stratified: class {name!r} has "
+                f"{counts[rarest]} row(s) in train+validation, fewer than the folds; {fix}"
+            )
+            if note not in _said:
+                _said.add(note)
+                logger.warning("%s", note)
     return pool, pool[:0], [(tr, va) for tr, va in splitter.split(np.zeros(len(pool)), y_encoded[pool])]
 
 
@@ -121,5 +135,6 @@ def check_outer_folds(k: int, dataset: Any, *, seed: int, test_size: float, cv: 
     if inner < needed:
         raise UserError(
             f"--nested-cv {k}: {dataset.name} has {pool} rows in train+validation, so each outer fold tunes on {inner}; "
-            f"the inner {'cross-validation' if cv else 'train/validation split'} needs at least {needed}; use fewer folds or more data"
+            f"the inner {'cross-validation' if cv else 'train/validation split'} needs at least {needed}; use "
+            + " or ".join([f"--cv {inner} or fewer"] * bool(cv and cv > 10 and inner >= 10) + ["fewer outer folds"] * (k > 2) + ["more data"])
         )

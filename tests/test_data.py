@@ -302,6 +302,23 @@ def test_a_split_that_cannot_be_stratified_says_why_and_how_to_fix_it(caplog, mo
     )
 
 
+def test_cross_validation_folds_that_cannot_be_stratified_say_so_once(caplog, monkeypatch) -> None:
+    """--cv 50 on iris (40 rows of each class to tune on) fell back to plain K-fold without a word."""
+    from raysweep import splits
+
+    monkeypatch.setattr(splits, "_said", set())
+    family = get_family("random_forest")
+    with caplog.at_level("WARNING", logger="raysweep.splits"):
+        prepare(load_dataset("iris"), family, seed=0, cv=5)
+        assert caplog.messages == []
+        prepare(load_dataset("iris"), family, seed=0, cv=50)
+        prepare(load_dataset("iris"), family, seed=0, cv=50)  # said once
+    assert caplog.messages == [
+        "raysweep: the 50 cross-validation folds are drawn at random, not stratified: class 0 has 40 row(s) "
+        "in train+validation, fewer than the folds; --cv 40 or fewer stratifies them"
+    ]
+
+
 @pytest.mark.parametrize("where", ["a feature", "the target"])
 def test_an_infinite_value_is_one_line_naming_the_column_and_the_row(tmp_path, where: str) -> None:
     """scikit-learn refused it as the data was encoded, after Ray started (a traceback), and

@@ -27,17 +27,24 @@ CASES = [
     (
         ["--dataset", "make_classification:n_samples=14", "--nested-cv", "3"],
         "error: --nested-cv 3: make_classification has 11 rows in train+validation, so each outer fold tunes on 7; "
-        "the inner train/validation split needs at least 10; use fewer folds or more data",
+        "the inner train/validation split needs at least 10; use fewer outer folds or more data",
     ),
     (
         ["--dataset", "make_classification:n_samples=40", "--nested-cv", "2", "--cv", "20"],
         "error: --nested-cv 2: make_classification has 32 rows in train+validation, so each outer fold tunes on 16; "
-        "the inner cross-validation needs at least 20; use fewer folds or more data",
+        "the inner cross-validation needs at least 20; use --cv 16 or fewer or more data",
+    ),
+    (  # 2 outer folds is the fewest: "use fewer folds" was advice that could not be taken
+        ["--dataset", "make_classification:n_samples=15", "--nested-cv", "2"],
+        "error: --nested-cv 2: make_classification has 12 rows in train+validation, so each outer fold tunes on 6; "
+        "the inner train/validation split needs at least 10; use more data",
     ),
 ]
 
 
-@pytest.mark.parametrize("args, message", CASES, ids=["one-fold", "more-folds-than-the-rarest-class", "too-few-rows", "too-few-rows-for-inner-cv"])
+@pytest.mark.parametrize(
+    "args, message", CASES, ids=["one-fold", "more-folds-than-the-rarest-class", "too-few-rows", "too-few-rows-for-inner-cv", "too-few-rows-at-two-folds"]
+)
 def test_bad_nested_cv_is_one_line_exit_2_and_nothing_written(args, message, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     outcome = CliRunner().invoke(main, ["run", "random_forest", *args], prog_name="raysweep")
