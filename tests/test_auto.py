@@ -157,6 +157,16 @@ def test_no_recipe_fitting_the_task_is_refused(tmp_path, monkeypatch):
     assert list((tmp_path / "run").iterdir()) == []
 
 
+def test_a_listed_recipe_that_does_not_fit_the_task_is_left_out_with_a_note(tmp_path):
+    """--recipes forest_regression_only.yaml,svm on a classification dataset ran svm alone, without a word."""
+    recipe = tmp_path / "forest_regression_only.yaml"
+    recipe.write_text(REGRESSION_ONLY)
+    plan = plan_sweep("auto", "breast_cancer", recipes=[str(recipe), "svm"], storage=str(tmp_path))
+    assert [m.name for m in plan.auto.members] == ["svm"]
+    assert plan.recipe.notes == ["left out of this classification sweep, for it does not support classification: forest_regression_only (regression)"]
+    assert plan_sweep("auto", "breast_cancer", storage=str(tmp_path)).recipe.notes == []
+
+
 def test_the_api_refuses_the_same_way_and_recipes_belong_to_auto(tmp_path):
     with pytest.raises(UserError, match=r"^--searcher gp: cannot search auto's family choice"):
         plan_sweep("auto", "breast_cancer", searcher="gp", storage=str(tmp_path))

@@ -87,9 +87,11 @@ def member_names(recipes: str | list[str] | tuple[str, ...] | None) -> list[str]
     return names
 
 
-def load_members(recipes: str | list[str] | tuple[str, ...] | None, task: str, scheduler: str | None, searcher: str | None) -> list[Recipe]:
-    """The member recipes that fit ``task``, each checked; raises :class:`UserError` for a name that is
-    no recipe, two recipes of one name, or none fitting the task."""
+def load_members(
+    recipes: str | list[str] | tuple[str, ...] | None, task: str, scheduler: str | None, searcher: str | None
+) -> tuple[list[Recipe], list[Recipe]]:
+    """The member recipes that fit ``task``, each checked, and those that do not (left out); raises
+    :class:`UserError` for a name that is no recipe, two recipes of one name, or none fitting the task."""
     explicit = recipes is not None
     loaded: list[Recipe] = []
     for name in member_names(recipes):
@@ -111,7 +113,7 @@ def load_members(recipes: str | list[str] | tuple[str, ...] | None, task: str, s
         listed = ", ".join(f"{r.name} ({'/'.join(r.tasks)})" for r in loaded)
         raise UserError(f"{'--recipes' if explicit else 'auto'}: no recipe fits a {task} task ({listed}); list a recipe that supports {task}")
     check_strategies(scheduler, searcher)
-    return fitting
+    return fitting, [r for r in loaded if task not in r.tasks]
 
 
 def check_strategies(scheduler: str | None, searcher: str | None) -> None:

@@ -545,6 +545,12 @@ def _plan_auto(
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, target=target, task=task, seed=seed)
     chosen = task or dataset.task
-    members = auto.load_members(names if recipes is not None else None, chosen, scheduler, searcher)
+    members, left_out = auto.load_members(names if recipes is not None else None, chosen, scheduler, searcher)
     families = [check_recipe(r, scheduler=scheduler, searcher=None, tasks=(chosen,)) for r in members]
-    return auto.auto_recipe(members, chosen, families), dataset
+    plan = auto.auto_recipe(members, chosen, families)
+    if recipes is not None and left_out:  # listed by the user, so said: the sweep runs without them
+        plan.recipe.notes.append(
+            f"left out of this {chosen} sweep, for {'they do' if len(left_out) > 1 else 'it does'} not support {chosen}: "
+            + ", ".join(f"{r.name} ({'/'.join(r.tasks)})" for r in left_out)
+        )
+    return plan, dataset
