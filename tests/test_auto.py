@@ -230,7 +230,8 @@ def test_an_auto_sweep_tags_each_trial_with_its_family_and_refits_the_winner_in_
     lines = out.getvalue().splitlines()
     for name in families:
         f = result.families[name]
-        assert f"family {name}: {f['trials']} trials, best validation accuracy {f['best']:.5g}" in lines
+        trials = f"{f['trials']} trial{'s' * (f['trials'] != 1)}"
+        assert f"family {name}: {trials}, best validation accuracy {f['best']:.5g}" in lines
     # `raysweep sync` reads the auto sweep's record (its common scale, not one recipe's) and finds
     # nothing missing; the record holds what `raysweep resume` rebuilds the sweep from (tests/test_auto_resume.py).
     from raysweep.errors import NothingToResume

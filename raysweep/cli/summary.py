@@ -100,7 +100,7 @@ def _print_summary(result: Any, console: Any) -> None:
     )
     for family, counts in (getattr(result, "families", None) or {}).items():
         best = "no score" if counts["best"] is None else f"best validation {result.metric} {counts['best']:.5g}"
-        console.print(f"family {family}: {counts['trials']} trials, {best}")
+        console.print(f"family {family}: {counts['trials']} trial{'s' * (counts['trials'] != 1)}, {best}")
     if result.warm_start_trials is not None:
         source = f" from {', '.join(result.warm_start_from)}" if result.warm_start_from else " (no earlier sweep: cold)"
         console.print(f"warm start: {result.warm_start_trials} earlier trials{source}")
