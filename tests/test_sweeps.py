@@ -142,6 +142,9 @@ def test_recipe_under_strategy(ray_local, tmp_path, recipe, scheduler, searcher)
         assert 20 < result.test_score < 0.9 * target_std, "the tuned model must beat predicting the mean"
     # 8. the reported test score is the refit model's score on the held-out rows
     assert recompute_test_score(result, dataset) == pytest.approx(result.test_score, abs=1e-9)
+    if recipe == "svm":  # its resource is a share of the rows: the refit takes all of train+validation
+        pool = len(prepare(load_dataset(dataset), get_family("svm"), seed=0).y_pool)
+        assert result.model.model.shape_fit_[0] == pool, (result.best_config, result.leaderboard.head(1))
 
 
 # -- 2. ASHA stops trials early -------------------------------------------------------------------------------

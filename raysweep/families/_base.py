@@ -25,6 +25,9 @@ class Family:
     native_missing: bool = False
     #: whether PBT can carry a model's state over to a mutated config
     supports_pbt: bool = True
+    #: whether the resource is a share of the training rows (a data budget, not a setting of the
+    #: model): the refit then trains on all of them, as scikit-learn's successive halving refits
+    refit_on_all_rows: bool = False
     #: parameters that raysweep sets itself and a recipe may not
     reserved: tuple[str, ...] = ()
     #: whether the resource must be a whole number per step

@@ -18,6 +18,7 @@ class SVMFamily(Family):
     scale_target = True
     # Each step refits on more rows; nothing carries over, so PBT has no state to exploit.
     supports_pbt = False
+    refit_on_all_rows = True
     integer_resource = False
     reserved = ("random_state", "verbose", "probability")
 

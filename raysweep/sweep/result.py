@@ -108,6 +108,13 @@ class SweepResult:
         } | ({"nested": self.nested.to_dict()} if self.nested is not None else {})
 
 
+def steps_to_refit(family: Any, resource: Any, best_steps: int) -> int:
+    """The steps the best config is refit for: its best step's (trees, rounds, epochs are the
+    model's size), but all of a resource that is a share of the rows (a data budget: the best
+    step's share was 0.2, say, and the refit takes the whole)."""
+    return resource.max_steps if family.refit_on_all_rows else best_steps
+
+
 def refit(plan: SweepPlan, prepared: PreparedData, config: dict[str, Any], steps: int) -> tuple[Any, float]:
     """The best config retrained on train+validation for ``steps`` steps (its best step's), scored once on test."""
     from raysweep.model import RefitModel
@@ -255,14 +262,16 @@ def summarise(
     if plan.auto is not None:
         plan, refit_plan, prepared, best_steps = _winner(plan, best.config, best_steps)
         best_config.pop("family")
+    resource = refit_plan.recipe.resource
+    refit_steps = steps_to_refit(refit_plan.family, resource, best_steps)
     if phase is not None:
         trial = schema.trial_name(str((results[index].metrics or {}).get("trial_id") or ""))
-        resource = refit_plan.recipe.resource
         phase(
-            f"refitting the best config ({trial}) on {len(prepared.y_pool):,} rows for {best_steps} "
-            f"step{'s' if best_steps != 1 else ''} ({resource.at(best_steps):g} {resource.name})"
+            f"refitting the best config ({trial}) on {len(prepared.y_pool):,} rows for {refit_steps} "
+            f"step{'s' if refit_steps != 1 else ''} ({resource.at(refit_steps):g} {resource.name})"
+            + (f"; its best score came at {resource.at(best_steps):g}" if refit_steps != best_steps else "")
         )
-    model, test_score = refit(refit_plan, prepared, best_config, best_steps)
+    model, test_score = refit(refit_plan, prepared, best_config, refit_steps)
     if plan.auto is not None:
         best_config = {"family": refit_plan.recipe.name, **best_config}
     result = SweepResult(
