@@ -350,6 +350,33 @@ def test_ctrl_c_during_an_import_is_raised_once_it_is_over(import_s: float, grac
     assert done.stdout.strip() == expected, done.stderr[-2000:]
 
 
+CTRL_C_IN_A_FINALIZER = """
+import gc, os, signal, sys, time
+from raysweep.sweep import connect
+signal.signal(signal.SIGINT, connect.interrupt_outside_imports)
+
+class Held:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C lands while the collector finalizes this
+        time.sleep(0.2)
+
+try:
+    Held()
+    gc.collect()
+    time.sleep(2)
+    print("the Ctrl-C was lost")
+except KeyboardInterrupt:
+    print("interrupted after the finalizer")
+"""
+
+
+def test_ctrl_c_or_sigterm_while_a_finalizer_runs_is_raised_after_it(tmp_path) -> None:
+    """Python ignores an exception raised in ``__del__``: a SIGTERM that came while the garbage
+    collector closed a ZipFile, as the model was logged, was lost and the sweep ended exit 0."""
+    done = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_FINALIZER], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "interrupted after the finalizer", done.stderr[-2000:]
+
+
 # -- the command line's Ray, at the end of a command ----------------------------------------------
 @pytest.mark.parametrize("up_before", [False, True], ids=["started by the command", "up before it"])
 def test_a_command_shuts_down_the_ray_it_connected_to_and_leaves_one_it_found(up_before: bool, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -304,10 +304,11 @@ def interrupt_outside_imports(signum: int, frame: Any) -> None:
     the best config is refit): a Ctrl-C sent as the refit began hung the sweep at its end, 2 times
     in 30. A Ctrl-C that comes while this thread is importing is raised once the import is over
     (the signal is sent again every few milliseconds), or after :data:`IMPORT_GRACE_S` whatever
-    the import does. The command line's ``run`` and ``resume`` install it."""
+    the import does. The same for one that comes while an object's finalizer runs (Python would
+    ignore it there). The command line's ``run`` and ``resume`` install it."""
     global _deferred_since
     now = time.monotonic()
-    if _importing(frame) and (_deferred_since is None or now - _deferred_since < IMPORT_GRACE_S):
+    if (_importing(frame) or _finalizing(frame)) and (_deferred_since is None or now - _deferred_since < IMPORT_GRACE_S):
         if _deferred_since is None:
             _deferred_since = now
         timer = threading.Timer(_IMPORT_RETRY_S, os.kill, (os.getpid(), signum))
@@ -316,6 +317,18 @@ def interrupt_outside_imports(signum: int, frame: Any) -> None:
         return
     _deferred_since = None
     raise KeyboardInterrupt
+
+
+def _finalizing(frame: Any) -> bool:
+    """Whether ``frame`` or a frame that called it is an object's finalizer (``__del__``, run by the
+    garbage collector at any point): Python ignores an exception raised there ("Exception ignored
+    in: <function ZipFile.__del__>"), and a SIGTERM as the model was logged was lost, the sweep
+    ending as if nothing had come."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _importing(frame: Any) -> bool:
