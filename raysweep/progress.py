@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from raysweep.best import better, made_order
-from raysweep.sweep.ledger import budget_spent, trial_done
+from raysweep.sweep.ledger import budget_spent, ended_unstarted, trial_done
 from raysweep.tracking.schema import trial_name
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -224,7 +224,7 @@ class LiveProgress(Callback):
         ``done`` (a resume's trials that ended before) or that the sweep's own rule cut short, and
         the trials running when a time budget ran out."""
         status = str(trial.status)
-        if status != "TERMINATED" or trial.trial_id in self._completed or trial_done(trial):
+        if status != "TERMINATED" or trial.trial_id in self._completed or trial_done(trial) or ended_unstarted(trial, self._began):
             return status
         return status if budget_spent(self.time_budget, self._budget_elapsed()) else "STOPPED"
 

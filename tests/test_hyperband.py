@@ -198,3 +198,22 @@ def test_hyperband_stops_weak_trials_of_a_real_sweep_and_says_so(ray_local, tmp_
     assert len(stopped_runs) == len(stopped)
     assert {r.data.tags.get(schema.STOP_REASON) for r in stopped_runs} == {schema.REASON_SCHEDULER}
     assert all(r.data.tags[schema.STOP_DETAIL].startswith("hyperband: ") for r in stopped_runs)
+
+
+def test_a_resumes_trial_that_ended_before_it_or_unstarted_is_done_and_one_ctrl_c_ended_is_not():
+    """HyperBand stops a paused trial with no new result, so without `done`: every resume of such a
+    sweep saw that trial TERMINATED and not done and took the sweep for interrupted again (exit 130
+    with all 12 trials done, and on the next resume at once)."""
+    from raysweep.progress import LiveProgress
+
+    def trial(trial_id: str, last: dict) -> SimpleNamespace:
+        return SimpleNamespace(trial_id=trial_id, status="TERMINATED", path=f"/r/{trial_id}", run_metadata=SimpleNamespace(last_result=last))
+
+    halved = trial("x_00001", {KEY: 0.6, "training_iteration": 3})  # restored TERMINATED, never runs again
+    cut = trial("x_00002", {KEY: 0.8, "training_iteration": 2})  # running at this session's Ctrl-C
+    ledger, view = TrialLedger(), LiveProgress(KEY, "max", total=2, live=False)
+    for callback in (ledger, view):
+        callback.on_trial_start(0, [], cut)
+    ledger.on_experiment_end([halved, cut])
+    assert ledger.trials == [("TERMINATED", True), ("TERMINATED", False)]
+    assert [view._state(t) for t in (halved, cut)] == ["TERMINATED", "STOPPED"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import Any
 
 from ray.tune import Callback
@@ -29,7 +30,7 @@ class TrialLedger(Callback):
         self._started.add(trial.trial_id)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.trials = [(trial.status, trial_done(trial)) for trial in trials]
+        self.trials = [(trial.status, trial_done(trial) or ended_unstarted(trial, self._started)) for trial in trials]
         # Not started and nothing reported, whatever its status: at the experiment's end (a spent
         # time budget, a stopper) Tune marks TERMINATED every trial it has asked an actor for,
         # started or not. A trial that failed before it started is one of the sweep (its error is
@@ -39,6 +40,14 @@ class TrialLedger(Callback):
             for trial in trials
             if trial.status != "ERROR" and trial.trial_id not in self._started and not _last_result(trial)
         }
+
+
+def ended_unstarted(trial: Any, started: Container[str]) -> bool:
+    """Whether ``trial`` ended without running in this session though it reported before: it had
+    ended in an earlier one, or the scheduler stopped it while it was paused (HyperBand does that
+    with no new result, so without ``done``). Ctrl-C ends only the trials that run. A resume took
+    such a trial for one more interruption, every time (``started``: this session's trials)."""
+    return trial.status == "TERMINATED" and trial.trial_id not in started and bool(_last_result(trial))
 
 
 def trial_done(trial: Any) -> bool:
