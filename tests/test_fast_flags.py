@@ -244,3 +244,20 @@ def test_a_grace_period_at_or_past_the_last_step_is_a_note_that_asha_stops_nothi
     ]
     assert plan_sweep("random_forest", "iris", scheduler="asha").notes == []
     assert plan_sweep("random_forest", "iris", overrides=["early_stopping.grace_period=20"], scheduler="fifo").notes == []
+
+
+def test_with_json_what_the_sweep_prints_on_stdout_goes_to_stderr(monkeypatch, capsys) -> None:
+    """--json --verbose: Ray Tune's tables came before the JSON on stdout, and json.load failed."""
+    import json
+
+    from raysweep.cli import run as cli_run
+
+    monkeypatch.setattr(cli_run, "report", lambda result, as_json: print(json.dumps(result)))
+
+    def sweep() -> dict:
+        print("== Status ==\nTrial status: 2 TERMINATED")  # as Ray Tune's verbose output does
+        return {"name": "s"}
+
+    cli_run._report_when_done(sweep, as_json=True)
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"name": "s"} and "Trial status" in err

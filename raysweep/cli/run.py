@@ -182,9 +182,12 @@ def _report_when_done(sweep: Any, as_json: bool, stopped: tuple[str, str] | None
     """Run the sweep and print its result, also when MLflow lacks part of it (then exit 1).
     ``stopped``: the sweep's (name, storage), for what a Ctrl-C before its trials says."""
     held_before = _ray_up()  # a program that invoked this command keeps its own Ray
+    # With --json, stdout is the one JSON object: what Ray Tune prints there (its tables with --verbose) goes to stderr.
+    kept = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
         try:
-            result = sweep()
+            with kept:
+                result = sweep()
         except TrackingIncomplete as exc:
             report(exc.result, as_json)
             raise
