@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from raysweep.best import better, made_order
-from raysweep.sweep.ledger import budget_spent, ended_unstarted, trial_done
+from raysweep.sweep.ledger import budget_spent, ended_unstarted, reported, trial_done
 from raysweep.tracking.schema import trial_name
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -224,6 +224,8 @@ class LiveProgress(Callback):
         ``done`` (a resume's trials that ended before) or that the sweep's own rule cut short, and
         the trials running when a time budget ran out."""
         status = str(trial.status)
+        if status == "TERMINATED" and trial.trial_id not in self._began and not reported(trial):
+            return "UNSTARTED"  # made by the searcher, never run (a spent budget ends it so): not a trial of the sweep
         if status != "TERMINATED" or trial.trial_id in self._completed or trial_done(trial) or ended_unstarted(trial, self._began):
             return status
         return status if budget_spent(self.time_budget, self._budget_elapsed()) else "STOPPED"
@@ -237,7 +239,7 @@ class LiveProgress(Callback):
         statuses = list(self._status.values())
         done, running, failed = statuses.count("TERMINATED"), statuses.count("RUNNING"), statuses.count("ERROR")
         waiting = statuses.count("PENDING") + statuses.count("PAUSED") + statuses.count("STOPPED")
-        if self.total is not None:
+        if self.total is not None and not budget_spent(self.time_budget, self._budget_elapsed()):
             waiting = max(waiting, self.total - done - running - failed)
         return done, running, waiting, failed
 

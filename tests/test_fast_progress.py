@@ -29,8 +29,8 @@ class Clock:
 
 def trial(index: int, status: str = "PENDING", done: bool = True) -> SimpleNamespace:
     """A trial as Tune hands it to callbacks: one that ended (``TERMINATED``) carries ``done`` in its
-    last result unless Ctrl-C ended it (``done=False``)."""
-    last = {"done": True} if status == "TERMINATED" and done else {}
+    last result unless Ctrl-C ended it (``done=False``: it had reported, without ``done``)."""
+    last = ({"done": True} if done else {"training_iteration": 1}) if status == "TERMINATED" else {}
     return SimpleNamespace(trial_id=f"a1b2c3d4_{index:05d}", status=status, run_metadata=SimpleNamespace(last_result=last))
 
 
@@ -233,6 +233,8 @@ def test_trials_that_ctrl_c_ended_before_they_were_done_are_waiting_not_done():
     clock = Clock()
     progress, console = view(False, clock)
     clock.now = 20.0
+    for index in range(4):
+        progress.on_trial_start(0, [], trial(index, "RUNNING"))
     progress.on_trial_complete(0, [], trial(0, "TERMINATED", done=False))  # Tune reported it complete
     # Ctrl-C: Tune marks the two running trials TERMINATED, their last results not done
     progress.on_step_end(0, [trial(0, "TERMINATED", done=False), trial(1, "TERMINATED"), trial(2, "TERMINATED", done=False),
@@ -243,12 +245,26 @@ def test_trials_that_ctrl_c_ended_before_they_were_done_are_waiting_not_done():
 def test_trials_running_when_the_time_budget_ran_out_are_done():
     clock = Clock()
     progress, console = view(False, clock, total=None, time_budget=30.0)
+    for index in range(2):
+        progress.on_trial_start(0, [], trial(index, "RUNNING"))
     clock.now = 29.0
     progress.on_step_end(0, [trial(0, "TERMINATED"), trial(1, "TERMINATED", done=False)])
     assert progress.line().startswith("trials: 2 done, 0 running, 0 waiting, 0 failed | ")
     clock.now = 10.0  # long before the budget: the same trial was cut off by Ctrl-C
     progress.on_step_end(0, [trial(0, "TERMINATED"), trial(1, "TERMINATED", done=False)])
     assert progress.line().startswith("trials: 1 done, 0 running, 1 waiting, 0 failed | ")
+
+
+def test_trials_a_spent_budget_ended_before_they_started_are_not_counted():
+    """Tune marks TERMINATED the trials the searcher had made when the budget ran out: the last line
+    said 38 done where the sweep had 30 trials (its summary and MLflow)."""
+    clock = Clock()
+    progress, console = view(False, clock, total=50, time_budget=30.0)
+    progress.on_trial_start(0, [], trial(0, "RUNNING"))
+    clock.now = 29.0
+    unstarted = SimpleNamespace(trial_id="a1b2c3d4_00003", status="TERMINATED", run_metadata=SimpleNamespace(last_result={}))
+    progress.on_step_end(0, [trial(0, "TERMINATED"), unstarted])
+    assert progress.line().startswith("trials: 1 of 50 done, 0 running, 0 waiting, 0 failed | ")
 
 
 def test_a_resumed_sweep_starts_from_the_best_score_before_the_resume():

@@ -47,7 +47,12 @@ def ended_unstarted(trial: Any, started: Container[str]) -> bool:
     ended in an earlier one, or the scheduler stopped it while it was paused (HyperBand does that
     with no new result, so without ``done``). Ctrl-C ends only the trials that run. A resume took
     such a trial for one more interruption, every time (``started``: this session's trials)."""
-    return trial.status == "TERMINATED" and trial.trial_id not in started and bool(_last_result(trial))
+    return trial.status == "TERMINATED" and trial.trial_id not in started and reported(trial)
+
+
+def reported(trial: Any) -> bool:
+    """Whether ``trial`` has reported a result (in this session or an earlier one)."""
+    return bool(_last_result(trial))
 
 
 def trial_done(trial: Any) -> bool:
