@@ -162,6 +162,17 @@ def test_record_keeps_a_relative_sqlite_uri_absolute(tmp_path: Path, empty_store
     assert json.loads(path.read_text())["options"]["tracking_uri"] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
 
 
+def test_a_sweep_run_on_the_cluster_of_ray_address_resumes_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run with RAY_ADDRESS, resumed without it: the resume started an embedded local Ray."""
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    plan = plan_sweep("random_forest", "iris", name=SWEEP, storage=tmp_path, tracking_uri="sqlite:///x.db")
+    save_plan(plan, None)
+    assert json.loads((tmp_path / SWEEP / SWEEP_FILE).read_text())["options"]["address"] == "10.0.0.5:6379"
+    given = plan_sweep("random_forest", "iris", name="given", storage=tmp_path, address="10.0.0.6:6379", tracking_uri="sqlite:///x.db")
+    save_plan(given, None)  # --address wins over the variable, as it does when the sweep connects
+    assert json.loads((tmp_path / "given" / SWEEP_FILE).read_text())["options"]["address"] == "10.0.0.6:6379"
+
+
 def test_record_of_an_untracked_sweep(tmp_path: Path) -> None:
     plan = plan_sweep("random_forest", "iris", name=SWEEP, storage=tmp_path, tracking_uri="sqlite:///x.db")
     save_plan(plan, None)

@@ -8,6 +8,7 @@ local path or a cloud URI (read and written through pyarrow's filesystems).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,9 @@ def save_plan(plan: Any, tracker: Any, warm_start: dict[str, Any] | None = None,
 
     options = asdict(plan.options)
     options["tracking_uri"] = absolute_tracking_uri(tracker.tracking_uri) if tracker else plan.tracking_uri
+    # The cluster the sweep runs on, given as RAY_ADDRESS: a resume goes back to it without the variable.
+    if not options.get("address") and os.environ.get("RAY_ADDRESS", "").strip():
+        options["address"] = os.environ["RAY_ADDRESS"].strip()
     record = {
         "name": plan.name,
         "storage": plan.storage,
