@@ -481,3 +481,24 @@ def test_a_sweep_that_fails_after_its_parent_run_opened_ends_it_failed(ray_local
     experiment = client.get_experiment_by_name("raysweep-iris")
     runs = client.search_runs([experiment.experiment_id])
     assert [(run.info.run_name, run.info.status) for run in runs] == [("broken", "FAILED")]
+
+
+def test_a_sweep_run_from_python_leaves_the_callers_environment_as_it_was(ray_local, tmp_path, monkeypatch, store_uri):  # noqa: F811
+    """After one run_sweep a plain Ray Tune run in the same process wrote no result files
+    (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS), child processes showed no warnings (PYTHONWARNINGS) and
+    the caller's own MLflow calls retried once instead of MLflow's default."""
+    import logging
+    import os
+    import warnings
+
+    from raysweep.sweep.environment import SWEEP_VARIABLES
+
+    for name in SWEEP_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # the caller's own choice stays
+    filters, level = list(warnings.filters), logging.getLogger("alembic").level
+    run_sweep("random_forest", "iris", num_samples=1, tracking_uri=store_uri, storage=str(tmp_path / "results"), overrides=["resource.max=20"])
+    assert {name: os.environ.get(name) for name in SWEEP_VARIABLES} == {
+        name: "120" if name == "MLFLOW_HTTP_REQUEST_TIMEOUT" else None for name in SWEEP_VARIABLES
+    }
+    assert warnings.filters == filters and logging.getLogger("alembic").level == level

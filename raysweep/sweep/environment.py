@@ -18,6 +18,38 @@ from typing import Any
 
 from raysweep.sweep.record import is_uri
 
+#: what a sweep sets in its process for itself and the processes it starts: Tune's loggers and
+#: output, Python's warnings, MLflow's client (quick-failing HTTP calls, no "View run" lines)
+SWEEP_VARIABLES = (
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "RAY_AIR_NEW_OUTPUT", "TUNE_DISABLE_STRICT_METRIC_CHECKING", "RAY_DEDUP_LOGS",
+    "PYTHONWARNINGS", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_HTTP_REQUEST_TIMEOUT",
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def callers_environment_kept() -> Iterator[None]:
+    """Around a sweep run from Python: the caller's environment variables, warnings filters and
+    library log levels as they were before, once the sweep returns or raises (a plain Ray Tune
+    run after a sweep wrote no result files, and a child process showed no warnings)."""
+    import warnings
+
+    variables = {name: os.environ.get(name) for name in SWEEP_VARIABLES}
+    levels = {name: logging.getLogger(name).level for name in _CHATTY_LOGGERS}
+    try:
+        with warnings.catch_warnings():  # the filters as they were, at its end
+            yield
+    finally:
+        for name, value in variables.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        _replaced_levels.clear()
+
+
 def _quiet_environment(verbose: bool) -> None:
     # Tune's per-trial CSV/TensorBoard loggers cost time on every result and raysweep records
     # to MLflow instead; the JSON results stay (see the callbacks in run_planned).

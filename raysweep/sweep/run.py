@@ -508,7 +508,10 @@ def resume_sweep(
         # What the killed driver had not written to MLflow yet (it writes from a queue) goes in
         # first, from Ray's results: the resumed trials then continue each run at the right step.
         sync_sweep(candidate)
-    return run_planned(plan, verbose=verbose, progress=progress, live=live, resume=record)
+    from raysweep.sweep.environment import callers_environment_kept
+
+    with callers_environment_kept():
+        return run_planned(plan, verbose=verbose, progress=progress, live=live, resume=record)
 
 
 def run_sweep(
@@ -533,4 +536,7 @@ def run_sweep(
     plan = plan_sweep(recipe, dataset, **options)
     if options.get("name"):
         sweep_record.refuse_a_name_in_use(plan)
-    return run_planned(plan, verbose=verbose, progress=progress, tracking=tracking)
+    from raysweep.sweep.environment import callers_environment_kept
+
+    with callers_environment_kept():
+        return run_planned(plan, verbose=verbose, progress=progress, tracking=tracking)
