@@ -217,3 +217,27 @@ def test_a_resumes_trial_that_ended_before_it_or_unstarted_is_done_and_one_ctrl_
     ledger.on_experiment_end([halved, cut])
     assert ledger.trials == [("TERMINATED", True), ("TERMINATED", False)]
     assert [view._state(t) for t in (halved, cut)] == ["TERMINATED", "STOPPED"]
+
+
+def test_a_scheduler_restored_from_tuner_pkl_notes_its_stops_for_the_resumed_session():
+    """Tune pickles the scheduler into tuner.pkl and a resume unpickles it: it wrote its notes into a
+    copy of the first session's dict, so the trials HyperBand halved after a resume had no note and
+    no `done`, and every resume ended exit 130 with all its trials done."""
+    import cloudpickle
+
+    from raysweep.strategies.stops import session_exploits, session_notes
+
+    notes = session_notes("restored-sweep")
+    restored = cloudpickle.loads(cloudpickle.dumps(hyperband(4, notes)))  # as Tuner.restore gets it
+    restored.set_search_properties(KEY, "max")
+    controller = Controller()
+    trials = [Trial(i) for i in range(5)]
+    for trial in trials:
+        restored.on_trial_add(controller, trial)
+    best, paused, reporting = trials[2:]
+    for trial, value in ((best, 0.95), (paused, 0.60), (reporting, 0.80)):
+        controller.result(restored, trial, 1, value)
+    assert controller.stopped == [paused.trial_id]
+    assert session_notes("restored-sweep") is notes and set(notes) == {paused.trial_id, reporting.trial_id}
+    exploits = session_exploits("restored-sweep")
+    assert cloudpickle.loads(cloudpickle.dumps(exploits)) is exploits  # PBT's, likewise

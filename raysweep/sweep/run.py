@@ -119,12 +119,14 @@ def run_planned(
 
     tracker = None
     from raysweep.strategies.stoppers import build_stopper
-    from raysweep.strategies.stops import StopNotes
+    from raysweep.strategies.stops import StopNotes, session_exploits, session_notes
 
     # --stop-at and --patience: Tune's Stopper interface, beside each trial's step limit.
     sweep_stopper = build_stopper(plan.metric_key, plan.mode, max_steps, stop_at=plan.stop_at, patience=plan.patience)
+    # What the scheduler notes, also once Tune has restored it from the sweep's tuner.pkl on resume.
+    stops = session_notes(plan.name)
+    stops.clear()
     # First: the scheduler's stop notes go into the results before anything else reads them.
-    stops: dict[str, str] = {}
     callbacks: list[Any] = [StopNotes(stops, sweep_stopper)]
     view = None
     # A resumed sweep goes on with what Tune left of its time budget (Tune saves its clock with its state).
@@ -139,7 +141,8 @@ def run_planned(
         )  # fmt: skip
         callbacks.append(view)
     phase = view.phase if view is not None else None
-    exploits: list = []
+    exploits = session_exploits(plan.name)
+    exploits.clear()
     if tracking_uri:
         tracker = tracking_module.SweepTracker(
             tracking_uri,
