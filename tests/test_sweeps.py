@@ -496,8 +496,10 @@ def test_a_sweep_run_from_python_leaves_the_callers_environment_as_it_was(ray_lo
     for name in SWEEP_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")  # the caller's own choice stays
-    filters, level = list(warnings.filters), logging.getLogger("alembic").level
-    run_sweep("random_forest", "iris", num_samples=1, tracking_uri=store_uri, storage=str(tmp_path / "results"), overrides=["resource.max=20"])
+    filters, level, draws = list(warnings.filters), logging.getLogger("alembic").level, random.getstate()
+    run_sweep("random_forest", "iris", num_samples=2, tracking_uri=store_uri, storage=str(tmp_path / "results"),
+              scheduler="pbt", searcher="random", overrides=["resource.max=20"])  # PBT seeds Python's random module
+    assert random.getstate() == draws
     assert {name: os.environ.get(name) for name in SWEEP_VARIABLES} == {
         name: "120" if name == "MLFLOW_HTTP_REQUEST_TIMEOUT" else None for name in SWEEP_VARIABLES
     }

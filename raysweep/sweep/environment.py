@@ -29,17 +29,21 @@ SWEEP_VARIABLES = (
 
 @contextlib.contextmanager
 def callers_environment_kept() -> Iterator[None]:
-    """Around a sweep run from Python: the caller's environment variables, warnings filters and
-    library log levels as they were before, once the sweep returns or raises (a plain Ray Tune
+    """Around a sweep run from Python: the caller's environment variables, warnings filters,
+    library log levels and Python's global random state as they were before, once the sweep returns or raises (a plain Ray Tune
     run after a sweep wrote no result files, and a child process showed no warnings)."""
     import warnings
 
+    import random
+
     variables = {name: os.environ.get(name) for name in SWEEP_VARIABLES}
     levels = {name: logging.getLogger(name).level for name in _CHATTY_LOGGERS}
+    draws = random.getstate()  # PBT seeds Python's global random module for its decisions
     try:
         with warnings.catch_warnings():  # the filters as they were, at its end
             yield
     finally:
+        random.setstate(draws)
         for name, value in variables.items():
             if value is None:
                 os.environ.pop(name, None)
