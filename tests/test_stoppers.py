@@ -47,7 +47,7 @@ def test_patience_ends_after_n_finished_trials_without_a_better_score():
     assert (stopper.since_best, stopper.stop_all()) == (2, False)
     finish(stopper, "x_00004", 0.80, 0.92)
     assert stopper.stop_all()
-    assert stopper.reason == "--patience 3: no better val_accuracy in the last 3 finished trials (best 0.95 by trial-0001)"
+    assert stopper.reason == "--patience 3: no better val_accuracy in the last 3 finished trials (the finished trials' best 0.95 by trial-0001)"
 
 
 def test_patience_counts_each_trial_at_its_best_step_in_the_metrics_direction():
@@ -134,7 +134,7 @@ def test_the_patience_count_goes_on_after_a_resume(tmp_path):
     assert (patience.best, patience.best_trial, patience.since_best) == (0.9, "x_00000", 2)
     resumed.trial_finished("x_00003")  # its score from before the stop still counts
     assert resumed.stop_all()
-    assert resumed.reason == "--patience 3: no better val_accuracy in the last 3 finished trials (best 0.9 by trial-0000)"
+    assert resumed.reason == "--patience 3: no better val_accuracy in the last 3 finished trials (the finished trials' best 0.9 by trial-0000)"
 
 
 # -- how Tune's trials are noted when the rule ends the sweep -------------------------------------------
@@ -335,7 +335,7 @@ def test_patience_ends_the_sweep_once_the_best_stands_for_n_finished_trials(ray_
             break
     assert expected is not None and expected < 20
     assert result.num_trials == expected
-    assert result.stopped_by.startswith("--patience 2: no better val_accuracy in the last 2 finished trials (best ")
+    assert result.stopped_by.startswith("--patience 2: no better val_accuracy in the last 2 finished trials (the finished trials' best ")
     check_no_run_left_running(result)
     report(result, as_json=False)
     assert f"sweep stopped early: {result.stopped_by}" in capsys.readouterr().out

@@ -108,7 +108,8 @@ class PatienceStopper(Stopper):
             return
         self.since_best += 1
         if self.since_best >= self.patience and self.reason is None:
-            best = f"best {self.best:.5g} by {schema.trial_name(self.best_trial)}" if self.best_trial else "no score yet"
+            # The finished trials' best: a trial still running or paused may be ahead of it already.
+            best = f"the finished trials' best {self.best:.5g} by {schema.trial_name(self.best_trial)}" if self.best_trial else "no score yet"
             self.reason = f"--patience {self.patience}: no better {self.metric_key} in the last {self.since_best} finished trials ({best})"
 
     def stop_all(self) -> bool:
