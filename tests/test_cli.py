@@ -119,6 +119,11 @@ def test_validate(tmp_path):
     done = invoke_cli("validate", "mine.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "mine.yaml: ok (svm; regression; 1 parameter searched)"
+    done = invoke_cli("validate", "auto", cwd=tmp_path)  # it said "unknown recipe 'auto'", which `run auto` takes
+    assert done.returncode == 2 and done.stderr.strip() == (
+        "error: auto is not a recipe: `raysweep run auto` runs several (every prebuilt one, or --recipes); "
+        "validate each of them by its name or file"
+    )
 
 
 # -- in subprocesses, started as the module begins ------------------------------------------------------------------------

@@ -123,6 +123,12 @@ def test_recipe_file_path_and_name_both_load(tmp_path):
     assert by_path.space == load_recipe("svm").space
 
 
+def test_a_prebuilt_name_is_taken_in_any_case():
+    """`run AUTO` ran, `run XGBOOST` was an unknown recipe (scheduler and searcher names are taken in any case)."""
+    assert load_recipe("XGBoost").name == load_recipe("xgboost").name == "xgboost"
+    assert load_recipe("XGBOOST").space == load_recipe("xgboost").space
+
+
 # -- resources ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "per_step, maximum, steps, at_two",

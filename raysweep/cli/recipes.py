@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from raysweep.cli._group import RaysweepGroup
+from raysweep.errors import UserError
 
 
 @click.group(cls=RaysweepGroup)
@@ -59,6 +60,11 @@ def recipes_show(recipe: str, overrides: tuple[str, ...]) -> None:
     """
     from raysweep.recipes import load_recipe
 
+    if recipe.lower() == "auto":
+        raise UserError(
+            "auto is not a recipe: `raysweep run auto` runs several (every prebuilt one, or --recipes); "
+            "validate each of them by its name or file"
+        )
     loaded = load_recipe(recipe, list(overrides))
     comments = ["resolved search space (Ray Tune domains)"]
     comments += [f"{name}: {_describe(spec)}" for name, spec in loaded.space.items()]
@@ -86,6 +92,11 @@ def validate(recipe: str, overrides: tuple[str, ...], scheduler: str | None, sea
     from raysweep.recipes import load_recipe
     from raysweep.sweep.options import check_recipe
 
+    if recipe.lower() == "auto":
+        raise UserError(
+            "auto is not a recipe: `raysweep run auto` runs several (every prebuilt one, or --recipes); "
+            "validate each of them by its name or file"
+        )
     loaded = load_recipe(recipe, list(overrides))
     check_recipe(loaded, scheduler=scheduler.lower() if scheduler else None, searcher=searcher.lower() if searcher else None)
     for note in loaded.notes:

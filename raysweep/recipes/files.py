@@ -32,7 +32,8 @@ def resolve_recipe_path(name_or_path: str) -> Path:
         if not candidate.is_file():
             raise UserError(f"{name_or_path}: no such recipe file; check the path, or use a prebuilt recipe: {', '.join(bundled_recipe_names())}")
         return candidate
-    path = bundled_recipes_dir() / f"{name_or_path}.yaml"
+    # Prebuilt names in any case, as scheduler and searcher names are taken (and `run AUTO`).
+    path = bundled_recipes_dir() / f"{name_or_path.lower()}.yaml"
     if not path.is_file():
         names = bundled_recipe_names()
         raise UserError(
