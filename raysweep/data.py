@@ -405,8 +405,11 @@ def prepare(
 ) -> PreparedData:
     """Split once into train / validation / test and encode the trial arrays.
 
-    The test split is never shown to a trial; the encoder is fitted on the rows the trials train
-    on, so no statistic of the validation or test rows leaks into training. ``rows`` gives the
+    The test split is never shown to a trial; the encoder (and a regression target's centre and
+    scale) is fitted on the rows the trials train on: the train split, so no statistic of the
+    validation or test rows leaks into training. With ``cv`` it is fitted once on the whole tuning
+    pool, each fold's validation rows included (scikit-learn's ``cross_val_score`` of a Pipeline
+    refits it per fold); the test rows stay out either way. ``rows`` gives the
     (tuning pool, test) row indices instead of the usual test split: one outer fold of a nested
     validation, whose held-out rows take the test split's place.
     """
