@@ -261,3 +261,21 @@ def test_with_json_what_the_sweep_prints_on_stdout_goes_to_stderr(monkeypatch, c
     cli_run._report_when_done(sweep, as_json=True)
     out, err = capsys.readouterr()
     assert json.loads(out) == {"name": "s"} and "Trial status" in err
+
+
+def test_auto_is_resolved_as_ray_resolves_it_and_checked_within_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--address auto went straight to ray.init: against a token cluster it took 21 s of Ray's
+    retries (and 20 log lines) to fail, and it never got the recorded token of `cluster up --local`."""
+    import time
+
+    from raysweep.sweep.connect import prepare_connection
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    began = time.monotonic()
+    with pytest.raises(UserError) as raised:
+        prepare_connection("auto")
+    assert time.monotonic() - began < 10
+    assert str(raised.value).startswith(f"--address auto (127.0.0.1:{port}): cannot connect to a Ray cluster there (Connection refused)")

@@ -53,10 +53,13 @@ class Target:
     """How the user gave it, for error messages: ``--address`` or ``RAY_ADDRESS``."""
     resumed: str | None = None
     """The sweep being resumed, whose record (or ``resume --address``) gave the address."""
+    given: str | None = None
+    """What the user gave when ``address`` is what Ray found for it (``auto``)."""
 
     @property
     def label(self) -> str:
-        return f"--address {self.address}" if self.flag == "--address" else f"RAY_ADDRESS={self.address}"
+        shown = f"{self.given} ({self.address})" if self.given else self.address
+        return f"--address {shown}" if self.flag == "--address" else f"RAY_ADDRESS={shown}"
 
     @property
     def host_port(self) -> tuple[str, int] | None:
@@ -224,9 +227,33 @@ def probe(target: Target, timeout_s: float = PROBE_TIMEOUT_S) -> None:
             raise cannot_connect(target, reason) from None
 
 
+def resolve_auto(target: Target) -> Target:
+    """``auto`` as Ray resolves it (``RAY_ADDRESS``, else the cluster ``ray start`` started last on
+    this machine, else any Ray running here), so that it gets the recorded token and the quick
+    check as an address given in full does (it took 21 s of Ray's retries, and its log lines, to
+    fail on a token cluster). Private API: ``ray._private.services.get_ray_address_from_environment``,
+    checked on Ray 2.60."""
+    if target.address != "auto":
+        return target
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UserError(
+            f"{target.label}: no running Ray cluster found on this machine; give the head node's HOST:PORT "
+            "(e.g. 127.0.0.1:6379, as `raysweep cluster up --local` and `ray start --head` print it)"
+        ) from None
+    if not found or found == "auto":
+        return target
+    return Target(found, target.flag, target.resumed, given="auto")
+
+
 def prepare_connection(address: str | None, state_dir: Path | None = None, resumed: str | None = None) -> Target | None:
     """Everything before ``ray.init``: the target (``None``: an embedded Ray), its token, and the quick check."""
     target = resolve_target(address, resumed)
+    if target is not None:
+        target = resolve_auto(target)
     token = recorded_token(target, state_dir) if target is not None else None
     if token is not None:
         _use_token(token)
