@@ -476,3 +476,30 @@ def test_bad_input_never_imports_ray_or_mlflow(subprocesses):
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome == {"codes": [2] * len(NEVER_IMPORTS_CASES), "heavy": []}
     assert len(done.stderr.strip().splitlines()) == len(NEVER_IMPORTS_CASES)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cv": "5"}, "--cv '5': must be a whole number"),
+        ({"max_concurrent": 1.5}, "--max-concurrent 1.5: must be a whole number"),
+        ({"num_samples": True}, "--num-samples True: must be a whole number"),
+        ({"checkpoint_every": "5"}, "--checkpoint-every '5': must be a number"),
+        ({"test_size": "0.2"}, "test_size '0.2': must be a number"),
+        ({"time_budget": True}, "--time-budget True: must be a number"),
+    ],
+)
+def test_the_api_refuses_a_value_of_the_wrong_type_in_one_line(options, message, tmp_path):
+    """From Python these were a TypeError from a comparison deep inside (or accepted: True trials)."""
+    with pytest.raises(UserError) as raised:
+        plan_sweep("random_forest", "iris", storage=tmp_path, **options)
+    assert str(raised.value) == message
+
+
+def test_the_api_takes_numpy_numbers(tmp_path):
+    """num_samples=np.int64(3) was refused as "--num-samples 3: must be a whole number >= 1"."""
+    import numpy as np
+
+    plan = plan_sweep("random_forest", "iris", storage=tmp_path, num_samples=np.int64(3), nested_cv=np.int64(3), time_budget=np.int64(30))
+    assert (plan.num_samples, plan.nested_cv, plan.time_budget) == (3, 3, 30.0)
+    assert type(plan.num_samples) is int and plan.max_failures == 0

@@ -335,6 +335,24 @@ def _passed_key(recipe: Recipe, family: Family, task: str) -> str | None:
         return None
 
 
+def _whole(value: Any, flag: str) -> int | None:
+    """``value`` as an int when it is a whole number (a NumPy integer too); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserError(f"{flag} {value!r}: must be a whole number")
+    return int(value)
+
+
+def _real(value: Any, flag: str) -> float | None:
+    """``value`` when it is a number (int, float, a NumPy number); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{flag} {value!r}: must be a number")
+    return value if isinstance(value, (int, float)) else float(value)
+
+
 def _check_storage(folder: str) -> None:
     """A local ``--storage`` that Ray could not write its state in is a :class:`UserError`, before Ray starts."""
     import os
@@ -408,6 +426,18 @@ def plan_sweep(
             raise UserError("overrides apply to a recipe name or file; pass the path instead of a Recipe object")
     else:
         recipe = load_recipe(recipe, overrides)
+    # From Python a NumPy integer is as good as an int; a string or a fraction is one line, not a TypeError deep inside.
+    num_samples, cv, max_concurrent, patience, nested_cv, max_failures = (
+        _whole(value, flag) for value, flag in (
+            (num_samples, "--num-samples"), (cv, "--cv"), (max_concurrent, "--max-concurrent"), (patience, "--patience"),
+            (nested_cv, "--nested-cv"), (max_failures, "--max-failures"),
+        )
+    )  # fmt: skip
+    time_budget, checkpoint_every, test_size, val_size = (
+        _real(value, flag) for value, flag in (
+            (time_budget, "--time-budget"), (checkpoint_every, "--checkpoint-every"), (test_size, "test_size"), (val_size, "val_size"),
+        )
+    )  # fmt: skip
     if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
         raise UserError(f"--num-samples {num_samples}: must be a whole number >= 1")
     if cv is not None and cv < 2:
@@ -423,6 +453,7 @@ def plan_sweep(
         raise UserError(f"--nested-cv {nested_cv}: nested validation needs at least 2 outer folds; use --nested-cv 5, or leave it out for one sweep")
     if nested_cv is not None and auto_plan is not None:
         raise UserError("--nested-cv: nested validation of an auto sweep is not supported yet; run it with one recipe, or leave out --nested-cv")
+    max_failures = max_failures or 0  # None: the default, no retry
     if max_failures < 0:
         raise UserError(f"--max-failures {max_failures}: must be >= 0")
     if checkpoint_every is None:
