@@ -158,3 +158,15 @@ def test_the_trial_run_is_tagged_with_the_device_and_gpus_of_its_first_result(st
     run = trial_runs(store_uri, tracker.parent_run_id)["trial-0000"]
     assert (run.data.tags[schema.DEVICE], run.data.tags[schema.GPU_IDS]) == ("cpu", "0")
     assert not {schema.DEVICE_RESULT, schema.GPU_IDS_RESULT} & set(run.data.metrics)
+
+
+def test_the_api_with_progress_says_the_notes_the_command_line_says(monkeypatch, capsys, tmp_path) -> None:
+    """run_sweep(progress=True) said nothing of a family that cannot use the GPU it was given."""
+    from raysweep.sweep import run
+
+    monkeypatch.setattr(run, "run_planned", lambda plan, **kwargs: plan)
+    plan = run.run_sweep("random_forest", "iris", gpus_per_trial=1, progress=True, storage=str(tmp_path))
+    said = capsys.readouterr().err.splitlines()
+    assert said == plan.said_at_start() and said and said[0].startswith("note: --gpus-per-trial 1: random_forest trains on the CPU")
+    run.run_sweep("random_forest", "iris", gpus_per_trial=1, storage=str(tmp_path))
+    assert capsys.readouterr().err == ""  # without progress, nothing

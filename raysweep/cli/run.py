@@ -160,10 +160,8 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     with _nothing_started_on_ctrl_c():
         check_reachable(resolve_tracking_uri(plan.tracking_uri))
     err = Console(stderr=True, highlight=False)
-    for where, note in [(plan.recipe.source, n) for n in plan.recipe.notes] + [(plan.dataset.name, n) for n in plan.dataset.notes]:
-        err.print(f"[dim]{escape(f'{where}: {note}')}[/]")
-    for note in plan.notes:
-        err.print(f"[yellow]note: {escape(note)}[/]")
+    for line in plan.said_at_start():
+        err.print(f"[yellow]{escape(line)}[/]" if line.startswith("note: ") else f"[dim]{escape(line)}[/]")
     err.print(
         f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
         f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(get_searcher(plan.searcher).exhaustive, grid_entries_size(plan.recipe.space))}, "

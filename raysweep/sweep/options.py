@@ -149,6 +149,12 @@ class SweepPlan:
             )
         return notes
 
+    def said_at_start(self) -> list[str]:
+        """What a sweep says before it starts (the command line, and ``run_sweep(progress=True)``):
+        what reading the recipe and the data changed or noticed, then the notes on its options."""
+        read = [(self.recipe.source, note) for note in self.recipe.notes] + [(self.dataset.name, note) for note in self.dataset.notes]
+        return [f"{where}: {note}" for where, note in read] + [f"note: {note}" for note in self.notes]
+
     def settings(self) -> dict[str, Any]:
         """The sweep's settings, as logged to MLflow."""
         options = self.options

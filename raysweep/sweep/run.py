@@ -539,6 +539,9 @@ def run_sweep(
     plan = plan_sweep(recipe, dataset, **options)
     if options.get("name"):
         sweep_record.refuse_a_name_in_use(plan)
+    if progress:  # as the command line says them
+        for line in plan.said_at_start():
+            print(line, file=sys.stderr, flush=True)
     from raysweep.sweep.environment import callers_environment_kept
 
     with callers_environment_kept():
