@@ -504,3 +504,18 @@ def test_a_sweep_run_from_python_leaves_the_callers_environment_as_it_was(ray_lo
         name: "120" if name == "MLFLOW_HTTP_REQUEST_TIMEOUT" else None for name in SWEEP_VARIABLES
     }
     assert warnings.filters == filters and logging.getLogger("alembic").level == level
+
+
+def test_an_address_of_another_cluster_in_a_process_already_on_ray_is_refused(ray_local, tmp_path):
+    """After ray.init (or an earlier sweep) run_sweep(address=...) ran on the local Ray without a word,
+    and recorded the address it was given for resume."""
+    from raysweep.errors import UserError
+
+    connected = ray_local.get_runtime_context().gcs_address
+    with pytest.raises(UserError) as raised:
+        run_sweep("random_forest", "iris", num_samples=1, address="127.0.0.1:1", tracking=False, storage=str(tmp_path / "results"))
+    assert str(raised.value) == (
+        f"--address 127.0.0.1:1: this process is connected to the Ray at {connected} already (ray.init, or an earlier "
+        "sweep's local Ray); call ray.shutdown() first to sweep on that cluster, or leave the address out to sweep on this one"
+    )
+    assert not (tmp_path / "results").exists()

@@ -280,6 +280,7 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
     from raysweep.cluster._nodes import ray_start_config
 
     if ray.is_initialized():
+        _check_same_cluster(ray, address)
         return False
     level = logging.INFO if verbose else logging.ERROR
     target = prepare_connection(address, resumed=resumed)
@@ -298,6 +299,21 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise cannot_connect(target, first) from None
     return target is None
+
+
+def _check_same_cluster(ray: Any, address: str | None) -> None:
+    """A sweep in a process already connected to a Ray (the caller's ``ray.init``, or the embedded
+    Ray of an earlier sweep) runs on it: an ``address`` of another cluster is a ``UserError``, not
+    ignored (the sweep ran on the local Ray, and its record named the address for resume)."""
+    target = Target(address, "--address") if address and address not in ("auto", "local") else None
+    if target is None or target.host_port is None:
+        return
+    connected = str(ray.get_runtime_context().gcs_address or "")
+    if connected.rpartition(":")[2] != str(target.host_port[1]):
+        raise UserError(
+            f"{target.label}: this process is connected to the Ray at {connected} already (ray.init, or an earlier "
+            "sweep's local Ray); call ray.shutdown() first to sweep on that cluster, or leave the address out to sweep on this one"
+        )
 
 
 def interrupt_on_sigterm(signum: int, frame: Any) -> None:
