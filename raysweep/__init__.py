@@ -10,17 +10,25 @@ from typing import TYPE_CHECKING, Any
 
 from raysweep._version import __version__
 
-__all__ = ["Recipe", "SweepResult", "UserError", "__version__", "load_recipe", "run_sweep"]
+__all__ = [
+    "NothingToResume", "Recipe", "SweepFailed", "SweepInterrupted", "SweepResult", "TrackingIncomplete", "UserError",
+    "__version__", "load_recipe", "resume_sweep", "run_sweep",
+]  # fmt: skip
 
-from raysweep.errors import UserError
+from raysweep.errors import NothingToResume, SweepFailed, SweepInterrupted, TrackingIncomplete, UserError
 from raysweep.recipes import Recipe, load_recipe
 
 if TYPE_CHECKING:
     from raysweep.sweep.result import SweepResult
-    from raysweep.sweep.run import run_sweep
+    from raysweep.sweep.run import resume_sweep, run_sweep
 
 #: the public names that pull in Ray, imported when first used
-_LAZY = {"run_sweep": "raysweep.sweep.run", "SweepResult": "raysweep.sweep.result"}
+_LAZY = {"run_sweep": "raysweep.sweep.run", "resume_sweep": "raysweep.sweep.run", "SweepResult": "raysweep.sweep.result"}
+
+
+def __dir__() -> list[str]:
+    # dir() and help() list the names imported when first used too
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str) -> Any:

@@ -381,3 +381,20 @@ def test_a_first_sweep_prints_only_raysweeps_own_lines(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr == f"raysweep: sweep {name} is complete; nothing to resume. Its result: raysweep report {name}\n"
     assert [m.model_id for m in client.search_logged_models(experiment_ids=[experiment.experiment_id])] == [models[0].model_id]
+
+
+def test_the_public_api_is_listed_and_importing_it_starts_nothing_heavy():
+    """run_sweep and SweepResult were missing from dir(raysweep) and help(raysweep) (loaded when first
+    used), and resume_sweep and the errors a sweep raises were not exported at all."""
+    script = (
+        "import json, sys, raysweep\n"
+        "names = sorted(raysweep.__all__)\n"
+        "listed = all(name in dir(raysweep) for name in names)\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'mlflow'})\n"
+        "resolved = all(getattr(raysweep, name) is not None for name in names)\n"
+        "print(json.dumps({'names': names, 'listed': listed, 'heavy_before_use': heavy, 'resolved': resolved}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    shown = json.loads(done.stdout)
+    assert {"run_sweep", "resume_sweep", "SweepResult", "SweepInterrupted", "SweepFailed", "TrackingIncomplete", "NothingToResume"} <= set(shown["names"])
+    assert shown["listed"] and shown["resolved"] and shown["heavy_before_use"] == [], shown
