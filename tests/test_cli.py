@@ -119,6 +119,10 @@ def test_validate(tmp_path):
     done = invoke_cli("validate", "mine.yaml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "mine.yaml: ok (svm; regression; 1 parameter searched)"
+    done = invoke_cli("validate", "random_forest", "--set", "early_stopping.grace_period=50", cwd=tmp_path)  # run said it, validate said ok only
+    assert done.returncode == 0 and done.stderr.strip() == (
+        "note: early_stopping.grace_period 50 is not below the 10 steps a trial has, so asha stops no trial early; lower it (or raise resource.max)"
+    )
     done = invoke_cli("validate", "auto", cwd=tmp_path)  # it said "unknown recipe 'auto'", which `run auto` takes
     assert done.returncode == 2 and done.stderr.strip() == (
         "error: auto is not a recipe: `raysweep run auto` runs several (every prebuilt one, or --recipes); "

@@ -90,7 +90,7 @@ def validate(recipe: str, overrides: tuple[str, ...], scheduler: str | None, sea
     the recipe's scheduler and searcher or the ones given.
     """
     from raysweep.recipes import load_recipe
-    from raysweep.sweep.options import check_recipe
+    from raysweep.sweep.options import check_recipe, grace_note
 
     if recipe.lower() == "auto":
         raise UserError(
@@ -101,4 +101,7 @@ def validate(recipe: str, overrides: tuple[str, ...], scheduler: str | None, sea
     check_recipe(loaded, scheduler=scheduler.lower() if scheduler else None, searcher=searcher.lower() if searcher else None)
     for note in loaded.notes:
         click.echo(f"{loaded.source}: {note}", err=True)
+    grace = grace_note(loaded, (scheduler or loaded.scheduler).lower())
+    if grace:  # as `raysweep run` says it
+        click.echo(f"note: {grace}", err=True)
     click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameter{'s' if len(loaded.space) != 1 else ''} searched)")

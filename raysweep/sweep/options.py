@@ -140,14 +140,8 @@ class SweepPlan:
         families = [member.family for member in self.auto.members] if self.auto is not None else self.family
         note = family_note(families, self.options.gpus_per_trial)
         notes = [note] if note else []
-        steps, grace = self.recipe.resource.max_steps, self.recipe.grace_period
-        if self.options.scheduler == "asha" and self.auto is None and grace >= steps:
-            # ASHA's first rung is at the grace period: at the last step or beyond it no trial is stopped early.
-            notes.append(
-                f"early_stopping.grace_period {grace} is not below the {steps} steps a trial has, so asha stops no trial "
-                "early; lower it (or raise resource.max)"
-            )
-        return notes
+        grace = grace_note(self.recipe, self.options.scheduler) if self.auto is None else None
+        return notes + ([grace] if grace else [])
 
     def said_at_start(self) -> list[str]:
         """What a sweep says before it starts (the command line, and ``run_sweep(progress=True)``):
@@ -339,6 +333,14 @@ def _passed_key(recipe: Recipe, family: Family, task: str) -> str | None:
         return _cache.key("recipe-check", parts, code)
     except (OSError, TypeError, ValueError):
         return None
+
+
+def grace_note(recipe: Recipe, scheduler: str) -> str | None:
+    """ASHA's first rung is at the grace period: at a trial's last step or beyond it, no trial is stopped early."""
+    steps, grace = recipe.resource.max_steps, recipe.grace_period
+    if scheduler != "asha" or grace < steps:
+        return None
+    return f"early_stopping.grace_period {grace} is not below the {steps} steps a trial has, so asha stops no trial early; lower it (or raise resource.max)"
 
 
 def _whole(value: Any, flag: str) -> int | None:
