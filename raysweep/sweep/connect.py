@@ -180,14 +180,16 @@ def _token_hint() -> str:
     return "check that RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) holds the cluster's token"
 
 
-def cannot_connect(target: Target, reason: str) -> UserError:
-    """The one line a driver prints when it cannot join ``target``."""
+def cannot_connect(target: Target, reason: str, listening: bool = True) -> UserError:
+    """The one line a driver prints when it cannot join ``target``; ``listening``: something answered
+    there (the token may be the matter), not a refused or silent port (then the token is not)."""
     if target.resumed:  # the cluster the sweep ran on (or resume --address): resume can go elsewhere
         other = (f" (the cluster sweep {target.resumed} ran on); continue it on another with: raysweep resume "
                  f"{target.resumed} --address HOST:PORT, or --address local for a local Ray")
     else:
         other = f" (or {'leave --address out' if target.flag == '--address' else 'unset RAY_ADDRESS'} for a local Ray)"
-    return UserError(f"{target.label}: cannot connect to a Ray cluster there ({reason}); check the address; {_token_hint()}{other}")
+    hint = f"; {_token_hint()}" if listening else ""
+    return UserError(f"{target.label}: cannot connect to a Ray cluster there ({reason}); check the address{hint}{other}")
 
 
 def probe(target: Target, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -201,9 +203,9 @@ def probe(target: Target, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     try:
         socket.create_connection(host_port, timeout=timeout_s).close()
     except TimeoutError:
-        raise cannot_connect(target, f"no answer within {timeout_s:g}s") from None
+        raise cannot_connect(target, f"no answer within {timeout_s:g}s", listening=False) from None
     except OSError as exc:
-        raise cannot_connect(target, exc.strerror or exc.__class__.__name__) from None
+        raise cannot_connect(target, exc.strerror or exc.__class__.__name__, listening=False) from None
 
     import grpc
     from ray._raylet import AuthenticationTokenLoader
