@@ -56,3 +56,18 @@ def test_cloud_credentials_reach_trial_actors_only_when_results_go_to_the_cloud(
     with trial_runtime_env(str(tmp_path)):
         pass
     assert _trial_env_vars(tune_class_cache)["AWS_ACCESS_KEY_ID"] == "AKIAEXAMPLE"
+
+
+def test_tunes_own_lines_are_dropped_outside_verbose_and_the_others_kept():
+    """With the caller's ray.init at INFO, run_sweep printed Tune's "Wrote the latest version of all
+    result files" though the Python API prints nothing unless given progress=True."""
+    import logging
+
+    from raysweep.sweep.environment import _TUNE_ERROR_FILTER
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("ray.tune.tune", logging.INFO, __file__, 1, message, None, None)
+
+    assert not _TUNE_ERROR_FILTER.filter(record("Wrote the latest version of all result files and experiment state to '/r'"))
+    assert not _TUNE_ERROR_FILTER.filter(record("Trial task failed for trial x_00001"))
+    assert _TUNE_ERROR_FILTER.filter(record("Something else Tune has to say"))

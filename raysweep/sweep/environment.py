@@ -99,9 +99,10 @@ def _quiet_libraries(verbose: bool) -> None:
 
 
 class _TuneTrialErrors(logging.Filter):
-    """Drops Tune's per-trial tracebacks: raysweep records each error itself (summary, MLflow)."""
+    """Drops Tune's per-trial tracebacks (raysweep records each error itself: summary, MLflow) and
+    its closing line about its result files (shown when the caller's own ``ray.init`` set INFO)."""
 
-    PREFIXES = ("Trial task failed for trial", "Trials did not complete")
+    PREFIXES = ("Trial task failed for trial", "Trials did not complete", "Wrote the latest version of all result files")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self.PREFIXES)
