@@ -176,3 +176,31 @@ def test_the_optuna_searcher_says_nothing_of_a_choice_of_lists() -> None:
         config = searcher.suggest("trial-1")
     assert config["hidden_layer_sizes"] in ([64], [128, 64])
     assert not [w for w in caught if "categorical distribution" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_an_auto_sweeps_importance_is_the_winning_familys_over_its_own_parameters(tmp_path):
+    """Over all of an auto sweep's trials only `family` was left to rank: "family 1.00", every time."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from raysweep.best import TrialBest
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.result import _importance
+
+    plan = plan_sweep("auto", "iris", recipes=["random_forest", "svm"], storage=str(tmp_path))
+    rng = np.random.default_rng(0)
+    results, bests = [], []
+    for index in range(24):
+        if index % 3:  # random forests: the score follows max_depth
+            params = {"max_depth": int(rng.integers(2, 30)), "min_samples_leaf": int(rng.integers(1, 10)), "max_features": float(rng.uniform(0.2, 1))}
+            score = 0.7 + 0.01 * params["max_depth"]
+            config = {"model": {"family": "random_forest", "random_forest": params}}
+        else:
+            config = {"model": {"family": "svm", "svm": {"C": float(rng.uniform(0.1, 10)), "gamma": float(rng.uniform(0.01, 1))}}}
+            score = 0.6
+        results.append(SimpleNamespace(config=config, metrics={plan.metric_key: score}, error=None))
+        bests.append(TrialBest(score, 4, config))
+    importance = _importance(results, plan, None, bests)
+    assert set(importance.values) == {"max_depth", "min_samples_leaf", "max_features"}
+    assert importance.ranked()[0] == "max_depth" and importance.trials == 16

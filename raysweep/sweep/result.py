@@ -15,7 +15,7 @@ from raysweep.data import PreparedData, make_preprocessor
 from raysweep.errors import SweepFailed
 from raysweep.metrics import needs_proba, score
 from raysweep.sweep.gpus import fallback_warnings
-from raysweep.sweep.auto import family_step, flat_config, split
+from raysweep.sweep.auto import family_of, family_step, flat_config, split
 from raysweep.sweep.options import SweepPlan
 from raysweep.sweep.record import is_uri
 from raysweep.tracking import schema
@@ -235,7 +235,7 @@ def summarise(
     # first is then the same trial however often the sweep is resumed.
     results = sorted((r for r in results if str(r.path) not in never_started), key=_made_order)
     bests = _trial_bests(results, plan)
-    importance = _importance(results, plan, phase)
+    importance = _importance(results, plan, phase, bests)
     leaderboard = _leaderboard(results, plan, bests)
     if importance.values:
         from raysweep.tracking.importance import ordered_leaderboard
@@ -341,19 +341,28 @@ def _population(plan: SweepPlan) -> bool:
     return get_scheduler(plan.scheduler).population
 
 
-def _importance(results: Any, plan: SweepPlan, phase: Callable[[str], None] | None = None) -> Any:
+def _importance(results: Any, plan: SweepPlan, phase: Callable[[str], None] | None = None, bests: list[Any] | None = None) -> Any:
     """Each searched parameter's importance over the trials' last scores; never fails the sweep.
 
     A trial that a scheduler stopped early enters with its last score; a failed trial not at all.
+    An auto sweep's is the winning family's, over its own trials and parameters: the families search
+    different parameters, and over all of them the family alone was left (``family 1.00``).
     """
+    from raysweep.best import sweep_best
     from raysweep.tracking.importance import MIN_TRIALS, Importance, sweep_importance
 
     try:
         trials = [(flat_config(r.config or {}), (r.metrics or {}).get(plan.metric_key)) for r in results if r.error is None]
+        space = plan.recipe.space
+        index = sweep_best(bests, plan.mode) if plan.auto is not None and bests else None
+        if index is not None:
+            winner = family_of(dict(bests[index].config))
+            trials = [(config, value) for config, value in trials if config.get("family") == winner]
+            space = plan.auto.member(winner).recipe.space
         population = _population(plan)
         if phase is not None and not population and sum(_finite(value) for _, value in trials) >= MIN_TRIALS:
             phase("computing the parameter importance")
-        return sweep_importance(trials, plan.recipe.space, population=population, seed=plan.seed or 0)
+        return sweep_importance(trials, space, population=population, seed=plan.seed or 0)
     except Exception as exc:  # an extra: the sweep's result stands without it
         logger.warning("raysweep: could not compute the parameter importance: %s", exc)
         return Importance(skipped=f"could not be computed: {exc}"[:500])
