@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 
 from raysweep.best import better, made_order
-from raysweep.sweep.ledger import budget_spent, ended_unstarted, reported, trial_done
+from raysweep.sweep.ledger import EndedElsewhere, budget_spent, reported, trial_done
 from raysweep.tracking.schema import trial_name
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -96,6 +96,7 @@ class LiveProgress(Callback):
         self._fit_started = self.started
         #: trials whose completion Tune reported in this session
         self._completed: set[str] = set()
+        self._ended = EndedElsewhere()
         self._status: dict[str, str] = {}
         self._steps: dict[str, int] = {}
         self._began: dict[str, float] = {}
@@ -115,6 +116,7 @@ class LiveProgress(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("_best_order", None)  # a view saved by an earlier raysweep
         state.setdefault("budget_used", 0.0)
+        state.setdefault("_ended", EndedElsewhere())
         self.__dict__.update(state)
         self.console = Console(stderr=True, highlight=False)
         self._lock = threading.Lock()
@@ -127,6 +129,9 @@ class LiveProgress(Callback):
     # -- Ray Tune's hooks ------------------------------------------------------------------------------------------
     def setup(self, **info: Any) -> None:
         self._fit_started = self.clock()
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self._ended.step_begins(trials)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         with self._lock:
@@ -153,10 +158,10 @@ class LiveProgress(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         with self._lock:
             self._completed.add(trial.trial_id)
-        self._ended(trial)
+        self._ended_trial(trial)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._ended(trial)
+        self._ended_trial(trial)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         with self._lock:
@@ -174,6 +179,7 @@ class LiveProgress(Callback):
                         self._best_order = None
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._ended.step_begins(trials)  # a session that ended before its first step: they had all ended before
         self.on_step_end(0, trials)
 
     # -- after the trials ------------------------------------------------------------------------------------------
@@ -198,7 +204,7 @@ class LiveProgress(Callback):
             self._live = None
 
     # -- what is shown ---------------------------------------------------------------------------------------------
-    def _ended(self, trial: Any) -> None:
+    def _ended_trial(self, trial: Any) -> None:
         with self._lock:
             began = self._began.get(trial.trial_id)
             if began is not None:
@@ -224,9 +230,14 @@ class LiveProgress(Callback):
         ``done`` (a resume's trials that ended before) or that the sweep's own rule cut short, and
         the trials running when a time budget ran out."""
         status = str(trial.status)
-        if status == "TERMINATED" and trial.trial_id not in self._began and not reported(trial):
+        if status != "TERMINATED" or trial.trial_id in self._completed:
+            return status
+        if self._ended.ended(trial):  # it had ended in an earlier session
+            self._completed.add(trial.trial_id)
+            return status
+        if trial.trial_id not in self._began and not reported(trial):
             return "UNSTARTED"  # made by the searcher, never run (a spent budget ends it so): not a trial of the sweep
-        if status != "TERMINATED" or trial.trial_id in self._completed or trial_done(trial) or ended_unstarted(trial, self._began):
+        if trial_done(trial):
             return status
         return status if budget_spent(self.time_budget, self._budget_elapsed()) else "STOPPED"
 

@@ -203,20 +203,31 @@ def test_hyperband_stops_weak_trials_of_a_real_sweep_and_says_so(ray_local, tmp_
 def test_a_resumes_trial_that_ended_before_it_or_unstarted_is_done_and_one_ctrl_c_ended_is_not():
     """HyperBand stops a paused trial with no new result, so without `done`: every resume of such a
     sweep saw that trial TERMINATED and not done and took the sweep for interrupted again (exit 130
-    with all 12 trials done, and on the next resume at once)."""
+    with all 12 trials done). Ctrl-C marks TERMINATED every trial Tune asked an actor for, started or
+    not: one restored and still waiting for its actor is not done."""
     from raysweep.progress import LiveProgress
 
-    def trial(trial_id: str, last: dict) -> SimpleNamespace:
-        return SimpleNamespace(trial_id=trial_id, status="TERMINATED", path=f"/r/{trial_id}", run_metadata=SimpleNamespace(last_result=last))
+    def trial(trial_id: str, status: str, last: dict) -> SimpleNamespace:
+        return SimpleNamespace(trial_id=trial_id, status=status, path=f"/r/{trial_id}", run_metadata=SimpleNamespace(last_result=last))
 
-    halved = trial("x_00001", {KEY: 0.6, "training_iteration": 3})  # restored TERMINATED, never runs again
-    cut = trial("x_00002", {KEY: 0.8, "training_iteration": 2})  # running at this session's Ctrl-C
-    ledger, view = TrialLedger(), LiveProgress(KEY, "max", total=2, live=False)
+    ended = trial("x_00001", "TERMINATED", {KEY: 0.6, "training_iteration": 3})  # ended in an earlier session
+    cut = trial("x_00002", "RUNNING", {KEY: 0.8, "training_iteration": 2})  # running at this session's Ctrl-C
+    waiting = trial("x_00003", "PENDING", {KEY: 0.7, "training_iteration": 1})  # restored, its actor not started yet
+    halved = trial("x_00004", "PAUSED", {KEY: 0.5, "training_iteration": 1})  # HyperBand stops it while paused
+    ledger, view = TrialLedger(), LiveProgress(KEY, "max", total=4, live=False)
     for callback in (ledger, view):
+        callback.on_step_begin(0, [ended, cut, waiting, halved])
         callback.on_trial_start(0, [], cut)
-    ledger.on_experiment_end([halved, cut])
-    assert ledger.trials == [("TERMINATED", True), ("TERMINATED", False)]
-    assert [view._state(t) for t in (halved, cut)] == ["TERMINATED", "STOPPED"]
+        callback.on_trial_complete(0, [], halved)
+    for each in (cut, waiting, halved):
+        each.status = "TERMINATED"  # Ctrl-C, and Tune's stop of the paused trial
+    ledger.on_experiment_end([ended, cut, waiting, halved])
+    assert ledger.trials == [("TERMINATED", True), ("TERMINATED", False), ("TERMINATED", False), ("TERMINATED", True)]
+    assert [view._state(t) for t in (ended, cut, waiting, halved)] == ["TERMINATED", "STOPPED", "STOPPED", "TERMINATED"]
+    # A session that ended before its first step (every trial had ended): all of them ended before.
+    again = TrialLedger()
+    again.on_experiment_end([ended])
+    assert again.trials == [("TERMINATED", True)]
 
 
 def test_a_scheduler_restored_from_tuner_pkl_notes_its_stops_for_the_resumed_session():

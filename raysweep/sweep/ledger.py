@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Container
 from typing import Any
 
 from ray.tune import Callback
@@ -25,12 +24,19 @@ class TrialLedger(Callback):
         #: budget, or the sweep's own end)
         self.never_started: set[str] = set()
         self._started: set[str] = set()
+        self._ended = EndedElsewhere()
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self._ended.step_begins(trials)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._started.add(trial.trial_id)
 
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended.completed(trial)
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.trials = [(trial.status, trial_done(trial) or ended_unstarted(trial, self._started)) for trial in trials]
+        self.trials = [(trial.status, trial_done(trial) or self._ended.ended(trial, trials)) for trial in trials]
         # Not started and nothing reported, whatever its status: at the experiment's end (a spent
         # time budget, a stopper) Tune marks TERMINATED every trial it has asked an actor for,
         # started or not. A trial that failed before it started is one of the sweep (its error is
@@ -42,12 +48,33 @@ class TrialLedger(Callback):
         }
 
 
-def ended_unstarted(trial: Any, started: Container[str]) -> bool:
-    """Whether ``trial`` ended without running in this session though it reported before: it had
-    ended in an earlier one, or the scheduler stopped it while it was paused (HyperBand does that
-    with no new result, so without ``done``). Ctrl-C ends only the trials that run. A resume took
-    such a trial for one more interruption, every time (``started``: this session's trials)."""
-    return trial.status == "TERMINATED" and trial.trial_id not in started and reported(trial)
+class EndedElsewhere:
+    """The trials that ended other than by Ctrl-C though their last result lacks ``done``: those a
+    resumed session found TERMINATED (they had ended in an earlier one: Tune never runs them again),
+    and those Tune reported complete in this one (HyperBand stops a paused trial with no new
+    result). A resume took such a trial for one more interruption, every time. Ctrl-C marks
+    TERMINATED every trial Tune had asked an actor for, started or not: those are none of these."""
+
+    def __init__(self) -> None:
+        #: TERMINATED when this session's first step began (None: no step yet)
+        self._before: set[str] | None = None
+        self._completed: set[str] = set()
+
+    def step_begins(self, trials: list) -> None:
+        if self._before is None:
+            self._before = {trial.trial_id for trial in trials if trial.status == "TERMINATED"}
+
+    def completed(self, trial: Any) -> None:
+        self._completed.add(trial.trial_id)
+
+    def ended(self, trial: Any, trials: list | None = None) -> bool:
+        """Whether TERMINATED ``trial`` is one of them. ``trials`` (all of them, at the experiment's
+        end): a session that ended before its first step found every TERMINATED trial so."""
+        if trial.status != "TERMINATED":
+            return False
+        if self._before is None and trials is not None:
+            self.step_begins(trials)
+        return trial.trial_id in (self._before or ()) or trial.trial_id in self._completed
 
 
 def reported(trial: Any) -> bool:
