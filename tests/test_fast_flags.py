@@ -283,3 +283,12 @@ def test_auto_is_resolved_as_ray_resolves_it_and_checked_within_seconds(monkeypa
         f"--address auto (127.0.0.1:{port}): cannot connect to a Ray cluster there (Connection refused); check the address "
         "(or leave --address out for a local Ray)"
     )
+
+
+def test_auto_that_resolves_to_an_address_raysweep_refuses_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from raysweep.sweep.connect import prepare_connection
+
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    with pytest.raises(UserError) as raised:
+        prepare_connection("auto")
+    assert str(raised.value).startswith("--address auto (http://127.0.0.1:8265): that is the address of Ray's dashboard and job server")

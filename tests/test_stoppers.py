@@ -147,6 +147,7 @@ def test_trials_cut_short_by_the_rule_end_as_stopped_and_the_sweep_is_not_interr
     notes, ledger = StopNotes({}, stopper), TrialLedger()
     running, target, waiting = trial("x_00000", "RUNNING", {}), trial("x_00001", "RUNNING", {}), trial("x_00002", "PENDING", {})
     silent = trial("x_00003", "RUNNING", {})  # started, no result yet
+    ledger.on_step_begin(0, [running, target, waiting, silent])  # Tune's loop, before the trials' events
     for t in (running, target, silent):
         ledger.on_trial_start(0, [], t)
         notes.on_trial_start(0, [], t)

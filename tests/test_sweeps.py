@@ -504,6 +504,7 @@ def test_a_sweep_run_from_python_leaves_the_callers_environment_as_it_was(ray_lo
         name: "120" if name == "MLFLOW_HTTP_REQUEST_TIMEOUT" else None for name in SWEEP_VARIABLES
     }
     assert warnings.filters == filters and logging.getLogger("alembic").level == level
+    assert not logging.getLogger("ray.tune.tune").filters  # Tune's own lines, quietened for the sweep only
 
 
 def test_an_address_of_another_cluster_in_a_process_already_on_ray_is_refused(ray_local, tmp_path):
@@ -519,3 +520,6 @@ def test_an_address_of_another_cluster_in_a_process_already_on_ray_is_refused(ra
         "sweep's local Ray); call ray.shutdown() first to sweep on that cluster, or leave the address out to sweep on this one"
     )
     assert not (tmp_path / "results").exists()
+    port = connected.rpartition(":")[2]  # the same port on another machine (6379 is every head's)
+    with pytest.raises(UserError, match=rf"^--address 10\.0\.0\.5:{port}: this process is connected to the Ray at "):
+        run_sweep("random_forest", "iris", num_samples=1, address=f"10.0.0.5:{port}", tracking=False, storage=str(tmp_path / "results"))

@@ -60,6 +60,13 @@ def session_notes(key: str) -> SessionNotes:
     return _notes[key]
 
 
+def forget_session(key: str) -> None:
+    """Drop the notes and exploits of the sweep named ``key`` once it has ended (a long-lived process
+    runs many sweeps)."""
+    _notes.pop(key, None)
+    _exploits.pop(key, None)
+
+
 def session_exploits(key: str) -> SessionExploits:
     """This process's PBT exploits of the sweep named ``key``."""
     if key not in _exploits:

@@ -248,7 +248,9 @@ def resolve_auto(target: Target) -> Target:
         ) from None
     if not found or found == "auto":
         return target
-    return Target(found, target.flag, target.resumed, given="auto")
+    resolved = Target(found, target.flag, target.resumed, given="auto")
+    check_address_form(resolved)  # RAY_ADDRESS may hold a ray:// or dashboard address
+    return resolved
 
 
 def prepare_connection(address: str | None, state_dir: Path | None = None, resumed: str | None = None) -> Target | None:
@@ -311,11 +313,22 @@ def _check_same_cluster(ray: Any, address: str | None) -> None:
     if target is None or target.host_port is None:
         return
     connected = str(ray.get_runtime_context().gcs_address or "")
-    if connected.rpartition(":")[2] != str(target.host_port[1]):
+    host, _, port = connected.rpartition(":")
+    here = {"127.0.0.1", "localhost", "::1", host}  # the connected host and this machine's loopback
+    wanted_host, wanted_port = target.host_port
+    same_host = wanted_host == host or (wanted_host in here and host in here | {_node_ip(ray)})
+    if port != str(wanted_port) or not same_host:
         raise UserError(
             f"{target.label}: this process is connected to the Ray at {connected} already (ray.init, or an earlier "
             "sweep's local Ray); call ray.shutdown() first to sweep on that cluster, or leave the address out to sweep on this one"
         )
+
+
+def _node_ip(ray: Any) -> str:
+    try:
+        return str(ray.util.get_node_ip_address())
+    except Exception:
+        return ""
 
 
 def interrupt_on_sigterm(signum: int, frame: Any) -> None:

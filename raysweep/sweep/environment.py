@@ -38,6 +38,7 @@ def callers_environment_kept() -> Iterator[None]:
 
     variables = {name: os.environ.get(name) for name in SWEEP_VARIABLES}
     levels = {name: logging.getLogger(name).level for name in _CHATTY_LOGGERS}
+    filtered = {name: _TUNE_ERROR_FILTER in logging.getLogger(name).filters for name in _TUNE_LOGGERS}
     draws = random.getstate()  # PBT seeds Python's global random module for its decisions
     try:
         with warnings.catch_warnings():  # the filters as they were, at its end
@@ -52,6 +53,8 @@ def callers_environment_kept() -> Iterator[None]:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
         _replaced_levels.clear()
+        for name, was in filtered.items():  # Tune's own lines, quietened for the sweep
+            (logging.getLogger(name).addFilter if was else logging.getLogger(name).removeFilter)(_TUNE_ERROR_FILTER)
 
 
 def _quiet_environment(verbose: bool) -> None:
@@ -114,8 +117,12 @@ _TUNE_ERROR_FILTER = _TuneTrialErrors()
 _CREDENTIALS_NOT_PROPAGATED = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"}
 
 
+#: the Tune loggers a sweep quietens outside --verbose (see :class:`_TuneTrialErrors`)
+_TUNE_LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune")
+
+
 def _quiet_tune(verbose: bool) -> None:
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+    for name in _TUNE_LOGGERS:
         tune_logger = logging.getLogger(name)
         if verbose:
             tune_logger.removeFilter(_TUNE_ERROR_FILTER)

@@ -119,7 +119,7 @@ def run_planned(
 
     tracker = None
     from raysweep.strategies.stoppers import build_stopper
-    from raysweep.strategies.stops import StopNotes, session_exploits, session_notes
+    from raysweep.strategies.stops import StopNotes, forget_session, session_exploits, session_notes
 
     # --stop-at and --patience: Tune's Stopper interface, beside each trial's step limit.
     sweep_stopper = build_stopper(plan.metric_key, plan.mode, max_steps, stop_at=plan.stop_at, patience=plan.patience)
@@ -298,6 +298,7 @@ def run_planned(
             lacking = tracker.finish(status) if tracker is not None else None
         finally:
             early.drop_writer()
+            forget_session(plan.name)
             if drawer is not None:
                 drawer.close()
             if view is not None:
