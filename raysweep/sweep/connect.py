@@ -314,10 +314,9 @@ def _check_same_cluster(ray: Any, address: str | None) -> None:
         return
     connected = str(ray.get_runtime_context().gcs_address or "")
     host, _, port = connected.rpartition(":")
-    here = {"127.0.0.1", "localhost", "::1", host}  # the connected host and this machine's loopback
     wanted_host, wanted_port = target.host_port
-    same_host = wanted_host == host or (wanted_host in here and host in here | {_node_ip(ray)})
-    if port != str(wanted_port) or not same_host:
+    here = {"127.0.0.1", "localhost", "::1", _node_ip(ray)}  # this machine, by loopback or by its node IP
+    if port != str(wanted_port) or not (wanted_host == host or (wanted_host in here and host in here)):
         raise UserError(
             f"{target.label}: this process is connected to the Ray at {connected} already (ray.init, or an earlier "
             "sweep's local Ray); call ray.shutdown() first to sweep on that cluster, or leave the address out to sweep on this one"

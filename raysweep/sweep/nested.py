@@ -183,8 +183,8 @@ def run_nested(
         say(
             f"raysweep: resuming nested validation {plan.name}: {', '.join(go_on) or 'no sweep'} "
             f"go{'es' if len(go_on) == 1 else ''} on; {len(outcomes)} fold(s) had finished"
-            + (f"; {', '.join(names[i] for i in sorted(rebuilt))} had finished: refit for the job's outcome, "
-               f"{'its' if len(rebuilt) == 1 else 'their'} own run{'s' * (len(rebuilt) > 1)} kept as {'it was' if len(rebuilt) == 1 else 'they were'}" if rebuilt else "")
+            + (f"; {', '.join(names[i] for i in sorted(rebuilt))} had finished: refit for the job's outcome, MLflow kept as it was"
+               if rebuilt else "")
         )
 
     def sweep(index: int, part_plan: SweepPlan, part: Part) -> None:

@@ -446,18 +446,18 @@ def plan_sweep(
             (time_budget, "--time-budget"), (checkpoint_every, "--checkpoint-every"), (test_size, "test_size"), (val_size, "val_size"),
         )
     )  # fmt: skip
-    if num_samples is not None and (not isinstance(num_samples, int) or num_samples < 1):
+    if num_samples is not None and num_samples < 1:
         raise UserError(f"--num-samples {num_samples}: must be a whole number >= 1")
     if cv is not None and cv < 2:
         raise UserError(f"--cv {cv}: cross-validation needs at least 2 folds; use --cv 5, or leave --cv out for one validation split")
     if max_concurrent is not None and max_concurrent < 1:
         raise UserError(f"--max-concurrent {max_concurrent}: must be >= 1")
-    if time_budget is not None and not (isinstance(time_budget, (int, float)) and 0 < time_budget < math.inf):
+    if time_budget is not None and not 0 < time_budget < math.inf:
         raise UserError(f"--time-budget {time_budget}: must be a finite positive number of seconds, e.g. --time-budget 600")
-    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+    if patience is not None and patience < 1:
         raise UserError(f"--patience {patience}: must be a whole number of finished trials >= 1, e.g. --patience 10")
     gpus_per_trial = check_gpus_per_trial(gpus_per_trial)
-    if nested_cv is not None and (isinstance(nested_cv, bool) or not isinstance(nested_cv, int) or nested_cv < 2):
+    if nested_cv is not None and nested_cv < 2:
         raise UserError(f"--nested-cv {nested_cv}: nested validation needs at least 2 outer folds; use --nested-cv 5, or leave it out for one sweep")
     if nested_cv is not None and auto_plan is not None:
         raise UserError("--nested-cv: nested validation of an auto sweep is not supported yet; run it with one recipe, or leave out --nested-cv")

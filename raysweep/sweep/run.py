@@ -406,7 +406,7 @@ def _time_budget_spent(plan: SweepPlan, started: float) -> bool:
 
     if not plan.time_budget:
         return False
-    used = None if sweep_record.is_uri(plan.storage) else budget_used(Path(plan.storage, plan.name))
+    used = None if sweep_record.is_uri(plan.storage) else budget_used(sweep_record.sweep_dir(plan))
     if used is not None:
         return used >= plan.time_budget
     return budget_spent(plan.time_budget, time.monotonic() - started)
