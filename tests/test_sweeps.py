@@ -468,19 +468,29 @@ def test_best_means_the_best_step_everywhere(ray_local, tmp_path, mlflow_server,
 
 def test_a_sweep_that_fails_after_its_parent_run_opened_ends_it_failed(ray_local, tmp_path, monkeypatch, store_uri):  # noqa: F811
     """Anything raised between the parent run's start and the trials (building Ray Tune's search
-    space, its Tuner) left the run RUNNING for good."""
+    space, its Tuner, the parent's first artifact) left the run RUNNING for good."""
     from mlflow.tracking import MlflowClient
+
+    from raysweep.tracking.store import SweepTracker
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the search space could not be built")
 
+    def unwritable(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the artifact store could not be written")
+
     monkeypatch.setattr(space, "param_space", broken)
     with pytest.raises(RuntimeError, match="could not be built"):
         run_sweep("random_forest", "iris", num_samples=1, name="broken", tracking_uri=store_uri, storage=str(tmp_path / "results"))
+    monkeypatch.undo()
+    # The parent's first artifact (the recipe), written right after the run opened.
+    monkeypatch.setattr(SweepTracker, "log_text", unwritable)
+    with pytest.raises(RuntimeError, match="could not be written"):
+        run_sweep("random_forest", "iris", num_samples=1, name="unwritable", tracking_uri=store_uri, storage=str(tmp_path / "results"))
     client = MlflowClient(store_uri)
     experiment = client.get_experiment_by_name("raysweep-iris")
     runs = client.search_runs([experiment.experiment_id])
-    assert [(run.info.run_name, run.info.status) for run in runs] == [("broken", "FAILED")]
+    assert sorted((run.info.run_name, run.info.status) for run in runs) == [("broken", "FAILED"), ("unwritable", "FAILED")]
 
 
 def test_a_sweep_run_from_python_leaves_the_callers_environment_as_it_was(ray_local, tmp_path, monkeypatch, store_uri):  # noqa: F811

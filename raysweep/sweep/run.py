@@ -143,46 +143,45 @@ def run_planned(
     phase = view.phase if view is not None else None
     exploits = session_exploits(plan.name)
     exploits.clear()
-    if tracking_uri:
-        tracker = tracking_module.SweepTracker(
-            tracking_uri,
-            plan.experiment,
-            plan.name,
-            plan.metric_key,
-            max_steps,
-            plan.family.integer_resource,
-            tags={**sweep_tags(plan), **warm.tags, **(part.tags if part else {})},
-            params={**plan.settings(), **warm.params},
-        )
-        tracker.exploits = exploits
-        if resume and resume.get("parent_run_id"):
-            from raysweep.tracking.sync import saved_trial_ids
-
-            saved = None if sweep_record.is_uri(resume["path"]) else saved_trial_ids(Path(resume["path"]))
-            tracker.reopen(resume["experiment_id"], resume["parent_run_id"], saved_trials=saved)
-            if view is not None:
-                view.resumed(tracker.resumed_history)
-            if tracker.lost_runs and progress:
-                lost = len(tracker.lost_runs)
-                print(
-                    f"raysweep: {lost} trial run{'s' if lost > 1 else ''} of trials Ray had not saved when the driver died "
-                    f"{'are' if lost > 1 else 'is'} deleted in MLflow; new trials take their place "
-                    "(mlflow runs restore --run-id ID brings one back)",
-                    file=sys.stderr, flush=True,
-                )  # fmt: skip
-        else:
-            tracker.start(parent_run_id=part.parent_run_id if part else None, started=time.time() - (time.monotonic() - started))
-            tracker.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
-            tracker.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
-        from raysweep.tracking.callback import start_trial_logging
-
-        callbacks.append(start_trial_logging(tracker, early.take_writer()))
-
     drawer = None
     status = "FAILED"
     ray_release = None
     results = None
-    try:  # from here on the parent run, once open, ends FAILED should anything raise
+    try:  # from here on the parent run, once open, ends FAILED should anything raise (its first artifacts too)
+        if tracking_uri:
+            tracker = tracking_module.SweepTracker(
+                tracking_uri,
+                plan.experiment,
+                plan.name,
+                plan.metric_key,
+                max_steps,
+                plan.family.integer_resource,
+                tags={**sweep_tags(plan), **warm.tags, **(part.tags if part else {})},
+                params={**plan.settings(), **warm.params},
+            )
+            tracker.exploits = exploits
+            if resume and resume.get("parent_run_id"):
+                from raysweep.tracking.sync import saved_trial_ids
+
+                saved = None if sweep_record.is_uri(resume["path"]) else saved_trial_ids(Path(resume["path"]))
+                tracker.reopen(resume["experiment_id"], resume["parent_run_id"], saved_trials=saved)
+                if view is not None:
+                    view.resumed(tracker.resumed_history)
+                if tracker.lost_runs and progress:
+                    lost = len(tracker.lost_runs)
+                    print(
+                        f"raysweep: {lost} trial run{'s' if lost > 1 else ''} of trials Ray had not saved when the driver died "
+                        f"{'are' if lost > 1 else 'is'} deleted in MLflow; new trials take their place "
+                        "(mlflow runs restore --run-id ID brings one back)",
+                        file=sys.stderr, flush=True,
+                    )  # fmt: skip
+            else:
+                tracker.start(parent_run_id=part.parent_run_id if part else None, started=time.time() - (time.monotonic() - started))
+                tracker.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
+                tracker.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
+            from raysweep.tracking.callback import start_trial_logging
+
+            callbacks.append(start_trial_logging(tracker, early.take_writer()))
         from ray.tune.logger import JsonLoggerCallback
 
         from raysweep.sweep.ledger import TrialLedger
