@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -825,6 +826,9 @@ def test_a_time_budgeted_sweep_stopped_with_ctrl_c_resumes_to_its_end_on_what_is
     parents, children = sweep_runs(client, RF_EXPERIMENT)
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert summary["num_trials"] == len(children) > 0 and summary["test_score"] > 0.5, summary
+    # The trials the budget's end cut off in the resumed session ended for the budget, not KILLED as interrupted.
+    ended = Counter((run.info.status, run.data.tags.get("raysweep.stop_reason")) for run in children)
+    assert set(ended) <= {("FINISHED", None), ("FINISHED", "scheduler"), ("FINISHED", "time_budget")}, ended
     assert not done.left_behind, done.left_behind
 
 

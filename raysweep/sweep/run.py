@@ -160,6 +160,7 @@ def run_planned(
                 params={**plan.settings(), **warm.params},
             )
             tracker.exploits = exploits
+            tracker.budget_used = budget_before
             if resume and resume.get("parent_run_id"):
                 from raysweep.tracking.sync import saved_trial_ids
 

@@ -52,7 +52,8 @@ class MLflowTrialCallback(Callback):
             k: list(v) for k, v in getattr(tracker, "resumed_history", {}).items()
         }
         self._started = getattr(tracker, "started", time.time())
-        self._session_started = time.time()
+        # Where the time budget counts from: a resumed sweep's earlier sessions spent part of it.
+        self._session_started = time.time() - float(getattr(tracker, "budget_used", 0.0) or 0.0)
         self._exploits_sent = 0
         self._channel: Any = None
         #: Tune's trials (the list it passes to every hook), for a writer that takes over

@@ -202,6 +202,8 @@ class SweepTracker:
         self.logged_through: dict[str, int] = {}
         #: PBT exploits, appended by the scheduler: (trial_id, donor_trial_id, step, new_config)
         self.exploits: list[tuple[str, str, int, dict[str, Any]]] = []
+        #: on resume, the seconds of the time budget the sweep's earlier sessions spent (Tune's saved clock)
+        self.budget_used = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles its callbacks with the experiment state; a client is rebuilt on load.

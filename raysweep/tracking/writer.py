@@ -113,8 +113,8 @@ class TrialWriter:
         self._last_flush = time.monotonic()
         self._exploits_seen = 0
         self._backlog: list[tuple[Any, dict[str, Any]]] = []
-        #: when this process started the sweep (or resumed it), seconds since the epoch: where a
-        #: time budget counts from
+        #: where the time budget counts from, seconds since the epoch: when this process started the
+        #: sweep, or resumed it less what the earlier sessions spent of the budget
         self._session_started = session_started
         #: the sweep's trials, once it ended
         self._trials: list[Any] = []
