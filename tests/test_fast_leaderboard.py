@@ -117,3 +117,25 @@ def test_a_board_rebuilt_from_the_trial_runs_shows_their_parameters_as_numbers_l
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in row_lines(printed(160, terminal=False, table=rebuilt))]
     assert [row[0] for row in rows] == ["trial-0001", "trial-0000"]
     assert [row[4:] for row in rows] == [["0.1235", "10", "gbtree"], ["0.06061", "3", "gbtree"]], rows
+
+
+@pytest.mark.parametrize("width", [40, 50, 60, 70, 80])
+def test_a_narrow_terminal_keeps_the_trial_score_resource_and_outcome_whole(width: int) -> None:
+    """Under 80 columns the first four columns with rules and the stop reasons' narrowest were
+    wider than the terminal: Rich cut every line (the outcome, the title, the caption naming what
+    was left out). At 80 the stop reasons still wrap beside them."""
+    text = printed(width, terminal=True)
+    lines = text.splitlines()
+    firsts = [line for line in lines if "trial-4895efc" in line]
+    assert len(firsts) == 4, text
+    for i, line in enumerate(firsts):
+        assert line.replace("│", " ").split()[:4] == [f"trial-4895efc{i}", f"{0.9737 - i / 100:.4g}", "200" if i == 0 else "100",
+                                    "completed" if i == 0 else "stopped_early"], text  # fmt: skip
+    assert "leaderboard (top 4 of 12)" in text
+    caption = " ".join(text[text.index("not shown for want of width:") :].split())
+    left_out = caption.removeprefix("not shown for want of width: ").split(", ")
+    header = next(line for line in lines if "val_accuracy" in line)
+    assert all(name not in header for name in left_out) and "…" not in text
+    assert ("stop_detail" in header) == (width >= 80) and ("stop_detail" in left_out) == (width < 80)
+    if width >= 50:  # wide enough for the four columns: nothing runs past the edge
+        assert max(len(line) for line in lines) <= width, text

@@ -29,7 +29,9 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
     In a terminal the table keeps to its width: the trial's name, score, resource and outcome are
     never cut, the stop reasons wrap in the width left to them, and the config columns that do not
     fit are left out and named under the table (the best config is printed in full, and MLflow and
-    ``raysweep report`` have every trial's). Elsewhere (a file, a pipe) nothing is cut or wrapped.
+    ``raysweep report`` have every trial's). Too narrow for that (under 80 columns), the
+    table loses the stop reasons, then its rules; a terminal narrower than the first four columns
+    wraps their lines. Elsewhere (a file, a pipe) nothing is cut or wrapped.
     """
     from rich.table import Table
 
@@ -49,26 +51,36 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
     natural = {c: max([len(_header(c)), *(len(value) for value in values)]) for c, values in cells.items()}
 
     # Each column takes its text, a space either side and a rule: 3 characters; the table 1 more.
+    # A terminal too narrow for the first columns with rules gets the table without them (a space
+    # between columns), and without the stop reasons when even their narrowest does not fit.
     fit = console.is_terminal
-    used = 1 + sum(natural[c] + 3 for c in base) + (min(natural[STOP_DETAIL_RESULT], _STOP_DETAIL_MIN) + 3 if stopped else 0)
-    configs, left_out = [], []
+    boxed = not fit or 1 + sum(natural[c] + 3 for c in base) <= console.width
+    per_column, edge = (3, 1) if boxed else (1, -1)
+    used = first_columns = edge + sum(natural[c] + per_column for c in base)
+    left_out = []
+    if stopped and fit and used + min(natural[STOP_DETAIL_RESULT], _STOP_DETAIL_NARROWEST) + per_column > console.width:
+        detail, left_out = [], [STOP_DETAIL_RESULT]
+    used += min(natural[STOP_DETAIL_RESULT], _STOP_DETAIL_MIN) + per_column if detail else 0
+    configs, skipped = [], False
     for column in config_columns:
-        if fit and (left_out or used + natural[column] + 3 > console.width):
+        if fit and (skipped or used + natural[column] + per_column > console.width):
+            skipped = True  # the columns after one left out are left out too: the table keeps their order
             left_out.append(column)
             continue
         configs.append(column)
-        used += natural[column] + 3
+        used += natural[column] + per_column
 
-    table = Table(title=f"leaderboard (top {min(top, len(board))} of {total})")
+    title = f"leaderboard (top {min(top, len(board))} of {total})"
+    table = Table(title=title) if boxed else Table(title=title, box=None, padding=(0, 1), pad_edge=False, collapse_padding=True)
     for column in [*base, *configs]:
         table.add_column(_header(column), no_wrap=True, min_width=natural[column])
-    if stopped:
+    if detail:
         table.add_column(STOP_DETAIL_RESULT, no_wrap=not fit)
     for index in range(len(shown)):
         table.add_row(*[cells[c][index] for c in [*base, *configs, *detail]])
     if left_out:
         table.caption = f"not shown for want of width: {', '.join(_header(c) for c in left_out)}"
-    if fit:
+    if fit and first_columns <= console.width:  # the stop reasons wrap in what is left
         console.print(table)
         return
     # Outside a terminal the table is as wide as its text, whatever the console's width.
@@ -80,8 +92,10 @@ def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, to
         console.width = width
 
 
-#: the narrowest the stop reasons' column gets in a terminal (they wrap within it)
+#: the narrowest the stop reasons' column gets in a terminal (they wrap within it) beside config columns
 _STOP_DETAIL_MIN = 24
+#: narrower than this, the stop reasons are left out (``asha: rung 1 (100`` takes 18)
+_STOP_DETAIL_NARROWEST = 16
 
 
 def _header(column: str) -> str:
