@@ -102,6 +102,13 @@ class LiveProgress(Callback):
         self._began: dict[str, float] = {}
         self._durations: list[float] = []
         self._phase: str | None = None
+        #: set once Tune's trials are over: nothing is left to estimate then
+        self._trials_over = False
+        #: set when the sweep's own rule (``--stop-at``, ``--patience``) ended it: the trials not made are not waiting
+        self._ended_early = False
+        #: after a resume, the trials that share its best score (trial id -> resource), until Tune's
+        #: trials tell which was made first (see :meth:`resumed`)
+        self._resumed_ties: dict[str, float] = {}
         self._live: Live | None = None
         self._last_state: tuple | None = None
         self._last_printed = -math.inf
@@ -117,14 +124,18 @@ class LiveProgress(Callback):
         state.setdefault("_best_order", None)  # a view saved by an earlier raysweep
         state.setdefault("budget_used", 0.0)
         state.setdefault("_ended", EndedElsewhere())
+        state.setdefault("_trials_over", False)
+        state.setdefault("_ended_early", False)
+        state.setdefault("_resumed_ties", {})
         self.__dict__.update(state)
         self.console = Console(stderr=True, highlight=False)
         self._lock = threading.Lock()
 
     @property
     def drawing_live(self) -> bool:
-        """Whether this view redraws in place (a terminal) rather than printing lines."""
-        return self.console.is_terminal if self.live is None else self.live
+        """Whether this view redraws in place (a terminal, not a dumb one: Rich never redraws
+        there) rather than printing lines."""
+        return self.console.is_terminal and not self.console.is_dumb_terminal if self.live is None else self.live
 
     # -- Ray Tune's hooks ------------------------------------------------------------------------------------------
     def setup(self, **info: Any) -> None:
@@ -132,6 +143,9 @@ class LiveProgress(Callback):
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         self._ended.step_begins(trials)
+        if self._resumed_ties:
+            with self._lock:
+                self._settle_resumed_tie(trials)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         with self._lock:
@@ -174,15 +188,36 @@ class LiveProgress(Callback):
         with self._lock:
             for trial_id, points in history.items():
                 for resource, value, _ in points:
-                    if math.isfinite(value) and better(value, self.best, self.mode):
+                    if not math.isfinite(value):
+                        continue
+                    if better(value, self.best, self.mode):
                         self.best, self.best_trial, self._best_resource = value, trial_name(trial_id), resource
-                        self._best_order = None
+                        self._best_order, self._resumed_ties = None, {}
+                    if value == self.best:
+                        self._resumed_ties.setdefault(trial_id, resource)  # a trial's first step to reach it
+
+    def _settle_resumed_tie(self, trials: list) -> None:
+        """Of the trials that shared the best before a resume, the one Tune made first (as the
+        summary keeps), once Tune's restored trials give their order."""
+        orders = {t.trial_id: made_order(getattr(t, "experiment_tag", None), t.trial_id) for t in trials if t.trial_id in self._resumed_ties}
+        if orders and self._best_resource is not None:  # the best is still one from before the resume
+            first = min(orders, key=orders.__getitem__)
+            self.best_trial, self._best_resource, self._best_order = trial_name(first), self._resumed_ties[first], orders[first]
+        self._resumed_ties = {}
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._ended.step_begins(trials)  # a session that ended before its first step: they had all ended before
+        with self._lock:
+            self._trials_over = True
         self.on_step_end(0, trials)
 
     # -- after the trials ------------------------------------------------------------------------------------------
+    def ended_early(self) -> None:
+        """The sweep's own rule ended it: the trials of its count not made yet will not run."""
+        with self._lock:
+            self._ended_early = True
+        self._show()
+
     def phase(self, text: str) -> None:
         """Say what the sweep is doing now (refitting, logging, drawing the plots): shown until the next phase."""
         with self._lock:
@@ -250,7 +285,7 @@ class LiveProgress(Callback):
         statuses = list(self._status.values())
         done, running, failed = statuses.count("TERMINATED"), statuses.count("RUNNING"), statuses.count("ERROR")
         waiting = statuses.count("PENDING") + statuses.count("PAUSED") + statuses.count("STOPPED")
-        if self.total is not None and not budget_spent(self.time_budget, self._budget_elapsed()):
+        if self.total is not None and not self._ended_early and not budget_spent(self.time_budget, self._budget_elapsed()):
             waiting = max(waiting, self.total - done - running - failed)
         return done, running, waiting, failed
 
@@ -284,7 +319,8 @@ class LiveProgress(Callback):
             mean = sum(self._durations) / len(self._durations)
             to_go = max(0, self.total - done - failed)
             at_once = max(1, min(self.concurrency or running or 1, to_go or 1))
-            guesses.append((mean * to_go / at_once, f"finished trials' mean {duration(mean)} × {to_go} to go ÷ {at_once} at once"))
+            times, by = ("×", "÷") if self._unicode else ("x", "/")
+            guesses.append((mean * to_go / at_once, f"finished trials' mean {duration(mean)} {times} {to_go} to go {by} {at_once} at once"))
         if self.time_budget:
             guesses.append((max(0.0, self.time_budget - self._budget_elapsed(now)), f"time budget {duration(self.time_budget)}"))
         return min(guesses, key=lambda guess: guess[0]) if guesses else None
@@ -294,7 +330,7 @@ class LiveProgress(Callback):
         with self._lock:
             done, running, waiting, failed = self._counts()
             best, by = self._best_text()
-            estimate = self.estimate() if self._phase is None and (running or waiting) else None
+            estimate = self.estimate() if self._phase is None and not self._trials_over and (running or waiting) else None
         of = f" of {self.total}" if self.total is not None else ""
         times = duration(self.clock() - self.started)
         if estimate is not None:
@@ -304,6 +340,11 @@ class LiveProgress(Callback):
             f"best {self.metric_key} {best} | " + (f"{by} | " if by else "") + times
         )
 
+    @property
+    def _unicode(self) -> bool:
+        """Whether the console writes Unicode (``·``, ``→``): not to a terminal of a C locale."""
+        return (self.console.encoding or "").lower().replace("-", "").startswith("utf")
+
     def render(self) -> RenderableType:
         """The live view's frame: counts and times, the best so far, each running trial's step, the phase."""
         with self._lock:
@@ -312,19 +353,22 @@ class LiveProgress(Callback):
     def _render(self) -> RenderableType:
         done, running, waiting, failed = self._counts()
         summary = Table.grid(padding=(0, 2))
+        dot = " · " if self._unicode else " - "
         counts = Text()
         counts.append(f"{done}" + (f" of {self.total}" if self.total is not None else "") + " done", style="green")
-        counts.append(f" · {running} running", style="cyan")
-        counts.append(f" · {waiting} waiting · ")
+        counts.append(f"{dot}{running} running", style="cyan")
+        counts.append(f"{dot}{waiting} waiting{dot}")
         counts.append(f"{failed} failed", style="red" if failed else "")
         summary.add_row("trials", counts)
         best, by = self._best_text()
         summary.add_row("best", Text.assemble(f"{self.metric_key} ", (best, "bold"), f" {by}" if by else ""))
         times = Text(f"{duration(self.clock() - self.started)} elapsed")
-        estimate = self.estimate() if self._phase is None and (running or waiting) else None
+        estimate = self.estimate() if self._phase is None and not self._trials_over and (running or waiting) else None
         if estimate is not None:
-            times.append(f" · about {duration(estimate[0])} left")
-            times.append(f" ({estimate[1]})", style="dim")
+            times.append(f"{dot}about {duration(estimate[0])} left")
+            how = f" ({estimate[1]})"
+            if len("trials  ") + len(times) + len(how) <= self.console.width:  # how it was estimated, if it fits on the line
+                times.append(how, style="dim")
         summary.add_row("time", times)
         parts: list[RenderableType] = [summary]
         active = [t for t, status in self._status.items() if status == "RUNNING"]
@@ -333,17 +377,22 @@ class LiveProgress(Callback):
             max_steps = self.resource.max_steps if self.resource is not None else None
             for trial_id in active[:SHOWN_RUNNING]:
                 steps = self._steps.get(trial_id, 0)
+                name = f"  {trial_name(trial_id)}"
                 if max_steps:
                     where = f"{self.resource.at(steps):g}/{self._at(max_steps)}"
-                    if self.resource.per_step != 1:
-                        where += f" (step {steps}/{max_steps})"
-                    bar: RenderableType = ProgressBar(total=max_steps, completed=steps, width=20)
+                    step = f" (step {steps}/{max_steps})" if self.resource.per_step != 1 else ""
+                    # A narrow terminal keeps the trial's name and where it is whole: the step count, then the bar give way.
+                    room = self.console.width - len(name) - 5 - len(where)  # the two gaps, and the last column
+                    if step and room - len(step) >= 5:
+                        where, room = where + step, room - len(step)
+                    width = min(20, room)
+                    bar: RenderableType = ProgressBar(total=max_steps, completed=steps, width=width) if width >= 5 else Text("")
                 else:
                     where, bar = f"step {steps}", Text("")
-                table.add_row(f"  {trial_name(trial_id)}", bar, where)
+                table.add_row(name, bar, where)
             parts.append(table)
             if len(active) > SHOWN_RUNNING:
                 parts.append(Text(f"  and {len(active) - SHOWN_RUNNING} more running", style="dim"))
         if self._phase is not None:
-            parts.append(Text(f"→ {self._phase}", style="bold yellow"))
+            parts.append(Text(f"{'→' if self._unicode else '->'} {self._phase}", style="bold yellow"))
         return Group(*parts)

@@ -150,7 +150,7 @@ def test_in_a_pipe_each_change_is_one_line_and_each_phase_one_line():
         "trials: 1 of 6 done, 2 running, 3 waiting, 0 failed | best val_accuracy 0.96 | by trial-0000 at 300 boosting_rounds"
         " | 14s, about 25s left",
         "trials: 3 of 6 done, 0 running, 3 waiting, 0 failed | best val_accuracy 0.96 | by trial-0000 at 300 boosting_rounds"
-        " | 30s, about 15s left",
+        " | 30s",  # the trials are over: no time left is estimated
         "refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)",
         "drawing the plots",
     ]
@@ -275,3 +275,98 @@ def test_a_resumed_sweep_starts_from_the_best_score_before_the_resume():
     assert "| best val_accuracy 0.95 | by trial-0000 at 100 boosting_rounds | " in progress.line()
     progress.on_trial_result(0, [], trial(2, "RUNNING"), {"training_iteration": 3, "val_accuracy": 0.97})
     assert "| best val_accuracy 0.97 | by trial-0002 at 150 boosting_rounds | " in progress.line()
+
+
+def test_after_a_resume_a_tie_before_it_names_the_trial_made_first_as_the_summary_does():
+    """MLflow gives the trials before a resume in no set order: of two with the best score, the
+    view named the one MLflow listed first while the summary named the one Tune made first."""
+    clock = Clock()
+    progress, console = view(False, clock)
+    first, second = trial(0, "TERMINATED"), trial(1, "TERMINATED")
+    first.trial_id, second.trial_id = "f00d0009", "f00d0001"  # ids against the made order
+    first.experiment_tag, second.experiment_tag = "1_max_depth=3", "2_max_depth=4"
+    progress.resumed({second.trial_id: [(50.0, 0.97, 1.0)], first.trial_id: [(50.0, 0.96, 1.0), (100.0, 0.97, 2.0)]})
+    progress.on_step_begin(0, [first, second, trial(2)])
+    progress.on_step_end(0, [first, second, trial(2)])
+    assert "| best val_accuracy 0.97 | by trial-f00d0009 at 100 boosting_rounds | " in progress.line()
+    # A trial of this session with the same score made later does not take it either.
+    later = trial(2, "RUNNING")
+    later.trial_id, later.experiment_tag = "f00d0000", "3_max_depth=5"
+    progress.on_trial_result(0, [], later, {"training_iteration": 1, "val_accuracy": 0.97})
+    assert "| by trial-f00d0009 at 100 boosting_rounds | " in progress.line()
+
+
+def test_a_sweep_its_own_rule_ended_shows_no_trial_waiting_and_no_time_left():
+    """--stop-at ended a 6-trial sweep after 3: its last frame said 3 waiting and a time left."""
+    clock = Clock()
+    progress, _ = view(True, clock)
+    trials = play_a_sweep_start(progress, clock)
+    for each in trials:
+        finish(each)
+    progress.on_experiment_end(trials)
+    progress.ended_early()
+    clock.now = 30.0
+    frame = screen(progress)
+    assert frame[0] == "trials  3 of 6 done · 0 running · 0 waiting · 0 failed"
+    assert frame[2] == "time    30s elapsed"
+    progress.close()
+
+
+def test_after_ctrl_c_the_trials_not_made_yet_are_still_waiting_but_no_time_is_estimated():
+    clock = Clock()
+    progress, _ = view(True, clock)
+    trials = play_a_sweep_start(progress, clock)
+    progress.on_step_begin(0, trials)
+    trials[1].status = trials[2].status = "TERMINATED"  # Ctrl-C: their last results are not done
+    progress.on_experiment_end(trials)
+    frame = screen(progress)
+    assert frame[0] == "trials  1 of 6 done · 0 running · 5 waiting · 0 failed"
+    assert frame[2] == "time    14s elapsed"
+    progress.close()
+
+
+def test_a_dumb_terminal_gets_a_line_per_change_as_a_pipe_does():
+    """Rich never redraws a live view on TERM=dumb: nothing showed until the sweep's end."""
+    console = Console(file=io.StringIO(), width=80, force_terminal=True, _environ={"TERM": "dumb"})
+    assert console.is_dumb_terminal
+    clock = Clock()
+    progress = LiveProgress("val_accuracy", "max", total=6, resource=BOOSTING, console=console, clock=clock)
+    assert not progress.drawing_live
+    progress.on_step_end(0, [trial(0, "RUNNING")])
+    progress.phase("refitting the best config")
+    assert console.file.getvalue().splitlines()[-2:] == [
+        "trials: 0 of 6 done, 1 running, 5 waiting, 0 failed | best val_accuracy - | <1s", "refitting the best config",
+    ]  # fmt: skip
+
+
+def test_a_terminal_that_cannot_write_unicode_gets_plain_characters():
+    """A C locale's terminal (stderr ascii, backslashreplace): '·' came out as '\\xb7', longer than
+    Rich measured, and the live view left stale lines."""
+    clock = Clock()
+    progress, _ = view(True, clock)
+    progress.console = Console(file=io.TextIOWrapper(io.BytesIO(), encoding="ascii", errors="backslashreplace"), width=120, force_terminal=True)
+    play_a_sweep_start(progress, clock)
+    frame = "\n".join(screen(progress))
+    assert "trials  1 of 6 done - 2 running - 3 waiting - 0 failed" in frame
+    assert "(finished trials' mean 10s x 5 to go / 2 at once)" in frame
+    progress.phase("refitting")
+    assert "-> refitting" in "\n".join(screen(progress))
+    assert all(ord(char) < 128 or char in "━╸╺" for char in frame)  # the bar is Rich's, which falls back itself
+
+
+@pytest.mark.parametrize("width", [40, 60, 80])
+def test_a_narrow_terminal_keeps_each_running_trials_name_and_step_on_one_line(width: int):
+    clock = Clock()
+    progress, _ = view(True, clock)
+    progress.console = Console(file=io.StringIO(), width=width, force_terminal=True)
+    play_a_sweep_start(progress, clock)
+    console = Console(file=io.StringIO(), width=width, record=True, color_system=None)
+    console.print(progress.render())
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    running = [line for line in lines if line.startswith("  trial-")]
+    assert [line.split()[0] for line in running] == ["trial-0001", "trial-0002"], lines
+    assert running[0].split()[-2:] == ["100/300", "boosting_rounds"] or running[0].endswith("(step 2/6)"), lines
+    time_line = next(line for line in lines if line.startswith("time"))
+    assert time_line.startswith("time    14s elapsed · about 25s left") and len(time_line) <= width, lines
+    assert all(len(line) <= width for line in lines) and len(running) == 2 and lines[-1] == running[-1], lines  # no trial's line wrapped
+    progress.close()

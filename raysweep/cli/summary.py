@@ -147,9 +147,10 @@ def print_nested(nested: Any, test_score: float | None, console: Any) -> None:
     from rich.text import Text
 
     beside = "" if test_score is None else f" beside the test {nested.metric} {test_score:.5g}"
+    plus_minus = "±" if (console.encoding or "").lower().replace("-", "").startswith("utf") else "+/-"
     # Text, not markup: ``raysweep report`` prints with markup off (names and configs hold brackets).
     console.print(Text.assemble(
-        f"nested estimate of {nested.metric} (unbiased): ", (f"{nested.mean:.5g} ± {nested.std:.3g}", "bold"),
+        f"nested estimate of {nested.metric} (unbiased): ", (f"{nested.mean:.5g} {plus_minus} {nested.std:.3g}", "bold"),
         f"{beside}; optimism of the inner bests {nested.optimism:+.3g}",
     ))  # fmt: skip
 

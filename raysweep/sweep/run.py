@@ -262,6 +262,8 @@ def run_planned(
         # A resume that only finishes the outcome takes the trials that never started from the record.
         never_started = set(resume.get("never_started", ())) if finishing else ledger.never_started
         if stopped_by:
+            if view is not None:
+                view.ended_early()
             # No trial is left for `raysweep resume`, only the outcome until `outcome_done` says it is logged.
             sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by, outcome_done=False, never_started=sorted(never_started))
         elif _interrupted(ledger, plan, _time_budget_spent(plan, started - budget_before)):
