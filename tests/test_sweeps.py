@@ -533,3 +533,27 @@ def test_an_address_of_another_cluster_in_a_process_already_on_ray_is_refused(ra
     port = connected.rpartition(":")[2]  # the same port on another machine (6379 is every head's)
     with pytest.raises(UserError, match=rf"^--address 10\.0\.0\.5:{port}: this process is connected to the Ray at "):
         run_sweep("random_forest", "iris", num_samples=1, address=f"10.0.0.5:{port}", tracking=False, storage=str(tmp_path / "results"))
+
+
+def test_ctrl_c_while_the_writer_ends_a_logged_sweep_keeps_its_result_and_names_sync(ray_local, tmp_path, monkeypatch, store_uri):  # noqa: F811
+    """Ctrl-C during "waiting for the MLflow writer", the outcome logged already: the command said
+    the sweep was interrupted (exit 130, no summary) and resume then said it was complete."""
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.errors import TrackingIncomplete
+    from raysweep.tracking.store import SweepTracker
+
+    finish = SweepTracker.finish
+
+    def cut(self: SweepTracker, status: str = "FINISHED") -> Any:
+        if status == "FINISHED":
+            raise KeyboardInterrupt  # as Ctrl-C lands while the writer's last writes are awaited
+        return finish(self, status)
+
+    monkeypatch.setattr(SweepTracker, "finish", cut)
+    with pytest.raises(TrackingIncomplete, match=r"interrupted while the MLflow writer wrote its last results; .*raysweep sync cut ") as caught:
+        run_sweep("random_forest", "iris", num_samples=2, name="cut", tracking_uri=store_uri, storage=str(tmp_path / "results"))
+    result = caught.value.result
+    assert result.num_trials == 2 and result.test_score > 0.5
+    parent = MlflowClient(store_uri).get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["test_accuracy"] == pytest.approx(result.test_score)

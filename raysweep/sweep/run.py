@@ -297,7 +297,14 @@ def run_planned(
         try:
             if tracker is not None and phase is not None:
                 phase("waiting for the MLflow writer")
-            lacking = tracker.finish(status) if tracker is not None else None
+            try:
+                lacking = tracker.finish(status) if tracker is not None else None
+            except KeyboardInterrupt:
+                if status != "FINISHED":
+                    raise
+                # The outcome is logged: Ctrl-C (or SIGTERM) cut only the writer's last writes, which sync makes.
+                lacking = "interrupted while the MLflow writer wrote its last results"
+                tracker.end_parent(status)
         finally:
             early.drop_writer()
             forget_session(plan.name)

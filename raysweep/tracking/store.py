@@ -361,9 +361,13 @@ class SweepTracker:
         if self.trial_callback is not None:
             reason = schema.REASON_INTERRUPTED if status == "KILLED" else schema.REASON_FAILED
             lacking = self.trial_callback.close_open_runs(status="FINISHED" if status == "FINISHED" else "KILLED", reason=reason)
+        self.end_parent(status)
+        return lacking
+
+    def end_parent(self, status: str) -> None:
+        """End the sweep's parent run (its trials' runs are the writer's: :meth:`finish`)."""
         if self.parent_run_id:
             try:
                 self.client.set_terminated(self.parent_run_id, status=status)
             except Exception as exc:
                 logger.warning("raysweep: could not end the MLflow parent run %s: %s", self.parent_run_id, exc)
-        return lacking
