@@ -161,12 +161,14 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
         check_reachable(resolve_tracking_uri(plan.tracking_uri))
     err = Console(stderr=True, highlight=False)
     for line in plan.said_at_start():
-        err.print(f"[yellow]{escape(line)}[/]" if line.startswith("note: ") else f"[dim]{escape(line)}[/]")
+        err.print(f"[yellow]{escape(line)}[/]" if line.startswith("note: ") else f"[dim]{escape(line)}[/]", soft_wrap=True)
+    # soft_wrap: one line in a file or a pipe (Rich wraps at 80 columns there), the terminal wraps its own.
     err.print(
         f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
         f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(get_searcher(plan.searcher).exhaustive, grid_entries_size(plan.recipe.space))}, "
         f"metric {plan.metric} ({plan.mode})"
-        + (f"; nested validation: {plan.nested_cv} outer folds, the rule above for each inner sweep and the final sweep" if plan.nested_cv else "")
+        + (f"; nested validation: {plan.nested_cv} outer folds, the rule above for each inner sweep and the final sweep" if plan.nested_cv else ""),
+        soft_wrap=True,
     )
     # The live view on a terminal; with --json (output for a program) or Ray's own output, a line per change.
     live = not (as_json or verbose)
