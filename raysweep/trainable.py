@@ -113,8 +113,10 @@ class SweepTrainable(tune.Trainable):
         if better(value, self.best, direction(self.spec.metric)):
             self.best = value
         result: dict[str, Any] = {
-            self.spec.metric_key: value,
+            # The best so far first: MLflow lists a run's metrics in the order they were first
+            # logged, and its compare-runs page colours its parallel-coordinates plot by the first.
             schema.best_metric(self.spec.metric): self.best,
+            self.spec.metric_key: value,
             schema.RESOURCE: self.spec.resource.at(self.steps) if resource is None else resource,
             schema.STEP_TIME: time.perf_counter() - started,
             "node_id": self._node_id,

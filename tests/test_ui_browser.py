@@ -269,6 +269,11 @@ def test_compare_link_shows_the_trials_side_by_side_with_plots(server_sweep, ser
         for name in SEARCHED:
             page.locator("tr", has_text=name).first.wait_for(timeout=30_000)
         assert page.get_by_text(SHARED_VIEW_BANNER).count() == 0
+        # The plot colours the trials by their best score (MLflow picks a run's first-logged metric),
+        # not by their last step's, which ranks them otherwise.
+        plots = page.inner_text("body").split("Run details")[0]
+        metric_lines = {line.strip() for line in plots.splitlines() if line.strip().endswith(f"val_{server_sweep.metric}")}
+        assert metric_lines == {f"best_val_{server_sweep.metric}"}, plots
         page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
     assert (tmp_path / "compare.png").stat().st_size > 10_000
 
