@@ -440,7 +440,14 @@ def test_a_sweep_whose_trials_all_fail_ends_every_run_and_still_reports(ray_loca
     done = run_cli("report", SWEEP_ALL_FAIL, "--tracking-uri", mlflow_server, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert re.search(r"trial-0000 +│ nan +│ 0 +│ failed", done.stdout), done.stdout
-    assert "the sweep did not finish (FAILED)" in done.stdout
+    # Why it failed, and the counts, as the sweep's own last line said (the report said neither).
+    lines = done.stdout.splitlines()
+    assert "trials: 2 (0 stopped early, 2 failed), from the trial runs" in lines, done.stdout
+    failed = next(line for line in lines if line.startswith("the sweep failed: "))
+    assert failed.startswith("the sweep failed: every trial failed (2 of 2); first error: xgboost.core.XGBoostError: Invalid Input: 'nope'"), failed
+    first = next(line for line in lines if line.startswith("first failed trial: "))
+    assert re.match(r"first failed trial: trial-000[01]: .*Invalid Input: 'nope'", first), first
+    assert client.get_run(parents[0].info.run_id).data.tags["raysweep.error"] == failed.removeprefix("the sweep failed: ")
 
 
 def test_a_time_budget_leaves_no_run_running(ray_local, mlflow_server, tmp_path_factory):

@@ -24,7 +24,7 @@ from raysweep.cli.summary import print_leaderboard, print_nested
 from raysweep.errors import UserError
 from raysweep.tracking import importance, schema
 from raysweep.tracking.queries import (
-    artifact_location, find_sweep, leaderboard, metric_and_mode, newest_sweep, open_store, target_sweep, unknown_sweep,
+    artifact_location, find_sweep, first_failed_trial, leaderboard, metric_and_mode, newest_sweep, open_store, target_sweep, unknown_sweep,
 )  # fmt: skip
 from raysweep.tracking.store import sqlite_path
 from raysweep.tracking.views import ML_WORKFLOW_QUERY, experiment_runs_url, sweep_links
@@ -230,8 +230,21 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
             f"trials: {int(metrics[schema.NUM_TRIALS])} ({int(metrics.get(schema.NUM_STOPPED_EARLY, 0))} stopped early, "
             f"{int(metrics.get(schema.NUM_ERRORS, 0))} failed)"
         )
+    elif run.info.status != "FINISHED" and "outcome" in board.columns:
+        outcomes = board["outcome"].value_counts()
+        console.print(
+            f"trials: {len(board)} ({int(outcomes.get(schema.OUTCOME_STOPPED, 0))} stopped early, "
+            f"{int(outcomes.get(schema.OUTCOME_FAILED, 0))} failed), from the trial runs"
+        )
+    if run.info.status == "FAILED":
+        console.print(f"the sweep failed: {tags.get(schema.ERROR, 'no reason recorded')}", soft_wrap=True)
     elif run.info.status != "FINISHED":
         console.print(f"the sweep did not finish ({run.info.status}): the leaderboard is rebuilt from its trial runs")
+    if "outcome" in board.columns and (board["outcome"] == schema.OUTCOME_FAILED).any():
+        first = first_failed_trial(client, run)
+        if first is not None:
+            error = schema.error_headline(first.data.tags.get(schema.ERROR, "")) or "?"
+            console.print(f"first failed trial: {first.info.run_name}: {error}", soft_wrap=True)
     if tags.get(schema.STOPPED_BY):  # as the sweep's own summary said it
         console.print(f"sweep stopped early: {tags[schema.STOPPED_BY]}", soft_wrap=True)
     ranked = schema.importances(metrics)

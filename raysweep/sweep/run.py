@@ -293,6 +293,10 @@ def run_planned(
                 f"raysweep resume {plan.name} --storage {plan.storage}"
             ) from None
         raise
+    except Exception as exc:
+        if status == "FAILED" and tracker is not None:
+            tracker.note_failure(exc)
+        raise
     finally:
         try:
             if tracker is not None and phase is not None:

@@ -92,6 +92,15 @@ def child_runs(client: Any, sweep_run: Any, order_by: list[str] | None = None, m
     )
 
 
+def first_failed_trial(client: Any, sweep_run: Any) -> Any:
+    """The sweep's first trial run to fail (its ``raysweep.error`` says why), or None."""
+    found = client.search_runs(
+        [sweep_run.info.experiment_id], filter_string=f"{trials_filter(sweep_run)} and tags.`{schema.OUTCOME}` = '{schema.OUTCOME_FAILED}'",
+        order_by=["attributes.start_time ASC"], max_results=1,
+    )  # fmt: skip
+    return found[0] if found else None
+
+
 def sweep_metric(sweep_run: Any) -> tuple[str, str]:
     """The sweep's metric (``accuracy``) and its mode (``max`` or ``min``)."""
     tags, params = sweep_run.data.tags, sweep_run.data.params

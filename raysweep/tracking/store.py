@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from raysweep.errors import UserError
+from raysweep.errors import SweepFailed, UserError
 from raysweep.tracking import schema
 
 logger = logging.getLogger("raysweep.tracking")
@@ -363,6 +363,15 @@ class SweepTracker:
             lacking = self.trial_callback.close_open_runs(status="FINISHED" if status == "FINISHED" else "KILLED", reason=reason)
         self.end_parent(status)
         return lacking
+
+    def note_failure(self, error: BaseException) -> None:
+        """Tag the parent run with why the sweep failed (``raysweep report`` says it); never raises."""
+        text = str(error) if isinstance(error, SweepFailed) else f"{type(error).__name__}: {error}"
+        if self.parent_run_id:
+            try:
+                self._to_parent("error", self.client.set_tag, self.parent_run_id, schema.ERROR, text.strip()[:5000])
+            except Exception as exc:
+                logger.warning("raysweep: could not note on the MLflow parent run why the sweep failed: %s", exc)
 
     def end_parent(self, status: str) -> None:
         """End the sweep's parent run (its trials' runs are the writer's: :meth:`finish`)."""
