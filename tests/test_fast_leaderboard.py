@@ -139,3 +139,27 @@ def test_a_narrow_terminal_keeps_the_trial_score_resource_and_outcome_whole(widt
     assert ("stop_detail" in header) == (width >= 80) and ("stop_detail" in left_out) == (width < 80)
     if width >= 50:  # wide enough for the four columns: nothing runs past the edge
         assert max(len(line) for line in lines) <= width, text
+
+
+def test_a_board_rebuilt_from_an_auto_sweeps_trial_runs_names_each_trials_family(tmp_path) -> None:
+    """An interrupted `run auto` sweep's report mixed every family's parameters with nothing
+    saying which trial was which family."""
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.tracking import schema
+    from raysweep.tracking.queries import leaderboard_from_trials
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.create_experiment("raysweep-iris")
+    sweep = client.create_run(experiment_id, run_name="a", tags={schema.SWEEP: "a", schema.RECIPE: "auto", schema.METRIC: "accuracy"})
+    client.log_batch(sweep.info.run_id, params=[Param("mode", "max")])
+    for i, (family, param) in enumerate([("xgboost", Param("max_depth", "3")), ("mlp", Param("alpha", "0.001"))]):
+        trial = client.create_run(experiment_id, run_name=f"trial-000{i}", tags={schema.PARENT_RUN_ID: sweep.info.run_id, schema.FAMILY: family})
+        client.log_batch(trial.info.run_id, metrics=[Metric("val_accuracy", 0.9 + i / 100, 0, 1)], params=[param])
+    rebuilt = leaderboard_from_trials(client, client.get_run(sweep.info.run_id))
+    text = printed(160, terminal=False, table=rebuilt)
+    header = next(line for line in text.splitlines() if line.startswith("┃"))
+    assert [cell.strip() for cell in header.split("┃")[1:4]] == ["trial", "family", "val_accuracy"], text
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in row_lines(text)]
+    assert [row[:2] for row in rows] == [["trial-0001", "mlp"], ["trial-0000", "xgboost"]], rows

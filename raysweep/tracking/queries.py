@@ -215,6 +215,8 @@ def leaderboard_from_trials(client: Any, sweep_run: Any) -> Any:
             "outcome": _outcome(child),
             schema.STOP_DETAIL_RESULT: child.data.tags.get(schema.STOP_DETAIL, ""),
         }
+        if schema.FAMILY in child.data.tags:  # an auto sweep's trial: its model family, as the sweep's own leaderboard
+            row["family"] = child.data.tags[schema.FAMILY]
         row.update({f"config/{k}": _param_value(v) for k, v in child.data.params.items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
