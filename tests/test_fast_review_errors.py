@@ -147,6 +147,32 @@ def test_the_sweep_in_its_own_experiment_is_found(store_uri):
         target_sweep(client, store_uri, "raysweep-wine", "rf-iris-1")
 
 
+def test_report_says_when_a_sweeps_name_is_in_two_experiments_and_takes_experiment(tmp_path, store_uri, no_tracking_env):
+    """Two sweeps named alike (another --storage lets a name be used again): report showed the
+    newest without a word, and had no --experiment to pick the other."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    _two_experiments(store_uri)
+    client = MlflowClient(store_uri)
+    time.sleep(0.01)
+    wine = client.get_experiment_by_name("raysweep-wine").experiment_id
+    client.create_run(wine, run_name="rf-iris-1", tags={schema.SWEEP: "rf-iris-1", schema.RECIPE: "random_forest", schema.METRIC: "accuracy"})
+    shown = invoke_cli("report", "rf-iris-1", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stderr.splitlines()[0] == (
+        "note: experiments raysweep-wine, raysweep-iris each hold a sweep named rf-iris-1; this is the newest, in raysweep-wine "
+        "(another: --experiment raysweep-iris)"
+    )
+    assert ", experiment raysweep-wine (id " in shown.stdout.splitlines()[0]
+    shown = invoke_cli("report", "rf-iris-1", "--experiment", "raysweep-iris", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0 and "note:" not in shown.stderr, shown.stderr
+    assert ", experiment raysweep-iris (id " in shown.stdout.splitlines()[0]
+    shown = invoke_cli("report", "--experiment", "raysweep-iris", "--tracking-uri", store_uri, cwd=tmp_path)  # its newest sweep
+    assert shown.returncode == 0 and ", experiment raysweep-iris (id " in shown.stdout.splitlines()[0]
+
+
 # -- --help ------------------------------------------------------------------------------------
 def _commands() -> list[tuple[str, ...]]:
     import click

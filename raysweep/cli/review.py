@@ -24,7 +24,8 @@ from raysweep.cli.summary import print_leaderboard, print_nested
 from raysweep.errors import UserError
 from raysweep.tracking import importance, schema
 from raysweep.tracking.queries import (
-    artifact_location, find_sweep, first_failed_trial, leaderboard, metric_and_mode, newest_sweep, open_store, target_sweep, unknown_sweep,
+    artifact_location, experiments_with_sweep, find_sweep, first_failed_trial, leaderboard, metric_and_mode, newest_sweep,
+    open_store, target_sweep, unknown_sweep,
 )  # fmt: skip
 from raysweep.tracking.store import sqlite_path
 from raysweep.tracking.views import ML_WORKFLOW_QUERY, experiment_runs_url, sweep_links
@@ -178,8 +179,9 @@ def _announce(links: list[tuple[str, str]], experiment_id: str | None, sweep_run
 @click.argument("sweep", required=False)
 @click.option("--latest", is_flag=True, help="Report the newest sweep in the store (also what no SWEEP means).")
 @click.option("--tracking-uri", help="The sweep's MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
+@click.option("--experiment", help="The experiment to look in (default: every one; a name two experiments share is the newest sweep's).")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="How many trials of the leaderboard to show.")
-def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, top: int) -> None:
+def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, experiment: str | None, top: int) -> None:
     """Print SWEEP's leaderboard, best config, scores and where its plots are (default: the newest sweep)."""
     from rich.console import Console
 
@@ -190,9 +192,21 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, to
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_tracking_uri(tracking_uri)
     client = open_store(uri)
-    run = find_sweep(client, sweep) if sweep else newest_sweep(client, uri)
-    if run is None:
-        raise unknown_sweep(client, sweep, uri)
+    if experiment:
+        run = target_sweep(client, uri, experiment, sweep)[1]
+        if run is None:
+            raise UserError(f"--experiment {experiment}: it holds no raysweep sweep yet")
+    else:
+        run = find_sweep(client, sweep) if sweep else newest_sweep(client, uri)
+        if run is None:
+            raise unknown_sweep(client, sweep, uri)
+        shared = experiments_with_sweep(client, sweep) if sweep else []
+        if len(shared) > 1:
+            click.echo(
+                f"note: experiments {', '.join(shared)} each hold a sweep named {sweep}; this is the newest, in {shared[0]} "
+                f"(another: --experiment {shared[1]})",
+                err=True,
+            )
     sweep = run.data.tags.get(schema.SWEEP, run.info.run_name)
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     metric = tags.get(schema.METRIC) or params.get("metric", "")

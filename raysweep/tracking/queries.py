@@ -64,6 +64,17 @@ def find_sweep(client: Any, name: str, experiment_ids: list[str] | None = None) 
     return None
 
 
+def experiments_with_sweep(client: Any, name: str) -> list[str]:
+    """The names of the experiments that hold a sweep named ``name``, newest sweep first."""
+    ids = all_experiment_ids(client)
+    runs = client.search_runs(
+        ids, filter_string=f"tags.`{schema.SWEEP}` = {_quoted(name)} AND {schema.SWEEP_RUN_FILTER}", order_by=["attributes.start_time DESC"],
+        max_results=100,
+    ) if ids else []  # fmt: skip
+    found = dict.fromkeys(run.info.experiment_id for run in runs)
+    return [client.get_experiment(experiment_id).name for experiment_id in found]
+
+
 def newest_sweep(client: Any, uri: str) -> Any:
     """The sweep run that started last in the store; an empty store is an error that says so."""
     newest = recent_sweeps(client, 1)
