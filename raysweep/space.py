@@ -22,12 +22,12 @@ def to_domain(spec: dict[str, Any]) -> Any:
     kind = spec["type"]
     if kind == "uniform":
         return tune.uniform(spec["low"], spec["high"])
-    if kind == "quniform":
-        return tune.quniform(spec["low"], spec["high"], spec["q"])
+    if kind in ("quniform", "qloguniform"):
+        # Ray refuses bounds that are not multiples of q (0.25 by 0.1): its draws are the multiples within them.
+        low, high = quantized_bounds(spec)
+        return (tune.quniform if kind == "quniform" else tune.qloguniform)(low, high, spec["q"])
     if kind == "loguniform":
         return tune.loguniform(spec["low"], spec["high"])
-    if kind == "qloguniform":
-        return tune.qloguniform(spec["low"], spec["high"], spec["q"])
     if kind == "randint":
         return tune.randint(int(spec["low"]), int(spec["high"]))
     if kind == "qrandint":

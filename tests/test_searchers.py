@@ -295,6 +295,29 @@ def test_qrandint_draws_multiples_of_q_under_every_searcher():
     assert {int(sample(hyperopt_space)["x"]) for _ in range(200)} <= {2, 4, 6, 8}
 
 
+@pytest.mark.parametrize(
+    ("spec", "drawn"),
+    [({"type": "quniform", "low": 0.25, "high": 1.0, "q": 0.1}, {0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0}),
+     ({"type": "qloguniform", "low": 0.2, "high": 1.0, "q": 0.5}, {0.5, 1.0})],
+    ids=["quniform", "qloguniform"],
+)  # fmt: skip
+def test_float_q_types_with_bounds_off_the_grid_of_q_draw_its_multiples_under_every_searcher(spec, drawn):
+    """Bounds that are not multiples of q passed validate, then Ray refused them after its start
+    ("lower variable bound 0.25 is not divisible by quantization factor 0.1"), a traceback."""
+    import optuna
+    from hyperopt.pyll.stochastic import sample
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    from raysweep.sweep.auto import _suggest
+
+    domain = dsl.to_domain(spec)
+    assert {round(domain.sample(), 9) for _ in range(400)} == drawn
+    hyperopt_space = HyperOptSearch.convert_search_space({"x": domain})
+    assert {round(sample(hyperopt_space)["x"], 9) for _ in range(200)} <= drawn
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    assert {round(_suggest(study.ask(), "x", spec), 9) for _ in range(200)} <= drawn  # an auto sweep's TPE
+
+
 def test_optunas_study_is_made_without_its_info_line_and_its_verbosity_is_put_back(capfd):
     import optuna
 

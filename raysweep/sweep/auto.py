@@ -311,11 +311,11 @@ def _suggest(trial: Any, name: str, spec: dict[str, Any]) -> Any:
             return trial.suggest_categorical(name, values)
         return trial.suggest_categorical(name, list(range(len(values))))
     low, high = spec["low"], spec["high"]
+    if "q" in spec:  # multiples of q, as the other searchers draw them (space.to_domain); Optuna counts steps from low
+        low, high = quantized_bounds(spec)
     log = kind.startswith("log") or kind.startswith("qlog")
     if "int" in kind:
         high = high - 1 if kind in ("randint", "lograndint") else high
-        if kind == "qrandint":  # multiples of q, as the other searchers draw them (space.to_domain)
-            low, high = quantized_bounds(spec)
         return trial.suggest_int(name, int(low), int(high), step=int(spec.get("q", 1)), log=log)
     return trial.suggest_float(name, low, high, step=spec.get("q"), log=log and "q" not in spec)
 
