@@ -364,6 +364,37 @@ def test_bad_starting_point_names_the_key(recipe, points, fragment):
     assert "\n" not in message
 
 
+def test_a_misspelt_space_name_is_not_blamed_on_the_starting_point():
+    """The point was told to take the space's typo: "points_to_evaluate.0.max_depth: unknown key
+    (did you mean 'max_dpth'?)"."""
+    data = raw_recipe("xgboost")
+    data["space"]["max_dpth"] = data["space"].pop("max_depth")
+    with pytest.raises(UserError) as info:
+        validate_recipe_data(data, "my.yaml")
+    assert str(info.value) == (
+        "my.yaml: points_to_evaluate.0.max_depth: is not in space, which names 'max_dpth' instead: correct whichever of "
+        "the two is misspelt; a starting point names the parameters in space"
+    )
+
+
+@pytest.mark.parametrize("section", ["space", "fixed", "pbt.mutations"])
+@pytest.mark.parametrize("key", [5, True], ids=["number", "yes"])
+def test_a_parameter_name_yaml_reads_as_a_number_or_a_boolean_is_one_line(section, key):
+    """``5:`` or ``yes:`` under space or fixed: validate and run raised a TypeError from difflib."""
+    data = raw_recipe("xgboost")
+    data.pop("points_to_evaluate", None)
+    node = data
+    for part in section.split("."):
+        node = node.setdefault(part, {})
+    node[key] = {"type": "uniform", "low": 0.1, "high": 0.2} if section != "fixed" else 1
+    with pytest.raises(UserError) as info:
+        validate_recipe_data(data, "my.yaml")
+    assert str(info.value) == (
+        f"my.yaml: {section}.{key}: a parameter's name must be a word, got the {type(key).__name__} {key!r} (YAML reads an "
+        "unquoted number, or yes, no, on, off, as one); correct it, or quote it"
+    )
+
+
 # -- the schema, rule by rule -------------------------------------------------------------------------------
 def mutate(name: str, path: str, value, delete: bool = False) -> dict:
     data = raw_recipe(name)

@@ -347,6 +347,14 @@ def _check_resource_steps(source: str, family: str, per_step: float, maximum: fl
 
 def _check_point(source: str, path: str, point: Any, space: dict[str, dict[str, Any]], notes: list[str]) -> dict[str, Any]:
     """One starting point: a value for every searched parameter, moved inside its range if need be."""
+    if isinstance(point, dict):
+        for key in point:
+            if isinstance(key, str) and key not in space:
+                # A name the point and the space spell differently: either may be the misspelt one.
+                close = _suggest(key, tuple(space)).removeprefix(" (did you mean ").removesuffix("?)")
+                if close:
+                    raise _fail(source, f"{path}.{key}", f"is not in space, which names {close} instead: correct whichever of "
+                                "the two is misspelt; a starting point names the parameters in space")
     _check_keys(source, path, point, tuple(space))
     missing = [name for name in space if name not in point]
     if missing:
@@ -374,6 +382,14 @@ def _check_point(source: str, path: str, point: Any, space: dict[str, dict[str, 
             )
             point[name] = inside
     return point
+
+
+def _check_names(source: str, path: str, mapping: dict) -> None:
+    """A model's parameters are named by words: YAML reads ``5:`` as a number and ``yes:`` as true."""
+    for key in mapping:
+        if not isinstance(key, str):
+            raise _fail(source, f"{path}.{key}", f"a parameter's name must be a word, got the {type(key).__name__} {key!r} (YAML "
+                        "reads an unquoted number, or yes, no, on, off, as one); correct it, or quote it")
 
 
 def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -> Recipe:
@@ -452,10 +468,12 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     fixed = data.get("fixed") or {}
     if not isinstance(fixed, dict):
         raise _fail(source, "fixed", f"must be a mapping of parameter: value, got {fixed!r}")
+    _check_names(source, "fixed", fixed)
 
     space = data["space"]
     if not isinstance(space, dict) or not space:
         raise _fail(source, "space", "must be a non-empty mapping of parameter: {type: ..., ...}")
+    _check_names(source, "space", space)
     for param, spec in space.items():
         _check_space_entry(source, f"space.{param}", spec)
         if param in fixed:
@@ -475,6 +493,7 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     mutations = pbt.get("mutations") or {}
     if not isinstance(mutations, dict):
         raise _fail(source, "pbt.mutations", f"must be a mapping of parameter: {{type: ...}}, got {mutations!r}")
+    _check_names(source, "pbt.mutations", mutations)
     for param, spec in mutations.items():
         if param not in space:
             raise _fail(
