@@ -123,6 +123,29 @@ def test_recipe_file_path_and_name_both_load(tmp_path):
     assert by_path.space == load_recipe("svm").space
 
 
+def test_yaml_merge_keys_read_as_safe_load_reads_them_and_a_key_given_twice_is_still_refused(tmp_path):
+    """`<<: *anchor` was "malformed YAML ... could not determine a constructor for the tag merge"."""
+    text = """\
+family: random_forest
+tasks: [regression]
+metric: mae
+resource: {name: trees, per_step: 10, max: 30}
+scheduler: pbt
+space:
+  max_features: &features {type: uniform, low: 0.2, high: 1.0}
+pbt:
+  mutations:
+    max_features: {<<: *features, high: 0.9}
+"""
+    path = tmp_path / "merged.yaml"
+    path.write_text(text)
+    recipe = load_recipe(str(path))
+    assert recipe.mutations == yaml.safe_load(text)["pbt"]["mutations"] == {"max_features": {"type": "uniform", "low": 0.2, "high": 0.9}}
+    path.write_text(text.replace("{<<: *features, high: 0.9}", "{<<: *features, high: 0.9, high: 0.8}"))
+    with pytest.raises(UserError, match="key 'high' is given twice"):
+        load_recipe(str(path))
+
+
 def test_a_prebuilt_name_is_taken_in_any_case():
     """`run AUTO` ran, `run XGBOOST` was an unknown recipe (scheduler and searcher names are taken in any case)."""
     assert load_recipe("XGBoost").name == load_recipe("xgboost").name == "xgboost"
