@@ -595,6 +595,11 @@ def test_every_value_the_space_can_give_is_checked(recipe, overrides, message):
          "--set space.max_depth={type: quniform, low: 4, high: 33, q: 1}: space.max_depth.type: 18.0, a value quniform draws, is "
          "rejected by RandomForestClassifier (The 'max_depth' parameter of RandomForestClassifier must be an int in the range "
          "[1, inf) or None. Got 18.0 instead.); use type: qrandint"),
+        # Ends the grid's floats hit first (2.0): their fix was "narrow the range", which cannot help.
+        (["space.max_depth={type: uniform, low: 2, high: 10}"],
+         "--set space.max_depth={type: uniform, low: 2, high: 10}: space.max_depth.type: 6.0, a value uniform draws, is rejected by "
+         "RandomForestClassifier (The 'max_depth' parameter of RandomForestClassifier must be an int in the range [1, inf) or None. "
+         "Got 6.0 instead.); use type: randint"),
     ],
 )
 def test_a_float_range_on_an_integer_parameter_is_refused(overrides, message):

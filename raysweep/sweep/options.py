@@ -269,14 +269,15 @@ def _values_to_check(path: str, spec: dict[str, Any]) -> list[tuple[str, Any, st
         given = spec[key]
         shown = repr(value) if value == given else f"{value!r}, the {word} value the range draws,"
         add(key, value, shown, fix)
-    for value in space.grid_points(spec):  # what grid search tries: explicit points, or the ends and the middle
-        add("grid" if "grid" in spec else "", value, repr(value), "fix or remove it" if "grid" in spec else "narrow the range")
     if spec["type"] in _INTEGER_TYPE:
         # A continuous range draws floats between its ends (18.5 in [4, 33]): ends written as whole numbers pass a
-        # parameter that takes ints only, and every trial that draws a float fails.
+        # parameter that takes ints only, and every trial that draws a float fails. Before the grid's points, which
+        # are floats too: their fix ("narrow the range") would not help.
         middle = space.grid_points({key: value for key, value in spec.items() if key != "grid"})
         inside = float(middle[len(middle) // 2])
         add("type", inside, f"{inside!r}, a value {spec['type']} draws,", f"use type: {_INTEGER_TYPE[spec['type']]}")
+    for value in space.grid_points(spec):  # what grid search tries: explicit points, or the ends and the middle
+        add("grid" if "grid" in spec else "", value, repr(value), "fix or remove it" if "grid" in spec else "narrow the range")
     return checks
 
 
