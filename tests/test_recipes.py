@@ -681,6 +681,12 @@ def test_whole_numbers_in_scientific_notation_are_ints(tmp_path):
     assert (recipe.resource.per_step, recipe.resource.max) == (20, 200)
     check_recipe(recipe)
     assert validate_recipe_data({**raw_recipe("svm"), "fixed": {"tol": "1e23"}}, "my.yaml").fixed["tol"] == 10**23
+    # The whole numbers of the recipe's own keys too (num_samples: 1e1 was "must be a whole number").
+    counts = {**raw_recipe("random_forest"), "num_samples": "1e1", "max_concurrent": "2e0",
+              "early_stopping": {"grace_period": "1e0", "reduction_factor": 3}, "pbt": {"perturbation_interval": "2e0"}}  # fmt: skip
+    recipe = validate_recipe_data(counts, "my.yaml")
+    assert (recipe.num_samples, recipe.max_concurrent, recipe.grace_period, recipe.perturbation_interval) == (10, 2, 1, 2)
+    assert all(type(v) is int for v in (recipe.num_samples, recipe.max_concurrent, recipe.grace_period, recipe.perturbation_interval))
 
 
 @pytest.mark.parametrize(

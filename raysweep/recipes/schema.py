@@ -127,7 +127,7 @@ def _as_number(value: Any) -> Any:
 
 def _read_numbers(data: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``data`` with numbers in scientific notation read as numbers where a recipe holds numbers or model values:
-    the resource, the reduction factor, fixed values, space and mutation entries (bounds, ``q``, grid points, values)
+    the trial counts, the resource, early stopping's and PBT's steps, fixed values, space and mutation entries (bounds, ``q``, grid points, values)
     and starting points. Anything not shaped as the schema wants is left for the checks to name."""
     data = copy.deepcopy(data)
 
@@ -147,11 +147,13 @@ def _read_numbers(data: dict[str, Any]) -> dict[str, Any]:
                     if isinstance(spec.get(key), list):
                         spec[key] = [_as_number(item) for item in spec[key]]
 
+    numbers_in(data, ("num_samples", "max_concurrent"))
     numbers_in(data.get("resource"), ("per_step", "max"))
-    numbers_in(data.get("early_stopping"), ("reduction_factor",))
+    numbers_in(data.get("early_stopping"), ("grace_period", "reduction_factor"))
     numbers_in(data.get("fixed"))
     entries(data.get("space"))
     if isinstance(data.get("pbt"), dict):
+        numbers_in(data["pbt"], ("perturbation_interval",))
         entries(data["pbt"].get("mutations"))
     if isinstance(data.get("points_to_evaluate"), list):
         for point in data["points_to_evaluate"]:
