@@ -249,6 +249,13 @@ def test_an_error_in_the_file_still_names_the_file(tmp_path):
         (["scheduler=pbt"], "--set scheduler=pbt: the svm family carries no training state"),
         (["fixed.kernel=nope"], "--set fixed.kernel=nope: the model rejects these parameters"),
         (["searcher=grid", "space.C.high=50"], "--set space.C.high=50: space.C: grid points [100.0] lie outside [low=0.01, high=50]"),
+        # high itself, which randint never draws, and points off the grid of q
+        (["searcher=grid", "space.C.grid=[0.1, 50]", "space.C.high=50", "space.gamma={type: randint, low: 1, high: 5, grid: [1, 5]}"],
+         "--set space.gamma={type: randint, low: 1, high: 5, grid: [1, 5]}: grid points [5] lie outside [low=1, high=5) "
+         "(randint leaves out high)"),
+        (["searcher=grid", "space.C={type: quniform, low: 0.5, high: 10, q: 0.5, grid: [1, 1.25]}"],
+         "--set space.C={type: quniform, low: 0.5, high: 10, q: 0.5, grid: [1, 1.25]}: grid points [1.25] are not multiples "
+         "of q=0.5, the only values quniform draws"),
     ],
 )
 def test_check_recipe_refuses_what_a_sweep_would(overrides, message):

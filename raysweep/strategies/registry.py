@@ -8,6 +8,7 @@ package and one entry here.
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -93,11 +94,22 @@ def check(recipe: Any, scheduler: str | None, searcher: str | None, supports_pbt
     if chosen_searcher.exhaustive:
         for name, spec in recipe.space.items():
             points = spec.get("grid", [])
-            outside = [p for p in points if not spec["low"] <= p <= spec["high"]]
+            # Ray's randint and lograndint (and qrandint by 1) leave out high: a point there is one the range never draws.
+            exclusive = spec["type"] in ("randint", "lograndint") or (spec["type"] == "qrandint" and spec.get("q") == 1)
+            top = spec["high"] - 1 if exclusive else spec.get("high")
+            outside = [p for p in points if not spec["low"] <= p <= top]
             if outside:
+                bounds = f"[low={spec['low']}, high={spec['high']}" + (f") ({spec['type']} leaves out high)" if exclusive else "]")
                 raise UserError(
-                    f"{recipe.where(f'space.{name}')}: grid points {outside} lie outside "
-                    f"[low={spec['low']}, high={spec['high']}]; move them inside the range (--set space.{name}.grid=[...])"
+                    f"{recipe.where(f'space.{name}')}: grid points {outside} lie outside {bounds}; "
+                    f"move them inside the range (--set space.{name}.grid=[...])"
+                )
+            q = spec.get("q")
+            off = [p for p in points if q and not math.isclose(p / q, round(p / q), abs_tol=1e-9)]
+            if off:
+                raise UserError(
+                    f"{recipe.where(f'space.{name}')}: grid points {off} are not multiples of q={q}, the only values "
+                    f"{spec['type']} draws; use multiples of it (--set space.{name}.grid=[...])"
                 )
     if chosen_searcher.refuses_grid_type:
         for name, spec in recipe.space.items():
