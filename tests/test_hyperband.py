@@ -168,6 +168,59 @@ def test_a_trial_stopped_while_paused_ends_as_stopped_by_the_scheduler_not_inter
     assert other.run_metadata.last_result == {"training_iteration": 4}
 
 
+class RestoringController(Controller):
+    """Tune's controller as a resume sees it: the trials it restored, ended or not, as live as they are."""
+
+    def __init__(self, trials: list[Trial]) -> None:
+        super().__init__()
+        self.trials = trials
+
+    def get_live_trials(self) -> list[Trial]:
+        return [t for t in self.trials if t.status != "TERMINATED"]
+
+
+def test_a_resumed_sweeps_ended_trials_take_no_place_in_a_bracket():
+    """Tune hands the scheduler every restored trial, ended ones too: in a bracket such a trial
+    waited for a result that never came, the bracket never halved, and the resume hung with its
+    other trials paused and none running."""
+    scheduler = hyperband(4)
+    ended = [Trial(i) for i in range(3)]
+    for trial in ended:
+        trial.status = "TERMINATED"
+    resumed = [Trial(i) for i in range(3, 6)]
+    for trial in resumed:
+        trial.status = "PENDING"
+    controller = RestoringController(ended + resumed)
+    for trial in ended + resumed:
+        scheduler.on_trial_add(controller, trial)
+    for trial in ended:
+        scheduler.on_trial_complete(controller, trial, {})  # told again of an ended trial: nothing to clean up
+    assert set(scheduler._trial_info) == set(resumed)
+    # The resumed trials fill the band's first bracket (2, run to the end) and the next: each runs on.
+    for trial in resumed:
+        trial.status = "RUNNING"
+    outcomes = [controller.result(scheduler, trial, 1, 0.9) for trial in resumed]
+    assert outcomes[:2] == [CONTINUE, CONTINUE], outcomes
+
+
+def test_trials_restored_ahead_of_their_brackets_milestones_are_run_on_not_left_paused():
+    """A paused trial comes back at its step in a new bracket: once every trial there is paused with
+    no result left to come, the scheduler runs the least trained one on."""
+    scheduler = hyperband(12, overrides=["resource.max=60"])
+    trials = [Trial(i) for i in range(8)]
+    controller = RestoringController(trials)
+    for trial in trials:
+        trial.status = "PENDING"
+        scheduler.on_trial_add(controller, trial)
+    for trial in trials:
+        trial.status = "PAUSED"
+        trial.last_result = {"training_iteration": 7 + trial.trial_id.endswith("3")}
+    chosen = scheduler.choose_trial_to_run(controller)
+    assert chosen is not None and chosen.status == "PAUSED" and chosen.last_result["training_iteration"] == 7
+    chosen.status = "RUNNING"
+    assert scheduler.choose_trial_to_run(controller) is None  # one is running: its result moves the bracket
+
+
 # -- end to end ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("searcher", ["random", "hyperopt"])
 def test_hyperband_stops_weak_trials_of_a_real_sweep_and_says_so(ray_local, tmp_path, searcher):

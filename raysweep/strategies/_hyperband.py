@@ -25,6 +25,30 @@ def build(recipe: Any, metric: str, mode: str, max_steps: int, seed: int, exploi
         """Ray's HyperBand, also noting in ``stops`` (trial id -> text) which bracket's halving
         stopped a trial, at which resource, and the worst score it kept."""
 
+        def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+            # A resumed sweep's trials come back through on_trial_add, those that had ended too: in a
+            # bracket such a trial counts as live with no result, and the bracket never halves (its
+            # other trials paused for good, the resume hung with none running).
+            if str(trial.status) in ("TERMINATED", "ERROR"):
+                return
+            super().on_trial_add(tune_controller, trial)
+
+        def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+            if trial in self._trial_info:
+                super().on_trial_remove(tune_controller, trial)
+
+        def choose_trial_to_run(self, tune_controller: Any) -> Any:
+            chosen = super().choose_trial_to_run(tune_controller)
+            if chosen is not None:
+                return chosen
+            # Nothing running, nothing to start, trials paused: no result will ever halve their
+            # brackets. A resumed sweep's trials can come back ahead of their new brackets'
+            # milestones so; run the least trained paused trial on, whose next result moves it.
+            if any(str(t.status) in ("RUNNING", "PENDING") for t in tune_controller.get_live_trials()):
+                return None
+            paused = [t for t in self._trial_info if str(t.status) == "PAUSED"]
+            return min(paused, key=lambda t: (t.last_result or {}).get("training_iteration", 0)) if paused else None
+
         def _process_bracket(self, tune_controller: Any, bracket: Any) -> str:
             if stops is None:
                 return super()._process_bracket(tune_controller, bracket)
