@@ -318,6 +318,23 @@ def test_float_q_types_with_bounds_off_the_grid_of_q_draw_its_multiples_under_ev
     assert {round(_suggest(study.ask(), "x", spec), 9) for _ in range(200)} <= drawn  # an auto sweep's TPE
 
 
+def test_optuna_draws_qloguniform_on_the_grid_of_q():
+    """Ray's OptunaSearch drops q on a log scale (a warning, hidden): it drew 0.000196567 for
+    qloguniform 1e-4..1e-2 by 1e-4, which no other searcher draws, and warm start then took every
+    such trial for one outside the space."""
+    spec = {"type": "qloguniform", "low": 0.0001, "high": 0.01, "q": 0.0001}
+    searcher = registry.build_searcher("optuna", "score", "min", 3, 1).searcher
+    searcher.set_search_properties("score", "min", dsl.param_space({"x": spec}, "optuna"))
+    drawn = []
+    for index in range(30):
+        config = searcher.suggest(f"t{index}")
+        drawn.append(config["x"])
+        searcher.on_trial_complete(f"t{index}", {"score": abs(math.log(config["x"]) + 6)})
+    assert all(dsl.contains({"x": spec}, {"x": value}) for value in drawn), drawn
+    assert all(math.isclose(value / 0.0001, round(value / 0.0001)) and 0.0001 <= value <= 0.01 for value in drawn), drawn
+    assert len(set(drawn)) > 10 and min(drawn) < 0.001 < max(drawn)  # still spread on the log scale
+
+
 def test_optunas_study_is_made_without_its_info_line_and_its_verbosity_is_put_back(capfd):
     import optuna
 

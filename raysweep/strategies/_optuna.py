@@ -36,15 +36,44 @@ class WarmOptunaSearch(OptunaSearch):
     def __init__(self, *, evaluated: list[tuple[dict[str, Any], float]] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.evaluated = list(evaluated or [])
+        #: qloguniform parameters: name -> (q, lowest, highest)
+        self._log_steps: dict[str, tuple[float, float, float]] = {}
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         with quiet_optuna():  # the study is made here
             if not super().set_search_properties(metric, mode, config, **spec):
                 return False
+        self._log_steps = log_quantized(config)
         evaluated, self.evaluated = self.evaluated, []
         for parameters, value in evaluated:
             self.add_evaluated_point(parameters, value)
         return True
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        if isinstance(params, dict):
+            for name, (q, lowest, highest) in self._log_steps.items():
+                if isinstance(params.get(name), float):
+                    params[name] = min(max(round(round(params[name] / q) * q, 12), lowest), highest)
+        return params
+
+
+def log_quantized(config: dict) -> dict[str, tuple[float, float, float]]:
+    """The qloguniform parameters of a Ray Tune search space: name -> (q, lowest, highest).
+
+    Ray's ``OptunaSearch`` draws them on the log scale without ``q`` (Optuna's float steps are
+    linear; Ray logs a warning and drops it): :class:`WarmOptunaSearch` rounds them to multiples
+    of ``q`` as every other searcher draws them. Private API: ``Quantized.q`` around
+    ``Float._LogUniform`` (checked on Ray 2.60).
+    """
+    from ray.tune.search.sample import Float, Quantized
+
+    found = {}
+    for name, domain in config.items():
+        sampler = domain.get_sampler() if isinstance(domain, Float) else None
+        if isinstance(sampler, Quantized) and isinstance(sampler.sampler, Float._LogUniform):
+            found[name] = (sampler.q, domain.lower, domain.upper)
+    return found
 
 
 def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, space: Any,
