@@ -60,7 +60,10 @@ def write_sweep(
         for key, value in trial["config"].items():
             client.log_param(run, key, value if isinstance(value, str) else json.dumps(value))
         for step, value in enumerate(trial["scores"], start=1):
-            _, metrics = schema.result_metrics({schema.validation_metric(metric): value, "training_iteration": step}, False)
+            result = {schema.validation_metric(metric): value, "training_iteration": step}
+            if trial.get("best_so_far"):  # the trial's best so far, as a trial reports it
+                result[schema.best_metric(metric)] = max(trial["scores"][:step])
+            _, metrics = schema.result_metrics(result, False)
             for key, number in metrics:
                 client.log_metric(run, key, number, step=step)
         ended = schema.trial_outcome(
@@ -142,6 +145,26 @@ def test_nested_fold_trials_and_configs_outside_the_space_are_left_out_with_a_co
     found = query(client)
     assert found.points == [({"depth": 3, "rate": 0.01, "kind": "gini"}, 0.91)]
     assert found.outside_space == 3
+
+
+def test_earlier_trials_rank_by_their_best_score_and_give_the_searcher_their_last(client):
+    """A trial past its best (0.99 at step 1, 0.80 at its end) ranked below one whose last score
+    was 0.90: warm start's "best 3" were not the leaderboard's."""
+    write_sweep(client, "exp", "sweep-a", [
+        trial(4, 0.1, "gini", 0.99, 0.80, best_so_far=True, done=True),
+        trial(3, 0.01, "gini", 0.90, best_so_far=True),
+    ])  # fmt: skip
+    found = query(client)
+    assert found.points == [({"depth": 4, "rate": 0.1, "kind": "gini"}, 0.80), ({"depth": 3, "rate": 0.01, "kind": "gini"}, 0.90)]
+
+
+@pytest.mark.parametrize("name", ["hyperopt", "anneal"])
+def test_the_best_few_are_distinct_configs(name):
+    """Seeded sweeps run the same config again: hyperopt's 3 starting points were that config 3 times."""
+    same = {"depth": 4, "rate": 0.1, "kind": "gini"}
+    earlier = [(same, 0.95), (dict(same), 0.95), ({"depth": 3, "rate": 0.01, "kind": "gini"}, 0.9), (dict(same), 0.94),
+               ({"depth": 5, "rate": 0.2, "kind": "entropy"}, 0.8)]  # fmt: skip
+    assert registry.warm_start_points(name, earlier) == [earlier[0], earlier[2], earlier[4]]
 
 
 def test_a_trial_without_its_final_config_is_read_from_its_params(client):

@@ -183,7 +183,11 @@ def warm_start_points(name: str, evaluated: list[tuple[dict[str, Any], float]]) 
         # Ray's HyperOptSearch matches a starting point's choice to its categories by value and
         # refuses a list (an MLP's hidden_layer_sizes), as the recipe's own points are refused.
         flat = [(config, score) for config, score in evaluated if not any(isinstance(v, (list, dict)) for v in config.values())]
-        return flat[:WARM_STARTING_POINTS]
+        distinct: list[tuple[dict[str, Any], float]] = []
+        for config, score in flat:  # the best few configs: one a seeded sweep ran again counts once
+            if all(config != kept for kept, _ in distinct):
+                distinct.append((config, score))
+        return distinct[:WARM_STARTING_POINTS]
     return []
 
 

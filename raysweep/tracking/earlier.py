@@ -57,7 +57,7 @@ def earlier_trials(
         ids, filter_string=sweeps_filter(recipe, dataset_fingerprint, metric, dsl.space_hash(space)),
         order_by=["attributes.start_time ASC"], max_results=50000,
     )  # fmt: skip
-    points: list[tuple[dict[str, Any], float]] = []
+    found_points: list[tuple[dict[str, Any], float, float]] = []
     names: list[str] = []
     outside = 0
     for sweep in sweeps:
@@ -77,12 +77,15 @@ def earlier_trials(
             if config is None:
                 outside += 1
                 continue
-            points.append((config, value))
+            # Ranked by its best score at any step, as the leaderboard ranks trials; the searcher
+            # learns the final score, what Tune told it when the trial ended.
+            best = child.data.metrics.get(schema.best_of(metric_key))
+            found_points.append((config, value, float(best) if best is not None and math.isfinite(best) else value))
             found += 1
         if found:
             names.append(sweep.data.tags.get(schema.SWEEP, sweep.info.run_name))
-    points.sort(key=lambda point: -point[1] if mode == "max" else point[1])
-    return EarlierTrials(points, names, outside)
+    found_points.sort(key=lambda point: -point[2] if mode == "max" else point[2])
+    return EarlierTrials([(config, value) for config, value, _ in found_points], names, outside)
 
 
 def _population_scheduler(name: str | None) -> bool:
