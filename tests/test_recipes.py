@@ -907,3 +907,20 @@ def test_fuzz_set_overrides(name, parts, value):
         assert str(exc).startswith(("--set ", str(bundled_recipes_dir()))), str(exc)
         return
     assert recipe.family == name
+
+
+@pytest.mark.parametrize(
+    ("overrides", "flags", "message"),
+    [
+        ([], {"searcher": "bayesopt"}, "--searcher bayesopt: unknown searcher (for bayesopt use gp); use one of"),
+        (["searcher=BayesOpt"], {}, "--set searcher=BayesOpt: unknown searcher 'BayesOpt' (for BayesOpt use gp); use one of"),
+        ([], {"searcher": "tpe"}, "--searcher tpe: unknown searcher (for tpe use optuna or hyperopt); use one of"),
+        ([], {"scheduler": "successive-halving"}, "--scheduler successive-halving: unknown scheduler (for successive-halving use asha)"),
+        (["scheduler=shha"], {}, "--set scheduler=shha: unknown scheduler 'shha' (did you mean 'asha'?)"),
+    ],
+)
+def test_a_strategy_named_as_other_tools_name_it_says_raysweeps_name(overrides, flags, message):
+    """`--set searcher=bayesopt` suggested hyperopt (by spelling); `--searcher bayesopt` nothing."""
+    with pytest.raises(UserError) as info:
+        check_recipe(load_recipe("xgboost", overrides), **flags)
+    assert str(info.value).startswith(message), str(info.value)

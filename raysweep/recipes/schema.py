@@ -22,7 +22,7 @@ import yaml
 from raysweep.errors import UserError
 from raysweep.metrics import METRICS
 from raysweep.families._resource import Resource
-from raysweep.strategies.registry import SCHEDULERS, SEARCHERS
+from raysweep.strategies.registry import SCHEDULERS, SEARCHERS, known_as
 
 TASKS = ("classification", "regression")
 
@@ -450,7 +450,8 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     for key, options in (("scheduler", tuple(SCHEDULERS)), ("searcher", tuple(SEARCHERS))):
         if key in data and (data[key].lower() if isinstance(data[key], str) else data[key]) not in options:
             value = data[key]
-            raise _fail(source, key, f"unknown {key} {value!r}{_suggest(str(value).lower(), options)}; use one of {', '.join(options)}")
+            hint = known_as(key, value) or _suggest(str(value).lower(), options)
+            raise _fail(source, key, f"unknown {key} {value!r}{hint}; use one of {', '.join(options)}")
         if key in data:
             data[key] = data[key].lower()  # names are taken in any case, as on the command line (--scheduler PBT)
     for key in ("num_samples", "max_concurrent"):

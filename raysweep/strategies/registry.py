@@ -45,12 +45,26 @@ SEARCHERS: dict[str, Strategy] = {
 }
 
 
+#: what other tools call a strategy raysweep has under its own name
+_KNOWN_AS = {
+    "searcher": {"bayesopt": "gp", "bayesian": "gp", "bayes": "gp", "bo": "gp", "skopt": "gp", "tpe": "optuna or hyperopt",
+                 "simulated_annealing": "anneal", "annealing": "anneal", "sobol": "random", "quasirandom": "random"},
+    "scheduler": {"sha": "asha", "successive_halving": "asha", "none": "fifo"},
+}  # fmt: skip
+
+
+def known_as(kind: str, name: str) -> str:
+    """`` (for bayesopt use gp)``: the hint for a name other tools give a strategy raysweep has, else ''."""
+    ours = _KNOWN_AS[kind].get(str(name).lower().replace("-", "_"))
+    return f" (for {name} use {ours})" if ours else ""
+
+
 def get_scheduler(name: str) -> Strategy:
     """The scheduler registered as ``name``; an unknown name lists the valid ones."""
     try:
         return SCHEDULERS[name]
     except KeyError:
-        raise UserError(f"--scheduler {name}: unknown scheduler; use one of {', '.join(SCHEDULERS)}") from None
+        raise UserError(f"--scheduler {name}: unknown scheduler{known_as('scheduler', name)}; use one of {', '.join(SCHEDULERS)}") from None
 
 
 def get_searcher(name: str) -> Strategy:
@@ -58,7 +72,7 @@ def get_searcher(name: str) -> Strategy:
     try:
         return SEARCHERS[name]
     except KeyError:
-        raise UserError(f"--searcher {name}: unknown searcher; use one of {', '.join(SEARCHERS)}") from None
+        raise UserError(f"--searcher {name}: unknown searcher{known_as('searcher', name)}; use one of {', '.join(SEARCHERS)}") from None
 
 
 def check(recipe: Any, scheduler: str | None, searcher: str | None, supports_pbt: bool) -> None:
