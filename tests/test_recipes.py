@@ -114,6 +114,15 @@ def test_recipe_defaults_when_optional_keys_are_left_out():
     assert recipe.fixed == {} and recipe.mutations == {}
 
 
+def test_a_folder_given_as_the_recipe_says_so(tmp_path):
+    """It said "no such recipe file" of a path that exists."""
+    (tmp_path / "mine.yaml").mkdir()
+    for given in (str(tmp_path), str(tmp_path / "mine.yaml")):
+        with pytest.raises(UserError) as info:
+            load_recipe(given)
+        assert str(info.value) == f"{given}: a folder, not a recipe file; pass the path of a YAML file in it"
+
+
 def test_recipe_file_path_and_name_both_load(tmp_path):
     path = tmp_path / "tiny.yml"
     path.write_text((bundled_recipes_dir() / "svm.yaml").read_text().replace("name: svm", "name: tiny_svm"))
@@ -457,6 +466,10 @@ _DELETE = object()
         ("xgboost", "resource.per_step", -1, "resource.per_step: must be a positive number, got -1"),
         ("xgboost", "resource.max", 10, "resource.max: must be >= resource.per_step (50), got 10"),
         ("xgboost", "resource.unit", "trees", "resource.unit: unknown key"),
+        ("xgboost", "resource.name", None, "resource.name: must be the resource's name as text (trees, boosting_rounds, epochs), got None"),
+        ("xgboost", "resource.name", ["a"], "resource.name: must be the resource's name as text"),
+        ("xgboost", "description", ["a", "b"], "description: must be text, got ['a', 'b']; quote it"),
+        ("xgboost", "tasks", ["classification", "classification"], "tasks: names a task twice"),
         ("xgboost", "scheduler", "median", "scheduler: unknown scheduler 'median'"),
         ("xgboost", "searcher", "bohb", "searcher: unknown searcher 'bohb'"),
         ("xgboost", "num_samples", 0, "num_samples: must be a whole number >= 1, got 0"),

@@ -29,6 +29,8 @@ def resolve_recipe_path(name_or_path: str) -> Path:
     """A bundled recipe name (``xgboost``) or the path of a YAML file."""
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists() or "/" in name_or_path:
+        if candidate.is_dir():
+            raise UserError(f"{name_or_path}: a folder, not a recipe file; pass the path of a YAML file in it")
         if not candidate.is_file():
             raise UserError(f"{name_or_path}: no such recipe file; check the path, or use a prebuilt recipe: {', '.join(bundled_recipe_names())}")
         return candidate

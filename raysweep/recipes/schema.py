@@ -410,6 +410,9 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
         word = re.sub(r"[^\w-]+", "_", name).strip("_") if isinstance(name, str) else ""
         raise _fail(source, "name", f"{name!r}: sweeps and MLflow experiments are named after it, so it must be one word "
                     f"of letters, digits, '-', '_' and '.'; rename it{f', e.g. {word}' if word else ''}")
+    description = data.get("description")
+    if description is not None and not isinstance(description, str):
+        raise _fail(source, "description", f"must be text, got {description!r}; quote it")
 
     from raysweep.families import family_names
 
@@ -423,6 +426,8 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
         tasks = [tasks]
     if not isinstance(tasks, list) or not tasks or any(t not in TASKS for t in tasks):
         raise _fail(source, "tasks", f"must be a non-empty list drawn from {list(TASKS)}, got {data['tasks']!r}")
+    if len(set(tasks)) < len(tasks):
+        raise _fail(source, "tasks", f"names a task twice: {data['tasks']!r}; name each once")
 
     metric = data["metric"]
     if isinstance(metric, str):
@@ -445,6 +450,8 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     if res["max"] < res["per_step"]:
         raise _fail(source, "resource.max", f"must be >= resource.per_step ({res['per_step']}), got {res['max']}")
     _check_resource_steps(source, family, res["per_step"], res["max"])
+    if not isinstance(res["name"], str) or not res["name"].strip():
+        raise _fail(source, "resource.name", f"must be the resource's name as text (trees, boosting_rounds, epochs), got {res['name']!r}")
     resource = Resource(str(res["name"]), res["per_step"], res["max"])
 
     for key, options in (("scheduler", tuple(SCHEDULERS)), ("searcher", tuple(SEARCHERS))):
