@@ -146,7 +146,7 @@ CASES = [
          ("bad.yaml: space.max_depth.type: grid cannot be searched by gp",),
          files={"bad.yaml": recipe_with("{type: randint, low: 2, high: 8}", "{type: grid, values: [2, 4]}") + "searcher: gp\n"}),
     Case("unknown searcher flag", ["run", "xgboost", "--dataset", "iris", "--searcher", "bayesopt"],
-         ("--searcher bayesopt: unknown searcher; use one of random, grid, hyperopt, gp, optuna, anneal",),
+         ("--searcher bayesopt: unknown searcher (for bayesopt use gp); use one of random, grid, hyperopt, gp, optuna, anneal",),
          api={"recipe": "xgboost", "dataset": "iris", "searcher": "bayesopt"}),
     Case("unknown scheduler through the API only", [], ("--scheduler median: unknown scheduler; use one of fifo, asha",),
          api={"recipe": "random_forest", "dataset": "iris", "scheduler": "median"}),
