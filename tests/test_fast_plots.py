@@ -38,3 +38,19 @@ def test_every_point_of_every_trial_is_drawn_and_the_best_five_are_named(tmp_pat
     assert legend[:5] == [f"{trial_name(f'{i:05x}')}: {i / 1000:.5g}" for i in (299, 296, 293, 290, 287)], legend
     assert legend[-1] == "best step: val_accuracy 0.299 at n_estimators 75"
     assert by_resource.get_legend().get_title().get_text() == "best 5 of 300 trials"
+
+
+def test_the_named_trials_have_colours_of_their_own_and_the_rest_share_one(tmp_path: Path, figures: list) -> None:
+    """Colours went by turn through matplotlib's 10: trial-0002 and trial-0012, both named, were the same green."""
+    from matplotlib.colors import to_hex
+
+    history = {f"{i:05x}": [(10.0, i / 100, float(i)), (20.0, i / 100 + 0.01, float(i) + 1)] for i in range(16)}
+    history = dict(sorted(history.items(), key=lambda item: (int(item[0], 16) % 10, item[0])))  # the best ten apart in turn
+    write_plots(history, "val_accuracy", "max", "trees", tmp_path)
+    by_resource = figures[0].axes[0]
+    legend = by_resource.get_legend()
+    named = [to_hex(handle.get_color()) for handle in legend.legend_handles[:5]]
+    assert len(set(named)) == 5, named
+    others = {to_hex(color) for collection in by_resource.collections for color in collection.get_edgecolor()}
+    others |= {to_hex(color) for collection in by_resource.collections for color in collection.get_facecolor()}
+    assert others == {"#9e9e9e"} and not others & set(named), others

@@ -204,6 +204,8 @@ def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) 
 
 #: how many of the best trials the metric-by-resource plot names in its legend
 LEGEND_TRIALS = 5
+#: the colour of the trials the metric-by-resource plot does not name
+OTHER_TRIALS_COLOR = "#9e9e9e"
 
 
 def top_trials(history: dict[str, list[tuple[float, float, float]]], mode: str, count: int) -> dict[str, float]:
@@ -242,12 +244,15 @@ def write_plots(history: dict[str, list[tuple[float, float, float]]], metric_key
     named = top_trials(history, mode, LEGEND_TRIALS)
     # The other trials go in as one collection each of lines, points and ends: one artist per trial
     # makes drawing a sweep of thousands of trials take seconds.
-    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    # The named trials each have a colour of their own (the cycle's first, best first); the rest are grey:
+    # with colours by turn, two trials ten apart shared one, a named trial's among them.
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    own_color = {trial_id: cycle[rank % len(cycle)] for rank, trial_id in enumerate(named)}
     lines, line_colors, dots, dot_colors, ends, end_colors = [], [], [], [], [], []
     handles: dict[str, Any] = {}  # the named trials' lines, for the legend, best first
-    for index, (trial_id, points) in enumerate(history.items()):
+    for trial_id, points in history.items():
         xs, ys = [p[0] for p in points], [p[1] for p in points]
-        color = colors[index % len(colors)]
+        color = own_color.get(trial_id, OTHER_TRIALS_COLOR)
         if trial_id in named:
             (handles[trial_id],) = ax.plot(xs, ys, marker=".", linewidth=2, alpha=0.9, color=color, label=f"{schema.trial_name(trial_id)}: {named[trial_id]:.5g}")
             if xs:  # where each trial ended: early stops end short of the right edge
