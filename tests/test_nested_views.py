@@ -104,6 +104,11 @@ def test_a_nested_jobs_sweep_is_found_by_its_name_but_listed_under_its_job(store
     shown = invoke_cli("report", "job-fold1", "--tracking-uri", store_uri, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("sweep job-fold1 ("), shown.stdout[:300]
+    # A fold's sweep is scored on the fold's held-out rows, not on a test split (it said "test accuracy").
+    assert "accuracy of the refit model on outer fold 1's held-out rows: 0.8" in shown.stdout.splitlines(), shown.stdout
+    assert "test accuracy" not in shown.stdout
+    final = invoke_cli("report", "job-final", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert "test accuracy of the refit model: 0.8" in final.stdout.splitlines(), final.stdout
 
 
 def test_a_finished_jobs_report_shows_its_folds_and_the_nested_estimate_beside_the_test_score(store_uri, tmp_path):  # noqa: F811

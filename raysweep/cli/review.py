@@ -235,7 +235,9 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
         console.print(f"best config: {tags[schema.BEST_CONFIG]}", soft_wrap=True)
     if best_key in metrics:
         console.print(f"best validation {metric}: {metrics[best_key]:.5g} (at resource {params.get(schema.best_param('resource'), '?')})")
-    if test_key in metrics:
+    if test_key in metrics and schema.NESTED_FOLD in tags:  # an outer fold's sweep is scored on that fold's held-out rows
+        console.print(f"{metric} of the refit model on outer fold {tags[schema.NESTED_FOLD]}'s held-out rows: {metrics[test_key]:.5g}")
+    elif test_key in metrics:
         console.print(f"test {metric} of the refit model: {metrics[test_key]:.5g}")
     if schema.NESTED_CV in tags:
         _print_nested_job(client, run, logged, metric, params.get("mode", "max"), metrics.get(test_key), console)
