@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["TrialBest", "better", "made_order", "sweep_best", "trial_best"]
+__all__ = ["TrialBest", "better", "family_bests", "made_order", "sweep_best", "trial_best"]
 
 CONFIG_PREFIX = "config/"
 
@@ -96,3 +96,16 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return value.item() if hasattr(value, "item") else value
+
+
+def family_bests(leaderboard: Any, metric_key: str, mode: str, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """An auto sweep's families (``names``) each with its trial count and best validation score in
+    ``leaderboard`` (a ``family`` column; None: no score), best family first."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        rows = leaderboard[leaderboard["family"] == name] if "family" in leaderboard else leaderboard.iloc[:0]
+        scores = rows[metric_key].dropna()
+        best = (scores.max() if mode == "max" else scores.min()) if len(scores) else None
+        out[name] = {"trials": int(len(rows)), "best": None if best is None else float(best)}
+    ranked = sorted(out.items(), key=lambda item: (item[1]["best"] is None, -(item[1]["best"] or 0) if mode == "max" else (item[1]["best"] or 0)))
+    return dict(ranked)

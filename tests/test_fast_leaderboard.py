@@ -163,3 +163,25 @@ def test_a_board_rebuilt_from_an_auto_sweeps_trial_runs_names_each_trials_family
     assert [cell.strip() for cell in header.split("┃")[1:4]] == ["trial", "family", "val_accuracy"], text
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in row_lines(text)]
     assert [row[:2] for row in rows] == [["trial-0001", "mlp"], ["trial-0000", "xgboost"]], rows
+
+
+def test_report_of_an_auto_sweep_gives_each_familys_trials_and_best_as_its_summary_did(tmp_path) -> None:
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    from conftest import invoke_cli
+    from raysweep.tracking import schema
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("raysweep-iris")
+    sweep = client.create_run(experiment_id, run_name="a", tags={schema.SWEEP: "a", schema.RECIPE: "auto", schema.METRIC: "accuracy"})
+    client.log_batch(sweep.info.run_id, params=[Param("mode", "max")])
+    for i, (family, score) in enumerate([("xgboost", 0.9), ("mlp", 0.95), ("xgboost", 0.93)]):
+        trial = client.create_run(experiment_id, run_name=f"trial-000{i}", tags={schema.PARENT_RUN_ID: sweep.info.run_id, schema.FAMILY: family})
+        client.log_batch(trial.info.run_id, metrics=[Metric("val_accuracy", score, 0, 1)], params=[Param("alpha", "0.1")])
+    shown = invoke_cli("report", "a", "--tracking-uri", uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    families = [line for line in lines if line.startswith("family ")]
+    assert families == ["family mlp: 1 trial, best validation accuracy 0.95", "family xgboost: 2 trials, best validation accuracy 0.93"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from raysweep.cli.summary import print_leaderboard, print_nested
+from raysweep.cli.summary import print_families, print_leaderboard, print_nested
 from raysweep.errors import UserError
 from raysweep.tracking import importance, schema
 from raysweep.tracking.queries import (
@@ -252,6 +252,11 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
             f"trials: {len(board)} ({int(outcomes.get(schema.OUTCOME_STOPPED, 0))} stopped early, "
             f"{int(outcomes.get(schema.OUTCOME_FAILED, 0))} failed), from the trial runs"
         )
+    if "family" in board.columns and board["family"].notna().any():  # an auto sweep: its families, as its summary said
+        from raysweep.best import family_bests
+
+        names = list(dict.fromkeys(board["family"].dropna().astype(str)))
+        print_families(console, family_bests(board, metric_key, params.get("mode", "max"), names), metric)
     if run.info.status == "FAILED":
         console.print(f"the sweep failed: {tags.get(schema.ERROR, 'no reason recorded')}", soft_wrap=True)
     elif run.info.status != "FINISHED":

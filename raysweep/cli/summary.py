@@ -112,9 +112,7 @@ def _print_summary(result: Any, console: Any) -> None:
     console.print(
         f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
     )
-    for family, counts in (getattr(result, "families", None) or {}).items():
-        best = "no score" if counts["best"] is None else f"best validation {result.metric} {counts['best']:.5g}"
-        console.print(f"family {family}: {counts['trials']} trial{'s' * (counts['trials'] != 1)}, {best}")
+    print_families(console, getattr(result, "families", None) or {}, result.metric)
     if result.warm_start_trials is not None:
         source = f" from {', '.join(result.warm_start_from)}" if result.warm_start_from else " (no earlier sweep: cold)"
         console.print(f"warm start: {result.warm_start_trials} earlier trials{source}")
@@ -132,6 +130,13 @@ def _print_summary(result: Any, console: Any) -> None:
         else:
             console.print(f"review with: raysweep ui --tracking-uri {result.tracking_uri}")
         console.print(f"in a terminal: raysweep report {result.name} --tracking-uri {result.tracking_uri}")
+
+
+def print_families(console: Any, families: dict[str, dict[str, Any]], metric: str) -> None:
+    """An auto sweep's families, a line each: trials and best validation score (:func:`raysweep.best.family_bests`)."""
+    for family, counts in families.items():
+        best = "no score" if counts["best"] is None else f"best validation {metric} {counts['best']:.5g}"
+        console.print(f"family {family}: {counts['trials']} trial{'s' * (counts['trials'] != 1)}, {best}")
 
 
 def print_nested(nested: Any, test_score: float | None, console: Any) -> None:

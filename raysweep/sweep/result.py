@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -325,14 +326,9 @@ def _winner(plan: SweepPlan, config: dict[str, Any], steps: int) -> tuple[SweepP
 
 def _families(leaderboard: Any, plan: SweepPlan) -> dict[str, dict[str, Any]]:
     """Each member family's trial count and best validation score (None: no score), best family first."""
-    out: dict[str, dict[str, Any]] = {}
-    for member in plan.auto.members:
-        rows = leaderboard[leaderboard["family"] == member.name] if "family" in leaderboard else leaderboard.iloc[:0]
-        scores = rows[plan.metric_key].dropna()
-        best = (scores.max() if plan.mode == "max" else scores.min()) if len(scores) else None
-        out[member.name] = {"trials": int(len(rows)), "best": None if best is None else float(best)}
-    ranked = sorted(out.items(), key=lambda item: (item[1]["best"] is None, -(item[1]["best"] or 0) if plan.mode == "max" else (item[1]["best"] or 0)))
-    return dict(ranked)
+    from raysweep.best import family_bests
+
+    return family_bests(leaderboard, plan.metric_key, plan.mode, [member.name for member in plan.auto.members])
 
 
 def _population(plan: SweepPlan) -> bool:
@@ -362,7 +358,10 @@ def _importance(results: Any, plan: SweepPlan, phase: Callable[[str], None] | No
         population = _population(plan)
         if phase is not None and not population and sum(_finite(value) for _, value in trials) >= MIN_TRIALS:
             phase("computing the parameter importance")
-        return sweep_importance(trials, space, population=population, seed=plan.seed or 0)
+        found = sweep_importance(trials, space, population=population, seed=plan.seed or 0)
+        if index is not None and found.skipped:  # its counts are the winning family's, not the sweep's
+            found = dataclasses.replace(found, skipped=f"over the winning family {winner}'s trials: {found.skipped}")
+        return found
     except Exception as exc:  # an extra: the sweep's result stands without it
         logger.warning("raysweep: could not compute the parameter importance: %s", exc)
         return Importance(skipped=f"could not be computed: {exc}"[:500])
