@@ -84,6 +84,7 @@ def test_compare_lists_an_experiments_sweeps_best_first_and_json_gives_the_same(
     assert "random_forest" in rows[0] and "0.974" in rows[0] and "0.965" in rows[0] and " 12 " in rows[0]
     assert shown.stdout.splitlines()[0] == "3 sweeps of experiment bc"
     assert "different metrics" not in shown.stdout
+    assert " validation " not in shown.stdout.splitlines()[3] and "note:" not in shown.stdout  # all scored alike: no columns for it
     as_json = invoke_cli("compare", "--experiment", "bc", "--json", "--tracking-uri", sweeps_uri, cwd=tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
@@ -105,6 +106,29 @@ def test_a_dataset_gathers_sweeps_of_every_experiment_one_group_per_metric(sweep
     table = invoke_cli("compare", "--dataset", "breast_cancer", "--tracking-uri", sweeps_uri, cwd=tmp_path)
     assert "the sweeps score by 2 different metrics (accuracy, log_loss)" in table.stdout
     assert "accuracy: highest best validation score first" in table.stdout and "log_loss: lowest best validation score first" in table.stdout
+
+
+def test_sweeps_scored_on_other_rows_show_their_validation_and_seed_and_say_so(empty_store, tmp_path):  # noqa: F811
+    """A 3-fold cv sweep of seed 0 ranked above a one-split sweep of seed 1 with nothing to show the
+    scores were made on other rows (--seed changes the split)."""
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(empty_store, database)
+    uri = f"sqlite:///{database}"
+    for name, cv, seed, best in (("cv-3", "3", 0, 0.97), ("split", "none", 1, 0.95)):
+        tags = {schema.RECIPE: "xgboost", schema.DATASET: "diabetes", schema.METRIC: "accuracy", schema.SCHEDULER: "asha", schema.SEARCHER: "random"}
+        params = {"mode": "max", "metric": "accuracy", "cv": cv, "seed": seed}
+        tracker = SweepTracker(uri, "e", name, "val_accuracy", 3, True, tags=tags, params=params)
+        tracker.start()
+        tracker.log_summary(metrics={"best_val_accuracy": best, "num_trials": 4}, params={}, tags={})
+        tracker.finish("FINISHED")
+    shown = invoke_cli("compare", "--experiment", "e", "--tracking-uri", uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[1]: line for line in shown.stdout.splitlines() if " cv-3 " in line or " split " in line}
+    assert [cell.strip() for cell in rows["cv-3"].split("│")[-3:-1]] == ["3-fold cv", "0"], shown.stdout
+    assert [cell.strip() for cell in rows["split"].split("│")[-3:-1]] == ["split", "1"], shown.stdout
+    assert "note: these accuracy sweeps differ in seed or validation: their scores were not made on the same rows" in shown.stdout
+    data = json.loads(invoke_cli("compare", "--experiment", "e", "--json", "--tracking-uri", uri, cwd=tmp_path).stdout)
+    assert [(row["sweep"], row["cv"], row["seed"]) for row in data["sweeps"]] == [("cv-3", 3, 0), ("split", None, 1)]
 
 
 def test_without_a_scope_compare_shows_the_newest_sweeps_dataset(sweeps_uri):

@@ -50,18 +50,26 @@ def compare_command(experiment: str | None, dataset: str | None, tracking_uri: s
     several_experiments = len({r.experiment for r in rows}) > 1
     for (metric, mode), members in grouped:
         table = Table(title=f"{metric}: {'highest' if mode == 'max' else 'lowest'} best validation score first")
+        # Sweeps of other seeds split the data otherwise, and cross-validation scores other rows than one
+        # split: shown, and said, only when the table holds both kinds.
+        scored_apart = len({(row.cv, row.seed) for row in members}) > 1
         columns = ["sweep"] + ["experiment"] * several_experiments + [
             "recipe", "scheduler", "searcher", "trials", f"best val_{metric}", f"test {metric}", "wall time", "started", "status",
-        ]  # fmt: skip
+        ] + ["validation", "seed"] * scored_apart  # fmt: skip
         for column in columns:
             table.add_column(column, overflow="fold")
         for row in members:
             cells = [row.sweep] + [row.experiment] * several_experiments + [
                 row.recipe, row.scheduler, row.searcher, str(row.trials), _score(row.best_validation_score),
                 _score(row.test_score), _duration(row.wall_time_s), row.started, row.status,
-            ]  # fmt: skip
+            ] + [f"{row.cv}-fold cv" if row.cv else "split", "?" if row.seed is None else str(row.seed)] * scored_apart  # fmt: skip
             table.add_row(*cells)
         console.print(table)
+        if scored_apart:
+            console.print(
+                f"note: these {metric} sweeps differ in seed or validation: their scores were not made on the same rows",
+                markup=False,
+            )
 
 
 def _score(value: float | None) -> str:

@@ -37,6 +37,10 @@ class SweepRow:
     started: str
     status: str
     run_id: str
+    #: how its validation scores were made: K for K-fold cross-validation, None for one validation split
+    cv: int | None = None
+    #: the seed of its data split (None: not recorded): sweeps of other seeds scored other rows
+    seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +76,17 @@ def sweep_row(client: Any, run: Any, experiment_name: str) -> SweepRow:
         started=datetime.fromtimestamp(info.start_time / 1000, timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S"),
         status=info.status,
         run_id=info.run_id,
+        cv=_whole(run.data.params.get("cv")),
+        seed=_whole(run.data.params.get("seed")),
     )
+
+
+def _whole(text: Any) -> int | None:
+    """A whole-number param as logged (``"3"``), None for ``"none"`` or none logged."""
+    try:
+        return int(str(text))
+    except ValueError:
+        return None
 
 
 def _best_of_trials(children: list[Any], key: str, mode: str) -> float | None:
