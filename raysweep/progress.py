@@ -322,7 +322,7 @@ class LiveProgress(Callback):
             times, by = ("×", "÷") if self._unicode else ("x", "/")
             guesses.append((mean * to_go / at_once, f"finished trials' mean {duration(mean)} {times} {to_go} to go {by} {at_once} at once"))
         if self.time_budget:
-            guesses.append((max(0.0, self.time_budget - self._budget_elapsed(now)), f"time budget {duration(self.time_budget)}"))
+            guesses.append((max(0.0, self.time_budget - self._budget_elapsed(now)), f"time budget {duration(self.time_budget)}, counted from the trials' start"))
         return min(guesses, key=lambda guess: guess[0]) if guesses else None
 
     def line(self) -> str:

@@ -115,13 +115,13 @@ def test_a_time_budget_gives_the_estimate_until_a_trial_finishes_and_when_it_is_
     progress, _ = view(False, clock, time_budget=60.0, total=None)
     progress.on_step_end(0, [trial(0, "RUNNING")])
     clock.now = 15.0
-    assert progress.estimate() == (45.0, "time budget 60s")
+    assert progress.estimate() == (45.0, "time budget 60s, counted from the trials' start")
     assert progress.line() == "trials: 0 done, 1 running, 0 waiting, 0 failed | best val_accuracy - | 15s, about 45s left"
     # Trials to go by the mean would take longer than the budget has left: the budget wins.
     clock = Clock()
     progress, _ = view(False, clock, time_budget=20.0)
     play_a_sweep_start(progress, clock)  # 25 s left by the mean (as in the live view's test)
-    assert progress.estimate() == (6.0, "time budget 20s")
+    assert progress.estimate() == (6.0, "time budget 20s, counted from the trials' start")
 
 
 def test_without_a_total_or_a_budget_no_estimate_is_made():
