@@ -4,6 +4,7 @@ of the loader (anything YAML can hold gives a Recipe or a UserError, never a cra
 from __future__ import annotations
 
 import copy
+import os
 import json
 import math
 
@@ -25,6 +26,7 @@ from raysweep.recipes import (
     load_recipe,
     validate_recipe_data,
 )
+from raysweep.recipes.files import read_recipe_file
 from raysweep.sweep.options import check_family_params, check_recipe
 
 BUNDLED = ["mlp", "random_forest", "svm", "xgboost"]
@@ -121,6 +123,16 @@ def test_a_folder_given_as_the_recipe_says_so(tmp_path):
         with pytest.raises(UserError) as info:
             load_recipe(given)
         assert str(info.value) == f"{given}: a folder, not a recipe file; pass the path of a YAML file in it"
+    # A folder named as a prebuilt recipe does not hide it.
+    (tmp_path / "xgboost").mkdir()
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert load_recipe("xgboost").name == "xgboost"
+        with pytest.raises(UserError, match="a folder, not a recipe file"):
+            load_recipe("./xgboost")
+    finally:
+        os.chdir(here)
 
 
 def test_recipe_file_path_and_name_both_load(tmp_path):
@@ -153,6 +165,12 @@ pbt:
     path.write_text(text.replace("{<<: *features, high: 0.9}", "{<<: *features, high: 0.9, high: 0.8}"))
     with pytest.raises(UserError, match="key 'high' is given twice"):
         load_recipe(str(path))
+    # A merge of a mapping that merges one itself, nested deeper than the mapping merging it:
+    # SafeLoader flattens it in place first, and it then held the inherited key beside its own.
+    chained = "base: &b {x: 1, y: 1}\ndefaults:\n  inner: &b2 {<<: *b, y: 2}\nc: {<<: *b2, y: 3}\n"
+    path.write_text(chained)
+    assert read_recipe_file(path) == yaml.safe_load(chained) == {"base": {"x": 1, "y": 1}, "defaults": {"inner": {"x": 1, "y": 2}},
+                                                                  "c": {"x": 1, "y": 3}}
 
 
 def test_a_prebuilt_name_is_taken_in_any_case():

@@ -28,14 +28,15 @@ def bundled_recipe_names() -> list[str]:
 def resolve_recipe_path(name_or_path: str) -> Path:
     """A bundled recipe name (``xgboost``) or the path of a YAML file."""
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists() or "/" in name_or_path:
+    # Prebuilt names in any case, as scheduler and searcher names are taken (and `run AUTO`); a
+    # folder of the same name here does not hide one (a file does).
+    path = bundled_recipes_dir() / f"{name_or_path.lower()}.yaml"
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file() or "/" in name_or_path or (candidate.exists() and not path.is_file()):
         if candidate.is_dir():
             raise UserError(f"{name_or_path}: a folder, not a recipe file; pass the path of a YAML file in it")
         if not candidate.is_file():
             raise UserError(f"{name_or_path}: no such recipe file; check the path, or use a prebuilt recipe: {', '.join(bundled_recipe_names())}")
         return candidate
-    # Prebuilt names in any case, as scheduler and searcher names are taken (and `run AUTO`).
-    path = bundled_recipes_dir() / f"{name_or_path.lower()}.yaml"
     if not path.is_file():
         names = bundled_recipe_names()
         raise UserError(
@@ -90,19 +91,25 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.safe_load``'s loader, refusing a key given twice in one mapping (YAML keeps the last
     without a word: a recipe's first ``max_depth`` would be dropped silently)."""
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: dict[Any, Any] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *anchor`: SafeLoader merges it below, the keys given beside it winning
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                first = seen.setdefault(key, key_node)
-            except TypeError:  # an unhashable key: SafeLoader's own error says so
-                continue
-            if first is not key_node:
-                raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice (first at line {first.start_mark.line + 1}); keep one")
-        return super().construct_mapping(node, deep=deep)
+    def flatten_mapping(self, node: Any) -> None:
+        # Checked before SafeLoader merges `<<: *anchor` keys into the node (the keys given beside
+        # them winning), once per node: a merged mapping is flattened in place, maybe before its
+        # own turn, and then holds its merged keys beside its own.
+        checked = self.__dict__.setdefault("_checked_nodes", set())
+        if id(node) not in checked:
+            checked.add(id(node))
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    continue
+                if first is not key_node:
+                    raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice (first at line {first.start_mark.line + 1}); keep one")
+        super().flatten_mapping(node)
 
 
 class _DuplicateKey(yaml.YAMLError):

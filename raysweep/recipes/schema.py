@@ -354,7 +354,7 @@ def _check_point(source: str, path: str, point: Any, space: dict[str, dict[str, 
             if isinstance(key, str) and key not in space:
                 # A name the point and the space spell differently: either may be the misspelt one.
                 close = _suggest(key, tuple(space)).removeprefix(" (did you mean ").removesuffix("?)")
-                if close:
+                if close and close.strip("'") not in point:  # else the point names it twice: the unknown key goes
                     raise _fail(source, f"{path}.{key}", f"is not in space, which names {close} instead: correct whichever of "
                                 "the two is misspelt; a starting point names the parameters in space")
     _check_keys(source, path, point, tuple(space))
