@@ -171,6 +171,10 @@ def test_report_says_when_a_sweeps_name_is_in_two_experiments_and_takes_experime
     assert ", experiment raysweep-iris (id " in shown.stdout.splitlines()[0]
     shown = invoke_cli("report", "--experiment", "raysweep-iris", "--tracking-uri", store_uri, cwd=tmp_path)  # its newest sweep
     assert shown.returncode == 0 and ", experiment raysweep-iris (id " in shown.stdout.splitlines()[0]
+    client.create_run(wine, run_name="rf-wine", tags={schema.SWEEP: "rf-wine", schema.RECIPE: "random_forest", schema.METRIC: "accuracy"})
+    shown = invoke_cli("report", "rf-wine", "--experiment", "raysweep-iris", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert (shown.returncode, shown.stderr) == (2, "error: sweep rf-wine: that sweep is in experiment raysweep-wine, not raysweep-iris; "
+                                                   "pass --experiment raysweep-wine, or leave --experiment out\n")
 
 
 # -- --help ------------------------------------------------------------------------------------

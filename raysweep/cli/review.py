@@ -193,7 +193,7 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
     uri = resolve_tracking_uri(tracking_uri)
     client = open_store(uri)
     if experiment:
-        run = target_sweep(client, uri, experiment, sweep)[1]
+        run = target_sweep(client, uri, experiment, sweep, named_by="sweep")[1]
         if run is None:
             raise UserError(f"--experiment {experiment}: it holds no raysweep sweep yet")
     else:

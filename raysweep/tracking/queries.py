@@ -151,8 +151,9 @@ def named_experiments(client: Any, uri: str, experiment: str) -> dict[str, str]:
     return named
 
 
-def target_sweep(client: Any, uri: str, experiment: str | None, sweep: str | None) -> tuple[str | None, Any | None]:
-    """The experiment id and sweep run the UI should open (None, None for an empty store)."""
+def target_sweep(client: Any, uri: str, experiment: str | None, sweep: str | None, named_by: str = "--sweep") -> tuple[str | None, Any | None]:
+    """The experiment id and sweep run the UI (or ``report``) should open (None, None for an empty
+    store); ``named_by``: how the command's errors name the sweep's argument."""
     ids = None
     if experiment:
         ids = list(named_experiments(client, uri, experiment))
@@ -164,7 +165,7 @@ def target_sweep(client: Any, uri: str, experiment: str | None, sweep: str | Non
             if elsewhere is not None:
                 name = client.get_experiment(elsewhere.info.experiment_id).name
                 raise UserError(
-                    f"--sweep {sweep}: that sweep is in experiment {name}, not {experiment}; "
+                    f"{named_by} {sweep}: that sweep is in experiment {name}, not {experiment}; "
                     f"pass --experiment {name}, or leave --experiment out"
                 )
             raise unknown_sweep(client, sweep, uri)
