@@ -131,3 +131,21 @@ def test_a_time_budget_gives_every_sweep_of_the_job_its_turn_and_its_trials(ray_
         trials = list((tmp_path / "results" / f"{result.name}-{name}").glob("*/result.json"))
         reported = [path for path in trials if path.read_text().strip()]
         assert len(reported) >= 2, f"{name}: {len(reported)} trials reported in its {budget} s"
+
+
+def test_a_nested_job_whose_sweeps_fail_says_why_on_its_run(ray_local, tmp_path, store_uri):  # noqa: F811
+    """`raysweep report` of a failed job said "no reason recorded": the job's run had none."""
+    import pytest
+    from mlflow.tracking import MlflowClient
+
+    from raysweep.errors import SweepFailed
+    from raysweep.sweep.run import run_sweep
+
+    with pytest.raises(SweepFailed, match="Invalid Input: 'nope'"):
+        run_sweep("xgboost", "iris", nested_cv=2, num_samples=1, name="failing", tracking_uri=store_uri, storage=str(tmp_path / "results"),
+                  scheduler="fifo", searcher="random", overrides=["resource.max=100", "fixed.tree_method=nope"])  # fmt: skip
+    client = MlflowClient(store_uri)
+    experiment = client.get_experiment_by_name("raysweep-iris")
+    (job,) = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{schema.NESTED_CV}` = '2'")
+    assert job.info.status == "FAILED"
+    assert "every trial failed" in job.data.tags[schema.ERROR] and "Invalid Input: 'nope'" in job.data.tags[schema.ERROR]

@@ -151,12 +151,13 @@ def run_nested(
     top = _open_job_run(plan, tracking_uri, resume, started=time.time() - (time.monotonic() - started)) if tracking_uri else None
     top_id = top.parent_run_id if top is not None else None
     names = part_names(plan.name, k)
-    if resume is None:
-        nested_resume.save_job(plan, top, names)
-        states = [nested_resume.PartResume()] * len(names)
-    else:
-        states = nested_resume.resume_parts(names, plan.storage, k, top)
-    parts = plan_parts(plan, top_id)
+    with _ended_on_failure(top):
+        if resume is None:
+            nested_resume.save_job(plan, top, names)
+            states = [nested_resume.PartResume()] * len(names)
+        else:
+            states = nested_resume.resume_parts(names, plan.storage, k, top)
+        parts = plan_parts(plan, top_id)
     # A fold that had finished before a resume is its outcome, read back: it does not run again.
     outcomes: dict[int, Any] = {
         i: FoldScore(i + 1, state.done["score"], state.done["inner_best"], state.done["config"]) for i, state in enumerate(states) if state.done
@@ -242,6 +243,10 @@ def run_nested(
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except Exception as exc:
+        if status == "FAILED" and top is not None:
+            top.note_failure(exc)
+        raise
     finally:
         if top is not None:
             top.finish(status)
@@ -312,9 +317,24 @@ def _open_job_run(plan: SweepPlan, tracking_uri: str, resume: dict[str, Any] | N
         top.reopen(resume["experiment_id"], resume["parent_run_id"])
         return top
     top.start(started=started)
-    top.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
-    top.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
+    with _ended_on_failure(top):
+        top.log_text(plan.recipe.to_yaml(), schema.RECIPE_FILE)
+        top.log_dict(plan.recipe.space, schema.SEARCH_SPACE_FILE)
     return top
+
+
+@contextlib.contextmanager
+def _ended_on_failure(top: Any) -> Iterator[None]:
+    """The job's run, once open, is not left RUNNING by what raises before the job's own ``try``:
+    FAILED with why (``raysweep report`` says it), KILLED on Ctrl-C."""
+    try:
+        yield
+    except BaseException as exc:
+        if top is not None:
+            if isinstance(exc, Exception):
+                top.note_failure(exc)
+            top.finish("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
 
 
 def _log_job(top: Any, plan: SweepPlan, result: SweepResult, phase: Callable[[str], None] | None) -> str | None:
