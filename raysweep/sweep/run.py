@@ -213,7 +213,7 @@ def run_planned(
             tuner = tune.Tuner.restore(
                 resume["path"], trainable=trainable, param_space=param_space, resume_unfinished=True, resume_errored=False
             )
-            _use_callbacks(tuner, callbacks, sweep_stopper)
+            _use_callbacks(tuner, callbacks, sweep_stopper, scheduler=_scheduler(plan, max_steps, exploits, stops))
         else:
             tuner = tune.Tuner(
                 trainable,
@@ -262,7 +262,7 @@ def run_planned(
         # A resume that only finishes the outcome takes the trials that never started from the record.
         never_started = set(resume.get("never_started", ())) if finishing else ledger.never_started
         if stopped_by:
-            if view is not None:
+            if view is not None and not finishing:  # a resume that only logs the outcome ran no trial to show
                 view.ended_early()
             # No trial is left for `raysweep resume`, only the outcome until `outcome_done` says it is logged.
             sweep_record.update(sweep_record.sweep_dir(plan), stopped_by=stopped_by, outcome_done=False, never_started=sorted(never_started))
@@ -395,18 +395,23 @@ def _sigint_kept() -> Iterator[None]:
             signal.signal(signal.SIGINT, before)
 
 
-def _use_callbacks(tuner: Any, callbacks: list[Any], sweep_stopper: Any = None) -> None:
-    """Give a restored Tuner this run's callbacks and stopper.
+def _use_callbacks(tuner: Any, callbacks: list[Any], sweep_stopper: Any = None, scheduler: Any = None) -> None:
+    """Give a restored Tuner this run's callbacks, stopper and scheduler.
 
     The restored run config carries callbacks unpickled from the first run; this run's hold live
     MLflow clients and find the trial runs again by their tags. The sweep's stopper must be the
-    one its callbacks tell of finished trials. Private API: ``Tuner.restore`` takes no run config
-    in Ray 2.60, so this sets ``_local_tuner``'s (checked on Ray 2.60).
+    one its callbacks tell of finished trials. The scheduler Tune pickled as the sweep began holds
+    no trial yet, and its class's code with it (raysweep's schedulers are classes made in their
+    builders): one built now runs this raysweep's code, fixes included. Private API:
+    ``Tuner.restore`` takes no run or tune config in Ray 2.60, so this sets ``_local_tuner``'s
+    (checked on Ray 2.60).
     """
     run_config = tuner._local_tuner.get_run_config()
     run_config.callbacks = callbacks
     if sweep_stopper is not None:
         run_config.stop = sweep_stopper
+    if scheduler is not None:
+        tuner._local_tuner._tune_config.scheduler = scheduler
 
 
 def _time_budget_spent(plan: SweepPlan, started: float) -> bool:
