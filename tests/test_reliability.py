@@ -832,36 +832,6 @@ def test_a_time_budgeted_sweep_stopped_with_ctrl_c_resumes_to_its_end_on_what_is
     assert not done.left_behind, done.left_behind
 
 
-def test_a_hyperband_sweep_stopped_midway_resumes_to_its_end(tmp_path):
-    """Tune hands a resumed HyperBand every restored trial, ended ones too: in a bracket they waited
-    for results that never came, and the resume hung with its other trials paused and none running
-    (one trial at a time, stopped with most trials done: 2 of 2 resumes hung)."""
-    name = "hb"
-    uri = sqlite_uri(tmp_path)
-    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=16, n_samples=600, concurrent=1,
-                                extra=["--scheduler", "hyperband", "--checkpoint-every", "0", "--set", "resource.max=60"])  # fmt: skip
-    try:
-        wait_for(lambda: started(tmp_path, name) or not sweep.running(), 240, "the sweep to start")
-        client = client_for(uri)
-
-        def most_ended() -> bool:
-            assert sweep.running(), sweep.err.read_text()[-3000:]
-            return sum(run.info.status == "FINISHED" for run in sweep_runs(client, RF_EXPERIMENT)[1]) >= 6
-
-        wait_for(most_ended, 240, "6 trials ended in MLflow", every=0.1)
-        os.killpg(sweep.pid, signal.SIGTERM)
-        stopped = sweep.wait(180)
-    finally:
-        sweep.stop()
-    assert stopped.returncode == 130, stopped.stderr[-3000:]
-    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr[-4000:]
-    parents, children = sweep_runs(client, RF_EXPERIMENT)
-    assert [run.info.status for run in parents] == ["FINISHED"]
-    assert len(children) == summary_of(done.stdout)["num_trials"] == 16
-    assert Counter(run.info.status for run in children) == {"FINISHED": 16}, [(r.info.run_name, r.info.status) for r in children]
-
-
 # -- the tracking server goes away ----------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:
