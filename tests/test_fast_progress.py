@@ -75,6 +75,15 @@ def play_a_sweep_start(progress: LiveProgress, clock: Clock) -> list[SimpleNames
     return [first, second, third]
 
 
+def play_to_the_end(progress: LiveProgress, clock: Clock, others: list[SimpleNamespace] = ()) -> list[SimpleNamespace]:
+    """:func:`play_a_sweep_start`, then its three trials run to their end and Tune ends the experiment (``others`` beside them)."""
+    trials = play_a_sweep_start(progress, clock)
+    for each in trials:
+        finish(each)
+    progress.on_experiment_end(trials + list(others))
+    return trials
+
+
 def test_the_live_view_shows_the_total_each_running_trials_step_the_best_and_the_time_left():
     clock = Clock()
     progress, _ = view(True, clock)
@@ -94,10 +103,7 @@ def test_the_live_view_shows_the_total_each_running_trials_step_the_best_and_the
 def test_after_the_trials_the_live_view_shows_the_phase_and_no_estimate():
     clock = Clock()
     progress, _ = view(True, clock)
-    trials = play_a_sweep_start(progress, clock)
-    for each in trials:
-        finish(each)
-    progress.on_experiment_end(trials + [trial(i, "TERMINATED") for i in (3, 4, 5)])
+    play_to_the_end(progress, clock, [trial(i, "TERMINATED") for i in (3, 4, 5)])
     clock.now = 40.0
     progress.phase("refitting the best config (trial-0000) on 142 rows for 6 steps (300 boosting_rounds)")
     assert screen(progress) == [
@@ -300,10 +306,7 @@ def test_a_sweep_its_own_rule_ended_shows_no_trial_waiting_and_no_time_left():
     """--stop-at ended a 6-trial sweep after 3: its last frame said 3 waiting and a time left."""
     clock = Clock()
     progress, _ = view(True, clock)
-    trials = play_a_sweep_start(progress, clock)
-    for each in trials:
-        finish(each)
-    progress.on_experiment_end(trials)
+    play_to_the_end(progress, clock)
     progress.ended_early()
     clock.now = 30.0
     frame = screen(progress)

@@ -60,11 +60,7 @@ def recipes_show(recipe: str, overrides: tuple[str, ...]) -> None:
     """
     from raysweep.recipes import load_recipe
 
-    if recipe.lower() == "auto":
-        raise UserError(
-            "auto is not a recipe: `raysweep run auto` runs several (every prebuilt one, or --recipes); "
-            "validate each of them by its name or file"
-        )
+    _refuse_auto(recipe)
     loaded = load_recipe(recipe, list(overrides))
     comments = ["resolved search space (Ray Tune domains)"]
     comments += [f"{name}: {_describe(spec)}" for name, spec in loaded.space.items()]
@@ -92,11 +88,7 @@ def validate(recipe: str, overrides: tuple[str, ...], scheduler: str | None, sea
     from raysweep.recipes import load_recipe
     from raysweep.sweep.options import check_recipe, grace_note
 
-    if recipe.lower() == "auto":
-        raise UserError(
-            "auto is not a recipe: `raysweep run auto` runs several (every prebuilt one, or --recipes); "
-            "validate each of them by its name or file"
-        )
+    _refuse_auto(recipe)
     loaded = load_recipe(recipe, list(overrides))
     check_recipe(loaded, scheduler=scheduler.lower() if scheduler else None, searcher=searcher.lower() if searcher else None)
     for note in loaded.notes:
@@ -105,3 +97,12 @@ def validate(recipe: str, overrides: tuple[str, ...], scheduler: str | None, sea
     if grace:  # as `raysweep run` says it
         click.echo(f"note: {grace}", err=True)
     click.echo(f"{loaded.source}: ok ({loaded.family}; {', '.join(loaded.tasks)}; {len(loaded.space)} parameter{'s' if len(loaded.space) != 1 else ''} searched)")
+
+
+def _refuse_auto(recipe: str) -> None:
+    """``auto`` names no recipe file: ``raysweep run auto`` runs several."""
+    if recipe.lower() == "auto":
+        raise UserError(
+            "auto is not a recipe: `raysweep run auto` runs several (every prebuilt one, or --recipes); "
+            "validate each of them by its name or file"
+        )

@@ -353,9 +353,9 @@ def _check_point(source: str, path: str, point: Any, space: dict[str, dict[str, 
         for key in point:
             if isinstance(key, str) and key not in space:
                 # A name the point and the space spell differently: either may be the misspelt one.
-                close = _suggest(key, tuple(space)).removeprefix(" (did you mean ").removesuffix("?)")
-                if close and close.strip("'") not in point:  # else the point names it twice: the unknown key goes
-                    raise _fail(source, f"{path}.{key}", f"is not in space, which names {close} instead: correct whichever of "
+                close = difflib.get_close_matches(key, list(space), n=1)
+                if close and close[0] not in point:  # else the point names it twice: the unknown key goes
+                    raise _fail(source, f"{path}.{key}", f"is not in space, which names {close[0]!r} instead: correct whichever of "
                                 "the two is misspelt; a starting point names the parameters in space")
     _check_keys(source, path, point, tuple(space))
     missing = [name for name in space if name not in point]

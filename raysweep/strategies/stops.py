@@ -22,58 +22,6 @@ from ray.tune import Callback
 from raysweep.tracking import schema
 
 
-class SessionNotes(dict):
-    """The stop notes (trial id -> text) of one sweep, in this process: what its scheduler writes and
-    :class:`StopNotes` reads. Tune pickles the scheduler into the sweep's ``tuner.pkl`` and a resume
-    gets it back from there, not built again: pickled by the sweep's name, the restored scheduler
-    writes into the resumed session's notes (a copy of the first session's dict got them, and the
-    trials HyperBand stopped after a resume had no note and no ``done``: the resume ended exit 130)."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__()
-        self.key = key
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return session_notes, (self.key,)
-
-
-class SessionExploits(list):
-    """PBT's exploits (see :mod:`raysweep.strategies._pbt`) of one sweep in this process, pickled by
-    the sweep's name as :class:`SessionNotes` is."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__()
-        self.key = key
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return session_exploits, (self.key,)
-
-
-_notes: dict[str, SessionNotes] = {}
-_exploits: dict[str, SessionExploits] = {}
-
-
-def session_notes(key: str) -> SessionNotes:
-    """This process's stop notes of the sweep named ``key``."""
-    if key not in _notes:
-        _notes[key] = SessionNotes(key)
-    return _notes[key]
-
-
-def forget_session(key: str) -> None:
-    """Drop the notes and exploits of the sweep named ``key`` once it has ended (a long-lived process
-    runs many sweeps)."""
-    _notes.pop(key, None)
-    _exploits.pop(key, None)
-
-
-def session_exploits(key: str) -> SessionExploits:
-    """This process's PBT exploits of the sweep named ``key``."""
-    if key not in _exploits:
-        _exploits[key] = SessionExploits(key)
-    return _exploits[key]
-
-
 class StopNotes(Callback):
     """Moves each stop decision a scheduler noted (trial id -> text) into that trial's result."""
 

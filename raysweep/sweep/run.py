@@ -119,13 +119,12 @@ def run_planned(
 
     tracker = None
     from raysweep.strategies.stoppers import build_stopper
-    from raysweep.strategies.stops import StopNotes, forget_session, session_exploits, session_notes
+    from raysweep.strategies.stops import StopNotes
 
     # --stop-at and --patience: Tune's Stopper interface, beside each trial's step limit.
     sweep_stopper = build_stopper(plan.metric_key, plan.mode, max_steps, stop_at=plan.stop_at, patience=plan.patience)
-    # What the scheduler notes, also once Tune has restored it from the sweep's tuner.pkl on resume.
-    stops = session_notes(plan.name)
-    stops.clear()
+    # What the scheduler notes (a resume builds its scheduler anew with it: _use_callbacks).
+    stops: dict[str, str] = {}
     # First: the scheduler's stop notes go into the results before anything else reads them.
     callbacks: list[Any] = [StopNotes(stops, sweep_stopper)]
     view = None
@@ -141,8 +140,7 @@ def run_planned(
         )  # fmt: skip
         callbacks.append(view)
     phase = view.phase if view is not None else None
-    exploits = session_exploits(plan.name)
-    exploits.clear()
+    exploits: list = []
     drawer = None
     status = "FAILED"
     ray_release = None
@@ -311,7 +309,6 @@ def run_planned(
                 tracker.end_parent(status)
         finally:
             early.drop_writer()
-            forget_session(plan.name)
             if drawer is not None:
                 drawer.close()
             if view is not None:
