@@ -225,6 +225,44 @@ def test_recipes_show_prints_yaml_and_domains(subprocesses):
 
 
 # -- sweeps through the CLI (each starts its own Ray in the subprocess) ----------------------------------------------------
+def run_cli_reader_gone(*args: str, cwd: Path, first_lines: int = 0) -> tuple[int, str]:
+    """Run ``raysweep ARGS 2>&1 | head -FIRST_LINES`` (0: a reader that closes before a word is
+    written): (the exit code, what the reader got)."""
+    process = subprocess.Popen([sys.executable, "-m", "raysweep", *args], cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    got = [process.stdout.readline() for _ in range(first_lines)]
+    process.stdout.close()
+    return process.wait(timeout=600), "".join(got)
+
+
+@pytest.mark.parametrize("args, code", [(("recipes", "show", "xgboost"), 0), (("recipes", "list"), 0), (("validate", "nope.yaml"), 2)],
+                         ids=["show", "list", "validate a missing file"])
+def test_a_reader_gone_leaves_the_exit_code_to_the_command(args, code, tmp_path):
+    """``raysweep recipes show xgboost | head -0`` exited 1 (click's broken-pipe exit) for a command that had succeeded."""
+    assert run_cli_reader_gone(*args, cwd=tmp_path) == (code, "")
+
+
+@pytest.mark.e2e  # a real sweep: Ray starts in the subprocess
+def test_a_sweep_runs_to_its_end_when_its_reader_has_gone(tmp_path):
+    """``raysweep run ... 2>&1 | head -1``: the live view's next line, after ``head`` had gone, ended
+    the sweep as failed ("no reason recorded"). It runs on; its outcome sets the exit code."""
+    import mlflow
+
+    code, got = run_cli_reader_gone(
+        "run", "random_forest", "--dataset", "iris", "--scheduler", "fifo", "--searcher", "random", "--num-samples", "2",
+        "--set", "resource.max=40", "--name", "reader-gone", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+        cwd=tmp_path, first_lines=1,
+    )
+    assert got.startswith("raysweep: random_forest on iris"), got
+    assert code == 0
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("raysweep-iris").experiment_id])
+    parent = [run for run in runs if run.info.run_name == "reader-gone"]
+    assert [run.info.status for run in parent] == ["FINISHED"]
+    assert sorted(run.info.status for run in runs if run is not parent[0]) == ["FINISHED", "FINISHED"]
+    assert 0.8 < parent[0].data.metrics["test_accuracy"] <= 1
+
+
 def parse_json_stdout(stdout: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.strip()]
     assert len(lines) == 1, f"--json must print exactly one line on stdout, got:\n{stdout}"

@@ -36,7 +36,8 @@ class RaysweepGroup(click.Group):
             ctx.exit(exc.exit_code)
 
     def main(self, args: Any = None, *rest: Any, **kwargs: Any) -> Any:
-        """Run the command line; a process started as ``raysweep ...`` then exits without a final garbage collection.
+        """Run the command line; a process started as ``raysweep ...`` writes on when its reader has
+        gone (:mod:`raysweep.cli._streams`) and exits without a final garbage collection.
 
         At exit Python collects every object cycle of the interpreter once more, and after a
         sweep (Ray, MLflow, scikit-learn, pandas loaded) that took 1.5 s after the summary was
@@ -46,6 +47,9 @@ class RaysweepGroup(click.Group):
         """
         if args is not None:
             return super().main(args, *rest, **kwargs)
+        from raysweep.cli._streams import outlive_readers
+
+        outlive_readers()  # ``raysweep run ... | head``: the sweep runs on, its outcome sets the exit code
         try:
             return super().main(args, *rest, **kwargs)
         finally:
