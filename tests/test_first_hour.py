@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from conftest import run_cli
 from fast_support import empty_store, store_uri  # noqa: F401 (fixtures)
 from raysweep.cli import main
+from raysweep.space import grid_size
 from raysweep.sweep.options import plan_sweep
 
 
@@ -70,13 +71,14 @@ def test_strategy_error_names_where_each_value_came_from() -> None:
         ({"time_budget": 60}, True, "up to 60 s, trials until the budget is spent"),
         ({"time_budget": 60, "num_samples": 12}, False, "12 trials or 60 s, whichever comes first"),
         ({"num_samples": 12}, False, "12 trials"),
-        ({"time_budget": 60, "searcher": "grid"}, False, "1 grid pass(es) or 60 s, whichever comes first"),
+        ({"time_budget": 60, "searcher": "grid"}, False, "27 trials (1 pass over a grid of 27 configs) or 60 s, whichever comes first"),
+        ({"num_samples": 2, "searcher": "grid"}, False, "54 trials (2 passes over a grid of 27 configs)"),
     ],
 )
 def test_time_budget_rule(options: dict, fills: bool, rule: str) -> None:
     plan = plan_sweep("random_forest", "iris", **options)
     exhaustive = plan.searcher == "grid"
-    assert (plan.fill_time_budget, plan.options.trials_rule(exhaustive)) == (fills, rule)
+    assert (plan.fill_time_budget, plan.options.trials_rule(exhaustive, grid_size(plan.recipe.space) if exhaustive else 1)) == (fills, rule)
     assert plan.tune_num_samples == (-1 if fills else plan.num_samples)
     # `raysweep resume` rebuilds the plan from the saved options: the rule stays.
     again = plan_sweep("random_forest", "iris", **{k: v for k, v in asdict(plan.options).items()})

@@ -151,7 +151,7 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from raysweep.space import grid_entries_size
+    from raysweep.space import grid_entries_size, grid_size
     from raysweep.sweep.run import run_planned
     from raysweep.strategies.registry import get_searcher
 
@@ -160,12 +160,13 @@ def _execute(plan: Any, *, as_json: bool, verbose: bool) -> None:
     with _nothing_started_on_ctrl_c():
         check_reachable(resolve_tracking_uri(plan.tracking_uri))
     err = Console(stderr=True, highlight=False)
+    exhaustive = get_searcher(plan.searcher).exhaustive
     for line in plan.said_at_start():
         err.print(f"[yellow]{escape(line)}[/]" if line.startswith("note: ") else f"[dim]{escape(line)}[/]", soft_wrap=True)
     # soft_wrap: one line in a file or a pipe (Rich wraps at 80 columns there), the terminal wraps its own.
     err.print(
         f"raysweep: {plan.recipe.name} on {plan.dataset.name} ({plan.task}, {len(plan.dataset.y)} rows), "
-        f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(get_searcher(plan.searcher).exhaustive, grid_entries_size(plan.recipe.space))}, "
+        f"{plan.scheduler} + {plan.searcher}, {plan.options.trials_rule(exhaustive, (grid_size if exhaustive else grid_entries_size)(plan.recipe.space))}, "
         f"metric {plan.metric} ({plan.mode})"
         + (f"; nested validation: {plan.nested_cv} outer folds, the rule above for each inner sweep and the final sweep" if plan.nested_cv else ""),
         soft_wrap=True,

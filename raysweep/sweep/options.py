@@ -90,12 +90,13 @@ class SweepOptions:
 
     def trials_rule(self, exhaustive: bool, grid: int = 1) -> str:
         """How many trials the sweep runs, for its header: ``12 trials or 60 s, whichever comes first``.
-        ``grid``: the configs of the space's ``type: grid`` entries, which every sample runs (Tune's grid
-        search under any searcher)."""
+        ``grid``: the configs each sample runs: with a searcher that is ``exhaustive`` (grid search), the
+        whole grid's; else those of the space's ``type: grid`` entries (Tune's grid search under any searcher)."""
         if self.fill_time_budget:
             return f"up to {self.time_budget:g} s, trials until the budget is spent"
         if exhaustive:
-            count = f"{self.num_samples} grid pass(es)"
+            passes = "1 pass" if self.num_samples == 1 else f"{self.num_samples} passes"
+            count = f"{self.num_samples * grid} trials ({passes} over a grid of {grid} configs)"
         elif grid > 1:
             count = f"{self.num_samples * grid} trials ({self.num_samples} samples x {grid} grid points)"
         else:
