@@ -568,8 +568,11 @@ def test_report_of_an_unknown_sweep_lists_the_recent_ones(asha_sweep, mlflow_ser
 
 
 def test_ui_on_a_tracking_server_prints_the_trials_view_compare_and_sweep_links(asha_sweep, mlflow_server, tmp_path):
-    done = run_cli("ui", "--tracking-uri", mlflow_server, "--sweep", SWEEP_ASHA, "--no-browser", cwd=tmp_path, timeout=120)
+    done = run_cli("ui", "--tracking-uri", mlflow_server, "--sweep", SWEEP_ASHA, "--no-browser", "--port", "5999",
+                   cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
+    # The server is there already: a --port given says it is not used (it was ignored without a word).
+    assert f"raysweep: --port 5999 is left unused: {mlflow_server} serves the UI already (nothing is started)" in done.stderr
     links = dict(line.split(None, 1) for line in done.stdout.strip().splitlines())
     assert list(links) == ["trials:", "charts:", "compare:", "sweep:", "sweeps:"], done.stdout
     key = f"raysweep-{SWEEP_ASHA}"

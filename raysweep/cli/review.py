@@ -102,7 +102,7 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
     compare: the best trials side by side with plots; sweep: the sweep's own run; sweeps: the
     experiment's sweeps, one row each. Of a nested validation (--nested-cv): the final
     sweep's trials, and folds: its sweeps as rows. With an http(s) tracking URI the server is already
-    running: the links are printed and nothing is started. Otherwise the UI serves until Ctrl-C.
+    running: the links are printed and nothing is started (--port is not used). Otherwise the UI serves until Ctrl-C.
     """
     from raysweep.tracking.store import resolve_tracking_uri
 
@@ -116,6 +116,8 @@ def ui_command(tracking_uri: str | None, port: int, experiment: str | None, swee
     backend = f"sqlite:///{database}" if database is not None else uri
 
     if remote:
+        if click.get_current_context().get_parameter_source("port") is not click.core.ParameterSource.DEFAULT:
+            click.echo(f"raysweep: --port {port} is left unused: {uri} serves the UI already (nothing is started)", err=True)
         _announce(_links(client, uri.rstrip("/"), experiment_id, sweep_run), experiment_id, sweep_run, no_browser)
         return
 
