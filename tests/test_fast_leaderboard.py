@@ -185,3 +185,16 @@ def test_report_of_an_auto_sweep_gives_each_familys_trials_and_best_as_its_summa
     lines = shown.stdout.splitlines()
     families = [line for line in lines if line.startswith("family ")]
     assert families == ["family mlp: 1 trial, best validation accuracy 0.95", "family xgboost: 2 trials, best validation accuracy 0.93"]
+    # --json: one object, what MLflow lacks (an unfinished sweep's counts, scores, model) as null,
+    # the leaderboard's rows best first, each with its family and config.
+    shown = invoke_cli("report", "a", "--json", "--top", "2", "--tracking-uri", uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    import json
+
+    outcome = json.loads(shown.stdout)
+    assert (outcome["name"], outcome["status"], outcome["metric"], outcome["mode"]) == ("a", "RUNNING", "accuracy", "max")
+    assert outcome["best_validation_score"] is None and outcome["num_trials"] is None and outcome["model_uri"] is None
+    assert outcome["experiment"] == "raysweep-iris" and outcome["parent_run_id"] == sweep.info.run_id
+    assert [(row["trial"], row["family"], row["score"], row["config"]) for row in outcome["leaderboard"]] == [
+        ("trial-0001", "mlp", 0.95, {"alpha": 0.1}), ("trial-0002", "xgboost", 0.93, {"alpha": 0.1}),
+    ]

@@ -448,6 +448,10 @@ def test_a_sweep_whose_trials_all_fail_ends_every_run_and_still_reports(ray_loca
     first = next(line for line in lines if line.startswith("first failed trial: "))
     assert re.match(r"first failed trial: trial-000[01]: .*Invalid Input: 'nope'", first), first
     assert client.get_run(parents[0].info.run_id).data.tags["raysweep.error"] == failed.removeprefix("the sweep failed: ")
+    done = run_cli("report", SWEEP_ALL_FAIL, "--json", "--tracking-uri", mlflow_server, cwd=tmp_path, timeout=120)
+    outcome = json.loads(done.stdout)
+    assert (outcome["status"], outcome["error"], outcome["best_config"]) == ("FAILED", failed.removeprefix("the sweep failed: "), None)
+    assert [row["outcome"] for row in outcome["leaderboard"]] == ["failed", "failed"]
 
 
 def test_a_time_budget_leaves_no_run_running(ray_local, mlflow_server, tmp_path_factory):
@@ -557,6 +561,17 @@ def test_report_prints_the_leaderboard_best_config_scores_and_plots(asha_sweep, 
     assert "best config: " + json.dumps(asha_sweep.best_config) in out
     assert "plots/metric_by_resource.png" in out and "plots/best_so_far.png" in out
     assert f"registered as {REGISTERED}/" in out
+    # --json: the keys of run --json that MLflow holds, with the sweep's values; the leaderboard's top rows.
+    done = run_cli("report", SWEEP_ASHA, "--json", "--top", "3", "--tracking-uri", mlflow_server, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    outcome, expected = json.loads(done.stdout), asha_sweep.to_dict()
+    for key in ("name", "recipe", "dataset", "task", "metric", "mode", "best_config", "best_resource", "best_validation_score",
+                "test_score", "num_trials", "num_errors", "num_stopped_early", "experiment_id", "parent_run_id", "model_uri"):
+        assert outcome[key] == pytest.approx(expected[key]) if isinstance(expected[key], float) else outcome[key] == expected[key], key
+    assert outcome["status"] == "FINISHED" and outcome["error"] is None and outcome["tracking_uri"] == mlflow_server
+    rows = outcome["leaderboard"]
+    assert [row["trial"] for row in rows] == list(asha_sweep.leaderboard["trial"][:3])
+    assert rows[0]["config"] == asha_sweep.best_config and rows[0]["score"] == pytest.approx(asha_sweep.best_validation_score)
 
 
 def test_report_of_an_unknown_sweep_lists_the_recent_ones(asha_sweep, mlflow_server, tmp_path):

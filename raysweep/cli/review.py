@@ -8,6 +8,7 @@ imported inside the commands, so ``raysweep --help`` stays fast.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -183,7 +184,8 @@ def _announce(links: list[tuple[str, str]], experiment_id: str | None, sweep_run
 @click.option("--tracking-uri", help="The sweep's MLflow store (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).")
 @click.option("--experiment", help="The experiment to look in (default: every one; a name two experiments share is the newest sweep's).")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="How many trials of the leaderboard to show.")
-def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, experiment: str | None, top: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout: the keys of run --json that MLflow holds, the status, the leaderboard's top rows.")
+def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, experiment: str | None, top: int, as_json: bool) -> None:
     """Print SWEEP's leaderboard, best config, scores and where its plots are (default: the newest sweep)."""
     from rich.console import Console
 
@@ -219,6 +221,9 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
         console = Console(highlight=False, markup=False, width=160)
 
     experiment = client.get_experiment(run.info.experiment_id)
+    if as_json:
+        click.echo(json.dumps(_report_object(client, run, uri, experiment.name, top), default=str))
+        return
     console.print(f"sweep {sweep} ({run.info.status}), experiment {experiment.name} (id {run.info.experiment_id}), run {run.info.run_id}")
     console.print(
         f"{tags.get(schema.RECIPE, '?')} on {tags.get(schema.DATASET, '?')} ({tags.get(schema.TASK, '?')}), "
@@ -302,6 +307,73 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
             console.print(f"in the MLflow UI ({label}): {url}", soft_wrap=True)
     else:
         console.print(f"in the MLflow UI: raysweep ui --tracking-uri {uri} --sweep {sweep}", soft_wrap=True)
+
+
+def _report_object(client: Any, run: Any, uri: str, experiment_name: str, top: int) -> dict[str, Any]:
+    """What ``report --json`` prints: the keys of ``run --json`` (:meth:`raysweep.sweep.result.SweepResult.to_dict`)
+    that the sweep's MLflow run holds (None where it holds none: a sweep that failed or did not finish),
+    its status and error, and the leaderboard's ``top`` rows, each with its config."""
+    import math
+
+    tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
+    metric = tags.get(schema.METRIC) or params.get("metric", "")
+    metric_key = schema.validation_metric(metric)
+    board = leaderboard(client, run)
+
+    def plain(value: Any) -> Any:
+        value = value.item() if hasattr(value, "item") else value
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    def counted(key: str) -> int | None:
+        return int(metrics[key]) if key in metrics else None
+
+    name_column = "trial" if "trial" in board.columns else "trial_id"
+    rows = []
+    for row in board.head(top).to_dict("records"):
+        entry = {key: plain(row.get(column)) for key, column in
+                 (("trial", name_column), ("family", "family"), ("score", metric_key), ("resource", "resource"),
+                  ("outcome", "outcome"), ("stop_detail", schema.STOP_DETAIL_RESULT)) if column in board.columns}
+        entry["config"] = {column.removeprefix("config/"): plain(value) for column, value in row.items()
+                           if column.startswith("config/") and plain(value) is not None}
+        rows.append(entry)
+    best_resource = params.get(schema.best_param("resource"))
+    return {
+        "name": tags.get(schema.SWEEP, run.info.run_name),
+        "status": run.info.status,
+        "error": tags.get(schema.ERROR),
+        "recipe": tags.get(schema.RECIPE),
+        "dataset": tags.get(schema.DATASET),
+        "task": tags.get(schema.TASK),
+        "scheduler": tags.get(schema.SCHEDULER),
+        "searcher": tags.get(schema.SEARCHER),
+        "metric": metric,
+        "mode": params.get("mode"),
+        "best_config": json.loads(tags[schema.BEST_CONFIG]) if schema.BEST_CONFIG in tags else None,
+        "best_resource": _number(best_resource),
+        "best_validation_score": metrics.get(schema.best_metric(metric)),
+        "test_score": metrics.get(schema.test_metric(metric)),
+        "num_trials": counted(schema.NUM_TRIALS),
+        "num_errors": counted(schema.NUM_ERRORS),
+        "num_stopped_early": counted(schema.NUM_STOPPED_EARLY),
+        "tracking_uri": uri,
+        "experiment": experiment_name,
+        "experiment_id": run.info.experiment_id,
+        "parent_run_id": run.info.run_id,
+        "model_uri": tags.get(schema.MODEL_URI),
+        "registered_model": tags.get(schema.REGISTERED_MODEL),
+        "importance": schema.importances(metrics),
+        "stopped_by": tags.get(schema.STOPPED_BY) or None,
+        "leaderboard": rows,
+    }
+
+
+def _number(text: str | None) -> int | float | None:
+    """A number MLflow keeps as a param's text (``"20"``, ``"0.5"``) as the number; None for none."""
+    try:
+        value = json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _print_nested_job(client: Any, run: Any, logged: set[str], metric: str, mode: str, test_score: float | None, console: Any) -> None:
