@@ -195,6 +195,39 @@ def test_the_ray_a_sweep_starts_has_no_autoscaler_and_a_log_monitor_only_when_ve
     assert (ray_constants.PROCESS_TYPE_LOG_MONITOR in processes) is verbose, processes
 
 
+_THREAD_SCRIPT = """
+import json, threading, time, ray
+from ray._private import worker
+from raysweep.sweep.connect import connect_ray
+started = []
+thread = threading.Thread(target=lambda: started.append(connect_ray(None, verbose=False)))
+thread.start()
+thread.join()
+time.sleep(1)  # the signal that ends a dead parent's children is immediate; leave it time to land
+@ray.remote
+def one():
+    return 1
+node = worker._global_node
+running = sorted(kind for kind, infos in node.all_processes.items() if any(i.process.poll() is None for i in infos))
+print(json.dumps({"started": started, "processes": running, "one": ray.get(one.remote(), timeout=60)}), flush=True)
+"""  # exits without ray.shutdown(): Ray's own, at exit, ends what it started
+
+
+@pytest.mark.e2e
+def test_a_ray_started_on_a_worker_thread_outlives_the_thread(tmp_path) -> None:
+    """run_sweep on a worker thread (a thread pool, a web app's handler): Ray's GCS server and raylet
+    died as the thread ended (Linux sends a child its parent-death signal when the thread that
+    started it ends), and the process's exit waited 60 s for the GCS, then failed with exit 1."""
+    from ray._private import ray_constants
+
+    done = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT], cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Failed to connect to GCS" not in done.stderr
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["started"] == [True] and outcome["one"] == 1
+    assert {ray_constants.PROCESS_TYPE_GCS_SERVER, ray_constants.PROCESS_TYPE_RAYLET} <= set(outcome["processes"])
+
+
 @pytest.mark.parametrize("log_monitor", [False, True])
 def test_the_embedded_head_settings_last_only_for_its_start(log_monitor: bool) -> None:
     from ray._private import parameter

@@ -295,14 +295,49 @@ def connect_ray(address: str | None, verbose: bool, before_init: Callable[[], An
             with _sigterm_kept():
                 ray.init(address=target.address, logging_level=level, log_to_driver=verbose)
         else:
-            with _embedded_head(log_monitor=verbose), _own_process_group(), _sigterm_kept():
-                ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose, _system_config=ray_start_config())
+            def start() -> None:
+                with _embedded_head(log_monitor=verbose), _own_process_group(), _sigterm_kept():
+                    ray.init(include_dashboard=False, logging_level=level, log_to_driver=verbose, _system_config=ray_start_config())
+
+            _on_a_lasting_thread(start)
     except (ConnectionError, RuntimeError) as exc:
         if target is None:
             raise
         first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
         raise cannot_connect(target, first) from None
     return target is None
+
+
+def _on_a_lasting_thread(start: Callable[[], None]) -> None:
+    """Call ``start`` (the embedded Ray's ``ray.init``) on a thread that lives as long as the process.
+
+    Ray starts its GCS server and raylet with ``PR_SET_PDEATHSIG`` (its fate-sharing: they die with
+    their parent), and Linux sends that signal when the *thread* that started them ends, not the
+    process. A sweep run on a worker thread (a thread pool, a web app's handler) lost its Ray as the
+    thread ended: the process's exit then waited 60 s for the GCS ("Failed to connect to GCS within
+    60 seconds") and ended with exit 1. The main thread lives as long as the process: ``start`` runs
+    on it directly. Elsewhere it runs on a daemon thread that then waits until the process exits.
+    """
+    if threading.current_thread() is threading.main_thread():
+        start()
+        return
+    import queue
+
+    outcome: queue.Queue[BaseException | None] = queue.Queue()
+
+    def own() -> None:
+        try:
+            start()
+        except BaseException as exc:  # raised again on the caller's thread
+            outcome.put(exc)
+            return
+        outcome.put(None)
+        threading.Event().wait()  # the started processes' parent thread: it ends with the process
+
+    threading.Thread(target=own, name="raysweep-ray-owner", daemon=True).start()
+    error = outcome.get()
+    if error is not None:
+        raise error
 
 
 def _check_same_cluster(ray: Any, address: str | None) -> None:
