@@ -209,17 +209,63 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
             # A blank-headed first column is a saved index (pandas' to_csv), not a feature.
             frame = frame.drop(columns=[first])
             notes.append(f"dropped the unnamed index column {first!r}")
-        if target is None:
-            raise UserError(f"{source}: which column is the target? pass --target COLUMN (columns: {_listed([str(c) for c in frame.columns])})")
-        if target not in frame.columns:
-            columns = [str(c) for c in frame.columns]
-            raise UserError(
-                f"{source}: no column {target!r}{_suggest(target, columns)}; columns: {_listed(columns)}"
-            )
-        y = frame[target]
-        X = frame.drop(columns=[target])
-        name = path.name.split(".")[0]
-        inferred = None
+        X, y = _split_target(frame, target, source, "pass --target COLUMN")
+        return _checked(X, y, path.name.split(".")[0], source, task, notes)
+    return _checked(X, y, name, source, task, notes, inferred)
+
+
+def dataset_from_frame(data: Any, target: str | None = None, task: str | None = None, name: str = "dataframe") -> Dataset:
+    """A :class:`Dataset` from data in memory, checked as a file's is: a pandas DataFrame with its
+    ``target`` column, or an ``(X, y)`` pair (a DataFrame or 2-D array of features, and a Series or
+    1-D array of targets; an array's columns are named ``x0``, ``x1``, ...). ``name`` names the sweep
+    and its MLflow experiment (``raysweep-NAME``)."""
+    import numpy as np
+    import pandas as pd
+
+    source = f"dataset {name}"
+    if isinstance(data, pd.DataFrame):
+        X, y = _split_target(data, target, source, "pass target=COLUMN")
+    elif isinstance(data, tuple) and len(data) == 2:
+        if target is not None:
+            raise UserError(f"target={target!r}: an (X, y) pair holds its target in y; leave target out")
+        X, y = data
+        if not isinstance(X, pd.DataFrame):
+            X = np.asarray(X)
+            if X.ndim != 2:
+                raise UserError(f"{source}: X must be 2-D (rows x features), got an array of shape {X.shape}")
+            X = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+        y = y.rename("target") if isinstance(y, pd.Series) and y.name is None else y
+        y = y if isinstance(y, pd.Series) else pd.Series(np.asarray(y).ravel() if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y, name="target")
+        if len(X) != len(y):
+            raise UserError(f"{source}: X has {len(X)} rows and y {len(y)}; they must be the same rows")
+        X, y = X.reset_index(drop=True), y.reset_index(drop=True)
+        X.columns = [str(c) for c in X.columns]
+    else:
+        raise UserError(
+            f"dataset of type {type(data).__name__}: give a built-in name, a CSV/Parquet path, a pandas DataFrame with "
+            "target=COLUMN, or an (X, y) pair"
+        )
+    if X.shape[0] == 0:
+        raise UserError(f"{source}: has no rows")
+    return _checked(X, y, name, source, task, [])
+
+
+def _split_target(frame: Any, target: str | None, source: str, fix: str) -> tuple[Any, Any]:
+    """``frame``'s features and its ``target`` column."""
+    if target is None:
+        raise UserError(f"{source}: which column is the target? {fix} (columns: {_listed([str(c) for c in frame.columns])})")
+    if target not in frame.columns:
+        columns = [str(c) for c in frame.columns]
+        raise UserError(f"{source}: no column {target!r}{_suggest(target, columns)}; columns: {_listed(columns)}")
+    return frame.drop(columns=[target]), frame[target]
+
+
+def _checked(X: Any, y: Any, name: str, source: str, task: str | None, notes: list[str], inferred: str | None = None) -> Dataset:
+    """The checks and clean-up every table gets (a file's, a DataFrame's); ``inferred``: a built-in dataset's own task."""
+    import pandas as pd
+
+    if inferred is None:
+        target = y.name
         if y.isna().all():
             raise UserError(f"{source}: target column {target!r} is empty (all values missing); choose another --target")
         missing = int(y.isna().sum())
@@ -235,7 +281,6 @@ def load_dataset(spec: str, target: str | None = None, task: str | None = None, 
         if empty:
             notes.append(f"no value in any row of column(s) {', '.join(repr(c) for c in empty)}: nothing to learn from them")
         _refuse_infinite_values(source, X, y)
-
     if X.shape[1] == 0:
         raise UserError(f"{source}: no feature columns besides the target {y.name!r}; a model needs at least one")
     chosen = task or inferred or _infer_task(y, source, str(y.name))

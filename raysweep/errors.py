@@ -38,9 +38,14 @@ class TrackingIncomplete(Exception):
 
 
 class SweepInterrupted(Exception):
-    """The sweep was stopped (Ctrl-C) with its state saved; the message says how to resume."""
+    """The sweep was stopped (Ctrl-C) with its state saved; the message says how to resume.
+    ``name``: the sweep's, when it had one."""
 
     exit_code = 130
+
+    def __init__(self, message: str, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
 
 
 class NothingToResume(Exception):

@@ -209,6 +209,13 @@ CASES = [
     Case("storage is a file", ["run", "xgboost", "--dataset", "iris", "--storage", "data.csv/results"],
          ("data.csv is a file, not a folder; pass a folder for Ray's state of the sweep",), files={"data.csv": GOOD_CSV},
          api={"recipe": "xgboost", "dataset": "iris", "storage": "data.csv/results"}),
+    # Both were a pyarrow traceback after Ray started, and a FAILED run in MLflow.
+    Case("storage no folder can be made in", ["run", "xgboost", "--dataset", "iris", "--storage", "/proc/raysweep"],
+         ("--storage /proc/raysweep: cannot make a folder in /proc", "pass a folder you can write in"),
+         api={"recipe": "xgboost", "dataset": "iris", "storage": "/proc/raysweep"}),
+    Case("storage on a filesystem Ray cannot open", ["run", "xgboost", "--dataset", "iris", "--storage", "foo://bucket/x"],
+         ("--storage foo://bucket/x: Ray keeps a sweep's state on s3://", "not on foo://; pass one of those"),
+         api={"recipe": "xgboost", "dataset": "iris", "storage": "foo://bucket/x"}),
     Case("zero samples", ["run", "xgboost", "--dataset", "iris", "--num-samples", "0"],
          ("--num-samples 0: must be a whole number >= 1",), api={"recipe": "xgboost", "dataset": "iris", "num_samples": 0}),
     Case("negative samples", ["run", "xgboost", "--dataset", "iris", "--num-samples", "-3"],
@@ -487,12 +494,19 @@ def test_bad_input_never_imports_ray_or_mlflow(subprocesses):
         ({"checkpoint_every": "5"}, "--checkpoint-every '5': must be a number"),
         ({"test_size": "0.2"}, "test_size '0.2': must be a number"),
         ({"time_budget": True}, "--time-budget True: must be a number"),
+        # These were an AttributeError or TypeError deep inside, or an MLflow error after Ray started (experiment=5).
+        ({"name": 5}, "--name 5: must be text (a str), got int"),
+        ({"register_model": 5}, "--register-model 5: must be text (a str), got int"),
+        ({"experiment": 5}, "--experiment 5: must be text (a str), got int"),
+        ({"experiment": " "}, "--experiment ' ': an experiment's name may not be blank; pass one, or leave --experiment out for raysweep-DATASET"),
+        ({"storage": 5}, "--storage 5: must be a folder's path or a URI, got int"),
+        ({"overrides": [3]}, "overrides [3]: must be a list of KEY.PATH=VALUE texts, e.g. ['space.max_depth.high=12']"),
     ],
 )
 def test_the_api_refuses_a_value_of_the_wrong_type_in_one_line(options, message, tmp_path):
     """From Python these were a TypeError from a comparison deep inside (or accepted: True trials)."""
     with pytest.raises(UserError) as raised:
-        plan_sweep("random_forest", "iris", storage=tmp_path, **options)
+        plan_sweep("random_forest", "iris", **{"storage": tmp_path, **options})
     assert str(raised.value) == message
 
 
@@ -503,3 +517,45 @@ def test_the_api_takes_numpy_numbers(tmp_path):
     plan = plan_sweep("random_forest", "iris", storage=tmp_path, num_samples=np.int64(3), nested_cv=np.int64(3), time_budget=np.int64(30))
     assert (plan.num_samples, plan.nested_cv, plan.time_budget) == (3, 3, 30.0)
     assert type(plan.num_samples) is int and plan.max_failures == 0
+
+
+def test_the_api_takes_a_dataframe_or_an_x_y_pair(tmp_path):
+    """A DataFrame, (X, y) or a NumPy pair was an AttributeError ('DataFrame' object has no attribute 'task')."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    by_frame = plan_sweep("random_forest", iris.frame, target="target", storage=tmp_path)
+    by_pair = plan_sweep("random_forest", (iris.data, iris.target), storage=tmp_path)
+    by_arrays = plan_sweep("random_forest", (iris.data.to_numpy(), iris.target.to_numpy()), storage=tmp_path)
+    for plan in (by_frame, by_pair, by_arrays):
+        assert (plan.task, plan.dataset.X.shape, plan.dataset.name, plan.experiment) == ("classification", (150, 4), "dataframe", "raysweep-dataframe")
+        assert plan.dataset_spec is None  # resumed from Python with the data again
+    assert by_frame.dataset.fingerprint == by_pair.dataset.fingerprint
+    assert list(by_arrays.dataset.X.columns) == ["x0", "x1", "x2", "x3"]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "options", "message"),
+    [
+        ("frame", {}, "dataset dataframe: which column is the target? pass target=COLUMN (columns: a, b, label)"),
+        ("frame", {"target": "lable"}, "dataset dataframe: no column 'lable' (did you mean 'label'?); columns: a, b, label"),
+        ("pair", {"target": "label"}, "target='label': an (X, y) pair holds its target in y; leave target out"),
+        ("short y", {}, "dataset dataframe: X has 30 rows and y 29; they must be the same rows"),
+        ("1-d X", {}, "dataset dataframe: X must be 2-D (rows x features), got an array of shape (30,)"),
+        (5, {}, "dataset of type int: give a built-in name, a CSV/Parquet path, a pandas DataFrame with target=COLUMN, or an (X, y) pair"),
+        ("path", {"target": "label"}, "--dataset {tmp}/missing.csv: no such file"),
+    ],
+)
+def test_data_in_memory_is_checked_as_a_files_is(dataset, options, message, tmp_path):
+    import io
+
+    import pandas as pd
+
+    frame = pd.read_csv(io.StringIO(GOOD_CSV))
+    given = {
+        "frame": frame, "pair": (frame[["a", "b"]], frame["label"]), "short y": (frame[["a", "b"]], frame["label"][:-1]),
+        "1-d X": (frame["a"].to_numpy(), frame["label"]), "path": tmp_path / "missing.csv",
+    }.get(dataset, dataset)
+    with pytest.raises(UserError) as raised:
+        plan_sweep("random_forest", given, storage=tmp_path, **options)
+    assert str(raised.value).startswith(message.format(tmp=tmp_path))

@@ -217,7 +217,8 @@ def test_resume_of_an_unknown_sweep(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"dataset": None}, f"sweep {SWEEP} was given its data as a Python object; resume it from Python with the same data"),
+        ({"dataset": None}, f"sweep {SWEEP} was given its data in memory: resume it from Python with the same data, "
+                            f"raysweep.resume_sweep({SWEEP!r}, dataset=...)"),
         ({"dataset_fingerprint": "0000000000000000"}, f"--dataset iris: its contents changed since sweep {SWEEP} started "
          "(fingerprint differs); resuming would mix two datasets, start a new sweep instead"),
     ],
@@ -229,6 +230,25 @@ def test_resume_refuses_a_sweep_it_cannot_continue(tmp_path: Path, store_uri: st
     with pytest.raises(UserError) as caught:
         resume_sweep(SWEEP, storage=str(tmp_path / "raysweep_results"))
     assert str(caught.value) == message
+
+
+def test_resume_takes_data_in_memory_again_and_checks_it_is_the_same(tmp_path: Path, store_uri: str) -> None:
+    """A sweep given a DataFrame could not be resumed at all: resume_sweep had no way to take the data."""
+    from sklearn.datasets import load_iris
+
+    frame = load_iris(as_frame=True).frame
+    _, _, path = _saved(tmp_path, store_uri)
+    with pytest.raises(UserError) as caught:  # the record names its data: nothing else is taken
+        resume_sweep(SWEEP, storage=str(tmp_path / "raysweep_results"), dataset=frame)
+    assert str(caught.value) == f"dataset: sweep {SWEEP} reads its data from iris itself; leave dataset out"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "dataset": None}))
+    changed = frame.assign(target=frame["target"].iloc[::-1].to_numpy())
+    with pytest.raises(UserError) as caught:
+        resume_sweep(SWEEP, storage=str(tmp_path / "raysweep_results"), dataset=(changed.drop(columns="target"), changed["target"]))
+    assert str(caught.value) == (
+        f"dataset: its contents changed since sweep {SWEEP} started (fingerprint differs); resuming would mix two datasets, "
+        "start a new sweep instead"
+    )
 
 
 def test_the_command_lines_resume_refusing_ends_the_writer_it_started(tmp_path: Path, store_uri: str,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import difflib
+import os
 import inspect
 import numbers
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from raysweep import _cache, space
-from raysweep.data import Dataset, load_dataset
+from raysweep.data import Dataset, dataset_from_frame, load_dataset
 from raysweep.errors import UserError
 from raysweep.families import Family, get_family
 from raysweep.metrics import METRICS, check_stop_at, direction
@@ -374,6 +375,27 @@ def _check_storage(folder: str) -> None:
         raise UserError(f"--storage {folder}: {existing} is a file, not a folder; pass a folder for Ray's state of the sweep")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"--storage {folder}: cannot write in {existing}; pass a folder you can write in")
+    # Permissions alone do not tell (root may write anywhere, but not in /proc or a read-only mount): a folder made and removed does.
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".raysweep-", dir=existing))
+    except OSError as exc:
+        raise UserError(f"--storage {folder}: cannot make a folder in {existing} ({exc.strerror}); pass a folder you can write in") from None
+
+
+#: the URI schemes of the filesystems pyarrow opens, which Ray Tune keeps a sweep's state in
+_STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+
+
+def _check_storage_uri(uri: str) -> None:
+    """A ``--storage`` URI of a filesystem Ray cannot open is a :class:`UserError`, before Ray starts."""
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme not in _STORAGE_SCHEMES:
+        raise UserError(
+            f"--storage {uri}: Ray keeps a sweep's state on {', '.join(f'{s}://' for s in _STORAGE_SCHEMES)} or a local "
+            f"folder, not on {scheme}://; pass one of those"
+        )
 
 
 def plan_sweep(
@@ -422,6 +444,23 @@ def plan_sweep(
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         # NumPy's and scikit-learn's generators take these: another seed failed after Ray started.
         raise UserError(f"--seed {seed}: a seed is a whole number from 0 to {MAX_SEED}")
+    # From Python: a text option given another type is one line, not an AttributeError deep inside (or after Ray started).
+    for value, flag in ((name, "--name"), (experiment, "--experiment"), (register_model, "--register-model"),
+                        (tracking_uri, "--tracking-uri"), (address, "--address"), (target, "--target")):
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"{flag} {value!r}: must be text (a str), got {type(value).__name__}")
+    if storage is not None and not isinstance(storage, (str, os.PathLike)):
+        raise UserError(f"--storage {storage!r}: must be a folder's path or a URI, got {type(storage).__name__}")
+    if experiment is not None and not experiment.strip():
+        raise UserError(f"--experiment {experiment!r}: an experiment's name may not be blank; pass one, or leave --experiment out for raysweep-DATASET")
+    if isinstance(overrides, str):  # one override, as --set takes it
+        overrides = [overrides]
+    if overrides is not None and not all(isinstance(item, str) for item in overrides):
+        raise UserError(f"overrides {overrides!r}: must be a list of KEY.PATH=VALUE texts, e.g. ['space.max_depth.high=12']")
+    if isinstance(dataset, os.PathLike):
+        dataset = os.fspath(dataset)
+    elif not isinstance(dataset, (str, Dataset)):  # a DataFrame, or an (X, y) pair
+        dataset = dataset_from_frame(dataset, target=target, task=task)
     auto_plan = None
     dataset_spec = dataset if isinstance(dataset, str) else None
     if isinstance(recipe, AutoPlan):  # resume: the members as the sweep record holds them
@@ -523,6 +562,8 @@ def plan_sweep(
     storage_path = str(storage) if is_uri(storage) else str(Path(storage or "raysweep_results").expanduser().resolve())
     if not is_uri(storage_path):
         _check_storage(storage_path)
+    else:
+        _check_storage_uri(storage_path)
     options = SweepOptions(
         task=chosen_task,
         metric=metric,

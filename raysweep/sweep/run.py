@@ -268,7 +268,9 @@ def run_planned(
             status = "KILLED"
             raise SweepInterrupted(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
-                f"raysweep resume {plan.name} --storage {plan.storage}"
+                + (f"raysweep resume {plan.name} --storage {plan.storage}" if plan.dataset_spec is not None else
+                   f"raysweep.resume_sweep({plan.name!r}, storage={plan.storage!r}, dataset=<the same data>)"),
+                name=plan.name,
             )
         # Started after the trials, not with them: its imports would take CPU from them (measured on
         # the overhead suite's 500 no-op trials: 0.5 s longer). It draws while the model is logged.
@@ -490,11 +492,16 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
 
 def resume_sweep(
     name_or_path: str, *, storage: str | None = None, verbose: bool = False, progress: bool = False, live: bool = True,
-    address: str | None = None,
+    address: str | None = None, dataset: Any = None,
 ) -> SweepResult:
     """Continue an interrupted or killed sweep from Ray's saved state, into the same MLflow runs.
-    ``address``: a Ray cluster to continue it on instead of the one it ran on (``"local"``: an
-    embedded local Ray), for a cluster that is gone."""
+
+    ``storage``: where its state is (default ./raysweep_results). ``address``: a Ray cluster to
+    continue it on instead of the one it ran on (``"local"``: an embedded local Ray), for a cluster
+    that is gone. ``dataset``: the data again, for a sweep that was given its data in memory (a
+    DataFrame, an ``(X, y)`` pair, a :class:`raysweep.data.Dataset`); checked to be the same. ``progress``,
+    ``live`` and ``verbose`` as for :func:`run_sweep`. Raises :class:`NothingToResume` for a sweep
+    that is complete, :class:`UserError` for one that cannot be found or resumed."""
     candidate, record = find_resumable(name_or_path, storage)
     from raysweep.recipes import validate_recipe_data
 
@@ -502,17 +509,22 @@ def resume_sweep(
         recipe = auto.from_record(record)
     else:
         recipe = validate_recipe_data(record["recipe"], record["recipe_source"], record["recipe_name"])
-    if record["dataset"] is None:
-        raise UserError(f"sweep {record['name']} was given its data as a Python object; resume it from Python with the same data")
+    if record["dataset"] is None and dataset is None:
+        raise UserError(
+            f"sweep {record['name']} was given its data in memory: resume it from Python with the same data, "
+            f"raysweep.resume_sweep({record['name']!r}, dataset=...)"
+        )
+    if record["dataset"] is not None and dataset is not None:
+        raise UserError(f"dataset: sweep {record['name']} reads its data from {record['dataset']} itself; leave dataset out")
     options = dict(record["options"])
     if address is not None:
         options["address"] = None if address == "local" else address
     # Records written before the options object held the name and storage beside the options.
-    plan = plan_sweep(recipe, record["dataset"], **{"name": record["name"], "storage": record["storage"], **options})
+    plan = plan_sweep(recipe, record["dataset"] or dataset, **{"name": record["name"], "storage": record["storage"], **options})
     if plan.dataset.fingerprint != record["dataset_fingerprint"]:
         raise UserError(
-            f"--dataset {record['dataset']}: its contents changed since sweep {record['name']} started "
-            "(fingerprint differs); resuming would mix two datasets, start a new sweep instead"
+            f"{'--dataset ' + record['dataset'] if record['dataset'] else 'dataset'}: its contents changed since sweep "
+            f"{record['name']} started (fingerprint differs); resuming would mix two datasets, start a new sweep instead"
         )
     record["path"] = candidate
     from raysweep.sweep.saved_state import mend
