@@ -202,6 +202,12 @@ CASES = [
     Case("synthetic option typo", ["run", "xgboost", "--dataset", "make_classification:n_sample=100"],
          ("--dataset make_classification:n_sample=100: unknown option 'n_sample' (did you mean 'n_samples'?)",),
          api={"recipe": "xgboost", "dataset": "make_classification:n_sample=100"}),
+    # The class's one row landed in the validation split: the sweep ran, and the refit model's test roc_auc was NaN (exit 0).
+    Case("roc_auc with a class the test split lacks", ["run", "xgboost", "--dataset", "data.csv", "--target", "label", "--metric", "roc_auc", "--seed", "10"],
+         ("--metric roc_auc: the test split has no row of class 'C' (1 row in all, too few to score it in the validation and the "
+          "test split), and roc_auc is undefined without one; use another --metric",),
+         files={"data.csv": csv_rows("a,b,label", lambda i: f"{i * 0.37 % 1:.3f},{i % 7},{'C' if i == 5 else ('A' if i % 2 else 'B')}", 40)},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label", "metric": "roc_auc", "seed": 10}),
     Case("target for a built-in dataset", ["run", "xgboost", "--dataset", "iris", "--target", "species"],
          ("--target species: the built-in dataset iris has its own target; leave --target out",),
          api={"recipe": "xgboost", "dataset": "iris", "target": "species"}),

@@ -292,3 +292,19 @@ def test_auto_that_resolves_to_an_address_raysweep_refuses_is_refused(monkeypatc
     with pytest.raises(UserError) as raised:
         prepare_connection("auto")
     assert str(raised.value).startswith("--address auto (http://127.0.0.1:8265): that is the address of Ray's dashboard and job server")
+
+
+def test_json_output_has_no_nan(capsys) -> None:
+    """A NaN score (a test roc_auc undefined) was printed as a bare NaN, which strict JSON parsers refuse."""
+    import json
+    from types import SimpleNamespace
+
+    from raysweep.cli.summary import report
+
+    result = SimpleNamespace(to_dict=lambda: {"test_score": float("nan"), "best_validation_score": 0.9,
+                                              "importance": {"a": float("inf")}, "leaderboard": [[1.0, float("-inf")]]})
+    report(result, as_json=True)
+    printed = capsys.readouterr().out
+    assert json.loads(printed, parse_constant=lambda name: pytest.fail(f"{name} in {printed}")) == {
+        "test_score": None, "best_validation_score": 0.9, "importance": {"a": None}, "leaderboard": [[1.0, None]],
+    }

@@ -7,6 +7,7 @@ import os
 
 import click
 
+from raysweep.cli.summary import json_ready
 from raysweep.tracking.comparison import find_sweeps, groups
 
 
@@ -34,7 +35,8 @@ def compare_command(experiment: str | None, dataset: str | None, tracking_uri: s
     grouped = groups(rows)
     if as_json:
         scope = {"experiment": experiment} if experiment else {"dataset": dataset or rows[0].dataset}
-        click.echo(json.dumps({**scope, "metrics": [metric for (metric, _), _ in grouped], "sweeps": [r.to_dict() for r in rows]}))
+        click.echo(json.dumps(json_ready({**scope, "metrics": [metric for (metric, _), _ in grouped], "sweeps": [r.to_dict() for r in rows]}),
+                              allow_nan=False))
         return
     console = Console(highlight=False)
     if not console.is_terminal:

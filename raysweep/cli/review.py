@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from raysweep.cli.summary import print_families, print_leaderboard, print_nested
+from raysweep.cli.summary import json_ready, print_families, print_leaderboard, print_nested
 from raysweep.errors import UserError
 from raysweep.tracking import importance, schema
 from raysweep.tracking.queries import (
@@ -222,7 +222,7 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
 
     experiment = client.get_experiment(run.info.experiment_id)
     if as_json:
-        click.echo(json.dumps(_report_object(client, run, uri, experiment.name, top), default=str))
+        click.echo(json.dumps(json_ready(_report_object(client, run, uri, experiment.name, top)), default=str, allow_nan=False))
         return
     console.print(f"sweep {sweep} ({run.info.status}), experiment {experiment.name} (id {run.info.experiment_id}), run {run.info.run_id}")
     console.print(

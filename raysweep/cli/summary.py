@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -14,12 +15,24 @@ def report(result: Any, as_json: bool) -> None:
     from rich.console import Console
 
     if as_json:
-        click.echo(json.dumps(result.to_dict(), default=str))
+        click.echo(json.dumps(json_ready(result.to_dict()), default=str, allow_nan=False))
         return
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=160)
     _print_summary(result, console)
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with each NaN or infinite float as None: JSON has no NaN (``json.dumps`` writes a bare
+    ``NaN`` that strict parsers, JavaScript's ``JSON.parse`` among them, refuse)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
 
 
 def print_leaderboard(console: Any, board: Any, metric_key: str, *, top: int, total: int | None = None) -> None:

@@ -599,16 +599,28 @@ def plan_sweep(
 def _check_every_class_scored(dataset: Dataset, metric: str, *, seed: int, test_size: float, val_size: float, cv: int | None) -> None:
     """``roc_auc`` needs a row of each class in every split it scores: checked on the splits the
     sweep will make, before Ray starts (the sweep checks them again once its data is encoded)."""
+    import numpy as np
+
+    from raysweep.errors import plain
     from raysweep.metrics import check_every_class_scored
     from raysweep.splits import encoded_target, scored_rows, tuning_pool
 
     classes, y = encoded_target(dataset)
     if classes is None:
         return
-    pool, _ = tuning_pool(dataset, seed, test_size)
+    pool, test = tuning_pool(dataset, seed, test_size)
     _, val, folds = scored_rows(y, classes, pool, seed, test_size, val_size, cv)
     scored = [y[pool][held_out] for _, held_out in folds] if folds else [y[val]]
     check_every_class_scored(metric, scored, classes, cv=cv, pool=y[pool])
+    missing = sorted(set(range(len(classes))) - set(np.unique(y[test]).tolist()))
+    if missing:  # the refit model's test score would be NaN, and the sweep said nothing of it
+        shown = ", ".join(repr(plain(classes[i])) for i in missing[:3])
+        rows = min(int(np.sum(y == i)) for i in missing)
+        raise UserError(
+            f"--metric roc_auc: the test split has no row of class {shown} ({rows} row{'' if rows == 1 else 's'} in all, too few "
+            "to score it in the validation and the test split), and roc_auc is undefined without one; use another --metric "
+            "(log_loss, accuracy, f1_macro), drop or merge that class, or add rows of it"
+        )
 
 
 def _plan_auto(
