@@ -18,6 +18,11 @@ from raysweep.recipes.schema import _suggest
 
 BUILTIN_DATASETS = ("iris", "wine", "breast_cancer", "digits", "diabetes", "make_classification", "make_regression")
 _SYNTHETIC_OPTIONS = ("n_samples", "n_features", "n_informative", "n_classes", "noise", "random_state")
+#: the options each generator takes (``noise`` is make_regression's, ``n_classes`` make_classification's)
+_GENERATOR_OPTIONS = {
+    "make_classification": ("n_samples", "n_features", "n_informative", "n_classes", "random_state"),
+    "make_regression": ("n_samples", "n_features", "n_informative", "noise", "random_state"),
+}
 #: an integer target with at most this many distinct values is taken as class labels
 MAX_INFERRED_CLASSES = 50
 #: the modules :func:`prepare` imports (a sweep imports them while Ray starts)
@@ -49,13 +54,12 @@ class Dataset:
 def _parse_synthetic(spec: str) -> tuple[str, dict[str, Any]]:
     name, _, options_text = spec.partition(":")
     options: dict[str, Any] = {}
+    taken = _GENERATOR_OPTIONS.get(name, _SYNTHETIC_OPTIONS)
     for item in filter(None, options_text.split(",")):
         key, sep, value = item.partition("=")
-        if not sep or key not in _SYNTHETIC_OPTIONS:
-            raise UserError(
-                f"--dataset {spec}: unknown option {key!r}{_suggest(key, _SYNTHETIC_OPTIONS)}; "
-                f"use {name}:{'=...,'.join(_SYNTHETIC_OPTIONS)}=..."
-            )
+        if not sep or key not in taken:  # one the generator does not take was left unused without a word
+            known = f" ({name} does not take it)" if key in _SYNTHETIC_OPTIONS else _suggest(key, taken)
+            raise UserError(f"--dataset {spec}: unknown option {key!r}{known}; use {name}:{'=...,'.join(taken)}=...")
         try:
             options[key] = float(value) if key == "noise" else int(value)
         except ValueError:
@@ -129,7 +133,9 @@ def _read_table(path: Path) -> Any:
             return pd.read_csv(path, sep=sep, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: the file is empty; give a CSV with a header row and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: cannot read it as UTF-8 text (byte 0x{exc.object[exc.start]:02x} is not UTF-8); save it as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise UserError(f"{path}: cannot read it as {'Parquet' if 'parquet' in str(suffixes) else 'CSV'} ({first}); check the file") from None
     raise UserError(f"{path}: unsupported file type {''.join(path.suffixes) or '(none)'}; use .csv, .csv.gz, .tsv or .parquet")
@@ -256,6 +262,13 @@ def _split_target(frame: Any, target: str | None, source: str, fix: str) -> tupl
         raise UserError(f"{source}: which column is the target? {fix} (columns: {_listed([str(c) for c in frame.columns])})")
     if target not in frame.columns:
         columns = [str(c) for c in frame.columns]
+        separator = next((mark for mark in (";", "\t", "|") if len(columns) == 1 and mark in columns[0]), None)
+        if separator is not None:  # a CSV of another separator reads as one column named after the whole header
+            shown = {"\t": "tabs"}.get(separator, repr(separator))
+            raise UserError(
+                f"{source}: the header reads as one column, its names separated by {shown}; raysweep reads commas "
+                f"(.tsv: tabs): save it with commas{', with a . for decimals' if separator == ';' else ''}, or as .tsv"
+            )
         raise UserError(f"{source}: no column {target!r}{_suggest(target, columns)}; columns: {_listed(columns)}")
     return frame.drop(columns=[target]), frame[target]
 
@@ -281,6 +294,7 @@ def _checked(X: Any, y: Any, name: str, source: str, task: str | None, notes: li
         if empty:
             notes.append(f"no value in any row of column(s) {', '.join(repr(c) for c in empty)}: nothing to learn from them")
         _refuse_infinite_values(source, X, y)
+        _refuse_unusable_columns(source, X)
     if X.shape[1] == 0:
         raise UserError(f"{source}: no feature columns besides the target {y.name!r}; a model needs at least one")
     chosen = task or inferred or _infer_task(y, source, str(y.name))
@@ -304,6 +318,27 @@ def _checked(X: Any, y: Any, name: str, source: str, task: str | None, notes: li
     if len(y) < 10:
         raise UserError(f"{source}: only {len(y)} rows; raysweep needs at least 10 to split into train, validation and test")
     return Dataset(name=name, X=X, y=y, task=chosen, notes=notes)
+
+
+def _refuse_unusable_columns(source: str, X: Any) -> None:
+    """A column no model here can take: durations (Timedelta) and cells holding lists, arrays or
+    mappings (a Parquet list column). The first ended the logging of the refit model; the second a
+    traceback once Ray had started (the data's fingerprint hashes each cell)."""
+    import pandas as pd
+
+    for column, series in X.items():
+        if pd.api.types.is_timedelta64_dtype(series):
+            raise UserError(
+                f"{source}: column {column!r} holds durations (timedelta); convert it to a number (e.g. seconds) or drop it"
+            )
+        if series.dtype == object:
+            nested = series.map(lambda cell: isinstance(cell, (list, tuple, dict, set, np.ndarray)))
+            if nested.any():
+                first = int(np.flatnonzero(nested.to_numpy())[0])
+                raise UserError(
+                    f"{source}: column {column!r} holds lists or arrays in its cells (the first in data row {first + 1}); "
+                    "a model takes one value per cell: spread it into columns of its own, or drop it"
+                )
 
 
 def _refuse_infinite_values(source: str, X: Any, y: Any) -> None:

@@ -166,7 +166,7 @@ CASES = [
          ("data.csv: has a header but no data rows",), files={"data.csv": "a,b,label\n"},
          api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
     Case("not a CSV", ["run", "xgboost", "--dataset", "data.csv", "--target", "label"],
-         ("data.csv: cannot read it as CSV", "check the file"), files={"data.csv": b"a,b,label\n\xff\xfe\x00\x81,1,2\n"},
+         ("data.csv: cannot read it as UTF-8 text (byte 0xff is not UTF-8); save it as UTF-8",), files={"data.csv": b"a,b,label\n\xff\xfe\x00\x81,1,2\n"},
          api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
     Case("no --target for a file", ["run", "xgboost", "--dataset", "data.csv"],
          ("data.csv: which column is the target? pass --target COLUMN (columns: a, b, label)",), files={"data.csv": GOOD_CSV},
@@ -199,6 +199,19 @@ CASES = [
     Case("fewer rows than folds", ["run", "xgboost", "--dataset", "data.csv", "--target", "label", "--cv", "30"],
          ("--cv 30: only 24 rows remain for tuning after the test split; use fewer folds",), files={"data.csv": GOOD_CSV},
          api={"recipe": "xgboost", "dataset": "data.csv", "target": "label", "cv": 30}),
+    Case("semicolon-separated CSV", ["run", "xgboost", "--dataset", "data.csv", "--target", "label"],
+         ("data.csv: the header reads as one column, its names separated by ';'; raysweep reads commas (.tsv: tabs): save it with commas",),
+         files={"data.csv": GOOD_CSV.replace(",", ";")}, api={"recipe": "xgboost", "dataset": "data.csv", "target": "label"}),
+    # Left unused without a word: noise is make_regression's.
+    Case("synthetic option of the other generator", ["run", "xgboost", "--dataset", "make_classification:noise=0.1"],
+         ("--dataset make_classification:noise=0.1: unknown option 'noise' (make_classification does not take it); "
+          "use make_classification:n_samples=...,n_features=...,n_informative=...,n_classes=...,random_state=...",),
+         api={"recipe": "xgboost", "dataset": "make_classification:noise=0.1"}),
+    Case("metric of the other task, the task inferred", ["run", "xgboost", "--dataset", "data.csv", "--target", "label", "--metric", "accuracy"],
+         ("--metric accuracy: a classification metric, but the task is regression (inferred from the target 'label'); "
+          "use one of rmse, mae, r2, or --task classification",),
+         files={"data.csv": csv_rows("a,label", lambda i: f"{i},{i % 60}", 300)},
+         api={"recipe": "xgboost", "dataset": "data.csv", "target": "label", "metric": "accuracy"}),
     Case("synthetic option typo", ["run", "xgboost", "--dataset", "make_classification:n_sample=100"],
          ("--dataset make_classification:n_sample=100: unknown option 'n_sample' (did you mean 'n_samples'?)",),
          api={"recipe": "xgboost", "dataset": "make_classification:n_sample=100"}),
@@ -565,3 +578,29 @@ def test_data_in_memory_is_checked_as_a_files_is(dataset, options, message, tmp_
     with pytest.raises(UserError) as raised:
         plan_sweep("random_forest", given, storage=tmp_path, **options)
     assert str(raised.value).startswith(message.format(tmp=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        # The refit model's logging failed (Timedelta is not JSON serializable) and the sweep still exited 0.
+        ("duration", "dataset dataframe: column 'd' holds durations (timedelta); convert it to a number (e.g. seconds) or drop it"),
+        # A traceback once Ray had started (unhashable type: 'numpy.ndarray').
+        ("list", "dataset dataframe: column 'd' holds lists or arrays in its cells (the first in data row 1); a model takes one "
+                 "value per cell: spread it into columns of its own, or drop it"),
+    ],
+)
+def test_a_column_no_model_takes_is_refused(column, message, tmp_path):
+    import pandas as pd
+
+    rows = range(30)
+    cells = pd.to_timedelta(list(rows), unit="s") if column == "duration" else [[i, i + 1] for i in rows]
+    frame = pd.DataFrame({"a": list(rows), "d": cells, "label": [i % 2 for i in rows]})
+    path = tmp_path / "data.parquet"
+    frame.to_parquet(path)
+    with pytest.raises(UserError) as raised:
+        plan_sweep("random_forest", frame, target="label", storage=tmp_path)
+    assert str(raised.value) == message
+    with pytest.raises(UserError) as raised:  # as a Parquet file gives it back
+        plan_sweep("random_forest", str(path), target="label", storage=tmp_path)
+    assert str(raised.value) == message.replace("dataset dataframe", str(path))

@@ -526,7 +526,12 @@ def plan_sweep(
         raise UserError(f"--metric {metric}: unknown metric{_did_you_mean(metric, fitting)}; use one of {', '.join(fitting)}")
     if METRICS[metric][0] != chosen_task:
         fitting = ", ".join(m for m, (t, _) in METRICS.items() if t == chosen_task)
-        raise UserError(f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}; use one of {fitting}")
+        inferred = task is None and any(note.startswith("task inferred") for note in dataset.notes)
+        raise UserError(
+            f"--metric {metric}: a {METRICS[metric][0]} metric, but the task is {chosen_task}"
+            + (f" (inferred from the target {dataset.y.name!r})" if inferred else "")
+            + f"; use one of {fitting}" + (f", or --task {METRICS[metric][0]}" if inferred else "")
+        )
     if stop_at is not None:
         check_stop_at(stop_at, metric)
     family = auto.AutoFamily() if auto_plan else check_recipe(recipe, scheduler=scheduler, searcher=searcher, tasks=(chosen_task,))
