@@ -131,6 +131,27 @@ def test_sweeps_scored_on_other_rows_show_their_validation_and_seed_and_say_so(e
     assert [(row["sweep"], row["cv"], row["seed"]) for row in data["sweeps"]] == [("cv-3", 3, 0), ("split", None, 1)]
 
 
+def test_a_sweeps_name_stays_whole_on_its_line(empty_store, tmp_path):  # noqa: F811
+    """Long default names were folded over two lines (``random_forest-breast_cancer-20261205`` / ``-080224``),
+    in a pipe too: they could not be grepped or copied into ``report``."""
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(empty_store, database)
+    uri = f"sqlite:///{database}"
+    names = [f"random_forest-breast_cancer-20261205-08022{i}" for i in range(2)]
+    for i, name in enumerate(names):
+        tags = {schema.RECIPE: "random_forest", schema.DATASET: "breast_cancer", schema.METRIC: "accuracy", schema.SCHEDULER: "hyperband",
+                schema.SEARCHER: "hyperopt"}
+        tracker = SweepTracker(uri, f"raysweep-breast_cancer-experiment-{i}", name, "val_accuracy", 3, True, tags=tags,
+                               params={"mode": "max", "metric": "accuracy", "cv": "none" if i else "5", "seed": i})
+        tracker.start()
+        tracker.log_summary(metrics={"best_val_accuracy": 0.9 + i / 100, "test_accuracy": 0.9, "num_trials": 4}, params={}, tags={})
+        tracker.finish("FINISHED")
+    shown = invoke_cli("compare", "--dataset", "breast_cancer", "--tracking-uri", uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    for name in names:
+        assert any(f" {name} " in line for line in shown.stdout.splitlines()), shown.stdout
+
+
 def test_without_a_scope_compare_shows_the_newest_sweeps_dataset(sweeps_uri):
     rows = find_sweeps(client_for(sweeps_uri), sweeps_uri)
     assert [row.sweep for row in rows] == ["rf-diabetes"]

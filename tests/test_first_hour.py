@@ -161,3 +161,32 @@ def test_the_header_counts_the_trials_a_type_grid_entry_multiplies() -> None:
                       overrides=["space.min_samples_leaf={type: grid, values: [1, 5]}"])  # fmt: skip
     assert plan.options.trials_rule(False, grid_entries_size(plan.recipe.space)) == "4 trials (2 samples x 2 grid points)"
     assert plan.options.trials_rule(False, 1) == "2 trials"
+
+
+def test_the_summarys_commands_paste_into_a_shell(capsys) -> None:
+    """`in a terminal: raysweep report my sweep ü ...` failed pasted: Got unexpected extra arguments (sweep ü)."""
+    import shlex
+
+    from raysweep.cli.summary import report
+    from raysweep.sweep.result import SweepResult
+
+    board = pd.DataFrame({"trial": ["trial-0000"], "val_accuracy": [0.9]})
+    result = SweepResult(
+        name="my sweep [ü]", recipe="random_forest", dataset="iris", task="classification", metric="accuracy", mode="max",
+        best_config={"max_depth": 5}, best_resource=60, best_validation_score=0.9, test_score=0.9, num_trials=1, num_errors=0,
+        num_stopped_early=0, leaderboard=board, model=object(), classes=None, storage_path="/x", tracking_uri="sqlite:///my runs.db",
+    )  # fmt: skip
+    report(result, as_json=False)
+    lines = capsys.readouterr().out.splitlines()
+    command = next(line for line in lines if line.startswith("in a terminal: ")).removeprefix("in a terminal: ")
+    assert shlex.split(command) == ["raysweep", "report", "my sweep [ü]", "--tracking-uri", "sqlite:///my runs.db"]
+    review = next(line for line in lines if line.startswith("review with: ")).removeprefix("review with: ")
+    assert shlex.split(review) == ["raysweep", "ui", "--tracking-uri", "sqlite:///my runs.db"]
+
+
+def test_a_resume_command_pastes_into_a_shell() -> None:
+    import shlex
+
+    from raysweep.sweep.record import resume_command
+
+    assert shlex.split(resume_command("my sweep", "/data/my results")) == ["raysweep", "resume", "my sweep", "--storage", "/data/my results"]

@@ -59,7 +59,8 @@ def compare_command(experiment: str | None, dataset: str | None, tracking_uri: s
             "recipe", "scheduler", "searcher", "trials", f"best val_{metric}", f"test {metric}", "wall time", "started", "status",
         ] + ["validation", "seed"] * scored_apart  # fmt: skip
         for column in columns:
-            table.add_column(column, overflow="fold")
+            # A sweep's name whole on one line (it is what `report` takes); the other columns fold.
+            table.add_column(column, overflow="fold", no_wrap=column in ("sweep", "experiment"))
         for row in members:
             cells = [row.sweep] + [row.experiment] * several_experiments + [
                 row.recipe, row.scheduler, row.searcher, str(row.trials), _score(row.best_validation_score),

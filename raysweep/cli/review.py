@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -306,7 +307,7 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
         for label, url in sweep_links(client, uri, run):
             console.print(f"in the MLflow UI ({label}): {url}", soft_wrap=True)
     else:
-        console.print(f"in the MLflow UI: raysweep ui --tracking-uri {uri} --sweep {sweep}", soft_wrap=True)
+        console.print(f"in the MLflow UI: raysweep ui --tracking-uri {shlex.quote(uri)} --sweep {shlex.quote(sweep)}", soft_wrap=True)
 
 
 def _report_object(client: Any, run: Any, uri: str, experiment_name: str, top: int) -> dict[str, Any]:

@@ -209,7 +209,7 @@ def _interrupted_before_its_trials(name: str, storage: str) -> SweepInterrupted:
     from raysweep.sweep import record as sweep_record
 
     if sweep_record.tune_state_saved(f"{storage.rstrip('/')}/{name}"):
-        return SweepInterrupted(f"sweep {name} interrupted; continue it with: raysweep resume {name} --storage {storage}")
+        return SweepInterrupted(f"sweep {name} interrupted; continue it with: {sweep_record.resume_command(name, storage)}")
     return SweepInterrupted(f"sweep {name} interrupted before its trials started: nothing to resume; run it again")
 
 

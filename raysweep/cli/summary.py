@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from typing import Any
 
 import click
@@ -141,8 +142,10 @@ def _print_summary(result: Any, console: Any) -> None:
             for label, url in _ui_links(result):
                 console.print(f"{label}: {url}", soft_wrap=True)
         else:
-            console.print(f"review with: raysweep ui --tracking-uri {result.tracking_uri}")
-        console.print(f"in a terminal: raysweep report {result.name} --tracking-uri {result.tracking_uri}")
+            console.print(f"review with: raysweep ui --tracking-uri {shlex.quote(result.tracking_uri)}", markup=False)
+        # As a shell takes it: a name with spaces quoted, and its brackets printed, not read as Rich's markup.
+        console.print(f"in a terminal: raysweep report {shlex.quote(result.name)} --tracking-uri {shlex.quote(result.tracking_uri)}",
+                      markup=False, soft_wrap=True)
 
 
 def print_families(console: Any, families: dict[str, dict[str, Any]], metric: str) -> None:

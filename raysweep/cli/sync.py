@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import click
@@ -61,7 +62,7 @@ def _sync_job(record: dict[str, Any], storage: str | None, tracking_uri: str | N
     if never_started:
         click.echo(f"never started, nothing to sync: {', '.join(never_started)}")
     if status == "KILLED":
-        click.echo(f"nested validation {record['name']}: its run is closed as KILLED; raysweep resume {record['name']} finishes it")
+        click.echo(f"nested validation {record['name']}: its run is closed as KILLED; raysweep resume {shlex.quote(record['name'])} finishes it")
     elif status:
         click.echo(f"nested validation {record['name']}: its run is closed as {status}")
 

@@ -226,7 +226,7 @@ def run_nested(
             status = "KILLED"
             raise SweepInterrupted(
                 f"nested validation {plan.name} interrupted; its runs are closed as KILLED and its state is saved. "
-                f"Continue it with: raysweep resume {plan.name} --storage {plan.storage}",
+                f"Continue it with: {sweep_record.resume_command(plan.name, plan.storage)}",
                 name=plan.name,
             )
         failed = next((o for o in outcomes.values() if isinstance(o, BaseException) and not isinstance(o, TrackingIncomplete)), None)

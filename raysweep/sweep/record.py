@@ -15,6 +15,13 @@ from typing import Any
 SWEEP_FILE = "raysweep_sweep.json"
 
 
+def resume_command(name: str, storage: str) -> str:
+    """``raysweep resume NAME --storage STORAGE`` as a shell takes it (a name with spaces quoted)."""
+    import shlex
+
+    return f"raysweep resume {shlex.quote(name)} --storage {shlex.quote(str(storage))}"
+
+
 def is_uri(value: Any) -> bool:
     """Whether ``value`` names a cloud location (``s3://...``) rather than a local path."""
     return isinstance(value, str) and "://" in value
@@ -114,7 +121,7 @@ def refuse_a_name_in_use(plan: Any) -> None:
         return  # stopped before Ray Tune saved anything (Ctrl-C while Ray started): nothing to resume, the name is free
     raise UserError(
         f"--name {plan.name}: {folder} holds a sweep of that name already; pass another --name (or --storage), "
-        f"or continue that one with: raysweep resume {plan.name} --storage {plan.storage}"
+        f"or continue that one with: {resume_command(plan.name, plan.storage)}"
     )
 
 

@@ -268,7 +268,7 @@ def run_planned(
             status = "KILLED"
             raise SweepInterrupted(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
-                + (f"raysweep resume {plan.name} --storage {plan.storage}" if plan.dataset_spec is not None else
+                + (sweep_record.resume_command(plan.name, plan.storage) if plan.dataset_spec is not None else
                    f"raysweep.resume_sweep({plan.name!r}, storage={plan.storage!r}, dataset=<the same data>)"),
                 name=plan.name,
             )
@@ -290,7 +290,7 @@ def run_planned(
         if results is not None:  # Ctrl-C or SIGTERM after the trials, during the refit or the logging
             raise SweepInterrupted(
                 f"sweep {plan.name} interrupted after its trials, before its outcome was logged. Finish it with: "
-                f"raysweep resume {plan.name} --storage {plan.storage}"
+                + sweep_record.resume_command(plan.name, plan.storage)
             ) from None
         raise
     except Exception as exc:
