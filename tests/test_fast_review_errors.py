@@ -198,3 +198,24 @@ def test_help_shows_no_rst_markup(tmp_path, command):
     shown = invoke_cli(*command, "--help", cwd=tmp_path)
     assert shown.returncode == 0
     assert not RST.search(shown.stdout), shown.stdout
+
+
+@pytest.mark.parametrize("given", ["flag", "environment", "default"])
+def test_a_missing_store_names_where_its_uri_came_from(given, tmp_path, no_tracking_env, monkeypatch):
+    """With MLFLOW_TRACKING_URI set, or neither it nor the flag, the error blamed --tracking-uri, which was not given."""
+    uri = "sqlite:///mlflow.db" if given == "default" else f"sqlite:///{tmp_path}/missing.db"
+    if given == "environment":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    shown = invoke_cli("report", *(["--tracking-uri", uri] if given == "flag" else []), cwd=tmp_path)
+    label = {"flag": f"--tracking-uri {uri}", "environment": f"MLFLOW_TRACKING_URI={uri}", "default": f"the default store {uri}"}[given]
+    assert (shown.returncode, shown.stdout) == (2, "")
+    assert shown.stderr.startswith(f"error: {label}: no MLflow store at "), shown.stderr
+
+
+def test_a_database_file_given_as_a_path_gets_its_sqlite_uri(tmp_path, store_uri, no_tracking_env):
+    """A path to an sqlite file was refused as "a folder (its file store)"."""
+    database = store_uri.removeprefix("sqlite:///")
+    shown = invoke_cli("report", "--tracking-uri", database, cwd=tmp_path)
+    assert (shown.returncode, shown.stderr) == (
+        2, f"error: --tracking-uri {database}: a path is MLflow's folder store; for the database file {database} give sqlite:///{database}\n"
+    )

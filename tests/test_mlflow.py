@@ -520,7 +520,7 @@ def test_ui_without_a_store_says_so_in_one_line_and_creates_none(tmp_path):
     done = run_cli("ui", "--no-browser", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""}, timeout=120)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --tracking-uri sqlite:///mlflow.db: no MLflow store at")
+    assert len(lines) == 1 and lines[0].startswith("error: the default store sqlite:///mlflow.db: no MLflow store at")
     assert list(tmp_path.iterdir()) == []
 
 

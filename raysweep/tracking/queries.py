@@ -14,7 +14,7 @@ from typing import Any
 
 from raysweep.errors import UserError
 from raysweep.tracking import schema
-from raysweep.tracking.store import check_reachable, sqlite_path
+from raysweep.tracking.store import check_reachable, sqlite_path, uri_label
 
 
 def open_store(uri: str) -> Any:
@@ -23,8 +23,9 @@ def open_store(uri: str) -> Any:
 
     database = sqlite_path(uri)
     if database is not None and not database.is_file():
+        label, _ = uri_label(uri)
         raise UserError(
-            f"--tracking-uri {uri}: no MLflow store at {database}; run a sweep here first, "
+            f"{label}: no MLflow store at {database}; run a sweep here first, "
             "or pass the --tracking-uri the sweep logged to (or set MLFLOW_TRACKING_URI)"
         )
     check_reachable(uri)

@@ -49,19 +49,24 @@ def _file_store(uri: str) -> bool:
     return os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").strip().lower() not in ("true", "1")
 
 
-def _uri_label(uri: str) -> tuple[str, str]:
-    """How the user gave ``uri``, for messages: the flag, or the environment variable it came from;
-    and how to go back to the default."""
+def uri_label(uri: str) -> tuple[str, str]:
+    """How the user gave ``uri``, for messages: the flag, the environment variable it came from, or
+    neither (the default store); and how to go back to the default."""
     if os.environ.get("MLFLOW_TRACKING_URI") == uri:
         return f"MLFLOW_TRACKING_URI={uri}", f"unset MLFLOW_TRACKING_URI to log to {DEFAULT_TRACKING_URI}"
+    if uri == DEFAULT_TRACKING_URI and not os.environ.get("MLFLOW_TRACKING_URI"):
+        return f"the default store {uri}", "pass --tracking-uri"
     return f"--tracking-uri {uri}", f"leave --tracking-uri out to log to {DEFAULT_TRACKING_URI}"
 
 
 def check_reachable(uri: str) -> None:
     """Fail with one line, before any trial runs, when MLflow cannot track to ``uri`` (a scheme it
     has no store for, a folder) or its tracking server does not answer."""
-    label, default = _uri_label(uri)
+    label, default = uri_label(uri)
     if _file_store(uri):
+        given = Path(uri.removeprefix("file://")).expanduser()
+        if given.is_file():  # a database file given as a plain path
+            raise UserError(f"{label}: a path is MLflow's folder store; for the database file {given} give sqlite:///{given.resolve()}")
         raise UserError(
             f"{label}: MLflow 3 refuses a folder (its file store) as the tracking store; give sqlite:///FILE.db "
             f"(sqlite:///mlflow.db: one file here; `mlflow migrate-filestore` moves a folder's runs into one), "
