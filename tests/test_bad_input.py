@@ -259,6 +259,10 @@ CASES = [
     Case("--set on a missing key", ["run", "xgboost", "--dataset", "iris", "--set", "space.nope.high=3"],
          ("--set space.nope.high=3:", "has no key space.nope; keys there: learning_rate, max_depth"),
          api={"recipe": "xgboost", "dataset": "iris", "overrides": ["space.nope.high=3"]}),
+    # max_concurrent, a key --set takes, was left out of the list.
+    Case("--set on a missing top-level key", ["run", "random_forest", "--dataset", "iris", "--set", "max_concurent=2"],
+         ("--set max_concurent=2:", "has no key max_concurent (did you mean 'max_concurrent'?); keys there: name,", "pbt, max_concurrent, fixed"),
+         api={"recipe": "random_forest", "dataset": "iris", "overrides": ["max_concurent=2"]}),
     Case("--set malformed", ["run", "xgboost", "--dataset", "iris", "--set", "nonsense"],
          ("--set nonsense: expected KEY.PATH=VALUE, e.g. --set space.max_depth.high=12",),
          api={"recipe": "xgboost", "dataset": "iris", "overrides": ["nonsense"]}),

@@ -185,6 +185,9 @@ def test_report_of_an_auto_sweep_gives_each_familys_trials_and_best_as_its_summa
     lines = shown.stdout.splitlines()
     families = [line for line in lines if line.startswith("family ")]
     assert families == ["family mlp: 1 trial, best validation accuracy 0.95", "family xgboost: 2 trials, best validation accuracy 0.93"]
+    # A sweep left RUNNING (its command killed) said only that it did not finish: now also how to go on.
+    assert "the sweep did not finish (RUNNING): the leaderboard is rebuilt from its trial runs" in lines
+    assert "if its command is no longer running, continue it with: raysweep resume a (--storage where it ran, if not ./raysweep_results)" in lines
     # --json: one object, what MLflow lacks (an unfinished sweep's counts, scores, model) as null,
     # the leaderboard's rows best first, each with its family and config.
     shown = invoke_cli("report", "a", "--json", "--top", "2", "--tracking-uri", uri, cwd=tmp_path)

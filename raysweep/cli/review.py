@@ -268,7 +268,13 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
     if run.info.status == "FAILED":
         console.print(f"the sweep failed: {tags.get(schema.ERROR, 'no reason recorded')}", soft_wrap=True)
     elif run.info.status != "FINISHED":
-        console.print(f"the sweep did not finish ({run.info.status}): the leaderboard is rebuilt from its trial runs")
+        console.print(f"the sweep did not finish ({run.info.status}): the leaderboard is rebuilt from its trial runs", soft_wrap=True)
+        if run.info.status == "RUNNING":  # or its command was killed (SIGKILL, a lost machine) and left it so
+            console.print(
+                f"if its command is no longer running, continue it with: raysweep resume {shlex.quote(sweep)} "
+                "(--storage where it ran, if not ./raysweep_results)",
+                soft_wrap=True,
+            )
     if "outcome" in board.columns and (board["outcome"] == schema.OUTCOME_FAILED).any():
         first = first_failed_trial(client, run)
         if first is not None:

@@ -78,8 +78,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
             # New keys: a parameter under fixed, or an optional top-level key the recipe left out.
             new_ok = (parts[0] == "fixed" and depth == 1 and last) or (depth == 0 and last and part in _TOP_KEYS)
             if part not in node and not new_ok:
-                keys = ", ".join(map(str, node)) or "(none)"
-                raise UserError(f"--set {text}: {source} has no key {path}{_suggest(part, [str(k) for k in node])}; keys there: {keys}")
+                # At the top, the optional keys the recipe left out can be set too.
+                known = [str(k) for k in node] + ([k for k in _TOP_KEYS if k not in node] if depth == 0 else [])
+                raise UserError(f"--set {text}: {source} has no key {path}{_suggest(part, known)}; keys there: {', '.join(known) or '(none)'}")
             if last:
                 node[part] = value
             else:
