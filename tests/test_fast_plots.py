@@ -54,3 +54,34 @@ def test_the_named_trials_have_colours_of_their_own_and_the_rest_share_one(tmp_p
     others = {to_hex(color) for collection in by_resource.collections for color in collection.get_edgecolor()}
     others |= {to_hex(color) for collection in by_resource.collections for color in collection.get_facecolor()}
     assert others == {"#9e9e9e"} and not others & set(named), others
+
+
+def test_a_model_that_could_not_be_logged_is_among_the_results_warnings(caplog) -> None:
+    """It was a log line only: a program (run_sweep, --json) was not told the refit model is not in MLflow."""
+    from raysweep.tracking.outcome import _best_effort
+
+    def refuse(*_args):
+        raise TypeError("Object of type Timedelta is not JSON serializable\nwhile logging the signature")
+
+    said: list[str] = []
+    assert _best_effort("log the refit model", refuse, 1, said=said) is None
+    assert said == ["could not log the refit model in MLflow: Object of type Timedelta is not JSON serializable"]
+    assert caplog.records == []  # said once, in the result's warnings (its summary prints them)
+    assert _best_effort("log the PBT exploits", refuse) is None
+    assert [record.getMessage() for record in caplog.records] == [
+        "raysweep: could not log the PBT exploits in MLflow: Object of type Timedelta is not JSON serializable\nwhile logging the signature"
+    ]
+
+
+def test_registering_the_model_leaves_out_mlflows_own_lines(capsys) -> None:
+    """run_sweep(register_model=...) printed "Successfully registered model 'x'." and "Created version '1' ..."
+    (MLflow's eprint) with progress off, and the command line printed them beside its own phase lines."""
+    from mlflow.utils.logging_utils import eprint
+
+    from raysweep.tracking.outcome import _mlflow_quiet
+
+    with _mlflow_quiet():
+        eprint("Successfully registered model 'x'.")
+    assert capsys.readouterr().err == ""
+    eprint("said after")  # MLflow's stream is on again
+    assert capsys.readouterr().err == "said after\n"

@@ -78,7 +78,7 @@ def log_sweep_outcome(
                 chart = drawer.draw("importance", importance, plan.metric_key, plan.name, Path(folder))
             if model:  # while the process draws
                 say("logging the model to MLflow")
-                model_uri = _best_effort("log the refit model", log_model, tracker, plan, prepared, result)
+                model_uri = _best_effort("log the refit model", log_model, tracker, plan, prepared, result, said=result.warnings)
         try:
             # Drawn here when there is no drawing process, or it did not draw them.
             paths = drawn(plots) or write_plots(history, plan.metric_key, plan.mode, plan.recipe.resource.name, Path(folder))
@@ -96,12 +96,12 @@ def log_sweep_outcome(
         return None
     if drawer is None:
         say("logging the model to MLflow")
-        model_uri = _best_effort("log the refit model", log_model, tracker, plan, prepared, result)
+        model_uri = _best_effort("log the refit model", log_model, tracker, plan, prepared, result, said=result.warnings)
     if model_uri is None:
         return None
     if plan.register_model:
         say(f"registering the model as {plan.register_model}")
-        _best_effort("register the model", register_model, tracker, plan, model_uri, result)
+        _best_effort("register the model", register_model, tracker, plan, model_uri, result, said=result.warnings)
     return model_uri
 
 
@@ -117,12 +117,36 @@ def _log_lineage(tracker: Any, plan: Any, lineage: dict[str, Any], folder: Path)
     tracker.log_artifact(str(path), PLOTS_DIR)
 
 
-def _best_effort(what: str, function: Any, *args: Any) -> Any:
+def _best_effort(what: str, function: Any, *args: Any, said: list[str] | None = None) -> Any:
+    """``function(*args)``; when it raises, a warning instead: logged, or added to ``said`` (a result's
+    warnings, which its summary prints and ``result.warnings`` and ``--json`` hold)."""
     try:
         return function(*args)
     except Exception as exc:
-        logger.warning("raysweep: could not %s in MLflow: %s", what, exc)
+        if said is None:
+            logger.warning("raysweep: could not %s in MLflow: %s", what, exc)
+        else:
+            said.append(f"could not {what} in MLflow: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
         return None
+
+
+@contextlib.contextmanager
+def _mlflow_quiet() -> Iterator[None]:
+    """Without the lines MLflow prints itself ("Successfully registered model 'x'.", "Created version
+    '1' of model 'x'."): the command line says what it does in its own words, and ``run_sweep``
+    prints nothing unless asked. Private API: MLflow's ``MLFLOW_LOGGING_STREAM``, the stream of its
+    ``eprint`` and its loggers, which its own ``disable_logging`` turns off (checked on MLflow 3.17)."""
+    try:
+        from mlflow.utils.logging_utils import MLFLOW_LOGGING_STREAM
+    except ImportError:  # pragma: no cover - another MLflow: its lines show
+        yield
+        return
+    enabled = MLFLOW_LOGGING_STREAM.enabled
+    MLFLOW_LOGGING_STREAM.enabled = False
+    try:
+        yield
+    finally:
+        MLFLOW_LOGGING_STREAM.enabled = enabled
 
 
 @contextlib.contextmanager
@@ -189,7 +213,7 @@ def register_model(tracker: Any, plan: Any, model_uri: str, result: Any = None) 
         lineage[schema.BEST_CONFIG] = json.dumps(result.best_config, default=str)[:5000]
         lineage[schema.lineage_tag(schema.best_metric(plan.metric))] = f"{result.best_validation_score:.6g}"
         lineage[schema.lineage_tag(schema.test_metric(plan.metric))] = f"{result.test_score:.6g}"
-    with _tracking_uri(tracker.tracking_uri):
+    with _tracking_uri(tracker.tracking_uri), _mlflow_quiet():
         version = mlflow.register_model(model_uri, plan.register_model, tags=lineage)
     description = (
         f"Best config of raysweep sweep {plan.name} ({plan.recipe.name} on {plan.dataset.name}, "
