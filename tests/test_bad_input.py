@@ -608,3 +608,17 @@ def test_a_column_no_model_takes_is_refused(column, message, tmp_path):
     with pytest.raises(UserError) as raised:  # as a Parquet file gives it back
         plan_sweep("random_forest", str(path), target="label", storage=tmp_path)
     assert str(raised.value) == message.replace("dataset dataframe", str(path))
+
+
+def test_run_sweep_names_its_own_options() -> None:
+    """help(run_sweep) showed **options only, and a misspelt one was a TypeError of plan_sweep(), a function not exported."""
+    import inspect
+
+    import raysweep
+
+    with pytest.raises(TypeError) as raised:
+        raysweep.run_sweep("random_forest", "iris", num_sample=3)
+    assert str(raised.value) == "run_sweep() got an unexpected keyword argument 'num_sample' (did you mean 'num_samples'?)"
+    shown = inspect.signature(raysweep.run_sweep).parameters
+    assert {"num_samples", "nested_cv", "test_size", "recipes", "progress", "tracking"} <= set(shown)
+    assert all(parameter.kind is not inspect.Parameter.VAR_KEYWORD for parameter in shown.values())

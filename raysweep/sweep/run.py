@@ -7,6 +7,7 @@ result (:mod:`raysweep.sweep.result`).
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 import threading
@@ -545,9 +546,13 @@ def resume_sweep(
         return run_planned(plan, verbose=verbose, progress=progress, live=live, resume=record)
 
 
+#: the options :func:`run_sweep` passes on to :func:`plan_sweep`
+_PLAN_OPTIONS = tuple(name for name in inspect.signature(plan_sweep).parameters if name not in ("recipe", "dataset"))
+
+
 def run_sweep(
     recipe: str | Path | Recipe,
-    dataset: str | Dataset,
+    dataset: Any,
     *,
     verbose: bool = False,
     progress: bool = False,
@@ -556,14 +561,29 @@ def run_sweep(
 ) -> SweepResult:
     """Run a hyperparameter sweep of ``recipe`` on ``dataset`` and return its result.
 
-    ``options`` are those of :func:`plan_sweep` (target, task, metric, scheduler, searcher,
-    num_samples, time_budget, max_concurrent, cv, seed, name, storage, overrides, address,
-    tracking_uri, experiment, max_failures, checkpoint_every, register_model, warm_start, stop_at, patience,
-    gpus_per_trial). Raises :class:`~raysweep.UserError` for bad
-    input before Ray starts, :class:`~raysweep.errors.SweepFailed` when no trial succeeds, and
-    :class:`~raysweep.errors.TrackingIncomplete` (its ``result`` is the sweep's result) when MLflow
-    lacks part of the sweep because the process that writes the trial runs died.
+    ``recipe``: a prebuilt recipe's name, a YAML file, a :class:`~raysweep.Recipe`, or ``"auto"``
+    (several families in one sweep, ``recipes=[...]``). ``dataset``: a built-in name, a CSV/Parquet
+    path, a pandas DataFrame (with ``target=``) or an ``(X, y)`` pair. The options are the command
+    line's flags (``raysweep run --help`` says each): target, task, metric, scheduler, searcher,
+    num_samples, time_budget, max_concurrent, cv, nested_cv, seed, name, storage, overrides (a list of
+    ``KEY.PATH=VALUE``, as ``--set``), address, tracking_uri, experiment, max_failures,
+    checkpoint_every, register_model, warm_start, stop_at, patience, gpus_per_trial, recipes,
+    test_size and val_size (the shares of the rows held out, 0.2 each). ``progress``: print what the
+    command line prints on stderr (else nothing); ``verbose``: Ray's own output; ``tracking``: log to
+    MLflow (False: nothing is logged).
+
+    Raises :class:`~raysweep.UserError` for bad input before Ray starts,
+    :class:`~raysweep.SweepFailed` when no trial succeeds, :class:`~raysweep.SweepInterrupted` on
+    Ctrl-C during the trials (resume with :func:`resume_sweep`), and
+    :class:`~raysweep.TrackingIncomplete` (its ``result`` is the sweep's result) when MLflow lacks part
+    of the sweep because the process that writes the trial runs died.
     """
+    unknown = sorted(set(options) - set(_PLAN_OPTIONS))
+    if unknown:  # named after this function, not the one it passes them to
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], _PLAN_OPTIONS, n=1)
+        raise TypeError(f"run_sweep() got an unexpected keyword argument {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     plan = plan_sweep(recipe, dataset, **options)
     if options.get("name"):
         sweep_record.refuse_a_name_in_use(plan)
@@ -574,3 +594,10 @@ def run_sweep(
 
     with callers_environment_kept():
         return run_planned(plan, verbose=verbose, progress=progress, tracking=tracking)
+
+
+# help(run_sweep) and inspect.signature (notebooks' tooltips) show every option, not **options.
+run_sweep.__signature__ = inspect.signature(run_sweep).replace(parameters=[  # type: ignore[attr-defined]
+    *(p for p in inspect.signature(run_sweep).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD),
+    *(p for name, p in inspect.signature(plan_sweep).parameters.items() if name in _PLAN_OPTIONS),
+])
