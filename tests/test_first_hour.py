@@ -190,3 +190,26 @@ def test_a_resume_command_pastes_into_a_shell() -> None:
     from raysweep.sweep.record import resume_command
 
     assert shlex.split(resume_command("my sweep", "/data/my results")) == ["raysweep", "resume", "my sweep", "--storage", "/data/my results"]
+
+
+def test_the_refit_model_takes_an_array_of_its_columns_and_scores_as_scikit_learn_does() -> None:
+    """result.model.predict(X.values) failed ("Specifying the columns using strings is only supported for
+    dataframes"), and the model had no score()."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    from raysweep.data import make_preprocessor
+    from raysweep.model import RefitModel
+
+    frame = pd.DataFrame({"size": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "colour": ["r", "g", "r", "g", "r", "g"]})
+    labels = np.array(["no", "yes"])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    preprocessor = make_preprocessor("dense", ["size"], ["colour"], False).fit(frame)
+    classifier = RefitModel(preprocessor, LogisticRegression().fit(preprocessor.transform(frame), y), classes=labels)
+    assert list(classifier.predict(frame.to_numpy())) == list(classifier.predict(frame)) == list(labels[y])
+    assert classifier.score(frame, labels[y]) == 1.0
+    with pytest.raises(ValueError, match=r"X has shape \(6, 1\); the model takes 2 columns: size, colour"):
+        classifier.predict(frame[["size"]].to_numpy())
+    targets = frame["size"].to_numpy() * 2
+    regressor = RefitModel(preprocessor, Ridge(alpha=1e-9).fit(preprocessor.transform(frame), targets))
+    assert regressor.score(frame.to_numpy(), targets) == pytest.approx(1.0)
