@@ -493,6 +493,25 @@ def test_a_sweep_that_fails_after_its_parent_run_opened_ends_it_failed(ray_local
     assert sorted((run.info.run_name, run.info.status) for run in runs) == [("broken", "FAILED"), ("unwritable", "FAILED")]
 
 
+def test_ctrl_c_before_the_trials_leaves_no_sweep_in_mlflow(ray_local, tmp_path, monkeypatch, store_uri):  # noqa: F811
+    """Ctrl-C (or SIGTERM) after the parent run opened, before Ray Tune saved anything: the command said
+    "nothing to resume; run it again", yet a KILLED sweep of no trials stayed in report and compare."""
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(space, "param_space", interrupted)  # built after the parent's first artifacts, before Tune's Tuner
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep("random_forest", "iris", num_samples=1, name="stopped early", tracking_uri=store_uri, storage=str(tmp_path / "results"))
+    client = MlflowClient(store_uri)
+    experiment = client.get_experiment_by_name("raysweep-iris")
+    assert client.search_runs([experiment.experiment_id]) == []
+    deleted = client.search_runs([experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY)
+    assert [(run.info.run_name, run.info.status) for run in deleted] == [("stopped early", "KILLED")]  # mlflow runs restore brings it back
+
+
 def test_a_sweep_run_from_python_leaves_the_callers_environment_as_it_was(ray_local, tmp_path, monkeypatch, store_uri):  # noqa: F811
     """After one run_sweep a plain Ray Tune run in the same process wrote no result files
     (TUNE_DISABLE_AUTO_CALLBACK_LOGGERS), child processes showed no warnings (PYTHONWARNINGS) and

@@ -146,6 +146,7 @@ def run_planned(
     status = "FAILED"
     ray_release = None
     results = None
+    discard = False
     try:  # from here on the parent run, once open, ends FAILED should anything raise (its first artifacts too)
         if tracking_uri:
             tracker = tracking_module.SweepTracker(
@@ -293,6 +294,9 @@ def run_planned(
                 f"sweep {plan.name} interrupted after its trials, before its outcome was logged. Finish it with: "
                 + sweep_record.resume_command(plan.name, plan.storage)
             ) from None
+        # Before its trials (Ray Tune saved nothing): nothing ran and nothing is left to resume, so its
+        # parent run goes too (it stayed as a KILLED sweep of no trials in report and compare).
+        discard = resume is None and part is None and not sweep_record.tune_state_saved(str(sweep_record.sweep_dir(plan)))
         raise
     except Exception as exc:
         if status == "FAILED" and tracker is not None:
@@ -304,6 +308,8 @@ def run_planned(
                 phase("waiting for the MLflow writer")
             try:
                 lacking = tracker.finish(status) if tracker is not None else None
+                if discard and tracker is not None:
+                    tracker.discard()
             except KeyboardInterrupt:
                 if status != "FINISHED":
                     raise

@@ -378,6 +378,15 @@ class SweepTracker:
             except Exception as exc:
                 logger.warning("raysweep: could not note on the MLflow parent run why the sweep failed: %s", exc)
 
+    def discard(self) -> None:
+        """Delete the sweep's parent run (MLflow's soft delete: ``mlflow runs restore`` brings it back),
+        for a sweep stopped before its trials: nothing of it was run, nothing is left to resume."""
+        if self.parent_run_id:
+            try:
+                self.client.delete_run(self.parent_run_id)
+            except Exception as exc:
+                logger.warning("raysweep: could not delete the MLflow parent run %s: %s", self.parent_run_id, exc)
+
     def end_parent(self, status: str) -> None:
         """End the sweep's parent run (its trials' runs are the writer's: :meth:`finish`)."""
         if self.parent_run_id:
