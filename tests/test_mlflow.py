@@ -452,6 +452,14 @@ def test_a_sweep_whose_trials_all_fail_ends_every_run_and_still_reports(ray_loca
     outcome = json.loads(done.stdout)
     assert (outcome["status"], outcome["error"], outcome["best_config"]) == ("FAILED", failed.removeprefix("the sweep failed: "), None)
     assert [row["outcome"] for row in outcome["leaderboard"]] == ["failed", "failed"]
+    # resume started Ray, ran nothing (Tune runs no failed trial again) and failed the same way: it says so at once.
+    storage = next(tmp_path_factory.getbasetemp().glob(f"{SWEEP_ALL_FAIL}*"))
+    done = run_cli("resume", SWEEP_ALL_FAIL, "--storage", str(storage), cwd=tmp_path, timeout=120)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        f"sweep failed: {SWEEP_ALL_FAIL} failed ({failed.removeprefix('the sweep failed: ')}), and Ray Tune runs no failed trial "
+        "again: nothing to resume; fix the cause and run the sweep again\n"
+    )
 
 
 def test_a_time_budget_leaves_no_run_running(ray_local, mlflow_server, tmp_path_factory):

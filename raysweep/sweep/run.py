@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from raysweep.data import PREPARE_MODULES, Dataset, prepare
-from raysweep.errors import NothingToResume, SweepInterrupted, TrackingIncomplete, UserError
+from raysweep.errors import NothingToResume, SweepFailed, SweepInterrupted, TrackingIncomplete, UserError
 from raysweep.metrics import check_every_class_scored, needs_proba
 from raysweep.recipes import Recipe
 from raysweep import space
@@ -301,6 +301,9 @@ def run_planned(
     except Exception as exc:
         if status == "FAILED" and tracker is not None:
             tracker.note_failure(exc)
+        if isinstance(exc, SweepFailed) and part is None and not sweep_record.is_uri(plan.storage):
+            # Ray Tune runs no failed trial again: `raysweep resume` says so instead of starting Ray for nothing.
+            sweep_record.update(sweep_record.sweep_dir(plan), failed=str(exc))
         raise
     finally:
         try:
@@ -485,6 +488,11 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
             f"raysweep: sweep {record['name']} {how}; nothing to resume. "
             f"Its result: {report_command(record['name'], record.get('options', {}).get('tracking_uri'))}",
             name=record["name"],
+        )
+    if record.get("failed"):
+        raise SweepFailed(
+            f"{record['name']} failed ({record['failed']}), and Ray Tune runs no failed trial again: nothing to resume; "
+            "fix the cause and run the sweep again"
         )
     if auto.is_auto_record(record):
         auto.from_record(record)  # a record that cannot rebuild the members is refused before anything starts
