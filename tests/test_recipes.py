@@ -648,6 +648,19 @@ def test_a_float_range_on_an_integer_parameter_is_refused(overrides, message):
     assert str(info.value) == message
 
 
+def test_a_range_too_wide_for_a_parameter_that_takes_floats_names_its_set_and_the_range():
+    """max_features takes floats up to 1: the error named the recipe file (not the --set that widened the range) and
+    told to use type: randint."""
+    with pytest.raises(UserError) as info:
+        check_recipe(load_recipe("random_forest", ["space.max_features.high=2"]))
+    message = str(info.value)
+    assert message.startswith(
+        "--set space.max_features.high=2: space.max_features: 1.05, a value uniform draws, is rejected by RandomForestClassifier "
+        "(The 'max_features' parameter of RandomForestClassifier must be an int in the range [1, inf), a float in the range (0.0, 1.0]"
+    ), message
+    assert message.endswith("Got 1.05 instead.); narrow the range to the values the model takes"), message
+
+
 def test_every_value_is_checked_with_the_others_at_valid_values(tmp_path):
     """Two bad values, each the only bad one of its parameter: the first named is the first in the recipe, and the
     error is about it alone."""

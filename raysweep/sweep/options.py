@@ -242,7 +242,24 @@ def _blame(recipe: Recipe, family: Family, task: str, build: Any, values: dict[s
             try:
                 build({param: value})
             except (ValueError, TypeError) as exc:
-                raise UserError(f"{recipe.where(path)}: {shown} is rejected by {estimator} ({_first_line(exc)}); {fix}") from None
+                where = recipe.where(path)
+                if path.endswith(".type"):  # a value drawn between the ends: the entry's type, low and high give it
+                    if not where.startswith("--set "):  # a --set of its low or high is behind it, not the file
+                        where = recipe.where(path.removesuffix(".type"))
+                    if _takes_a_float(build, param, checks):  # floats are taken, not these: the range is too wide
+                        fix = "narrow the range to the values the model takes"
+                raise UserError(f"{where}: {shown} is rejected by {estimator} ({_first_line(exc)}); {fix}") from None
+
+
+def _takes_a_float(build: Any, param: str, checks: list[tuple[str, Any, str, str]]) -> bool:
+    """Whether the model takes a float for ``param``: one of the range's ends, as a float."""
+    for _, value, _, _ in checks[:2]:  # the lowest and highest values the range draws
+        try:
+            build({param: float(value)})
+        except (ValueError, TypeError, OverflowError):
+            continue
+        return True
+    return False
 
 
 def _first_line(exc: BaseException) -> str:
