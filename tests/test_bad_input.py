@@ -296,10 +296,10 @@ CASES = [
          ("--set space.max_depth.high=5: space.max_depth: grid points [6, 9] lie outside [low=2, high=5) (randint leaves out high)",)),
     Case("validate with a scheduler the family refuses", ["validate", "svm", "--scheduler", "pbt"],
          ("--scheduler pbt: the svm family carries no training state", "use --scheduler asha or hyperband")),
-    Case("recipe name with a slash", ["validate", "bad.yaml"], ("bad.yaml: name: 'a/b': sweeps and MLflow experiments are named after it",),
+    Case("recipe name with a slash", ["validate", "bad.yaml"], ("bad.yaml: name: 'a/b': a sweep's default name and folder start with it and its MLflow runs are found by it",),
          files={"bad.yaml": RECIPE + "name: a/b\n"}),
     Case("recipe name with a space", ["run", "bad.yaml", "--dataset", "iris"],
-         ("bad.yaml: name: 'my recipe': sweeps and MLflow experiments are named after it, so it must be one word of letters, "
+         ("bad.yaml: name: 'my recipe': a sweep's default name and folder start with it and its MLflow runs are found by it, so it must be one word of letters, "
           "digits, '-', '_' and '.'; rename it, e.g. my_recipe",),
          files={"bad.yaml": RECIPE + "name: my recipe\n"}, api={"recipe": "bad.yaml", "dataset": "iris"}),
     # -- Ray Tune draws integers with NumPy's int64 ------------------------------------------------------

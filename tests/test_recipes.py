@@ -309,11 +309,11 @@ def test_recipe_name_must_make_a_sweep_name():
     "name, message",
     [
         # `raysweep report my recipe-...` would be two words on the command line
-        ("my recipe", "my.yaml: name: 'my recipe': sweeps and MLflow experiments are named after it, so it must be one word "
+        ("my recipe", "my.yaml: name: 'my recipe': a sweep's default name and folder start with it and its MLflow runs are found by it, so it must be one word "
                       "of letters, digits, '-', '_' and '.'; rename it, e.g. my_recipe"),
-        ("a/b", "my.yaml: name: 'a/b': sweeps and MLflow experiments are named after it, so it must be one word "
+        ("a/b", "my.yaml: name: 'a/b': a sweep's default name and folder start with it and its MLflow runs are found by it, so it must be one word "
                 "of letters, digits, '-', '_' and '.'; rename it, e.g. a_b"),
-        (["x"], "my.yaml: name: ['x']: sweeps and MLflow experiments are named after it, so it must be one word "
+        (["x"], "my.yaml: name: ['x']: a sweep's default name and folder start with it and its MLflow runs are found by it, so it must be one word "
                 "of letters, digits, '-', '_' and '.'; rename it"),
     ],
 )
@@ -323,7 +323,7 @@ def test_a_recipe_name_that_is_not_one_word_is_refused_in_one_line(name, message
     assert str(info.value) == message
     with pytest.raises(UserError) as info:
         load_recipe("svm", ["name=my recipe"])
-    assert str(info.value) == ("--set name=my recipe: 'my recipe': sweeps and MLflow experiments are named after it, so it "
+    assert str(info.value) == ("--set name=my recipe: 'my recipe': a sweep's default name and folder start with it and its MLflow runs are found by it, so it "
                                "must be one word of letters, digits, '-', '_' and '.'; rename it, e.g. my_recipe")
 
 

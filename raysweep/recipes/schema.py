@@ -408,7 +408,7 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     name = data.get("name")
     if name is not None and (not isinstance(name, (str, int)) or isinstance(name, bool) or not _NAME.fullmatch(str(name))):
         word = re.sub(r"[^\w-]+", "_", name).strip("_") if isinstance(name, str) else ""
-        raise _fail(source, "name", f"{name!r}: sweeps and MLflow experiments are named after it, so it must be one word "
+        raise _fail(source, "name", f"{name!r}: a sweep's default name and folder start with it and its MLflow runs are found by it, so it must be one word "
                     f"of letters, digits, '-', '_' and '.'; rename it{f', e.g. {word}' if word else ''}")
     description = data.get("description")
     if description is not None and not isinstance(description, str):
