@@ -230,7 +230,8 @@ def dataset_from_frame(data: Any, target: str | None = None, task: str | None = 
 
     source = f"dataset {name}"
     if isinstance(data, pd.DataFrame):
-        X, y = _split_target(data, target, source, "pass target=COLUMN")
+        data = _named_columns(data, source)
+        X, y = _split_target(data, target, source, "pass target=COLUMN", file=False)
     elif isinstance(data, tuple) and len(data) == 2:
         if target is not None:
             raise UserError(f"target={target!r}: an (X, y) pair holds its target in y; leave target out")
@@ -240,12 +241,18 @@ def dataset_from_frame(data: Any, target: str | None = None, task: str | None = 
             if X.ndim != 2:
                 raise UserError(f"{source}: X must be 2-D (rows x features), got an array of shape {X.shape}")
             X = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
-        y = y.rename("target") if isinstance(y, pd.Series) and y.name is None else y
-        y = y if isinstance(y, pd.Series) else pd.Series(np.asarray(y).ravel() if np.ndim(y) == 2 and np.shape(y)[1] == 1 else y, name="target")
+        if not isinstance(y, pd.Series):
+            values = np.asarray(y)
+            if values.ndim == 2 and values.shape[1] == 1:
+                values = values.ravel()
+            if values.ndim != 1:
+                raise UserError(f"{source}: y must be one target per row (1-D), got an array of shape {values.shape}")
+            y = pd.Series(values, name="target")
+        elif y.name is None:
+            y = y.rename("target")
         if len(X) != len(y):
             raise UserError(f"{source}: X has {len(X)} rows and y {len(y)}; they must be the same rows")
-        X, y = X.reset_index(drop=True), y.reset_index(drop=True)
-        X.columns = [str(c) for c in X.columns]
+        X, y = _named_columns(X, source).reset_index(drop=True), y.reset_index(drop=True)
     else:
         raise UserError(
             f"dataset of type {type(data).__name__}: give a built-in name, a CSV/Parquet path, a pandas DataFrame with "
@@ -256,13 +263,23 @@ def dataset_from_frame(data: Any, target: str | None = None, task: str | None = 
     return _checked(X, y, name, source, task, [])
 
 
-def _split_target(frame: Any, target: str | None, source: str, fix: str) -> tuple[Any, Any]:
-    """``frame``'s features and its ``target`` column."""
+def _named_columns(frame: Any, source: str) -> Any:
+    """``frame`` with its column names as text (scikit-learn's column selection takes names of one
+    kind only: ``0`` beside ``'colour'`` failed once Ray had started); a repeated name is refused."""
+    names = [str(column) for column in frame.columns]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise UserError(f"{source}: column name(s) {', '.join(map(repr, repeated))} appear more than once; give each column a name of its own")
+    return frame.set_axis(names, axis=1)
+
+
+def _split_target(frame: Any, target: str | None, source: str, fix: str, file: bool = True) -> tuple[Any, Any]:
+    """``frame``'s features and its ``target`` column; ``file``: read from a file (whose separator may be off)."""
     if target is None:
         raise UserError(f"{source}: which column is the target? {fix} (columns: {_listed([str(c) for c in frame.columns])})")
     if target not in frame.columns:
         columns = [str(c) for c in frame.columns]
-        separator = next((mark for mark in (";", "\t", "|") if len(columns) == 1 and mark in columns[0]), None)
+        separator = next((mark for mark in (";", "\t", "|") if file and len(columns) == 1 and mark in columns[0]), None)
         if separator is not None:  # a CSV of another separator reads as one column named after the whole header
             shown = {"\t": "tabs"}.get(separator, repr(separator))
             raise UserError(

@@ -622,3 +622,35 @@ def test_run_sweep_names_its_own_options() -> None:
     shown = inspect.signature(raysweep.run_sweep).parameters
     assert {"num_samples", "nested_cv", "test_size", "recipes", "progress", "tracking"} <= set(shown)
     assert all(parameter.kind is not inspect.Parameter.VAR_KEYWORD for parameter in shown.values())
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        # A name that is not text beside one that is failed in scikit-learn's column selection, after Ray started.
+        ({"columns": [0, "colour", "label"]}, None),
+        ({"columns": ["a", "a", "label"]}, "dataset dataframe: column name(s) 'a' appear more than once; give each column a name of its own"),
+        # A frame is not a file: no hint about its separator.
+        ({"columns": ["a;b;label"]}, "dataset dataframe: no column 'label'"),
+    ],
+)
+def test_a_dataframes_column_names_are_checked(frame, message, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    data = pd.DataFrame(np.arange(30 * len(frame["columns"])).reshape(30, -1) % 2, columns=frame["columns"])
+    if message is None:
+        plan = plan_sweep("random_forest", data, target="label", storage=tmp_path)
+        assert list(plan.dataset.X.columns) == ["0", "colour"]
+        return
+    with pytest.raises(UserError) as raised:
+        plan_sweep("random_forest", data, target="label", storage=tmp_path)
+    assert str(raised.value).startswith(message) and "separated" not in str(raised.value)
+
+
+def test_a_y_of_several_columns_is_refused(tmp_path):
+    import numpy as np
+
+    with pytest.raises(UserError) as raised:
+        plan_sweep("random_forest", (np.zeros((30, 2)), np.zeros((30, 2))), storage=tmp_path)
+    assert str(raised.value) == "dataset dataframe: y must be one target per row (1-D), got an array of shape (30, 2)"

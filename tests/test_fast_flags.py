@@ -308,3 +308,58 @@ def test_json_output_has_no_nan(capsys) -> None:
     assert json.loads(printed, parse_constant=lambda name: pytest.fail(f"{name} in {printed}")) == {
         "test_score": None, "best_validation_score": 0.9, "importance": {"a": None}, "leaderboard": [[1.0, None]],
     }
+
+
+def test_a_name_whose_sweep_failed_is_not_sent_to_resume(tmp_path) -> None:
+    """run --name X said "continue that one with: raysweep resume X", which says a failed sweep has nothing to resume."""
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.record import refuse_a_name_in_use
+
+    plan = plan_sweep("random_forest", "iris", name="same", storage=tmp_path, num_samples=2)
+    (tmp_path / "same").mkdir()
+    (tmp_path / "same" / "tuner.pkl").write_bytes(b"ray tune's state")
+    (tmp_path / "same" / "raysweep_sweep.json").write_text('{"name": "same", "failed": "every trial failed (2 of 2)"}')
+    with pytest.raises(UserError) as raised:
+        refuse_a_name_in_use(plan)
+    assert str(raised.value) == (
+        f"--name same: {tmp_path / 'same'} holds a sweep of that name that failed (every trial failed (2 of 2)); "
+        f"pass another --name (or --storage), or remove {tmp_path / 'same'} to use the name again"
+    )
+
+
+def test_a_sweep_given_data_in_memory_is_continued_from_python() -> None:
+    from types import SimpleNamespace
+
+    from raysweep.sweep.record import continue_command, sync_command
+
+    assert continue_command(SimpleNamespace(name="my sweep", storage="/r", dataset_spec="iris")) == "raysweep resume 'my sweep' --storage /r"
+    assert continue_command(SimpleNamespace(name="a", storage="/r", dataset_spec=None)) == (
+        "raysweep.resume_sweep('a', storage='/r', dataset=<the same data>)"
+    )
+    assert sync_command("my sweep", "/my results") == "raysweep sync 'my sweep' --storage '/my results'"
+
+
+def test_a_warning_with_brackets_is_printed_as_it_is(capsys) -> None:
+    """An MLflow error's text in a warning ([/artifacts]) raised Rich's MarkupError after a finished sweep."""
+    import pandas as pd
+
+    from raysweep.cli.summary import report
+    from raysweep.sweep.result import SweepResult
+
+    result = SweepResult(
+        name="a", recipe="random_forest", dataset="iris", task="classification", metric="accuracy", mode="max",
+        best_config={"max_depth": 5}, best_resource=60, best_validation_score=0.9, test_score=0.9, num_trials=1, num_errors=0,
+        num_stopped_early=0, leaderboard=pd.DataFrame({"trial": ["trial-0000"], "val_accuracy": [0.9]}), model=object(),
+        classes=None, storage_path="/x", warnings=["could not log the refit model in MLflow: no such path [/artifacts] [model]"],
+    )  # fmt: skip
+    report(result, as_json=False)
+    assert "warning: could not log the refit model in MLflow: no such path [/artifacts] [model]" in capsys.readouterr().out
+
+
+def test_reports_best_config_cut_by_mlflow_is_its_text() -> None:
+    from raysweep.cli.review import _best_config
+    from raysweep.tracking import schema
+
+    assert _best_config({schema.BEST_CONFIG: '{"a": 1}'}) == {"a": 1}
+    assert _best_config({schema.BEST_CONFIG: '{"a": "xxxx'}) == '{"a": "xxxx'  # MLflow keeps 5000 characters of a tag
+    assert _best_config({}) is None

@@ -658,7 +658,7 @@ def test_a_range_too_wide_for_a_parameter_that_takes_floats_names_its_set_and_th
         "--set space.max_features.high=2: space.max_features: 1.05, a value uniform draws, is rejected by RandomForestClassifier "
         "(The 'max_features' parameter of RandomForestClassifier must be an int in the range [1, inf), a float in the range (0.0, 1.0]"
     ), message
-    assert message.endswith("Got 1.05 instead.); narrow the range to the values the model takes"), message
+    assert message.endswith("Got 1.05 instead.); narrow the range to the values the model takes, or use type: randint for whole numbers"), message
 
 
 def test_every_value_is_checked_with_the_others_at_valid_values(tmp_path):
@@ -968,3 +968,15 @@ def test_a_strategy_named_as_other_tools_name_it_says_raysweeps_name(overrides, 
     with pytest.raises(UserError) as info:
         check_recipe(load_recipe("xgboost", overrides), **flags)
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_set_gives_a_recipe_the_early_stopping_or_pbt_settings_it_left_out(tmp_path):
+    """--set early_stopping.grace_period=2 on a recipe without early_stopping said: no key early_stopping (did you
+    mean 'early_stopping'?)."""
+    mine = tmp_path / "plain.yaml"
+    mine.write_text("family: random_forest\ntasks: [classification]\nmetric: accuracy\nresource: {name: trees, per_step: 10, max: 30}\n"
+                    "space:\n  max_depth: {type: randint, low: 2, high: 8}\n")
+    recipe = load_recipe(mine, ["early_stopping.grace_period=2", "pbt.perturbation_interval=2"])
+    assert recipe.raw["early_stopping"] == {"grace_period": 2} and recipe.raw["pbt"]["perturbation_interval"] == 2
+    with pytest.raises(UserError, match=r"unknown key \(did you mean 'grace_period'\?\)"):
+        load_recipe(mine, ["early_stopping.grace_perio=2"])

@@ -39,8 +39,8 @@ def compare_command(experiment: str | None, dataset: str | None, tracking_uri: s
                               allow_nan=False))
         return
     console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=180)
+    if not console.is_terminal:  # a file or a pipe: each row on one line, nothing folded or cut (a table is as wide as its text)
+        console = Console(highlight=False, width=100_000)
     scope = f"experiment {experiment}" if experiment else f"dataset {dataset or rows[0].dataset}"
     console.print(f"{len(rows)} sweep{'s' * (len(rows) != 1)} of {scope}", markup=False)
     if len(grouped) > 1:
@@ -58,9 +58,10 @@ def compare_command(experiment: str | None, dataset: str | None, tracking_uri: s
         columns = ["sweep"] + ["experiment"] * several_experiments + [
             "recipe", "scheduler", "searcher", "trials", f"best val_{metric}", f"test {metric}", "wall time", "started", "status",
         ] + ["validation", "seed"] * scored_apart  # fmt: skip
+        # In a terminal the columns fold to its width, a sweep's name last (it is what `report` takes).
+        longest = max(len(row.sweep) for row in members)
         for column in columns:
-            # A sweep's name whole on one line (it is what `report` takes); the other columns fold.
-            table.add_column(column, overflow="fold", no_wrap=column in ("sweep", "experiment"))
+            table.add_column(column, overflow="fold", min_width=min(longest, console.width // 3) if column == "sweep" else None)
         for row in members:
             cells = [row.sweep] + [row.experiment] * several_experiments + [
                 row.recipe, row.scheduler, row.searcher, str(row.trials), _score(row.best_validation_score),

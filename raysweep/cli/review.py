@@ -355,7 +355,7 @@ def _report_object(client: Any, run: Any, uri: str, experiment_name: str, top: i
         "searcher": tags.get(schema.SEARCHER),
         "metric": metric,
         "mode": params.get("mode"),
-        "best_config": json.loads(tags[schema.BEST_CONFIG]) if schema.BEST_CONFIG in tags else None,
+        "best_config": _best_config(tags),
         "best_resource": _number(best_resource),
         "best_validation_score": metrics.get(schema.best_metric(metric)),
         "test_score": metrics.get(schema.test_metric(metric)),
@@ -372,6 +372,16 @@ def _report_object(client: Any, run: Any, uri: str, experiment_name: str, top: i
         "stopped_by": tags.get(schema.STOPPED_BY) or None,
         "leaderboard": rows,
     }
+
+
+def _best_config(tags: dict[str, str]) -> Any:
+    """The best config from its tag: a mapping, or the tag's text when it is not whole JSON (MLflow
+    keeps 5000 characters of a tag, and a longer config is cut)."""
+    text = tags.get(schema.BEST_CONFIG)
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return text
 
 
 def _number(text: str | None) -> int | float | None:

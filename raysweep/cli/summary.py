@@ -117,6 +117,8 @@ def _header(column: str) -> str:
 
 
 def _print_summary(result: Any, console: Any) -> None:
+    from rich.markup import escape
+
     print_leaderboard(console, result.leaderboard, schema.validation_metric(result.metric), top=10, total=result.num_trials)
     console.print(f"best config: {json.dumps(result.best_config, default=str)}")
     console.print(f"validation {result.metric}: {result.best_validation_score:.5g} (at resource {result.best_resource})")
@@ -131,7 +133,7 @@ def _print_summary(result: Any, console: Any) -> None:
         source = f" from {', '.join(result.warm_start_from)}" if result.warm_start_from else " (no earlier sweep: cold)"
         console.print(f"warm start: {result.warm_start_trials} earlier trials{source}")
     for warning in getattr(result, "warnings", []):
-        console.print(f"[yellow]warning: {warning}[/]", soft_wrap=True)
+        console.print(f"[yellow]warning: {escape(warning)}[/]", soft_wrap=True)  # an MLflow error's text may hold [brackets]
     if getattr(result, "stopped_by", None):
         console.print(f"sweep stopped early: {result.stopped_by}", soft_wrap=True)
     if result.tracking_uri:

@@ -73,10 +73,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: str) -> 
             path = ".".join(parts[: depth + 1])
             if not isinstance(node, dict):
                 raise UserError(f"--set {text}: {'.'.join(parts[:depth])} in {source} is not a mapping, so it has no key {part!r}")
-            if depth == 0 and part == "fixed" and not last and node.get("fixed") is None:
-                node["fixed"] = {}  # a recipe without fixed parameters can still be given one
+            if depth == 0 and part in _TOP_KEYS and not last and node.get(part) is None:
+                node[part] = {}  # a recipe without fixed parameters, early stopping or PBT settings can still be given them
             # New keys: a parameter under fixed, or an optional top-level key the recipe left out.
-            new_ok = (parts[0] == "fixed" and depth == 1 and last) or (depth == 0 and last and part in _TOP_KEYS)
+            new_ok = (parts[0] in ("fixed", "early_stopping", "pbt") and depth == 1 and last) or (depth == 0 and last and part in _TOP_KEYS)
             if part not in node and not new_ok:
                 # At the top, the optional keys the recipe left out can be set too.
                 known = [str(k) for k in node] + ([k for k in _TOP_KEYS if k not in node] if depth == 0 else [])

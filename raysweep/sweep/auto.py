@@ -18,6 +18,7 @@ same steps, one scheduler per family (:func:`family_of` names a trial's, for
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,7 +190,7 @@ def from_record(record: dict[str, Any]) -> AutoPlan:
     if not saved:
         raise UserError(
             f"sweep {record['name']} is an auto sweep whose record predates resuming auto sweeps; start it again with raysweep run auto "
-            f"(its trials so far are in MLflow; raysweep sync {record['name']} writes any that are missing)"
+            f"(its trials so far are in MLflow; raysweep sync {shlex.quote(record['name'])} writes any that are missing)"
         )
     recipes = [validate_recipe_data(m["recipe"], m["source"], m["name"]) for m in saved["members"]]
     plan = auto_recipe(recipes, record["options"]["task"], [get_family(r.family) for r in recipes])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shlex
 import signal
 import socket
 import threading
@@ -185,7 +186,7 @@ def cannot_connect(target: Target, reason: str, listening: bool = True) -> UserE
     there (the token may be the matter), not a refused or silent port (then the token is not)."""
     if target.resumed:  # the cluster the sweep ran on (or resume --address): resume can go elsewhere
         other = (f" (the cluster sweep {target.resumed} ran on); continue it on another with: raysweep resume "
-                 f"{target.resumed} --address HOST:PORT, or --address local for a local Ray")
+                 f"{shlex.quote(target.resumed)} --address HOST:PORT, or --address local for a local Ray")
     else:
         other = f" (or {'leave --address out' if target.flag == '--address' else 'unset RAY_ADDRESS'} for a local Ray)"
     hint = f"; {_token_hint()}" if listening else ""

@@ -226,7 +226,7 @@ def run_nested(
             status = "KILLED"
             raise SweepInterrupted(
                 f"nested validation {plan.name} interrupted; its runs are closed as KILLED and its state is saved. "
-                f"Continue it with: {sweep_record.resume_command(plan.name, plan.storage)}",
+                f"Continue it with: {sweep_record.continue_command(plan)}",
                 name=plan.name,
             )
         failed = next((o for o in outcomes.values() if isinstance(o, BaseException) and not isinstance(o, TrackingIncomplete)), None)
@@ -255,7 +255,7 @@ def run_nested(
     if incomplete:
         raise TrackingIncomplete(
             f"MLflow lacks part of {', '.join(incomplete)}; write the rest with: "
-            + "; ".join(f"raysweep sync {name} --storage {plan.storage}" for name in incomplete),
+            + "; ".join(sweep_record.sync_command(name, plan.storage) for name in incomplete),
             result,
         )
     return result

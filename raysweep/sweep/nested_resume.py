@@ -10,6 +10,7 @@ its record. A sweep killed before Ray saved anything of it starts again.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ def resumable_job(candidate: str, record: dict[str, Any]) -> tuple[str, dict[str
         if found is None:
             raise UserError(
                 f"sweep {record['name']} is part of the nested validation {job}, whose record is not in {record.get('storage')}; "
-                f"resume the job with raysweep resume {job} --storage where it ran"
+                f"resume the job with raysweep resume {shlex.quote(job)} --storage where it ran"
             )
         candidate, record = found
     if record.get("recipe") is None:

@@ -247,7 +247,7 @@ def _blame(recipe: Recipe, family: Family, task: str, build: Any, values: dict[s
                     if not where.startswith("--set "):  # a --set of its low or high is behind it, not the file
                         where = recipe.where(path.removesuffix(".type"))
                     if _takes_a_float(build, param, checks):  # floats are taken, not these: the range is too wide
-                        fix = "narrow the range to the values the model takes"
+                        fix = f"narrow the range to the values the model takes, or {fix} for whole numbers"
                 raise UserError(f"{where}: {shown} is rejected by {estimator} ({_first_line(exc)}); {fix}") from None
 
 

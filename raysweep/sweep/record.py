@@ -22,6 +22,21 @@ def resume_command(name: str, storage: str) -> str:
     return f"raysweep resume {shlex.quote(name)} --storage {shlex.quote(str(storage))}"
 
 
+def continue_command(plan: Any) -> str:
+    """How to continue ``plan``'s sweep: ``raysweep resume``, or for data given in memory (which the
+    command line cannot read again) ``raysweep.resume_sweep`` with that data."""
+    if getattr(plan, "dataset_spec", None) is not None:
+        return resume_command(plan.name, plan.storage)
+    return f"raysweep.resume_sweep({plan.name!r}, storage={str(plan.storage)!r}, dataset=<the same data>)"
+
+
+def sync_command(name: str, storage: str) -> str:
+    """``raysweep sync NAME --storage STORAGE`` as a shell takes it."""
+    import shlex
+
+    return f"raysweep sync {shlex.quote(name)} --storage {shlex.quote(str(storage))}"
+
+
 def is_uri(value: Any) -> bool:
     """Whether ``value`` names a cloud location (``s3://...``) rather than a local path."""
     return isinstance(value, str) and "://" in value
@@ -119,6 +134,11 @@ def refuse_a_name_in_use(plan: Any) -> None:
     started = tune_state_saved(folder) or any(record.get(key) for key in ("stopped_by", "nested_cv", "nested_job"))
     if not started:
         return  # stopped before Ray Tune saved anything (Ctrl-C while Ray started): nothing to resume, the name is free
+    if record.get("failed"):  # resume would say there is nothing to resume: no loop between the two
+        raise UserError(
+            f"--name {plan.name}: {folder} holds a sweep of that name that failed ({record['failed']}); "
+            f"pass another --name (or --storage), or remove {folder} to use the name again"
+        )
     raise UserError(
         f"--name {plan.name}: {folder} holds a sweep of that name already; pass another --name (or --storage), "
         f"or continue that one with: {resume_command(plan.name, plan.storage)}"

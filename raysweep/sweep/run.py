@@ -8,6 +8,7 @@ result (:mod:`raysweep.sweep.result`).
 from __future__ import annotations
 
 import inspect
+import logging
 import signal
 import sys
 import threading
@@ -28,6 +29,8 @@ from raysweep.sweep.connect import cluster_cpus, connect_ray
 from raysweep.sweep.gpus import check_cluster_gpus, trial_resources
 from raysweep.sweep.environment import _quiet_environment, _quiet_tune, trial_runtime_env
 from raysweep.sweep.options import SweepPlan, plan_sweep
+
+logger = logging.getLogger(__name__)
 from raysweep.sweep.result import SweepResult, summarise
 from raysweep.sweep.tags import sweep_tags
 from raysweep.sweep.warm_start import warm_start_for
@@ -269,9 +272,7 @@ def run_planned(
         elif _interrupted(ledger, plan, _time_budget_spent(plan, started - budget_before)):
             status = "KILLED"
             raise SweepInterrupted(
-                f"sweep {plan.name} interrupted; its state is saved. Continue it with: "
-                + (sweep_record.resume_command(plan.name, plan.storage) if plan.dataset_spec is not None else
-                   f"raysweep.resume_sweep({plan.name!r}, storage={plan.storage!r}, dataset=<the same data>)"),
+                f"sweep {plan.name} interrupted; its state is saved. Continue it with: {sweep_record.continue_command(plan)}",
                 name=plan.name,
             )
         # Started after the trials, not with them: its imports would take CPU from them (measured on
@@ -292,7 +293,8 @@ def run_planned(
         if results is not None:  # Ctrl-C or SIGTERM after the trials, during the refit or the logging
             raise SweepInterrupted(
                 f"sweep {plan.name} interrupted after its trials, before its outcome was logged. Finish it with: "
-                + sweep_record.resume_command(plan.name, plan.storage)
+                + sweep_record.continue_command(plan),
+                name=plan.name,
             ) from None
         # Before its trials (Ray Tune saved nothing): nothing ran and nothing is left to resume, so its
         # parent run goes too (it stayed as a KILLED sweep of no trials in report and compare).
@@ -303,7 +305,10 @@ def run_planned(
             tracker.note_failure(exc)
         if isinstance(exc, SweepFailed) and part is None and not sweep_record.is_uri(plan.storage):
             # Ray Tune runs no failed trial again: `raysweep resume` says so instead of starting Ray for nothing.
-            sweep_record.update(sweep_record.sweep_dir(plan), failed=str(exc))
+            try:
+                sweep_record.update(sweep_record.sweep_dir(plan), failed=str(exc))
+            except (OSError, ValueError) as unwritten:  # the sweep's own failure is what the user is told
+                logger.warning("raysweep: could not note the failure in the sweep's record: %s", unwritten)
         raise
     finally:
         try:
@@ -330,7 +335,7 @@ def run_planned(
     if lacking:
         raise TrackingIncomplete(
             f"{lacking}; MLflow lacks part of sweep {plan.name}. Write the rest from Ray's results with: "
-            f"raysweep sync {plan.name} --storage {plan.storage}",
+            + sweep_record.sync_command(plan.name, plan.storage),
             result,
         )
     return result
