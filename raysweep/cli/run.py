@@ -25,8 +25,8 @@ def _run_options(func: Any) -> Any:
         click.option("--scheduler", help="fifo, asha, hyperband or pbt: when to stop trials (default: the recipe's)."),
         click.option("--searcher", help="random, grid, hyperopt (TPE), optuna (TPE), gp (Gaussian process) or anneal: what to try next (default: the recipe's)."),
         click.option("--recipes", metavar="NAME,...", help="With RECIPE auto: the recipes (prebuilt names or YAML files) whose families compete in one sweep (default: every prebuilt recipe that fits the task)."),
-        click.option("--num-samples", type=int, help="How many trials (with grid: how many passes over the grid); with --nested-cv, per inner sweep."),
-        click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds; with --nested-cv, per inner sweep (each starts when the cluster has CPUs for its trials, its budget with it)."),
+        click.option("--num-samples", type=int, help="How many trials (default: the recipe's num_samples, 20 in the prebuilt ones; with grid: passes over the grid, default 1); with --nested-cv, per inner sweep."),
+        click.option("--time-budget", type=float, help="Stop starting and running trials after this many seconds; without --num-samples, trials start until it is spent; with --nested-cv, per inner sweep (each starts when the cluster has CPUs for its trials, its budget with it)."),
         click.option("--stop-at", type=float, metavar="VALUE", help="End the sweep as soon as a trial's validation metric reaches VALUE (in the metric's direction: accuracy >= VALUE, rmse <= VALUE); the best config is refit as usual."),
         click.option("--patience", type=int, metavar="N", help="End the sweep when N finished trials in a row (run to the end or stopped early by the scheduler; failed ones do not count) did not improve the best validation score."),
         click.option("--gpus-per-trial", metavar="F", help="GPUs Ray reserves for each trial: a fraction in (0, 1] to share one (0.25: four trials per GPU) or a whole number. XGBoost trials train on their GPU; other families say they cannot."),
@@ -35,13 +35,13 @@ def _run_options(func: Any) -> Any:
         click.option("--nested-cv", type=int, metavar="K", help="Nested validation: K outer folds of train+validation, each tuned by an inner sweep of its own and scored on its held-out fold (an unbiased estimate), then the final sweep; all at once on the same Ray. --num-samples and --time-budget apply to each inner sweep."),
         click.option("--seed", type=int, default=0, show_default=True, help="Makes the split, the configs and the models reproducible (0 to 4294967295)."),
         click.option("--name", help="The sweep's name (default: RECIPE-DATASET-TIMESTAMP)."),
-        click.option("--storage", help="Where Ray keeps results and checkpoints (a path or a cloud URI; default ./raysweep_results)."),
+        click.option("--storage", help="Where Ray keeps results and checkpoints (a path or a cloud URI; default: ./raysweep_results)."),
         click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. space.max_depth.high=12."),
         click.option("--address", help="A Ray cluster to join (its head's GCS address HOST:PORT, or 'auto'); default: an embedded local Ray, or RAY_ADDRESS."),
         click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
         click.option("--experiment", help="MLflow experiment (default: raysweep-DATASET, shared by every recipe run on the dataset)."),
         click.option("--max-failures", type=int, default=0, show_default=True, help="Retry a failed trial this many times."),
-        click.option("--checkpoint-every", type=float, metavar="SECONDS", help="Checkpoint a running trial at most this often, for resume and retries; 0: after every step (default 10)."),
+        click.option("--checkpoint-every", type=float, metavar="SECONDS", help="Checkpoint a running trial at most this often, for resume and retries; 0: after every step (default: 10)."),
         click.option("--warm-start", is_flag=True, help="Let the searcher learn first from earlier sweeps' trials of this recipe, dataset, metric and space, in any experiment of the store (optuna, gp: all as evaluated points; hyperopt, anneal: the best few tried first)."),
         click.option("--register-model", help="Register the refit best model in the MLflow Model Registry under this name."),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout."),
@@ -119,7 +119,7 @@ def _writer_started(tracking_uri: str | None, verbose: bool) -> Iterator[None]:
 
 @click.command()
 @click.argument("sweep")
-@click.option("--storage", help="Where the sweep kept its state (default ./raysweep_results).")
+@click.option("--storage", help="Where the sweep kept its state (default: ./raysweep_results).")
 @click.option("--address", help="Continue on this Ray cluster (HOST:PORT, or 'local' for an embedded local Ray) instead of the one the sweep ran on.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the outcome on stdout.")
 @click.option("--verbose", is_flag=True, help="Show Ray's own output instead of the live view.")

@@ -13,7 +13,7 @@ from raysweep.tracking.sync import SyncReport, sync_sweep
 
 @click.command("sync", short_help="Write to MLflow what a sweep could not log, from Ray's results.")
 @click.argument("sweep")
-@click.option("--storage", help="Where the sweep kept its state (default ./raysweep_results).")
+@click.option("--storage", help="Where the sweep kept its state (default: ./raysweep_results).")
 @click.option("--tracking-uri", help="The sweep's MLflow store (default: the one it ran with).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with what was written.")
 def sync_command(sweep: str, storage: str | None, tracking_uri: str | None, as_json: bool) -> None:
