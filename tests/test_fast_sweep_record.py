@@ -214,6 +214,19 @@ def test_resume_of_an_unknown_sweep(tmp_path: Path) -> None:
     )
 
 
+def test_resume_of_a_misspelt_sweep_names_the_nearest_and_the_newest(tmp_path: Path) -> None:
+    """resume and sync said only "no sweep 'x'", where report lists the recent sweeps and suggests one."""
+    for name in ("rf-iris-1", "xgb-iris-2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "raysweep_sweep.json").write_text(json.dumps({"name": name}))
+    with pytest.raises(UserError) as caught:
+        resume_sweep("rf-iris-l", storage=str(tmp_path))
+    assert str(caught.value).startswith(
+        f"no sweep 'rf-iris-l' to resume under {tmp_path.resolve()} (did you mean 'rf-iris-1'?); sweeps there, newest first: "
+    )
+    assert sorted(str(caught.value).split("newest first: ")[1].split("; ")[0].split(", ")) == ["rf-iris-1", "xgb-iris-2"]
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

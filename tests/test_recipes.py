@@ -980,3 +980,12 @@ def test_set_gives_a_recipe_the_early_stopping_or_pbt_settings_it_left_out(tmp_p
     assert recipe.raw["early_stopping"] == {"grace_period": 2} and recipe.raw["pbt"]["perturbation_interval"] == 2
     with pytest.raises(UserError, match=r"unknown key \(did you mean 'grace_period'\?\)"):
         load_recipe(mine, ["early_stopping.grace_perio=2"])
+
+
+def test_a_recipe_name_that_is_a_file_here_without_its_suffix_names_the_file(tmp_path, monkeypatch):
+    """validate my_mlp suggested the prebuilt 'mlp', not ./my_mlp.yaml beside it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_mlp.yaml").write_text("name: my_mlp\n")
+    with pytest.raises(UserError) as info:
+        load_recipe("my_mlp")
+    assert str(info.value).startswith("unknown recipe 'my_mlp' (did you mean the file my_mlp.yaml?); prebuilt recipes: ")

@@ -39,8 +39,10 @@ def resolve_recipe_path(name_or_path: str) -> Path:
         return candidate
     if not path.is_file():
         names = bundled_recipe_names()
+        here = next((f"{name_or_path}{suffix}" for suffix in (".yaml", ".yml") if Path(f"{name_or_path}{suffix}").is_file()), None)
+        hint = f" (did you mean the file {here}?)" if here else _suggest(name_or_path, names)
         raise UserError(
-            f"unknown recipe {name_or_path!r}{_suggest(name_or_path, names)}; prebuilt recipes: {', '.join(names)} (or pass a path to a YAML file)"
+            f"unknown recipe {name_or_path!r}{hint}; prebuilt recipes: {', '.join(names)} (or pass a path to a YAML file)"
         )
     return path
 

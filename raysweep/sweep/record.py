@@ -99,6 +99,23 @@ def find(name_or_path: str, storage: str | None = None) -> tuple[str, dict[str, 
     return None
 
 
+def not_found(name_or_path: str, storage: str | None, where: str) -> str:
+    """What ``resume`` and ``sync`` say of a sweep they cannot find (``where``: "to resume under", "under"):
+    the nearest name among the sweeps kept in the storage folder, and the newest of them."""
+    import difflib
+
+    base = storage_base(storage)
+    kept: list[tuple[float, str]] = []
+    if not is_uri(base) and Path(base).is_dir():
+        kept = sorted(((p.stat().st_mtime, p.parent.name) for p in Path(base).glob(f"*/{SWEEP_FILE}")), reverse=True)
+    names = [name for _, name in kept]
+    close = difflib.get_close_matches(name_or_path, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    there = f"; sweeps there, newest first: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}" if names else ""
+    return (f"no sweep {name_or_path!r} {where} {base}{hint}{there}; "
+            "pass the sweep's name with --storage where it ran, or its folder")
+
+
 def resume_refusal(name: str, k: int | None = None) -> str:
     """What ``raysweep resume`` says of a nested validation (``--nested-cv``) whose record lacks what resuming needs."""
     flag = f" (--nested-cv {k})" if k else ""

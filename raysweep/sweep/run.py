@@ -471,9 +471,7 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
     """
     found = sweep_record.find(name_or_path, storage)
     if found is None:
-        raise UserError(
-            f"no sweep {name_or_path!r} to resume under {sweep_record.storage_base(storage)}; pass the sweep's name with --storage where it ran, or its folder"
-        )
+        raise UserError(sweep_record.not_found(name_or_path, storage, "to resume under"))
     candidate, record = found
     if record.get("nested_cv") or record.get("nested_job"):
         from raysweep.sweep.nested_resume import resumable_job

@@ -77,9 +77,7 @@ def _sweep_folder(name_or_path: str, storage: str | None) -> tuple[Path, dict[st
         raise UserError(f"sweep {name_or_path}: raysweep sync reads Ray's results from a local folder; copy the sweep's folder here first")
     found = sweep_record.find(name_or_path, storage)
     if found is None:
-        raise UserError(
-            f"no sweep {name_or_path!r} under {sweep_record.storage_base(storage)}; pass the sweep's name with --storage where it ran, or its folder"
-        )
+        raise UserError(sweep_record.not_found(name_or_path, storage, "under"))
     return Path(found[0]), found[1]
 
 
