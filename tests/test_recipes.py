@@ -989,3 +989,12 @@ def test_a_recipe_name_that_is_a_file_here_without_its_suffix_names_the_file(tmp
     with pytest.raises(UserError) as info:
         load_recipe("my_mlp")
     assert str(info.value).startswith("unknown recipe 'my_mlp' (did you mean the file my_mlp.yaml?); prebuilt recipes: ")
+
+
+def test_narrowing_a_recipes_tasks_leaves_the_other_tasks_metric_unused():
+    """--set tasks=classification on a recipe of both tasks was refused (metric.regression: unknown key), with a fix
+    --set cannot make (removing a key)."""
+    recipe = load_recipe("xgboost", ["tasks=[classification]"])
+    assert tuple(recipe.tasks) == ("classification",) and recipe.metric == {"classification": "accuracy"}
+    with pytest.raises(UserError, match=r"metric.regresion: unknown key \(did you mean 'regression'\?\)"):
+        load_recipe("xgboost", ["metric={classification: accuracy, regresion: rmse}"])

@@ -432,6 +432,8 @@ def validate_recipe_data(data: Any, source: str, default_name: str = "recipe") -
     metric = data["metric"]
     if isinstance(metric, str):
         metric = {t: metric for t in tasks}
+    if isinstance(metric, dict):  # a task's metric the recipe does not run (--set tasks=classification narrowed it) goes unused
+        metric = {task: name for task, name in metric.items() if task in tasks or task not in TASKS}
     _check_keys(source, "metric", metric, tuple(tasks))
     for task in tasks:
         if task not in metric:
