@@ -85,3 +85,17 @@ def test_registering_the_model_leaves_out_mlflows_own_lines(capsys) -> None:
     assert capsys.readouterr().err == ""
     eprint("said after")  # MLflow's stream is on again
     assert capsys.readouterr().err == "said after\n"
+
+
+def test_columns_mlflows_signature_cannot_pass_leave_the_model_without_one() -> None:
+    """A category, nullable boolean or time-zone-aware column: the signature inferred from the training frame refused
+    that very frame at pyfunc's predict ("Can not safely convert category to <U0")."""
+    import pandas as pd
+
+    from raysweep.tracking.outcome import schema_holds
+
+    plain = pd.DataFrame({"size": [1.0, 2.0], "colour": ["r", "g"], "flag": [True, False], "when": pd.to_datetime(["2026-01-01", "2026-01-02"])})
+    assert schema_holds(plain)
+    for column in (pd.Categorical(["r", "g"]), pd.array([True, None], dtype="boolean"),
+                   pd.date_range("2026-01-01", periods=2, tz="UTC")):
+        assert not schema_holds(plain.assign(other=column))

@@ -387,6 +387,8 @@ def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
     else:
         example = prepared.X_test.head(5)
         signature = infer_signature(example, result.model.predict(example))
+        if not schema_holds(example):  # without one, MLflow hands the frame to the model as it is
+            example = signature = None
         flavor = "sklearn"
         serialization = _sklearn_serialization(result.model)
         # raysweep's own estimator class is part of the model, and the family's library with it.
@@ -403,6 +405,19 @@ def log_model(tracker: Any, plan: Any, prepared: Any, result: Any) -> str:
     tracker.client.set_tag(tracker.parent_run_id, schema.MODEL_FLAVOR, flavor)
     tracker.client.set_tag(tracker.parent_run_id, schema.MODEL_URI, info.model_uri)
     return info.model_uri
+
+
+def schema_holds(frame: Any) -> bool:
+    """Whether MLflow's model signature can describe ``frame``'s columns so that the frame itself
+    passes it: a pandas ``category``, nullable ``boolean`` or time-zone-aware datetime column does not
+    (the signature inferred from it refused the very frame the model was trained from: "Can not safely
+    convert category to <U0", "cannot convert float NaN to bool"). Checked on MLflow 3.17."""
+    import pandas as pd
+
+    for dtype in frame.dtypes:
+        if isinstance(dtype, pd.CategoricalDtype) or isinstance(dtype, pd.BooleanDtype) or getattr(dtype, "tz", None) is not None:
+            return False
+    return True
 
 
 def _requirements(*distributions: str) -> list[str]:
