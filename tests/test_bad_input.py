@@ -282,6 +282,13 @@ CASES = [
          ("--set space.max_depth.high=abc: must be a number, got 'abc'",)),
     Case("--set that breaks a sibling key", ["validate", "xgboost", "--set", "space.max_depth.type=choice"],
          ("--set space.max_depth.type=choice: space.max_depth.low: unknown key; allowed keys: type, values",)),
+    # XGBoost checks its values only as it trains: every trial failed after Ray started.
+    Case("--set an XGBoost value XGBoost rejects", ["run", "xgboost", "--dataset", "iris", "--set", "fixed.tree_method=histo"],
+         ("--set fixed.tree_method=histo: the model rejects these parameters (Invalid Input: 'histo', valid values are: ",),
+         api={"recipe": "xgboost", "dataset": "iris", "overrides": ["fixed.tree_method=histo"]}),
+    Case("--set an XGBoost range beyond its bounds", ["run", "xgboost", "--dataset", "iris", "--set", "space.subsample.high=2.0"],
+         ("--set space.subsample.high=2.0: 2.0 is rejected by XGBClassifier (value 2 for Parameter subsample exceed bound [0,1]); lower high",),
+         api={"recipe": "xgboost", "dataset": "iris", "overrides": ["space.subsample.high=2.0"]}),
     Case("--set a fixed value the model rejects", ["run", "svm", "--dataset", "iris", "--set", "fixed.kernel=nope"],
          ("--set fixed.kernel=nope: the model rejects these parameters (The 'kernel' parameter of SVC",),
          api={"recipe": "svm", "dataset": "iris", "overrides": ["fixed.kernel=nope"]}),

@@ -141,11 +141,11 @@ def test_a_nested_job_whose_sweeps_fail_says_why_on_its_run(ray_local, tmp_path,
     from raysweep.errors import SweepFailed
     from raysweep.sweep.run import run_sweep
 
-    with pytest.raises(SweepFailed, match="Invalid Input: 'nope'"):
+    with pytest.raises(SweepFailed, match="monotone constraint should be less or equal to the number of features"):
         run_sweep("xgboost", "iris", nested_cv=2, num_samples=1, name="failing", tracking_uri=store_uri, storage=str(tmp_path / "results"),
-                  scheduler="fifo", searcher="random", overrides=["resource.max=100", "fixed.tree_method=nope"])  # fmt: skip
+                  scheduler="fifo", searcher="random", overrides=["resource.max=100", "fixed.monotone_constraints=(1,1,1,1,1)"])  # fmt: skip
     client = MlflowClient(store_uri)
     experiment = client.get_experiment_by_name("raysweep-iris")
     (job,) = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{schema.NESTED_CV}` = '2'")
     assert job.info.status == "FAILED"
-    assert "every trial failed" in job.data.tags[schema.ERROR] and "Invalid Input: 'nope'" in job.data.tags[schema.ERROR]
+    assert "every trial failed" in job.data.tags[schema.ERROR] and "monotone constraint should be less or equal to the number of features" in job.data.tags[schema.ERROR]

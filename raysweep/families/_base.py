@@ -56,6 +56,10 @@ class Family:
         """Train ``model`` up to step ``step`` (1-based) of ``resource`` and return it."""
         raise NotImplementedError
 
+    def check_model(self, model: Any, task: str) -> None:
+        """Raise ValueError for a parameter value the library refuses only as it trains (before Ray
+        starts; scikit-learn's own checks run without it)."""
+
     def apply_params(self, model: Any, params: dict[str, Any]) -> Any:
         """Make a partly trained model use ``params`` from its next step on (PBT's explore)."""
         model.set_params(**params)

@@ -10,6 +10,11 @@ import numpy as np
 from raysweep.families._base import Family
 
 
+#: booster parameters whose values are checked by the trials, not before Ray starts: they depend on
+#: the data's columns or classes, or on a GPU the driver may not have
+_LEFT_TO_THE_TRIALS = ("monotone_constraints", "interaction_constraints", "num_class", "device", "gpu_id", "nthread", "n_jobs")
+
+
 class XGBoostFamily(Family):
     name = "xgboost"
     encoding = "ordinal"
@@ -64,6 +69,28 @@ class XGBoostFamily(Family):
         _applied[booster] = booster_params
         _hold(grown, booster, booster_params["objective"], n_classes)
         return grown
+
+    def check_model(self, model: Any, task: str) -> None:
+        """XGBoost checks its parameters' values (``tree_method: histo``, ``booster``, bounds) only as it
+        trains: one round on four made-up rows shows them before Ray starts. What needs the real data
+        (constraints over its columns, the number of classes) or a GPU is left to the trials, and only
+        a refusal of a parameter is raised (a made-up label another objective refuses is not the recipe's)."""
+        import re
+
+        import xgboost
+
+        params = {key: value for key, value in model.get_xgb_params().items() if key not in _LEFT_TO_THE_TRIALS and value is not None}
+        if "gpu" in str(params.get("tree_method", "")) or str(params.get("objective", "")).startswith("multi:"):
+            return
+        rows = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
+        matrix = xgboost.DMatrix(rows, label=np.array([0.0, 1.0, 0.0, 1.0]))
+        try:
+            xgboost.train(params, matrix, 1)
+        except xgboost.core.XGBoostError as exc:
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            text = re.sub(r"^\[[\d:]+\] \S+: (Check failed: [^:]*: )?", "", text).strip()
+            if re.search(r"Invalid Input|[Pp]arameter|Unknown|valid values|exceed bound", text):
+                raise ValueError(text) from None
 
     def gpu_params(self) -> dict[str, Any]:
         # Training and prediction both on the trial's GPU (Ray makes it the only visible one).

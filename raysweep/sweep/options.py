@@ -209,7 +209,9 @@ def check_family_params(recipe: Recipe, family: Family, task: str) -> None:
     # passes clears every value in it. Once a round fails, each value is checked on its own, in the recipe's
     # order, the other parameters at the fixed values or the model's defaults, and the first rejected is named.
     def build(params: dict[str, Any]) -> None:
-        _validate_model_params(family.build({**recipe.fixed, **params}, task, 0, False))
+        model = family.build({**recipe.fixed, **params}, task, 0, False)
+        _validate_model_params(model)
+        family.check_model(model, task)
 
     values: dict[str, list[tuple[str, Any, str, str]]] = {}
     for section, specs in (("space", recipe.space), ("pbt.mutations", recipe.mutations)):
