@@ -41,9 +41,10 @@ RF_EXPERIMENT = "raysweep-make_classification"
 #: the background sweeps: random forests grown 10 trees a step, 20 steps to 200 trees
 RF_STEPS = list(range(10, 201, 10))
 
-# Three trials in one grid: 0.1 trains; 100 makes XGBoost's predictions overflow to NaN (raysweep
-# fails the trial as diverged); -1 passes raysweep's checks (the model is built with the first
-# grid point) and makes XGBoost raise when it trains.
+# Three trials, the recipe's three starting points: learning rate 0.1 trains; 100 makes XGBoost's
+# predictions overflow to NaN (raysweep fails the trial as diverged); 0.3 with one monotone constraint
+# more than diabetes has features makes XGBoost raise when it trains (raysweep's check before Ray, on
+# made-up rows, leaves what depends on the data's columns to the trials).
 FAULTY_RECIPE = """\
 name: xgboost_faults
 family: xgboost
@@ -52,10 +53,15 @@ metric: {regression: rmse}
 resource: {name: boosting_rounds, per_step: 10, max: 30}
 scheduler: fifo
 searcher: random
-num_samples: 1
+num_samples: 3
 fixed: {tree_method: hist, max_depth: 3}
 space:
-  learning_rate: {type: grid, values: [0.1, 100.0, -1.0]}
+  learning_rate: {type: choice, values: [0.1, 100.0, 0.3]}
+  monotone_constraints: {type: choice, values: ["()", "(1,1,1,1,1,1,1,1,1,1,1)"]}
+points_to_evaluate:
+  - {learning_rate: 0.1, monotone_constraints: "()"}
+  - {learning_rate: 100.0, monotone_constraints: "()"}
+  - {learning_rate: 0.3, monotone_constraints: "(1,1,1,1,1,1,1,1,1,1,1)"}
 """
 
 #: distinctive values for every secret a user may have in the environment of a sweep
@@ -285,21 +291,21 @@ def test_a_trial_raising_in_training_fails_alone_is_retried_and_counted(faulty_s
     assert done.returncode == 0, done.stderr[-4000:]
     summary = summary_of(done.stdout)
     assert (summary["num_trials"], summary["num_errors"]) == (3, 2), summary
-    assert summary["best_config"] == {"learning_rate": 0.1}
+    assert summary["best_config"] == {"learning_rate": 0.1, "monotone_constraints": "()"}
     # the live view's last line counts them too
     assert re.search(r"trials: 1 of 3 done, 0 running, 0 waiting, 2 failed", done.stderr), done.stderr[-2000:]
 
     client, parent, runs = faulty_runs(faulty_sweep)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["num_errors"] == 2
-    raised = runs["-1.0"]
+    raised = runs["0.3"]
     assert raised.info.status == "FAILED"
     assert raised.data.tags["raysweep.outcome"] == "failed"
-    assert "value -1 for Parameter learning_rate should be greater equal to 0" in raised.data.tags["raysweep.error"]
+    assert "monotone constraint should be less or equal to the number of features" in raised.data.tags["raysweep.error"]
     # --max-failures 2: Tune ran the trial three times in all, and the run says it was retried twice
     assert raised.data.tags["raysweep.retries"] == "2"
     for attempt in ("1", "2"):
-        assert "learning_rate should be greater equal to 0" in raised.data.tags[f"raysweep.retry.{attempt}.error"]
+        assert "monotone constraint should be less or equal to the number of features" in raised.data.tags[f"raysweep.retry.{attempt}.error"]
     trained = runs["0.1"]
     assert trained.info.status == "FINISHED" and trained.data.tags["raysweep.outcome"] == "completed"
     assert "raysweep.retries" not in trained.data.tags
@@ -307,7 +313,7 @@ def test_a_trial_raising_in_training_fails_alone_is_retried_and_counted(faulty_s
     # Ray recorded the failure too: the trial's error.txt holds XGBoost's message
     errors = list((faulty_sweep["cwd"] / "raysweep_results" / "faulty").glob("*/error.txt"))
     assert len(errors) == 2, errors
-    assert any("learning_rate should be greater equal to 0" in path.read_text() for path in errors)
+    assert any("monotone constraint should be less or equal to the number of features" in path.read_text() for path in errors)
 
 
 def test_a_trial_whose_score_turns_nan_fails_as_diverged_and_the_sweep_goes_on(faulty_sweep):
@@ -327,7 +333,7 @@ def test_a_trial_whose_score_turns_nan_fails_as_diverged_and_the_sweep_goes_on(f
     assert len(steps) == len(set(steps)), steps
     # the sweep went on to refit the trial that trained
     assert summary_of(done.stdout)["test_score"] > 0
-    assert parent.data.tags["raysweep.best_config"] == '{"learning_rate": 0.1}'
+    assert parent.data.tags["raysweep.best_config"] == '{"learning_rate": 0.1, "monotone_constraints": "()"}'
 
 
 def leaks_in(paths: list[Path]) -> list[str]:
