@@ -186,8 +186,6 @@ def _listed(columns: list[str]) -> str:
 
 def load_dataset(spec: str, target: str | None = None, task: str | None = None, seed: int = 0) -> Dataset:
     """Load ``spec`` (a built-in name or a CSV/Parquet path) and check it can be tuned on."""
-    import pandas as pd
-
     notes: list[str] = []
     base = spec.partition(":")[0]
     if base in BUILTIN_DATASETS:

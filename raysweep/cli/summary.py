@@ -145,9 +145,10 @@ def _print_summary(result: Any, console: Any) -> None:
                 console.print(f"{label}: {url}", soft_wrap=True)
         else:
             console.print(f"review with: raysweep ui --tracking-uri {shlex.quote(result.tracking_uri)}", markup=False)
-        # As a shell takes it: a name with spaces quoted, and its brackets printed, not read as Rich's markup.
-        console.print(f"in a terminal: raysweep report {shlex.quote(result.name)} --tracking-uri {shlex.quote(result.tracking_uri)}",
-                      markup=False, soft_wrap=True)
+        from raysweep.tracking.store import report_command
+
+        # As a shell takes it (a name with spaces quoted), its brackets printed, not read as Rich's markup.
+        console.print(f"in a terminal: {report_command(result.name, result.tracking_uri)}", markup=False, soft_wrap=True)
 
 
 def print_families(console: Any, families: dict[str, dict[str, Any]], metric: str) -> None:

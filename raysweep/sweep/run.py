@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from raysweep.data import PREPARE_MODULES, Dataset, prepare
+from raysweep.data import PREPARE_MODULES, prepare
 from raysweep.errors import NothingToResume, SweepFailed, SweepInterrupted, TrackingIncomplete, UserError
 from raysweep.metrics import check_every_class_scored, needs_proba
 from raysweep.recipes import Recipe
