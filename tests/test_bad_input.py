@@ -225,6 +225,15 @@ CASES = [
          ("--target species: the built-in dataset iris has its own target; leave --target out",),
          api={"recipe": "xgboost", "dataset": "iris", "target": "species"}),
     # -- flags -------------------------------------------------------------------------------------
+    # click's own usage errors are one line too, with where the help is (they were click's three lines)
+    Case("a flag value of the wrong type", ["run", "random_forest", "--dataset", "iris", "--stop-at", "abc"],
+         ("error: Invalid value for '--stop-at': 'abc' is not a valid float. See 'raysweep run --help'.",)),
+    Case("a misspelt flag", ["run", "random_forest", "--datset", "iris"],
+         ("error: No such option '--datset'", "(Did you mean one of: '--dataset'", "?) See '", "raysweep run --help'.")),
+    Case("no recipe given", ["run", "--dataset", "iris"], ("error: Missing argument 'RECIPE'. See 'raysweep run --help'.",)),
+    Case("a misspelt command", ["rnu", "random_forest"], ("error: No such command 'rnu'. Did you mean 'run'? See 'raysweep --help'.",)),
+    Case("a subcommand's flag value of the wrong type", ["cluster", "up", "--local", "--workers", "x"],
+         ("Invalid value for '--workers': 'x' is not a valid integer", "See 'raysweep cluster up --help'.")),
     Case("storage is a file", ["run", "xgboost", "--dataset", "iris", "--storage", "data.csv/results"],
          ("data.csv is a file, not a folder; pass a folder for Ray's state of the sweep",), files={"data.csv": GOOD_CSV},
          api={"recipe": "xgboost", "dataset": "iris", "storage": "data.csv/results"}),
@@ -370,7 +379,7 @@ CASES = [
 SUBPROCESS = {
     "unknown recipe name", "malformed YAML", "pbt on svm", "--set a scheduler the family refuses",
     "unknown dataset name", "missing target column", "zero samples", "validate a bad recipe",
-    "a choice value the model rejects",
+    "a choice value the model rejects", "a misspelt flag",
 }
 CLI_CASES = [case for case in CASES if case.args]
 SUBPROCESS_CASES = [case for case in CLI_CASES if case.id in SUBPROCESS]

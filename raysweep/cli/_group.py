@@ -9,6 +9,24 @@ import click
 from raysweep.errors import NothingToResume, SweepFailed, SweepInterrupted, TrackingIncomplete, UserError
 
 
+class _UsageLine(click.UsageError):
+    """click's usage error (an unknown option, a value of the wrong type, a missing argument) as
+    one line on stderr, like raysweep's own errors: the message and where the help is."""
+
+    @classmethod
+    def of(cls, exc: click.UsageError) -> click.UsageError:
+        if isinstance(exc, (cls, click.exceptions.NoArgsIsHelpError)):
+            return exc  # a bare ``raysweep`` prints its help, as click does
+        return cls(exc.format_message(), ctx=exc.ctx)
+
+    def show(self, file: Any = None) -> None:
+        message = self.format_message()
+        if message[-1:] not in (".", "?", "!", ")"):
+            message += "."
+        where = f" See '{self.ctx.command_path} --help'." if self.ctx is not None else ""
+        click.echo(f"error: {message}{where}", err=True)
+
+
 class RaysweepGroup(click.Group):
     """A click group that turns raysweep's own errors into one line on stderr and the documented exit code.
 
@@ -16,9 +34,17 @@ class RaysweepGroup(click.Group):
     answers the same way as ``raysweep``.
     """
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _UsageLine.of(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a subcommand's arguments, or an unknown subcommand
+            raise _UsageLine.of(exc) from None
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
