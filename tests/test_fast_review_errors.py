@@ -177,6 +177,40 @@ def test_report_says_when_a_sweeps_name_is_in_two_experiments_and_takes_experime
                                                    "pass --experiment raysweep-wine, or leave --experiment out\n")
 
 
+def test_report_names_an_older_sweep_of_the_name_in_one_experiment_and_takes_its_run_id(tmp_path, store_uri, no_tracking_env):
+    """The same --name given again with another --storage: two sweeps of one name in one
+    experiment. report showed the newer without a word, and nothing could reach the older."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    _two_experiments(store_uri)
+    client = MlflowClient(store_uri)
+    iris = client.get_experiment_by_name("raysweep-iris").experiment_id
+    older = client.search_runs([iris])[0]
+    client.log_param(older.info.run_id, "num_samples", "4")
+    time.sleep(0.01)
+    newer = client.create_run(iris, run_name="rf-iris-1", tags={schema.SWEEP: "rf-iris-1", schema.RECIPE: "random_forest", schema.METRIC: "accuracy"})
+    client.log_param(newer.info.run_id, "num_samples", "8")
+    shown = invoke_cli("report", "rf-iris-1", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert re.fullmatch(
+        r"note: 2 sweeps are named rf-iris-1 in this experiment; this is the newest \(started \d{4}-\d\d-\d\d \d\d:\d\d\); "
+        rf"an older one: raysweep report {older.info.run_id}",
+        shown.stderr.strip(),
+    ), shown.stderr
+    assert f"run {newer.info.run_id}" in shown.stdout.splitlines()[0]
+    shown = invoke_cli("report", older.info.run_id, "--json", "--tracking-uri", store_uri, cwd=tmp_path)
+    assert (shown.returncode, shown.stderr) == (0, "")
+    import json
+
+    assert json.loads(shown.stdout)["parent_run_id"] == older.info.run_id
+    # a trial's run id is not a sweep's
+    trial = client.create_run(iris, run_name="trial", tags={schema.PARENT_RUN_ID: newer.info.run_id, schema.RECIPE: "random_forest"})
+    shown = invoke_cli("report", trial.info.run_id, "--tracking-uri", store_uri, cwd=tmp_path)
+    assert (shown.returncode, shown.stderr.startswith(f"error: no sweep named '{trial.info.run_id}'")) == (2, True), shown.stderr
+
+
 # -- --help ------------------------------------------------------------------------------------
 def _commands() -> list[tuple[str, ...]]:
     import click

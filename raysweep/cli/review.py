@@ -8,6 +8,7 @@ imported inside the commands, so ``raysweep --help`` stays fast.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shlex
@@ -187,7 +188,9 @@ def _announce(links: list[tuple[str, str]], experiment_id: str | None, sweep_run
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="How many trials of the leaderboard to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout: the keys of run --json that MLflow holds, the status, the leaderboard's top rows.")
 def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, experiment: str | None, top: int, as_json: bool) -> None:
-    """Print SWEEP's leaderboard, best config, scores and where its plots are (default: the newest sweep)."""
+    """Print SWEEP's leaderboard, best config, scores and where its plots are (default: the newest sweep).
+
+    SWEEP is a sweep's name or its MLflow run id (the id picks one of two sweeps of one name)."""
     from rich.console import Console
 
     from raysweep.tracking.store import resolve_tracking_uri
@@ -212,6 +215,8 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
                 f"(another: --experiment {shared[1]})",
                 err=True,
             )
+    if sweep and sweep != run.info.run_id:
+        _note_same_named(client, run)
     sweep = run.data.tags.get(schema.SWEEP, run.info.run_name)
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     metric = tags.get(schema.METRIC) or params.get("metric", "")
@@ -314,6 +319,23 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
             console.print(f"in the MLflow UI ({label}): {url}", soft_wrap=True)
     else:
         console.print(f"in the MLflow UI: raysweep ui --tracking-uri {shlex.quote(uri)} --sweep {shlex.quote(sweep)}", soft_wrap=True)
+
+
+def _note_same_named(client: Any, run: Any) -> None:
+    """Say so when the experiment holds other sweeps of this name: the newest is reported, and
+    the others are reached by their run id."""
+    from raysweep.tracking.queries import same_named_sweeps
+
+    others = same_named_sweeps(client, run)
+    if not others:
+        return
+    name = run.data.tags.get(schema.SWEEP, run.info.run_name)
+    started = datetime.datetime.fromtimestamp(run.info.start_time / 1000).strftime("%Y-%m-%d %H:%M")
+    click.echo(
+        f"note: {len(others) + 1} sweeps are named {name} in this experiment; this is the newest (started {started}); "
+        f"an older one: {shlex.join(['raysweep', 'report', others[0].info.run_id])}",
+        err=True,
+    )
 
 
 def _report_object(client: Any, run: Any, uri: str, experiment_name: str, top: int) -> dict[str, Any]:

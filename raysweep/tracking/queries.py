@@ -7,6 +7,7 @@ Every name read here comes from :mod:`raysweep.tracking.schema`. MLflow is impor
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import urllib.parse
 from pathlib import Path
@@ -51,8 +52,9 @@ def _quoted(value: str) -> str:
 
 
 def find_sweep(client: Any, name: str, experiment_ids: list[str] | None = None) -> Any | None:
-    """The newest sweep run named ``name`` (tag ``raysweep.sweep``), or None. A nested validation's
-    sweeps (``NAME-fold2``, ``NAME-final``), left out of the listings, are found by their name too."""
+    """The newest sweep run named ``name`` (tag ``raysweep.sweep``), or the sweep run whose run id
+    ``name`` is, or None. A nested validation's sweeps (``NAME-fold2``, ``NAME-final``), left out of
+    the listings, are found by their name too."""
     ids = experiment_ids if experiment_ids is not None else all_experiment_ids(client)
     if not ids:
         return None
@@ -62,7 +64,36 @@ def find_sweep(client: Any, name: str, experiment_ids: list[str] | None = None) 
         )  # fmt: skip
         if runs:
             return runs[0]
-    return None
+    return _sweep_of_run_id(client, name, ids)
+
+
+def _sweep_of_run_id(client: Any, text: str, experiment_ids: list[str]) -> Any | None:
+    """The sweep run whose MLflow run id ``text`` is (as the UI and ``report`` print it), or None."""
+    if not _RUN_ID.fullmatch(text):
+        return None
+    try:
+        run = client.get_run(text)
+    except Exception:  # no such run in this store
+        return None
+    if run.info.experiment_id not in experiment_ids or schema.RECIPE not in run.data.tags or schema.PARENT_RUN_ID in run.data.tags:
+        return None  # a trial's run, or one that is not raysweep's
+    return run
+
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def same_named_sweeps(client: Any, sweep_run: Any) -> list[Any]:
+    """The other sweeps of ``sweep_run``'s experiment with its name (another ``--storage``, or a
+    name used again after its folder was removed), newest first."""
+    name = sweep_run.data.tags.get(schema.SWEEP)
+    if not name:
+        return []
+    runs = client.search_runs(
+        [sweep_run.info.experiment_id], filter_string=f"tags.`{schema.SWEEP}` = {_quoted(name)} AND {schema.SWEEP_RUN_FILTER}",
+        order_by=["attributes.start_time DESC"], max_results=100,
+    )  # fmt: skip
+    return [run for run in runs if run.info.run_id != sweep_run.info.run_id]
 
 
 def experiments_with_sweep(client: Any, name: str) -> list[str]:
