@@ -417,6 +417,8 @@ class PreparedData:
     numeric_columns: list[str]
     categorical_columns: list[str]
     sizes: dict[str, int]
+    #: what the splits said (a class too rare to stratify on): the sweep's result's warnings
+    notes: list[str] = field(default_factory=list)
 
 
 def feature_columns(X: Any) -> tuple[list[str], list[str]]:
@@ -514,10 +516,11 @@ def prepare(
     classes, y_encoded = encoded_target(dataset)
     classification = classes is not None
 
-    pool, test = rows if rows is not None else tuning_pool(dataset, seed, test_size)
+    notes: list[str] = []
+    pool, test = rows if rows is not None else tuning_pool(dataset, seed, test_size, notes)
     if cv is not None and cv > len(pool):
         raise UserError(f"--cv {cv}: only {len(pool)} rows remain for tuning after the test split; use fewer folds")
-    train, val, folds = scored_rows(y_encoded, classes, pool, seed, test_size, val_size, cv)
+    train, val, folds = scored_rows(y_encoded, classes, pool, seed, test_size, val_size, cv, notes)
 
     numeric, categorical = feature_columns(X)
     preprocessor = make_preprocessor(family.encoding, numeric, categorical, family.native_missing)
@@ -559,4 +562,5 @@ def prepare(
         numeric_columns=numeric,
         categorical_columns=categorical,
         sizes={"train": len(train), "validation": len(val), "test": len(test)},
+        notes=notes,
     )

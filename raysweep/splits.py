@@ -26,12 +26,22 @@ def encoded_target(dataset: Any) -> tuple[np.ndarray | None, np.ndarray]:
 _said: set[str] = set()
 
 
+def _say(note: str, notes: list[str] | None) -> None:
+    """``note`` logged once in this process, and added to ``notes`` (a sweep's result's warnings)."""
+    if note not in _said:
+        _said.add(note)
+        logger.warning("%s", note)
+    if notes is not None and note.removeprefix("raysweep: ") not in notes:
+        notes.append(note.removeprefix("raysweep: "))
+
+
 def split_rows(
     rows: np.ndarray, fraction: float, labels: np.ndarray | None, seed: int, part: str = "test", classes: np.ndarray | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``rows`` cut in two, ``fraction`` of them in the second part (the ``part`` split); stratified
     on ``labels`` (indices into ``classes``) when given, and when that cannot be done, a plain
-    shuffled split, said once as a warning."""
+    shuffled split, said once as a warning (and added to ``notes``)."""
     from sklearn.model_selection import train_test_split
 
     if labels is None:
@@ -40,10 +50,7 @@ def split_rows(
         return train_test_split(rows, test_size=fraction, random_state=seed, stratify=labels[rows])
     except ValueError:
         # A class too rare to stratify on: fall back to a plain shuffled split.
-        note = _unstratified(part, labels[rows], classes, fraction)
-        if note not in _said:
-            _said.add(note)
-            logger.warning("%s", note)
+        _say(_unstratified(part, labels[rows], classes, fraction), notes)
         return train_test_split(rows, test_size=fraction, random_state=seed)
 
 
@@ -65,6 +72,7 @@ def _unstratified(part: str, labels: np.ndarray, classes: np.ndarray | None, fra
 
 def scored_rows(
     y_encoded: np.ndarray, classes: np.ndarray | None, pool: np.ndarray, seed: int, test_size: float, val_size: float, cv: int | None,
+    notes: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]] | None]:
     """(train, validation, folds) of a tuning ``pool`` (row indices): a validation split of
     ``val_size`` of the whole data, or with ``cv`` the whole pool and its K folds (positions in
@@ -72,7 +80,7 @@ def scored_rows(
     from sklearn.model_selection import KFold, StratifiedKFold
 
     if cv is None:
-        train, val = split_rows(pool, val_size / (1 - test_size), y_encoded if classes is not None else None, seed, "validation", classes)
+        train, val = split_rows(pool, val_size / (1 - test_size), y_encoded if classes is not None else None, seed, "validation", classes, notes)
         return train, val, None
     splitter: Any = KFold(cv, shuffle=True, random_state=seed)
     if classes is not None:
@@ -88,16 +96,14 @@ def scored_rows(
                 f"raysweep: the {cv} cross-validation folds are drawn at random, not stratified: class {name!r} has "
                 f"{counts[rarest]} row(s) in train+validation, fewer than the folds; {fix}"
             )
-            if note not in _said:
-                _said.add(note)
-                logger.warning("%s", note)
+            _say(note, notes)
     return pool, pool[:0], [(tr, va) for tr, va in splitter.split(np.zeros(len(pool)), y_encoded[pool])]
 
 
-def tuning_pool(dataset: Any, seed: int, test_size: float) -> tuple[np.ndarray, np.ndarray]:
+def tuning_pool(dataset: Any, seed: int, test_size: float, notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The row indices of (train + validation, test): the one test split every sweep of this seed makes."""
     classes, y_encoded = encoded_target(dataset)
-    return split_rows(np.arange(len(y_encoded)), test_size, y_encoded if classes is not None else None, seed, "test", classes)
+    return split_rows(np.arange(len(y_encoded)), test_size, y_encoded if classes is not None else None, seed, "test", classes, notes)
 
 
 def smallest_class(dataset: Any, seed: int, test_size: float) -> int | None:

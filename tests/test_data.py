@@ -292,6 +292,10 @@ def test_a_split_that_cannot_be_stratified_says_why_and_how_to_fix_it(caplog, mo
     )
     assert len(caplog.messages) == len(set(caplog.messages)) <= 2
     assert prepared.sizes["test"] == 24
+    # every sweep's result holds it among its warnings, said in this process before or not
+    again = prepare(Dataset(name="customers", X=frame, y=y, task="classification"), family, seed=0)
+    assert again.notes[0] == caplog.messages[0].removeprefix("raysweep: ")
+    assert prepared.notes == again.notes
     caplog.clear()
     ten_classes = pd.Series(np.repeat([f"c{i}" for i in range(10)], 3))
     with caplog.at_level("WARNING", logger="raysweep.splits"):
@@ -317,6 +321,8 @@ def test_cross_validation_folds_that_cannot_be_stratified_say_so_once(caplog, mo
         "raysweep: the 50 cross-validation folds are drawn at random, not stratified: class 0 has 40 row(s) "
         "in train+validation, fewer than the folds; --cv 40 or fewer stratifies them"
     ]
+    assert prepare(load_dataset("iris"), family, seed=0, cv=50).notes == [caplog.messages[0].removeprefix("raysweep: ")]
+    assert prepare(load_dataset("iris"), family, seed=0, cv=5).notes == []
 
 
 @pytest.mark.parametrize("where", ["a feature", "the target"])

@@ -325,7 +325,26 @@ def test_cross_validation_scores_the_mean_of_the_folds(ray_local, tmp_path):
             model = family.train_step(model, X_fit, y_fit, step, recipe.resource, 2, 0)
         fold_scores.append(score("accuracy", model, X_score, y_score, 2))
     assert result.best_validation_score == pytest.approx(np.mean(fold_scores), abs=1e-12)
+    assert result.warnings == []  # every fold stratified
     assert recompute_test_score(result, "breast_cancer") == pytest.approx(result.test_score, abs=1e-9)
+
+
+def test_a_split_drawn_unstratified_is_one_of_the_results_warnings(ray_local, tmp_path):
+    """A class of one row: the test split is drawn at random. It was a log line only (printed
+    even with progress off), not in ``result.warnings`` nor ``--json``."""
+    import pandas as pd
+
+    data = load_dataset("breast_cancer")
+    frame = data.X.head(120).assign(label=np.where(data.y.head(120).to_numpy() == 1, "benign", "malignant"))
+    frame.loc[7, "label"] = "rare"
+    result = run_sweep("random_forest", frame, target="label", storage=str(tmp_path / "results"), seed=0, tracking=False,
+                       scheduler="fifo", searcher="random", num_samples=1, overrides=["resource.max=20"])
+    assert isinstance(frame, pd.DataFrame) and result.num_trials == 1
+    assert result.warnings == [
+        "the test split is drawn at random, not stratified: class 'rare' has only 1 row (stratifying needs 2 of each class); "
+        "drop or merge that class to stratify it"
+    ]
+    assert result.to_dict()["warnings"] == result.warnings
 
 
 # -- 8. the refit model, scored with probabilities -------------------------------------------------------------------

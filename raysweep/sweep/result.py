@@ -300,7 +300,9 @@ def summarise(
         errors=errors,
         importance=importance,
         stopped_by=stopped_by,
-        warnings=fallback_warnings(plan.gpus_per_trial, plan.family, results, {m.name: m.family for m in plan.auto.members} if plan.auto else None),
+        warnings=list(prepared.notes) + fallback_warnings(
+            plan.gpus_per_trial, plan.family, results, {m.name: m.family for m in plan.auto.members} if plan.auto else None
+        ),
         families=_families(leaderboard, plan) if plan.auto is not None else {},
     )
     if tracker is not None:
