@@ -10,6 +10,8 @@ line per change on stderr, and one line per phase.
 from __future__ import annotations
 
 import math
+import os
+import signal
 import threading
 import time
 from typing import Any, Callable
@@ -110,6 +112,8 @@ class LiveProgress(Callback):
         #: trials tell which was made first (see :meth:`resumed`)
         self._resumed_ties: dict[str, float] = {}
         self._live: Live | None = None
+        #: puts Ctrl-Z's handler back as it was, once the live view ends (see :func:`_cursor_through_suspend`)
+        self._unhook_suspend: Callable[[], None] | None = None
         self._last_state: tuple | None = None
         self._last_printed = -math.inf
         self._lock = threading.Lock()
@@ -117,7 +121,7 @@ class LiveProgress(Callback):
     def __getstate__(self) -> dict[str, Any]:
         # Ray Tune pickles callbacks with the experiment state; a console, a live view and a lock are not picklable.
         state = self.__dict__.copy()
-        state.update(console=None, _live=None, _lock=None)
+        state.update(console=None, _live=None, _lock=None, _unhook_suspend=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -237,6 +241,9 @@ class LiveProgress(Callback):
             self._live.refresh()
             self._live.stop()
             self._live = None
+        if self._unhook_suspend is not None:
+            self._unhook_suspend()
+            self._unhook_suspend = None
 
     # -- what is shown ---------------------------------------------------------------------------------------------
     def _ended_trial(self, trial: Any) -> None:
@@ -250,6 +257,7 @@ class LiveProgress(Callback):
             if self._live is None:
                 self._live = Live(console=self.console, get_renderable=self.render, refresh_per_second=REFRESH_PER_SECOND)
                 self._live.start()
+                self._unhook_suspend = _cursor_through_suspend(self.console)
             return
         with self._lock:
             state = self._counts() + (self.best, self.best_trial)
@@ -396,3 +404,32 @@ class LiveProgress(Callback):
         if self._phase is not None:
             parts.append(Text(f"{'→' if self._unicode else '->'} {self._phase}", style="bold yellow"))
         return Group(*parts)
+
+
+def _cursor_through_suspend(console: Console) -> Callable[[], None] | None:
+    """Show the cursor while Ctrl-Z has the process stopped: the live view hides it, and the shell
+    it returns to had none (until ``reset``). When the process continues (``fg``) the cursor is
+    hidden again and the view draws on. Returns what puts the previous handler back; None when
+    another handler is set, or off the main thread (where Python sets no handlers)."""
+    if not hasattr(signal, "SIGTSTP") or threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTSTP)
+    if previous not in (signal.SIG_DFL, None):
+        return None
+
+    def suspend(signum: int, frame: Any) -> None:
+        console.show_cursor(True)
+        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
+        finally:
+            signal.signal(signal.SIGTSTP, suspend)
+            console.show_cursor(False)
+
+    signal.signal(signal.SIGTSTP, suspend)
+
+    def unhook() -> None:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTSTP) is suspend:
+            signal.signal(signal.SIGTSTP, previous)
+
+    return unhook
