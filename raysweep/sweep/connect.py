@@ -397,11 +397,13 @@ def interrupt_outside_imports(signum: int, frame: Any) -> None:
     the best config is refit): a Ctrl-C sent as the refit began hung the sweep at its end, 2 times
     in 30. A Ctrl-C that comes while this thread is importing is raised once the import is over
     (the signal is sent again every few milliseconds), or after :data:`IMPORT_GRACE_S` whatever
-    the import does. The same for one that comes while an object's finalizer runs (Python would
-    ignore it there). The command line's ``run`` and ``resume`` install it."""
+    the import does. The same for one that comes while an object's finalizer or a fork hook runs
+    (Python would ignore it there). The command line's ``run`` and ``resume`` install it."""
     global _deferred_since
     now = time.monotonic()
-    if (_importing(frame) or _finalizing(frame)) and (_deferred_since is None or now - _deferred_since < IMPORT_GRACE_S):
+    if (_importing(frame) or _finalizing(frame) or _in_fork_hook(frame)) and (
+        _deferred_since is None or now - _deferred_since < IMPORT_GRACE_S
+    ):
         if _deferred_since is None:
             _deferred_since = now
         timer = threading.Timer(_IMPORT_RETRY_S, os.kill, (os.getpid(), signum))
@@ -422,6 +424,27 @@ def _finalizing(frame: Any) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _in_fork_hook(frame: Any) -> bool:
+    """Whether ``frame`` or a frame that called it is one of :mod:`logging`'s fork hooks, which run
+    around every ``os.fork`` and every subprocess started with a ``preexec_fn`` (as Ray starts its
+    GCS server and raylet): Python ignores an exception raised there ("Exception ignored in:
+    <function _releaseLock>"), and a Ctrl-C sent as Ray started was lost, the sweep running to its
+    end with exit 0."""
+    hooks = _fork_hook_codes()
+    while frame is not None:
+        if frame.f_code in hooks:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _fork_hook_codes() -> frozenset[Any]:
+    import logging
+
+    names = ("_acquireLock", "_releaseLock", "_prepareFork", "_afterFork")  # Python 3.11-3.12, 3.13+
+    return frozenset(getattr(logging, name).__code__ for name in names if hasattr(getattr(logging, name, None), "__code__"))
 
 
 def _importing(frame: Any) -> bool:
