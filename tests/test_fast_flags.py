@@ -197,6 +197,30 @@ def test_ctrl_c_before_the_trials_is_exit_130_and_says_whether_there_is_anything
         _report_when_done(interrupted, False, None)
 
 
+@pytest.mark.parametrize("tracked", [True, False], ids=["tracked", "not tracked"])
+def test_ctrl_c_as_a_sweep_ends_complete_says_it_is_complete(tmp_path, tracked: bool) -> None:
+    """A Ctrl-C after the sweep's outcome was logged (as Ray shut down) said "interrupted; continue
+    it with: raysweep resume", which then said there was nothing to resume."""
+    from raysweep.cli.run import _report_when_done
+    from raysweep.errors import SweepInterrupted
+    from raysweep.sweep import record as sweep_record
+
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "tuner.pkl").write_bytes(b"ray tune's state")
+    uri = f"sqlite:///{tmp_path}/other.db" if tracked else None
+    sweep_record.save(str(tmp_path / "done"), {"name": "done", "storage": str(tmp_path), "options": {"tracking_uri": uri}, "outcome_done": True})
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted) as raised:
+        _report_when_done(interrupted, False, ("done", str(tmp_path)))
+    assert raised.value.exit_code == 130
+    assert str(raised.value) == "sweep done interrupted as it ended: it is complete, its outcome logged, nothing to resume" + (
+        f"; see it with: raysweep report done --tracking-uri {uri}" if tracked else ""
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [

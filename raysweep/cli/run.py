@@ -204,10 +204,17 @@ def _report_when_done(sweep: Any, as_json: bool, stopped: tuple[str, str] | None
 
 def _interrupted_before_its_trials(name: str, storage: str) -> SweepInterrupted:
     """What Ctrl-C (or SIGTERM) says when it came before Ray Tune took the sweep over (while Ray
-    started, say: Tune's own handler turns one during the trials into a saved state): exit 130,
-    and whether there is anything to resume (click alone says "Aborted!", exit 1)."""
+    started, say: Tune's own handler turns one during the trials into a saved state), or after the
+    sweep's outcome was logged: exit 130, and whether there is anything to resume (click alone
+    says "Aborted!", exit 1)."""
     from raysweep.sweep import record as sweep_record
+    from raysweep.tracking.store import report_command
 
+    found = sweep_record.find(name, storage)
+    if found is not None and found[1].get("outcome_done"):  # as it ended: its outcome was logged, nothing is left to resume
+        tracking_uri = (found[1].get("options") or {}).get("tracking_uri")
+        where = f"; see it with: {report_command(name, tracking_uri)}" if tracking_uri else ""
+        return SweepInterrupted(f"sweep {name} interrupted as it ended: it is complete, its outcome logged, nothing to resume{where}")
     if sweep_record.tune_state_saved(f"{storage.rstrip('/')}/{name}"):
         return SweepInterrupted(f"sweep {name} interrupted; continue it with: {sweep_record.resume_command(name, storage)}")
     return SweepInterrupted(f"sweep {name} interrupted before its trials started: nothing to resume; run it again")
