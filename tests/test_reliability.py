@@ -611,6 +611,39 @@ def test_a_stop_during_the_refit_ends_the_sweep_as_killed_and_resume_logs_the_ou
     assert sorted(run.info.run_id for run in children) == trial_runs, "no trial ran again"
 
 
+#: what shows that ``ray.init`` is under way: the GCS server up (the raylet comes next), or the raylet's agents
+RAY_STARTING = {"gcs": ("gcs_server",), "agents": ("DashboardAgent", "dashboard/agent.py", "RuntimeEnvAgent", "runtime_env/agent")}
+
+
+@pytest.mark.parametrize(("how", "when"), [("sigterm", "gcs"), ("sigterm", "agents"), ("ctrl_c", "agents")])
+def test_a_stop_while_ray_starts_is_exit_130_and_leaves_no_process(how, when, tmp_path):
+    """SIGTERM while ``ray.init`` ran met Ray's own handler: exit 15 and not a word (Ctrl-C's is
+    130 and a line). Either way the raylet's agents, a half-started Ray's, lived on for a minute."""
+    uri = sqlite_uri(tmp_path)
+    sweep = background_rf_sweep(tmp_path, "early", uri, num_samples=2)
+
+    def starting() -> bool:
+        return any(mark in line for line in session_processes(sweep.pid).values() for mark in RAY_STARTING[when])
+
+    try:
+        wait_for(lambda: starting() or not sweep.running(), 120, f"Ray's {when}", every=0.02)
+        assert sweep.running(), sweep.err.read_text()[-3000:]
+        if how == "ctrl_c":
+            os.killpg(sweep.pid, signal.SIGINT)  # a terminal's Ctrl-C: the command's process group
+        else:
+            os.kill(sweep.pid, signal.SIGTERM)
+        sweep.process.wait(120)
+        wait_for(lambda: not session_processes(sweep.pid), 10, "Ray's processes to end", every=0.2)
+        stopped = sweep.wait(10)
+    finally:
+        sweep.stop()
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert stopped.stderr.rstrip().splitlines()[-1] == "sweep early interrupted before its trials started: nothing to resume; run it again"
+    assert stopped.left_behind == {}
+    parents, children = sweep_runs(client_for(uri), RF_EXPERIMENT)
+    assert [run.info.lifecycle_stage for run in parents + children] in ([], ["deleted"])  # no sweep of no trials in report
+
+
 def assert_sigterm_handled_after(cwd: Path, setup: str) -> None:
     """Run ``setup`` (Python: Ray started and shut down, a handler that prints "handled" and exits 0)
     in a process of its own, then send that process SIGTERM: it must be handled, not end the process."""

@@ -24,7 +24,7 @@ import signal
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -462,9 +462,11 @@ def _importing(frame: Any) -> bool:
 def _sigterm_kept() -> Iterator[None]:
     """Around ``ray.init``: it makes SIGTERM end the driver with ``sys.exit`` (the sweep then
     ends FAILED, its state unsaved), and the driver's core worker prints a stack dump on it.
-    When SIGTERM was :func:`interrupt_on_sigterm`, it is put back (which drops the dump too).
-    Any other handler is left as Ray sets it: a program that calls :func:`raysweep.run_sweep`
-    keeps Ray's usual behaviour."""
+    When SIGTERM was :func:`interrupt_on_sigterm`, it stays so while Ray starts (Ray's
+    ``set_sigterm_handler`` does nothing meanwhile: a SIGTERM then ended the command with exit
+    15 and not a word, where Ctrl-C says there is nothing to resume, exit 130) and is put back
+    after (which drops the dump too). Any other handler is left as Ray sets it: a program that
+    calls :func:`raysweep.run_sweep` keeps Ray's usual behaviour."""
     kept = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is interrupt_on_sigterm
     if kept:
         # Without its C++ failure signal handler the driver's core worker leaves SIGTERM alone as
@@ -475,11 +477,21 @@ def _sigterm_kept() -> Iterator[None]:
         from ray._private import ray_constants
 
         ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+        from ray._private import utils as ray_utils  # private API, checked on Ray 2.60
+
+        install = ray_utils.set_sigterm_handler
+        ray_utils.set_sigterm_handler = _keep_sigterm
     try:
         yield
     finally:
         if kept:
+            ray_utils.set_sigterm_handler = install
             signal.signal(signal.SIGTERM, interrupt_on_sigterm)
+
+
+def _keep_sigterm(handler: Any) -> None:
+    """Ray's ``set_sigterm_handler`` while it starts for the command line: SIGTERM stays
+    :func:`interrupt_on_sigterm`."""
 
 
 @contextmanager
@@ -536,7 +548,8 @@ def _own_process_group() -> Iterator[None]:
     runs left RUNNING. In a group of their own they outlive the signal, and the driver stops the
     sweep as after Ctrl-C (exit 130, runs KILLED, resumable), then shuts them down. Ctrl-C's SIGINT
     never reached them (Ray blocks it in its processes). They still end with the driver if it is
-    killed (Ray's fate-sharing: they get SIGKILL when their parent dies).
+    killed (Ray's fate-sharing: they get SIGKILL when their parent dies). When ``ray.init`` does
+    not finish (Ctrl-C or SIGTERM as Ray starts), each group it started is killed whole.
 
     Ray's ``init`` has no argument for this: its processes are started by ``ConsolePopen`` of
     ``ray._private.services`` (private API, checked on Ray 2.60), here given ``process_group=0``.
@@ -552,14 +565,25 @@ def _own_process_group() -> Iterator[None]:
         yield
         return
 
+    started: list[int] = []
+
     class OwnGroupPopen(original):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("process_group", 0)
             super().__init__(*args, **kwargs)
+            started.append(self.pid)
 
     services.ConsolePopen = OwnGroupPopen
     try:
         yield
+    except BaseException:
+        # ``ray.init`` did not finish (Ctrl-C or SIGTERM as Ray started): the processes it started
+        # are nobody's. The GCS server and the raylet die with the driver, but the raylet's agents
+        # (dashboard, runtime env), in its group, lived on for a minute: each group goes now.
+        for pid in started:
+            with suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+        raise
     finally:
         services.ConsolePopen = original
 
