@@ -286,6 +286,33 @@ def test_sigterm_goes_to_what_handles_ctrl_c_now(signal_handlers) -> None:
             interrupt_on_sigterm(signal.SIGTERM, None)
 
 
+@pytest.mark.parametrize("stop", [True, False], ids=["a stop during fit", "none"])
+def test_a_stop_tune_caught_as_its_last_trials_ended_is_known_after_fit(stop: bool, signal_handlers) -> None:
+    """A Ctrl-C or SIGTERM as the last trials ended set Ray Tune's event too late to cut any: fit
+    returned as if none had come, and the sweep went on to its outcome and exit 0."""
+    import os
+    import signal
+
+    from ray.tune.tune import _setup_signal_catching  # what Tuner.fit installs for the trials
+
+    from raysweep.sweep.connect import interrupt_on_sigterm
+    from raysweep.sweep.run import _sigint_kept, _StopAsked
+
+    before = signal.default_int_handler
+    signal.signal(signal.SIGINT, before)
+    signal.signal(signal.SIGTERM, interrupt_on_sigterm)
+    asked = _StopAsked()
+    with _sigint_kept(asked):
+        event = _setup_signal_catching()
+        if stop:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled as Ctrl-C: by Tune's handler now
+            for _ in range(100000):
+                if event.is_set():
+                    break
+    assert (event.is_set(), asked.came) == (stop, stop)
+    assert signal.getsignal(signal.SIGINT) is before  # put back either way
+
+
 @pytest.mark.parametrize("ours", [True, False], ids=["raysweep's handler", "another handler"])
 def test_ray_init_keeps_raysweeps_sigterm_handler_and_leaves_any_other_to_ray(ours: bool, signal_handlers) -> None:
     import signal

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import signal
 import sys
 import threading
@@ -254,10 +255,11 @@ def run_planned(
                                           model=lambda: plan.family.estimator_class(plan.task))
         # A sweep its own rule ended, killed before its outcome: its trials are over, only the outcome is left.
         finishing = bool(resume and resume.get("stopped_by"))
+        stop_asked = _StopAsked()
         if finishing:
             results = saved_results(resume["path"], plan.metric_key, plan.mode)
         else:
-            with trial_runtime_env(plan.storage), _sigint_kept():
+            with trial_runtime_env(plan.storage), _sigint_kept(stop_asked):
                 results = tuner.fit()
         if release_ray and started_ray:
             ray_release = early.shutdown_ray()
@@ -275,6 +277,8 @@ def run_planned(
                 f"sweep {plan.name} interrupted; its state is saved. Continue it with: {sweep_record.continue_command(plan)}",
                 name=plan.name,
             )
+        if stop_asked.came:  # as the last trials ended, too late for Tune to cut any: it stops here, as during the refit
+            raise KeyboardInterrupt
         # Started after the trials, not with them: its imports would take CPU from them (measured on
         # the overhead suite's 500 no-op trials: 0.5 s longer). It draws while the model is logged.
         drawer = start_drawer() if tracker is not None else None
@@ -390,8 +394,14 @@ def _total_trials(plan: SweepPlan) -> int | None:
     return plan.num_samples * space.grid_entries_size(plan.recipe.space)
 
 
+class _StopAsked:
+    """Whether a Ctrl-C (or SIGTERM) came while ``Tuner.fit`` ran (see :func:`_sigint_kept`)."""
+
+    came = False
+
+
 @contextmanager
-def _sigint_kept() -> Iterator[None]:
+def _sigint_kept(stop_asked: _StopAsked | None = None) -> Iterator[None]:
     """Around ``Tuner.fit``: SIGINT's handler put back as it was before.
 
     Tune installs a handler of its own for the trials (the first Ctrl-C saves the state and ends
@@ -399,13 +409,22 @@ def _sigint_kept() -> Iterator[None]:
     :func:`raysweep.sweep.connect.interrupt_on_sigterm`), during the refit or the model's logging
     then only set Tune's finished event and the sweep went on as if nothing had been asked. With
     the handler from before, it stops the sweep there (``raysweep resume`` logs the outcome).
+
+    Tune's handler, once it has run, puts the one from before back itself: the handler from before
+    in place after ``fit`` tells ``stop_asked`` that a stop came during it. One that came as the
+    last trials ended cut none of them, and the sweep went on to its outcome and exit 0 as if
+    nothing had been asked.
     """
     main = threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGINT) if main else None
+    tune_catches = main and not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") or 0)
     try:
         yield
     finally:
-        if main and before is not None and signal.getsignal(signal.SIGINT) is not before:
+        now = signal.getsignal(signal.SIGINT) if main else None
+        if stop_asked is not None and tune_catches and before is not None and now is before:
+            stop_asked.came = True
+        if main and before is not None and now is not before:
             signal.signal(signal.SIGINT, before)
 
 
