@@ -316,6 +316,46 @@ print(json.dumps({"alive": sorted(n["NodeID"] for n in ray.nodes() if n["Alive"]
 """
 
 
+@pytest.mark.parametrize(("how", "when"), [("sigterm", "the workers start"), ("ctrl_c", "the head starts")])
+def test_an_interrupted_up_stops_what_it_started(how: str, when: str, tmp_path: Path) -> None:
+    """Ctrl-C or SIGTERM while `cluster up` started its nodes left them running and recorded
+    nowhere (`down` found nothing to stop, the next `up` took another port): they are stopped."""
+    import signal
+
+    # The cluster's Ray temp dir goes in here (short enough for Ray's socket paths): its processes name it.
+    base = Path(tempfile.mkdtemp(prefix="u", dir="/tmp"))
+    state_dir = tmp_path / "state"
+    up = subprocess.Popen([*CLI, "up", "--local", "--workers", "2", "--state-dir", str(state_dir)], env={**os.environ, "TMPDIR": str(base)},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        started = (lambda: (state_dir / "local-cluster.json").exists()) if when == "the workers start" else (lambda: processes_mentioning(str(base)))
+        while not started() and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert up.poll() is None and started(), up.stderr.read() if up.poll() is not None else "not started in 120 s"
+        if how == "ctrl_c":
+            os.killpg(up.pid, signal.SIGINT)  # a terminal's Ctrl-C: the command's process group
+        else:
+            up.send_signal(signal.SIGTERM)
+        out, err = up.communicate(timeout=120)
+        deadline = time.monotonic() + 10
+        while processes_mentioning(str(base)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = processes_mentioning(str(base))
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        stop_local_cluster(state_dir)  # what a failed check left recorded
+        for line in processes_mentioning(str(base)):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+        shutil.rmtree(base, ignore_errors=True)
+    assert up.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "raysweep: interrupted: the nodes started so far are stopped; nothing is left running"
+    assert out == "" and left == []
+    assert not (state_dir / "local-cluster.json").exists() and not (state_dir / "local-cluster.token").exists()
+
+
 def listening_sockets(pids: list[int]) -> list[tuple[str, int, str]]:
     """``(local address, port, process name)`` of every TCP socket the processes ``pids`` listen on (``ss -ltnp``)."""
     done = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True)

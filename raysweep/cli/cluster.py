@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from pathlib import Path
+from typing import Any, Iterator
 
 import click
 
@@ -49,9 +53,35 @@ def up(local: bool, workers: int, cpus_per_node: int, head_cpus: int, port: int 
     """Start a Ray cluster and print how to use it."""
     if not local:
         raise UserError(_UP_HINT)
-    click.echo(f"starting a local Ray cluster: a head and {workers} worker node(s)...", err=True)
-    cluster = start_local_cluster(workers, cpus_per_node, state_dir, port, head_cpus=head_cpus)
+
+    def starting() -> None:
+        click.echo(f"starting a local Ray cluster: a head and {workers} worker node(s)...", err=True)
+
+    with _sigterm_as_ctrl_c():
+        try:
+            cluster = start_local_cluster(workers, cpus_per_node, state_dir, port, head_cpus=head_cpus, starting=starting)
+        except KeyboardInterrupt:
+            click.echo("raysweep: interrupted: the nodes started so far are stopped; nothing is left running", err=True)
+            click.get_current_context().exit(130)
     click.echo(_describe(cluster, custom_state_dir=state_dir is not None))
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``) while the nodes start stops them as Ctrl-C does: without it
+    the command died at once and left the nodes it had started running, recorded nowhere."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @cluster_group.command("down")

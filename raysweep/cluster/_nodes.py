@@ -143,6 +143,11 @@ def _ray_start(
             proc.kill()
             proc.wait()
             returncode = None
+        except BaseException:  # Ctrl-C or SIGTERM while the node starts: what it started so far goes too
+            proc.kill()
+            proc.wait()
+            _signal_all(_session_pids(node.session_id, env[_MARKER_ENV], temp_dir), signal.SIGKILL)
+            raise
     if returncode != 0:
         what = "head" if role == "head" else f"worker {index}"
         outcome = f"timed out after {timeout_s:g}s" if returncode is None else f"failed (exit {returncode})"

@@ -14,8 +14,9 @@ def _node_pids(node: Any, cluster: Any) -> list[int]:
     return _session_pids(node.session_id, cluster.cluster_id, cluster.temp_dir)
 
 
-def _session_pids(session_id: int, cluster_id: str, temp_dir: Path) -> list[int]:
-    """Live (non-zombie) processes of session ``session_id`` that belong to cluster ``cluster_id``.
+def _session_pids(session_id: int | None, cluster_id: str, temp_dir: Path) -> list[int]:
+    """Live (non-zombie) processes of session ``session_id`` (None: of any session) that belong to
+    cluster ``cluster_id``.
 
     A process belongs if it carries the cluster's marker variable, names the cluster's own Ray temp
     dir on its command line (GCS, raylet, dashboard, monitors all do), or descends from one that
@@ -34,7 +35,7 @@ def _session_pids(session_id: int, cluster_id: str, temp_dir: Path) -> list[int]
             stat = Path(f"/proc/{pid}/stat").read_text()
             # The command name (field 2) may contain spaces and parentheses; the rest follows the last ')'.
             state, ppid, _pgrp, session = stat[stat.rindex(")") + 2 :].split()[:4]
-            if int(session) != session_id or state in ("Z", "X"):
+            if (session_id is not None and int(session) != session_id) or state in ("Z", "X"):
                 continue
             parents[pid] = int(ppid)
             if temp in Path(f"/proc/{pid}/cmdline").read_bytes() or marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):

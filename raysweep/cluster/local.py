@@ -23,13 +23,13 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from raysweep.cluster._nodes import (
     _first_free_port, _make_ray_temp_dir, _node_env, _pick_gcs_port, _ray_start, _save, _wait_for_nodes, _with_node_ids,
     _worker_temp_dir, _write_token,
 )  # fmt: skip
-from raysweep.cluster._processes import _node_pids, _signal_all, _wait_gone
+from raysweep.cluster._processes import _node_pids, _session_pids, _signal_all, _wait_gone
 from raysweep.cluster._state import (
     DEFAULT_DASHBOARD_PORT, LOOPBACK, STATE_FILE_NAME, TOKEN_FILE_NAME, LocalNode, _user_error, default_state_dir,
 )  # fmt: skip
@@ -168,6 +168,7 @@ def start_local_cluster(
     head_cpus: int = 0,
     object_store_mb: int = 512,
     timeout_s: float = 90.0,
+    starting: Callable[[], None] | None = None,
 ) -> LocalCluster:
     """Start a Ray cluster of one head and ``workers`` worker nodes on this machine.
 
@@ -179,7 +180,9 @@ def start_local_cluster(
 
     Returns once all ``workers + 1`` nodes are alive. Raises ``UserError`` if a cluster recorded in
     ``state_dir`` is still running, if ``port`` is taken, or if the nodes do not come up within
-    ``timeout_s`` (then whatever was started is stopped again and Ray's logs are kept).
+    ``timeout_s`` (then whatever was started is stopped again and Ray's logs are kept). A
+    ``KeyboardInterrupt`` meanwhile stops whatever was started too, and removes its logs.
+    ``starting`` is called once the checks passed, as the first node starts.
     """
     if not sys.platform.startswith("linux"):
         raise _user_error(
@@ -231,6 +234,8 @@ def start_local_cluster(
         # which another Ray instance on this machine may already hold.
         head_args += ["--ray-client-server-port", str(_first_free_port(10001, avoid={gcs_port, dashboard_port}))]
 
+    if starting is not None:
+        starting()
     cluster: LocalCluster | None = None
     try:
         head = _ray_start(head_args, node_env, temp_dir, role="head", index=-1, num_cpus=head_cpus, timeout_s=timeout_s)
@@ -265,11 +270,17 @@ def start_local_cluster(
             cluster.dashboard_url = f"http://{LOOPBACK}:{dashboard_port}"
         _save(cluster)
         return cluster
-    except BaseException:
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)  # nothing to look into: no logs kept
         if cluster is not None:
-            _stop(cluster, keep_logs=True)
+            _stop(cluster, keep_logs=not interrupted)
         else:
             token_path.unlink(missing_ok=True)
+        if interrupted:
+            # A node whose `ray start` was being launched as the interrupt came is recorded nowhere:
+            # every process of this cluster goes, whatever its session.
+            _signal_all(_session_pids(None, cluster_id, temp_dir), signal.SIGKILL)
+            shutil.rmtree(temp_dir, ignore_errors=True)
         raise
 
 
