@@ -277,6 +277,15 @@ def test_cluster_up_and_down_from_the_command_line(tmp_path: Path) -> None:
         export = re.search(r"export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=(\S+)", up.stdout)
         assert address and export, up.stdout
         assert f"raysweep cluster down --local --state-dir {state_dir.resolve()}" in up.stdout
+        if "dashboard: http://" in up.stdout:
+            # A job's driver runs in Ray's copy of the working dir, which `down` deletes: the command
+            # shown keeps the store and the sweep's state in the folder `up` ran in (they were lost).
+            here = Path.cwd()
+            assert re.search(
+                rf"ray job submit --address http://127\.0\.0\.1:\d+ --working-dir \. -- raysweep run mlp --dataset breast_cancer "
+                rf"--tracking-uri {re.escape(f'sqlite:///{here}/mlflow.db')} --storage {re.escape(str(here / 'raysweep_results'))}\n",
+                up.stdout,
+            ), up.stdout
         # Exactly what the printed instructions tell a user to set is enough to connect.
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN", "RAY_ADDRESS")}
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=export.group(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import threading
 from pathlib import Path
@@ -138,8 +139,12 @@ def _describe(cluster: LocalCluster, *, custom_state_dir: bool) -> str:
     if cluster.dashboard_url:
         # Ray's own CLI needs the token given; inline, so that nothing stale stays in the shell.
         token_env = "" if custom_state_dir else f"RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH={cluster.token_path} "
+        # A job's driver runs in Ray's copy of the working dir, which `down` deletes: the store and
+        # the sweep's state stay in this folder, where report, ui and resume look.
+        here = Path.cwd()
         lines.append(
-            f"  {token_env}ray job submit --address {cluster.dashboard_url} --working-dir . -- raysweep run mlp --dataset breast_cancer"
+            f"  {token_env}ray job submit --address {cluster.dashboard_url} --working-dir . -- raysweep run mlp --dataset breast_cancer "
+            + shlex.join(["--tracking-uri", f"sqlite:///{here / 'mlflow.db'}", "--storage", str(here / "raysweep_results")])
         )
     lines += ["stop it with:", f"  raysweep cluster down --local{state_flag}"]
     return "\n".join(lines)
