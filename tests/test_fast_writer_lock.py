@@ -80,3 +80,55 @@ def test_a_writer_waiting_on_one_that_releases_locks_the_file_it_finds_then():
     release(first, run_id)
     out, _ = second.communicate(timeout=30)
     assert out.strip() == "True"
+
+
+def test_sync_and_resume_are_refused_while_the_sweeps_own_process_lives_not_after_it_was_killed(tmp_path):
+    """``sync`` during a running sweep closed its parent run KILLED, and the sweep, finishing a
+    moment later, left it so (report: "did not finish"; resume: "complete"). The writer's lock names
+    the sweep's process: while that lives, sync and resume are refused; once it is killed, only its
+    writer is left finishing, and they wait for that as before."""
+    import signal
+
+    import pytest
+
+    from raysweep.errors import UserError
+    from raysweep.tracking.writer_lock import live_driver, refuse_while_running
+
+    run_id = uuid.uuid4().hex
+    # A sweep's process that starts its writer, as the real one does; the writer holds the lock.
+    writer = textwrap.dedent(f"""
+        import time
+        from raysweep.tracking.writer_lock import hold
+        lock = hold({run_id!r})
+        print("held", flush=True)
+        time.sleep(60)
+    """)
+    driver = textwrap.dedent(f"""
+        import subprocess, sys, time
+        writer = subprocess.Popen([sys.executable, "-c", {writer!r}], stdout=subprocess.PIPE, text=True)
+        print(writer.pid, writer.stdout.readline().strip(), flush=True)
+        time.sleep(60)
+    """)
+    sweep = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True)
+    writer_pid = None
+    try:
+        writer_pid, held = sweep.stdout.readline().split()
+        writer_pid = int(writer_pid)
+        assert held == "held"
+        assert live_driver(run_id) == sweep.pid
+        with pytest.raises(UserError) as refused:
+            refuse_while_running(run_id, "rf-iris", "sync")
+        assert str(refused.value) == (
+            f"sweep rf-iris is still running (process {sweep.pid}): sync it once it has stopped; "
+            f"Ctrl-C in its terminal (or kill {sweep.pid}) stops it, resumable"
+        )
+        sweep.kill()  # SIGKILL: its writer lives on, finishing what it was sent
+        sweep.wait()
+        assert live_driver(run_id) is None
+        refuse_while_running(run_id, "rf-iris", "resume")  # not refused: resume waits for the writer
+    finally:
+        sweep.kill()
+        sweep.wait()
+        if writer_pid:
+            os.kill(writer_pid, signal.SIGKILL)
+    assert live_driver(run_id) is None and live_driver(uuid.uuid4().hex) is None and live_driver(None) is None

@@ -611,6 +611,32 @@ def test_a_stop_during_the_refit_ends_the_sweep_as_killed_and_resume_logs_the_ou
     assert sorted(run.info.run_id for run in children) == trial_runs, "no trial ran again"
 
 
+def test_sync_or_resume_of_a_running_sweep_is_refused_and_the_sweep_finishes_as_it_would(tmp_path):
+    """``sync`` while the sweep ran closed its parent run KILLED, and the sweep, finishing a moment
+    later with exit 0, left it so (report: "did not finish"; resume: "complete"; 1 time in 6)."""
+    name = "busy"
+    uri = sqlite_uri(tmp_path)
+    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=8, concurrent=1)
+    try:
+        wait_for(lambda: started(tmp_path, name) or not sweep.running(), 240, "the sweep's parent run")
+        wait_for_first_metrics(sweep, client_for(uri), RF_EXPERIMENT)
+        refusals = [raysweep(command, name, cwd=tmp_path, timeout=120) for command in ("sync", "resume")]
+        assert sweep.running(), "the sweep ended before sync and resume were tried: give it more trials"
+        finished = sweep.wait(400)
+    finally:
+        sweep.stop()
+    for command, refused in zip(("sync", "resume"), refusals):
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert refused.stderr.strip().splitlines()[-1] == (
+            f"error: sweep {name} is still running (process {sweep.pid}): {command} it once it has stopped; "
+            f"Ctrl-C in its terminal (or kill {sweep.pid}) stops it, resumable"
+        )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    parents, children = sweep_runs(client_for(uri), RF_EXPERIMENT)
+    assert [run.info.status for run in parents] == ["FINISHED"]
+    assert len(children) == 8 and {run.info.status for run in children} == {"FINISHED"}
+
+
 #: what shows that ``ray.init`` is under way: the GCS server up (the raylet comes next), or the raylet's agents
 RAY_STARTING = {"gcs": ("gcs_server",), "agents": ("DashboardAgent", "dashboard/agent.py", "RuntimeEnvAgent", "runtime_env/agent")}
 

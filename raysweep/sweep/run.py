@@ -497,7 +497,9 @@ def find_resumable(name_or_path: str, storage: str | None = None) -> tuple[str, 
 
         return resumable_job(candidate, record)
     from raysweep.tracking.outcome import outcome_logged
+    from raysweep.tracking.writer_lock import refuse_while_running
 
+    refuse_while_running(record.get("parent_run_id"), record["name"], "resume")
     # Killed after its trials (or its rule) but before its outcome (refit, test score, model): resume finishes that.
     done = record.get("outcome_done")
     if done is None and (record.get("stopped_by") or record.get("parent_run_id")):

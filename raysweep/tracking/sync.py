@@ -286,8 +286,9 @@ def sync_sweep(name_or_path: str, *, storage: str | None = None, tracking_uri: s
         raise UserError(f"--tracking-uri {uri}: no MLflow store at {database}; pass the --tracking-uri sweep {name} logged to")
     client = MlflowClient(uri)
     parent_id, experiment_id = record["parent_run_id"], record["experiment_id"]
-    from raysweep.tracking.writer_lock import wait_for_writer
+    from raysweep.tracking.writer_lock import refuse_while_running, wait_for_writer
 
+    refuse_while_running(parent_id, name, "sync")
     # A killed driver's writer still writes what it was sent: read MLflow once it has, or a trial
     # it was about to create a run for would get two.
     if not wait_for_writer(parent_id, say=lambda line: print(line, file=sys.stderr)):

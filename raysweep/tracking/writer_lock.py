@@ -39,6 +39,10 @@ def hold(parent_run_id: str) -> IO[bytes] | None:
         fcntl.flock(handle, fcntl.LOCK_EX)  # an older writer of the same sweep finishes first
         try:
             if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
+                # The sweep's own process (the writer's parent), for :func:`live_driver`.
+                handle.truncate(0)
+                handle.write(str(os.getppid()).encode())
+                handle.flush()
                 return handle
         except FileNotFoundError:
             pass
@@ -57,6 +61,54 @@ def release(handle: IO[bytes] | None, parent_run_id: str) -> None:
     except OSError:
         pass
     handle.close()
+
+
+def live_driver(parent_run_id: str | None) -> int | None:
+    """The process id of the sweep's own process while it runs (its writer holds the lock and it
+    is alive), else None: a sweep whose driver was killed has only a writer finishing what it was
+    sent, which :func:`wait_for_writer` waits for."""
+    if fcntl is None or not parent_run_id:
+        return None
+    try:
+        handle = open(_path(parent_run_id), "rb")
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().decode(errors="replace").strip()
+            return int(text) if text.isdigit() and _alive(int(text)) else None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not os.path.isdir("/proc")  # /proc lacks it where there is one: gone
+
+
+def refuse_while_running(parent_run_id: str | None, name: str, command: str) -> None:
+    """A :class:`~raysweep.errors.UserError` when sweep ``name`` is still running: ``command``
+    (``sync``, ``resume``) would write its MLflow runs beside it, and closed its parent run KILLED
+    under a sweep that then finished."""
+    from raysweep.errors import UserError
+
+    driver = live_driver(parent_run_id)
+    if driver is not None:
+        raise UserError(
+            f"sweep {name} is still running (process {driver}): {command} it once it has stopped; "
+            f"Ctrl-C in its terminal (or kill {driver}) stops it, resumable"
+        )
 
 
 def wait_for_writer(parent_run_id: str | None, say: Callable[[str], None] | None = None, timeout: float = WAIT_SECONDS) -> bool:
