@@ -400,12 +400,18 @@ def test_a_cluster_up_in_the_default_state_dir_needs_no_exports(tmp_path: Path) 
         cluster = load_local_cluster(home / ".raysweep")
         assert cluster is not None
 
-        # The recorded address: the token goes along, with nothing exported.
-        done, _ = driver(cluster.address)
-        assert len(report_of(done)["alive"]) == 2
+        # The recorded address: the token goes along, with nothing exported. So under the
+        # machine's own address, which Ray gives the head (what `auto`, a Ray job's driver and a
+        # sweep's record name): no token went there, and such a sweep could not be resumed.
+        from ray._private.services import get_node_ip_address
+
+        port = cluster.address.rsplit(":", 1)[1]
+        for address in (cluster.address, f"{get_node_ip_address()}:{port}"):
+            done, _ = driver(address)
+            assert done.returncode == 0, (address, done.stderr[-3000:])
+            assert len(report_of(done)["alive"]) == 2
         # The same cluster reached under another name (or from another home) is not the recorded
         # address: no token is sent, and the refusal is one line within seconds, without Ray's C++ lines.
-        port = cluster.address.rsplit(":", 1)[1]
         for extra in ({}, {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}):
             done, elapsed = driver(f"localhost:{port}", **extra, HOME=str(tmp_path))
             assert done.returncode == 2, done.stderr[-3000:]

@@ -149,10 +149,10 @@ def test_ray_address_from_the_environment_fails_fast_too(started) -> None:
 def test_resume_of_a_sweep_on_an_address_gone_fails_fast(started) -> None:
     future, used = started["resume"]
     done, elapsed = future.result()
-    assert_fails_fast(done, elapsed, f"--address {used['address']}", "Connection refused")
+    assert_fails_fast(done, elapsed, f"--address {used['address']} (to resume sweep gone on)", "Connection refused")
     # The address is the one the sweep ran on, not one given to resume: the line says how to pick another.
     assert error_lines(done.stderr)[0].endswith(
-        " (the cluster sweep gone ran on); continue it on another with: raysweep resume gone --address HOST:PORT, "
+        "; check the address; continue it on another with: raysweep resume gone --address HOST:PORT, "
         "or --address local for a local Ray"
     ), done.stderr
 

@@ -841,10 +841,9 @@ def test_a_sweep_whose_cluster_is_gone_says_how_to_resume_it_elsewhere(interrupt
         pytest.skip("only the sigterm_group sweep is taken for one whose cluster is gone")
     assert gone.returncode == 2, gone.stderr[-3000:]
     last = gone.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: --address 127.0.0.1:1: cannot connect to a Ray cluster there (Connection refused)"), last
-    assert last.endswith(
-        " (the cluster sweep interrupted ran on); continue it on another with: raysweep resume interrupted "
-        "--address HOST:PORT, or --address local for a local Ray"
+    assert last == (
+        "error: --address 127.0.0.1:1 (to resume sweep interrupted on): cannot connect to a Ray cluster there (Connection refused); "
+        "check the address; continue it on another with: raysweep resume interrupted --address HOST:PORT, or --address local for a local Ray"
     ), last
 
 

@@ -116,12 +116,15 @@ def check_address_form(target: Target) -> None:
 
 
 def recorded_token(target: Target, state_dir: Path | None = None) -> Path | None:
-    """The token file of the running local cluster recorded (by ``cluster up --local``) for this very address."""
+    """The token file of the running local cluster recorded (by ``cluster up --local``) for this
+    very address: its port on this machine, under any of the machine's own addresses (``auto``,
+    a Ray job's driver and the sweep's record name it by the address Ray gives the head, the
+    machine's own, not 127.0.0.1)."""
     from raysweep.cluster import LOOPBACK, load_local_cluster
     from raysweep.cluster._processes import _node_pids
 
     host_port = target.host_port
-    if host_port is None or host_port[0] not in (LOOPBACK, "localhost"):
+    if host_port is None or not _this_machine(host_port[0]):
         return None
     try:
         cluster = load_local_cluster(state_dir)
@@ -133,6 +136,18 @@ def recorded_token(target: Target, state_dir: Path | None = None) -> Path | None
     if not cluster.token_path.is_file() or not _node_pids(cluster.head, cluster):
         return None
     return cluster.token_path
+
+
+def _this_machine(host: str) -> bool:
+    """Whether ``host`` is one of this machine's own addresses (a socket can be bound to it)."""
+    if host in ("127.0.0.1", "localhost"):
+        return True
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
+            probe_socket.bind((host, 0))
+    except OSError:
+        return False
+    return True
 
 
 def check_token_path() -> None:
@@ -175,7 +190,7 @@ def _reload_ray_auth() -> None:
 def _token_hint() -> str:
     if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
         return (
-            "this driver sends no auth token: if the cluster uses token authentication set "
+            "this driver sends no auth token: if the cluster uses token authentication, set "
             "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH"
         )
     return "check that RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) holds the cluster's token"
@@ -184,13 +199,15 @@ def _token_hint() -> str:
 def cannot_connect(target: Target, reason: str, listening: bool = True) -> UserError:
     """The one line a driver prints when it cannot join ``target``; ``listening``: something answered
     there (the token may be the matter), not a refused or silent port (then the token is not)."""
+    label = target.label
     if target.resumed:  # the cluster the sweep ran on (or resume --address): resume can go elsewhere
-        other = (f" (the cluster sweep {target.resumed} ran on); continue it on another with: raysweep resume "
-                 f"{shlex.quote(target.resumed)} --address HOST:PORT, or --address local for a local Ray")
+        label += f" (to resume sweep {target.resumed} on)"
+        other = (f"; continue it on another with: raysweep resume {shlex.quote(target.resumed)} --address HOST:PORT, "
+                 "or --address local for a local Ray")
     else:
         other = f" (or {'leave --address out' if target.flag == '--address' else 'unset RAY_ADDRESS'} for a local Ray)"
     hint = f"; {_token_hint()}" if listening else ""
-    return UserError(f"{target.label}: cannot connect to a Ray cluster there ({reason}); check the address{hint}{other}")
+    return UserError(f"{label}: cannot connect to a Ray cluster there ({reason}); check the address{hint}{other}")
 
 
 def probe(target: Target, timeout_s: float = PROBE_TIMEOUT_S) -> None:
