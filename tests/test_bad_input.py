@@ -231,6 +231,8 @@ CASES = [
     Case("a misspelt flag", ["run", "random_forest", "--datset", "iris"],
          ("error: No such option '--datset'", "(Did you mean one of: '--dataset'", "?) See '", "raysweep run --help'.")),
     Case("no recipe given", ["run", "--dataset", "iris"], ("error: Missing argument 'RECIPE'. See 'raysweep run --help'.",)),
+    Case("resume to a dashboard address", ["resume", "rf-iris", "--address", "http://127.0.0.1:8265"],
+         ("error: --address http://127.0.0.1:8265: that is the address of Ray's dashboard and job server",)),
     Case("a misspelt command", ["rnu", "random_forest"], ("error: No such command 'rnu'. Did you mean 'run'? See 'raysweep --help'.",)),
     Case("a subcommand's flag value of the wrong type", ["cluster", "up", "--local", "--workers", "x"],
          ("Invalid value for '--workers': 'x' is not a valid integer", "See 'raysweep cluster up --help'.")),

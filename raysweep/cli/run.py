@@ -131,6 +131,10 @@ def resume(sweep: str, storage: str | None, address: str | None, as_json: bool, 
     from raysweep.sweep.run import find_resumable, resume_sweep
     from raysweep.tracking.store import resolve_tracking_uri
 
+    if address and address != "local":  # its form is checked before anything else is read (it was after the data)
+        from raysweep.sweep.connect import Target, check_address_form
+
+        check_address_form(Target(address, "--address"))
     try:
         with _nothing_started_on_ctrl_c(f"raysweep: interrupted before the resume started: sweep {sweep} is as it was; resume it again"):
             folder, record = find_resumable(sweep, storage)  # a sweep that is complete says so in one line, before anything starts
