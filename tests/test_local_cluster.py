@@ -263,8 +263,12 @@ def test_without_local_the_commands_point_to_the_cloud_configs(command: str) -> 
     done = cli(command)
 
     assert done.returncode == 2
-    assert "cluster/aws.yaml" in done.stderr and "cluster/kuberay/" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    # Each file named is where it says, for a user of the installed package too (the wheel carries
+    # them as raysweep/cluster/configs/; the message named cluster/... of the source tree).
+    named = re.findall(r"(\S+/(?:aws\.yaml|gcp\.yaml|kuberay/raycluster\.yaml|README\.md))", done.stderr)
+    assert {Path(path).name for path in named} >= {"aws.yaml", "gcp.yaml", "raycluster.yaml"}, done.stderr
+    assert all(Path(path).is_file() for path in named), done.stderr
 
 
 def test_cluster_up_and_down_from_the_command_line(tmp_path: Path) -> None:

@@ -13,17 +13,24 @@ import click
 
 from raysweep.cli._group import RaysweepGroup
 from raysweep.cluster import LocalCluster, default_state_dir, load_local_cluster, start_local_cluster, stop_local_cluster
+from raysweep.cluster._state import cloud_configs_dir, shown_path
 from raysweep.errors import UserError
 
-_UP_HINT = (
-    "raysweep starts only a local cluster (add --local); for a cloud cluster run "
-    "`ray up cluster/aws.yaml`, `ray up cluster/gcp.yaml` or `kubectl apply -f cluster/kuberay/raycluster.yaml` "
-    "and pass its address to `raysweep run --address` (see cluster/README.md)"
-)
-_DOWN_HINT = (
-    "raysweep stops only a local cluster (add --local); stop a cloud cluster with "
-    "`ray down cluster/aws.yaml`, `ray down cluster/gcp.yaml` or `kubectl delete -f cluster/kuberay/raycluster.yaml`"
-)
+def _up_hint() -> str:
+    configs = shown_path(cloud_configs_dir())
+    return (
+        "raysweep starts only a local cluster (add --local); for a cloud cluster run "
+        f"`ray up {configs}/aws.yaml`, `ray up {configs}/gcp.yaml` or `kubectl apply -f {configs}/kuberay/raycluster.yaml` "
+        f"and pass its address to `raysweep run --address` (see {configs}/README.md)"
+    )
+
+
+def _down_hint() -> str:
+    configs = shown_path(cloud_configs_dir())
+    return (
+        "raysweep stops only a local cluster (add --local); stop a cloud cluster with "
+        f"`ray down {configs}/aws.yaml`, `ray down {configs}/gcp.yaml` or `kubectl delete -f {configs}/kuberay/raycluster.yaml`"
+    )
 
 _state_dir_option = click.option(
     "--state-dir",
@@ -39,7 +46,8 @@ def cluster_group() -> None:
     \b
     raysweep cluster up --local --workers 2     # a real multi-node Ray cluster on this machine
     raysweep cluster down --local
-    Cloud clusters: cluster/aws.yaml, cluster/gcp.yaml (ray up), cluster/kuberay/ (kubectl).
+    Cloud clusters: aws.yaml, gcp.yaml (ray up) and kuberay/ (kubectl), installed with raysweep;
+    `raysweep cluster up` without --local says where.
     """
 
 
@@ -53,7 +61,7 @@ def cluster_group() -> None:
 def up(local: bool, workers: int, cpus_per_node: int, head_cpus: int, port: int | None, state_dir: Path | None) -> None:
     """Start a Ray cluster and print how to use it."""
     if not local:
-        raise UserError(_UP_HINT)
+        raise UserError(_up_hint())
 
     def starting() -> None:
         click.echo(f"starting a local Ray cluster: a head and {workers} worker node(s)...", err=True)
@@ -91,7 +99,7 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 def down(local: bool, state_dir: Path | None) -> None:
     """Stop the cluster `raysweep cluster up` started."""
     if not local:
-        raise UserError(_DOWN_HINT)
+        raise UserError(_down_hint())
     cluster = load_local_cluster(state_dir)
     if cluster is None or not stop_local_cluster(state_dir):
         click.echo(f"no local cluster is recorded in {Path(state_dir or default_state_dir())}; nothing to stop")

@@ -43,6 +43,23 @@ def default_state_dir() -> Path:
     return Path.home() / ".raysweep"
 
 
+def cloud_configs_dir() -> Path:
+    """Where the cloud clusters' files are (``aws.yaml``, ``gcp.yaml``, ``kuberay/``, their
+    README): inside the installed wheel, or the checkout's ``cluster/``."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent.parent / "cluster"
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as a user here types it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _user_error(message: str) -> Exception:
     # Imported here, not at the top: raysweep.errors belongs to the core package, and importing
     # this module must never fail because of it.
