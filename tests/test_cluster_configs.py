@@ -286,6 +286,13 @@ def kuberay_errors(manifest: Any, kind: str) -> list[str]:
     if kind == "RayJob":
         if not re.match(r"raysweep run \S+ .*--dataset \S+", spec["entrypoint"]) or "--json" not in spec["entrypoint"].split():
             errors.append(f"entrypoint: must be `raysweep run RECIPE --dataset ... --json`, got {spec['entrypoint']!r}")
+        if spec.get("shutdownAfterJobFinishes") and "--tracking-uri" not in spec["entrypoint"].split():
+            # The cluster goes when the job ends: a sqlite store on the head (the fallback without a
+            # tracking URI) would go with it, every run of the sweep lost.
+            head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+            uri = next((env for env in head.get("env", []) if env["name"] == "MLFLOW_TRACKING_URI"), None)
+            if uri is None or uri.get("valueFrom", {}).get("secretKeyRef", {}).get("optional", False):
+                errors.append("MLFLOW_TRACKING_URI: a job whose cluster is deleted after it needs a tracking server, not an optional one")
         runtime_env = yaml.safe_load(spec.get("runtimeEnvYAML") or "{}")
         if not isinstance(runtime_env, dict) or not any("raysweep" in str(p) for p in runtime_env.get("pip", [])):
             errors.append("runtimeEnvYAML: must pip install raysweep (the stock image does not have it)")
