@@ -132,3 +132,28 @@ def test_sync_and_resume_are_refused_while_the_sweeps_own_process_lives_not_afte
         if writer_pid:
             os.kill(writer_pid, signal.SIGKILL)
     assert live_driver(run_id) is None and live_driver(uuid.uuid4().hex) is None and live_driver(None) is None
+
+
+def test_a_side_process_outlives_sigterm_and_ends_when_its_sweep_closes_the_pipe():
+    """``ray job stop`` sends SIGTERM to the job's whole process tree: the writer died of it before
+    the sweep had logged its stop ("the MLflow writer process was killed by SIGTERM" on the job's
+    log, a new one started). The sweep handles the stop and then ends its side processes."""
+    import pickle
+    import signal
+
+    from raysweep.tracking._writer_process import spawn
+
+    process = spawn()
+    try:
+        pickle.dump(("ping", 7), process.stdin)
+        process.stdin.flush()
+        assert pickle.load(process.stdout) == (7, None)  # it answers: past its start
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert process.poll() is None, f"ended by SIGTERM ({process.returncode})"
+        process.stdin.close()  # the sweep is done with it (or was killed itself)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

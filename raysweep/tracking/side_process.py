@@ -42,9 +42,14 @@ def spawn(module: str, *args: str, quiet: bool = False) -> subprocess.Popen:
 
 
 def detach() -> tuple[BinaryIO, BinaryIO]:
-    """In the side process, first thing: ignore Ctrl-C, run at :data:`NICENESS`, and keep stdout
-    for answers (``print`` goes to stderr). Returns the pipes (from the sweep, to the sweep)."""
+    """In the side process, first thing: ignore Ctrl-C and SIGTERM, run at :data:`NICENESS`, and
+    keep stdout for answers (``print`` goes to stderr). Returns the pipes (from the sweep, to the
+    sweep). A stop is the sweep's to handle, which ends this process once it has what it needs
+    (or, killed itself, by closing the pipe): ``ray job stop`` sends SIGTERM to the job's whole
+    process tree, and the writer, ended before the sweep had logged its stop, was replaced with
+    "the MLflow writer process was killed by SIGTERM" on the job's log."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.nice(NICENESS)
     except OSError:
