@@ -84,17 +84,20 @@ def live_driver(parent_run_id: str | None) -> int | None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    if os.path.isdir("/proc"):
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat") as stat:
+                return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except OSError:
             return False
-        except PermissionError:
-            return True
-        return not os.path.isdir("/proc")  # /proc lacks it where there is one: gone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def refuse_while_running(parent_run_id: str | None, name: str, command: str) -> None:
