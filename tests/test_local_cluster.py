@@ -178,6 +178,8 @@ def test_killing_a_worker_leaves_the_rest_running(cluster: LocalCluster) -> None
     report = report_of(run_driver(cluster.address, cluster.driver_env(), expect=2, timeout_s=90))
     assert sorted(report["alive"]) == sorted([cluster.head.node_id, survivor.node_id])
     assert victim.node_id not in report["alive"]
+    shown = cli("status", "--local", "--state-dir", str(cluster.state_dir))
+    assert shown.returncode == 0 and shown.stdout.splitlines()[0] == f"local Ray cluster at {cluster.address}: head up, worker 0 down, worker 1 up"
 
 
 def test_stop_ends_this_cluster_and_nothing_else(cluster: LocalCluster, tmp_path: Path) -> None:
@@ -295,6 +297,11 @@ def test_cluster_up_and_down_from_the_command_line(tmp_path: Path) -> None:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=export.group(1))
         assert len(report_of(run_driver(address.group(1), env, expect=2))["alive"]) == 2
 
+        shown = cli("status", "--local", "--state-dir", str(state_dir))
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.splitlines()[0] == f"local Ray cluster at {address.group(1)}: head up, worker 0 up"
+        assert f"--address {address.group(1)}" in shown.stdout and export.group(0) in shown.stdout
+
         again = cli("up", "--local", "--workers", "1", "--state-dir", str(state_dir))
         assert again.returncode == 2
         assert "already running" in again.stderr and "cluster down --local" in again.stderr
@@ -310,6 +317,10 @@ def test_cluster_up_and_down_from_the_command_line(tmp_path: Path) -> None:
         nothing = cli("down", "--local", "--state-dir", str(state_dir))
         assert nothing.returncode == 0
         assert "nothing to stop" in nothing.stdout
+        gone = cli("status", "--local", "--state-dir", str(state_dir))
+        assert (gone.returncode, gone.stdout) == (
+            1, f"no local cluster is recorded in {state_dir}; start one with: raysweep cluster up --local --state-dir {state_dir.resolve()}\n"
+        )
     finally:
         stop_local_cluster(state_dir, grace_period_s=1.0)
 

@@ -45,6 +45,7 @@ def cluster_group() -> None:
 
     \b
     raysweep cluster up --local --workers 2     # a real multi-node Ray cluster on this machine
+    raysweep cluster status --local
     raysweep cluster down --local
     Cloud clusters: aws.yaml, gcp.yaml (ray up) and kuberay/ (kubectl), installed with raysweep;
     `raysweep cluster up` without --local says where.
@@ -91,6 +92,36 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@cluster_group.command("status")
+@click.option("--local", is_flag=True, help="The cluster `up --local` started (the only kind raysweep starts).")
+@_state_dir_option
+def status(local: bool, state_dir: Path | None) -> None:
+    """Say whether the cluster `raysweep cluster up` started runs, node by node, and how to use it."""
+    from raysweep.cluster._processes import _node_pids
+
+    if not local:
+        raise UserError("raysweep knows only the local cluster it started (add --local); for another cluster run `ray status --address HOST:PORT`")
+    cluster = load_local_cluster(state_dir)
+    where = Path(state_dir or default_state_dir())
+    state_flag = f" --state-dir {shlex.quote(str(where.expanduser().resolve()))}" if state_dir is not None else ""
+    if cluster is None:
+        click.echo(f"no local cluster is recorded in {where}; start one with: raysweep cluster up --local{state_flag}")
+        click.get_current_context().exit(1)
+    nodes = [("head", cluster.head), *((f"worker {node.index}", node) for node in cluster.workers)]
+    running = {name: bool(_node_pids(node, cluster)) for name, node in nodes}
+    if not any(running.values()):
+        click.echo(
+            f"the local cluster recorded at {cluster.address} is not running (its processes are gone); "
+            f"forget it with: raysweep cluster down --local{state_flag}"
+        )
+        click.get_current_context().exit(1)
+    click.echo(f"local Ray cluster at {cluster.address}: " + ", ".join(f"{name} {'up' if up else 'down'}" for name, up in running.items()))
+    if not running["head"]:
+        click.echo(f"its head is down: sweeps cannot join it; stop the rest with: raysweep cluster down --local{state_flag}")
+        click.get_current_context().exit(1)
+    click.echo(_describe(cluster, custom_state_dir=state_dir is not None).split("\n", 1)[1])
 
 
 @cluster_group.command("down")
