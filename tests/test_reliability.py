@@ -637,6 +637,32 @@ def test_sync_or_resume_of_a_running_sweep_is_refused_and_the_sweep_finishes_as_
     assert len(children) == 8 and {run.info.status for run in children} == {"FINISHED"}
 
 
+def test_patience_goes_on_counting_after_ctrl_c_and_resume(tmp_path):
+    """Resumed, a --patience sweep ran every trial (Ray Tune consulted its own unpickled copy of
+    the stopper, which the sweep's callbacks never told of a finished trial) and then named a best
+    that later trials had beaten as why it stopped (3 of 3)."""
+    name = "patient"
+    uri = sqlite_uri(tmp_path)
+    sweep = background_rf_sweep(tmp_path, name, uri, num_samples=12, concurrent=1, extra=["--patience", "2"])
+    try:
+        wait_for(lambda: "trials: 1 of 12 done" in sweep.err.read_text() or not sweep.running(), 240, "the first finished trial", every=0.05)
+        assert sweep.running(), sweep.err.read_text()[-3000:]
+        os.killpg(sweep.pid, signal.SIGINT)
+        stopped = sweep.wait(120)
+    finally:
+        sweep.stop()
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = summary_of(done.stdout)
+    # One trial at a time: no trial runs beside the finished ones, so their best is the sweep's.
+    assert re.fullmatch(
+        rf"--patience 2: no better val_accuracy in the last 2 finished trials \(the finished trials' best "
+        rf"{re.escape(format(summary['best_validation_score'], '.5g'))} by trial-\w+\)", summary["stopped_by"] or "",
+    ), (summary["stopped_by"], summary["best_validation_score"])
+    assert summary["num_trials"] < 12
+
+
 #: what shows that ``ray.init`` is under way: the GCS server up (the raylet comes next), or the raylet's agents
 RAY_STARTING = {"gcs": ("gcs_server",), "agents": ("DashboardAgent", "dashboard/agent.py", "RuntimeEnvAgent", "runtime_env/agent")}
 

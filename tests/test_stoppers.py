@@ -137,6 +137,30 @@ def test_the_patience_count_goes_on_after_a_resume(tmp_path):
     assert resumed.reason == "--patience 3: no better val_accuracy in the last 3 finished trials (the finished trials' best 0.9 by trial-0000)"
 
 
+def test_the_stopper_tune_unpickles_in_a_resumed_run_is_the_sweeps_own():
+    """Ray Tune saves its stopper with the experiment's state and, resuming, uses the copy it
+    unpickles (TuneController.__setstate__): that copy heard every result while the sweep's
+    callbacks told the sweep's own stopper of each finished trial, so --patience never ended a
+    resumed sweep (all 12 trials ran) and named a stale best. Unpickled where the sweep runs, it is
+    the sweep's own; elsewhere, a copy."""
+    import pickle
+
+    saved = pickle.dumps(build_stopper(KEY, "max", 5, patience=3, sweep="rf-gone"))  # another sweep's
+    live = build_stopper(KEY, "max", 5, patience=3, sweep="rf-patient")
+    # Tune's runner state (its "runner_data", the stopper in it) as the resumed run unpickles it
+    runner_data = pickle.loads(pickle.dumps({"_stopper": live, "_iteration": 7}))
+    tunes = runner_data["_stopper"]
+    assert tunes is live
+    copy = pickle.loads(saved)  # no sweep of that name runs here
+    assert copy is not live and copy.sweep == "rf-gone" and copy.rules[0].patience == 3 and copy.max_steps == 5
+    for trial_id, score in (("x_00000", 0.9), ("x_00001", 0.8), ("x_00002", 0.85), ("x_00003", 0.7)):
+        tunes(trial_id, {KEY: score, "training_iteration": 5})  # Tune hears the results
+        live.trial_finished(trial_id)  # the sweep's callbacks tell it of each finished trial
+    assert tunes.stop_all() and live.reason == (
+        "--patience 3: no better val_accuracy in the last 3 finished trials (the finished trials' best 0.9 by trial-0000)"
+    )
+
+
 # -- how Tune's trials are noted when the rule ends the sweep -------------------------------------------
 def trial(trial_id: str, status: str, last: dict | None) -> SimpleNamespace:
     return SimpleNamespace(trial_id=trial_id, status=status, path=f"/r/{trial_id}", run_metadata=SimpleNamespace(last_result=last))

@@ -11,6 +11,7 @@ into the results of the trials it cut short, and tells the patience rule when a 
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 from ray.tune.stopper import CombinedStopper, Stopper
@@ -116,14 +117,31 @@ class PatienceStopper(Stopper):
         return self.reason is not None
 
 
+#: the stopper of each sweep running in this process, by the sweep's name (see :meth:`SweepStopper.__reduce__`)
+_LIVE: weakref.WeakValueDictionary[str, SweepStopper] = weakref.WeakValueDictionary()
+
+
 class SweepStopper(CombinedStopper):
     """The sweep's stoppers as one: the recipe's last step for each trial, and the rules that end
-    the whole sweep early (``--stop-at``, ``--patience``)."""
+    the whole sweep early (``--stop-at``, ``--patience``). ``sweep``: the sweep's name, under which
+    a copy unpickled in this process finds this one (see :meth:`__reduce__`)."""
 
-    def __init__(self, max_steps: int, rules: list[TargetStopper | PatienceStopper]) -> None:
+    def __init__(self, max_steps: int, rules: list[TargetStopper | PatienceStopper], sweep: str | None = None) -> None:
         # Every rule sees every result: CombinedStopper's any() would skip the rest after a True.
         super().__init__(*rules, StepLimit(max_steps))
         self.rules = rules
+        self.max_steps = max_steps
+        self.sweep = sweep
+        if sweep is not None:
+            _LIVE[sweep] = self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Ray Tune saves its stopper with the experiment's state, and a resumed run puts the copy
+        # it unpickles in place of the one it was given (TuneController.__setstate__, Ray 2.60).
+        # That copy heard every result; the sweep's callbacks told this one of each finished
+        # trial: --patience never ended a resumed sweep, and named a stale best when it said it
+        # would have. Unpickled where this sweep runs, it is this one.
+        return (_unpickled, (self.sweep, self.max_steps, self.rules))
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return any([stopper(trial_id, result) for stopper in self._stoppers])
@@ -158,8 +176,18 @@ class SweepStopper(CombinedStopper):
                 rule.trial_finished(trial_id)
 
 
+def _unpickled(sweep: str | None, max_steps: int, rules: list[TargetStopper | PatienceStopper]) -> SweepStopper:
+    """The live stopper of sweep ``sweep`` in this process, else a copy of the one pickled."""
+    live = _LIVE.get(sweep) if sweep is not None else None
+    if live is not None:
+        return live
+    copy = SweepStopper(max_steps, rules)
+    copy.sweep = sweep
+    return copy
+
+
 def build_stopper(
-    metric_key: str, mode: str, max_steps: int, *, stop_at: float | None = None, patience: int | None = None
+    metric_key: str, mode: str, max_steps: int, *, stop_at: float | None = None, patience: int | None = None, sweep: str | None = None,
 ) -> SweepStopper | None:
     """The sweep's stopper, or None when no rule ends the sweep early (then each trial stops at its last step alone)."""
     rules: list[TargetStopper | PatienceStopper] = []
@@ -167,4 +195,4 @@ def build_stopper(
         rules.append(TargetStopper(metric_key, mode, stop_at))
     if patience is not None:
         rules.append(PatienceStopper(metric_key, mode, patience))
-    return SweepStopper(max_steps, rules) if rules else None
+    return SweepStopper(max_steps, rules, sweep) if rules else None
