@@ -201,3 +201,6 @@ def test_report_of_an_auto_sweep_gives_each_familys_trials_and_best_as_its_summa
     assert [(row["trial"], row["family"], row["score"], row["config"]) for row in outcome["leaderboard"]] == [
         ("trial-0001", "mlp", 0.95, {"alpha": 0.1}), ("trial-0002", "xgboost", 0.93, {"alpha": 0.1}),
     ]
+    # each family's trials and best, as run --json has them (report --json left them out)
+    assert outcome["families"] == {"mlp": {"trials": 1, "best": 0.95}, "xgboost": {"trials": 2, "best": 0.93}}
+

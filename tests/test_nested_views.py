@@ -134,6 +134,10 @@ def test_a_finished_jobs_report_shows_its_folds_and_the_nested_estimate_beside_t
     assert '{"max_depth": 7}' in table[-2]
     # mean 0.85, std 0.05, optimism mean(0.95, 0.97) - 0.85 = +0.11
     assert "nested estimate of accuracy (unbiased): 0.85 ± 0.05 beside the test accuracy 0.875; optimism of the inner bests +0.11" in shown.stdout
+    # --json has it as run --json does (it was left out)
+    nested = json.loads(invoke_cli("report", "job", "--json", "--tracking-uri", store_uri, cwd=tmp_path).stdout)["nested"]
+    assert nested is not None and abs(nested["mean"] - 0.85) < 1e-9 and abs(nested["std"] - 0.05) < 1e-9, nested
+    assert [fold["fold"] for fold in nested["folds"]] == [1, 2]
 
 
 def test_an_unfinished_jobs_report_lists_its_sweeps_and_says_there_is_no_estimate_yet(store_uri, tmp_path):  # noqa: F811
@@ -153,3 +157,9 @@ def test_an_unfinished_jobs_report_lists_its_sweeps_and_says_there_is_no_estimat
         "nested validation (2 outer folds): no estimate yet, the job did not finish; "
         "its sweeps: job-final (RUNNING), job-fold1 (FINISHED), job-fold2 (KILLED)"
     ) in shown.stdout, shown.stdout
+    # Its runs beneath are its sweeps, not trials: they were a leaderboard of trials with no score,
+    # their params as configs ("trials: 3 ... from the trial runs").
+    assert "┏" not in shown.stdout and "from the trial runs" not in shown.stdout, shown.stdout
+    assert "the nested validation did not finish (KILLED): raysweep resume job goes on with it" in shown.stdout
+    outcome = json.loads(invoke_cli("report", "job", "--json", "--tracking-uri", store_uri, cwd=tmp_path).stdout)
+    assert (outcome["leaderboard"], outcome["nested"], outcome["families"]) == ([], None, {})

@@ -241,7 +241,8 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
     except Exception:
         plots, logged = [], {schema.LEADERBOARD_FILE}
     board = leaderboard(client, run)
-    print_leaderboard(console, board, metric_key, top=top)
+    if len(board) or schema.NESTED_CV not in tags:  # an unfinished nested validation has none yet: its sweeps are listed below
+        print_leaderboard(console, board, metric_key, top=top)
 
     best_key, test_key = schema.best_metric(metric), schema.test_metric(metric)
     if schema.BEST_CONFIG in tags:
@@ -272,6 +273,8 @@ def report_command(sweep: str | None, latest: bool, tracking_uri: str | None, ex
         print_families(console, family_bests(board, metric_key, params.get("mode", "max"), names), metric)
     if run.info.status == "FAILED":
         console.print(f"the sweep failed: {tags.get(schema.ERROR, 'no reason recorded')}", soft_wrap=True)
+    elif run.info.status != "FINISHED" and schema.NESTED_CV in tags:
+        console.print(f"the nested validation did not finish ({run.info.status}): raysweep resume {shlex.quote(sweep)} goes on with it", soft_wrap=True)
     elif run.info.status != "FINISHED":
         console.print(f"the sweep did not finish ({run.info.status}): the leaderboard is rebuilt from its trial runs", soft_wrap=True)
         if run.info.status == "RUNNING":  # or its command was killed (SIGKILL, a lost machine) and left it so
@@ -393,7 +396,29 @@ def _report_object(client: Any, run: Any, uri: str, experiment_name: str, top: i
         "importance": schema.importances(metrics),
         "stopped_by": tags.get(schema.STOPPED_BY) or None,
         "leaderboard": rows,
-    }
+        "families": _families(board, metric_key, params.get("mode", "max")),
+    } | _nested(client, run, metric, params.get("mode", "max"))
+
+
+def _families(board: Any, metric_key: str, mode: str) -> dict[str, Any]:
+    """An auto sweep's families, each with its best (as its summary and ``run --json`` have them); {} otherwise."""
+    if "family" not in board.columns or not board["family"].notna().any():
+        return {}
+    from raysweep.best import family_bests
+
+    return family_bests(board, metric_key, mode, list(dict.fromkeys(board["family"].dropna().astype(str))))
+
+
+def _nested(client: Any, run: Any, metric: str, mode: str) -> dict[str, Any]:
+    """``{"nested": ...}`` of a finished nested validation, as ``run --json`` has it; {} otherwise."""
+    if schema.NESTED_CV not in run.data.tags:
+        return {}
+    try:
+        logged = {item.path for item in client.list_artifacts(run.info.run_id)}
+        estimate = _nested_estimate(client, run, logged, metric, mode)
+    except Exception:  # its table could not be read: the text report says so
+        estimate = None
+    return {"nested": estimate.to_dict() if estimate is not None else None}
 
 
 def _best_config(tags: dict[str, str]) -> Any:
@@ -415,22 +440,30 @@ def _number(text: str | None) -> int | float | None:
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _nested_estimate(client: Any, run: Any, logged: set[str], metric: str, mode: str) -> Any:
+    """A finished nested validation's estimate (:class:`raysweep.sweep.nested.NestedEstimate`), from
+    the job's ``nested_folds.json`` (``logged``: the run's artifacts); None before it finished."""
+    from raysweep.sweep.nested import FoldScore, NestedEstimate
+
+    if schema.NESTED_FOLDS_FILE not in logged:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        table = json.loads(Path(client.download_artifacts(run.info.run_id, schema.NESTED_FOLDS_FILE, folder)).read_text())
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    folds = [FoldScore(int(row["fold"]), float(row["score"]), float(row["inner_best"]), json.loads(row["config"])) for row in rows]
+    return NestedEstimate(metric, mode, sorted(folds, key=lambda fold: fold.fold))
+
+
 def _print_nested_job(client: Any, run: Any, logged: set[str], metric: str, mode: str, test_score: float | None, console: Any) -> None:
     """A nested validation's own part of its report: the folds' table and the nested estimate (as the
     run's summary prints them), from the job's ``nested_folds.json`` (``logged``: the run's artifacts);
     of a job not finished, its sweeps."""
-    import json
-
-    from raysweep.sweep.nested import FoldScore, NestedEstimate
     from raysweep.tracking.queries import child_runs
 
     try:
-        if schema.NESTED_FOLDS_FILE in logged:
-            with tempfile.TemporaryDirectory() as folder:
-                table = json.loads(Path(client.download_artifacts(run.info.run_id, schema.NESTED_FOLDS_FILE, folder)).read_text())
-            rows = [dict(zip(table["columns"], row)) for row in table["data"]]
-            folds = [FoldScore(int(row["fold"]), float(row["score"]), float(row["inner_best"]), json.loads(row["config"])) for row in rows]
-            print_nested(NestedEstimate(metric, mode, sorted(folds, key=lambda fold: fold.fold)), test_score, console)
+        estimate = _nested_estimate(client, run, logged, metric, mode)
+        if estimate is not None:
+            print_nested(estimate, test_score, console)
             return
     except Exception as error:  # the estimate is one part of the report: say why it is missing
         console.print(f"nested validation: its folds' table could not be read ({error})", soft_wrap=True)

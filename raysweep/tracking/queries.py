@@ -221,6 +221,8 @@ def leaderboard(client: Any, sweep_run: Any) -> Any:
             return pd.read_csv(path)
         except Exception:
             pass  # an interrupted or failed sweep has none: rebuild it from the trials
+    if schema.NESTED_CV in sweep_run.data.tags:
+        return pd.DataFrame()  # a nested validation's runs beneath are its sweeps, not trials
     return leaderboard_from_trials(client, sweep_run)
 
 
