@@ -274,6 +274,23 @@ def test_optuna_samples_with_multivariate_tpe_and_a_constant_liar():
     assert sampler._multivariate and sampler._constant_liar
 
 
+def test_optuna_says_nothing_of_a_step_a_resumed_trial_reports_again():
+    """A trial resumed from its checkpoint reports its last saved step again: Optuna's
+    "The reported value is ignored because this `step=1` is already reported" reached the resumed
+    sweep's stderr."""
+    import warnings
+
+    searcher = registry.build_searcher("optuna", "score", "min", 5, 2).searcher
+    searcher.set_search_properties("score", "min", dsl.param_space({"x": MIXED["frac"]}, "optuna"))
+    assert searcher.suggest("t1") is not None
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        searcher.on_trial_result("t1", {"score": 0.5, "training_iteration": 1})
+        searcher.on_trial_result("t1", {"score": 0.5, "training_iteration": 1})  # again, after a resume
+    assert [str(warning.message) for warning in said] == []
+    assert searcher._ot_trials["t1"].storage.get_trial(searcher._ot_trials["t1"]._trial_id).intermediate_values == {1: 0.5}
+
+
 def test_qrandint_draws_multiples_of_q_under_every_searcher():
     """qrandint 1..9 by 2 is 2, 4, 6, 8 (the README: multiples of q within the bounds), as Ray's own
     sampler draws it; Optuna counted its steps from the lower bound and drew 5, 7, 9."""

@@ -7,6 +7,7 @@ result, so two trials at once are not sent to the same place. ``OptunaSearch`` r
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ray.tune.search.optuna import OptunaSearch
@@ -25,7 +26,18 @@ def build(metric: str, mode: str, seed: int, max_concurrent: int, points: list[d
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 
-class WarmOptunaSearch(OptunaSearch):
+class _RepeatsUnsaid:
+    """A trial resumed from its checkpoint reports its last saved step again: Optuna keeps the
+    first report and warned of the second on the resumed sweep's stderr ("The reported value is
+    ignored because this `step=1` is already reported")."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The reported value is ignored", category=UserWarning)
+            super().on_trial_result(trial_id, result)  # type: ignore[misc]
+
+
+class WarmOptunaSearch(_RepeatsUnsaid, OptunaSearch):
     """``OptunaSearch`` that adds evaluated points once Ray Tune has given it the search space.
 
     They go in through ``OptunaSearch.add_evaluated_point``, which needs the study (made in
@@ -81,8 +93,6 @@ def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, sp
     """Optuna's TPE over a define-by-run ``space`` (``raysweep run auto``'s family choice, a
     :class:`raysweep.sweep.auto.OptunaSpace`), whose ``config`` turns each flat suggestion into the
     config the trainable takes; ``points`` (in the space's flat names) are tried first."""
-    import warnings
-
     from optuna.exceptions import ExperimentalWarning
     from optuna.samplers import TPESampler
     from ray.tune.search import ConcurrencyLimiter
@@ -97,7 +107,7 @@ def build_conditional(metric: str, mode: str, seed: int, max_concurrent: int, sp
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent)
 
 
-class ConditionalOptunaSearch(OptunaSearch):
+class ConditionalOptunaSearch(_RepeatsUnsaid, OptunaSearch):
     """``OptunaSearch`` over a define-by-run space whose ``config`` reshapes each suggestion.
 
     Ray unflattens a suggestion on "/" only: the family's parameters, named ``<family>.<name>``,
