@@ -127,7 +127,7 @@ space:
 BAD = [
     (["--searcher", "grid"], "error: --searcher grid: cannot search auto's family choice with per-family sub-spaces; use --searcher random, hyperopt, optuna, anneal"),
     (["--searcher", "gp"], "error: --searcher gp: cannot search auto's family choice with per-family sub-spaces; use --searcher random, hyperopt, optuna, anneal"),
-    (["--scheduler", "pbt"], "error: --scheduler pbt: auto's trials belong to different families with different hyperparameters, so PBT members cannot copy each other; use --scheduler asha or hyperband"),
+    (["--scheduler", "pbt"], "error: --scheduler pbt: auto's trials belong to different families with different hyperparameters, so PBT members cannot copy each other; use --scheduler asha, hyperband or fifo"),
     (["--recipes", "xgboost,randm_forest"], "error: --recipes: unknown recipe 'randm_forest' (did you mean 'random_forest'?); prebuilt recipes: mlp, random_forest, svm, xgboost (or pass a path to a YAML file)"),
     (["--recipes", "xgboost,xgboost"], "error: --recipes: recipe 'xgboost' is listed twice (or two files share its name); each family needs a name of its own"),
     (["--warm-start"], "error: --warm-start: an auto sweep's searcher cannot start from earlier sweeps' trials yet; leave out --warm-start"),

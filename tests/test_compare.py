@@ -131,6 +131,27 @@ def test_sweeps_scored_on_other_rows_show_their_validation_and_seed_and_say_so(e
     assert [(row["sweep"], row["cv"], row["seed"]) for row in data["sweeps"]] == [("cv-3", 3, 0), ("split", None, 1)]
 
 
+def test_an_auto_sweep_shows_the_family_that_won(empty_store, tmp_path):  # noqa: F811
+    """An auto sweep's row said only `auto`: which family won was in report alone."""
+    database = tmp_path / "mlflow.db"
+    shutil.copyfile(empty_store, database)
+    uri = f"sqlite:///{database}"
+    for name, recipe, best, won in (("auto-1", "auto", 0.97, "xgboost"), ("rf-1", "random_forest", 0.95, None)):
+        tags = {schema.RECIPE: recipe, schema.DATASET: "iris", schema.METRIC: "accuracy", schema.SCHEDULER: "asha", schema.SEARCHER: "random"}
+        tracker = SweepTracker(uri, "e", name, "val_accuracy", 3, True, tags=tags, params={"mode": "max", "metric": "accuracy"})
+        tracker.start()
+        tracker.log_summary(metrics={"best_val_accuracy": best, "num_trials": 4},
+                            params={schema.best_param("family"): won} if won else {}, tags={})  # fmt: skip
+        tracker.finish("FINISHED")
+    shown = invoke_cli("compare", "--experiment", "e", "--tracking-uri", uri, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = {line.split()[1]: line for line in shown.stdout.splitlines() if " auto-1 " in line or " rf-1 " in line}
+    assert [cell.strip() for cell in rows["auto-1"].split("│")[2:3]] == ["auto (xgboost)"], shown.stdout
+    assert [cell.strip() for cell in rows["rf-1"].split("│")[2:3]] == ["random_forest"], shown.stdout
+    data = json.loads(invoke_cli("compare", "--experiment", "e", "--json", "--tracking-uri", uri, cwd=tmp_path).stdout)
+    assert [(row["sweep"], row["recipe"], row["family"]) for row in data["sweeps"]] == [("auto-1", "auto", "xgboost"), ("rf-1", "random_forest", None)]
+
+
 def test_a_sweeps_name_stays_whole_on_its_line(empty_store, tmp_path):  # noqa: F811
     """Long default names were folded over two lines (``random_forest-breast_cancer-20261205`` / ``-080224``),
     in a pipe too: they could not be grepped or copied into ``report``."""

@@ -64,7 +64,8 @@ def compare_command(experiment: str | None, dataset: str | None, tracking_uri: s
             table.add_column(column, overflow="fold", min_width=min(longest, console.width // 3) if column == "sweep" else None)
         for row in members:
             cells = [row.sweep] + [row.experiment] * several_experiments + [
-                row.recipe, row.scheduler, row.searcher, str(row.trials), _score(row.best_validation_score),
+                f"{row.recipe} ({row.family})" if row.family else row.recipe, row.scheduler, row.searcher, str(row.trials),
+                _score(row.best_validation_score),
                 _score(row.test_score), _duration(row.wall_time_s), row.started, row.status,
             ] + [f"{row.cv}-fold cv" if row.cv else "split", "?" if row.seed is None else str(row.seed)] * scored_apart  # fmt: skip
             table.add_row(*cells)

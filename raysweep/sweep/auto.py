@@ -122,7 +122,7 @@ def check_strategies(scheduler: str | None, searcher: str | None) -> None:
     if scheduler and strategies.get_scheduler(scheduler).population:
         raise UserError(
             f"--scheduler {scheduler}: auto's trials belong to different families with different hyperparameters, "
-            "so PBT members cannot copy each other; use --scheduler asha or hyperband"
+            "so PBT members cannot copy each other; use --scheduler asha, hyperband or fifo"
         )
     if searcher and not strategies.get_searcher(searcher).conditional:
         able = [name for name, s in strategies.SEARCHERS.items() if s.conditional]

@@ -41,6 +41,8 @@ class SweepRow:
     cv: int | None = None
     #: the seed of its data split (None: not recorded): sweeps of other seeds scored other rows
     seed: int | None = None
+    #: an auto sweep's winning family (its best trial's), once it has one; None for any other sweep
+    family: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +80,7 @@ def sweep_row(client: Any, run: Any, experiment_name: str) -> SweepRow:
         run_id=info.run_id,
         cv=_whole(run.data.params.get("cv")),
         seed=_whole(run.data.params.get("seed")),
+        family=run.data.params.get(schema.best_param("family")) if tags.get(schema.RECIPE) == "auto" else None,
     )
 
 
