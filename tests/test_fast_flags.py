@@ -387,3 +387,35 @@ def test_reports_best_config_cut_by_mlflow_is_its_text() -> None:
     assert _best_config({schema.BEST_CONFIG: '{"a": 1}'}) == {"a": 1}
     assert _best_config({schema.BEST_CONFIG: '{"a": "xxxx'}) == '{"a": "xxxx'  # MLflow keeps 5000 characters of a tag
     assert _best_config({}) is None
+
+
+def test_a_time_budget_that_ran_out_first_is_said_with_the_trials_it_left(tmp_path, capsys, monkeypatch) -> None:
+    """`--num-samples 500 --time-budget 8` printed `trials: 158 (...)`, with no word that the
+    budget had ended the sweep or of the trials it never ran."""
+    from types import SimpleNamespace
+
+    from raysweep.cli.summary import report
+    from raysweep.sweep.options import plan_sweep
+    from raysweep.sweep.result import _budget_ran_out
+
+    def plan(**options):
+        return plan_sweep("random_forest", "iris", storage=str(tmp_path), **options)
+
+    assert _budget_ran_out(plan(num_samples=500, time_budget=8), 158) == "the time budget of 8 s ran out first: 158 of 500 trials ran"
+    assert _budget_ran_out(plan(num_samples=500, time_budget=8), 500) is None  # the count came first
+    assert _budget_ran_out(plan(time_budget=8), 158) is None  # trials fill the budget: nothing left unrun
+    assert _budget_ran_out(plan(num_samples=500), 158) is None
+    grid = plan(searcher="grid", num_samples=1, time_budget=8)
+    assert _budget_ran_out(grid, 5) == "the time budget of 8 s ran out first: 5 of 27 trials ran"  # the header's 27 trials (1 pass)
+    result = SimpleNamespace(
+        leaderboard=[], best_config={}, best_validation_score=0.9, best_resource=20, metric="accuracy", test_score=0.9, num_trials=158,
+        num_stopped_early=43, num_errors=0, elapsed_s=8.4, warm_start_trials=None, warnings=[], stopped_by=None, tracking_uri=None,
+        budget_ran_out="the time budget of 8 s ran out first: 158 of 500 trials ran",
+    )  # fmt: skip
+    import raysweep.cli.summary as summary
+
+    monkeypatch.setattr(summary, "print_leaderboard", lambda *args, **kwargs: None)
+    report(result, False)
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("trials: 158 (43 stopped early, 0 failed) in 8.4s")
+    assert lines[at + 1] == "the time budget of 8 s ran out first: 158 of 500 trials ran"

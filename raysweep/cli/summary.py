@@ -128,6 +128,8 @@ def _print_summary(result: Any, console: Any) -> None:
     console.print(
         f"trials: {result.num_trials} ({result.num_stopped_early} stopped early, {result.num_errors} failed) in {result.elapsed_s:.1f}s"
     )
+    if getattr(result, "budget_ran_out", None):
+        console.print(result.budget_ran_out)
     print_families(console, getattr(result, "families", None) or {}, result.metric)
     if result.warm_start_trials is not None:
         source = f" from {', '.join(result.warm_start_from)}" if result.warm_start_from else " (no earlier sweep: cold)"

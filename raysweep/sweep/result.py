@@ -61,6 +61,8 @@ class SweepResult:
     stopped_by: str | None = None
     #: what the user should know about how the trials ran (asked for a GPU, trained on the CPU)
     warnings: list[str] = field(default_factory=list)
+    #: with both a trial count and ``--time-budget``: how many trials ran when the budget ran out first, else None
+    budget_ran_out: str | None = None
     #: ``raysweep run auto``: each family's trials and best validation score, best family first
     families: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: with ``nested_cv``: the nested validation's estimate (:class:`raysweep.sweep.nested.NestedEstimate`)
@@ -304,6 +306,7 @@ def summarise(
             plan.gpus_per_trial, plan.family, results, {m.name: m.family for m in plan.auto.members} if plan.auto else None
         ),
         families=_families(leaderboard, plan) if plan.auto is not None else {},
+        budget_ran_out=None if stopped_by else _budget_ran_out(plan, len(results)),
     )
     if tracker is not None:
         from raysweep.tracking.outcome import log_sweep_outcome
@@ -324,6 +327,22 @@ def _winner(plan: SweepPlan, config: dict[str, Any], steps: int) -> tuple[SweepP
     prepared = prepare(plan.dataset, member.family, seed=plan.seed, test_size=plan.test_size, val_size=plan.val_size, cv=plan.cv)
     own_steps = family_step(steps, plan.auto.steps, member.recipe.resource.max_steps)
     return replace(plan, family=member.family), replace(plan, recipe=member.recipe, family=member.family, auto=None), prepared, own_steps
+
+
+def _budget_ran_out(plan: SweepPlan, trials: int) -> str | None:
+    """``the time budget of 8 s ran out first: 158 of 500 trials ran`` for a sweep of a trial count
+    and a time budget that the budget ended (the summary said only how many trials ran), else None."""
+    if not plan.time_budget or plan.options.fill_time_budget:
+        return None
+    from raysweep.space import grid_entries_size, grid_size
+    from raysweep.strategies import registry as strategies
+
+    planned = plan.options.num_samples
+    if plan.auto is None:
+        planned *= (grid_size if strategies.get_searcher(plan.searcher).exhaustive else grid_entries_size)(plan.recipe.space)
+    if trials >= planned:
+        return None
+    return f"the time budget of {plan.time_budget:g} s ran out first: {trials} of {planned} trials ran"
 
 
 def _families(leaderboard: Any, plan: SweepPlan) -> dict[str, dict[str, Any]]:
