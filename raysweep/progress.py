@@ -417,18 +417,22 @@ def _cursor_through_suspend(console: Console) -> Callable[[], None] | None:
     if previous not in (signal.SIG_DFL, None):
         return None
 
+    live = [True]
+
     def suspend(signum: int, frame: Any) -> None:
         console.show_cursor(True)
         signal.signal(signal.SIGTSTP, signal.SIG_DFL)
         try:
             os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
         finally:
-            signal.signal(signal.SIGTSTP, suspend)
-            console.show_cursor(False)
+            if live[0]:  # the view ended meanwhile: the cursor stays shown
+                signal.signal(signal.SIGTSTP, suspend)
+                console.show_cursor(False)
 
     signal.signal(signal.SIGTSTP, suspend)
 
     def unhook() -> None:
+        live[0] = False
         if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTSTP) is suspend:
             signal.signal(signal.SIGTSTP, previous)
 

@@ -104,8 +104,10 @@ def test_sync_and_resume_are_refused_while_the_sweeps_own_process_lives_not_afte
         time.sleep(60)
     """)
     driver = textwrap.dedent(f"""
-        import subprocess, sys, time
-        writer = subprocess.Popen([sys.executable, "-c", {writer!r}], stdout=subprocess.PIPE, text=True)
+        import os, subprocess, sys, time
+        # as raysweep.tracking.side_process.spawn starts it: with the id of the sweep's process
+        env = {{**os.environ, "RAYSWEEP_SWEEP_PID": str(os.getpid())}}
+        writer = subprocess.Popen([sys.executable, "-c", {writer!r}], stdout=subprocess.PIPE, text=True, env=env)
         print(writer.pid, writer.stdout.readline().strip(), flush=True)
         time.sleep(60)
     """)

@@ -15,7 +15,7 @@ class _UsageLine(click.UsageError):
 
     @classmethod
     def of(cls, exc: click.UsageError) -> click.UsageError:
-        if isinstance(exc, (cls, click.exceptions.NoArgsIsHelpError)):
+        if isinstance(exc, (cls, getattr(click.exceptions, "NoArgsIsHelpError", cls))):  # click 8.2+
             return exc  # a bare ``raysweep`` prints its help, as click does
         return cls(exc.format_message(), ctx=exc.ctx)
 

@@ -19,11 +19,13 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from raysweep.cluster._nodes import (
     _first_free_port, _make_ray_temp_dir, _node_env, _pick_gcs_port, _ray_start, _save, _wait_for_nodes, _with_node_ids,
@@ -204,10 +206,9 @@ def start_local_cluster(
 
     gcs_port = _pick_gcs_port(port)
     dashboard_port = _first_free_port(DEFAULT_DASHBOARD_PORT, avoid={gcs_port})
-    token_path = _write_token(state_dir / TOKEN_FILE_NAME)
-    temp_dir = _make_ray_temp_dir()
+    token_path = state_dir / TOKEN_FILE_NAME
+    temp_dir: Path | None = None
     cluster_id = uuid.uuid4().hex
-    node_env = _node_env(token_path, cluster_id)
     address = f"{LOOPBACK}:{gcs_port}"
 
     common = [
@@ -222,7 +223,6 @@ def start_local_cluster(
     ]  # fmt: skip
     head_args = [
         "--head",
-        "--temp-dir", str(temp_dir),
         "--port", str(gcs_port),
         "--dashboard-host", LOOPBACK,
         "--dashboard-port", str(dashboard_port),
@@ -238,6 +238,10 @@ def start_local_cluster(
         starting()
     cluster: LocalCluster | None = None
     try:
+        _write_token(token_path)
+        temp_dir = _make_ray_temp_dir()
+        node_env = _node_env(token_path, cluster_id)
+        head_args += ["--temp-dir", str(temp_dir)]
         head = _ray_start(head_args, node_env, temp_dir, role="head", index=-1, num_cpus=head_cpus, timeout_s=timeout_s)
         cluster = LocalCluster(
             address=address,
@@ -272,16 +276,31 @@ def start_local_cluster(
         return cluster
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)  # nothing to look into: no logs kept
-        if cluster is not None:
-            _stop(cluster, keep_logs=not interrupted)
-        else:
-            token_path.unlink(missing_ok=True)
-        if interrupted:
-            # A node whose `ray start` was being launched as the interrupt came is recorded nowhere:
-            # every process of this cluster goes, whatever its session.
-            _signal_all(_session_pids(None, cluster_id, temp_dir), signal.SIGKILL)
-            shutil.rmtree(temp_dir, ignore_errors=True)
+        with _uninterrupted():  # a second Ctrl-C would leave half of it running, recorded nowhere
+            if cluster is not None:
+                _stop(cluster, keep_logs=not interrupted)
+            else:
+                token_path.unlink(missing_ok=True)
+            if interrupted and temp_dir is not None:
+                # A node whose `ray start` was being launched as the interrupt came is recorded
+                # nowhere: every process of this cluster goes, whatever its session.
+                _signal_all(_session_pids(None, cluster_id, temp_dir), signal.SIGKILL)
+                shutil.rmtree(temp_dir, ignore_errors=True)
         raise
+
+
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held off (on the main thread) while what was started is stopped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def stop_local_cluster(state_dir: Path | None = None, *, grace_period_s: float = 3.0) -> bool:

@@ -117,14 +117,15 @@ class PatienceStopper(Stopper):
         return self.reason is not None
 
 
-#: the stopper of each sweep running in this process, by the sweep's name (see :meth:`SweepStopper.__reduce__`)
+#: the stopper of each sweep running in this process, by the sweep's folder (see :meth:`SweepStopper.__reduce__`)
 _LIVE: weakref.WeakValueDictionary[str, SweepStopper] = weakref.WeakValueDictionary()
 
 
 class SweepStopper(CombinedStopper):
     """The sweep's stoppers as one: the recipe's last step for each trial, and the rules that end
-    the whole sweep early (``--stop-at``, ``--patience``). ``sweep``: the sweep's name, under which
-    a copy unpickled in this process finds this one (see :meth:`__reduce__`)."""
+    the whole sweep early (``--stop-at``, ``--patience``). ``sweep``: the sweep's folder (its
+    storage and name), under which a copy unpickled in this process finds this one (see
+    :meth:`__reduce__`)."""
 
     def __init__(self, max_steps: int, rules: list[TargetStopper | PatienceStopper], sweep: str | None = None) -> None:
         # Every rule sees every result: CombinedStopper's any() would skip the rest after a True.

@@ -139,15 +139,34 @@ def recorded_token(target: Target, state_dir: Path | None = None) -> Path | None
 
 
 def _this_machine(host: str) -> bool:
-    """Whether ``host`` is one of this machine's own addresses (a socket can be bound to it)."""
+    """Whether ``host`` is one of this machine's own addresses: an address of one of its network
+    interfaces (not whatever a socket can be bound to: with ``ip_nonlocal_bind`` that is any)."""
     if host in ("127.0.0.1", "localhost"):
         return True
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe_socket:
-            probe_socket.bind((host, 0))
+        address = socket.gethostbyname(host)
     except OSError:
         return False
-    return True
+    return address.startswith("127.") or address in _interface_addresses()
+
+
+def _interface_addresses() -> set[str]:
+    """The IPv4 addresses of this machine's network interfaces (Linux's ``SIOCGIFADDR``; none elsewhere)."""
+    found: set[str] = set()
+    try:
+        import fcntl
+        import struct
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_socket:
+            for _, name in socket.if_nameindex():
+                try:
+                    packed = fcntl.ioctl(probe_socket.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+                except OSError:
+                    continue  # an interface without an IPv4 address
+                found.add(socket.inet_ntoa(packed[20:24]))
+    except (ImportError, OSError, AttributeError):
+        pass
+    return found
 
 
 def check_token_path() -> None:

@@ -127,7 +127,8 @@ def run_planned(
     from raysweep.strategies.stops import StopNotes
 
     # --stop-at and --patience: Tune's Stopper interface, beside each trial's step limit.
-    sweep_stopper = build_stopper(plan.metric_key, plan.mode, max_steps, stop_at=plan.stop_at, patience=plan.patience, sweep=plan.name)
+    sweep_stopper = build_stopper(plan.metric_key, plan.mode, max_steps, stop_at=plan.stop_at, patience=plan.patience,
+                                 sweep=sweep_record.sweep_dir(plan))
     # What the scheduler notes (a resume builds its scheduler anew with it: _use_callbacks).
     stops: dict[str, str] = {}
     # First: the scheduler's stop notes go into the results before anything else reads them.

@@ -25,12 +25,17 @@ from typing import BinaryIO
 NICENESS = 10
 
 
+#: the environment variable that gives a side process the id of the sweep's process that started it
+SWEEP_PID_ENV = "RAYSWEEP_SWEEP_PID"
+
+
 def spawn(module: str, *args: str, quiet: bool = False) -> subprocess.Popen:
     """Start ``python -m module *args`` with pipes to its stdin and stdout. ``quiet``: its stderr
     goes nowhere (its failures come back as answers) instead of to the sweep's."""
     env = dict(os.environ)
     # It imports raysweep as this process does (a source checkout included).
     env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+    env[SWEEP_PID_ENV] = str(os.getpid())  # the sweep's process (see raysweep.tracking.writer_lock.hold)
     return subprocess.Popen(
         [sys.executable, "-m", module, *args],
         stdin=subprocess.PIPE,

@@ -15,6 +15,8 @@ import tempfile
 import time
 from typing import IO, Callable
 
+from raysweep.tracking.side_process import SWEEP_PID_ENV
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
@@ -39,9 +41,11 @@ def hold(parent_run_id: str) -> IO[bytes] | None:
         fcntl.flock(handle, fcntl.LOCK_EX)  # an older writer of the same sweep finishes first
         try:
             if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
-                # The sweep's own process (the writer's parent), for :func:`live_driver`.
+                # The sweep's own process, for :func:`live_driver`: the one that started this
+                # writer (its id given at the start, not the parent now: a writer whose sweep has
+                # died has init's), else nothing known.
                 handle.truncate(0)
-                handle.write(str(os.getppid()).encode())
+                handle.write(os.environ.get(SWEEP_PID_ENV, "").encode())
                 handle.flush()
                 return handle
         except FileNotFoundError:
