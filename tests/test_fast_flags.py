@@ -18,7 +18,7 @@ ADDRESS_FIX = (
 )
 
 
-@pytest.mark.parametrize("address", ["bogus", "127.0.0.1:abc", "127.0.0.1:0", "127.0.0.1:70000", ":6379"])
+@pytest.mark.parametrize("address", ["bogus", "127.0.0.1:abc", "127.0.0.1:0", "127.0.0.1:70000", ":6379", "a" * 64 + ":6379"])
 def test_an_address_ray_could_not_parse_is_one_line_naming_the_flag(address: str) -> None:
     # Ray's own parse of these is a traceback ("Invalid address format", "Unable to parse port number").
     with pytest.raises(UserError) as raised:

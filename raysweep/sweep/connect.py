@@ -107,12 +107,22 @@ def check_address_form(target: Target) -> None:
     if address in ("auto", "local") or "://" in address:
         return
     host, sep, port = address.rpartition(":")
-    if sep and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536:
+    if sep and host.strip("[]") and port.isdigit() and 0 < int(port) < 65536 and _host_name(host.strip("[]")):
         return
     raise UserError(
         f"{target.label}: not a Ray address; give the head node's HOST:PORT (e.g. 127.0.0.1:6379, as "
         "`raysweep cluster up --local` and `ray start --head` print it) or auto"
     )
+
+
+def _host_name(host: str) -> bool:
+    """Whether ``host`` can be looked up at all (a label over 63 characters cannot: the lookup
+    raised UnicodeError, a traceback)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def recorded_token(target: Target, state_dir: Path | None = None) -> Path | None:

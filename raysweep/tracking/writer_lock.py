@@ -81,27 +81,12 @@ def live_driver(parent_run_id: str | None) -> int | None:
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
+            from raysweep.cluster._processes import _is_alive
+
             text = handle.read().decode(errors="replace").strip()
-            return int(text) if text.isdigit() and _alive(int(text)) else None
+            return int(text) if text.isdigit() and _is_alive(int(text)) else None
         fcntl.flock(handle, fcntl.LOCK_UN)
         return None
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
-    if os.path.isdir("/proc"):
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def refuse_while_running(parent_run_id: str | None, name: str, command: str) -> None:
