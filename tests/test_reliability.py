@@ -237,6 +237,17 @@ def wait_for_first_metrics(sweep: Any, client: Any, experiment: str) -> None:
     wait_for(metrics_logged, 240, "the first trial metrics on the server")
 
 
+def ctrl_c_then_resume(sweep: Sweep, name: str, cwd: Path, wait_s: float = 120) -> Finished:
+    """Ctrl-C the running ``sweep`` as a terminal does (its process group): it must exit 130. Then
+    ``raysweep resume NAME --json`` to its end, which must exit 0: the resume, finished."""
+    os.killpg(sweep.pid, signal.SIGINT)
+    stopped = sweep.wait(wait_s)
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    done = raysweep("resume", name, "--json", cwd=cwd, timeout=400)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
 def background_rf_sweep(
     cwd: Path, name: str, tracking_uri: str, num_samples: int | None, n_samples: int = 3000, concurrent: int = 2,
     extra: list[str] | None = None, env: dict[str, str] | None = None,
@@ -647,13 +658,9 @@ def test_patience_goes_on_counting_after_ctrl_c_and_resume(tmp_path):
     try:
         wait_for(lambda: "trials: 1 of 12 done" in sweep.err.read_text() or not sweep.running(), 240, "the first finished trial", every=0.05)
         assert sweep.running(), sweep.err.read_text()[-3000:]
-        os.killpg(sweep.pid, signal.SIGINT)
-        stopped = sweep.wait(120)
+        done = ctrl_c_then_resume(sweep, name, tmp_path)
     finally:
         sweep.stop()
-    assert stopped.returncode == 130, stopped.stderr[-3000:]
-    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=400)
-    assert done.returncode == 0, done.stderr[-4000:]
     summary = summary_of(done.stdout)
     # One trial at a time: no trial runs beside the finished ones, so their best is the sweep's.
     assert re.fullmatch(
@@ -904,13 +911,9 @@ def test_a_time_budgeted_sweep_stopped_with_ctrl_c_resumes_to_its_end_on_what_is
         wait_for(a_trial_ran, 180, "a trial in MLflow")
         # Half the budget spent: what is left, with a resume's own start, is shorter than 90% of it.
         time.sleep(budget * 0.45)
-        os.killpg(sweep.pid, signal.SIGINT)
-        stopped = sweep.wait(180)
+        done = ctrl_c_then_resume(sweep, name, tmp_path, wait_s=180)
     finally:
         sweep.stop()
-    assert stopped.returncode == 130, stopped.stderr[-3000:]
-    done = raysweep("resume", name, "--json", cwd=tmp_path, timeout=400)
-    assert done.returncode == 0, done.stderr[-4000:]
     assert "interrupted" not in done.stderr.splitlines()[-1], done.stderr[-2000:]
     summary = summary_of(done.stdout)
     parents, children = sweep_runs(client, RF_EXPERIMENT)
